@@ -1,0 +1,1 @@
+"""Wiring: the Bytewax dataflow and the CLI, the only code that sees every layer."""

@@ -1,0 +1,126 @@
+"""The ``stream-learner`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, NoReturn, Sequence
+
+from stream_learner.errors import StreamLearnerError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Wrong arguments give one readable line, not usage plus a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stream_learner.drift import DETECTORS
+    from stream_learner.learners.river import PRESETS
+
+    parser = _Parser(prog="stream-learner", description="Continual / online learning over event streams.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
+    run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL) or river:DATASET (default: %(default)s)")
+    run.add_argument("--model", default="logreg", help=f"a preset ({', '.join(PRESETS)}) or a dotted path to a river estimator (default: %(default)s)")
+    run.add_argument("--model-params", default=None, metavar="JSON", help="the model's parameters as a JSON object")
+    run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
+    run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
+    run.add_argument("--max-events", type=_positive_int, default=None, metavar="N", help="stop after N events")
+    run.add_argument("--seed", type=int, default=42, help="seed of synthetic streams and seeded models (default: %(default)s)")
+    run.add_argument("--out", default="out", metavar="DIR", help="predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: %(default)s)")
+    run.add_argument("--snapshot-dir", default=None, metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
+    run.add_argument("--resume", action="store_true", help="resume every model from its latest snapshot, and the source from where they stopped")
+    run.add_argument("--workers", type=_positive_int, default=1, help="Bytewax worker threads (default: %(default)s)")
+    run.add_argument("--window", type=_positive_int, default=1000, help="sliding accuracy window (default: %(default)s)")
+    run.add_argument("--metrics-every", type=_positive_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
+    run.add_argument("--snapshot-every", type=_positive_int, default=10_000, metavar="N", help="snapshot every N events, 0 for only at the end (default: %(default)s)")
+    run.add_argument("--no-proba", action="store_true", help="leave class probabilities out of predictions")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
+    run.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream_learner.app.runner import RunOptions, run
+    from stream_learner.drift import parse_detector_params
+    from stream_learner.engine import EngineConfig
+    from stream_learner.learners.base import LearnerSpec
+
+    detector = None if args.drift_detector == "none" else args.drift_detector
+    engine = EngineConfig(
+        learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed),
+        detector=detector,
+        detector_params=parse_detector_params(args.drift_params),
+        window=max(1, args.window),
+        metrics_every=max(1, args.metrics_every),
+        snapshot_every=args.snapshot_every,
+        with_proba=not args.no_proba,
+    )
+    options = RunOptions(
+        source=args.source,
+        engine=engine,
+        out=args.out,
+        snapshot_dir=args.snapshot_dir,
+        max_events=args.max_events,
+        seed=args.seed,
+        workers=max(1, args.workers),
+        resume=args.resume,
+        progress=not (args.quiet or args.json),
+        console=not (args.quiet or args.json),
+    )
+    summary = run(options)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(_describe(summary))
+    return 0
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    accuracy = summary["accuracy"]
+    quality = f"accuracy {accuracy:.4f}" if accuracy is not None else (f"MAE {summary['mae']:.4f}" if summary.get("mae") is not None else "no labels")
+    return (
+        f"done: {summary['events']:,} events ({summary['labelled']:,} labelled) in {summary['seconds']:.2f}s "
+        f"= {summary['events_per_second'] or 0:,.0f} events/s\n"
+        f"      {summary['predictions']:,} predictions, {summary['dead_letters']:,} dead letters, {quality}, "
+        f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots\n"
+        f"      outputs in {summary['out']}/"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except StreamLearnerError as exc:
+        print(f"stream-learner: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stream-learner: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The one dataflow every run uses, whatever its source and sinks.
+
+``source -> decode (dead letters split off) -> key -> learner step (per key)
+-> predictions / metrics / dead letters / snapshots``
+
+Items travel in groups (a source batch's events for one key), so the
+Bytewax overhead is paid per group, not per event.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from connectors.base import RawRecord
+from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
+from stream_learner.events import Event, decode_event
+
+Records = tuple[str, list[dict[str, Any]]]
+
+
+@dataclass
+class Sinks:
+    """Where each output goes; each record sink takes ``(key, [record, ...])`` items."""
+
+    predictions: list[Sink[Records]] = field(default_factory=list)
+    metrics: list[Sink[Records]] = field(default_factory=list)
+    dead_letters: list[Sink[Records]] = field(default_factory=list)
+    snapshots: list[Sink[Any]] = field(default_factory=list)
+
+
+class RunStats:
+    """Counts of one run, shared by the dataflow's workers (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.perf_counter()
+        self.events = 0
+        self.predictions = 0
+        self.dead_letters = 0
+        self.snapshots = 0
+        self.snapshot_failures = 0
+        self.latest_metrics: dict[str, dict[str, Any]] = {}
+
+    def add_read(self, n: int) -> None:
+        """Records read from the source."""
+        with self._lock:
+            self.events += n
+
+    def observe(self, outputs: list[StepOutput]) -> list[StepOutput]:
+        """Count a batch of learner outputs on their way to the sinks."""
+        with self._lock:
+            for out in outputs:
+                self.predictions += len(out.predictions)
+                self.dead_letters += len(out.dead_letters)
+                for record in out.metrics:
+                    if record["type"] == "metrics":
+                        self.latest_metrics[record["key"]] = record
+        return outputs
+
+    def snapshot_saved(self, key: str, version: int | None) -> None:
+        with self._lock:
+            if version is None:
+                self.snapshot_failures += 1
+            else:
+                self.snapshots += 1
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures (accuracy weighted by labelled events across keys)."""
+        with self._lock:
+            metrics = list(self.latest_metrics.values())
+            seconds = time.perf_counter() - self.started
+            labelled = sum(m["labelled"] for m in metrics)
+            scored = [m for m in metrics if m["accuracy"] is not None]
+            scored_labelled = sum(m["labelled"] for m in scored)
+            accuracy = sum(m["accuracy"] * m["labelled"] for m in scored) / scored_labelled if scored_labelled else None
+            if len(scored) == 1:
+                accuracy = scored[0]["accuracy"]
+            mae = [m for m in metrics if m.get("mae") is not None]
+            return {
+                "events": self.events,
+                "labelled": labelled,
+                "predictions": self.predictions,
+                "dead_letters": self.dead_letters,
+                "accuracy": accuracy,
+                "mae": sum(m["mae"] * m["labelled"] for m in mae) / sum(m["labelled"] for m in mae) if mae else None,
+                "drifts": sum(m["drifts"] for m in metrics),
+                "concepts": sum(m["concepts"] for m in metrics),
+                "keys": len(metrics),
+                "snapshots": self.snapshots,
+                "snapshot_failures": self.snapshot_failures,
+                "seconds": round(seconds, 3),
+                "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
+            }
+
+
+def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]] | StepOutput]:
+    """Decode raw records, split off dead letters, group events by model key (order kept)."""
+    groups: dict[str, list[Event]] = defaultdict(list)
+    dead: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, RawRecord):
+            item = decode_event(item.value, item.origin)
+            if isinstance(item, dict):
+                dead.append(item)
+                continue
+        groups[item.key].append(item)
+    out: list[tuple[str, list[Event]] | StepOutput] = list(groups.items())
+    if dead:
+        out.append(StepOutput(dead_letters=dead))
+    return out
+
+
+class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
+    """Bytewax's side of a :class:`KeyedLearner`.
+
+    Bytewax builds the logic without telling it the key, so the learner is
+    built (or restored) on the first batch, whose events carry the key.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        restored: Callable[[str], KeyedLearner | None],
+        recoverable: bool,
+        resume_state: bytes | None,
+    ) -> None:
+        self.config = config
+        self.restored = restored
+        self.recoverable = recoverable
+        self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
+
+    def on_batch(self, groups: list[list[Event]]) -> tuple[list[StepOutput], bool]:
+        events = groups[0] if len(groups) == 1 else [e for g in groups for e in g]
+        if self.learner is None:
+            key = events[0].key
+            self.learner = self.restored(key) or KeyedLearner(key, self.config)
+        return [self.learner.process(events, time.time())], self.RETAIN
+
+    def on_eof(self) -> tuple[list[StepOutput], bool]:
+        if self.learner is None:
+            return [], self.RETAIN
+        return [self.learner.finish(time.time())], self.RETAIN
+
+    def snapshot(self) -> bytes | None:
+        # Bytewax calls this at every epoch close; without recovery it would be thrown away.
+        if self.learner is None or not self.recoverable:
+            return None
+        return self.learner.snapshot().payload
+
+
+def build_dataflow(
+    source: Source[Any],
+    config: EngineConfig,
+    sinks: Sinks,
+    stats: RunStats,
+    *,
+    restored: Callable[[str], KeyedLearner | None] = lambda key: None,
+    recoverable: bool = False,
+    flow_id: str = "stream_learner",
+) -> Dataflow:
+    """Wire a source, the learner step and the sinks into one dataflow.
+
+    ``restored(key)`` may return a learner restored from the snapshot store
+    (``--resume``); Bytewax's own recovery state, when present, wins.
+    """
+
+    flow = Dataflow(flow_id)
+    items = op.input("source", flow, source)
+    decoded = op.flat_map_batch("decode", items, decode_batch)
+    split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
+
+    def build_logic(resume_state: bytes | None) -> _LearnerLogic:
+        return _LearnerLogic(config, restored, recoverable, resume_state)
+
+    learned = op.stateful_batch("learn", split.trues, build_logic)
+    outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
+    counted = op.flat_map_batch("count", outputs, stats.observe)
+
+    def select(name: str) -> Callable[[list[StepOutput]], list[Records]]:
+        def pick(batch: list[StepOutput]) -> list[Records]:
+            return [(name, getattr(o, name)) for o in batch if getattr(o, name)]
+
+        return pick
+
+    for name in ("predictions", "metrics", "dead_letters"):
+        stream = op.flat_map_batch(f"select_{name}", counted, select(name))
+        for i, sink in enumerate(getattr(sinks, name)):
+            op.output(f"{name}_out_{i}", stream, sink)
+    snapshots = op.flat_map_batch("select_snapshots", counted, lambda batch: [o.snapshot for o in batch if o.snapshot])
+    for i, sink in enumerate(sinks.snapshots):
+        op.output(f"snapshots_out_{i}", snapshots, sink)
+    return flow

@@ -1,0 +1,239 @@
+"""The per-key learner step: predict, then learn, then measure.
+
+One :class:`KeyedLearner` per model key. It takes events in order and
+returns what should be published: predictions, metrics, drift events,
+dead letters (for events the model itself rejects) and, every
+``snapshot_every`` events, its own pickled state.
+
+>>> step = KeyedLearner("default", EngineConfig(metrics_every=2))
+>>> events = [Event(str(i), "default", {"x": float(i % 2)}, bool(i % 2), None, 0, i) for i in range(4)]
+>>> out = step.process(events, now=0.0)
+>>> len(out.predictions), [m["labelled"] for m in out.metrics]
+(4, [2, 4])
+>>> step.events, step.learned
+(4, 4)
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from stream_learner.drift import DriftMonitor
+from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.events import Event, Origin, dead_letter
+from stream_learner.learners.base import Learner, LearnerSpec, build_learner
+from stream_learner.metrics import Prequential
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How each per-key learner is built and how often it reports.
+
+    Attributes:
+        learner: the model to build for each key.
+        detector: drift detector name, or ``None`` for no drift detection.
+        detector_params: keyword arguments of the detector.
+        window: size of the sliding accuracy window.
+        metrics_every: publish metrics every N labelled events (and at each
+            boundary and at the end).
+        snapshot_every: emit a snapshot every N events (0: only at the end).
+        with_proba: include class probabilities in predictions.
+        source: the source's name, used in dead letters' origin.
+    """
+
+    learner: LearnerSpec = field(default_factory=LearnerSpec)
+    detector: str | None = "adwin"
+    detector_params: dict[str, Any] = field(default_factory=dict)
+    window: int = 1000
+    metrics_every: int = 1000
+    snapshot_every: int = 10_000
+    with_proba: bool = True
+    source: str = "source"
+
+
+@dataclass
+class StepOutput:
+    """Everything one call of the learner step asks to publish."""
+
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A learner's pickled state and the bookkeeping that goes in its envelope."""
+
+    key: str
+    learner_kind: str
+    strategy: str
+    events_seen: int
+    source_offsets: dict[int, int]
+    payload: bytes
+
+
+class KeyedLearner:
+    """Test-then-train for one model key, with drift and concept tracking."""
+
+    def __init__(
+        self,
+        key: str,
+        config: EngineConfig,
+        learner_factory: Callable[[LearnerSpec], Learner] = build_learner,
+    ) -> None:
+        self.key = key
+        self.config = config
+        self.learner = learner_factory(config.learner)
+        self.metrics = Prequential(self.learner.task, config.window)
+        if config.detector is not None and self.learner.task == "regression" and config.detector in ("ddm", "eddm"):
+            raise ConfigError(f"drift detector {config.detector!r} needs a classification model")
+        self.monitor = DriftMonitor(config.detector, config.detector_params) if config.detector else None
+        self.events = 0
+        self.learned = 0
+        self.drifts = 0
+        self.concept = 0
+        self.concepts = 1
+        self.tasks: dict[str | int, int] = {}
+        self.next_offsets: dict[int, int] = {}
+        self._since_metrics = 0
+        self._since_snapshot = 0
+
+    def process(self, events: list[Event], now: float) -> StepOutput:
+        """Predict for each event, learn from the labelled ones, in order."""
+        out = StepOutput()
+        predictions = out.predictions
+        learner = self.learner
+        predict, learn = learner.predict, learner.learn
+        update_metrics = self.metrics.update
+        monitor = self.monitor
+        key = self.key
+        with_proba = self.config.with_proba
+        next_offsets = self.next_offsets
+        for event in events:
+            if event.offset < next_offsets.get(event.partition, 0):
+                continue  # already learned before the snapshot this learner was restored from
+            next_offsets[event.partition] = event.offset + 1
+            self._since_snapshot += 1
+            if event.task is not None and self.tasks.get(event.task) != self.concept:
+                self._switch_task(event.task, out, now)
+            x = event.features
+            try:
+                y_pred, proba = predict(x)
+                label = event.label
+                if label is not None:
+                    learn(x, label)
+            except Exception as exc:  # a model rejecting an event must not stop the stream
+                out.dead_letters.append(self._model_error(event, exc, now))
+                continue
+            self.events += 1
+            predictions.append(
+                {
+                    "id": event.id,
+                    "key": key,
+                    "prediction": y_pred,
+                    "proba": proba if with_proba else None,
+                    "model_version": self.learned,
+                    "concept": self.concept,
+                    "ts": now,
+                }
+            )
+            if label is None:
+                continue
+            self.learned += 1
+            error = update_metrics(label, y_pred)
+            self._since_metrics += 1
+            if monitor is not None and monitor.update(error):
+                self._on_drift(out, now)
+            elif self._since_metrics >= self.config.metrics_every:
+                out.metrics.append(self.metrics_record(now))
+        if self.config.snapshot_every and self._since_snapshot >= self.config.snapshot_every:
+            out.snapshot = self.snapshot()
+        return out
+
+    def finish(self, now: float) -> StepOutput:
+        """The stream ended: final metrics and a final snapshot."""
+        return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
+
+    def metrics_record(self, now: float) -> dict[str, Any]:
+        """The current metrics, in the shape of :class:`~stream_learner.events.MetricsRecord`."""
+        self._since_metrics = 0
+        m = self.metrics
+        return {
+            "type": "metrics",
+            "key": self.key,
+            "events": self.events,
+            "labelled": m.labelled,
+            "accuracy": m.accuracy,
+            "accuracy_window": m.accuracy_window,
+            "mae": m.mae,
+            "rmse": m.rmse,
+            "concept": self.concept,
+            "concepts": self.concepts,
+            "drifts": self.drifts,
+            "forgetting": {"average": None, "bwt": None, "matrix": []},
+            "ts": now,
+        }
+
+    def snapshot(self) -> Snapshot:
+        """Pickle this learner (model, metrics, detector, counters)."""
+        self._since_snapshot = 0
+        return Snapshot(
+            key=self.key,
+            learner_kind=self.learner.family,
+            strategy="none",
+            events_seen=self.events,
+            source_offsets=dict(self.next_offsets),
+            payload=pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),
+        )
+
+    @classmethod
+    def restore(cls, payload: bytes, config: EngineConfig) -> KeyedLearner:
+        """Unpickle a *verified* snapshot payload and apply the current reporting settings.
+
+        The model must be the one the configuration asks for.
+        """
+        learner = pickle.loads(payload)
+        if not isinstance(learner, cls):
+            raise SnapshotError(f"snapshot holds a {type(learner).__name__}, not a learner")
+        if learner.config.learner != config.learner:
+            raise SnapshotError(
+                f"snapshot of key {learner.key!r} holds model {learner.config.learner.model!r} "
+                f"{learner.config.learner.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
+            )
+        learner.config = config
+        return learner
+
+    def _on_drift(self, out: StepOutput, now: float) -> None:
+        self.drifts += 1
+        if not self.tasks:  # explicit tasks, when present, own the concept boundaries
+            self._new_concept(self.concepts)
+        out.metrics.append(self._drift_record(self.config.detector or "none", now))
+        out.metrics.append(self.metrics_record(now))
+
+    def _switch_task(self, task: str | int, out: StepOutput, now: float) -> None:
+        if not self.tasks:
+            self.tasks[task] = self.concept  # the first task names the current concept
+            return
+        if task not in self.tasks:
+            self.tasks[task] = self.concepts
+        self._new_concept(self.tasks[task])
+        out.metrics.append(self._drift_record("task", now))
+
+    def _new_concept(self, concept: int) -> None:
+        self.concept = concept
+        self.concepts = max(self.concepts, concept + 1)
+        self.learner.on_boundary(concept)
+
+    def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
+        return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
+
+    def _model_error(self, event: Event, exc: Exception, now: float) -> dict[str, Any]:
+        origin = Origin(self.config.source, event.partition, event.offset)
+        raw = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
+        text = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+        return dead_letter(f"model error: {type(exc).__name__}: {exc}", text, origin, now)

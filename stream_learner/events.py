@@ -1,0 +1,235 @@
+"""The event contracts of ``DESIGN.md`` and the decoder that never raises.
+
+Input events are validated with pydantic; valid ones become the light
+:class:`Event` the learner consumes, invalid ones a :class:`DeadLetter`
+with a readable reason and the raw bytes.
+
+>>> origin = Origin(topic="in", partition=0, offset=7)
+>>> event = decode_event(b'{"features": {"x": 1.5}, "label": true}', origin)
+>>> event.id, event.key, event.features, event.label
+('in:0:7', 'default', {'x': 1.5}, True)
+>>> bad = decode_event(b'{"features": {"x": "1", "y": null}}', origin)
+>>> bad["error"], bad["origin"]
+("invalid event: features: 'y' must be a finite number, a string or a boolean, not None", {'topic': 'in', 'partition': 0, 'offset': 7})
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Union
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+DEFAULT_KEY = "default"
+
+Label = Union[StrictBool, float, str]
+
+
+class OriginModel(BaseModel):
+    """Where a record came from: topic (or source name), partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class InputEvent(BaseModel):
+    """One input event, one JSON object per message."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    id: str | None = None
+    features: dict[str, Any] | list[Any]
+    label: Any = None
+    task: str | int | None = None
+    key: str | None = Field(default=None, min_length=1)
+    ts: float | datetime | None = None
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _check_features(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError("must not be empty")
+            for name, v in value.items():
+                if not _is_scalar(v):
+                    raise ValueError(f"{name!r} must be a finite number, a string or a boolean, not {v!r}")
+            return value
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must not be empty")
+            for i, v in enumerate(value):
+                if isinstance(v, bool) or not _is_scalar(v) or isinstance(v, str):
+                    raise ValueError(f"item {i} must be a finite number, not {v!r}")
+            return value
+        raise ValueError(f"must be an object or an array of numbers, not {type(value).__name__}")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _check_label(cls, value: Any) -> Any:
+        if value is not None and not _is_scalar(value):
+            raise ValueError(f"must be a finite number, a string, a boolean or null, not {value!r}")
+        return value
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, (bool, str, int)):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+class DelayedLabel(BaseModel):
+    """A label that arrives after its event, on the labels topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    label: Any
+
+    _check_label = field_validator("label", mode="before")(InputEvent._check_label.__func__)
+
+
+class Prediction(BaseModel):
+    """One prediction per valid input event."""
+
+    id: str
+    key: str
+    prediction: Label | None
+    proba: dict[str, float] | None = None
+    model_version: int
+    concept: int
+    ts: float
+
+
+class ForgettingSummary(BaseModel):
+    """Average forgetting, backward transfer and the (bounded) accuracy matrix."""
+
+    average: float | None = None
+    bwt: float | None = None
+    matrix: list[list[float | None]] = Field(default_factory=list)
+
+
+class MetricsRecord(BaseModel):
+    """Prequential metrics of one model key, published periodically."""
+
+    type: Literal["metrics"] = "metrics"
+    key: str
+    events: int
+    labelled: int
+    accuracy: float | None
+    accuracy_window: float | None
+    mae: float | None = None
+    rmse: float | None = None
+    concept: int
+    concepts: int
+    drifts: int
+    forgetting: ForgettingSummary = Field(default_factory=ForgettingSummary)
+    ts: float
+
+
+class DriftRecord(BaseModel):
+    """A detected concept drift (or an explicit task switch)."""
+
+    type: Literal["drift"] = "drift"
+    key: str
+    detector: str
+    at_event: int
+    concept: int
+    ts: float
+
+
+class DeadLetter(BaseModel):
+    """A record that could not be used, why, and where it came from."""
+
+    error: str
+    raw: str
+    origin: OriginModel
+    ts: float
+
+
+@dataclass(slots=True, frozen=True)
+class Origin:
+    """Where a raw record came from: topic (or source name), partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def event_id(self) -> str:
+        """The default event id, ``topic:partition:offset``."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated event as the learner consumes it.
+
+    ``features`` is always a dict (list features are keyed by position).
+    ``partition`` and ``offset`` locate it in its source, so a restored
+    learner can skip what it has already learned.
+    """
+
+    id: str
+    key: str
+    features: dict[Any, Any]
+    label: Any
+    task: str | int | None
+    partition: int
+    offset: int
+
+
+def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
+    """Decode one raw JSON record; never raises.
+
+    Returns an :class:`Event`, or a dead letter (a dict of the
+    :class:`DeadLetter` shape) whose ``error`` says in one line what is wrong.
+    """
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return dead_letter(f"invalid JSON: {exc}", raw, origin)
+    if not isinstance(document, dict):
+        return dead_letter(f"invalid event: must be a JSON object, not {type(document).__name__}", raw, origin)
+    try:
+        parsed = InputEvent.model_validate(document)
+    except ValidationError as exc:
+        return dead_letter(_describe(exc), raw, origin)
+    features = parsed.features
+    if isinstance(features, list):
+        features = dict(enumerate(features))
+    return Event(
+        id=parsed.id if parsed.id is not None else origin.event_id(),
+        key=parsed.key or DEFAULT_KEY,
+        features=features,
+        label=parsed.label,
+        task=parsed.task,
+        partition=origin.partition,
+        offset=origin.offset,
+    )
+
+
+def dead_letter(error: str, raw: bytes | str, origin: Origin, ts: float | None = None) -> dict[str, Any]:
+    """A dead-letter record, keeping the raw record as text (bytes decoded leniently)."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
+    return {
+        "error": error,
+        "raw": text,
+        "origin": {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset},
+        "ts": time.time() if ts is None else ts,
+    }
+
+
+def _describe(exc: ValidationError) -> str:
+    """One readable line from a pydantic error."""
+    errors = exc.errors(include_url=False)
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "event"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "invalid event: " + "; ".join(parts) + more

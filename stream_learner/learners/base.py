@@ -1,0 +1,70 @@
+"""The learner role: predict one, learn one, consolidate at a boundary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from stream_learner.errors import ConfigError
+
+Task = Literal["classification", "regression"]
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What the engine needs from a model adapter.
+
+    ``predict`` must be pure (it never changes what the model will do next);
+    ``learn`` updates the model with one labelled example;
+    ``on_boundary`` is called when a new concept starts (drift or task switch).
+    A learner must pickle: pickling is its snapshot.
+    """
+
+    family: str
+    task: Task
+
+    def predict(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None]:
+        """Return ``(prediction, probabilities or None)``."""
+        ...
+
+    def learn(self, x: dict[Any, Any], y: Any) -> None:
+        """Learn from one labelled example."""
+        ...
+
+    def on_boundary(self, concept: int) -> None:
+        """A new concept starts; consolidate what was learned on the previous one."""
+        ...
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What to build: a model spec (preset name or dotted path) and its parameters."""
+
+    model: str = "logreg"
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 42
+
+    @classmethod
+    def parse(cls, model: str, params_json: str | None = None, seed: int | None = 42) -> LearnerSpec:
+        """Build from CLI-style strings; bad JSON is a :class:`ConfigError`."""
+        params: dict[str, Any] = {}
+        if params_json:
+            try:
+                params = json.loads(params_json)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"model parameters are not valid JSON: {exc}") from None
+            if not isinstance(params, dict):
+                raise ConfigError("model parameters must be a JSON object, e.g. '{\"l2\": 0.01}'")
+        return cls(model=model, params=params, seed=seed)
+
+
+def build_learner(spec: LearnerSpec) -> Learner:
+    """Build the learner a spec names.
+
+    >>> build_learner(LearnerSpec("logreg")).family
+    'river'
+    """
+    from stream_learner.learners.river import build_river_learner
+
+    return build_river_learner(spec)

@@ -1,0 +1,168 @@
+"""The snapshot format and the store interface.
+
+A snapshot is a signed envelope: a JSON header (format version, learner
+kind, strategy, events seen, source offsets, created-at, payload checksum,
+HMAC-SHA256 signature) and the payload. The payload is pickled, so it is
+only ever unpickled after :func:`open_envelope` has checked both the
+checksum and the signature.
+
+>>> blob = seal(b"state", signing_key=b"k", key="default", learner_kind="river",
+...             strategy="none", events_seen=3, source_offsets={0: 3}, created_at=1.0)
+>>> header, payload = open_envelope(blob, signing_key=b"k")
+>>> header.events_seen, header.source_offsets, payload
+(3, {0: 3}, b'state')
+>>> open_envelope(blob, signing_key=b"other")
+Traceback (most recent call last):
+...
+stream_learner.errors.SnapshotError: snapshot signature does not verify (wrong signing key, or the snapshot was altered)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+import orjson
+
+from stream_learner.errors import SnapshotError
+
+FORMAT_VERSION = 1
+MAGIC = b"SLSNAP"
+
+
+@dataclass(frozen=True)
+class SnapshotHeader:
+    """What an envelope says about its payload."""
+
+    format_version: int
+    key: str
+    learner_kind: str
+    strategy: str
+    events_seen: int
+    source_offsets: dict[int, int]
+    created_at: float
+    checksum: str
+    signature: str = ""
+
+
+def seal(
+    payload: bytes,
+    *,
+    signing_key: bytes,
+    key: str,
+    learner_kind: str,
+    strategy: str,
+    events_seen: int,
+    source_offsets: dict[int, int],
+    created_at: float | None = None,
+) -> bytes:
+    """Wrap a payload in a signed envelope."""
+    header = SnapshotHeader(
+        format_version=FORMAT_VERSION,
+        key=key,
+        learner_kind=learner_kind,
+        strategy=strategy,
+        events_seen=events_seen,
+        source_offsets=dict(source_offsets),
+        created_at=time.time() if created_at is None else created_at,
+        checksum=hashlib.sha256(payload).hexdigest(),
+    )
+    unsigned = _header_bytes(header)
+    signature = hmac.new(signing_key, unsigned + b"\n" + payload, hashlib.sha256).hexdigest()
+    signed = _header_bytes(SnapshotHeader(**{**asdict(header), "signature": signature}))
+    return MAGIC + b"\n" + signed + b"\n" + payload
+
+
+def read_header(blob: bytes) -> SnapshotHeader:
+    """Parse the header without verifying anything (for listings)."""
+    try:
+        magic, header_bytes, _ = blob.split(b"\n", 2)
+        if magic != MAGIC:
+            raise ValueError("not a stream-learner snapshot")
+        raw = orjson.loads(header_bytes)
+        raw["source_offsets"] = {int(p): int(o) for p, o in raw["source_offsets"].items()}
+        header = SnapshotHeader(**raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SnapshotError(f"snapshot is corrupt: {exc}") from None
+    if header.format_version != FORMAT_VERSION:
+        raise SnapshotError(f"snapshot format {header.format_version} is not supported (this version reads {FORMAT_VERSION})")
+    return header
+
+
+def open_envelope(blob: bytes, *, signing_key: bytes) -> tuple[SnapshotHeader, bytes]:
+    """Verify checksum and signature; return the header and the trusted payload."""
+    header = read_header(blob)
+    payload = blob.split(b"\n", 2)[2]
+    if hashlib.sha256(payload).hexdigest() != header.checksum:
+        raise SnapshotError("snapshot checksum does not match its payload (the snapshot is corrupt or was altered)")
+    unsigned = _header_bytes(SnapshotHeader(**{**asdict(header), "signature": ""}))
+    expected = hmac.new(signing_key, unsigned + b"\n" + payload, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, header.signature):
+        raise SnapshotError("snapshot signature does not verify (wrong signing key, or the snapshot was altered)")
+    return header, payload
+
+
+def _header_bytes(header: SnapshotHeader) -> bytes:
+    return orjson.dumps(asdict(header), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Where snapshots live: a local directory, Redis, ...
+
+    Versions are increasing integers per model key; ``latest`` only ever
+    points at a completely written version, and only the last ``retain``
+    versions are kept.
+    """
+
+    def save(self, key: str, blob: bytes) -> int:
+        """Store a new version and point ``latest`` at it; return its number."""
+        ...
+
+    def latest(self, key: str) -> int | None:
+        """The version ``latest`` points at, if any."""
+        ...
+
+    def versions(self, key: str) -> list[int]:
+        """Stored versions of a key, oldest first."""
+        ...
+
+    def load(self, key: str, version: int) -> bytes:
+        """The envelope of one version (:class:`SnapshotError` if missing)."""
+        ...
+
+    def keys(self) -> list[str]:
+        """Model keys that have snapshots."""
+        ...
+
+    def delete(self, key: str, version: int | None = None) -> None:
+        """Delete one version, or every version of a key."""
+        ...
+
+    def set_latest(self, key: str, version: int) -> None:
+        """Point ``latest`` at an existing version (restore an older one)."""
+        ...
+
+
+def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tuple[SnapshotHeader, bytes, list[str]] | None:
+    """The newest version that verifies, newest first from ``latest``.
+
+    Returns ``(header, payload, refusals)``, where ``refusals`` says why each
+    newer version was refused, or ``None`` when the key has no valid snapshot
+    (then nothing was loaded, and the refusals are lost only if there were none).
+    """
+    latest = store.latest(key)
+    if latest is None:
+        return None
+    refusals: list[str] = []
+    for version in sorted((v for v in store.versions(key) if v <= latest), reverse=True):
+        try:
+            header, payload = open_envelope(store.load(key, version), signing_key=signing_key)
+        except SnapshotError as exc:
+            refusals.append(f"version {version} of {key!r} refused: {exc}")
+            continue
+        return header, payload, refusals
+    raise SnapshotError("; ".join(refusals) + f"; no valid snapshot left for {key!r}")
