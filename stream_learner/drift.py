@@ -37,12 +37,17 @@ class DriftMonitor:
         only_increases: report a drift only when the error rose (a model
             that got better has not met a new concept). DDM and EDDM only
             ever detect rises; PageHinkley is set to ``mode="up"``.
+        seed: seeds the detectors that sample at random (KSWIN).
     """
 
-    def __init__(self, name: str = "adwin", params: dict[str, Any] | None = None, only_increases: bool = True) -> None:
+    def __init__(
+        self, name: str = "adwin", params: dict[str, Any] | None = None, only_increases: bool = True, seed: int | None = 42
+    ) -> None:
         if name not in DETECTORS:
             raise ConfigError(f"unknown drift detector {name!r}; choose one of {', '.join(DETECTORS)}, or none")
         params = dict(params or {})
+        if name == "kswin":
+            params.setdefault("seed", seed)  # KSWIN samples at random: seed it so runs repeat
         if name == "page_hinkley" and only_increases:
             params.setdefault("mode", "up")
         try:

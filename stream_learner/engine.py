@@ -92,7 +92,9 @@ class KeyedLearner:
         self.metrics = Prequential(self.learner.task, config.window)
         if config.detector is not None and self.learner.task == "regression" and config.detector in ("ddm", "eddm"):
             raise ConfigError(f"drift detector {config.detector!r} needs a classification model")
-        self.monitor = DriftMonitor(config.detector, config.detector_params) if config.detector else None
+        self.monitor = (
+            DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed) if config.detector else None
+        )
         self.events = 0
         self.learned = 0
         self.drifts = 0

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from river import linear_model, tree
+
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.events import DriftRecord, Event, MetricsRecord, Prediction
+from stream_learner.learners.base import LearnerSpec
+
+
+def _events(pairs: list[tuple[dict[str, Any], Any]], task: Any = None, start: int = 0) -> list[Event]:
+    return [Event(f"e{i}", "default", x, y, task, 0, i) for i, (x, y) in enumerate(pairs, start=start)]
+
+
+def test_predictions_are_test_then_train_like_a_plain_river_loop(drift_pairs) -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("hoeffding_tree")))
+    out = step.process(_events(drift_pairs), now=0.0)
+    model = tree.HoeffdingTreeClassifier()
+    expected = []
+    for x, y in drift_pairs:
+        expected.append(model.predict_one(x))
+        model.learn_one(x, y)
+    assert [p["prediction"] for p in out.predictions] == expected
+    assert [p["model_version"] for p in out.predictions[:3]] == [0, 1, 2]
+
+
+def test_outputs_honour_their_contracts(drift_pairs) -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("hoeffding_tree"), metrics_every=500))
+    out = step.process(_events(drift_pairs), now=5.0)
+    for p in out.predictions[:50]:
+        proba = p["proba"] and {str(k): v for k, v in p["proba"].items()}
+        Prediction.model_validate({**p, "proba": proba})
+    assert out.predictions[0]["proba"] is None and out.predictions[-1]["proba"]
+    kinds = {r["type"] for r in out.metrics}
+    assert kinds == {"metrics", "drift"}
+    for r in out.metrics:
+        (MetricsRecord if r["type"] == "metrics" else DriftRecord).model_validate(r)
+
+
+def test_unlabelled_events_are_predicted_but_not_learned() -> None:
+    step = KeyedLearner("default", EngineConfig())
+    out = step.process(_events([({"x": 1.0}, None), ({"x": 2.0}, True), ({"x": 3.0}, None)]), now=0.0)
+    assert len(out.predictions) == 3
+    assert (step.events, step.learned, step.metrics.labelled) == (3, 1, 1)
+
+
+def test_drift_detection_starts_a_new_concept(drift_pairs) -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("hoeffding_tree")))
+    out = step.process(_events(drift_pairs), now=0.0)
+    drifts = [r for r in out.metrics if r["type"] == "drift"]
+    assert drifts and step.drifts == len(drifts)
+    assert step.concepts == step.drifts + 1
+    assert [d["concept"] for d in drifts] == list(range(1, len(drifts) + 1))
+    first = drifts[0]["at_event"]
+    assert out.predictions[first]["concept"] == 1 and out.predictions[first - 1]["concept"] == 0
+
+
+def test_explicit_tasks_own_the_concepts_and_recurring_tasks_return_to_their_column() -> None:
+    step = KeyedLearner("default", EngineConfig(detector=None))
+    pairs = [({"x": float(i)}, i % 2 == 0) for i in range(30)]
+    events = _events(pairs[:10], task="a") + _events(pairs[10:20], task="b", start=10) + _events(pairs[20:], task="a", start=20)
+    out = step.process(events, now=0.0)
+    assert [p["concept"] for p in out.predictions] == [0] * 10 + [1] * 10 + [0] * 10
+    assert [(r["detector"], r["at_event"]) for r in out.metrics if r["type"] == "drift"] == [("task", 10), ("task", 20)]
+    assert step.concepts == 2
+
+
+def test_a_model_that_rejects_an_event_produces_a_dead_letter_and_goes_on() -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("river.linear_model.LogisticRegression")))
+    out = step.process(_events([({"x": 1.0}, True), ({"x": "text"}, True), ({"x": 2.0}, False)]), now=0.0)
+    assert [p["id"] for p in out.predictions] == ["e0", "e2"]
+    assert len(out.dead_letters) == 1 and out.dead_letters[0]["error"].startswith("model error: TypeError")
+    assert out.dead_letters[0]["origin"]["offset"] == 1
+
+
+def test_restored_learner_behaves_identically_on_the_next_events(drift_pairs) -> None:
+    config = EngineConfig(learner=LearnerSpec("hoeffding_tree"))
+    events = _events(drift_pairs)
+    step = KeyedLearner("default", config)
+    step.process(events[:1500], now=0.0)
+    restored = KeyedLearner.restore(step.snapshot().payload, config)
+    a = step.process(events[1500:], now=0.0)
+    b = restored.process(events[1500:], now=0.0)
+    assert a.predictions == b.predictions and a.metrics == b.metrics
+    assert (step.events, step.drifts) == (restored.events, restored.drifts)
+
+
+def test_restored_learner_skips_events_it_has_already_learned(drift_pairs) -> None:
+    config = EngineConfig()
+    events = _events(drift_pairs)
+    step = KeyedLearner("default", config)
+    step.process(events[:100], now=0.0)
+    restored = KeyedLearner.restore(step.snapshot().payload, config)
+    out = restored.process(events[50:200], now=0.0)
+    assert [p["id"] for p in out.predictions] == [f"e{i}" for i in range(100, 200)]
+    assert restored.events == 200
+
+
+def test_restore_refuses_a_snapshot_of_another_model() -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("logreg")))
+    with pytest.raises(SnapshotError, match="holds model 'logreg'"):
+        KeyedLearner.restore(step.snapshot().payload, EngineConfig(learner=LearnerSpec("hoeffding_tree")))
+    with pytest.raises(SnapshotError, match="not a learner"):
+        KeyedLearner.restore(pickle.dumps({"a": 1}), EngineConfig())
+
+
+def test_snapshots_are_emitted_every_n_events_and_at_the_end(drift_pairs) -> None:
+    step = KeyedLearner("default", EngineConfig(snapshot_every=1000))
+    events = _events(drift_pairs)
+    emitted = [step.process(events[i : i + 250], now=0.0).snapshot for i in range(0, 3000, 250)]
+    assert [s.events_seen for s in emitted if s] == [1000, 2000, 3000]
+    final = step.finish(now=0.0)
+    assert final.snapshot.source_offsets == {0: 3000}
+    assert final.metrics[0]["events"] == 3000
+
+
+def test_regression_models_report_mae_and_refuse_binary_detectors() -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("linreg")))
+    step.process(_events([({"x": float(i)}, 2.0 * i) for i in range(200)]), now=0.0)
+    record = step.metrics_record(0.0)
+    assert record["accuracy"] is None and record["mae"] is not None
+    with pytest.raises(ConfigError, match="needs a classification model"):
+        KeyedLearner("default", EngineConfig(learner=LearnerSpec("linreg"), detector="ddm"))
+
+
+def test_unknown_models_and_bad_parameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        KeyedLearner("k", EngineConfig(learner=LearnerSpec("nope")))
+    with pytest.raises(ConfigError, match="cannot import model"):
+        KeyedLearner("k", EngineConfig(learner=LearnerSpec("river.nope.Model")))
+    with pytest.raises(ConfigError, match="bad parameters for model 'logreg'"):
+        KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg", {"bogus": 1})))
+    with pytest.raises(ConfigError, match="neither a river classifier nor a river regressor"):
+        KeyedLearner("k", EngineConfig(learner=LearnerSpec("river.preprocessing.StandardScaler")))
+
+
+def test_dotted_path_with_params_builds_that_model() -> None:
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("river.linear_model.LogisticRegression", {"l2": 0.5})))
+    assert isinstance(step.learner.model, linear_model.LogisticRegression) and step.learner.model.l2 == 0.5

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from river import metrics as river_metrics
+
+from stream_learner.drift import DriftMonitor
+from stream_learner.errors import ConfigError
+from stream_learner.metrics import Prequential
+
+
+def test_cumulative_accuracy_equals_rivers_accuracy() -> None:
+    rng = random.Random(0)
+    ours, theirs = Prequential("classification", window=50), river_metrics.Accuracy()
+    for _ in range(500):
+        y, y_pred = rng.choice("abc"), rng.choice(["a", "b", "c", None])
+        ours.update(y, y_pred)
+        theirs.update(y, y_pred)
+    assert ours.accuracy == theirs.get()
+
+
+def test_window_accuracy_covers_only_the_last_events() -> None:
+    m = Prequential("classification", window=10)
+    for _ in range(100):
+        m.update(1, 0)
+    for _ in range(10):
+        m.update(1, 1)
+    assert m.accuracy_window == 1.0
+    assert m.accuracy == pytest.approx(10 / 110)
+
+
+def test_regression_metrics_match_river() -> None:
+    rng = random.Random(1)
+    ours, mae, rmse = Prequential("regression"), river_metrics.MAE(), river_metrics.RMSE()
+    for _ in range(300):
+        y, y_pred = rng.uniform(-5, 5), rng.uniform(-5, 5)
+        ours.update(y, y_pred)
+        mae.update(y, y_pred)
+        rmse.update(y, y_pred)
+    assert ours.mae == pytest.approx(mae.get())
+    assert ours.rmse == pytest.approx(rmse.get())
+    assert ours.accuracy is None
+
+
+def _error_stream(before: float, after: float, n: int = 2000, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [float(rng.random() < (before if i < n // 2 else after)) for i in range(n)]
+
+
+@pytest.mark.parametrize("name", ["adwin", "page_hinkley", "ddm", "eddm", "kswin"])
+def test_each_detector_notices_a_rise_in_error(name: str) -> None:
+    monitor = DriftMonitor(name)
+    hits = [i for i, e in enumerate(_error_stream(0.05, 0.8)) if monitor.update(e)]
+    after_change = [i for i in hits if i >= 1000]
+    assert after_change and after_change[0] < 1300, hits
+
+
+def test_a_fall_in_error_is_not_a_drift_by_default() -> None:
+    falling = _error_stream(0.6, 0.05)
+    assert not [i for i, e in enumerate(falling) if DriftMonitor("adwin").update(e) and i >= 1000]
+    both = DriftMonitor("adwin", only_increases=False)
+    assert [i for i, e in enumerate(falling) if both.update(e) and i >= 1000]
+
+
+def test_bad_detector_configuration_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown drift detector 'bogus'"):
+        DriftMonitor("bogus")
+    with pytest.raises(ConfigError, match="bad parameters for drift detector 'adwin'"):
+        DriftMonitor("adwin", {"nope": 1})
+    assert math.isfinite(DriftMonitor("adwin", {"delta": 0.01}).detector.delta)
