@@ -236,6 +236,8 @@ class KeyedLearner:
 
     def _model_error(self, event: Event, exc: Exception, now: float) -> dict[str, Any]:
         origin = Origin(self.config.source, event.partition, event.offset)
-        raw = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
-        text = orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
-        return dead_letter(f"model error: {type(exc).__name__}: {exc}", text, origin, now)
+        raw = event.raw
+        if raw is None:
+            rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
+            raw = orjson.dumps(rebuilt, option=orjson.OPT_NON_STR_KEYS, default=str)
+        return dead_letter(f"model error: {type(exc).__name__}: {exc}", raw, origin, now)

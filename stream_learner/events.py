@@ -170,7 +170,9 @@ class Event:
 
     ``features`` is always a dict (list features are keyed by position).
     ``partition`` and ``offset`` locate it in its source, so a restored
-    learner can skip what it has already learned.
+    learner can skip what it has already learned; ``raw`` keeps the bytes it
+    was decoded from (``None`` for events built in-process), so a dead letter
+    can carry them.
     """
 
     id: str
@@ -180,6 +182,7 @@ class Event:
     task: str | int | None
     partition: int
     offset: int
+    raw: bytes | None = None
 
 
 def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
@@ -209,6 +212,7 @@ def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
         task=parsed.task,
         partition=origin.partition,
         offset=origin.offset,
+        raw=raw,
     )
 
 

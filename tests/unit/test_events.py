@@ -8,8 +8,8 @@ ORIGIN = Origin("in", 2, 41)
 
 
 def test_valid_event_with_dict_features_keeps_everything() -> None:
-    event = decode_event(b'{"id": "e1", "features": {"a": 1, "b": "red", "c": true}, "label": "cat", "task": 3, "key": "k"}', ORIGIN)
-    assert event == Event("e1", "k", {"a": 1, "b": "red", "c": True}, "cat", 3, 2, 41)
+    raw = b'{"id": "e1", "features": {"a": 1, "b": "red", "c": true}, "label": "cat", "task": 3, "key": "k"}'
+    assert decode_event(raw, ORIGIN) == Event("e1", "k", {"a": 1, "b": "red", "c": True}, "cat", 3, 2, 41, raw)
 
 
 def test_array_features_are_keyed_by_position_and_id_defaults_to_origin() -> None:

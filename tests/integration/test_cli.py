@@ -1,0 +1,62 @@
+"""The ``stream-learner`` command as users run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).with_name("stream-learner"))
+SUMMARY_KEYS = {"events", "labelled", "predictions", "dead_letters", "accuracy", "drifts", "concepts", "seconds", "events_per_second"}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
+    result = _cli("run", "--source", "synthetic:sea?every=1000&concepts=3", "--model", "hoeffding_tree", "--json", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["events"] == summary["predictions"] == 3000 and summary["dead_letters"] == 0
+    assert 0.5 < summary["accuracy"] <= 1.0 and summary["events_per_second"] > 0
+    assert (tmp_path / "o" / "predictions.jsonl").exists()
+    assert list((tmp_path / "o" / "snapshots" / "stream-learner" / "default").glob("v*.snap"))
+
+
+def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
+    result = _cli("run", "--source", "river:phishing", "--max-events", "600", "--metrics-every", "200", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "done: 600 events (600 labelled)" in result.stdout
+    assert result.stderr.count("metrics  key=default") >= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--max-events", "lots"], "argument --max-events: expected an integer, got 'lots'"),
+        (["run", "--drift-detector", "magic"], "argument --drift-detector: invalid choice: 'magic'"),
+        (["run", "--model", "nope"], "unknown model 'nope'"),
+        (["run", "--model-params", "{oops"], "model parameters are not valid JSON"),
+        (["run", "--source", "file:/does/not/exist.jsonl"], "cannot read /does/not/exist.jsonl: No such file or directory"),
+        (["run", "--source", "synthetic:sea?every=ten"], "option every must be an integer, not 'ten'"),
+        (["run", "--source", "river:nope"], "unknown river dataset 'nope'"),
+        (["run", "--source", "carrier-pigeon"], "unknown source 'carrier-pigeon'"),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_wrong_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
