@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from bytewax.testing import cluster_main
 
+from connectors.base import OffsetSource
 from connectors.files import JsonlSink
 from connectors.local_store import LocalSnapshotStore
 from connectors.outputs import ConsoleSink, SnapshotSink
@@ -51,8 +52,11 @@ class RunOptions:
     retain: int = 5
 
 
-def run(options: RunOptions, println: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run to the end of the source; return the summary."""
+def run(options: RunOptions, println: Callable[[str], None] | None = None, source: OffsetSource | None = None) -> dict[str, Any]:
+    """Run to the end of the source; return the summary.
+
+    ``source`` replaces ``options.source`` (benchmarks and tests stream in-memory records).
+    """
     if options.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if options.max_events is not None and options.max_events < 0:
@@ -63,13 +67,12 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None) -> di
     restored, start = _restore(store, signing_key, options) if options.resume else ({}, 0)
 
     stats = RunStats()
-    source = parse_source(
-        options.source,
-        seed=options.seed,
-        start=start,
-        max_events=None if options.max_events is None else start + options.max_events,
-        on_read=stats.add_read,
-    )
+    limit = None if options.max_events is None else start + options.max_events
+    if source is None:
+        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit, on_read=stats.add_read)
+    else:
+        source.start, source.on_read = start, stats.add_read
+        source.max_events = limit if source.max_events is None else source.max_events
     config = EngineConfig(**{**options.engine.__dict__, "source": source.name})
     KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
 

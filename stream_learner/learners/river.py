@@ -14,7 +14,7 @@ import importlib
 import inspect
 from typing import Any, Callable
 
-from river import base
+from river import base, compose
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec, Task
@@ -92,7 +92,12 @@ class RiverLearner:
 
 
 def _predict_one_is_argmax(model: Any) -> bool:
-    """True when ``predict_one`` is river's default argmax of ``predict_proba_one``."""
+    """True when ``predict_one`` is river's default argmax of ``predict_proba_one``.
+
+    A pipeline predicts with its final step, so that step decides.
+    """
+    if isinstance(model, compose.Pipeline):
+        return _predict_one_is_argmax(list(model.steps.values())[-1])
     return type(model).predict_one is base.Classifier.predict_one
 
 
