@@ -17,11 +17,13 @@ dead letters (for events the model itself rejects) and, every
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson
 
+from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, Origin, dead_letter
@@ -43,6 +45,12 @@ class EngineConfig:
         snapshot_every: emit a snapshot every N events (0: only at the end).
         with_proba: include class probabilities in predictions.
         source: the source's name, used in dead letters' origin.
+        label_window: how many unlabelled predictions wait for a delayed
+            label (0: delayed labels are not joined); see
+            :mod:`stream_learner.delayed`.
+        label_window_seconds: how long they wait, in seconds.
+        snapshot_seconds: also snapshot when this many seconds passed since
+            the last snapshot and events came in (0: only every N events).
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -53,6 +61,9 @@ class EngineConfig:
     snapshot_every: int = 10_000
     with_proba: bool = True
     source: str = "source"
+    label_window: int = 0
+    label_window_seconds: float = 3600.0
+    snapshot_seconds: float = 0.0
 
 
 @dataclass
@@ -104,10 +115,17 @@ class KeyedLearner:
         self.next_offsets: dict[int, int] = {}
         self._since_metrics = 0
         self._since_snapshot = 0
+        self._snapshot_at = time.time()
+        self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
 
     def process(self, events: list[Event], now: float) -> StepOutput:
-        """Predict for each event, learn from the labelled ones, in order."""
+        """Predict for each event, learn from the labelled ones, in order.
+
+        Items may also be delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
+        joined to their pending prediction when ``config.label_window`` is set.
+        """
         out = StepOutput()
+        pending = self.pending
         predictions = out.predictions
         learner = self.learner
         predict, learn = learner.predict, learner.learn
@@ -116,7 +134,12 @@ class KeyedLearner:
         key = self.key
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
+        if pending is not None:
+            pending.expire(now)
         for event in events:
+            if type(event) is LabelRecord:
+                self._learn_late(event, out, now)
+                continue
             if event.offset < next_offsets.get(event.partition, 0):
                 continue  # already learned before the snapshot this learner was restored from
             next_offsets[event.partition] = event.offset + 1
@@ -127,6 +150,8 @@ class KeyedLearner:
             try:
                 y_pred, proba = predict(x)
                 label = event.label
+                if label is None and pending is not None:
+                    label = pending.add(event.id, x, y_pred, now)
                 if label is not None:
                     learn(x, label)
             except Exception as exc:  # a model rejecting an event must not stop the stream
@@ -153,12 +178,16 @@ class KeyedLearner:
                 self._on_drift(out, now)
             elif self._since_metrics >= self.config.metrics_every:
                 out.metrics.append(self.metrics_record(now))
-        if self.config.snapshot_every and self._since_snapshot >= self.config.snapshot_every:
+        every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
+        if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             out.snapshot = self.snapshot()
+            self._snapshot_at = now
         return out
 
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics and a final snapshot."""
+        if self.pending is not None:
+            self.pending.close()
         return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
 
     def metrics_record(self, now: float) -> dict[str, Any]:
@@ -179,6 +208,7 @@ class KeyedLearner:
             "drifts": self.drifts,
             "forgetting": {"average": None, "bwt": None, "matrix": []},
             "ts": now,
+            **({"delayed_labels": self.pending.counts()} if self.pending is not None else {}),
         }
 
     def snapshot(self) -> Snapshot:
@@ -208,7 +238,34 @@ class KeyedLearner:
                 f"{learner.config.learner.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
         learner.config = config
+        if getattr(learner, "pending", None) is None:
+            learner.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
         return learner
+
+    def _learn_late(self, record: LabelRecord, out: StepOutput, now: float) -> None:
+        """A delayed label: learn from its pending prediction, if it is still in the window."""
+        if self.pending is None:
+            origin = Origin(self.config.source, -1, -1)
+            raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
+            out.dead_letters.append(dead_letter("delayed label, but this run joins none (no label window)", raw, origin, now))
+            return
+        found = self.pending.label(record.id, record.label, now)
+        if found is None:
+            return
+        x, y_pred = found
+        try:
+            self.learner.learn(x, record.label)
+        except Exception as exc:  # a model rejecting an example must not stop the stream
+            event = Event(record.id, record.key, x, record.label, None, -1, -1)
+            out.dead_letters.append(self._model_error(event, exc, now))
+            return
+        self.learned += 1
+        error = self.metrics.update(record.label, y_pred)
+        self._since_metrics += 1
+        if self.monitor is not None and self.monitor.update(error):
+            self._on_drift(out, now)
+        elif self._since_metrics >= self.config.metrics_every:
+            out.metrics.append(self.metrics_record(now))
 
     def _on_drift(self, out: StepOutput, now: float) -> None:
         self.drifts += 1

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
-    run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL) or river:DATASET (default: %(default)s)")
+    run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL), river:DATASET, or kafka (see the Kafka flags) (default: %(default)s)")
     run.add_argument("--model", default="logreg", help=f"a preset ({', '.join(PRESETS)}) or a dotted path to a river estimator (default: %(default)s)")
     run.add_argument("--model-params", default=None, metavar="JSON", help="the model's parameters as a JSON object")
     run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
     run.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
     run.set_defaults(handler=_run)
+    from stream_learner.app import kafka_run, produce, snapshots_cmd
+
+    kafka_run.add_arguments(run)
+    produce.add_parser(commands)
+    snapshots_cmd.add_parser(commands)
     return parser
 
 
@@ -76,6 +81,14 @@ def _run(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         with_proba=not args.no_proba,
     )
+    if args.source == "kafka":
+        from stream_learner.app.kafka_run import run_from_args
+
+        summary = run_from_args(args, engine)
+        if summary is None:  # --print-settings
+            return 0
+        print(json.dumps(summary) if args.json else _describe(summary))
+        return 0
     options = RunOptions(
         source=args.source,
         engine=engine,

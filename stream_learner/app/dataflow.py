@@ -9,6 +9,7 @@ Bytewax overhead is paid per group, not per event.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections import defaultdict
@@ -22,6 +23,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from connectors.base import RawRecord
+from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.events import Event, decode_event
 
@@ -113,6 +115,11 @@ def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]]
             if isinstance(item, dict):
                 dead.append(item)
                 continue
+        elif isinstance(item, RawLabel):  # a delayed label goes to its model key's learner
+            item = decode_label(item)
+            if isinstance(item, dict):
+                dead.append(item)
+                continue
         groups[item.key].append(item)
     out: list[tuple[str, list[Event]] | StepOutput] = list(groups.items())
     if dead:
@@ -155,7 +162,8 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         # Bytewax calls this at every epoch close; without recovery it would be thrown away.
         if self.learner is None or not self.recoverable:
             return None
-        return self.learner.snapshot().payload
+        # Pickled as is: KeyedLearner.snapshot() would also restart its snapshot-every-N count.
+        return pickle.dumps(self.learner, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def build_dataflow(

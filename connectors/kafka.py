@@ -1,0 +1,301 @@
+"""Kafka in and out, on kafka-python.
+
+:class:`KafkaSource` is a Bytewax ``FixedPartitionedSource`` with one source
+partition per Kafka partition of the input topic (and of the labels topic,
+when there is one). Each partition is read by its own consumer with manual
+assignment (no consumer-group join), in batches, without blocking the
+worker; its resume state is the next offset to read, so Bytewax recovery
+stores it with the learner state of the same epoch.
+
+:class:`KafkaSink` is a ``DynamicSink`` writing ``(name, [record, ...])``
+items as JSON messages keyed by the record's model key, through an
+idempotent, batching, compressing producer that is flushed at the end of
+every batch (outputs are at-least-once: a crash after a flush and before
+the epoch closes repeats them; each carries the event ``id``).
+
+``client_config`` is the dict of kafka-python client arguments (servers,
+client id, security protocol, SASL/SSL credentials) that
+:meth:`stream_learner.settings.KafkaSettings.client_config` builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Literal
+
+import orjson
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from connectors.base import RawRecord
+from stream_learner.delayed import RawLabel
+from stream_learner.errors import SourceError, StreamLearnerError
+from stream_learner.events import Origin
+
+logger = logging.getLogger(__name__)
+
+Start = Literal["earliest", "latest", "committed"]
+IDLE_POLL = timedelta(milliseconds=20)
+
+
+def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    try:
+        admin = KafkaAdminClient(**client_config)
+    except KafkaError as exc:
+        raise SourceError(f"cannot reach Kafka at {','.join(client_config['bootstrap_servers'])}: {exc}") from None
+    try:
+        existing = set(admin.list_topics())
+        missing = sorted({t for t in topics if t} - existing)
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in missing])
+            except TopicAlreadyExistsError:
+                pass  # another replica created them first
+        return missing
+    finally:
+        admin.close()
+
+
+class _Budget:
+    """``max_events`` shared by the input partitions of one process."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> int:
+        if self.limit is None:
+            return n
+        with self._lock:
+            n = min(n, self.limit - self.taken)
+            self.taken += n
+            return n
+
+    @property
+    def spent(self) -> bool:
+        return self.limit is not None and self.taken >= self.limit
+
+
+class _KafkaPartition(StatefulSourcePartition[Any, int]):
+    """One Kafka partition; its state is the next offset to read."""
+
+    def __init__(self, source: KafkaSource, topic: str, partition: int, resume_state: int | None) -> None:
+        self._source = source
+        self._topic = topic
+        self._partition = partition
+        self._is_labels = topic == source.labels_topic and topic != source.input_topic
+        self._tp = TopicPartition(topic, partition)
+        config = dict(source.client_config)
+        if source.group_id:
+            config["group_id"] = source.group_id
+        self._consumer = KafkaConsumer(enable_auto_commit=False, **config)
+        self._consumer.assign([self._tp])
+        if resume_state is not None:
+            self._offset = resume_state
+        elif partition in source.start_offsets.get(topic, {}):
+            self._offset = source.start_offsets[topic][partition]
+        else:
+            self._offset = self._initial_offset(source.start)
+        self._consumer.seek(self._tp, self._offset)
+        self._last_data = time.monotonic()
+        self._awake: datetime | None = None
+        self._ended = False
+
+    def _initial_offset(self, start: Start) -> int:
+        consumer, tp = self._consumer, self._tp
+        if start == "committed":
+            committed = consumer.committed(tp)
+            if committed is not None:
+                return committed
+            start = "earliest"
+        offsets = consumer.beginning_offsets([tp]) if start == "earliest" else consumer.end_offsets([tp])
+        return offsets[tp]
+
+    def next_batch(self) -> list[Any]:
+        source = self._source
+        if source.stop.is_set() or (not self._is_labels and source.budget.spent):
+            self._end()
+        polled = self._consumer.poll(timeout_ms=0, max_records=source.batch_size, update_offsets=True)
+        messages = polled.get(self._tp, [])
+        now = time.monotonic()
+        if not messages:
+            idle = source.idle_timeout
+            if (idle is not None and now - self._last_data >= idle) or (self._is_labels and source.inputs_done()):
+                self._end()  # idle, or caught up with the labels of a finished input
+            self._awake = datetime.now(timezone.utc) + IDLE_POLL
+            return []
+        self._awake = None
+        self._last_data = now
+        topic, partition = self._topic, self._partition
+        if self._is_labels:
+            batch: list[Any] = [
+                RawLabel(m.value, Origin(topic, partition, m.offset), m.key.decode("utf-8", "replace") if m.key else None)
+                for m in messages
+            ]
+        else:
+            n = source.budget.take(len(messages))
+            messages = messages[:n]
+            batch = [RawRecord(m.value, Origin(topic, partition, m.offset)) for m in messages]
+            if source.on_read is not None and n:
+                source.on_read(n)
+        if messages:
+            self._offset = messages[-1].offset + 1
+        return batch
+
+    def _end(self) -> None:
+        if not self._is_labels and not self._ended:
+            self._ended = True
+            self._source.input_closed()
+        raise StopIteration
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        if self._source.group_id:
+            try:  # informational, for start=committed; recovery does not depend on it
+                self._consumer.commit_async({self._tp: OffsetAndMetadata(self._offset, "", -1)})
+            except KafkaError as exc:
+                logger.warning("committing offset %d of %s failed: %s", self._offset, self._tp, exc)
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaSource(FixedPartitionedSource[Any, int]):
+    """The input topic (raw events) and, optionally, the labels topic (raw delayed labels).
+
+    Args:
+        client_config: kafka-python client arguments.
+        input_topic: the events topic.
+        labels_topic: the delayed-labels topic, if any.
+        start: where a partition without resume state starts: ``earliest``,
+            ``latest`` or the group's ``committed`` offset.
+        group_id: consumer group, used only to commit offsets (never joined).
+        batch_size: most records per poll.
+        max_events: stop after this many input records (in this process).
+        idle_timeout: stop a partition after this many seconds without records.
+        start_offsets: ``{topic: {partition: offset}}`` overriding ``start``.
+        on_read: called with the number of input records of each batch.
+    """
+
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        input_topic: str,
+        *,
+        labels_topic: str | None = None,
+        start: Start = "earliest",
+        group_id: str | None = None,
+        batch_size: int = 1000,
+        max_events: int | None = None,
+        idle_timeout: float | None = None,
+        start_offsets: dict[str, dict[int, int]] | None = None,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        self.client_config = client_config
+        self.input_topic = input_topic
+        self.labels_topic = labels_topic
+        self.start = start
+        self.group_id = group_id
+        self.batch_size = batch_size
+        self.budget = _Budget(max_events)
+        self.idle_timeout = idle_timeout
+        self.start_offsets = start_offsets or {}
+        self.on_read = on_read
+        self.name = input_topic
+        self.stop = threading.Event()
+        self._inputs_lock = threading.Lock()
+        self._inputs_open: int | None = None
+        self._parts: list[str] | None = None
+
+    def list_parts(self) -> list[str]:
+        if self._parts is None:
+            topics = [self.input_topic] + ([self.labels_topic] if self.labels_topic else [])
+            consumer = KafkaConsumer(enable_auto_commit=False, **self.client_config)
+            try:
+                parts = []
+                for topic in topics:
+                    partitions = consumer.partitions_for_topic(topic)
+                    if not partitions:
+                        raise SourceError(f"Kafka topic {topic!r} does not exist (create it, or enable create_topics)")
+                    parts += [f"{topic}:{p}" for p in sorted(partitions)]
+            finally:
+                consumer.close()
+            self._parts = parts
+        return self._parts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _KafkaPartition:
+        topic, _, partition = for_part.rpartition(":")
+        if topic == self.input_topic:
+            with self._inputs_lock:
+                self._inputs_open = (self._inputs_open or 0) + 1
+        return _KafkaPartition(self, topic, int(partition), resume_state)
+
+    def inputs_done(self) -> bool:
+        """Whether every input partition of this process has ended (or reached ``max_events``)."""
+        if self.budget.spent:
+            return True
+        with self._inputs_lock:
+            return self._inputs_open == 0
+
+    def input_closed(self) -> None:
+        with self._inputs_lock:
+            self._inputs_open = max(0, (self._inputs_open or 1) - 1)
+
+
+class _ProducerPartition(StatelessSinkPartition[tuple[str, list[dict[str, Any]]]]):
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    def write_batch(self, items: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        send, topic = self._producer.send, self._topic
+        dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
+        futures = []
+        for _, records in items:
+            for record in records:
+                key = record.get("key")
+                futures.append(send(topic, value=dumps(record, option=option), key=key.encode() if key else None))
+        self._producer.flush()
+        failed = [f.exception for f in futures if f.failed()]
+        if failed:
+            raise StreamLearnerError(f"{len(failed)} records could not be written to Kafka topic {topic!r}: {failed[0]}")
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+class KafkaSink(DynamicSink[tuple[str, list[dict[str, Any]]]]):
+    """Writes ``(name, [record, ...])`` items to one topic as JSON, keyed by ``record["key"]``."""
+
+    def __init__(self, client_config: dict[str, Any], topic: str, *, compression: str = "gzip", linger_ms: int = 5) -> None:
+        self.client_config = client_config
+        self.topic = topic
+        self.compression = None if compression == "none" else compression
+        self.linger_ms = linger_ms
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
+        return _ProducerPartition(make_producer(self.client_config, self.compression, self.linger_ms), self.topic)
+
+
+def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5) -> KafkaProducer:
+    """An idempotent, batching, compressing producer."""
+    return KafkaProducer(
+        enable_idempotence=True,
+        acks="all",
+        compression_type=compression,
+        linger_ms=linger_ms,
+        batch_size=256 * 1024,
+        **client_config,
+    )

@@ -1,0 +1,175 @@
+"""A snapshot store in Redis.
+
+Keys, per application and model key (the ``{...}`` hash tag keeps one model
+key's keys in one cluster slot)::
+
+    PREFIX:{APP/KEY}:v:N        the envelope of version N
+    PREFIX:{APP/KEY}:versions   sorted set of the stored versions
+    PREFIX:{APP/KEY}:seq        the last version number handed out
+    PREFIX:{APP/KEY}:latest     the version ``latest`` points at
+    PREFIX:APP:keys             set of the model keys with snapshots
+
+Every change is one Lua script, so Redis runs it atomically: ``latest``
+never points at a missing or half-written version, and retention (the last
+``retain`` versions) is applied in the same step.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import redis
+
+from stream_learner.errors import ConfigError, SnapshotError
+
+_SAVE = """
+local v = redis.call('INCR', KEYS[1])
+redis.call('SET', ARGV[2] .. v, ARGV[1])
+redis.call('ZADD', KEYS[2], v, v)
+redis.call('SET', KEYS[3], v)
+redis.call('SADD', KEYS[4], ARGV[4])
+local retain = tonumber(ARGV[3])
+local n = redis.call('ZCARD', KEYS[2])
+if n > retain then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - retain - 1)) do
+    redis.call('DEL', ARGV[2] .. old)
+    redis.call('ZREM', KEYS[2], old)
+  end
+end
+return v
+"""
+
+_DELETE = """
+local targets
+if ARGV[2] == '' then
+  targets = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return -1 end
+  targets = {ARGV[2]}
+end
+for _, v in ipairs(targets) do
+  redis.call('DEL', ARGV[1] .. v)
+  redis.call('ZREM', KEYS[1], v)
+end
+local left = redis.call('ZRANGE', KEYS[1], -1, -1)
+if #left == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[3])
+elseif not redis.call('ZSCORE', KEYS[1], redis.call('GET', KEYS[2]) or '') then
+  redis.call('SET', KEYS[2], left[1])
+end
+return #targets
+"""
+
+_LOAD_LATEST = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return {v, redis.call('GET', ARGV[1] .. v)}
+"""
+
+_SET_LATEST = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+class RedisSnapshotStore:
+    """Implements :class:`~stream_learner.snapshot.SnapshotStore` on Redis."""
+
+    def __init__(self, client: redis.Redis, app: str = "stream-learner", retain: int = 5, prefix: str = "stream-learner") -> None:
+        if retain < 1:
+            raise SnapshotError("retain must be at least 1")
+        self.client = client
+        self.app = app
+        self.retain = retain
+        self.prefix = prefix
+        self._save = client.register_script(_SAVE)
+        self._delete = client.register_script(_DELETE)
+        self._set_latest = client.register_script(_SET_LATEST)
+        self._load_latest = client.register_script(_LOAD_LATEST)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        app: str = "stream-learner",
+        retain: int = 5,
+        password: str | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+        socket_timeout: float = 5.0,
+    ) -> RedisSnapshotStore:
+        """Connect from a ``redis://`` or ``rediss://`` (TLS) URL; the TLS files apply to ``rediss``."""
+        kwargs: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+        if password is not None:
+            kwargs["password"] = password
+        if url.startswith("rediss://"):
+            kwargs.update({k: v for k, v in {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}.items() if v})
+        try:
+            client = redis.Redis.from_url(url, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Redis URL: {exc}") from None
+        return cls(client, app=app, retain=retain)
+
+    def ping(self) -> None:
+        """Fail early, in one line, when Redis cannot be reached."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise SnapshotError(f"cannot reach Redis: {exc}") from None
+
+    def save(self, key: str, blob: bytes) -> int:
+        k = self._keys(key)
+        return int(self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key]))
+
+    def latest(self, key: str) -> int | None:
+        value = self.client.get(self._keys(key)["latest"])
+        return int(value) if value is not None else None
+
+    def versions(self, key: str) -> list[int]:
+        return sorted(int(v) for v in self.client.zrange(self._keys(key)["versions"], 0, -1))
+
+    def load(self, key: str, version: int) -> bytes:
+        blob = self.client.get(f"{self._keys(key)['v']}{version}")
+        if blob is None:
+            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+        return blob
+
+    def load_latest(self, key: str) -> tuple[int, bytes] | None:
+        """``(version, envelope)`` of ``latest``, read in one atomic step.
+
+        Reading :meth:`latest` then :meth:`load` can race with retention
+        (a writer may retire that version in between); this cannot.
+        """
+        k = self._keys(key)
+        found = self._load_latest(keys=[k["latest"]], args=[k["v"]])
+        return (int(found[0]), found[1]) if found else None
+
+    def keys(self) -> list[str]:
+        return sorted(m.decode() for m in self.client.smembers(self._index()))
+
+    def delete(self, key: str, version: int | None = None) -> None:
+        k = self._keys(key)
+        done = self._delete(keys=[k["versions"], k["latest"], self._index()], args=[k["v"], "" if version is None else version, key])
+        if int(done) < 0:
+            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+
+    def set_latest(self, key: str, version: int) -> None:
+        k = self._keys(key)
+        if not int(self._set_latest(keys=[k["versions"], k["latest"]], args=[version])):
+            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+
+    def _index(self) -> str:
+        return f"{self.prefix}:{_safe(self.app)}:keys"
+
+    def _keys(self, key: str) -> dict[str, str]:
+        base = f"{self.prefix}:{{{_safe(self.app)}/{_safe(key)}}}"
+        return {"v": f"{base}:v:", "versions": f"{base}:versions", "seq": f"{base}:seq", "latest": f"{base}:latest"}
+
+
+def _safe(name: str) -> str:
+    return urllib.parse.quote(name, safe="")

@@ -1,0 +1,303 @@
+"""The deployed run: Kafka in, Kafka topics out, Redis snapshots, Bytewax recovery.
+
+The same dataflow as the embedded run (:func:`~stream_learner.app.dataflow.build_dataflow`);
+only the connectors differ.
+
+Guarantees:
+
+* With a recovery directory, Bytewax stores each source partition's next
+  offset and every learner's state at each epoch close, together. After a
+  crash (even ``kill -9``) the restarted run resumes from the last closed
+  epoch: no event is learned twice and none is skipped. Outputs produced
+  after that epoch are produced again (at-least-once; each carries the
+  event ``id``).
+* Redis snapshots serve other purposes: a *new* replica (no recovery
+  state) starts each model from its latest valid snapshot, skipping the
+  events that snapshot had already learned; other services load the
+  current model from Redis. When a recovery state exists it wins.
+* SIGTERM / SIGINT stop reading, finish the stream (final metrics and a
+  final snapshot of every model) and drain the snapshot writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import cluster_main
+
+from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
+from connectors.outputs import ConsoleSink
+from connectors.redis_store import RedisSnapshotStore
+from connectors.snapshot_writer import BackgroundSnapshotSink
+from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError
+from stream_learner.settings import Settings
+from stream_learner.snapshot import load_latest_valid
+
+logger = logging.getLogger(__name__)
+
+LEGACY_SIGNING_KEY_ENV = "STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"
+
+
+def signing_key(settings: Settings) -> bytes:
+    """The snapshot HMAC key: ``snapshot.signing_key``, else the embedded run's variable."""
+    if settings.snapshot.signing_key is not None:
+        key = settings.snapshot.signing_key.get_secret_value().encode()
+    else:
+        key = os.environ.get(LEGACY_SIGNING_KEY_ENV, "").encode()
+    if not key:
+        raise ConfigError("snapshots need a signing key: set STREAM_LEARNER_SNAPSHOT__SIGNING_KEY (or snapshot.signing_key in the config file)")
+    return key
+
+
+def open_store(settings: Settings) -> RedisSnapshotStore:
+    """The Redis snapshot store the settings name (reachable, or a one-line error)."""
+    r = settings.redis
+    store = RedisSnapshotStore.from_url(
+        r.url.get_secret_value(),
+        app=settings.app,
+        retain=settings.snapshot.retain,
+        password=r.password.get_secret_value() if r.password else None,
+        ssl_ca_certs=r.ssl_ca_certs,
+        ssl_certfile=r.ssl_certfile,
+        ssl_keyfile=r.ssl_keyfile,
+        socket_timeout=r.socket_timeout_s,
+    )
+    store.ping()
+    return store
+
+
+def engine_config(settings: Settings, engine: EngineConfig) -> EngineConfig:
+    """The engine configuration of a Kafka run: snapshot cadence and label window from the settings."""
+    k, s, lab = settings.kafka, settings.snapshot, settings.labels
+    return EngineConfig(
+        **{
+            **engine.__dict__,
+            "source": k.input_topic,
+            "snapshot_every": s.every_events,
+            "snapshot_seconds": s.every_seconds,
+            "label_window": lab.window_size if k.labels_topic else 0,
+            "label_window_seconds": lab.window_seconds,
+        }
+    )
+
+
+def run_kafka(
+    settings: Settings,
+    engine: EngineConfig,
+    *,
+    max_events: int | None = None,
+    workers: int = 1,
+    addresses: Sequence[str] = (),
+    process_id: int = 0,
+    println: Callable[[str], None] | None = None,
+    handle_signals: bool = True,
+) -> dict[str, Any]:
+    """Run until the input ends (``max_events``, idle timeout) or SIGTERM/SIGINT; return the summary."""
+    started = time.perf_counter()
+    k = settings.kafka
+    client = k.client_config()
+    if k.create_topics:
+        ensure_topics(client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+    store = open_store(settings)
+    key = signing_key(settings)
+    config = engine_config(settings, engine)
+    KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
+
+    stats = RunStats()
+    first_batch: list[float] = []
+
+    def on_read(n: int) -> None:
+        if not first_batch:
+            first_batch.append(time.perf_counter())
+        stats.add_read(n)
+
+    source = KafkaSource(
+        client,
+        k.input_topic,
+        labels_topic=k.labels_topic,
+        start=k.start,
+        group_id=k.group_id,
+        batch_size=k.poll_max_records,
+        max_events=max_events,
+        idle_timeout=k.idle_timeout_s,
+        on_read=on_read,
+    )
+    refusals: list[str] = []
+    restored_keys: list[str] = []
+
+    def restored(model_key: str) -> KeyedLearner | None:
+        if not settings.snapshot.resume:
+            return None
+        found = load_latest_valid(store, model_key, key)
+        if found is None:
+            return None
+        header, payload, refused = found
+        for line in refused:
+            logger.warning(line)
+        refusals.extend(refused)
+        restored_keys.append(model_key)
+        return KeyedLearner.restore(payload, config)
+
+    def sink(topic: str) -> KafkaSink:
+        return KafkaSink(client, topic, compression=k.compression, linger_ms=k.linger_ms)
+
+    snapshots = BackgroundSnapshotSink(store, key, stats.snapshot_saved)
+    sinks = Sinks(
+        predictions=[sink(k.predictions_topic)],
+        metrics=[sink(k.metrics_topic)] + ([ConsoleSink(println)] if println is not None else []),
+        dead_letters=[sink(k.dead_letter_topic)],
+        snapshots=[snapshots],
+    )
+    recovery = _recovery(settings)
+    flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
+    previous = _install_signals(source.stop) if handle_signals else {}
+    try:
+        cluster_main(
+            flow,
+            list(addresses),
+            process_id,
+            epoch_interval=timedelta(seconds=settings.recovery.epoch_seconds),
+            recovery_config=recovery,
+            worker_count_per_proc=workers,
+        )
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        snapshots.close()
+    summary = stats.summary()
+    summary["delayed_labels"] = _label_totals(stats)
+    summary["restored_keys"] = sorted(restored_keys)
+    summary["snapshot_refusals"] = refusals
+    summary["first_event_seconds"] = round(first_batch[0] - started, 3) if first_batch else None
+    summary["out"] = f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}"
+    return summary
+
+
+def _recovery(settings: Settings) -> RecoveryConfig | None:
+    directory = settings.recovery.dir
+    if directory is None:
+        return None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("part-*.sqlite3")):
+        init_db_dir(directory, settings.recovery.partitions)
+    return RecoveryConfig(str(directory))
+
+
+def _install_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM / SIGINT: stop reading and finish the stream gracefully."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        logger.warning("signal %d: finishing the stream (final metrics and snapshots)", signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    return previous
+
+
+def _label_totals(stats: RunStats) -> dict[str, int] | None:
+    counts = [m["delayed_labels"] for m in stats.latest_metrics.values() if "delayed_labels" in m]
+    if not counts:
+        return None
+    return {name: sum(c[name] for c in counts) for name in counts[0]}
+
+
+# --- the ``run --source kafka`` flags ----------------------------------------------------------
+
+_FLAGS: dict[str, tuple[str, ...]] = {
+    # flag dest: the setting it overrides
+    "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "input_topic": ("kafka", "input_topic"),
+    "labels_topic": ("kafka", "labels_topic"),
+    "predictions_topic": ("kafka", "predictions_topic"),
+    "metrics_topic": ("kafka", "metrics_topic"),
+    "dead_letter_topic": ("kafka", "dead_letter_topic"),
+    "group_id": ("kafka", "group_id"),
+    "start": ("kafka", "start"),
+    "stop_when_idle": ("kafka", "idle_timeout_s"),
+    "redis_url": ("redis", "url"),
+    "recovery_dir": ("recovery", "dir"),
+    "epoch_seconds": ("recovery", "epoch_seconds"),
+    "snapshot_seconds": ("snapshot", "every_seconds"),
+    "app": ("app",),
+}
+
+
+def add_arguments(run: Any) -> None:
+    """Add the Kafka deployment flags to the ``run`` parser (used with ``--source kafka``)."""
+    group = run.add_argument_group(
+        "Kafka deployment (--source kafka)",
+        "Flags override STREAM_LEARNER_* variables (nested with __), which override --config.",
+    )
+    group.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
+    group.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
+    group.add_argument("--input-topic", default=None, metavar="TOPIC", help="topic of input events")
+    group.add_argument("--labels-topic", default=None, metavar="TOPIC", help="topic of delayed labels {id, label, key?}")
+    group.add_argument("--predictions-topic", default=None, metavar="TOPIC")
+    group.add_argument("--metrics-topic", default=None, metavar="TOPIC", help="metrics and drift records")
+    group.add_argument("--dead-letter-topic", default=None, metavar="TOPIC")
+    group.add_argument("--group-id", default=None, help="consumer group for committed offsets (never joined)")
+    group.add_argument("--start", default=None, choices=["earliest", "latest", "committed"], help="where partitions without recovery state start")
+    group.add_argument("--stop-when-idle", type=float, default=None, metavar="SECONDS", help="end the run when no input arrived for this long")
+    group.add_argument("--redis-url", default=None, metavar="URL", help="redis:// or rediss:// URL of the snapshot store")
+    group.add_argument("--recovery-dir", default=None, metavar="DIR", help="Bytewax recovery directory (exactly-once learner state through crashes)")
+    group.add_argument("--epoch-seconds", type=float, default=None, metavar="S", help="how often recovery state is committed")
+    group.add_argument("--snapshot-seconds", type=float, default=None, metavar="S", help="also snapshot every S seconds")
+    group.add_argument("--app", default=None, help="application name (Redis key prefix)")
+    group.add_argument("--addresses", default=None, metavar="HOST:PORT,...", help="every process of a scaled-out cluster, in order")
+    group.add_argument("--process-id", type=int, default=0, help="this process's index in --addresses")
+    group.add_argument("--print-settings", action="store_true", help="print the resolved settings (secrets masked) and exit")
+
+
+def settings_from_args(args: Any, snapshot_every_default: int = 10_000) -> Settings:
+    """Flags (only those given) over environment over config file."""
+    from stream_learner.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    for dest, path in _FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            node = overrides
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    if args.snapshot_every != snapshot_every_default:  # the shared flag, when set to something else than its default
+        overrides.setdefault("snapshot", {})["every_events"] = args.snapshot_every
+    return load_settings(args.config, overrides)
+
+
+def run_from_args(args: Any, engine: EngineConfig) -> dict[str, Any] | None:
+    """``stream-learner run --source kafka ...``; ``None`` after ``--print-settings``."""
+    import json
+
+    settings = settings_from_args(args)
+    if args.print_settings:
+        print(json.dumps(settings.masked(), indent=2))
+        return None
+    quiet = args.quiet or args.json
+    addresses = [a.strip() for a in args.addresses.split(",")] if args.addresses else []
+    if addresses and not 0 <= args.process_id < len(addresses):
+        raise ConfigError(f"--process-id must be between 0 and {len(addresses) - 1}")
+    return run_kafka(
+        settings,
+        engine,
+        max_events=args.max_events,
+        workers=max(1, args.workers),
+        addresses=addresses,
+        process_id=args.process_id,
+        println=None if quiet else print,
+    )

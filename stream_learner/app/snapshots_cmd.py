@@ -1,0 +1,147 @@
+"""``stream-learner snapshots list|show|restore|delete``: inspect and manage stored models.
+
+Works on the Redis store of the settings (``--redis-url``, ``--app``) or, with
+``--dir``, on a local snapshot directory (the embedded run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from stream_learner.errors import SnapshotError
+from stream_learner.snapshot import SnapshotStore, open_envelope, read_header
+
+
+def add_parser(commands: Any) -> None:
+    """The ``snapshots`` subcommand and its actions."""
+    p = commands.add_parser("snapshots", help="list, show, restore or delete model snapshots", description=__doc__.split("\n\n")[0])
+    actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
+    common.add_argument("--redis-url", default=None, metavar="URL")
+    common.add_argument("--app", default=None, help="application name (default: the settings' app)")
+    common.add_argument("--dir", default=None, metavar="DIR", help="a local snapshot directory instead of Redis")
+    common.add_argument("--json", action="store_true", help="JSON output")
+
+    listing = actions.add_parser("list", parents=[common], help="every model key and its versions")
+    listing.add_argument("key", nargs="?", default=None, help="only this model key")
+    show = actions.add_parser("show", parents=[common], help="one version's envelope header, verified")
+    show.add_argument("key")
+    show.add_argument("--version", type=int, default=None, help="default: latest")
+    restore = actions.add_parser("restore", parents=[common], help="point latest at an older (verified) version")
+    restore.add_argument("key")
+    restore.add_argument("version", type=int)
+    delete = actions.add_parser("delete", parents=[common], help="delete one version, or every version of a key")
+    delete.add_argument("key")
+    delete.add_argument("--version", type=int, default=None, help="default: every version")
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    store, signing_key = _open(args)
+    result = {"list": _list, "show": _show, "restore": _restore, "delete": _delete}[args.action](store, signing_key, args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for line in _lines(args.action, result):
+            print(line)
+    return 0
+
+
+def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
+    from stream_learner.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.redis_url:
+        overrides["redis"] = {"url": args.redis_url}
+    if args.app:
+        overrides["app"] = args.app
+    settings = load_settings(args.config, overrides)
+    key = settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key else None
+    if args.dir:
+        import os
+
+        from connectors.local_store import LocalSnapshotStore
+        from stream_learner.app.runner import SIGNING_KEY_ENV
+
+        local = LocalSnapshotStore(args.dir, app=settings.app, retain=settings.snapshot.retain)
+        if key is None:
+            key = os.environ.get(SIGNING_KEY_ENV, "").encode() or None
+        if key is None and (local.root / ".signing-key").exists():
+            key = local.signing_key()
+        return local, key
+    from stream_learner.app.kafka_run import LEGACY_SIGNING_KEY_ENV, open_store
+
+    if key is None:
+        import os
+
+        key = os.environ.get(LEGACY_SIGNING_KEY_ENV, "").encode() or None
+    return open_store(settings), key
+
+
+def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes | None) -> dict[str, Any]:
+    blob = store.load(key, version)
+    info: dict[str, Any] = {"key": key, "version": version, "bytes": len(blob)}
+    try:
+        header = read_header(blob)
+        info.update(
+            learner_kind=header.learner_kind,
+            strategy=header.strategy,
+            events_seen=header.events_seen,
+            source_offsets=header.source_offsets,
+            created_at=header.created_at,
+            format_version=header.format_version,
+        )
+        if signing_key is None:
+            info["verified"] = None
+        else:
+            open_envelope(blob, signing_key=signing_key)
+            info["verified"] = True
+    except SnapshotError as exc:
+        info["verified"] = False
+        info["error"] = str(exc)
+    return info
+
+
+def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> list[dict[str, Any]]:
+    keys = [args.key] if args.key else store.keys()
+    return [
+        {"key": k, "latest": store.latest(k), "versions": [_describe(store, k, v, signing_key) for v in store.versions(k)]}
+        for k in keys
+    ]
+
+
+def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+    version = args.version if args.version is not None else store.latest(args.key)
+    if version is None:
+        raise SnapshotError(f"no snapshot for key {args.key!r}")
+    return {**_describe(store, args.key, version, signing_key), "latest": store.latest(args.key)}
+
+
+def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+    if signing_key is None:
+        raise SnapshotError("restoring needs the signing key, to verify the version first (STREAM_LEARNER_SNAPSHOT__SIGNING_KEY)")
+    open_envelope(store.load(args.key, args.version), signing_key=signing_key)
+    store.set_latest(args.key, args.version)
+    return {"key": args.key, "latest": args.version}
+
+
+def _delete(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+    store.delete(args.key, args.version)
+    return {"key": args.key, "deleted": "all" if args.version is None else args.version, "latest": store.latest(args.key)}
+
+
+def _lines(action: str, result: Any) -> list[str]:
+    if action == "list":
+        if not result:
+            return ["no snapshots"]
+        lines = []
+        for entry in result:
+            lines.append(f"{entry['key']}: latest {entry['latest']}")
+            for v in entry["versions"]:
+                mark = {True: "ok", False: "INVALID", None: "unverified"}[v["verified"]]
+                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes']:>9} bytes  {mark}")
+        return lines
+    return [json.dumps(result, indent=2)]

@@ -1,0 +1,158 @@
+"""Delayed labels: a bounded window joining late labels to earlier predictions.
+
+A label message is ``{"id": str, "label": ..., "key": str?}``. It reaches the
+model key named by its ``"key"``, else by its Kafka message key, else
+``"default"`` (producers should key input events and their labels alike).
+
+The join holds, per model key, at most ``max_size`` unlabelled predictions
+for at most ``max_age`` seconds. A label whose prediction is pending is
+*matched* and learned from; one whose prediction already left the window
+is *expired*; one that names no known prediction waits (bounded the same
+way: its event may still be on its way) and, if none comes, is *unmatched*.
+Nothing is dropped silently: ``matched + expired + unmatched + waiting``
+equals the labels received.
+
+>>> w = PendingWindow(max_size=2, max_age=60.0)
+>>> w.add("a", {"x": 1}, True, now=0.0), w.add("b", {"x": 2}, False, now=0.0)
+(None, None)
+>>> w.label("a", True, now=1.0)
+({'x': 1}, True)
+>>> w.add("c", {"x": 3}, True, now=2.0), w.add("d", {"x": 4}, True, now=2.0)  # b is pushed out
+(None, None)
+>>> w.label("b", False, now=3.0), w.label("zz", True, now=3.0)
+(None, None)
+>>> w.add("zz", {"x": 5}, True, now=4.0)  # the early label was waiting for it
+True
+>>> w.counts()
+{'matched': 2, 'expired': 1, 'unmatched': 0, 'waiting': 0, 'pending': 2}
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from stream_learner.events import DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter
+
+
+@dataclass(slots=True, frozen=True)
+class RawLabel:
+    """A label message's raw bytes, where it came from and its message key."""
+
+    value: bytes
+    origin: Origin
+    message_key: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class LabelRecord:
+    """A validated delayed label, addressed to a model key."""
+
+    id: str
+    key: str
+    label: Any
+
+
+def decode_label(raw: RawLabel) -> LabelRecord | dict[str, Any]:
+    """Decode one label message; never raises (a dead letter says what is wrong).
+
+    >>> decode_label(RawLabel(b'{"id": "e1", "label": 1}', Origin("labels", 0, 3), "k7"))
+    LabelRecord(id='e1', key='k7', label=1)
+    >>> decode_label(RawLabel(b'{"label": 1}', Origin("labels", 0, 4)))["error"]
+    'invalid label: id: Field required'
+    """
+    try:
+        document = orjson.loads(raw.value)
+    except orjson.JSONDecodeError as exc:
+        return dead_letter(f"invalid label JSON: {exc}", raw.value, raw.origin)
+    if not isinstance(document, dict):
+        return dead_letter(f"invalid label: must be a JSON object, not {type(document).__name__}", raw.value, raw.origin)
+    key = document.pop("key", None)
+    if key is not None and (not isinstance(key, str) or not key):
+        return dead_letter(f"invalid label: key must be a non-empty string, not {key!r}", raw.value, raw.origin)
+    try:
+        parsed = DelayedLabel.model_validate(document)
+    except ValidationError as exc:
+        return dead_letter(_describe(exc).replace("invalid event", "invalid label", 1), raw.value, raw.origin)
+    if parsed.label is None:
+        return dead_letter("invalid label: label must not be null", raw.value, raw.origin)
+    return LabelRecord(id=parsed.id, key=key or raw.message_key or DEFAULT_KEY, label=parsed.label)
+
+
+class PendingWindow:
+    """The bounded join of one model key (plain data: it pickles with its learner)."""
+
+    def __init__(self, max_size: int, max_age: float) -> None:
+        if max_size < 1 or max_age <= 0:
+            raise ValueError("the pending window needs max_size >= 1 and max_age > 0")
+        self.max_size = max_size
+        self.max_age = max_age
+        self.pending: OrderedDict[str, tuple[Any, Any, float]] = OrderedDict()
+        self.early: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self.gone: OrderedDict[str, None] = OrderedDict()  # ids that expired, to tell expired from unmatched labels
+        self.matched = 0
+        self.expired = 0
+        self.unmatched = 0
+
+    def add(self, event_id: str, x: Any, y_pred: Any, now: float) -> Any:
+        """An unlabelled prediction: returns the label if it already arrived, else keeps it pending."""
+        early = self.early.pop(event_id, None)
+        if early is not None:
+            self.matched += 1
+            return early[0]
+        self.pending[event_id] = (x, y_pred, now)
+        self.pending.move_to_end(event_id)
+        if len(self.pending) > self.max_size:
+            self._forget(self.pending.popitem(last=False)[0])
+        return None
+
+    def label(self, event_id: str, label: Any, now: float) -> tuple[Any, Any] | None:
+        """A label arrived: ``(x, y_pred)`` of its pending prediction, or ``None`` (expired or waiting)."""
+        found = self.pending.pop(event_id, None)
+        if found is not None:
+            self.matched += 1
+            return found[0], found[1]
+        if event_id in self.gone:
+            del self.gone[event_id]
+            self.expired += 1
+            return None
+        self.early[event_id] = (label, now)
+        self.early.move_to_end(event_id)
+        if len(self.early) > self.max_size:
+            self.early.popitem(last=False)
+            self.unmatched += 1
+        return None
+
+    def expire(self, now: float) -> None:
+        """Drop predictions and waiting labels older than ``max_age``."""
+        horizon = now - self.max_age
+        pending, early = self.pending, self.early
+        while pending and next(iter(pending.values()))[2] < horizon:
+            self._forget(pending.popitem(last=False)[0])
+        while early and next(iter(early.values()))[1] < horizon:
+            early.popitem(last=False)
+            self.unmatched += 1
+
+    def close(self) -> None:
+        """The stream ended: labels still waiting for their event are unmatched."""
+        self.unmatched += len(self.early)
+        self.early.clear()
+
+    def counts(self) -> dict[str, int]:
+        """``matched``, ``expired``, ``unmatched``, ``waiting`` labels and ``pending`` predictions."""
+        return {
+            "matched": self.matched,
+            "expired": self.expired,
+            "unmatched": self.unmatched,
+            "waiting": len(self.early),
+            "pending": len(self.pending),
+        }
+
+    def _forget(self, event_id: str) -> None:
+        self.gone[event_id] = None
+        if len(self.gone) > self.max_size:
+            self.gone.popitem(last=False)

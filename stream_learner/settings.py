@@ -1,0 +1,239 @@
+"""The deployment settings tree: flags > environment > config file > defaults.
+
+Environment variables use the prefix ``STREAM_LEARNER_`` and ``__`` between
+levels (``STREAM_LEARNER_KAFKA__BOOTSTRAP_SERVERS``). Secrets are
+:class:`~pydantic.SecretStr` and print masked. Core classes never take this
+object: the wiring (``stream_learner.app``) maps it to plain arguments.
+
+>>> s = load_settings(overrides={"kafka": {"sasl_password": "hunter2"}}, environ={})
+>>> s.kafka.bootstrap_servers, s.kafka.sasl_password
+('localhost:9092', SecretStr('**********'))
+>>> "hunter2" in repr(s) or "hunter2" in str(s.masked())
+False
+>>> load_settings(overrides={"kafka": {"start": "middle"}}, environ={})
+Traceback (most recent call last):
+...
+stream_learner.errors.ConfigError: invalid setting kafka.start: Input should be 'earliest', 'latest' or 'committed'
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from stream_learner.errors import ConfigError
+
+ENV_PREFIX = "STREAM_LEARNER_"
+ENV_DELIMITER = "__"
+_LOCK = threading.Lock()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Where events come from and outputs go, and how to reach the cluster."""
+
+    bootstrap_servers: str = Field("localhost:9092", min_length=1)
+    input_topic: str = Field("events", min_length=1)
+    labels_topic: str | None = None
+    predictions_topic: str = Field("predictions", min_length=1)
+    metrics_topic: str = Field("metrics", min_length=1)
+    dead_letter_topic: str = Field("dead-letters", min_length=1)
+    client_id: str = "stream-learner"
+    group_id: str | None = None
+    start: Literal["earliest", "latest", "committed"] = "earliest"
+    create_topics: bool = True
+    topic_partitions: int = Field(1, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    poll_max_records: int = Field(1000, ge=1)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    linger_ms: int = Field(5, ge=0)
+    idle_timeout_s: float | None = Field(None, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        if self.start == "committed" and not self.group_id:
+            raise ValueError("start=committed needs a group_id")
+        return self
+
+    def client_config(self) -> dict[str, Any]:
+        """Keyword arguments common to kafka-python clients (secrets revealed here only)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            config["sasl_mechanism"] = self.sasl_mechanism
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                config[name] = getattr(self, name)
+        if self.ssl_password is not None:
+            config["ssl_password"] = self.ssl_password.get_secret_value()
+        return config
+
+
+class RedisSettings(_Section):
+    """The snapshot store. The URL may carry a password, so it is a secret too."""
+
+    url: SecretStr = SecretStr("redis://localhost:6379/0")
+    password: SecretStr | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    socket_timeout_s: float = Field(5.0, gt=0)
+
+
+class SnapshotSettings(_Section):
+    """When snapshots are taken and how they are kept and signed."""
+
+    every_events: int = Field(10_000, ge=0)
+    every_seconds: float = Field(0.0, ge=0)
+    retain: int = Field(5, ge=1)
+    signing_key: SecretStr | None = None
+    resume: bool = True
+
+
+class RecoverySettings(_Section):
+    """Bytewax recovery: learner state and source offsets stored together, per epoch."""
+
+    dir: Path | None = None
+    partitions: int = Field(1, ge=1)
+    epoch_seconds: float = Field(1.0, gt=0)
+
+
+class LabelSettings(_Section):
+    """The bounded window joining delayed labels to earlier predictions."""
+
+    window_size: int = Field(10_000, ge=1)
+    window_seconds: float = Field(3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything a deployed service reads; one tree, validated once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        frozen=True,
+        extra="forbid",
+    )
+
+    app: str = Field("stream-learner", min_length=1)
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    snapshot: SnapshotSettings = SnapshotSettings()
+    recovery: RecoverySettings = RecoverySettings()
+    labels: LabelSettings = LabelSettings()
+
+    _file_data: ClassVar[dict[str, Any]] = {}
+    _environ: ClassVar[Mapping[str, str] | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = env_settings if cls._environ is None else _EnvSource(settings_cls, cls._environ)
+        return init_settings, env, _FileSource(settings_cls, cls._file_data)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain JSON-able data, secrets shown as ``**********``."""
+        return json.loads(self.model_dump_json())
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment source reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._given.items()}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """A config file's content, already parsed, as the lowest-priority source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML (``.toml``) or JSON config file as a dict."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(text.decode()) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold an object of settings")
+    return data
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: ``overrides`` (CLI flags) > environment > config file > defaults.
+
+    ``environ`` replaces ``os.environ`` (tests). Invalid values raise
+    :class:`ConfigError` naming the setting.
+    """
+    file_data = read_config_file(config_file) if config_file is not None else {}
+    with _LOCK:
+        Settings._file_data, Settings._environ = file_data, environ
+        try:
+            return Settings(**dict(overrides or {}))
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        finally:
+            Settings._file_data, Settings._environ = {}, None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting {loc}: {msg}{more}" if loc else f"invalid settings: {msg}{more}"

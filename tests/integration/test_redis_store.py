@@ -1,0 +1,125 @@
+"""The Redis snapshot store against a real Redis server."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import pytest
+
+from connectors.redis_store import RedisSnapshotStore
+from connectors.snapshot_writer import SnapshotWriter
+from stream_learner.engine import Snapshot
+from stream_learner.errors import SnapshotError
+from stream_learner.snapshot import SnapshotStore, load_latest_valid, open_envelope, seal
+
+pytestmark = pytest.mark.integration
+
+SIGNING_KEY = b"test-signing-key"
+
+
+@pytest.fixture
+def store(redis_url: str, unique: str) -> Iterator[RedisSnapshotStore]:
+    s = RedisSnapshotStore.from_url(redis_url, app=f"test-{unique}", retain=3)
+    yield s
+    for key in s.client.scan_iter(match=f"*test-{unique}*"):
+        s.client.delete(key)
+
+
+def _blob(events: int, key: str = "m") -> bytes:
+    return seal(b"state-%d" % events, signing_key=SIGNING_KEY, key=key, learner_kind="river", strategy="none", events_seen=events, source_offsets={0: events})
+
+
+def test_implements_the_store_protocol_with_retention(store: RedisSnapshotStore) -> None:
+    assert isinstance(store, SnapshotStore)
+    assert store.latest("m") is None and store.versions("m") == [] and store.keys() == []
+    assert [store.save("m", _blob(i)) for i in range(5)] == [1, 2, 3, 4, 5]
+    assert store.versions("m") == [3, 4, 5]  # the last 3 kept
+    assert store.latest("m") == 5
+    assert open_envelope(store.load("m", 4), signing_key=SIGNING_KEY)[0].events_seen == 3
+    with pytest.raises(SnapshotError, match="no snapshot version 1"):
+        store.load("m", 1)
+    store.save("a:b/c d", _blob(1, "a:b/c d"))  # any key, separators included
+    assert store.keys() == ["a:b/c d", "m"]
+
+
+def test_set_latest_and_delete_keep_latest_valid(store: RedisSnapshotStore) -> None:
+    for i in range(3):
+        store.save("m", _blob(i))
+    store.set_latest("m", 1)
+    assert store.latest("m") == 1
+    with pytest.raises(SnapshotError):
+        store.set_latest("m", 9)
+    store.delete("m", 1)  # latest pointed there: it moves to the newest left
+    assert store.versions("m") == [2, 3] and store.latest("m") == 3
+    with pytest.raises(SnapshotError):
+        store.delete("m", 1)
+    assert store.save("m", _blob(9)) == 4  # numbers never repeat
+    store.delete("m")
+    assert store.versions("m") == [] and store.latest("m") is None and store.keys() == []
+
+
+def test_latest_never_points_at_a_missing_version_under_concurrent_writers(store: RedisSnapshotStore) -> None:
+    other = RedisSnapshotStore.from_url(_url(store), app=store.app, retain=3)
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            found = store.load_latest("m")
+            if found is None:
+                continue
+            try:
+                open_envelope(found[1], signing_key=SIGNING_KEY)
+            except SnapshotError as exc:  # a retention race would surface here
+                problems.append(str(exc))
+
+    def write(s: RedisSnapshotStore) -> None:
+        for i in range(150):
+            s.save("m", _blob(i))
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=write, args=(s,)) for s in (store, other)]
+    reader.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    reader.join()
+    assert problems == []
+    assert store.versions("m") == [298, 299, 300] and store.latest("m") == 300
+
+
+def test_tampered_versions_are_refused_and_the_previous_valid_one_is_used(store: RedisSnapshotStore) -> None:
+    for i in (10, 20, 30):
+        store.save("m", _blob(i))
+    v3 = f"{store._keys('m')['v']}3"
+    store.client.set(v3, store.client.get(v3).replace(b"state-30", b"state-31"))  # payload altered
+    v2 = f"{store._keys('m')['v']}2"
+    blob = store.client.get(v2)
+    forged = seal(b"state-20", signing_key=b"attacker", key="m", learner_kind="river", strategy="none", events_seen=20, source_offsets={0: 20})
+    store.client.set(v2, forged)  # consistent checksum, wrong signature
+    header, payload, refusals = load_latest_valid(store, "m", SIGNING_KEY)
+    assert (header.events_seen, payload) == (10, b"state-10")
+    assert "version 3" in refusals[0] and "checksum" in refusals[0]
+    assert "version 2" in refusals[1] and "signature" in refusals[1]
+    store.client.set(v2, blob)
+    assert load_latest_valid(store, "m", SIGNING_KEY)[0].events_seen == 20
+
+
+def test_background_writer_drains_on_close_and_keeps_the_newest(store: RedisSnapshotStore) -> None:
+    saved: list[tuple[str, int | None]] = []
+    writer = SnapshotWriter(store, SIGNING_KEY, lambda k, v: saved.append((k, v)))
+    for i in range(1, 201):
+        writer.submit([Snapshot("m", "river", "none", i, {0: i}, b"p%d" % i)])
+    writer.close()
+    header, payload, _ = load_latest_valid(store, "m", SIGNING_KEY)
+    assert (header.events_seen, payload) == (200, b"p200")  # superseded ones may be skipped, the newest never
+    assert saved and all(v is not None for _, v in saved)
+    assert max(writer.submit_seconds) < 0.05  # the submitting (dataflow) thread never waits for Redis
+
+
+def _url(store: RedisSnapshotStore) -> str:
+    kw = store.client.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
