@@ -27,6 +27,7 @@ from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, Origin, dead_letter
+from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
 from stream_learner.metrics import Prequential
 
@@ -51,6 +52,11 @@ class EngineConfig:
         label_window_seconds: how long they wait, in seconds.
         snapshot_seconds: also snapshot when this many seconds passed since
             the last snapshot and events came in (0: only every N events).
+        forgetting_every: evaluate every concept's sample every N labelled
+            events (0: only at boundaries and at the end); see
+            :mod:`stream_learner.forgetting`.
+        forgetting_sample: labelled events sampled per concept.
+        forgetting_holdout: keep the sampled events out of training.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -64,6 +70,9 @@ class EngineConfig:
     label_window: int = 0
     label_window_seconds: float = 3600.0
     snapshot_seconds: float = 0.0
+    forgetting_every: int = 5000
+    forgetting_sample: int = 200
+    forgetting_holdout: bool = False
 
 
 @dataclass
@@ -117,6 +126,7 @@ class KeyedLearner:
         self._since_snapshot = 0
         self._snapshot_at = time.time()
         self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
+        self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed)
 
     def process(self, events: list[Event], now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
@@ -134,6 +144,7 @@ class KeyedLearner:
         key = self.key
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
+        observe = self.forgetting.observe
         if pending is not None:
             pending.expire(now)
         for event in events:
@@ -152,7 +163,7 @@ class KeyedLearner:
                 label = event.label
                 if label is None and pending is not None:
                     label = pending.add(event.id, x, y_pred, now)
-                if label is not None:
+                if label is not None and not observe(self.concept, x, label):
                     learn(x, label)
             except Exception as exc:  # a model rejecting an event must not stop the stream
                 out.dead_letters.append(self._model_error(event, exc, now))
@@ -178,6 +189,8 @@ class KeyedLearner:
                 self._on_drift(out, now)
             elif self._since_metrics >= self.config.metrics_every:
                 out.metrics.append(self.metrics_record(now))
+            if self.config.forgetting_every and self.metrics.labelled % self.config.forgetting_every == 0:
+                self.evaluate_concepts()
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             out.snapshot = self.snapshot()
@@ -188,7 +201,13 @@ class KeyedLearner:
         """The stream ended: final metrics and a final snapshot."""
         if self.pending is not None:
             self.pending.close()
+        self.evaluate_concepts()
         return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
+
+    def evaluate_concepts(self) -> dict[int, float]:
+        """Evaluate the model on every concept's sample: a new accuracy-matrix row."""
+        predict = self.learner.predict
+        return self.forgetting.evaluate(lambda x: predict(x)[0], current=self.concept)
 
     def metrics_record(self, now: float) -> dict[str, Any]:
         """The current metrics, in the shape of :class:`~stream_learner.events.MetricsRecord`."""
@@ -206,7 +225,7 @@ class KeyedLearner:
             "concept": self.concept,
             "concepts": self.concepts,
             "drifts": self.drifts,
-            "forgetting": {"average": None, "bwt": None, "matrix": []},
+            "forgetting": self.forgetting.summary(),
             "ts": now,
             **({"delayed_labels": self.pending.counts()} if self.pending is not None else {}),
         }
@@ -284,6 +303,7 @@ class KeyedLearner:
         out.metrics.append(self._drift_record("task", now))
 
     def _new_concept(self, concept: int) -> None:
+        self.evaluate_concepts()  # the last row of the concept that ends here
         self.concept = concept
         self.concepts = max(self.concepts, concept + 1)
         self.learner.on_boundary(concept)

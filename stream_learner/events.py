@@ -106,10 +106,17 @@ class Prediction(BaseModel):
 
 
 class ForgettingSummary(BaseModel):
-    """Average forgetting, backward transfer and the (bounded) accuracy matrix."""
+    """Average forgetting, backward transfer and the (bounded) accuracy matrix.
+
+    ``matrix[t][j]`` is the accuracy on concept ``columns[j]`` at the ``t``-th
+    kept evaluation point; see :mod:`stream_learner.forgetting`.
+    """
 
     average: float | None = None
     bwt: float | None = None
+    average_accuracy: float | None = None
+    concepts: int = 0
+    columns: list[int] = Field(default_factory=list)
     matrix: list[list[float | None]] = Field(default_factory=list)
 
 

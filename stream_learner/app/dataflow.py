@@ -97,12 +97,28 @@ class RunStats:
                 "mae": sum(m["mae"] * m["labelled"] for m in mae) / sum(m["labelled"] for m in mae) if mae else None,
                 "drifts": sum(m["drifts"] for m in metrics),
                 "concepts": sum(m["concepts"] for m in metrics),
+                "forgetting": _forgetting_summary(metrics),
                 "keys": len(metrics),
                 "snapshots": self.snapshots,
                 "snapshot_failures": self.snapshot_failures,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
             }
+
+
+def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest forgetting figures, averaged over model keys that have them."""
+
+    def mean(name: str) -> float | None:
+        values = [m["forgetting"][name] for m in metrics if m["forgetting"].get(name) is not None]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "average_accuracy": mean("average_accuracy"),
+        "average_forgetting": mean("average"),
+        "bwt": mean("bwt"),
+        "concepts": sum(m["forgetting"].get("concepts", 0) for m in metrics),
+    }
 
 
 def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]] | StepOutput]:

@@ -1,0 +1,168 @@
+r"""Forgetting, measured: the accuracy matrix and the metrics read from it.
+
+``R[t][i]`` is the accuracy on concept ``i`` at the ``t``-th evaluation
+point (``None`` before concept ``i`` was seen). With ``T`` the latest
+evaluation and ``P`` the past concepts (seen, and not the current one):
+
+- average accuracy: :math:`A_T = \frac{1}{|S|}\sum_{i \in S} R_{T,i}` over every seen concept ``S``;
+- average forgetting (Chaudhry et al. 2018):
+  :math:`F_T = \frac{1}{|P|}\sum_{i \in P} \big(\max_{l < T} R_{l,i} - R_{T,i}\big)`;
+- backward transfer (Lopez-Paz & Ranzato 2017):
+  :math:`BWT_T = \frac{1}{|P|}\sum_{i \in P} \big(R_{T,i} - R_{e_i,i}\big)`, where ``e_i`` is
+  the last evaluation while concept ``i`` was current (the end of its training);
+- forward transfer needs the accuracy of an untrained model on every concept,
+  which a stream does not have: it is reported as ``None``.
+
+Avalanche's ``forgetting_bwt.py`` measures forgetting from the accuracy right
+after an experience was trained; the ``max`` above (the literature's
+definition) is never smaller than that, and the two agree when accuracy on a
+concept only falls after it ends.
+
+>>> R = [[0.9, None], [0.5, 0.8], [0.4, 0.9]]
+>>> current = 1  # concept 1 is being learned at every row after the first
+>>> average_accuracy(R[-1]), round(average_forgetting(R, current), 3), round(bwt(R, current, ends={0: 0}), 3)
+(0.65, 0.5, -0.5)
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+Row = list[float | None]
+
+
+def average_accuracy(row: Row) -> float | None:
+    """Mean accuracy over the concepts seen at this evaluation."""
+    seen = [a for a in row if a is not None]
+    return sum(seen) / len(seen) if seen else None
+
+
+def average_forgetting(matrix: list[Row], current: int) -> float | None:
+    """Mean over past concepts of (best earlier accuracy - latest accuracy)."""
+    last = matrix[-1]
+    drops = []
+    for i, now in enumerate(last):
+        if i == current or now is None:
+            continue
+        earlier = [row[i] for row in matrix[:-1] if i < len(row) and row[i] is not None]
+        if earlier:
+            drops.append(max(earlier) - now)
+    return sum(drops) / len(drops) if drops else None
+
+
+def bwt(matrix: list[Row], current: int, ends: dict[int, int]) -> float | None:
+    """Mean over past concepts of (latest accuracy - accuracy when the concept ended).
+
+    ``ends[i]`` is the row index of concept ``i``'s last evaluation while current.
+    """
+    last = matrix[-1]
+    deltas = [last[i] - matrix[e][i] for i, e in ends.items() if i != current and i < len(last) and last[i] is not None and matrix[e][i] is not None]
+    return sum(deltas) / len(deltas) if deltas else None
+
+
+@dataclass
+class _Reservoir:
+    capacity: int
+    seen: int = 0
+    items: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+class ForgettingTracker:
+    """Keeps a bounded sample per concept, evaluates on it, and tracks forgetting live.
+
+    The sample of a concept is a reservoir (Algorithm R) of its labelled
+    events. By default they are also learned (test-then-train, so the engine
+    learns exactly what a plain loop learns); with ``holdout=True`` an event
+    chosen for the sample is not learned, so the sample is truly held out.
+    Memory is bounded: ``sample_size`` events per concept, the last
+    ``max_concepts`` concepts, the last ``max_rows`` matrix rows.
+
+    Args:
+        sample_size: events kept per concept.
+        max_concepts: concepts kept (older ones drop out of the matrix).
+        max_rows: evaluation rows kept in the published matrix.
+        holdout: keep sampled events out of training.
+        seed: seeds the reservoir sampling.
+    """
+
+    def __init__(self, sample_size: int = 200, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42) -> None:
+        self.sample_size = sample_size
+        self.max_concepts = max_concepts
+        self.holdout = holdout
+        self._rng = random.Random(seed)
+        self._samples: dict[int, _Reservoir] = {}
+        self._best: dict[int, float] = {}
+        self._at_end: dict[int, float] = {}
+        self.rows: deque[dict[int, float]] = deque(maxlen=max_rows)
+        self.evaluations = 0
+        self.current = 0
+        self._forgetting: tuple[float | None, float | None] = (None, None)
+
+    def observe(self, concept: int, x: Any, y: Any) -> bool:
+        """Offer one labelled event of ``concept``; True when it must not be learned (held out)."""
+        sample = self._samples.get(concept)
+        if sample is None:
+            sample = self._samples[concept] = _Reservoir(self.sample_size)
+            self._forget_oldest()
+        sample.seen += 1
+        if len(sample.items) < sample.capacity:
+            sample.items.append((x, y))
+            return self.holdout
+        j = int(self._rng.random() * sample.seen)
+        if j < sample.capacity:
+            sample.items[j] = (x, y)
+            return self.holdout
+        return False
+
+    def evaluate(self, predict: Callable[[Any], Any], current: int) -> dict[int, float]:
+        """Accuracy of ``predict`` on every concept's sample: a new row of the matrix.
+
+        ``current`` is the concept being learned now. Forgetting and BWT are
+        updated from the full history (best and end-of-concept accuracies),
+        whatever part of the matrix is kept for publishing.
+        """
+        row = {c: sum(predict(x) == y for x, y in s.items) / len(s.items) for c, s in self._samples.items() if s.items}
+        if self.rows:
+            previous = self.rows[-1]
+            for concept, accuracy in previous.items():
+                self._best[concept] = max(self._best.get(concept, accuracy), accuracy)
+            if self.current in previous:  # the previous row is, so far, the last one while its concept was current
+                self._at_end[self.current] = previous[self.current]
+        past = [c for c in row if c != current]
+        drops = [self._best[c] - row[c] for c in past if c in self._best]
+        deltas = [row[c] - self._at_end[c] for c in past if c in self._at_end]
+        self._forgetting = (sum(drops) / len(drops) if drops else None, sum(deltas) / len(deltas) if deltas else None)
+        self.rows.append(row)
+        self.current = current
+        self.evaluations += 1
+        return row
+
+    def summary(self) -> dict[str, Any]:
+        """``{average, bwt, average_accuracy, concepts, columns, matrix}`` as of the latest evaluation.
+
+        ``matrix`` holds the kept rows over the kept concepts; ``columns`` names
+        the concept of each column.
+        """
+        if not self.rows:
+            return {"average": None, "bwt": None, "average_accuracy": None, "concepts": len(self._samples), "columns": [], "matrix": []}
+        forgetting, backward = self._forgetting
+        concepts = sorted(self._samples)
+        matrix = [[row.get(c) for c in concepts] for row in self.rows]
+        return {
+            "average": forgetting,
+            "bwt": backward,
+            "average_accuracy": average_accuracy(list(self.rows[-1].values())),
+            "concepts": len(self._samples),
+            "matrix": matrix,
+            "columns": concepts,
+        }
+
+    def _forget_oldest(self) -> None:
+        while len(self._samples) > self.max_concepts:
+            oldest = min(self._samples)
+            del self._samples[oldest]
+            self._best.pop(oldest, None)
+            self._at_end.pop(oldest, None)
