@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-every", type=_positive_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
     run.add_argument("--snapshot-every", type=_positive_int, default=10_000, metavar="N", help="snapshot every N events, 0 for only at the end (default: %(default)s)")
     run.add_argument("--no-proba", action="store_true", help="leave class probabilities out of predictions")
+    run.add_argument("--forgetting-every", type=_positive_int, default=5000, metavar="N", help="evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: %(default)s)")
+    run.add_argument("--forgetting-sample", type=_positive_int, default=200, metavar="N", help="labelled events sampled per concept for the forgetting metrics (default: %(default)s)")
+    run.add_argument("--holdout", action="store_true", help="keep the sampled events out of training (default: they are learned too, test-then-train)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
     run.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
     run.set_defaults(handler=_run)
@@ -80,6 +83,9 @@ def _run(args: argparse.Namespace) -> int:
         metrics_every=max(1, args.metrics_every),
         snapshot_every=args.snapshot_every,
         with_proba=not args.no_proba,
+        forgetting_every=args.forgetting_every,
+        forgetting_sample=max(1, args.forgetting_sample),
+        forgetting_holdout=args.holdout,
     )
     if args.source == "kafka":
         from stream_learner.app.kafka_run import run_from_args
@@ -117,7 +123,21 @@ def _describe(summary: dict[str, Any]) -> str:
         f"= {summary['events_per_second'] or 0:,.0f} events/s\n"
         f"      {summary['predictions']:,} predictions, {summary['dead_letters']:,} dead letters, {quality}, "
         f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots\n"
+        f"{_describe_forgetting(summary.get('forgetting'))}"
         f"      outputs in {summary['out']}/"
+    )
+
+
+def _describe_forgetting(forgetting: dict[str, Any] | None) -> str:
+    if not forgetting or forgetting.get("average_accuracy") is None:
+        return ""
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    return (
+        f"      forgetting: average accuracy over {forgetting['concepts']} concepts {fmt(forgetting['average_accuracy'])}, "
+        f"average forgetting {fmt(forgetting['average_forgetting'])}, BWT {fmt(forgetting['bwt'])}\n"
     )
 
 

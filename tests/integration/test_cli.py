@@ -20,7 +20,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
-    result = _cli("run", "--source", "synthetic:sea?every=1000&concepts=3", "--model", "hoeffding_tree", "--json", "--out", "o", cwd=tmp_path)
+    result = _cli("run", "--source", "synthetic:agrawal?every=1000&concepts=3", "--model", "hoeffding_tree", "--json", "--out", "o", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1
@@ -28,6 +28,9 @@ def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["events"] == summary["predictions"] == 3000 and summary["dead_letters"] == 0
     assert 0.5 < summary["accuracy"] <= 1.0 and summary["events_per_second"] > 0
+    assert set(summary["forgetting"]) == {"average_accuracy", "average_forgetting", "bwt", "concepts"}
+    assert summary["forgetting"]["concepts"] == summary["concepts"] >= 2
+    assert summary["forgetting"]["average_forgetting"] is not None
     assert (tmp_path / "o" / "predictions.jsonl").exists()
     assert list((tmp_path / "o" / "snapshots" / "stream-learner" / "default").glob("v*.snap"))
 
