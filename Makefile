@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/stream-learner run $(ARGS)
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
@@ -28,3 +28,17 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) out
+
+# The dashboard's browser test drives Debian's Chromium: installed once, where apt is usable
+# (as root, or with password-less sudo); elsewhere that one test is skipped, with the reason.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then echo "browser-deps: no apt-get here; the browser test will be skipped" >&2; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then echo "browser-deps: not root and no password-less sudo; the browser test will be skipped" >&2; \
+	  else echo "browser-deps: installing chromium and chromium-driver (apt)" >&2; \
+	    ( $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ) \
+	      || echo "browser-deps: apt could not install chromium; the browser test will be skipped" >&2; \
+	  fi; \
+	fi

@@ -70,8 +70,8 @@ class EngineConfig:
     label_window: int = 0
     label_window_seconds: float = 3600.0
     snapshot_seconds: float = 0.0
-    forgetting_every: int = 5000
-    forgetting_sample: int = 200
+    forgetting_every: int = 10_000
+    forgetting_sample: int = 100
     forgetting_holdout: bool = False
 
 

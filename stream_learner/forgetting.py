@@ -88,7 +88,7 @@ class ForgettingTracker:
         seed: seeds the reservoir sampling.
     """
 
-    def __init__(self, sample_size: int = 200, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42) -> None:
+    def __init__(self, sample_size: int = 100, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42) -> None:
         self.sample_size = sample_size
         self.max_concepts = max_concepts
         self.holdout = holdout

@@ -41,9 +41,14 @@ class Sinks:
 
 
 class RunStats:
-    """Counts of one run, shared by the dataflow's workers (thread-safe)."""
+    """Counts of one run, shared by the dataflow's workers (thread-safe).
 
-    def __init__(self) -> None:
+    ``listener`` (e.g. :class:`~stream_learner.app.telemetry.Telemetry`) sees
+    the same reads, outputs, learner steps and snapshots.
+    """
+
+    def __init__(self, listener: Any = None) -> None:
+        self.listener = listener
         self._lock = threading.Lock()
         self.started = time.perf_counter()
         self.events = 0
@@ -57,6 +62,8 @@ class RunStats:
         """Records read from the source."""
         with self._lock:
             self.events += n
+        if self.listener is not None:
+            self.listener.on_read(n)
 
     def observe(self, outputs: list[StepOutput]) -> list[StepOutput]:
         """Count a batch of learner outputs on their way to the sinks."""
@@ -67,7 +74,14 @@ class RunStats:
                 for record in out.metrics:
                     if record["type"] == "metrics":
                         self.latest_metrics[record["key"]] = record
+        if self.listener is not None:
+            self.listener.on_outputs(outputs)
         return outputs
+
+    def step_done(self, key: str, events: int, seconds: float) -> None:
+        """The learner step of ``key`` took ``seconds`` over ``events`` events."""
+        if self.listener is not None:
+            self.listener.on_step(key, events, seconds)
 
     def snapshot_saved(self, key: str, version: int | None) -> None:
         with self._lock:
@@ -75,6 +89,8 @@ class RunStats:
                 self.snapshot_failures += 1
             else:
                 self.snapshots += 1
+        if self.listener is not None:
+            self.listener.on_snapshot(key, version)
 
     def summary(self) -> dict[str, Any]:
         """The run's figures (accuracy weighted by labelled events across keys)."""
@@ -156,8 +172,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         restored: Callable[[str], KeyedLearner | None],
         recoverable: bool,
         resume_state: bytes | None,
+        on_step: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_step = on_step
         self.restored = restored
         self.recoverable = recoverable
         self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
@@ -167,7 +185,11 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         if self.learner is None:
             key = events[0].key
             self.learner = self.restored(key) or KeyedLearner(key, self.config)
-        return [self.learner.process(events, time.time())], self.RETAIN
+        started = time.perf_counter()
+        out = self.learner.process(events, time.time())
+        if self.on_step is not None:
+            self.on_step(self.learner.key, len(events), time.perf_counter() - started)
+        return [out], self.RETAIN
 
     def on_eof(self) -> tuple[list[StepOutput], bool]:
         if self.learner is None:
@@ -204,7 +226,7 @@ def build_dataflow(
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
-        return _LearnerLogic(config, restored, recoverable, resume_state)
+        return _LearnerLogic(config, restored, recoverable, resume_state, stats.step_done)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)

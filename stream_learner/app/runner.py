@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +51,8 @@ class RunOptions:
     progress: bool = True
     console: bool = True
     retain: int = 5
+    telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by this run (Prometheus, dashboard)
+    rate: float = 0.0  # read at most this many events per second (0: unlimited)
 
 
 def run(options: RunOptions, println: Callable[[str], None] | None = None, source: OffsetSource | None = None) -> dict[str, Any]:
@@ -66,12 +69,15 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
     signing_key = os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
     restored, start = _restore(store, signing_key, options) if options.resume else ({}, 0)
 
-    stats = RunStats()
+    stats = RunStats(options.telemetry)
     limit = None if options.max_events is None else start + options.max_events
+    on_read: Callable[[int], None] = stats.add_read if not options.rate else _Throttle(stats.add_read, options.rate)
     if source is None:
-        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit, on_read=stats.add_read)
+        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit, on_read=on_read)
     else:
-        source.start, source.on_read = start, stats.add_read
+        source.start, source.on_read = start, on_read
+    if options.rate:
+        source.batch_size = max(1, min(source.batch_size, int(options.rate / 20)))
         source.max_events = limit if source.max_events is None else source.max_events
     config = EngineConfig(**{**options.engine.__dict__, "source": source.name})
     KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
@@ -89,7 +95,28 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         cluster_main(flow, [], 0, worker_count_per_proc=options.workers, epoch_interval=timedelta(seconds=options.epoch_seconds))
     summary = stats.summary()
     summary["out"] = str(out)
+    if options.telemetry is not None:
+        options.telemetry.mark_finished(summary)
     return summary
+
+
+class _Throttle:
+    """Wraps a source's read callback so that reading averages at most ``rate`` events per second."""
+
+    def __init__(self, inner: Callable[[int], None], rate: float) -> None:
+        self.inner = inner
+        self.rate = rate
+        self.started: float | None = None
+        self.count = 0
+
+    def __call__(self, n: int) -> None:
+        self.inner(n)
+        if self.started is None:
+            self.started = time.monotonic()
+        self.count += n
+        delay = self.started + self.count / self.rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 def _restore(store: LocalSnapshotStore, signing_key: bytes, options: RunOptions) -> tuple[dict[str, KeyedLearner], int]:

@@ -1,0 +1,362 @@
+"""The built-in live page: a small HTTP server on localhost.
+
+``GET /`` is the page (``static/index.html`` with its own script and style,
+nothing from a CDN), ``GET /api/state`` the JSON the page polls every
+second, ``GET /metrics`` the Prometheus exposition of the same run.
+
+The state comes from a callable, so the page can show an engine running in
+this process (:meth:`Telemetry.state <stream_learner.app.telemetry.Telemetry.state>`)
+or one elsewhere, read through its ``/metrics`` (:class:`RemoteEngine`).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any, Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream_learner.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+def _static(name: str) -> bytes | None:
+    """A file shipped in ``stream_learner/app/static`` (only plain names: no path traversal)."""
+    if "/" in name or "\\" in name or name.startswith(".") or not any(name.endswith(ext) for ext in STATIC_TYPES):
+        return None
+    path = resources.files("stream_learner.app").joinpath("static", name)
+    return path.read_bytes() if path.is_file() else None
+
+
+class DashboardServer:
+    """Serves the page, its JSON state and (optionally) ``/metrics`` on a background thread.
+
+    Raises :class:`~stream_learner.errors.ConfigError` with one readable line
+    when the port is taken.
+    """
+
+    def __init__(
+        self,
+        state: Callable[[], dict[str, Any]],
+        port: int,
+        host: str = "127.0.0.1",
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
+        handler = _handler(state, metrics)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            why = "port already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ConfigError(f"--dashboard {port}: cannot serve the dashboard on {host}:{port} ({why}); choose another port") from None
+        self._server.daemon_threads = True
+        self.host = host
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dashboard", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _handler(state: Callable[[], dict[str, Any]], metrics: Callable[[], bytes] | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
+            path = self.path.split("?", 1)[0]
+            if path in ("/", "/index.html"):
+                self._send(200, STATIC_TYPES[".html"], _static("index.html") or b"")
+            elif path == "/api/state":
+                try:
+                    body = json.dumps(_finite(state()), allow_nan=False).encode()
+                except Exception as exc:  # noqa: BLE001 - the page shows it instead of a broken connection
+                    logger.warning("dashboard state failed: %s", exc)
+                    self._send(503, "application/json", json.dumps({"error": str(exc)}).encode())
+                    return
+                self._send(200, "application/json", body)
+            elif path == "/metrics" and metrics is not None:
+                self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics())
+            elif path.startswith("/static/") and (body := _static(path.removeprefix("/static/"))) is not None:
+                ext = path[path.rfind(".") :]
+                self._send(200, STATIC_TYPES[ext], body)
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server signature
+            logger.debug("dashboard: " + format, *args)
+
+    return Handler
+
+
+class RemoteEngine:
+    """The page's state, rebuilt from a running engine's ``/metrics`` polled every ``interval`` seconds.
+
+    For ``stream-learner dashboard --engine URL``: accuracy points are placed
+    at each key's prediction count; a drift marker where a key's
+    ``stream_learner_drifts_total`` went up between two polls.
+    """
+
+    def __init__(self, url: str, interval: float = 1.0, timeout: float = 5.0) -> None:
+        self.url = url if url.rstrip("/").endswith("/metrics") else url.rstrip("/") + "/metrics"
+        self.interval = interval
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._started = time.time()
+        self._error: str | None = None
+        self._throughput: list[list[float]] = []
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
+        self._reasons: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dashboard-poll", daemon=True)
+
+    def start(self) -> RemoteEngine:
+        self.poll()
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.timeout + 1)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        """Scrape once and fold the samples into the history."""
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 - a URL the user gave
+                text = response.read().decode()
+        except (OSError, urllib.error.URLError) as exc:
+            with self._lock:
+                self._error = f"cannot read {self.url}: {exc}"
+            return
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                samples.setdefault(s.name, []).append((s.labels, s.value))
+        with self._lock:
+            self._error = None
+            self._fold(samples, time.time())
+
+    def _fold(self, samples: dict[str, list[tuple[dict[str, str], float]]], now: float) -> None:
+        def by_key(name: str) -> dict[str, float]:
+            out: dict[str, float] = {}
+            for labels, value in samples.get(name, []):
+                if "key" in labels:
+                    out[labels["key"]] = out.get(labels["key"], 0.0) + value
+            return out
+
+        predictions, drifts = by_key("stream_learner_predictions_total"), by_key("stream_learner_drifts_total")
+        accuracy, window = by_key("stream_learner_accuracy_ratio"), by_key("stream_learner_accuracy_window_ratio")
+        concept, concepts = by_key("stream_learner_concept"), by_key("stream_learner_concepts")
+        forgetting, bwt = by_key("stream_learner_forgetting_average_ratio"), by_key("stream_learner_backward_transfer_ratio")
+        rows: dict[str, dict[int, float]] = {}
+        for labels, value in samples.get("stream_learner_concept_accuracy_ratio", []):
+            rows.setdefault(labels["key"], {})[int(labels["concept"])] = value
+        self._reasons = {labels["reason"]: int(v) for labels, v in samples.get("stream_learner_dead_letters_total", [])}
+        self._totals = {
+            "events": int(sum(v for _, v in samples.get("stream_learner_events_total", []))),
+            "predictions": int(sum(predictions.values())),
+            "dead_letters": sum(self._reasons.values()),
+        }
+        self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
+        del self._throughput[:-600]
+        for key in sorted(set(predictions) | set(accuracy)):
+            h = self._keys.setdefault(key, {"predictions": 0, "points": [], "drifts": [], "latest": None, "drift_count": 0.0, "rows": []})
+            at = int(predictions.get(key, 0))
+            c = int(concept.get(key, 0))
+            for _ in range(int(drifts.get(key, 0.0) - h["drift_count"])):  # drifts since the last poll, placed here
+                h["drifts"].append({"at_event": at, "concept": c, "detector": "detector", "ts": now})
+            h["drift_count"] = drifts.get(key, 0.0)
+            if key in accuracy and (not h["points"] or h["points"][-1][0] != at):
+                h["points"].append([at, accuracy[key], window.get(key), c, now])
+                del h["points"][:-2000]
+            row = rows.get(key, {})
+            if row and (not h["rows"] or h["rows"][-1] != row):  # a new evaluation: a new row of the matrix
+                h["rows"].append(row)
+                del h["rows"][:-20]
+            columns = sorted({c for r in h["rows"] for c in r})
+            matrix = [[r.get(c) for c in columns] for r in h["rows"]]
+            h["predictions"] = at
+            h["latest"] = {
+                "key": key, "events": at, "accuracy": accuracy.get(key), "accuracy_window": window.get(key),
+                "concept": c, "concepts": int(concepts.get(key, 1)), "drifts": int(drifts.get(key, 0)),
+                "forgetting": {"average": forgetting.get(key), "bwt": bwt.get(key), "matrix": matrix, "columns": columns},
+            }
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "now": time.time(),
+                "started": self._started,
+                "finished": None,
+                "source": self.url,
+                "error": self._error,
+                "totals": dict(self._totals),
+                "throughput": [list(s) for s in self._throughput],
+                "dead_letters": {"by_reason": dict(self._reasons), "recent": []},
+                "keys": {
+                    key: {k: (list(v) if isinstance(v, list) else v) for k, v in h.items() if k not in ("drift_count", "rows")}
+                    for key, h in self._keys.items()
+                },
+            }
+
+
+# --- the command line: ``run --metrics-port/--dashboard/--linger/--rate`` and the ``dashboard`` command ---
+
+DEFAULT_DASHBOARD_PORT = 8765
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    return value
+
+
+def add_run_arguments(run: Any) -> None:
+    """The observability flags of ``run`` (all off unless asked)."""
+    group = run.add_argument_group("dashboards and metrics")
+    group.add_argument("--metrics-port", type=_port, default=None, metavar="PORT", help="serve Prometheus metrics on http://HOST:PORT/metrics (off unless given)")
+    group.add_argument("--metrics-host", default="0.0.0.0", metavar="HOST", help="address the metrics server listens on (default: %(default)s)")
+    group.add_argument(
+        "--dashboard", type=_port, nargs="?", const=DEFAULT_DASHBOARD_PORT, default=None, metavar="PORT",
+        help=f"serve the live dashboard page on http://127.0.0.1:PORT/ (default port {DEFAULT_DASHBOARD_PORT})",
+    )
+    group.add_argument("--linger", type=_seconds, default=0.0, metavar="SECONDS", help="keep serving metrics and the page this long after the source ends (Ctrl-C stops)")
+    group.add_argument("--rate", type=_seconds, default=0.0, metavar="EVENTS_PER_S", help="read at most this many events per second (0: as fast as possible)")
+
+
+class Serving:
+    """The telemetry of one ``run`` and the servers showing it; a context manager.
+
+    Without ``--metrics-port`` or ``--dashboard`` nothing is created
+    (``telemetry`` is ``None``). On exit it lingers ``--linger`` seconds,
+    then stops the servers.
+    """
+
+    def __init__(self, args: Any, say: Callable[[str], None]) -> None:
+        from stream_learner.app.telemetry import MetricsServer, Telemetry
+
+        self.linger = getattr(args, "linger", 0.0) or 0.0
+        self.say = say
+        self.telemetry: Any = None
+        self._servers: list[Any] = []
+        metrics_port, dashboard_port = getattr(args, "metrics_port", None), getattr(args, "dashboard", None)
+        if metrics_port is None and dashboard_port is None:
+            return
+        self.telemetry = Telemetry()
+        try:
+            if metrics_port is not None:
+                server = MetricsServer(self.telemetry, metrics_port, args.metrics_host)
+                self._servers.append(server)
+                say(f"metrics: http://{args.metrics_host}:{server.port}/metrics")
+            if dashboard_port is not None:
+                page = DashboardServer(self.telemetry.state, dashboard_port, metrics=self.telemetry.exposition)
+                self._servers.append(page)
+                say(f"dashboard: {page.url}")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Serving:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            if exc_type is None and self._servers and self.linger > 0:
+                sys.stdout.flush()
+                self.say(f"serving metrics and the dashboard for {self.linger:g} more seconds (Ctrl-C to stop)")
+                time.sleep(self.linger)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+
+def add_parser(commands: Any) -> None:
+    """The ``dashboard`` command: the live page for an engine running elsewhere."""
+    cmd = commands.add_parser(
+        "dashboard", help="serve the live page for a running engine",
+        description="Serve the live dashboard page for an engine started with --metrics-port, reading its /metrics.",
+    )
+    cmd.add_argument("--engine", default="http://127.0.0.1:9100/metrics", metavar="URL", help="the engine's metrics URL (default: %(default)s)")
+    cmd.add_argument("--port", type=_port, default=DEFAULT_DASHBOARD_PORT, help="port of the page (default: %(default)s)")
+    cmd.add_argument("--host", default="127.0.0.1", help="address of the page (default: %(default)s)")
+    cmd.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS", help="how often to read the engine (default: %(default)s)")
+    cmd.set_defaults(handler=_dashboard)
+
+
+def _dashboard(args: Any) -> int:
+    remote = RemoteEngine(args.engine, interval=max(0.1, args.interval))
+    page = DashboardServer(remote.state, args.port, args.host)
+    remote.start()
+    sys.stderr.write(f"dashboard: {page.url} (reading {remote.url}; Ctrl-C to stop)\n")
+    sys.stderr.flush()
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        remote.close()
+        page.close()

@@ -1,0 +1,141 @@
+// The live page: polls /api/state every second and redraws.
+"use strict";
+
+const DRIFT_COLOR = "#d62728";
+const POLL_MS = 1000;
+// What the page last drew, for people poking around in the console (and for the browser test).
+window.dashboard = { polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, matrixCells: 0, throughputPoints: 0, lastError: null, state: null };
+
+const $ = (id) => document.getElementById(id);
+let selectedKey = null;
+
+function pct(v) { return v === null || v === undefined ? "-" : (100 * v).toFixed(2) + " %"; }
+function num(v) { return v === null || v === undefined ? "-" : Math.round(v).toLocaleString("en"); }
+function signed(v) { return v === null || v === undefined ? "-" : (v >= 0 ? "+" : "") + v.toFixed(4); }
+
+function rates(throughput) {
+  const out = [];
+  for (let i = 1; i < throughput.length; i++) {
+    const dt = throughput[i][0] - throughput[i - 1][0];
+    if (dt > 0) out.push([throughput[i][0], (throughput[i][1] - throughput[i - 1][1]) / dt]);
+  }
+  return out;
+}
+
+function keySelect(keys) {
+  const sel = $("key");
+  const names = Object.keys(keys);
+  if (selectedKey === null || !names.includes(selectedKey)) selectedKey = names[0] || null;
+  if (sel.options.length !== names.length || names.some((n, i) => sel.options[i].value !== n)) {
+    sel.replaceChildren(...names.map((n) => new Option(n, n)));
+  }
+  if (selectedKey !== null) sel.value = selectedKey;
+}
+
+function render(state) {
+  const d = window.dashboard;
+  d.state = state;
+  const status = $("status");
+  if (state.error) { status.textContent = "engine unreachable"; status.className = "badge down"; }
+  else if (state.finished) { status.textContent = "finished"; status.className = "badge finished"; }
+  else { status.textContent = "live"; status.className = "badge live"; }
+  $("error").hidden = !state.error;
+  $("error").textContent = state.error || "";
+
+  keySelect(state.keys);
+  const h = selectedKey !== null ? state.keys[selectedKey] : null;
+  const latest = (h && h.latest) || {};
+  const forgetting = latest.forgetting || {};
+  const perSecond = rates(state.throughput);
+  const t0 = state.started;
+
+  $("t-events").textContent = num(state.totals.events);
+  $("t-rate").textContent = perSecond.length ? num(perSecond[perSecond.length - 1][1]) : "-";
+  $("t-predictions").textContent = num(state.totals.predictions);
+  $("t-accuracy").textContent = pct(latest.accuracy);
+  $("t-window").textContent = pct(latest.accuracy_window);
+  $("t-concept").textContent = latest.concept ?? "-";
+  $("t-drifts").textContent = h ? num(h.drifts.length) : "-";
+  $("t-forgetting").textContent = signed(forgetting.average);
+  $("t-bwt").textContent = signed(forgetting.bwt);
+  $("t-dead").textContent = num(state.totals.dead_letters);
+
+  const points = h ? h.points : [];
+  const drifts = h ? h.drifts : [];
+  const acc = $("accuracy");
+  const markers = Charts.line(acc, {
+    series: [
+      { points: points.map((p) => [p[0], p[1]]), color: "#1f77b4", width: 2 },
+      { points: points.map((p) => [p[0], p[2]]), color: "#ff7f0e", width: 1.5 },
+    ],
+    markers: drifts.map((m) => ({ x: m.at_event, label: m.detector === "task" ? "task " + m.concept : "drift \u2192 c" + m.concept, color: DRIFT_COLOR })),
+    xMin: 0, yMin: 0, yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
+    emptyText: "waiting for the first metrics record",
+  });
+  d.accuracyPoints = points.filter((p) => p[1] !== null).length;
+  d.driftMarkers = markers;
+  acc.dataset.points = d.accuracyPoints;
+  acc.dataset.driftMarkers = markers;
+
+  const thr = $("throughput");
+  Charts.line(thr, { series: [{ points: perSecond.map((p) => [p[0] - t0, p[1]]), color: "#10b981", width: 2 }], yMin: 0, xLabel: "seconds", emptyText: "waiting for events" });
+  d.throughputPoints = perSecond.length;
+  thr.dataset.points = perSecond.length;
+
+  const mat = $("matrix");
+  d.matrixCells = Charts.heatmap(mat, forgetting.matrix, forgetting.columns);
+  mat.dataset.cells = d.matrixCells;
+
+  renderDeadLetters(state.dead_letters);
+  d.draws += 1;
+}
+
+function renderDeadLetters(dead) {
+  const reasons = Object.entries(dead.by_reason).sort((a, b) => b[1] - a[1]);
+  const max = Math.max(1, ...reasons.map((r) => r[1]));
+  const box = $("reasons");
+  if (!reasons.length) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = "none so far";
+    box.replaceChildren(p);
+  } else {
+    box.replaceChildren(...reasons.map(([reason, n]) => {
+      const row = document.createElement("div");
+      row.className = "reason";
+      const name = document.createElement("span"); name.textContent = reason;
+      const bar = document.createElement("div"); bar.className = "bar"; bar.style.width = (100 * n / max).toFixed(1) + "%";
+      const count = document.createElement("span"); count.className = "n"; count.textContent = n.toLocaleString("en");
+      row.append(name, bar, count);
+      return row;
+    }));
+  }
+  const body = document.querySelector("#recent tbody");
+  body.replaceChildren(...dead.recent.slice().reverse().map((r) => {
+    const tr = document.createElement("tr");
+    const o = r.origin ? `${r.origin.topic}:${r.origin.partition}:${r.origin.offset}` : "-";
+    for (const text of [r.reason, o, r.error]) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
+    return tr;
+  }));
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/api/state", { cache: "no-store" });
+    if (!response.ok) throw new Error(`/api/state answered ${response.status}`);
+    const state = await response.json();
+    window.dashboard.polls += 1;
+    window.dashboard.lastError = null;
+    render(state);
+  } catch (err) {
+    window.dashboard.lastError = String(err);
+    $("status").textContent = "disconnected";
+    $("status").className = "badge down";
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+$("key").addEventListener("change", (e) => { selectedKey = e.target.value; if (window.dashboard.state) render(window.dashboard.state); });
+window.addEventListener("resize", () => { if (window.dashboard.state) render(window.dashboard.state); });
+poll();

@@ -1,0 +1,290 @@
+"""Prometheus metrics and the live history behind the dashboard page.
+
+A :class:`Telemetry` owns its own ``CollectorRegistry``: nothing is
+registered when this module is imported, and two runs in one process do
+not share counters. The dataflow feeds it through :class:`RunStats`'s
+listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``).
+
+Labels stay bounded: the model key, the dead-letter reason (a fixed set),
+the drift detector, the Kafka topic and partition, and the concepts kept in
+the (bounded) accuracy matrix; never an event id.
+
+>>> t = Telemetry()
+>>> t.on_read(3)
+>>> t.sample("stream_learner_events_total")
+3.0
+>>> reason_of("invalid JSON: unexpected character")
+'invalid_json'
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+from stream_learner.errors import ConfigError
+
+LATENCY_BUCKETS = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REASONS = {
+    "invalid JSON": "invalid_json",
+    "invalid event": "invalid_event",
+    "model error": "model_error",
+    "invalid label JSON": "invalid_label_json",
+    "invalid label": "invalid_label",
+    "delayed label, but this run joins none (no label window)": "unjoinable_label",
+}
+"""Dead-letter error prefixes (before the first colon) and their ``reason`` label; anything else is ``other``."""
+
+MAX_POINTS = 2000
+MAX_DRIFTS = 500
+MAX_THROUGHPUT = 600
+MAX_RECENT_DEAD = 20
+THROUGHPUT_EVERY = 0.5
+
+
+def reason_of(error: str) -> str:
+    """The bounded ``reason`` label of a dead letter's error text.
+
+    >>> reason_of("model error: ValueError: bad"), reason_of("something new")
+    ('model_error', 'other')
+    """
+    return REASONS.get(error.split(":", 1)[0].strip(), "other")
+
+
+class Telemetry:
+    """The engine's Prometheus metrics (in a registry of its own) and the dashboard's recent history."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Any = time.time) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        r = self.registry
+        self.events = Counter("stream_learner_events", "Input records read from the source (valid or not).", registry=r)
+        self.predictions = Counter("stream_learner_predictions", "Predictions published.", ["key"], registry=r)
+        self.dead_letters = Counter("stream_learner_dead_letters", "Records sent to the dead-letter output.", ["reason"], registry=r)
+        self.drifts = Counter("stream_learner_drifts", "Concept drifts detected.", ["key", "detector"], registry=r)
+        self.task_switches = Counter("stream_learner_task_switches", "Explicit task switches (events with a new task).", ["key"], registry=r)
+        self.latency = Histogram(
+            "stream_learner_prediction_latency_seconds",
+            "Predict-then-learn time per event, averaged over each learner batch (one observation per batch).",
+            ["key"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.step = Histogram(
+            "stream_learner_learner_batch_duration_seconds", "Time the learner step spent on one batch of events.",
+            ["key"], buckets=STEP_BUCKETS, registry=r,
+        )
+        self.accuracy = Gauge("stream_learner_accuracy_ratio", "Prequential accuracy since the start.", ["key"], registry=r)
+        self.accuracy_window = Gauge("stream_learner_accuracy_window_ratio", "Prequential accuracy over the sliding window.", ["key"], registry=r)
+        self.mae = Gauge("stream_learner_mean_absolute_error", "Prequential mean absolute error (regression).", ["key"], registry=r)
+        self.labelled = Gauge("stream_learner_labelled_events", "Labelled events the model has learned from (at the last metrics record).", ["key"], registry=r)
+        self.concept = Gauge("stream_learner_concept", "Current concept index.", ["key"], registry=r)
+        self.concepts = Gauge("stream_learner_concepts", "Concepts seen so far.", ["key"], registry=r)
+        self.forgetting = Gauge("stream_learner_forgetting_average_ratio", "Average forgetting over past concepts.", ["key"], registry=r)
+        self.bwt = Gauge("stream_learner_backward_transfer_ratio", "Backward transfer (BWT); negative means forgetting.", ["key"], registry=r)
+        self.average_accuracy = Gauge("stream_learner_average_accuracy_ratio", "Mean accuracy over every seen concept's sample, at the latest evaluation.", ["key"], registry=r)
+        self.matrix = Gauge(
+            "stream_learner_concept_accuracy_ratio",
+            "Accuracy on each concept's sample at the latest evaluation: the accuracy matrix's newest row (over time, the matrix).",
+            ["key", "concept"], registry=r,
+        )
+        self.snapshots = Counter("stream_learner_snapshots", "Snapshots saved.", ["key"], registry=r)
+        self.snapshot_failures = Counter("stream_learner_snapshot_failures", "Snapshots that failed to save.", ["key"], registry=r)
+        self.snapshot_time = Gauge("stream_learner_last_snapshot_timestamp_seconds", "Unix time of the last saved snapshot.", ["key"], registry=r)
+        self.lag = Gauge("stream_learner_kafka_consumer_lag_messages", "Messages behind the partition's end offset.", ["topic", "partition"], registry=r)
+        self.started = Gauge("stream_learner_start_time_seconds", "Unix time the run started.", registry=r)
+        self.started.set(clock())
+
+        self._lock = threading.Lock()
+        self._matrix_cells: dict[str, set[str]] = {}
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
+        self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
+        self._reasons: dict[str, int] = {}
+        self._recent_dead: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT_DEAD)
+        self._last_sample = 0.0
+        self._started = clock()
+        self._finished: dict[str, Any] | None = None
+
+    # --- the RunStats listener hooks -------------------------------------------------------
+
+    def on_read(self, n: int) -> None:
+        """``n`` records were read from the source."""
+        self.events.inc(n)
+        with self._lock:
+            self._totals["events"] += n
+            self._sample_throughput(force=False)
+
+    def on_outputs(self, outputs: Iterable[Any]) -> None:
+        """A batch of learner outputs (``StepOutput``) on their way to the sinks."""
+        now = self._clock()
+        with self._lock:
+            for out in outputs:
+                if out.predictions:
+                    key = out.predictions[0]["key"]
+                    self.predictions.labels(key).inc(len(out.predictions))
+                    self._totals["predictions"] += len(out.predictions)
+                    self._history(key)["predictions"] += len(out.predictions)
+                for dead in out.dead_letters:
+                    reason = reason_of(dead["error"])
+                    self.dead_letters.labels(reason).inc()
+                    self._totals["dead_letters"] += 1
+                    self._reasons[reason] = self._reasons.get(reason, 0) + 1
+                    self._recent_dead.append(
+                        {"reason": reason, "error": dead["error"][:300], "origin": dead.get("origin"), "ts": dead.get("ts", now)}
+                    )
+                for record in out.metrics:
+                    if record["type"] == "metrics":
+                        self._on_metrics(record)
+                    elif record["type"] == "drift":
+                        self._on_drift(record)
+            self._sample_throughput(force=False)
+
+    def on_step(self, key: str, events: int, seconds: float) -> None:
+        """The learner step of ``key`` took ``seconds`` for a batch of ``events``."""
+        self.step.labels(key).observe(seconds)
+        if events:
+            self.latency.labels(key).observe(seconds / events)
+
+    def on_snapshot(self, key: str, version: int | None) -> None:
+        """A snapshot of ``key`` was saved (``version``) or failed (``None``)."""
+        if version is None:
+            self.snapshot_failures.labels(key).inc()
+        else:
+            self.snapshots.labels(key).inc()
+            self.snapshot_time.labels(key).set(self._clock())
+
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Kafka sources report how far each partition is behind its end offset."""
+        self.lag.labels(topic, str(partition)).set(lag)
+
+    def mark_finished(self, summary: dict[str, Any]) -> None:
+        """The run ended (the page shows it, the servers may linger)."""
+        with self._lock:
+            self._sample_throughput(force=True)
+            self._finished = dict(summary)
+
+    # --- reading it back ---------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        """One sample's value (tests and the CLI)."""
+        return self.registry.get_sample_value(name, labels)
+
+    def metric_names(self) -> set[str]:
+        """Every metric family name this telemetry exports (e.g. ``stream_learner_drifts_total``)."""
+        names = set()
+        for family in self.registry.collect():
+            names.add(family.name + "_total" if family.type == "counter" else family.name)
+        return names
+
+    def state(self) -> dict[str, Any]:
+        """What the dashboard page draws, as plain JSON-able data."""
+        now = self._clock()
+        with self._lock:
+            if self._finished is None:
+                self._sample_throughput(force=True)
+            return {
+                "now": now,
+                "started": self._started,
+                "finished": self._finished,
+                "totals": dict(self._totals),
+                "throughput": [list(s) for s in self._throughput],
+                "dead_letters": {"by_reason": dict(self._reasons), "recent": list(self._recent_dead)},
+                "keys": {
+                    key: {
+                        "predictions": h["predictions"],
+                        "points": [list(p) for p in h["points"]],
+                        "drifts": list(h["drifts"]),
+                        "latest": h["latest"],
+                    }
+                    for key, h in sorted(self._keys.items())
+                },
+            }
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _history(self, key: str) -> dict[str, Any]:
+        h = self._keys.get(key)
+        if h is None:
+            h = self._keys[key] = {"predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "latest": None}
+        return h
+
+    def _on_metrics(self, record: dict[str, Any]) -> None:
+        key = record["key"]
+        for gauge, field in ((self.accuracy, "accuracy"), (self.accuracy_window, "accuracy_window"), (self.mae, "mae")):
+            value = record.get(field)
+            if value is not None:
+                gauge.labels(key).set(value)
+        self.labelled.labels(key).set(record["labelled"])
+        self.concept.labels(key).set(record["concept"])
+        self.concepts.labels(key).set(record["concepts"])
+        forgetting = record.get("forgetting") or {}
+        if forgetting.get("average") is not None:
+            self.forgetting.labels(key).set(forgetting["average"])
+        if forgetting.get("bwt") is not None:
+            self.bwt.labels(key).set(forgetting["bwt"])
+        if forgetting.get("average_accuracy") is not None:
+            self.average_accuracy.labels(key).set(forgetting["average_accuracy"])
+        matrix = forgetting.get("matrix") or []
+        if matrix:
+            self._set_matrix_row(key, matrix[-1], forgetting.get("columns") or list(range(len(matrix[-1]))))
+        h = self._history(key)
+        h["latest"] = {k: v for k, v in record.items() if k != "type"}
+        points = h["points"]
+        points.append([record["events"], record.get("accuracy"), record.get("accuracy_window"), record["concept"], record["ts"]])
+        if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
+            h["points"] = points[1::2]
+
+    def _set_matrix_row(self, key: str, row: list[float | None], columns: list[Any]) -> None:
+        cells: set[str] = set()
+        for concept, value in zip(columns, row):
+            if value is not None:
+                cells.add(str(concept))
+                self.matrix.labels(key, str(concept)).set(value)
+        for gone in self._matrix_cells.get(key, set()) - cells:  # concepts that dropped out of the bounded matrix
+            self.matrix.remove(key, gone)
+        self._matrix_cells[key] = cells
+
+    def _on_drift(self, record: dict[str, Any]) -> None:
+        key = record["key"]
+        if record["detector"] == "task":
+            self.task_switches.labels(key).inc()
+        else:
+            self.drifts.labels(key, record["detector"]).inc()
+        self._history(key)["drifts"].append(
+            {"at_event": record["at_event"], "concept": record["concept"], "detector": record["detector"], "ts": record["ts"]}
+        )
+
+    def _sample_throughput(self, force: bool) -> None:
+        now = self._clock()
+        if force or now - self._last_sample >= THROUGHPUT_EVERY:
+            self._last_sample = now
+            t = self._totals
+            self._throughput.append([now, t["events"], t["predictions"], t["dead_letters"]])
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP for one :class:`Telemetry` (prometheus-client's exposition server)."""
+
+    def __init__(self, telemetry: Telemetry, port: int, host: str = "0.0.0.0") -> None:
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=telemetry.registry)
+        except OSError as exc:
+            raise ConfigError(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); is another engine using it?") from None
+        self.port = self._server.server_address[1]
+        self.host = host
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
