@@ -65,10 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_run.add_arguments(run)
     produce.add_parser(commands)
     snapshots_cmd.add_parser(commands)
+    from stream_learner.app import dashboard
+
+    dashboard.add_run_arguments(run)
+    dashboard.add_parser(commands)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
+    from stream_learner.app.dashboard import Serving
+
+    with Serving(args, say=lambda line: print(line, file=sys.stderr, flush=True)) as serving:  # off unless asked
+        args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
+        return _run_engine(args)
+
+
+def _run_engine(args: argparse.Namespace) -> int:
     from stream_learner.app.runner import RunOptions, run
     from stream_learner.drift import parse_detector_params
     from stream_learner.engine import EngineConfig
@@ -106,6 +118,8 @@ def _run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not (args.quiet or args.json),
         console=not (args.quiet or args.json),
+        telemetry=args.telemetry,
+        rate=args.rate,
     )
     summary = run(options)
     if args.json:
