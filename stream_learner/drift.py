@@ -8,22 +8,21 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
-from river import drift
-from river.drift import binary
-
 from stream_learner.errors import ConfigError
 
-DETECTORS: dict[str, Any] = {
-    "adwin": drift.ADWIN,
-    "kswin": drift.KSWIN,
-    "page_hinkley": drift.PageHinkley,
-    "ddm": binary.DDM,
-    "eddm": binary.EDDM,
+DETECTORS: dict[str, str] = {
+    "adwin": "river.drift.ADWIN",
+    "kswin": "river.drift.KSWIN",
+    "page_hinkley": "river.drift.PageHinkley",
+    "ddm": "river.drift.binary.DDM",
+    "eddm": "river.drift.binary.EDDM",
 }
-"""Detector names (``--drift-detector NAME``) and the river class each builds."""
+"""Detector names (``--drift-detector NAME``) and the river class each builds
+(imported when first used: ``river.drift`` takes a second to import)."""
 
 BINARY_ONLY = frozenset({"ddm", "eddm"})
 
@@ -50,8 +49,9 @@ class DriftMonitor:
             params.setdefault("seed", seed)  # KSWIN samples at random: seed it so runs repeat
         if name == "page_hinkley" and only_increases:
             params.setdefault("mode", "up")
+        module, _, cls = DETECTORS[name].rpartition(".")
         try:
-            self.detector = DETECTORS[name](**params)
+            self.detector = getattr(importlib.import_module(module), cls)(**params)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad parameters for drift detector {name!r}: {exc}") from None
         self.name = name
