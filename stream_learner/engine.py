@@ -236,7 +236,7 @@ class KeyedLearner:
         return Snapshot(
             key=self.key,
             learner_kind=self.learner.family,
-            strategy="none",
+            strategy=self.config.learner.strategy or "none",
             events_seen=self.events,
             source_offsets=dict(self.next_offsets),
             payload=pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),

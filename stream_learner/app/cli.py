@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
     run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL), river:DATASET, or kafka (see the Kafka flags) (default: %(default)s)")
-    run.add_argument("--model", default="logreg", help=f"a preset ({', '.join(PRESETS)}) or a dotted path to a river estimator (default: %(default)s)")
+    run.add_argument("--model", default="logreg", help=f"a river preset ({', '.join(PRESETS)}), a dotted path to a river estimator, torch:mlp, torch:linear or torch:module:factory (default: %(default)s)")
     run.add_argument("--model-params", default=None, metavar="JSON", help="the model's parameters as a JSON object")
+    run.add_argument("--strategy", default=None, help="continual-learning strategy: a name from `stream-learner strategies`, names joined by '+' (ewc+replay), or avalanche:DOTTED.PLUGIN (default: none)")
+    run.add_argument("--strategy-param", action="append", default=[], metavar="K=V", help="a strategy parameter (value parsed as JSON when it can be, else a string); repeat for more; NAME.K=V targets one strategy of a combination")
     run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
     run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
     run.add_argument("--max-events", type=_positive_int, default=None, metavar="N", help="stop after N events")
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_run.add_arguments(run)
     produce.add_parser(commands)
     snapshots_cmd.add_parser(commands)
+    strategies = commands.add_parser("strategies", help="list installed continual-learning strategies", description="Strategies registered under the stream_learner.strategies entry points: name, learner families, origin package, description.")
+    strategies.set_defaults(handler=_strategies)
     from stream_learner.app import dashboard
 
     dashboard.add_run_arguments(run)
@@ -88,7 +92,7 @@ def _run_engine(args: argparse.Namespace) -> int:
 
     detector = None if args.drift_detector == "none" else args.drift_detector
     engine = EngineConfig(
-        learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed),
+        learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed, strategy=args.strategy, strategy_params=parse_strategy_params(args.strategy_param)),
         detector=detector,
         detector_params=parse_detector_params(args.drift_params),
         window=max(1, args.window),
@@ -126,6 +130,33 @@ def _run_engine(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(_describe(summary))
+    return 0
+
+
+def parse_strategy_params(items: list[str]) -> dict[str, Any]:
+    """``K=V`` strings to a dict; a value is JSON when it parses (``100``, ``true``, ``[1, 2]``), else a string.
+
+    >>> parse_strategy_params(["ewc_lambda=100", "mode=online", "replay.mem_size=50"])
+    {'ewc_lambda': 100, 'mode': 'online', 'replay.mem_size': 50}
+    """
+    from stream_learner.errors import ConfigError
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--strategy-param needs K=V, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    from strategies.registry import available, table
+
+    print(table(available()))
     return 0
 
 

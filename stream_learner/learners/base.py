@@ -44,9 +44,18 @@ class LearnerSpec:
     model: str = "logreg"
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 42
+    strategy: str | None = None
+    strategy_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, model: str, params_json: str | None = None, seed: int | None = 42) -> LearnerSpec:
+    def parse(
+        cls,
+        model: str,
+        params_json: str | None = None,
+        seed: int | None = 42,
+        strategy: str | None = None,
+        strategy_params: dict[str, Any] | None = None,
+    ) -> LearnerSpec:
         """Build from CLI-style strings; bad JSON is a :class:`ConfigError`."""
         params: dict[str, Any] = {}
         if params_json:
@@ -56,15 +65,30 @@ class LearnerSpec:
                 raise ConfigError(f"model parameters are not valid JSON: {exc}") from None
             if not isinstance(params, dict):
                 raise ConfigError("model parameters must be a JSON object, e.g. '{\"l2\": 0.01}'")
-        return cls(model=model, params=params, seed=seed)
+        return cls(model=model, params=params, seed=seed, strategy=strategy, strategy_params=dict(strategy_params or {}))
 
 
 def build_learner(spec: LearnerSpec) -> Learner:
     """Build the learner a spec names.
 
+    ``torch:NAME`` specs build a torch learner (torch is imported only then);
+    a ``strategy`` is loaded through the ``stream_learner.strategies`` entry points.
+
     >>> build_learner(LearnerSpec("logreg")).family
     'river'
     """
-    from stream_learner.learners.river import build_river_learner
+    if spec.strategy_params and not spec.strategy:
+        raise ConfigError("strategy parameters were given without a strategy (--strategy NAME)")
+    if spec.model.startswith("torch:"):
+        from stream_learner.learners.torch import build_torch_learner
 
-    return build_river_learner(spec)
+        return build_torch_learner(spec)
+    from stream_learner.learners.river import RiverLearner, build_river_learner
+
+    learner = build_river_learner(spec)
+    if spec.strategy:
+        from stream_learner.learners.strategy import RiverStrategyLearner, load_strategies
+
+        strategies = load_strategies(spec.strategy, spec.strategy_params, "river")
+        return RiverStrategyLearner(learner.model, strategies, RiverLearner)
+    return learner

@@ -1,0 +1,265 @@
+"""Running Avalanche plugins inside the stream, one micro-batch at a time.
+
+Calling ``strategy.train(experience)`` per micro-batch is slow and makes
+several plugins grow without bound. Instead each adapter keeps one
+long-lived Avalanche ``SupervisedTemplate`` and, per micro-batch, runs the
+body of Avalanche's own update step (``SGDUpdate.training_epoch``) with the
+plugins' hooks: before-iteration and before-forward hooks, the learner's
+forward and criterion, after-forward and before-backward hooks (whose loss
+terms are *returned* as the penalty), backward, after-backward and
+before-update hooks (A-GEM's projection), the optimizer step, after-update
+and after-iteration hooks. At a boundary the template's experience points at
+a bounded window of the concept that ended and the after-training-experience
+hooks run (EWC importances, buffer updates, LwF's teacher); each adapter then
+bounds and compacts what the plugin kept.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+
+from stream_learner.learners.strategy import TorchStrategy, TrainStep
+
+HOOKS = (
+    "before_training_iteration",
+    "before_forward",
+    "after_forward",
+    "before_backward",
+    "after_backward",
+    "before_update",
+    "after_update",
+    "after_training_iteration",
+    "before_training_exp",
+    "after_training_exp",
+)
+
+
+def quietly(load: Callable[[], Any]) -> Any:
+    """Import/build Avalanche objects without their import-time deprecation and logger warnings.
+
+    >>> quietly(lambda: 42)
+    42
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return load()
+
+
+@lru_cache(maxsize=1)
+def _template_module() -> Any:
+    def load() -> Any:
+        from avalanche.training import templates
+
+        return templates
+
+    return quietly(load)
+
+
+def window_dataset(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> Any:
+    """An Avalanche classification dataset over tensors (``(x, y, t)`` items)."""
+    from avalanche.benchmarks.utils.classification_dataset import _make_taskaware_tensor_classification_dataset
+
+    if len(y) == 0:
+        from avalanche.benchmarks.utils import concat_datasets
+
+        return concat_datasets([])
+    return quietly(lambda: _make_taskaware_tensor_classification_dataset(x.detach().cpu(), y.cpu(), targets=y.tolist(), task_labels=t.tolist()))
+
+
+def dataset_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Materialise an Avalanche dataset (a buffer) as three tensors, so it holds no parent windows."""
+    if dataset is None or len(dataset) == 0:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    xs, ys, ts = [], [], []
+    for item in dataset:
+        xs.append(item[0])
+        ys.append(int(item[1]))
+        ts.append(int(item[-1]))
+    return torch.stack(xs), torch.tensor(ys, dtype=torch.long), torch.tensor(ts, dtype=torch.long)
+
+
+def without_evaluation(template: Any) -> Any:
+    """Drop the evaluation plugins a template adds by itself (the engine measures; they would only cost time)."""
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.templates.base_sgd import PeriodicEval
+
+    template.plugins = [p for p in template.plugins if not isinstance(p, (EvaluationPlugin, PeriodicEval))]
+    template.experience = None
+    return template
+
+
+class WindowExperience:
+    """The minimum of an Avalanche experience that plugins read at a boundary."""
+
+    def __init__(self, dataset: Any, index: int, classes: list[int]) -> None:
+        self.dataset = dataset
+        self.current_experience = index
+        self.classes_in_this_experience = classes
+        self.task_label = 0
+        self.task_labels = [0]
+        self.origin_stream = None
+
+    def logging(self) -> WindowExperience:
+        return self
+
+
+class AvalancheStrategy(TorchStrategy):
+    """A torch strategy made of Avalanche plugins driven per micro-batch.
+
+    Subclasses return their plugins from :meth:`make_plugins` and may bound
+    or compact plugin state in :meth:`after_boundary`.
+    """
+
+    template: Any = None
+    plugins: list[Any]
+
+    def make_plugins(self) -> list[Any]:
+        """The Avalanche plugins this strategy runs."""
+        return []
+
+    def make_template(self, model: Any, optimizer: Any, criterion: Any, device: Any, plugins: list[Any]) -> Any:
+        templates = _template_module()
+        from avalanche.training.plugins import EvaluationPlugin
+
+        return quietly(
+            lambda: templates.SupervisedTemplate(
+                model=model, optimizer=optimizer, criterion=criterion, train_mb_size=10, device=device,
+                plugins=plugins, evaluator=EvaluationPlugin(loggers=[]),
+            )
+        )
+
+    def setup(self, model: Any, optimizer: Any, criterion: Any, device: Any) -> None:
+        if self.template is None:
+            _template_module()  # the first Avalanche import, without its import-time warnings
+            self.plugins = self.make_plugins()
+            self.template = without_evaluation(self.make_template(model, optimizer, criterion, device, self.plugins))
+        else:
+            self.template.model = model
+            self.template.optimizer = optimizer
+        self._index_hooks()
+
+    def _index_hooks(self) -> None:
+        """For each hook, the plugin methods that do something (the clock last, as Avalanche requires)."""
+        from avalanche.core import BasePlugin
+        from avalanche.training.plugins import SupervisedPlugin
+
+        members = [*self.plugins, self.template.clock]
+        self._hooks: dict[str, list[Callable[..., Any]]] = {}
+        for name in HOOKS:
+            found = []
+            for plugin in members:
+                method = getattr(type(plugin), name, None)
+                if method is None or method is getattr(SupervisedPlugin, name, None) or method is getattr(BasePlugin, name, None):
+                    continue
+                found.append(getattr(plugin, name))
+            self._hooks[name] = found
+
+    def _run(self, name: str) -> None:
+        template = self.template
+        for hook in self._hooks[name]:
+            hook(template)
+
+    def _set_batch(self, step: TrainStep) -> None:
+        template = self.template
+        template.mbatch = [step.x, step.y, step.task]
+
+    def before_step(self, step: TrainStep) -> None:
+        self._set_batch(step)
+        self._run("before_training_iteration")
+        self._run("before_forward")
+
+    def penalty(self, step: TrainStep) -> Any:
+        """What the after-forward and before-backward hooks add to the loss (EWC, LwF, MAS...).
+
+        The template's loss starts as a copy of the learner's criterion loss,
+        as in Avalanche's own step; the returned penalty is what the hooks
+        changed it by, so the learner's loss tensor is never touched.
+        """
+        if not (self._hooks["after_forward"] or self._hooks["before_backward"]):
+            return None
+        template = self.template
+        self._set_batch(step)
+        template.mb_output = step.logits
+        template.loss = step.loss.clone()
+        self._run("after_forward")
+        self._run("before_backward")
+        loss, template.loss = template.loss, None
+        template.mb_output = None
+        if loss.grad_fn is None or loss.grad_fn.name() == "CloneBackward0":
+            return None  # the hooks added nothing (e.g. EWC before its first boundary)
+        return (loss - step.loss).sum()
+
+    def after_backward(self, step: TrainStep) -> None:
+        self._run("after_backward")
+        self._run("before_update")
+
+    def after_step(self, step: TrainStep) -> None:
+        self._run("after_update")
+        self._run("after_training_iteration")
+        self.template.mbatch = None
+
+    def on_boundary(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
+        template = self.template
+        if template is None:
+            return
+        dataset = window_dataset(x, y, task)
+        template.experience = WindowExperience(dataset, template.clock.train_exp_counter, sorted(set(y.tolist())))
+        template.adapted_dataset = dataset
+        template.train_mb_size = max(1, min(len(dataset), 32))
+        try:
+            quietly(lambda: self._run("after_training_exp"))
+            self.after_boundary()
+        finally:
+            template.experience = None
+            template.adapted_dataset = None
+
+    def after_boundary(self) -> None:
+        """Bound and compact what the plugins kept (called after the boundary hooks)."""
+
+    @property
+    def experiences(self) -> int:
+        """Boundaries seen (Avalanche's ``clock.train_exp_counter``)."""
+        return 0 if self.template is None else self.template.clock.train_exp_counter
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"experiences": self.experiences}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.template.clock.train_exp_counter = state["experiences"]
+
+
+def pack(value: Any) -> Any:
+    """Plugin state as tensors and plain containers (``ParamData`` becomes ``{"__param__": name, "data": tensor}``)."""
+    from avalanche.training.utils import ParamData
+
+    if isinstance(value, ParamData):
+        return {"__param__": value.name, "data": value.data.detach().clone()}
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: pack(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [pack(v) for v in value]
+    return value
+
+
+def unpack(value: Any, device: Any = "cpu") -> Any:
+    """The inverse of :func:`pack` (lists stay lists)."""
+    from avalanche.training.utils import ParamData
+
+    if isinstance(value, dict):
+        if "__param__" in value:
+            data = value["data"].to(device)
+            return ParamData(value["__param__"], init_tensor=data, device=data.device)
+        return {k: unpack(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unpack(v, device) for v in value]
+    if torch.is_tensor(value):
+        return value.to(device)
+    return value

@@ -1,0 +1,74 @@
+"""Elastic weight consolidation, Avalanche's ``EWCPlugin`` driven per micro-batch.
+
+Importances are computed at each boundary on the window of the concept
+that ended. They scale with the micro-batch size (squared gradients of the
+mean loss), so ``ewc_lambda`` must be retuned when ``batch_size`` changes.
+
+>>> EWC(mode="separate", max_anchors=2).max_anchors
+2
+>>> EWC(mode="both")
+Traceback (most recent call last):
+...
+stream_learner.errors.ConfigError: EWC mode must be 'online' or 'separate', not 'both'
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from stream_learner.errors import ConfigError
+from strategies._avalanche import AvalancheStrategy, pack, quietly, unpack
+
+
+class EWC(AvalancheStrategy):
+    """Elastic weight consolidation (Avalanche EWCPlugin): online, or separate with bounded anchors."""
+
+    def __init__(self, ewc_lambda: float = 100.0, mode: str = "online", decay_factor: float = 0.9, max_anchors: int = 5) -> None:
+        if mode not in ("online", "separate"):
+            raise ConfigError(f"EWC mode must be 'online' or 'separate', not {mode!r}")
+        if float(ewc_lambda) < 0:
+            raise ConfigError(f"ewc_lambda must not be negative, not {ewc_lambda}")
+        if not 0.0 <= float(decay_factor) <= 1.0:
+            raise ConfigError(f"decay_factor must be in [0, 1], not {decay_factor}")
+        if int(max_anchors) < 1:
+            raise ConfigError(f"max_anchors must be at least 1, not {max_anchors}")
+        self.ewc_lambda = float(ewc_lambda)
+        self.mode = mode
+        self.decay_factor = float(decay_factor)
+        self.max_anchors = int(max_anchors)
+
+    def make_plugins(self) -> list[Any]:
+        from avalanche.training.plugins import EWCPlugin
+
+        decay = self.decay_factor if self.mode == "online" else None
+        return [quietly(lambda: EWCPlugin(self.ewc_lambda, mode=self.mode, decay_factor=decay))]
+
+    def after_boundary(self) -> None:
+        """Keep at most ``max_anchors`` (separate) or one (online) anchor, renumbered from 0."""
+        plugin = self.plugins[0]
+        keep = self.max_anchors if self.mode == "separate" else 1
+        kept = sorted(k for k, v in plugin.saved_params.items() if v)[-keep:]
+        plugin.saved_params = defaultdict(dict, {i: plugin.saved_params[k] for i, k in enumerate(kept)})
+        plugin.importances = defaultdict(dict, {i: plugin.importances[k] for i, k in enumerate(kept)})
+        self.template.clock.train_exp_counter = len(kept)
+
+    @property
+    def anchors(self) -> int:
+        """Stored (parameters, importances) anchors."""
+        return 0 if self.template is None else len([v for v in self.plugins[0].saved_params.values() if v])
+
+    def state_dict(self) -> dict[str, Any]:
+        plugin = self.plugins[0]
+        return {
+            "experiences": self.experiences,
+            "saved_params": pack({k: v for k, v in plugin.saved_params.items() if v}),
+            "importances": pack({k: v for k, v in plugin.importances.items() if v}),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        plugin = self.plugins[0]
+        device = self.template.device
+        plugin.saved_params = defaultdict(dict, unpack(state["saved_params"], device))
+        plugin.importances = defaultdict(dict, unpack(state["importances"], device))

@@ -1,0 +1,151 @@
+"""La-MAML, Avalanche's ``lamaml_v2`` meta-learning template driven per micro-batch.
+
+La-MAML owns the whole update (look-ahead inner updates on fast weights,
+then a meta-update with learned per-parameter learning rates), so it is the
+strategy's :meth:`train_step`; its reservoir buffer is updated at each
+boundary from the window and compacted. The network must accept
+``forward(x, t)`` (the built-in ``torch:mlp`` does). Note that La-MAML
+re-initialises the network's weights (Kaiming) when it is set up.
+
+>>> LaMAML(n_inner_updates=2).n_inner_updates
+2
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from stream_learner.errors import ConfigError
+from stream_learner.learners.strategy import TorchStrategy, TrainStep
+from strategies._avalanche import WindowExperience, dataset_tensors, quietly, window_dataset, without_evaluation
+
+
+@lru_cache(maxsize=1)
+def _template_class() -> type:
+    def load() -> type:
+        from avalanche.training.supervised.lamaml_v2 import LaMAML as AvalancheLaMAML
+        from avalanche.training.templates import SupervisedMetaLearningTemplate
+        from avalanche.training.utils import trigger_plugins
+
+        class _PluginsOnly(SupervisedMetaLearningTemplate):
+            """Sits after LaMAML in the MRO: a boundary runs plugin hooks, not dataset adaptation or a dataloader."""
+
+            def _before_training_exp(self, **kwargs: Any) -> None:
+                trigger_plugins(self, "before_training_exp", **kwargs)
+
+        class StreamLaMAML(AvalancheLaMAML, _PluginsOnly):
+            """Avalanche's La-MAML v2 whose experience set-up needs no dataloader."""
+
+            def _after_training_exp(self, **kwargs: Any) -> None:
+                # LaMAML's own buffer update, through the storage policy's non-deprecated post_adapt
+                self.buffer.storage_policy.post_adapt(self, self.experience)
+                super(AvalancheLaMAML, self)._after_training_exp(**kwargs)
+
+        return StreamLaMAML
+
+    return quietly(load)
+
+
+class LaMAML(TorchStrategy):
+    """La-MAML meta-learning (Avalanche lamaml_v2): look-ahead updates with learned learning rates."""
+
+    def __init__(
+        self,
+        n_inner_updates: int = 5,
+        second_order: bool = True,
+        grad_clip_norm: float = 1.0,
+        learn_lr: bool = True,
+        lr_alpha: float = 0.25,
+        sync_update: bool = False,
+        alpha_init: float = 0.1,
+        max_buffer_size: int = 200,
+        buffer_mb_size: int = 10,
+    ) -> None:
+        if int(n_inner_updates) < 1 or int(max_buffer_size) < 1 or int(buffer_mb_size) < 1:
+            raise ConfigError("La-MAML's n_inner_updates, max_buffer_size and buffer_mb_size must be at least 1")
+        self.params = dict(
+            n_inner_updates=int(n_inner_updates), second_order=bool(second_order), grad_clip_norm=float(grad_clip_norm),
+            learn_lr=bool(learn_lr), lr_alpha=float(lr_alpha), sync_update=bool(sync_update), alpha_init=float(alpha_init),
+            max_buffer_size=int(max_buffer_size), buffer_mb_size=int(buffer_mb_size),
+        )
+        self.n_inner_updates = int(n_inner_updates)
+        self.template: Any = None
+
+    def setup(self, model: Any, optimizer: Any, criterion: Any, device: Any) -> None:
+        if self.template is None:
+            if len(inspect.signature(model.forward).parameters) < 2:
+                raise ConfigError(f"La-MAML needs a network with forward(x, t); {type(model).__name__}.forward takes only x")
+            from avalanche.training.plugins import EvaluationPlugin
+
+            cls = _template_class()
+            self.template = without_evaluation(quietly(
+                lambda: cls(model=model, optimizer=optimizer, criterion=criterion, device=device, evaluator=EvaluationPlugin(loggers=[]), **self.params)
+            ))
+        else:
+            self.template.model = model
+            self.template.optimizer = optimizer
+        self.template._before_training_exp()  # creates or widens the per-parameter learning rates
+
+    def train_step(self, step: TrainStep) -> Any:
+        t = self.template
+        t.mbatch = [step.x, step.y, step.task]
+        t._before_training_iteration()
+        t.optimizer.zero_grad()
+        t.loss = t._make_empty_loss()
+        t._before_inner_updates()
+        t._inner_updates()
+        t._after_inner_updates()
+        t._before_outer_update()
+        t._outer_update()
+        t._after_outer_update()
+        t._after_training_iteration()
+        loss, t.loss, t.mbatch = t.loss, None, None
+        t.meta_losses = []
+        t.initial_fast_params = None
+        return loss
+
+    def on_boundary(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
+        t = self.template
+        if t is None:
+            return
+        dataset = window_dataset(x, y, task)
+        t.experience = WindowExperience(dataset, t.clock.train_exp_counter, sorted(set(y.tolist())))
+        t.adapted_dataset = dataset
+        try:
+            quietly(t._after_training_exp)
+            storage = t.buffer.storage_policy
+            storage.buffer = window_dataset(*dataset_tensors(storage.buffer))
+            t._before_training_exp()
+        finally:
+            t.experience = None
+            t.adapted_dataset = None
+
+    def __len__(self) -> int:
+        return 0 if self.template is None else len(self.template.buffer)
+
+    def state_dict(self) -> dict[str, Any]:
+        t = self.template
+        if t is None:
+            return {}
+        storage = t.buffer.storage_policy
+        return {
+            "experiences": t.clock.train_exp_counter,
+            "alpha": {k: v.detach().clone() for k, v in t.alpha_params.items()},
+            "buffer": [*dataset_tensors(storage.buffer), storage._buffer_weights.clone()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        t = self.template
+        t.clock.train_exp_counter = state["experiences"]
+        with torch.no_grad():
+            for k, v in state["alpha"].items():
+                t.alpha_params[k] = torch.nn.Parameter(v.to(t.device).clone(), requires_grad=True)
+        t.optimizer_alpha = torch.optim.SGD(t.alpha_params.parameters(), lr=t.lr_alpha)
+        x, y, task, w = state["buffer"]
+        storage = t.buffer.storage_policy
+        storage.buffer = window_dataset(x, y, task)
+        storage._buffer_weights = w

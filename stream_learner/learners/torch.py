@@ -1,0 +1,538 @@
+"""PyTorch adapter: a neural classifier that learns from the stream in micro-batches.
+
+``--model torch:mlp`` (or ``torch:linear``) builds a preset network;
+``--model torch:mypkg.models:build`` calls ``build(n_inputs, n_classes, **params)``
+and must return an ``nn.Module`` whose *last* ``nn.Linear`` is the output layer.
+
+* Features (dict or array) become a tensor with a stable column order fixed
+  by the first labelled event (names sorted); string features are one-hot
+  encoded over ``max_categories`` slots per feature (the last slot takes
+  overflow); features never seen at that point are ignored, missing ones
+  are 0. With ``scale`` (default) columns are standardised with running
+  statistics updated when learning (never when predicting).
+* The class set grows during the stream (class-incremental): an unseen
+  label widens the output layer, keeping every existing weight and the
+  optimizer's state.
+* ``predict`` runs one forward pass under ``torch.no_grad()`` and changes
+  nothing; ``learn`` buffers events and trains on micro-batches of
+  ``batch_size``; a boundary first trains on what is pending, then lets the
+  strategies consolidate on a bounded ``window`` of the concept that ended.
+  The network is single-headed (class-incremental): every sample carries
+  task label 0 for the strategies.
+* Seeded and deterministic on the CPU: the learner carries its own torch RNG
+  state (set around each update, so other keys or libraries do not disturb
+  it). It runs on a GPU when one is present (``device="auto"``).
+* Its snapshot is a ``state_dict`` tree (model, optimizer, class map,
+  encoder, pending events, window, RNG, each strategy's state) serialised
+  with ``torch.save`` and loaded with ``torch.load(weights_only=True)``.
+
+>>> learner = build_torch_learner(LearnerSpec("torch:mlp", {"batch_size": 2, "hidden": [8]}))
+>>> learner.predict({"a": 1.0, "b": "x"})
+(None, None)
+>>> for i in range(6):
+...     learner.learn({"a": float(i % 2), "b": "xy"[i % 2]}, ["even", "odd"][i % 2])
+>>> learner.classes, learner.updates
+(['even', 'odd'], 3)
+>>> label, proba = learner.predict({"a": 1.0, "b": "y"})
+>>> label in ("even", "odd"), round(sum(proba.values()), 4)
+(True, 1.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import io
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.learners.base import LearnerSpec, Task
+from stream_learner.learners.strategy import TorchStrategy, TrainStep, load_strategies
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """The learner's own parameters (the rest of ``--model-params`` go to the network).
+
+    Attributes:
+        batch_size: labelled events per update (EWC's importances scale with it,
+            so retune ``ewc_lambda`` when changing it).
+        lr: learning rate.
+        optimizer: ``sgd`` or ``adam``.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty of the optimizer.
+        device: ``auto`` (a GPU when present), ``cpu``, ``cuda``, ``cuda:1``...
+        window: labelled events of the current concept kept for the boundary.
+        scale: standardise columns with running statistics.
+        max_categories: one-hot slots per string feature.
+        max_classes: more distinct labels than this is an error (dead letter).
+        threads: torch intra-op threads (``torch.set_num_threads``, process-wide);
+            micro-batches this small only lose time to more threads, and the
+            engine scales by processes. ``0`` leaves torch's setting alone.
+    """
+
+    batch_size: int = 10
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "auto"
+    window: int = 500
+    scale: bool = True
+    max_categories: int = 16
+    max_classes: int = 1000
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ConfigError(f"threads must not be negative, not {self.threads}")
+        if self.batch_size < 1 or self.window < 1 or self.max_categories < 1 or self.max_classes < 1:
+            raise ConfigError("batch_size, window, max_categories and max_classes must be at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, not {self.lr}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"optimizer must be 'sgd' or 'adam', not {self.optimizer!r}")
+
+
+OPTION_NAMES = frozenset(TorchOptions.__dataclass_fields__)
+
+
+class MLP(nn.Module):
+    """A ReLU multi-layer perceptron; ``forward(x, t=None)`` ignores the task id (La-MAML passes one).
+
+    >>> MLP(4, 3, hidden=[5])(torch.zeros(2, 4)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, n_inputs: int, n_classes: int, hidden: list[int] | int = (256,)) -> None:  # type: ignore[assignment]
+        super().__init__()
+        sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in sizes:
+            layers += [nn.Linear(width, int(h)), nn.ReLU()]
+            width = int(h)
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor, t: Any = None) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _linear(n_inputs: int, n_classes: int) -> nn.Module:
+    return MLP(n_inputs, n_classes, hidden=[])
+
+
+PRESETS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "linear": _linear}
+"""Preset networks (``--model torch:NAME``); ``mlp`` takes ``hidden`` (default ``[256]``)."""
+
+
+class FeatureEncoder:
+    """Feature dicts to rows of floats, with a column order fixed by :meth:`fit`.
+
+    >>> enc = FeatureEncoder(max_categories=2)
+    >>> enc.fit({"b": 2.0, "a": True, "c": "red"})
+    >>> enc.encode({"a": False, "b": 3, "c": "red"}, grow=True), enc.n_inputs
+    ([0.0, 3.0, 1.0, 0.0], 4)
+    >>> enc.encode({"c": "blue"}), enc.encode({"c": "green"}, grow=True)
+    ([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])
+    """
+
+    def __init__(self, max_categories: int = 16) -> None:
+        self.max_categories = max_categories
+        self.numeric: list[Any] = []
+        self.categorical: list[Any] = []
+        self.vocab: dict[Any, dict[str, int]] = {}
+        self._index: dict[Any, int] = {}
+        self.n_inputs = 0
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_inputs > 0
+
+    def fit(self, x: dict[Any, Any]) -> None:
+        """Fix the columns from one event's features."""
+        names = sorted(x, key=lambda k: (type(k).__name__, k))
+        self.numeric = [k for k in names if not isinstance(x[k], str)]
+        self.categorical = [k for k in names if isinstance(x[k], str)]
+        self.vocab = {k: {} for k in self.categorical}
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._index = {k: i for i, k in enumerate(self.numeric)}
+        base = len(self.numeric)
+        for j, k in enumerate(self.categorical):
+            self._index[k] = base + j * self.max_categories
+        self.n_inputs = base + len(self.categorical) * self.max_categories
+
+    def encode(self, x: dict[Any, Any], grow: bool = False) -> list[float]:
+        """One row; ``grow`` lets string features claim new one-hot slots (learning only)."""
+        if not self.categorical:  # the common all-numeric case
+            row = [x.get(k, 0.0) for k in self.numeric]
+            for v in row:
+                if type(v) is not float and (isinstance(v, str) or not isinstance(v, (int, float))):
+                    return self._encode(x, grow)
+            return row
+        return self._encode(x, grow)
+
+    def _encode(self, x: dict[Any, Any], grow: bool) -> list[float]:
+        row = [0.0] * self.n_inputs
+        index = self._index
+        for k, v in x.items():
+            i = index.get(k)
+            if i is None:
+                continue
+            if isinstance(v, str):
+                vocab = self.vocab.get(k)
+                if vocab is None:  # a numeric column given a string
+                    continue
+                slot = vocab.get(v)
+                if slot is None:
+                    if not grow:
+                        continue
+                    slot = min(len(vocab), self.max_categories - 1)
+                    if len(vocab) < self.max_categories:
+                        vocab[v] = slot
+                row[i + slot] = 1.0
+            elif k in self.vocab:
+                continue
+            else:
+                row[i] = float(v)
+        return row
+
+    def state(self) -> dict[str, Any]:
+        return {"max_categories": self.max_categories, "numeric": list(self.numeric), "categorical": list(self.categorical), "vocab": {k: dict(v) for k, v in self.vocab.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.max_categories = state["max_categories"]
+        self.numeric = list(state["numeric"])
+        self.categorical = list(state["categorical"])
+        self.vocab = {k: dict(v) for k, v in state["vocab"].items()}
+        self._reindex()
+
+
+def output_layer(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """``(parent, attribute, layer)`` of the model's last ``nn.Linear``."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name, module
+    if last is None:
+        raise ConfigError(f"{type(model).__name__} has no nn.Linear output layer to grow with new classes")
+    name, layer = last
+    parent_name, _, attr = name.rpartition(".")
+    return model.get_submodule(parent_name) if parent_name else model, attr, layer
+
+
+class TorchLearner:
+    """Test-then-train with a PyTorch network and continual-learning strategies.
+
+    Build it with :func:`build_torch_learner`.
+    """
+
+    family = "torch"
+    task: Task = "classification"
+
+    def __init__(self, spec: LearnerSpec, options: TorchOptions, factory: Callable[..., nn.Module], factory_params: dict[str, Any], strategies: list[Any]) -> None:
+        self.spec = spec
+        self.options = options
+        self.factory = factory
+        self.factory_params = factory_params
+        self.strategies = strategies
+        self._owner = next((s for s in strategies if getattr(type(s), "train_step", TorchStrategy.train_step) is not TorchStrategy.train_step), None)
+        if options.threads and torch.get_num_threads() != options.threads:
+            torch.set_num_threads(options.threads)
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device)
+        self.encoder = FeatureEncoder(options.max_categories)
+        self.classes: list[Any] = []
+        self._class_index: dict[Any, int] = {}
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.criterion = nn.CrossEntropyLoss()
+        self.pending: list[tuple[list[float], int]] = []
+        self.window: deque[tuple[torch.Tensor, int, int]] = deque(maxlen=options.window)
+        self.concept = 0
+        self.updates = 0
+        self._count = 0
+        self._mean = torch.zeros(0)
+        self._m2 = torch.zeros(0)
+        self._std = torch.ones(0)
+        seed = 0 if spec.seed is None else spec.seed
+        self._rng_state = torch.Generator().manual_seed(seed).get_state()
+
+    # -- the Learner protocol -------------------------------------------------
+
+    def predict(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None]:
+        """The most probable class and every class's probability; ``(None, None)`` before any learning."""
+        model = self.model
+        if model is None:
+            return None, None
+        row = torch.tensor([self.encoder.encode(x)], dtype=torch.float32)
+        if self.options.scale:
+            row = (row - self._mean) / self._std
+        with torch.no_grad():
+            logits = model(row.to(self.device))
+            probs = torch.softmax(logits[0, : len(self.classes)], 0).tolist()
+        classes = self.classes
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return classes[best], dict(zip(classes, probs))
+
+    def learn(self, x: dict[Any, Any], y: Any) -> None:
+        """Buffer one labelled event; train when a micro-batch is full."""
+        if y is None:
+            return
+        index = self._class_index.get(y)
+        if index is None:
+            if len(self.classes) >= self.options.max_classes:
+                raise ValueError(f"more than max_classes={self.options.max_classes} distinct labels")
+            index = self._class_index[y] = len(self.classes)
+            self.classes.append(y)
+        encoder = self.encoder
+        if not encoder.fitted:
+            encoder.fit(x)
+        self.pending.append((encoder.encode(x, grow=True), index))
+        if len(self.pending) >= self.options.batch_size:
+            self._flush()
+
+    def on_boundary(self, concept: int) -> None:
+        """Train on what is pending, then let each strategy consolidate on the window."""
+        self._flush()
+        if self.model is not None and self.window:
+            x = torch.stack([row for row, _, _ in self.window]).to(self.device)
+            y = torch.tensor([c for _, c, _ in self.window], dtype=torch.long, device=self.device)
+            t = torch.tensor([k for _, _, k in self.window], dtype=torch.long, device=self.device)
+            with self._rng():
+                self.model.train()
+                for strategy in self.strategies:
+                    strategy.on_boundary(x, y, t)
+                self.model.eval()
+        self.window.clear()
+        self.concept = concept
+
+    def clone(self) -> TorchLearner:
+        """A fresh, untrained learner built from the same spec."""
+        return build_torch_learner(self.spec)
+
+    # -- training -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _rng(self) -> Iterator[None]:
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._rng_state)
+        try:
+            yield
+        finally:
+            self._rng_state = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        rows = [r for r, _ in self.pending]
+        labels = [c for _, c in self.pending]
+        self.pending = []
+        x = torch.tensor(rows, dtype=torch.float32)
+        if self.options.scale:
+            self._update_scaler(x)
+            x = (x - self._mean) / self._std
+        self.window.extend(zip(x, labels, [0] * len(labels)))
+        with self._rng():
+            if self.model is None:
+                self._build(self.encoder.n_inputs, len(self.classes))
+            elif output_layer(self.model)[2].out_features < len(self.classes):
+                self._grow(len(self.classes))
+            self._step(x.to(self.device), torch.tensor(labels, dtype=torch.long, device=self.device), torch.zeros(len(labels), dtype=torch.long, device=self.device))
+
+    def _update_scaler(self, x: torch.Tensor) -> None:
+        n_b = x.shape[0]
+        if self._count == 0:
+            self._mean = torch.zeros(x.shape[1])
+            self._m2 = torch.zeros(x.shape[1])
+        mean_b = x.mean(0)
+        m2_b = ((x - mean_b) ** 2).sum(0)
+        total = self._count + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / total)
+        self._m2 = self._m2 + m2_b + delta**2 * (self._count * n_b / total)
+        self._count = total
+        var = self._m2 / max(total - 1, 1)
+        self._std = torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
+        model, optimizer = self.model, self.optimizer
+        model.train()
+        step = TrainStep(model, optimizer, self.criterion, x, y, task, new=x.shape[0])
+        for strategy in self.strategies:
+            extra = strategy.replay_samples(step)
+            if extra is not None and len(extra[0]):
+                step.x = torch.cat([step.x, extra[0].to(self.device)])
+                step.y = torch.cat([step.y, extra[1].to(self.device)])
+                step.task = torch.cat([step.task, extra[2].to(self.device)])
+        for strategy in self.strategies:
+            strategy.before_step(step)
+        if self._owner is not None:
+            step.loss = self._owner.train_step(step)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            step.logits = model(step.x)
+            loss = step.loss = self.criterion(step.logits, step.y)
+            for strategy in self.strategies:
+                penalty = strategy.penalty(step)
+                if penalty is not None:
+                    loss = loss + penalty
+            loss.backward()
+            for strategy in self.strategies:
+                strategy.after_backward(step)
+            optimizer.step()
+        for strategy in self.strategies:
+            strategy.after_step(step)
+        model.eval()
+        self.updates += 1
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.options
+        params = self.model.parameters()
+        if o.optimizer == "adam":
+            return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+    def _build(self, n_inputs: int, n_classes: int) -> None:
+        model = self.factory(n_inputs, max(n_classes, 1), **self.factory_params)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model factory {self.spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
+        output_layer(model)
+        self.model = model.to(self.device)
+        self.optimizer = self._make_optimizer()
+        for strategy in self.strategies:
+            strategy.setup(self.model, self.optimizer, self.criterion, self.device)
+        self.model.eval()
+
+    def _grow(self, n_classes: int) -> None:
+        """Widen the output layer to ``n_classes``, keeping weights and optimizer state."""
+        parent, attr, old = output_layer(self.model)
+        new = nn.Linear(old.in_features, n_classes, bias=old.bias is not None).to(self.device)
+        with torch.no_grad():
+            new.weight[: old.out_features] = old.weight
+            if old.bias is not None:
+                new.bias[: old.out_features] = old.bias
+        old_params = list(self.model.parameters())
+        old_state = self.optimizer.state
+        if attr:
+            setattr(parent, attr, new)
+        else:  # the network is a single nn.Linear
+            self.model = new
+        new_params = list(self.model.parameters())
+        self.optimizer = self._make_optimizer()
+        for p_old, p_new in zip(old_params, new_params):
+            if p_old not in old_state:
+                continue
+            state = {}
+            for name, value in old_state[p_old].items():
+                if torch.is_tensor(value) and value.shape == p_old.shape and p_old.shape != p_new.shape:
+                    grown = torch.zeros_like(p_new)
+                    grown[tuple(slice(0, s) for s in value.shape)] = value
+                    value = grown
+                state[name] = value
+            self.optimizer.state[p_new] = state
+        for strategy in self.strategies:
+            strategy.setup(self.model, self.optimizer, self.criterion, self.device)
+
+    # -- snapshots ------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the next prediction and update, as tensors and plain containers."""
+        window = list(self.window)
+        return {
+            "n_inputs": self.encoder.n_inputs,
+            "n_outputs": output_layer(self.model)[2].out_features if self.model is not None else 0,
+            "model": self.model.state_dict() if self.model is not None else None,
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "encoder": self.encoder.state(),
+            "classes": list(self.classes),
+            "pending": [(list(r), c) for r, c in self.pending],
+            "window_x": torch.stack([r for r, _, _ in window]) if window else torch.zeros(0),
+            "window_y": [c for _, c, _ in window],
+            "window_t": [k for _, _, k in window],
+            "scaler": (self._count, self._mean, self._m2, self._std),
+            "rng": self._rng_state,
+            "concept": self.concept,
+            "updates": self.updates,
+            "strategies": [s.state_dict() for s in self.strategies],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a learner built from the same spec."""
+        self.encoder.load(state["encoder"])
+        self.classes = list(state["classes"])
+        self._class_index = {c: i for i, c in enumerate(self.classes)}
+        self.pending = [(list(r), c) for r, c in state["pending"]]
+        self._count, self._mean, self._m2, self._std = state["scaler"]
+        self.concept, self.updates = state["concept"], state["updates"]
+        self.window.clear()
+        if len(state["window_y"]):
+            self.window.extend(zip(state["window_x"], state["window_y"], state["window_t"]))
+        if state["model"] is not None:
+            with self._rng():
+                self._build(state["n_inputs"], state["n_outputs"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if len(state["strategies"]) != len(self.strategies):
+                raise SnapshotError("snapshot holds state for a different set of strategies")
+            for strategy, s_state in zip(self.strategies, state["strategies"]):
+                strategy.load_state_dict(s_state)
+            self.model.eval()
+        self._rng_state = state["rng"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return {"spec": self.spec, "state": buffer.getvalue()}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        fresh = build_torch_learner(data["spec"])
+        self.__dict__.update(fresh.__dict__)
+        state = torch.load(io.BytesIO(data["state"]), weights_only=True, map_location=self.device)
+        self.load_state_dict(state)
+
+
+def _import_factory(path: str) -> Callable[..., nn.Module]:
+    module_name, sep, attr = path.rpartition(":") if ":" in path else path.rpartition(".")
+    if not sep or not module_name:
+        raise ConfigError(f"unknown torch model {path!r}: use a preset ({', '.join(PRESETS)}) or a factory path such as mypkg.models:build")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import torch model factory {path!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"cannot import torch model factory {path!r}: {module_name} has no callable {attr!r}")
+    return factory
+
+
+def build_torch_learner(spec: LearnerSpec) -> TorchLearner:
+    """Build from ``torch:PRESET`` or ``torch:module:factory`` and the spec's strategy."""
+    name = spec.model.removeprefix("torch:")
+    params = dict(spec.params)
+    try:
+        options = TorchOptions(**{k: params.pop(k) for k in list(params) if k in OPTION_NAMES})
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for model {spec.model!r}: {exc}") from None
+    factory = PRESETS.get(name) or _import_factory(name)
+    try:
+        inspect.signature(factory).bind(1, 1, **params)
+    except TypeError as exc:
+        known = ", ".join(sorted(OPTION_NAMES))
+        raise ConfigError(f"bad parameters for model {spec.model!r}: {exc} (learner parameters: {known})") from None
+    except ValueError:
+        pass
+    strategies = load_strategies(spec.strategy, spec.strategy_params, "torch") if spec.strategy else []
+    if not math.isfinite(options.lr):
+        raise ConfigError("lr must be finite")
+    return TorchLearner(spec, options, factory, params, strategies)

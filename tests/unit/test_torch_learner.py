@@ -1,0 +1,156 @@
+"""The torch learner: encoding, class-incremental growth, micro-batches, determinism, snapshots."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError
+from stream_learner.events import Event
+from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.torch import FeatureEncoder, TorchLearner, output_layer
+
+
+def _learner(**params: object) -> TorchLearner:
+    learner = build_learner(LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 4, **params}, seed=3))
+    assert isinstance(learner, TorchLearner)
+    return learner
+
+
+def _stream(n: int, classes: int = 3, offset: int = 0) -> list[tuple[dict[str, float], int]]:
+    g = torch.Generator().manual_seed(7 + offset)
+    xs = torch.randn(n, 4, generator=g)
+    return [({f"f{j}": float(v) for j, v in enumerate(row)}, (int(row[0] > 0) + int(row[1] > 0)) % classes + offset) for row in xs]
+
+
+def test_encoder_has_a_stable_column_order_and_one_hot_categories() -> None:
+    enc = FeatureEncoder(max_categories=2)
+    enc.fit({"z": 1.0, "a": "red", "m": True})
+    assert enc.numeric == ["m", "z"] and enc.categorical == ["a"]
+    assert enc.encode({"z": 2.0, "m": False, "a": "red"}, grow=True) == [0.0, 2.0, 1.0, 0.0]
+    assert enc.encode({"a": "blue", "m": True, "z": 1}) == [1.0, 1.0, 0.0, 0.0]  # predicting never grows the vocabulary
+    assert enc.vocab == {"a": {"red": 0}}
+    enc.encode({"a": "blue"}, grow=True)
+    assert enc.encode({"a": "green"}, grow=True) == [0.0, 0.0, 0.0, 1.0]  # overflow shares the last slot
+    assert enc.encode({"unseen": 5.0, "z": 3.0}) == [0.0, 3.0, 0.0, 0.0]
+
+
+def test_list_features_and_bools_go_through_the_fast_path() -> None:
+    enc = FeatureEncoder()
+    enc.fit({0: 1.0, 1: True, 2: 3})
+    assert enc.encode({0: 0.5, 1: False, 2: 7}) == [0.5, False, 7]
+    assert torch.tensor([enc.encode({0: 0.5, 1: True})], dtype=torch.float32).tolist() == [[0.5, 1.0, 0.0]]
+
+
+def test_predicting_before_learning_and_predicting_is_pure() -> None:
+    learner = _learner()
+    x = {"f0": 1.0, "f1": -1.0, "f2": 0.0, "f3": 2.0}
+    assert learner.predict(x) == (None, None)
+    for xi, yi in _stream(12):
+        learner.learn(xi, yi)
+    before = pickle.dumps(learner)
+    first = learner.predict(x)
+    assert learner.predict(x) == first
+    assert pickle.dumps(learner) == before
+
+
+def test_micro_batches_and_class_incremental_growth_keep_weights() -> None:
+    learner = _learner()
+    for xi, yi in _stream(8, classes=2):
+        learner.learn(xi, yi)
+    assert learner.updates == 2 and sorted(learner.classes) == [0, 1]
+    head = output_layer(learner.model)[2]
+    old_w = head.weight.detach().clone()
+    assert head.out_features == 2
+    for xi, yi in _stream(3, classes=1, offset=5):
+        learner.learn(xi, yi)
+    assert learner.updates == 2 and len(learner.pending) == 3  # not a full micro-batch yet
+    learner.learn(*_stream(1, classes=1, offset=5)[0])
+    head = output_layer(learner.model)[2]
+    assert head.out_features == 3 and learner.classes[-1] == 5
+    # the old rows were carried over (then moved by one small SGD step), not re-initialised
+    assert (head.weight[:2] - old_w).abs().max() < 0.1
+    assert (old_w.abs().max()) > 0.1
+    label, proba = learner.predict(_stream(1)[0][0])
+    assert set(proba) == {0, 1, 5} and abs(sum(proba.values()) - 1) < 1e-5
+
+
+def test_growth_keeps_adam_state() -> None:
+    learner = _learner(optimizer="adam", lr=0.01)
+    for xi, yi in _stream(8, classes=2):
+        learner.learn(xi, yi)
+    learner.learn(*_stream(1, classes=1, offset=9)[0])
+    learner.on_boundary(1)  # flushes the pending event: the head grows to 3
+    head = output_layer(learner.model)[2]
+    state = learner.optimizer.state[head.weight]
+    assert state["exp_avg"].shape == head.weight.shape
+    assert state["step"].item() == 3  # two updates before growing, one after
+
+
+def test_same_seed_same_predictions_and_a_restored_learner_makes_the_same_next_update() -> None:
+    data = _stream(40)
+    a, b = _learner(), _learner()
+    for xi, yi in data[:30]:
+        a.learn(xi, yi)
+        b.learn(xi, yi)
+    x = data[35][0]
+    assert a.predict(x) == b.predict(x)
+    restored = pickle.loads(pickle.dumps(a))
+    assert restored.predict(x) == a.predict(x)
+    for xi, yi in data[30:]:
+        a.learn(xi, yi)
+        restored.learn(xi, yi)
+    for p, q in zip(a.model.parameters(), restored.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_snapshot_state_loads_with_weights_only() -> None:
+    learner = _learner()
+    for xi, yi in _stream(10):
+        learner.learn(xi, yi)
+    blob = learner.__getstate__()["state"]
+    state = torch.load(io.BytesIO(blob), weights_only=True)
+    assert set(state["model"]) == {k for k, _ in learner.model.state_dict().items()}
+    assert state["classes"] == learner.classes and len(state["pending"]) == 2
+
+
+def test_user_factory_and_a_bare_linear_network() -> None:
+    learner = build_learner(LearnerSpec("torch:torch.nn:Linear", {"batch_size": 2}))
+    for xi, yi in _stream(6, classes=2) + _stream(2, classes=1, offset=4):
+        learner.learn(xi, yi)
+    assert isinstance(learner.model, torch.nn.Linear) and learner.model.out_features == 3
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "message"),
+    [
+        ("torch:mlp", {"optimizer": "rmsprop"}, "optimizer must be"),
+        ("torch:mlp", {"batch_size": 0}, "at least 1"),
+        ("torch:mlp", {"widths": [3]}, "bad parameters for model 'torch:mlp'"),
+        ("torch:nowhere.at_all:build", {}, "cannot import torch model factory"),
+        ("torch:nonsense", {}, "unknown torch model"),
+    ],
+)
+def test_bad_models_are_config_errors(model: str, params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_learner(LearnerSpec(model, params))
+
+
+def test_too_many_classes_become_dead_letters_in_the_engine() -> None:
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("torch:mlp", {"max_classes": 2, "hidden": [4], "batch_size": 2}), detector=None))
+    events = [Event(str(i), "k", {"x": float(i)}, f"c{i}", None, 0, i) for i in range(3)]
+    out = step.process(events, now=0.0)
+    assert len(out.predictions) == 2 and len(out.dead_letters) == 1
+    assert "max_classes" in out.dead_letters[0]["error"]
+
+
+def test_river_models_do_not_import_torch() -> None:
+    script = "import sys\nfrom stream_learner.learners.base import LearnerSpec, build_learner\nbuild_learner(LearnerSpec('logreg'))\nimport stream_learner.engine\nassert 'torch' not in sys.modules, 'torch imported'\nassert 'avalanche' not in sys.modules\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
