@@ -192,7 +192,7 @@ class Telemetry:
         now = self._clock()
         with self._lock:
             if self._finished is None:
-                self._sample_throughput(force=True)
+                self._sample_throughput(force=False)
             return {
                 "now": now,
                 "started": self._started,

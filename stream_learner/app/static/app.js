@@ -13,13 +13,23 @@ function pct(v) { return v === null || v === undefined ? "-" : (100 * v).toFixed
 function num(v) { return v === null || v === undefined ? "-" : Math.round(v).toLocaleString("en"); }
 function signed(v) { return v === null || v === undefined ? "-" : (v >= 0 ? "+" : "") + v.toFixed(4); }
 
+// Events per second between samples at least one second apart (closer samples make noisy rates).
 function rates(throughput) {
   const out = [];
+  let j = 0;
   for (let i = 1; i < throughput.length; i++) {
-    const dt = throughput[i][0] - throughput[i - 1][0];
-    if (dt > 0) out.push([throughput[i][0], (throughput[i][1] - throughput[i - 1][1]) / dt]);
+    const dt = throughput[i][0] - throughput[j][0];
+    if (dt < 1 && i < throughput.length - 1) continue;
+    if (dt > 0) out.push([throughput[i][0], (throughput[i][1] - throughput[j][1]) / dt]);
+    j = i;
   }
   return out;
+}
+
+// The accuracy axis starts a little under the lowest point (a tenth, at most at 0) so that drops stay visible.
+function accuracyFloor(points) {
+  const values = points.flatMap((p) => [p[1], p[2]]).filter((v) => v !== null && v !== undefined);
+  return values.length ? Math.max(0, Math.floor((Math.min(...values) - 0.05) * 10) / 10) : 0;
 }
 
 function keySelect(keys) {
@@ -69,7 +79,7 @@ function render(state) {
       { points: points.map((p) => [p[0], p[2]]), color: "#ff7f0e", width: 1.5 },
     ],
     markers: drifts.map((m) => ({ x: m.at_event, label: m.detector === "task" ? "task " + m.concept : "drift \u2192 c" + m.concept, color: DRIFT_COLOR })),
-    xMin: 0, yMin: 0, yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
+    xMin: 0, yMin: accuracyFloor(points), yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
     emptyText: "waiting for the first metrics record",
   });
   d.accuracyPoints = points.filter((p) => p[1] !== null).length;
