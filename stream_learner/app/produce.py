@@ -148,9 +148,7 @@ def _messages(source: str, seed: int, key: str, max_events: int | None) -> Itera
     from connectors.sources import parse_source
 
     src = parse_source(source, seed=seed, max_events=max_events)
-    for event in src.read_from(0):
-        if max_events is not None and event.offset >= max_events:
-            return
+    for event in itertools.islice(src.read_from(0), src.max_events):  # max_events None: endless
         document = {"id": event.id, "features": event.features, "label": event.label, "key": key}
         label_doc = {"id": event.id, "label": event.label, "key": key} if event.label is not None else None
         yield key.encode(), orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS), label_doc
