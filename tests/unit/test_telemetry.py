@@ -1,0 +1,70 @@
+"""Telemetry's bookkeeping, the page server's routes, and the read throttle."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from stream_learner.app.dashboard import DashboardServer
+from stream_learner.app.runner import _Throttle
+from stream_learner.app.telemetry import MAX_POINTS, Telemetry
+from stream_learner.engine import StepOutput
+
+
+def _record(events: int, columns: list[int], row: list[float | None]) -> dict:
+    return {
+        "type": "metrics", "key": "k", "events": events, "labelled": events, "accuracy": 0.5, "accuracy_window": 0.5,
+        "concept": 0, "concepts": 1, "drifts": 0, "ts": float(events),
+        "forgetting": {"average": None, "bwt": None, "columns": columns, "matrix": [row]},
+    }
+
+
+def test_the_matrix_row_follows_the_kept_concepts() -> None:
+    t = Telemetry()
+    t.on_outputs([StepOutput(metrics=[_record(1, [0, 1], [0.9, 0.8])])])
+    assert t.sample("stream_learner_concept_accuracy_ratio", key="k", concept="1") == 0.8
+    t.on_outputs([StepOutput(metrics=[_record(2, [1, 2], [0.7, None])])])  # concept 0 dropped out, 2 not evaluated yet
+    assert t.sample("stream_learner_concept_accuracy_ratio", key="k", concept="0") is None
+    assert t.sample("stream_learner_concept_accuracy_ratio", key="k", concept="1") == 0.7
+    assert t.sample("stream_learner_concept_accuracy_ratio", key="k", concept="2") is None
+    assert t.sample("stream_learner_forgetting_average_ratio", key="k") is None  # null stays unset
+
+
+def test_a_long_run_keeps_its_whole_accuracy_history_at_lower_resolution() -> None:
+    t = Telemetry()
+    t.on_outputs([StepOutput(metrics=[_record(i, [], [None]) for i in range(1, 2 * MAX_POINTS + 1)])])
+    points = t.state()["keys"]["k"]["points"]
+    assert len(points) == MAX_POINTS
+    assert points[0][0] == 2 and points[-1][0] == 2 * MAX_POINTS
+
+
+def test_the_page_server_serves_only_its_own_files() -> None:
+    server = DashboardServer(lambda: {"x": float("nan")}, 0)
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as r:
+            assert b"/static/app.js" in r.read()
+        with urllib.request.urlopen(server.url + "static/charts.js", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("text/javascript")
+        with urllib.request.urlopen(server.url + "api/state", timeout=5) as r:
+            assert json.loads(r.read()) == {"x": None}  # JSON has no NaN
+        for path in ("static/../telemetry.py", "static/%2e%2e/telemetry.py", "static/x.py", "metrics", "nothing"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(server.url + path, timeout=5)
+            assert err.value.code == 404
+            err.value.close()
+    finally:
+        server.close()
+
+
+def test_the_throttle_holds_reading_to_its_rate() -> None:
+    seen: list[int] = []
+    throttle = _Throttle(seen.append, rate=2000)
+    started = time.monotonic()
+    for _ in range(10):
+        throttle(100)
+    assert seen == [100] * 10
+    assert 0.45 <= time.monotonic() - started < 2.0  # 1000 events at 2000/s
