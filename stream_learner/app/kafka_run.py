@@ -101,8 +101,12 @@ def run_kafka(
     process_id: int = 0,
     println: Callable[[str], None] | None = None,
     handle_signals: bool = True,
+    telemetry: Any = None,
 ) -> dict[str, Any]:
-    """Run until the input ends (``max_events``, idle timeout) or SIGTERM/SIGINT; return the summary."""
+    """Run until the input ends (``max_events``, idle timeout) or SIGTERM/SIGINT; return the summary.
+
+    ``telemetry`` (a :class:`~stream_learner.app.telemetry.Telemetry`) is fed like the embedded run's.
+    """
     started = time.perf_counter()
     k = settings.kafka
     client = k.client_config()
@@ -113,7 +117,7 @@ def run_kafka(
     config = engine_config(settings, engine)
     KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
 
-    stats = RunStats()
+    stats = RunStats(telemetry)
     first_batch: list[float] = []
 
     def on_read(n: int) -> None:
@@ -180,6 +184,8 @@ def run_kafka(
     summary["snapshot_refusals"] = refusals
     summary["first_event_seconds"] = round(first_batch[0] - started, 3) if first_batch else None
     summary["out"] = f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}"
+    if telemetry is not None:
+        telemetry.mark_finished(summary)
     return summary
 
 
@@ -300,4 +306,5 @@ def run_from_args(args: Any, engine: EngineConfig) -> dict[str, Any] | None:
         addresses=addresses,
         process_id=args.process_id,
         println=None if quiet else print,
+        telemetry=getattr(args, "telemetry", None),
     )

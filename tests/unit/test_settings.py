@@ -1,0 +1,86 @@
+"""The settings tree: precedence, nesting, secrets, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stream_learner.errors import ConfigError
+from stream_learner.settings import load_settings
+
+
+def test_flags_win_over_environment_over_file(tmp_path: Path) -> None:
+    config = tmp_path / "settings.toml"
+    config.write_text('app = "from-file"\n[kafka]\ninput_topic = "file-in"\nmetrics_topic = "file-metrics"\n[snapshot]\nretain = 9\n')
+    env = {"STREAM_LEARNER_KAFKA__INPUT_TOPIC": "env-in", "STREAM_LEARNER_KAFKA__PREDICTIONS_TOPIC": "env-pred", "OTHER": "x"}
+    s = load_settings(config, {"kafka": {"predictions_topic": "flag-pred"}}, environ=env)
+    assert s.app == "from-file" and s.snapshot.retain == 9
+    assert (s.kafka.input_topic, s.kafka.predictions_topic, s.kafka.metrics_topic) == ("env-in", "flag-pred", "file-metrics")
+    assert s.kafka.dead_letter_topic == "dead-letters"  # default
+
+
+def test_json_config_files_and_nested_environment(tmp_path: Path) -> None:
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"recovery": {"dir": "/tmp/r", "epoch_seconds": 2}}))
+    s = load_settings(config, environ={"STREAM_LEARNER_LABELS__WINDOW_SIZE": "50", "STREAM_LEARNER_KAFKA__CREATE_TOPICS": "false"})
+    assert str(s.recovery.dir) == "/tmp/r" and s.recovery.epoch_seconds == 2
+    assert s.labels.window_size == 50 and s.kafka.create_topics is False
+
+
+def test_secrets_are_masked_everywhere_they_are_printed() -> None:
+    env = {
+        "STREAM_LEARNER_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "STREAM_LEARNER_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "STREAM_LEARNER_KAFKA__SASL_USERNAME": "svc",
+        "STREAM_LEARNER_KAFKA__SASL_PASSWORD": "kafka-secret",
+        "STREAM_LEARNER_REDIS__URL": "rediss://:redis-secret@cache:6380/0",
+        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": "hmac-secret",
+    }
+    s = load_settings(environ=env)
+    for text in (repr(s), str(s), json.dumps(s.masked()), repr(s.kafka)):
+        for secret in ("kafka-secret", "redis-secret", "hmac-secret"):
+            assert secret not in text
+    config = s.kafka.client_config()  # revealed only where a client needs them
+    assert config["sasl_plain_password"] == "kafka-secret" and config["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert config["security_protocol"] == "SASL_SSL"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STREAM_LEARNER_KAFKA__START": "middle"}, "invalid setting kafka.start: Input should be 'earliest', 'latest' or 'committed'"),
+        ({"STREAM_LEARNER_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "invalid setting kafka: security_protocol SASL_PLAINTEXT needs sasl_mechanism"),
+        ({"STREAM_LEARNER_KAFKA__START": "committed"}, "invalid setting kafka: start=committed needs a group_id"),
+        ({"STREAM_LEARNER_SNAPSHOT__RETAIN": "0"}, "invalid setting snapshot.retain: Input should be greater than or equal to 1"),
+        ({"STREAM_LEARNER_KAFKA__TYPO": "1"}, "invalid setting kafka.typo: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_settings_are_one_readable_line(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ=env)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_bad_config_files_are_one_readable_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "missing.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[kafka\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(broken, environ={})
+
+
+def test_the_cli_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_learner.app.cli import main
+
+    monkeypatch.setenv("STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS", "zero")
+    assert main(["run", "--source", "kafka", "--print-settings"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("stream-learner: error: invalid setting kafka.poll_max_records") and "\n" not in err
+    monkeypatch.delenv("STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS")
+    monkeypatch.setenv("STREAM_LEARNER_REDIS__PASSWORD", "pw-secret")
+    assert main(["run", "--source", "kafka", "--print-settings", "--input-topic", "flagged"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["kafka"]["input_topic"] == "flagged" and "pw-secret" not in out
