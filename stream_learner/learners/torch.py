@@ -14,7 +14,8 @@ and must return an ``nn.Module`` whose *last* ``nn.Linear`` is the output layer.
   label widens the output layer, keeping every existing weight and the
   optimizer's state.
 * ``predict`` runs one forward pass under ``torch.no_grad()`` and changes
-  nothing; ``learn`` buffers events and trains on micro-batches of
+  nothing (``learn`` of the same dict right after reuses its encoded row
+  when all features are numeric); ``learn`` buffers events and trains on micro-batches of
   ``batch_size``; a boundary first trains on what is pending, then lets the
   strategies consolidate on a bounded ``window`` of the concept that ended.
   The network is single-headed (class-incremental): every sample carries
@@ -49,6 +50,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -257,6 +259,7 @@ class TorchLearner:
         self.optimizer: torch.optim.Optimizer | None = None
         self.criterion = nn.CrossEntropyLoss()
         self.pending: list[tuple[list[float], int]] = []
+        self._last: tuple[Any, Any] = (None, None)
         self.window: deque[tuple[torch.Tensor, int, int]] = deque(maxlen=options.window)
         self.concept = 0
         self.updates = 0
@@ -274,7 +277,9 @@ class TorchLearner:
         model = self.model
         if model is None:
             return None, None
-        row = torch.tensor([self.encoder.encode(x)], dtype=torch.float32)
+        encoded = self.encoder.encode(x)
+        self._last = (x, encoded)  # learn(x, y) right after reuses it (not part of the state)
+        row = torch.from_numpy(np.array([encoded], dtype=np.float32))
         if self.options.scale:
             row = (row - self._mean) / self._std
         with torch.no_grad():
@@ -297,7 +302,11 @@ class TorchLearner:
         encoder = self.encoder
         if not encoder.fitted:
             encoder.fit(x)
-        self.pending.append((encoder.encode(x, grow=True), index))
+        last_x, row = self._last
+        if last_x is not x or encoder.categorical:
+            row = encoder.encode(x, grow=True)
+        self._last = (None, None)
+        self.pending.append((row, index))
         if len(self.pending) >= self.options.batch_size:
             self._flush()
 
@@ -338,7 +347,7 @@ class TorchLearner:
         rows = [r for r, _ in self.pending]
         labels = [c for _, c in self.pending]
         self.pending = []
-        x = torch.tensor(rows, dtype=torch.float32)
+        x = torch.from_numpy(np.array(rows, dtype=np.float32))
         if self.options.scale:
             self._update_scaler(x)
             x = (x - self._mean) / self._std
@@ -497,7 +506,7 @@ class TorchLearner:
 
     def __setstate__(self, data: dict[str, Any]) -> None:
         fresh = build_torch_learner(data["spec"])
-        self.__dict__.update(fresh.__dict__)
+        self.__dict__.update(fresh.__dict__)  # includes an empty predict-to-learn row cache
         state = torch.load(io.BytesIO(data["state"]), weights_only=True, map_location=self.device)
         self.load_state_dict(state)
 
