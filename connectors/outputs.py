@@ -1,16 +1,10 @@
-"""Sinks for the console and for snapshots."""
+"""A sink for the console (snapshots go through :mod:`connectors.snapshot_writer`)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
-from stream_learner.engine import Snapshot
-from stream_learner.snapshot import SnapshotStore, seal
-
-logger = logging.getLogger(__name__)
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -58,38 +52,3 @@ class ConsoleSink(DynamicSink[tuple[str, list[dict[str, Any]]]]):
                     self._write_line(format_record(record))
 
         return _CallbackPartition(write)
-
-
-class SnapshotSink(DynamicSink[Snapshot]):
-    """Seals each :class:`~stream_learner.engine.Snapshot` and saves it to a store.
-
-    A failed write is logged and counted through ``on_saved(key, version or None)``;
-    it never stops the stream (the next snapshot will try again).
-    """
-
-    def __init__(self, store: SnapshotStore, signing_key: bytes, on_saved: Callable[[str, int | None], None] | None = None) -> None:
-        self.store = store
-        self.signing_key = signing_key
-        self.on_saved = on_saved
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CallbackPartition:
-        return _CallbackPartition(self._save_all)
-
-    def _save_all(self, snapshots: list[Snapshot]) -> None:
-        for snap in snapshots:
-            blob = seal(
-                snap.payload,
-                signing_key=self.signing_key,
-                key=snap.key,
-                learner_kind=snap.learner_kind,
-                strategy=snap.strategy,
-                events_seen=snap.events_seen,
-                source_offsets=snap.source_offsets,
-            )
-            try:
-                version: int | None = self.store.save(snap.key, blob)
-            except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
-                logger.error("snapshot of key %r failed: %s", snap.key, exc)
-                version = None
-            if self.on_saved is not None:
-                self.on_saved(snap.key, version)

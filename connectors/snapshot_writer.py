@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 import time
 from typing import Callable
 
@@ -30,8 +31,9 @@ class SnapshotWriter:
         self.store = store
         self.signing_key = signing_key
         self.on_saved = on_saved
-        self.submit_seconds: list[float] = []  # time the submitting thread spent, per snapshot
-        self.write_seconds: list[float] = []  # time each seal + save took on the writer thread
+        # the latest timings (bounded: a long run snapshots many times)
+        self.submit_seconds: deque[float] = deque(maxlen=10_000)  # time the submitting thread spent, per snapshot
+        self.write_seconds: deque[float] = deque(maxlen=10_000)  # time each seal + save took on the writer thread
         self._queued: dict[str, Snapshot] = {}
         self._cond = threading.Condition()
         self._closing = False

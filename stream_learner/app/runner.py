@@ -21,7 +21,8 @@ from bytewax.testing import cluster_main
 from connectors.base import OffsetSource
 from connectors.files import JsonlSink
 from connectors.local_store import LocalSnapshotStore
-from connectors.outputs import ConsoleSink, SnapshotSink
+from connectors.outputs import ConsoleSink
+from connectors.snapshot_writer import BackgroundSnapshotSink
 from connectors.sources import parse_source
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
 from stream_learner.app.progress import Progress, render_stats
@@ -88,7 +89,7 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         predictions=[JsonlSink(out / "predictions.jsonl")],
         metrics=[JsonlSink(out / "metrics.jsonl")] + ([ConsoleSink(println)] if options.console else []),
         dead_letters=[JsonlSink(out / "dead_letters.jsonl")],
-        snapshots=[SnapshotSink(store, signing_key, stats.snapshot_saved)],
+        snapshots=[BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)],
     )
     flow = build_dataflow(source, config, sinks, stats, restored=restored.get)
     with progress:
