@@ -22,7 +22,6 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -45,15 +44,9 @@ from stream_learner.snapshot import load_latest_valid
 
 logger = logging.getLogger(__name__)
 
-LEGACY_SIGNING_KEY_ENV = "STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"
-
-
 def signing_key(settings: Settings) -> bytes:
-    """The snapshot HMAC key: ``snapshot.signing_key``, else the embedded run's variable."""
-    if settings.snapshot.signing_key is not None:
-        key = settings.snapshot.signing_key.get_secret_value().encode()
-    else:
-        key = os.environ.get(LEGACY_SIGNING_KEY_ENV, "").encode()
+    """The snapshot HMAC key, ``snapshot.signing_key`` (one-line error when missing)."""
+    key = settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key is not None else b""
     if not key:
         raise ConfigError("snapshots need a signing key: set STREAM_LEARNER_SNAPSHOT__SIGNING_KEY (or snapshot.signing_key in the config file)")
     return key

@@ -32,7 +32,7 @@ from stream_learner.snapshot import load_latest_valid
 
 logger = logging.getLogger(__name__)
 
-SIGNING_KEY_ENV = "STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"
+SIGNING_KEY_ENV = "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY"  # the settings tree's snapshot.signing_key
 
 
 @dataclass
@@ -52,6 +52,7 @@ class RunOptions:
     progress: bool = True
     console: bool = True
     retain: int = 5
+    signing_key: bytes | None = None
     telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by this run (Prometheus, dashboard)
     rate: float = 0.0  # read at most this many events per second (0: unlimited)
 
@@ -67,7 +68,7 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         raise ConfigError("--max-events must not be negative")
     out = Path(options.out)
     store = LocalSnapshotStore(options.snapshot_dir or out / "snapshots", app=options.app, retain=options.retain)
-    signing_key = os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
+    signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
     restored, start = _restore(store, signing_key, options) if options.resume else ({}, 0)
 
     stats = RunStats(options.telemetry)

@@ -61,23 +61,14 @@ def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
     settings = load_settings(args.config, overrides)
     key = settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key else None
     if args.dir:
-        import os
-
         from connectors.local_store import LocalSnapshotStore
-        from stream_learner.app.runner import SIGNING_KEY_ENV
 
         local = LocalSnapshotStore(args.dir, app=settings.app, retain=settings.snapshot.retain)
-        if key is None:
-            key = os.environ.get(SIGNING_KEY_ENV, "").encode() or None
         if key is None and (local.root / ".signing-key").exists():
             key = local.signing_key()
         return local, key
-    from stream_learner.app.kafka_run import LEGACY_SIGNING_KEY_ENV, open_store
+    from stream_learner.app.kafka_run import open_store
 
-    if key is None:
-        import os
-
-        key = os.environ.get(LEGACY_SIGNING_KEY_ENV, "").encode() or None
     return open_store(settings), key
 
 

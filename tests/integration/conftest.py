@@ -17,9 +17,13 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
+
+from connectors.local_store import LocalSnapshotStore
+from stream_learner.app.runner import RunOptions, run
+from stream_learner.engine import EngineConfig
 
 
 def _free_port() -> int:
@@ -107,3 +111,20 @@ def redis_url() -> Iterator[str]:
 def unique() -> str:
     """A short unique name for topics, apps and group ids of one test."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def embedded_run(tmp_path: Path) -> Callable[..., tuple[dict[str, Any], LocalSnapshotStore]]:
+    """Runs raw events through the embedded run (as a JSONL file): its summary and snapshot store.
+
+    The reference an uninterrupted run of the same bytes gives.
+    """
+
+    def run_embedded(values: list[bytes], engine: EngineConfig, signing_key: str) -> tuple[dict[str, Any], LocalSnapshotStore]:
+        path = tmp_path / "same.jsonl"
+        path.write_bytes(b"\n".join(values) + b"\n")
+        out = tmp_path / "out"
+        options = RunOptions(source=f"file:{path}", engine=engine, out=out, progress=False, console=False, signing_key=signing_key.encode())
+        return run(options), LocalSnapshotStore(out / "snapshots")
+
+    return run_embedded

@@ -25,10 +25,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import ensure_topics, make_producer
-from connectors.local_store import LocalSnapshotStore
 from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
-from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.snapshot import load_latest_valid
 
@@ -85,7 +83,7 @@ class _Watcher(threading.Thread):
             time.sleep(0.02)
 
 
-def test_sigkill_three_times_mid_stream_changes_nothing_learned(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+def test_sigkill_three_times_mid_stream_changes_nothing_learned(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run) -> None:
     topics = {name: f"{name}-crash-{unique}" for name in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
@@ -149,14 +147,7 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(kafka_bootstrap:
     assert summary["dead_letters"] == 0
 
     # the same events, uninterrupted, through the embedded run
-    path = tmp_path / "same.jsonl"
-    path.write_bytes(b"\n".join(value for _, value in messages) + b"\n")
-    os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"] = SIGNING_KEY
-    try:
-        run(RunOptions(source=f"file:{path}", engine=ENGINE, out=tmp_path / "out", progress=False, console=False))
-    finally:
-        del os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"]
-    local = LocalSnapshotStore(tmp_path / "out" / "snapshots")
+    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
     store = RedisSnapshotStore.from_url(redis_url, app=f"crash-{unique}")
     try:
         for key in ("a", "b"):

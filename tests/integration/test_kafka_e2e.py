@@ -22,11 +22,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import ensure_topics, make_producer
-from connectors.local_store import LocalSnapshotStore
 from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
 from stream_learner.app.kafka_run import run_kafka
-from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.settings import Settings, load_settings
 from stream_learner.snapshot import load_latest_valid, read_header, seal
@@ -124,7 +122,7 @@ def last_metrics(records: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return [r for r in records if r["type"] == "metrics" and r["key"] == key][-1]
 
 
-def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run) -> None:
     settings = settings_for(kafka_bootstrap, redis_url, unique, labels_topic=f"labels-{unique}")
     inputs, labels, expect = build_stream()
     produce_all(settings, inputs, labels)
@@ -151,13 +149,7 @@ def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str,
     assert {n: c for n, c in summary["delayed_labels"].items() if n != "pending"} == {n: c for n, c in counts.items() if n != "pending"}
 
     # the same input bytes through the embedded run (JSONL file): same learner, same accuracy
-    path = tmp_path / "same.jsonl"
-    path.write_bytes(b"\n".join(value for _, value in inputs) + b"\n")
-    os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"] = SIGNING_KEY
-    try:
-        embedded = run(RunOptions(source=f"file:{path}", engine=ENGINE, out=tmp_path / "out", progress=False, console=False))
-    finally:
-        del os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"]
+    embedded, local = embedded_run([value for _, value in inputs], ENGINE, SIGNING_KEY)
     assert embedded["predictions"] + embedded["dead_letters"] == len(inputs)
     embedded_metrics = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     ours, theirs = last_metrics(metrics, "default"), last_metrics(embedded_metrics, "default")
@@ -172,7 +164,6 @@ def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str,
         header, payload, refusals = load_latest_valid(store, "default", SIGNING_KEY.encode())
         assert refusals == [] and header.events_seen == ours["events"]
         from_redis = KeyedLearner.restore(payload, ENGINE)
-        local = LocalSnapshotStore(tmp_path / "out" / "snapshots")
         from_file = KeyedLearner.restore(load_latest_valid(local, "default", SIGNING_KEY.encode())[1], ENGINE)
         assert [from_redis.learner.predict(x) for x in PROBE] == [from_file.learner.predict(x) for x in PROBE]
     finally:
@@ -181,7 +172,7 @@ def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str,
 
 
 def test_a_tampered_snapshot_is_refused_and_the_service_resumes_from_the_previous_one(
-    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run
 ) -> None:
     settings = settings_for(kafka_bootstrap, redis_url, unique, poll_max_records=100)
     inputs, _, _ = build_stream(seed=8)
@@ -209,14 +200,7 @@ def test_a_tampered_snapshot_is_refused_and_the_service_resumes_from_the_previou
         assert summary["predictions"] == 700
         header, payload, _ = load_latest_valid(store, "default", SIGNING_KEY.encode())
         assert header.events_seen == 1200
-        path = tmp_path / "same.jsonl"
-        path.write_bytes(b"\n".join(value for _, value in inputs) + b"\n")
-        os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"] = SIGNING_KEY
-        try:
-            run(RunOptions(source=f"file:{path}", engine=ENGINE, out=tmp_path / "out", progress=False, console=False))
-        finally:
-            del os.environ["STREAM_LEARNER_SNAPSHOT_SIGNING_KEY"]
-        local = LocalSnapshotStore(tmp_path / "out" / "snapshots")
+        _, local = embedded_run([value for _, value in inputs], ENGINE, SIGNING_KEY)
         uninterrupted = KeyedLearner.restore(load_latest_valid(local, "default", SIGNING_KEY.encode())[1], ENGINE)
         resumed = KeyedLearner.restore(payload, ENGINE)
         assert [resumed.learner.predict(x) for x in PROBE] == [uninterrupted.learner.predict(x) for x in PROBE]
