@@ -128,6 +128,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         messages = polled.get(self._tp, [])
         now = time.monotonic()
         if not messages:
+            self._report_lag()
             idle = source.idle_timeout
             if (idle is not None and now - self._last_data >= idle) or (self._is_labels and source.inputs_done()):
                 self._end()  # idle, or caught up with the labels of a finished input
@@ -149,7 +150,17 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
                 source.on_read(n)
         if messages:
             self._offset = messages[-1].offset + 1
+        self._report_lag()
         return batch
+
+    def _report_lag(self) -> None:
+        """How far this partition is behind its high watermark (known from the last fetch; no extra request)."""
+        on_lag = self._source.on_lag
+        if on_lag is None:
+            return
+        high = self._consumer.highwater(self._tp)
+        if high is not None:
+            on_lag(self._topic, self._partition, max(0, high - self._offset))
 
     def _end(self) -> None:
         if not self._is_labels and not self._ended:
@@ -187,6 +198,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         idle_timeout: stop a partition after this many seconds without records.
         start_offsets: ``{topic: {partition: offset}}`` overriding ``start``.
         on_read: called with the number of input records of each batch.
+        on_lag: called with ``(topic, partition, records behind the high watermark)`` after each poll.
     """
 
     def __init__(
@@ -202,6 +214,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         idle_timeout: float | None = None,
         start_offsets: dict[str, dict[int, int]] | None = None,
         on_read: Callable[[int], None] | None = None,
+        on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.client_config = client_config
         self.input_topic = input_topic
@@ -213,6 +226,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.idle_timeout = idle_timeout
         self.start_offsets = start_offsets or {}
         self.on_read = on_read
+        self.on_lag = on_lag
         self.name = input_topic
         self.stop = threading.Event()
         self._inputs_lock = threading.Lock()

@@ -128,6 +128,7 @@ def run_kafka(
         max_events=max_events,
         idle_timeout=k.idle_timeout_s,
         on_read=on_read,
+        on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
     )
     refusals: list[str] = []
     restored_keys: list[str] = []
