@@ -139,8 +139,6 @@ class KeyedLearner:
         predictions = out.predictions
         learner = self.learner
         predict, learn = learner.predict, learner.learn
-        update_metrics = self.metrics.update
-        monitor = self.monitor
         key = self.key
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
@@ -180,17 +178,8 @@ class KeyedLearner:
                     "ts": now,
                 }
             )
-            if label is None:
-                continue
-            self.learned += 1
-            error = update_metrics(label, y_pred)
-            self._since_metrics += 1
-            if monitor is not None and monitor.update(error):
-                self._on_drift(out, now)
-            elif self._since_metrics >= self.config.metrics_every:
-                out.metrics.append(self.metrics_record(now))
-            if self.config.forgetting_every and self.metrics.labelled % self.config.forgetting_every == 0:
-                self.evaluate_concepts()
+            if label is not None:
+                self._score(label, y_pred, out, now)
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             out.snapshot = self.snapshot()
@@ -273,18 +262,25 @@ class KeyedLearner:
             return
         x, y_pred = found
         try:
-            self.learner.learn(x, record.label)
+            if not self.forgetting.observe(self.concept, x, record.label):
+                self.learner.learn(x, record.label)
         except Exception as exc:  # a model rejecting an example must not stop the stream
             event = Event(record.id, record.key, x, record.label, None, -1, -1)
             out.dead_letters.append(self._model_error(event, exc, now))
             return
+        self._score(record.label, y_pred, out, now)
+
+    def _score(self, label: Any, y_pred: Any, out: StepOutput, now: float) -> None:
+        """A labelled example was learned: prequential metrics, drift, and the metrics and forgetting cadences."""
         self.learned += 1
-        error = self.metrics.update(record.label, y_pred)
+        error = self.metrics.update(label, y_pred)
         self._since_metrics += 1
         if self.monitor is not None and self.monitor.update(error):
             self._on_drift(out, now)
         elif self._since_metrics >= self.config.metrics_every:
             out.metrics.append(self.metrics_record(now))
+        if self.config.forgetting_every and self.metrics.labelled % self.config.forgetting_every == 0:
+            self.evaluate_concepts()
 
     def _on_drift(self, out: StepOutput, now: float) -> None:
         self.drifts += 1
