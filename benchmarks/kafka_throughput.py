@@ -27,13 +27,6 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.kafka import ensure_topics, make_producer  # noqa: E402
-from connectors.redis_store import RedisSnapshotStore  # noqa: E402
-from connectors.synthetic import SyntheticSource  # noqa: E402
-from stream_learner.app.kafka_run import run_kafka  # noqa: E402
-from stream_learner.app.runner import RunOptions, run  # noqa: E402
-from stream_learner.engine import EngineConfig  # noqa: E402
-from stream_learner.settings import load_settings  # noqa: E402
 
 SIGNING_KEY = "bench-key"
 
@@ -48,6 +41,7 @@ class StepTimes:
     def on_outputs(self, outputs: Any) -> None: ...
     def on_snapshot(self, key: str, version: int | None) -> None: ...
     def mark_finished(self, summary: Any) -> None: ...
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
 
     def on_step(self, key: str, events: int, seconds: float) -> None:
         self.steps.append((events, seconds))
@@ -75,7 +69,35 @@ def start_broker() -> tuple[str, subprocess.Popen[bytes] | None]:
             time.sleep(0.05)
 
 
+def wait_for_predictions(bootstrap: str, topic: str, count: int, service: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
+    """Wait until ``topic`` holds ``count`` messages (the service is then mid-stream); return how many it holds."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and service.poll() is None:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                held = sum(consumer.end_offsets([TopicPartition(topic, p) for p in partitions]).values())
+                if held >= count:
+                    return held
+            time.sleep(0.02)
+        raise SystemExit(f"the service did not publish {count} predictions on {topic} (exit status {service.poll()})")
+    finally:
+        consumer.close()
+
+
 def main() -> None:
+    # Imported here, not at the top: the Kafka producer's child process (spawn) re-imports this script as its main module.
+    from connectors.kafka import ensure_topics, make_producer
+    from connectors.redis_store import RedisSnapshotStore
+    from connectors.synthetic import SyntheticSource
+    from stream_learner.app.kafka_run import run_kafka
+    from stream_learner.app.runner import RunOptions, run
+    from stream_learner.engine import EngineConfig
+    from stream_learner.settings import load_settings
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -153,13 +175,14 @@ def main() -> None:
                    "--metrics-topic", f"metrics-{tag}-resume", "--dead-letter-topic", f"dlq-{tag}-resume",
                    "--recovery-dir", str(work / "recovery"), "--epoch-seconds", "0.5", "--stop-when-idle", "2"]
         first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(os.environ.get("BENCH_KILL_AFTER", "4")))
+        predicted_before_kill = wait_for_predictions(bootstrap, f"pred-{tag}-resume", n // 2, first)  # killed mid-stream
         first.send_signal(signal.SIGKILL)
         first.wait()
         restarted_at = time.perf_counter()
         second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         summary = json.loads(second.stdout.strip().splitlines()[-1])
         figures["resume"] = {
+            "predictions_before_kill": predicted_before_kill,
             "events_left_after_kill": summary["events"],
             "run_start_to_first_event_s": summary["first_event_seconds"],
             "restart_total_s_incl_imports_and_2s_idle_stop": round(time.perf_counter() - restarted_at, 3),

@@ -7,11 +7,14 @@ assignment (no consumer-group join), in batches, without blocking the
 worker; its resume state is the next offset to read, so Bytewax recovery
 stores it with the learner state of the same epoch.
 
-:class:`KafkaSink` is a ``DynamicSink`` writing ``(name, [record, ...])``
-items as JSON messages keyed by the record's model key, through an
-idempotent, batching, compressing producer that is flushed at the end of
-every batch (outputs are at-least-once: a crash after a flush and before
-the epoch closes repeats them; each carries the event ``id``).
+:class:`KafkaSink` is a ``FixedPartitionedSink`` writing ``(model key,
+[record, ...])`` items as JSON messages keyed by the record's model key.
+Its partitions encode records and hand them to a producer child process
+(:mod:`connectors.kafka_producer`: kafka-python's per-message cost leaves
+the learner's interpreter); each partition's ``snapshot`` waits for the
+broker's acknowledgement of what it sent, so Bytewax never commits an epoch
+whose outputs could be lost (outputs are at-least-once: a crash repeats
+those of the epochs not committed; each carries the event ``id``).
 
 ``client_config`` is the dict of kafka-python client arguments (servers,
 client id, security protocol, SASL/SSL credentials) that
@@ -28,15 +31,16 @@ from typing import Any, Callable, Iterable, Literal
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.base import RawRecord
+from connectors.kafka_producer import ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
 from stream_learner.delayed import RawLabel
-from stream_learner.errors import SourceError, StreamLearnerError
+from stream_learner.errors import SourceError
 from stream_learner.events import Origin
 
 logger = logging.getLogger(__name__)
@@ -268,48 +272,97 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
             self._inputs_open = max(0, (self._inputs_open or 1) - 1)
 
 
-class _ProducerPartition(StatelessSinkPartition[tuple[str, list[dict[str, Any]]]]):
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
+    """One sink partition: encodes records and hands them to the producer process.
+
+    ``write_batch`` only queues (back-pressure aside); ``snapshot``, called
+    at every epoch close before Bytewax commits the epoch, returns once the
+    broker acknowledged every record this partition sent. Its state, the
+    number of records acknowledged so far, is informational.
+    """
+
+    def __init__(self, producer: ProducerProcess, topic: str, written: int, chunk: int) -> None:
         self._producer = producer
         self._topic = topic
+        self._written = written
+        self._sent = 0  # records queued since the last acknowledged snapshot
+        self._last = 0  # number of the last batch queued
+        self._chunk = chunk
+        producer.acquire()
 
-    def write_batch(self, items: list[tuple[str, list[dict[str, Any]]]]) -> None:
-        send, topic = self._producer.send, self._topic
+    def write_batch(self, items: list[list[dict[str, Any]]]) -> None:
         dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
-        futures = []
-        for _, records in items:
+        pairs: list[tuple[bytes | None, bytes]] = []
+        for records in items:
             for record in records:
                 key = record.get("key")
-                futures.append(send(topic, value=dumps(record, option=option), key=key.encode() if key else None))
-        self._producer.flush()
-        failed = [f.exception for f in futures if f.failed()]
-        if failed:
-            raise StreamLearnerError(f"{len(failed)} records could not be written to Kafka topic {topic!r}: {failed[0]}")
+                pairs.append((key.encode() if key else None, dumps(record, option=option)))
+        send, chunk, topic = self._producer.send, self._chunk, self._topic
+        for i in range(0, len(pairs), chunk):
+            self._last = send(topic, pairs[i : i + chunk])
+        self._sent += len(pairs)
+
+    def snapshot(self) -> int:
+        if self._sent:
+            self._producer.flush(self._last)
+            self._written += self._sent
+            self._sent = 0
+        return self._written
 
     def close(self) -> None:
-        self._producer.close()
+        self._producer.release()
 
 
-class KafkaSink(DynamicSink[tuple[str, list[dict[str, Any]]]]):
-    """Writes ``(name, [record, ...])`` items to one topic as JSON, keyed by ``record["key"]``."""
+class KafkaSink(FixedPartitionedSink[list[dict[str, Any]], int]):
+    """Writes ``(model key, [record, ...])`` items to one topic as JSON, keyed by ``record["key"]``.
 
-    def __init__(self, client_config: dict[str, Any], topic: str, *, compression: str = "gzip", linger_ms: int = 5) -> None:
+    Production runs in a child process (:class:`~connectors.kafka_producer.ProducerProcess`):
+    an idempotent (``acks=all``), batching, compressing producer. Outputs are
+    at-least-once: each partition's ``snapshot``, which Bytewax takes at every
+    epoch close before committing the epoch, waits until the broker has
+    acknowledged every record the partition sent, so a crash repeats at most
+    the records of the epochs not committed (each carries the event ``id``).
+    A broker error raises :class:`~stream_learner.errors.SinkError` from the
+    next ``write_batch`` or ``snapshot``.
+
+    Partitions: ``{topic}#0`` .. ``{topic}#{partitions - 1}``, the same list on
+    every process and every run, with items routed by the model key
+    (``adler32``, Bytewax's default) so each key's records stay in order and a
+    scaled-out cluster spreads production over its processes. Their state is
+    only a count, so any ``partitions`` is safe across restarts.
+
+    Args:
+        client_config: kafka-python client arguments (servers, security, SASL/SSL).
+        topic: the topic written.
+        compression: ``gzip``, ``snappy``, ``lz4``, ``zstd`` or ``none``.
+        linger_ms: the producer's batching delay.
+        partitions: sink partitions (see above).
+        producer: a producer process shared with other sinks (its own
+            settings apply); by default the sink starts one of its own.
+        chunk: most records per batch handed to the producer process.
+    """
+
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        topic: str,
+        *,
+        compression: str = "gzip",
+        linger_ms: int = 5,
+        partitions: int = 4,
+        producer: ProducerProcess | None = None,
+        chunk: int = 1000,
+    ) -> None:
         self.client_config = client_config
         self.topic = topic
-        self.compression = None if compression == "none" else compression
+        self.compression = compression
         self.linger_ms = linger_ms
+        self.partitions = partitions
+        self.producer = producer if producer is not None else ProducerProcess(client_config, compression=compression, linger_ms=linger_ms)
+        self.chunk = chunk
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(make_producer(self.client_config, self.compression, self.linger_ms), self.topic)
+    def list_parts(self) -> list[str]:
+        return [f"{self.topic}#{i}" for i in range(self.partitions)]
 
-
-def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5) -> KafkaProducer:
-    """An idempotent, batching, compressing producer."""
-    return KafkaProducer(
-        enable_idempotence=True,
-        acks="all",
-        compression_type=compression,
-        linger_ms=linger_ms,
-        batch_size=256 * 1024,
-        **client_config,
-    )
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ProducerPartition:
+        return _ProducerPartition(self.producer, self.topic, resume_state or 0, self.chunk)

@@ -23,3 +23,7 @@ class StrategyLoadError(StreamLearnerError):
 
 class SourceError(StreamLearnerError):
     """A source cannot be opened or read."""
+
+
+class SinkError(StreamLearnerError):
+    """An output cannot be written (e.g. the Kafka broker refused or lost records)."""

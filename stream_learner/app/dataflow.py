@@ -27,12 +27,12 @@ from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.events import Event, decode_event
 
-Records = tuple[str, list[dict[str, Any]]]
+Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
 
 @dataclass
 class Sinks:
-    """Where each output goes; each record sink takes ``(key, [record, ...])`` items."""
+    """Where each output goes; each record sink takes ``(model key, [record, ...])`` items."""
 
     predictions: list[Sink[Records]] = field(default_factory=list)
     metrics: list[Sink[Records]] = field(default_factory=list)
@@ -234,7 +234,14 @@ def build_dataflow(
 
     def select(name: str) -> Callable[[list[StepOutput]], list[Records]]:
         def pick(batch: list[StepOutput]) -> list[Records]:
-            return [(name, getattr(o, name)) for o in batch if getattr(o, name)]
+            # keyed by model key (dead letters have none: by output name), so partitioned sinks route by model
+            picked = []
+            for o in batch:
+                records = getattr(o, name)
+                if records:
+                    key = records[0].get("key")
+                    picked.append((key if isinstance(key, str) else name, records))
+            return picked
 
         return pick
 

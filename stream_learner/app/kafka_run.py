@@ -10,7 +10,8 @@ Guarantees:
   crash (even ``kill -9``) the restarted run resumes from the last closed
   epoch: no event is learned twice and none is skipped. Outputs produced
   after that epoch are produced again (at-least-once; each carries the
-  event ``id``).
+  event ``id``): an epoch closes only once the broker acknowledged its
+  outputs, which a producer child process sends (off the learner's GIL).
 * Redis snapshots serve other purposes: a *new* replica (no recovery
   state) starts each model from its latest valid snapshot, skipping the
   events that snapshot had already learned; other services load the
@@ -33,12 +34,13 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main
 
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
+from connectors.kafka_producer import ProducerProcess
 from connectors.outputs import ConsoleSink
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
 from stream_learner.engine import EngineConfig, KeyedLearner
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, StreamLearnerError
 from stream_learner.settings import Settings
 from stream_learner.snapshot import load_latest_valid
 
@@ -146,8 +148,11 @@ def run_kafka(
         restored_keys.append(model_key)
         return KeyedLearner.restore(payload, config)
 
+    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms)  # one child process for every output topic
+    producer.start()  # its start-up overlaps the dataflow's
+
     def sink(topic: str) -> KafkaSink:
-        return KafkaSink(client, topic, compression=k.compression, linger_ms=k.linger_ms)
+        return KafkaSink(client, topic, producer=producer)
 
     snapshots = BackgroundSnapshotSink(store, key, stats.snapshot_saved)
     sinks = Sinks(
@@ -168,9 +173,16 @@ def run_kafka(
             recovery_config=recovery,
             worker_count_per_proc=workers,
         )
+        producer.close()  # stopped when the stream ended; raises what its last flush met, if anything
+    except Exception as exc:
+        ours = _our_error(exc)
+        if ours is None:
+            raise
+        raise ours from None  # e.g. the broker's error from the producer process, rather than Bytewax's wrapper
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        producer.close(flush=False)  # after a failure: stop it now
         snapshots.close()
     summary = stats.summary()
     summary["delayed_labels"] = _label_totals(stats)
@@ -181,6 +193,17 @@ def run_kafka(
     if telemetry is not None:
         telemetry.mark_finished(summary)
     return summary
+
+
+def _our_error(exc: BaseException | None) -> StreamLearnerError | None:
+    """The StreamLearnerError (e.g. a sink's) that Bytewax wrapped in its own, if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, StreamLearnerError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _recovery(settings: Settings) -> RecoveryConfig | None:

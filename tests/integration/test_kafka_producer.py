@@ -1,0 +1,97 @@
+"""The producer child process: broker errors reach the parent, and the child never outlives the run.
+
+(Its death with a SIGKILLed parent is checked by ``test_crash_recovery.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+
+from connectors.kafka import KafkaSink, ensure_topics, make_producer
+from stream_learner.app.kafka_run import run_kafka
+from stream_learner.engine import EngineConfig
+from stream_learner.errors import SinkError
+from stream_learner.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_broker_lost_mid_stream_fails_the_sink_with_a_clear_error_and_no_hang(throwaway_broker, processes) -> None:
+    bootstrap, broker = throwaway_broker
+    fast = {"request_timeout_ms": 1000, "delivery_timeout_ms": 3000, "max_block_ms": 2000, "reconnect_backoff_max_ms": 200}
+    sink = KafkaSink({"bootstrap_servers": [bootstrap], **fast}, "out", partitions=1)
+    part = sink.build_part("out", sink.list_parts()[0], None)
+    child = sink.producer.pid
+    try:
+        part.write_batch([[{"id": "a", "key": "k"}, {"id": "b", "key": "k"}]])
+        assert part.snapshot() == 2  # acknowledged by the broker
+        broker.kill()
+        broker.wait(10)
+        started = time.monotonic()
+        with pytest.raises(SinkError) as caught:
+            for i in range(1000):  # the next write_batch or snapshot raises
+                part.write_batch([[{"id": f"c{i}", "key": "k"}]])
+                part.snapshot()
+        assert time.monotonic() - started < 20
+        assert "KafkaTimeoutError" in str(caught.value) and "'out'" in str(caught.value), caught.value
+    finally:
+        sink.producer.close(flush=False)
+    assert not processes.alive(child)
+
+
+class _ChildWatch:
+    """A RunStats listener noting the producer processes alive while outputs flow."""
+
+    def __init__(self, processes: Any) -> None:
+        self.processes = processes
+        self.seen: set[int] = set()
+
+    def on_outputs(self, outputs: Any) -> None:
+        self.seen.update(self.processes.spawned_children(os.getpid()))
+
+    def on_read(self, n: int) -> None: ...
+    def on_step(self, key: str, events: int, seconds: float) -> None: ...
+    def on_snapshot(self, key: str, version: int | None) -> None: ...
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None: ...
+    def mark_finished(self, summary: Any) -> None: ...
+
+
+def _settings(bootstrap: str, redis_url: str, unique: str, predictions_topic: str) -> Any:
+    return load_settings(
+        overrides={
+            "app": f"child-{unique}",
+            "kafka": {"bootstrap_servers": bootstrap, "input_topic": f"child-in-{unique}", "predictions_topic": predictions_topic,
+                      "metrics_topic": f"child-metrics-{unique}", "dead_letter_topic": f"child-dlq-{unique}",
+                      "create_topics": False, "idle_timeout_s": 1.0},
+            "redis": {"url": redis_url},
+            "snapshot": {"signing_key": "child-key", "every_events": 0, "resume": False},
+        },
+        environ={},
+    )  # fmt: skip
+
+
+def test_the_producer_process_ends_with_the_run_and_a_refused_record_fails_the_run(kafka_bootstrap, redis_url, unique, processes) -> None:
+    client = {"bootstrap_servers": [kafka_bootstrap]}
+    ensure_topics(client, [f"child-in-{unique}", f"child-pred-{unique}", f"child-metrics-{unique}", f"child-dlq-{unique}"])
+    producer = make_producer(client)
+    for i in range(300):
+        producer.send(f"child-in-{unique}", value=b'{"id": "e%d", "features": [%d, 1], "label": %d}' % (i, i % 7, i % 2))
+    producer.flush()
+    producer.close()
+    engine = EngineConfig(metrics_every=100, snapshot_every=0)
+
+    watch = _ChildWatch(processes)
+    summary = run_kafka(_settings(kafka_bootstrap, redis_url, unique, f"child-pred-{unique}"), engine, handle_signals=False, telemetry=watch)
+    assert summary["predictions"] == 300
+    assert len(watch.seen) == 1  # one producer process for the three output topics ...
+    assert not any(processes.alive(pid) for pid in watch.seen)  # ... gone once the run returned
+
+    # a record the producer refuses (an illegal topic name): the run fails with the producer's error, not Bytewax's wrapper
+    watch = _ChildWatch(processes)
+    with pytest.raises(SinkError, match="illegal"):
+        run_kafka(_settings(kafka_bootstrap, redis_url, unique, "not a topic!"), engine, handle_signals=False, telemetry=watch)
+    assert watch.seen and not any(processes.alive(pid) for pid in watch.seen)
