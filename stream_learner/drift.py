@@ -9,10 +9,9 @@
 from __future__ import annotations
 
 import importlib
-import json
 from typing import Any
 
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, parse_json_object
 
 DETECTORS: dict[str, str] = {
     "adwin": "river.drift.ADWIN",
@@ -74,12 +73,4 @@ class DriftMonitor:
 
 def parse_detector_params(text: str | None) -> dict[str, Any]:
     """Parse ``--drift-params`` JSON; bad JSON is a :class:`ConfigError`."""
-    if not text:
-        return {}
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"drift detector parameters are not valid JSON: {exc}") from None
-    if not isinstance(params, dict):
-        raise ConfigError("drift detector parameters must be a JSON object, e.g. '{\"delta\": 0.001}'")
-    return params
+    return parse_json_object(text, "drift detector parameters", '{"delta": 0.001}')

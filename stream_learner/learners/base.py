@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, parse_json_object
 
 Task = Literal["classification", "regression"]
 
@@ -57,14 +56,7 @@ class LearnerSpec:
         strategy_params: dict[str, Any] | None = None,
     ) -> LearnerSpec:
         """Build from CLI-style strings; bad JSON is a :class:`ConfigError`."""
-        params: dict[str, Any] = {}
-        if params_json:
-            try:
-                params = json.loads(params_json)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"model parameters are not valid JSON: {exc}") from None
-            if not isinstance(params, dict):
-                raise ConfigError("model parameters must be a JSON object, e.g. '{\"l2\": 0.01}'")
+        params = parse_json_object(params_json, "model parameters", '{"l2": 0.01}')
         return cls(model=model, params=params, seed=seed, strategy=strategy, strategy_params=dict(strategy_params or {}))
 
 
