@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench clean browser-deps
+.PHONY: run test bench bench-forgetting clean browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(VENV)/.installed-dev browser-deps
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/throughput.py
+
+# The forgetting suite's default set (4-5 minutes on 2 cores): results and figures in
+# benchmarks/results/, and the results section of benchmarks/README.md rewritten.
+bench-forgetting: $(VENV)/.installed-dev
+	$(BIN)/stream-learner bench forgetting --jobs 2 --out benchmarks/results --readme benchmarks/README.md
 
 clean:
 	rm -rf $(VENV) out

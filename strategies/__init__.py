@@ -10,8 +10,8 @@ A third-party package declares, for example::
 and ``mypkg.strategy.Mine`` subclasses :class:`TorchStrategy` (hooks that
 *return* a penalty, replay samples, ...) or :class:`RiverStrategy`.
 
->>> sorted(info.name for info in available())[:3]
-['agem', 'avalanche', 'ensemble']
+>>> {"naive", "ewc", "replay", "gem", "cumulative"} <= {info.name for info in available()}
+True
 """
 
 from stream_learner.learners.strategy import RiverStrategy, StrategyInfo, TorchStrategy, TrainStep, available, load_strategies

@@ -73,7 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard.add_run_arguments(run)
     dashboard.add_parser(commands)
+    bench = commands.add_parser("bench", help="offline, seeded benchmarks", description="Offline, seeded benchmarks (see benchmarks/README.md).")
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    forgetting = benches.add_parser("forgetting", help="continual-learning strategies on standard scenarios: accuracy, forgetting, BWT, against Avalanche's own loop", description="Every registered strategy on Split-Digits (class- and task-incremental), Permuted-Digits, Split-MNIST-1D and river drift streams, streamed through the engine with oracle and drift-detected boundaries, next to Avalanche's own loop.")
+    from benchmarks.forgetting import add_arguments as add_forgetting_arguments
+
+    add_forgetting_arguments(forgetting)
+    forgetting.set_defaults(handler=_bench_forgetting)
     return parser
+
+
+def _bench_forgetting(args: argparse.Namespace) -> int:
+    from benchmarks.forgetting import run_from_args
+
+    return run_from_args(args)
 
 
 def _run(args: argparse.Namespace) -> int:

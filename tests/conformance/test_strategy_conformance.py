@@ -30,6 +30,8 @@ SMALL: dict[str, tuple[str, dict[str, Any]]] = {
     "ewc": ("ewc", {"mode": "separate", "max_anchors": 2}),
     "avalanche": ("avalanche:avalanche.training.plugins.MASPlugin", {"lambda_reg": 1.0}),
     "ensemble": ("ensemble", {"n_models": 2}),
+    "gem": ("gem", {"patterns_per_experience": 10, "max_experiences": 3}),
+    "cumulative": ("cumulative", {"max_size": 40, "max_rounds": 3}),
 }
 """Small settings (and the plugin the generic adapter runs) so the suite stays fast."""
 
