@@ -109,6 +109,14 @@ class WindowExperience:
         return self
 
 
+def point_at_window(template: Any, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> Any:
+    """Make a boundary's window the template's current experience; return its dataset."""
+    dataset = window_dataset(x, y, task)
+    template.experience = WindowExperience(dataset, template.clock.train_exp_counter, sorted(set(y.tolist())))
+    template.adapted_dataset = dataset
+    return dataset
+
+
 class AvalancheStrategy(TorchStrategy):
     """A torch strategy made of Avalanche plugins driven per micro-batch.
 
@@ -208,9 +216,7 @@ class AvalancheStrategy(TorchStrategy):
         template = self.template
         if template is None:
             return
-        dataset = window_dataset(x, y, task)
-        template.experience = WindowExperience(dataset, template.clock.train_exp_counter, sorted(set(y.tolist())))
-        template.adapted_dataset = dataset
+        dataset = point_at_window(template, x, y, task)
         template.train_mb_size = max(1, min(len(dataset), 32))
         try:
             quietly(lambda: self._run("after_training_exp"))

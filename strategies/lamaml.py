@@ -21,7 +21,7 @@ import torch
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.strategy import TorchStrategy, TrainStep
-from strategies._avalanche import WindowExperience, dataset_tensors, quietly, window_dataset, without_evaluation
+from strategies._avalanche import dataset_tensors, point_at_window, quietly, window_dataset, without_evaluation
 
 
 @lru_cache(maxsize=1)
@@ -112,9 +112,7 @@ class LaMAML(TorchStrategy):
         t = self.template
         if t is None:
             return
-        dataset = window_dataset(x, y, task)
-        t.experience = WindowExperience(dataset, t.clock.train_exp_counter, sorted(set(y.tolist())))
-        t.adapted_dataset = dataset
+        point_at_window(t, x, y, task)
         try:
             quietly(t._after_training_exp)
             storage = t.buffer.storage_policy
