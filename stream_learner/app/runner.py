@@ -69,7 +69,7 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
     out = Path(options.out)
     store = LocalSnapshotStore(options.snapshot_dir or out / "snapshots", app=options.app, retain=options.retain)
     signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
-    restored, start = _restore(store, signing_key, options) if options.resume else ({}, 0)
+    payloads, start = _latest_payloads(store, signing_key) if options.resume else ({}, 0)
 
     stats = RunStats(options.telemetry)
     limit = None if options.max_events is None else start + options.max_events
@@ -78,9 +78,9 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         source = parse_source(options.source, seed=options.seed, start=start, max_events=limit, on_read=on_read)
     else:
         source.start, source.on_read = start, on_read
+        source.max_events = limit if source.max_events is None else source.max_events
     if options.rate:
         source.batch_size = max(1, min(source.batch_size, int(options.rate / 20)))
-        source.max_events = limit if source.max_events is None else source.max_events
     config = EngineConfig(**{**options.engine.__dict__, "source": source.name})
     KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
 
@@ -92,6 +92,8 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         dead_letters=[JsonlSink(out / "dead_letters.jsonl")],
         snapshots=[BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)],
     )
+    # restored under this run's configuration (its source name goes into dead letters)
+    restored = {key: KeyedLearner.restore(payload, config) for key, payload in payloads.items()}
     flow = build_dataflow(source, config, sinks, stats, restored=restored.get)
     with progress:
         cluster_main(flow, [], 0, worker_count_per_proc=options.workers, epoch_interval=timedelta(seconds=options.epoch_seconds))
@@ -121,9 +123,9 @@ class _Throttle:
             time.sleep(delay)
 
 
-def _restore(store: LocalSnapshotStore, signing_key: bytes, options: RunOptions) -> tuple[dict[str, KeyedLearner], int]:
-    """Latest valid learner per key, and the source offset to restart from."""
-    restored: dict[str, KeyedLearner] = {}
+def _latest_payloads(store: LocalSnapshotStore, signing_key: bytes) -> tuple[dict[str, bytes], int]:
+    """The latest verified snapshot payload per key, and the source offset to restart from."""
+    payloads: dict[str, bytes] = {}
     offsets: list[int] = []
     for key in store.keys():
         found = load_latest_valid(store, key, signing_key)
@@ -132,6 +134,6 @@ def _restore(store: LocalSnapshotStore, signing_key: bytes, options: RunOptions)
         header, payload, refusals = found
         for refusal in refusals:
             logger.warning(refusal)
-        restored[key] = KeyedLearner.restore(payload, options.engine)
+        payloads[key] = payload
         offsets.append(header.source_offsets.get(0, 0))
-    return restored, min(offsets, default=0)
+    return payloads, min(offsets, default=0)

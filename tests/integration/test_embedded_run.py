@@ -108,3 +108,22 @@ def test_resume_continues_from_the_latest_snapshot(tmp_path: Path) -> None:
     assert _read(tmp_path / "whole" / "predictions.jsonl")[2000:] == [
         {**p, "ts": q["ts"]} for p, q in zip(_read(tmp_path / "split" / "predictions.jsonl"), _read(tmp_path / "whole" / "predictions.jsonl")[2000:])
     ]
+
+
+def test_max_events_bounds_a_source_passed_in(tmp_path: Path, drift_pairs) -> None:
+    from connectors.memory import MemorySource
+
+    summary = run(RunOptions(out=tmp_path, max_events=250, progress=False, console=False), source=MemorySource(drift_pairs))
+    assert summary["events"] == summary["predictions"] == 250
+
+
+def test_a_resumed_learner_names_this_runs_source_in_its_dead_letters(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    good = [json.dumps({"features": {"a": i}, "label": i % 2 == 0}) for i in range(30)]
+    path.write_text("\n".join(good) + "\n")
+    run(RunOptions(source=f"file:{path}", out=tmp_path / "out", progress=False, console=False))
+    path.write_text("\n".join(good + ['{"features": {"a": "text"}, "label": true}']) + "\n")  # logreg rejects it
+    summary = run(RunOptions(source=f"file:{path}", out=tmp_path / "out", resume=True, progress=False, console=False))
+    assert (summary["events"], summary["dead_letters"]) == (1, 1)
+    letter = _read(tmp_path / "out" / "dead_letters.jsonl")[-1]
+    assert letter["error"].startswith("model error") and letter["origin"] == {"topic": str(path), "partition": 0, "offset": 30}
