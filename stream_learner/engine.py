@@ -136,29 +136,31 @@ class KeyedLearner:
         """
         out = StepOutput()
         pending = self.pending
-        predictions = out.predictions
-        learner = self.learner
-        predict, learn = learner.predict, learner.learn
+        predict, learn = self.learner.predict, self.learner.learn
+        observe, score = self.forgetting.observe, self._score
+        append = out.predictions.append
         key = self.key
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
-        observe = self.forgetting.observe
+        tasks = self.tasks
         if pending is not None:
             pending.expire(now)
+        accepted = 0
         for event in events:
             if type(event) is LabelRecord:
                 self._learn_late(event, out, now)
                 continue
-            if event.offset < next_offsets.get(event.partition, 0):
+            partition, offset = event.partition, event.offset
+            if offset < next_offsets.get(partition, 0):
                 continue  # already learned before the snapshot this learner was restored from
-            next_offsets[event.partition] = event.offset + 1
-            self._since_snapshot += 1
-            if event.task is not None and self.tasks.get(event.task) != self.concept:
-                self._switch_task(event.task, out, now)
-            x = event.features
+            next_offsets[partition] = offset + 1
+            accepted += 1
+            task = event.task
+            if task is not None and tasks.get(task) != self.concept:
+                self._switch_task(task, out, now)
+            x, label = event.features, event.label
             try:
                 y_pred, proba = predict(x)
-                label = event.label
                 if label is None and pending is not None:
                     label = pending.add(event.id, x, y_pred, now)
                 if label is not None and not observe(self.concept, x, label):
@@ -167,7 +169,7 @@ class KeyedLearner:
                 out.dead_letters.append(self._model_error(event, exc, now))
                 continue
             self.events += 1
-            predictions.append(
+            append(
                 {
                     "id": event.id,
                     "key": key,
@@ -179,7 +181,8 @@ class KeyedLearner:
                 }
             )
             if label is not None:
-                self._score(label, y_pred, out, now)
+                score(label, y_pred, out, now)
+        self._since_snapshot += accepted
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             out.snapshot = self.snapshot()
@@ -275,11 +278,13 @@ class KeyedLearner:
         self.learned += 1
         error = self.metrics.update(label, y_pred)
         self._since_metrics += 1
-        if self.monitor is not None and self.monitor.update(error):
+        monitor = self.monitor
+        if monitor is not None and monitor.update(error):
             self._on_drift(out, now)
         elif self._since_metrics >= self.config.metrics_every:
             out.metrics.append(self.metrics_record(now))
-        if self.config.forgetting_every and self.metrics.labelled % self.config.forgetting_every == 0:
+        every = self.config.forgetting_every
+        if every and self.learned % every == 0:
             self.evaluate_concepts()
 
     def _on_drift(self, out: StepOutput, now: float) -> None:

@@ -204,6 +204,9 @@ def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
         return dead_letter(f"invalid JSON: {exc}", raw, origin)
     if not isinstance(document, dict):
         return dead_letter(f"invalid event: must be a JSON object, not {type(document).__name__}", raw, origin)
+    event = _plain_event(document, raw, origin)
+    if event is not None:
+        return event
     try:
         parsed = InputEvent.model_validate(document)
     except ValidationError as exc:
@@ -220,6 +223,52 @@ def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
         partition=origin.partition,
         offset=origin.offset,
         raw=raw,
+    )
+
+
+_FIELDS = frozenset(InputEvent.model_fields)
+
+
+def _plain_event(document: dict[str, Any], raw: bytes, origin: Origin) -> Event | None:
+    """The event of a document that plainly satisfies :class:`InputEvent`, else ``None``.
+
+    A shortcut for the common shape (string id and key, numeric or string
+    features, a scalar label, a string or integer task, a numeric ``ts``):
+    pydantic's validation costs about ten times the JSON parsing. It accepts
+    a subset of what :class:`InputEvent` accepts, with the same result
+    (tested against it); anything else goes through pydantic, which also
+    words the errors.
+    """
+    if not _FIELDS.issuperset(document):
+        return None
+    get = document.get
+    event_id, key, task, ts, label = get("id"), get("key"), get("task"), get("ts"), get("label")
+    if event_id is not None and type(event_id) is not str:
+        return None
+    if key is not None and (type(key) is not str or not key):
+        return None
+    if task is not None and type(task) is not str and type(task) is not int:
+        return None
+    if ts is not None and type(ts) is not float and type(ts) is not int:
+        return None
+    if label is not None and not _is_scalar(label):
+        return None
+    features = get("features")
+    if type(features) is not dict or not features:
+        return None
+    for value in features.values():
+        kind = type(value)
+        if kind is not float and kind is not int and kind is not str and kind is not bool:
+            return None
+    return Event(
+        event_id if event_id is not None else origin.event_id(),
+        key or DEFAULT_KEY,
+        features,
+        label,
+        task,
+        origin.partition,
+        origin.offset,
+        raw,
     )
 
 

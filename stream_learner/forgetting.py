@@ -26,6 +26,7 @@ concept only falls after it ends.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -65,15 +66,44 @@ def bwt(matrix: list[Row], current: int, ends: dict[int, int]) -> float | None:
 
 @dataclass
 class _Reservoir:
+    """A uniform sample of a concept's events (Li's Algorithm L).
+
+    Once full, the number of events to skip before the next replacement is
+    drawn at once, so most events cost one comparison instead of a random draw.
+    """
+
     capacity: int
     seen: int = 0
     items: list[tuple[Any, Any]] = field(default_factory=list)
+    next_pick: int = 0  # the value of ``seen`` at which the next event enters a full sample
+    weight: float = 0.0  # Algorithm L's W
+
+    def offer(self, x: Any, y: Any, rng: random.Random) -> bool:
+        """Count one event; True when it entered the sample."""
+        self.seen += 1
+        if self.seen < self.next_pick:
+            return False
+        items = self.items
+        if len(items) < self.capacity:
+            items.append((x, y))
+            if len(items) == self.capacity:
+                self.weight = math.exp(math.log(1.0 - rng.random()) / self.capacity)
+                self._schedule(rng)
+            return True
+        items[int(rng.random() * self.capacity)] = (x, y)
+        self.weight *= math.exp(math.log(1.0 - rng.random()) / self.capacity)
+        self._schedule(rng)
+        return True
+
+    def _schedule(self, rng: random.Random) -> None:
+        skip = math.floor(math.log(1.0 - rng.random()) / math.log1p(-self.weight)) if self.weight < 1.0 else 0
+        self.next_pick = self.seen + skip + 1
 
 
 class ForgettingTracker:
     """Keeps a bounded sample per concept, evaluates on it, and tracks forgetting live.
 
-    The sample of a concept is a reservoir (Algorithm R) of its labelled
+    The sample of a concept is a reservoir (Algorithm L) of its labelled
     events. By default they are also learned (test-then-train, so the engine
     learns exactly what a plain loop learns); with ``holdout=True`` an event
     chosen for the sample is not learned, so the sample is truly held out.
@@ -107,15 +137,7 @@ class ForgettingTracker:
         if sample is None:
             sample = self._samples[concept] = _Reservoir(self.sample_size)
             self._forget_oldest()
-        sample.seen += 1
-        if len(sample.items) < sample.capacity:
-            sample.items.append((x, y))
-            return self.holdout
-        j = int(self._rng.random() * sample.seen)
-        if j < sample.capacity:
-            sample.items[j] = (x, y)
-            return self.holdout
-        return False
+        return sample.offer(x, y, self._rng) and self.holdout
 
     def evaluate(self, predict: Callable[[Any], Any], current: int) -> dict[int, float]:
         """Accuracy of ``predict`` on every concept's sample: a new row of the matrix.

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 from stream_learner.learners.base import Task
@@ -25,7 +24,9 @@ class Prequential:
     """Counts of a test-then-train evaluation; ``update`` returns the error.
 
     Classification error is 0 or 1 (a missing prediction is wrong);
-    regression error is the absolute error.
+    regression error is the absolute error. The sliding window of a
+    classifier is a ring of 0/1 errors with a running count of the wrong
+    ones, so an update costs the same whatever the window's size.
     """
 
     def __init__(self, task: Task, window: int = 1000) -> None:
@@ -37,50 +38,54 @@ class Prequential:
         self.correct = 0
         self.abs_error = 0.0
         self.sq_error = 0.0
-        self._recent: deque[float] = deque(maxlen=window)
-        self._recent_sum = 0.0
+        self._classification = task == "classification"
+        self._ring = bytearray(window if self._classification else 0)  # 1 where the prediction was wrong
+        self._at = 0
+        self._wrong_in_window = 0
 
     def update(self, y: Any, y_pred: Any) -> float:
         """Record one labelled prediction; return its error."""
         self.labelled += 1
-        if self.task == "classification":
-            error = 0.0 if y_pred == y else 1.0
-            self.correct += error == 0.0
-        else:
-            error = abs(y - y_pred) if y_pred is not None else math.inf
-            self.abs_error += error
-            self.sq_error += error * error
-        recent = self._recent
-        if len(recent) == self.window:
-            self._recent_sum -= recent[0]
-        recent.append(error)
-        self._recent_sum += error
+        if self._classification:
+            if y_pred == y:
+                self.correct += 1
+                error = 0
+            else:
+                error = 1
+            ring, at = self._ring, self._at
+            self._wrong_in_window += error - ring[at]
+            ring[at] = error
+            self._at = at + 1 if at + 1 < self.window else 0
+            return error
+        error = abs(y - y_pred) if y_pred is not None else math.inf
+        self.abs_error += error
+        self.sq_error += error * error
         return error
 
     @property
     def accuracy(self) -> float | None:
         """Cumulative accuracy, ``None`` for regression or before any label."""
-        if self.task != "classification" or not self.labelled:
+        if not self._classification or not self.labelled:
             return None
         return self.correct / self.labelled
 
     @property
     def accuracy_window(self) -> float | None:
         """Accuracy over the last ``window`` labelled events."""
-        if self.task != "classification" or not self._recent:
+        if not self._classification or not self.labelled:
             return None
-        return 1.0 - sum(self._recent) / len(self._recent)
+        return 1.0 - self._wrong_in_window / min(self.labelled, self.window)
 
     @property
     def mae(self) -> float | None:
         """Cumulative mean absolute error (regression)."""
-        if self.task != "regression" or not self.labelled:
+        if self._classification or not self.labelled:
             return None
         return self.abs_error / self.labelled
 
     @property
     def rmse(self) -> float | None:
         """Cumulative root mean squared error (regression)."""
-        if self.task != "regression" or not self.labelled:
+        if self._classification or not self.labelled:
             return None
         return math.sqrt(self.sq_error / self.labelled)

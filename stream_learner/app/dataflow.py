@@ -142,6 +142,9 @@ def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]]
     groups: dict[str, list[Event]] = defaultdict(list)
     dead: list[dict[str, Any]] = []
     for item in items:
+        if type(item) is Event:  # trusted sources build events directly
+            groups[item.key].append(item)
+            continue
         if isinstance(item, RawRecord):
             item = decode_event(item.value, item.origin)
             if isinstance(item, dict):

@@ -52,15 +52,23 @@ def _total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **
     return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == x for k, x in match.items()))
 
 
-def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
-    """The first stdout line of a process, or fail with its stderr."""
+def _read_line(process: subprocess.Popen[str], timeout: float, stream: str = "stdout", containing: str = "") -> str:
+    """The first line of a process's ``stream`` that contains ``containing``, or fail with its stderr."""
     box: list[str] = []
-    reader = threading.Thread(target=lambda: box.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    pipe = getattr(process, stream)
+
+    def read() -> None:
+        for line in pipe:
+            if containing in line:
+                box.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     reader.join(timeout)
-    if not box or not box[0]:
+    if not box:
         process.kill()
-        pytest.fail(f"no summary line within {timeout}s; stderr:\n{process.stderr.read()}")  # type: ignore[union-attr]
+        pytest.fail(f"no {stream} line with {containing!r} within {timeout}s; stderr:\n{process.stderr.read()}")  # type: ignore[union-attr]
     return box[0]
 
 
@@ -74,6 +82,7 @@ def test_cli_metrics_match_the_run_summary(tmp_path: Path) -> None:
     )
     try:
         summary = json.loads(_read_line(process, timeout=120))
+        _read_line(process, timeout=30, stream="stderr", containing="more seconds")  # lingering: Ctrl-C is a clean stop now
         samples = _scrape(f"http://127.0.0.1:{port}/metrics")  # the run is over; the server lingers
     finally:
         process.send_signal(signal.SIGINT)

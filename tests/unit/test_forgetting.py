@@ -83,3 +83,20 @@ def test_holdout_keeps_sampled_events_out_of_training() -> None:
     assert held[:5] == [True] * 5
     assert 5 <= sum(held) < 40
     assert ForgettingTracker(sample_size=5).observe(0, 1, 0) is False
+
+
+def test_each_event_of_a_concept_is_equally_likely_to_be_in_its_sample() -> None:
+    n, k, runs = 200, 10, 3000
+    hits = [0] * n
+    for seed in range(runs):
+        tracker = ForgettingTracker(sample_size=k, seed=seed)
+        for i in range(n):
+            tracker.observe(0, i, 0)
+        sample = tracker._samples[0].items
+        assert len(sample) == k and len(set(sample)) == k
+        for x, _ in sample:
+            hits[x] += 1
+    expected = runs * k / n  # 150 per event
+    assert all(abs(h - expected) < 5 * expected**0.5 for h in hits), (min(hits), max(hits))
+    first, last = sum(hits[:50]), sum(hits[-50:])  # early and late events alike
+    assert abs(first - last) < 0.1 * first

@@ -70,3 +70,36 @@ def test_bad_detector_configuration_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="bad parameters for drift detector 'adwin'"):
         DriftMonitor("adwin", {"nope": 1})
     assert math.isfinite(DriftMonitor("adwin", {"delta": 0.01}).detector.delta)
+
+
+def test_window_accuracy_equals_the_accuracy_of_the_last_window_events() -> None:
+    rng = random.Random(2)
+    m = Prequential("classification", window=37)
+    pairs = []
+    for _ in range(500):
+        pair = (rng.choice("ab"), rng.choice("ab"))
+        pairs.append(pair)
+        m.update(*pair)
+        last = pairs[-37:]
+        assert m.accuracy_window == pytest.approx(sum(y == p for y, p in last) / len(last))
+
+
+@pytest.mark.parametrize("kind", ["0/1 errors", "absolute errors"])
+def test_adwin_rise_detections_equal_rivers_public_adwin(kind: str) -> None:
+    from river.drift import ADWIN
+
+    errors = _error_stream(0.1, 0.6, n=3000, seed=3) + _error_stream(0.6, 0.05, n=3000, seed=4) + _error_stream(0.05, 0.5, n=3000, seed=5)
+    if kind == "absolute errors":
+        rng = random.Random(6)
+        errors = [abs(rng.gauss(3 * e, 1.0)) for e in errors]
+    monitor, reference = DriftMonitor("adwin"), ADWIN()
+    ours, theirs = [], []
+    for i, e in enumerate(errors):
+        if monitor.update(e):
+            ours.append(i)
+        before = reference.estimation
+        reference.update(e)
+        if reference.drift_detected and reference.estimation > before:
+            theirs.append(i)
+    assert ours == theirs and len(ours) >= 2
+    assert monitor.detector.estimation == reference.estimation and monitor.detector.width == reference.width
