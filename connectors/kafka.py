@@ -2,10 +2,12 @@
 
 :class:`KafkaSource` is a Bytewax ``FixedPartitionedSource`` with one source
 partition per Kafka partition of the input topic (and of the labels topic,
-when there is one). Each partition is read by its own consumer with manual
-assignment (no consumer-group join), in batches, without blocking the
-worker; its resume state is the next offset to read, so Bytewax recovery
-stores it with the learner state of the same epoch.
+when there is one). The partitions of one process are fetched, with manual
+assignment (no consumer-group join), by one consumer child process
+(:mod:`connectors.kafka_consumer`: kafka-python's record parsing leaves the
+learner's interpreter), in batches, without blocking the worker; each
+partition's resume state is the next offset it handed the dataflow, so
+Bytewax recovery stores it with the learner state of the same epoch.
 
 :class:`KafkaSink` is a ``FixedPartitionedSink`` writing ``(model key,
 [record, ...])`` items as JSON messages keyed by the record's model key.
@@ -32,13 +34,13 @@ from typing import Any, Callable, Iterable, Literal
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
 
 from connectors.base import RawRecord
-from connectors.kafka_producer import ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
+from connectors.kafka_consumer import ConsumerProcess
+from connectors.kafka_producer import GZIP_LEVEL, ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
 from stream_learner.delayed import RawLabel
 from stream_learner.errors import SourceError
 from stream_learner.events import Origin
@@ -90,49 +92,35 @@ class _Budget:
 
 
 class _KafkaPartition(StatefulSourcePartition[Any, int]):
-    """One Kafka partition; its state is the next offset to read."""
+    """One Kafka partition, fetched by the process's consumer child; its state is the next offset to read."""
 
     def __init__(self, source: KafkaSource, topic: str, partition: int, resume_state: int | None) -> None:
         self._source = source
         self._topic = topic
         self._partition = partition
         self._is_labels = topic == source.labels_topic and topic != source.input_topic
-        self._tp = TopicPartition(topic, partition)
-        config = dict(source.client_config)
-        if source.group_id:
-            config["group_id"] = source.group_id
-        self._consumer = KafkaConsumer(enable_auto_commit=False, **config)
-        self._consumer.assign([self._tp])
+        start: int | str = source.start
         if resume_state is not None:
-            self._offset = resume_state
+            start = resume_state
         elif partition in source.start_offsets.get(topic, {}):
-            self._offset = source.start_offsets[topic][partition]
-        else:
-            self._offset = self._initial_offset(source.start)
-        self._consumer.seek(self._tp, self._offset)
+            start = source.start_offsets[topic][partition]
+        self._fetcher = source.fetcher()
+        self._slot = self._fetcher.assign(topic, partition, start, keys=self._is_labels)
+        self._offset: int | None = start if isinstance(start, int) else None  # known once the child resolved it
         self._last_data = time.monotonic()
         self._awake: datetime | None = None
         self._ended = False
-
-    def _initial_offset(self, start: Start) -> int:
-        consumer, tp = self._consumer, self._tp
-        if start == "committed":
-            committed = consumer.committed(tp)
-            if committed is not None:
-                return committed
-            start = "earliest"
-        offsets = consumer.beginning_offsets([tp]) if start == "earliest" else consumer.end_offsets([tp])
-        return offsets[tp]
 
     def next_batch(self) -> list[Any]:
         source = self._source
         if source.stop.is_set() or (not self._is_labels and source.budget.spent):
             self._end()
-        polled = self._consumer.poll(timeout_ms=0, max_records=source.batch_size, update_offsets=True)
-        messages = polled.get(self._tp, [])
+        fetched = self._fetcher.next(self._slot)
         now = time.monotonic()
-        if not messages:
+        if fetched is None:
             self._report_lag()
+            if not self._fetcher.ready(self._slot):
+                self._last_data = now  # the idle time counts from when the child fetches
             idle = source.idle_timeout
             if (idle is not None and now - self._last_data >= idle) or (self._is_labels and source.inputs_done()):
                 self._end()  # idle, or caught up with the labels of a finished input
@@ -140,33 +128,37 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             return []
         self._awake = None
         self._last_data = now
+        offsets, values = fetched.offsets, fetched.values
         topic, partition = self._topic, self._partition
         if self._is_labels:
+            keys = fetched.keys or [None] * len(values)
             batch: list[Any] = [
-                RawLabel(m.value, Origin(topic, partition, m.offset), m.key.decode("utf-8", "replace") if m.key else None)
-                for m in messages
+                RawLabel(v, Origin(topic, partition, o), k.decode("utf-8", "replace") if k else None) for v, o, k in zip(values, offsets, keys)
             ]
         else:
-            n = source.budget.take(len(messages))
-            messages = messages[:n]
-            batch = [RawRecord(m.value, Origin(topic, partition, m.offset)) for m in messages]
+            n = source.budget.take(len(values))
+            offsets, values = offsets[:n], values[:n]
+            batch = [RawRecord(v, Origin(topic, partition, o)) for v, o in zip(values, offsets)]
             if source.on_read is not None and n:
                 source.on_read(n)
-        if messages:
-            self._offset = messages[-1].offset + 1
+        if values:
+            self._offset = offsets[-1] + 1
         self._report_lag()
         return batch
 
     def _report_lag(self) -> None:
-        """How far this partition is behind its high watermark (known from the last fetch; no extra request)."""
+        """How far this partition is behind its high watermark (known from the child's last fetch)."""
         on_lag = self._source.on_lag
-        if on_lag is None:
+        if on_lag is None or self._offset is None:
             return
-        high = self._consumer.highwater(self._tp)
+        high = self._fetcher.highwater(self._slot)
         if high is not None:
             on_lag(self._topic, self._partition, max(0, high - self._offset))
 
     def _end(self) -> None:
+        if self._offset is None:  # ended before reading anything: its resume state is still where it started
+            self._offset = self._fetcher.position(self._slot)
+        self._fetcher.release(self._slot)
         if not self._is_labels and not self._ended:
             self._ended = True
             self._source.input_closed()
@@ -176,15 +168,14 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         return self._awake
 
     def snapshot(self) -> int:
-        if self._source.group_id:
-            try:  # informational, for start=committed; recovery does not depend on it
-                self._consumer.commit_async({self._tp: OffsetAndMetadata(self._offset, "", -1)})
-            except KafkaError as exc:
-                logger.warning("committing offset %d of %s failed: %s", self._offset, self._tp, exc)
+        if self._offset is None:
+            self._offset = self._fetcher.position(self._slot)
+        if self._source.group_id:  # informational, for start=committed; recovery does not depend on it
+            self._fetcher.commit(self._slot, self._offset)
         return self._offset
 
     def close(self) -> None:
-        self._consumer.close()
+        self._fetcher.release(self._slot)
 
 
 class KafkaSource(FixedPartitionedSource[Any, int]):
@@ -233,6 +224,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.on_lag = on_lag
         self.name = input_topic
         self.stop = threading.Event()
+        self._fetcher: ConsumerProcess | None = None
         self._inputs_lock = threading.Lock()
         self._inputs_open: int | None = None
         self._parts: list[str] | None = None
@@ -259,6 +251,23 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
             with self._inputs_lock:
                 self._inputs_open = (self._inputs_open or 0) + 1
         return _KafkaPartition(self, topic, int(partition), resume_state)
+
+    def fetcher(self) -> ConsumerProcess:
+        """This process's consumer child, shared by its partitions (started on first use)."""
+        with self._inputs_lock:
+            if self._fetcher is None:
+                config = {**self.client_config, **({"group_id": self.group_id} if self.group_id else {})}
+                self._fetcher = ConsumerProcess(config, batch_size=self.batch_size)
+            return self._fetcher
+
+    def start_fetcher(self) -> None:
+        """Start the consumer child now (its start-up then overlaps the dataflow's)."""
+        self.fetcher().start()
+
+    def close(self) -> None:
+        """Stop the consumer child, if the partitions have not (e.g. after a failure)."""
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     def inputs_done(self) -> bool:
         """Whether every input partition of this process has ended (or reached ``max_events``)."""
@@ -335,6 +344,7 @@ class KafkaSink(FixedPartitionedSink[list[dict[str, Any]], int]):
         client_config: kafka-python client arguments (servers, security, SASL/SSL).
         topic: the topic written.
         compression: ``gzip``, ``snappy``, ``lz4``, ``zstd`` or ``none``.
+        gzip_level: gzip's level, 1 (fastest, the default) to 9.
         linger_ms: the producer's batching delay.
         partitions: sink partitions (see above).
         producer: a producer process shared with other sinks (its own
@@ -348,6 +358,7 @@ class KafkaSink(FixedPartitionedSink[list[dict[str, Any]], int]):
         topic: str,
         *,
         compression: str = "gzip",
+        gzip_level: int = GZIP_LEVEL,
         linger_ms: int = 5,
         partitions: int = 4,
         producer: ProducerProcess | None = None,
@@ -358,7 +369,8 @@ class KafkaSink(FixedPartitionedSink[list[dict[str, Any]], int]):
         self.compression = compression
         self.linger_ms = linger_ms
         self.partitions = partitions
-        self.producer = producer if producer is not None else ProducerProcess(client_config, compression=compression, linger_ms=linger_ms)
+        self.gzip_level = gzip_level
+        self.producer = producer if producer is not None else ProducerProcess(client_config, compression=compression, gzip_level=gzip_level, linger_ms=linger_ms)
         self.chunk = chunk
 
     def list_parts(self) -> list[str]:

@@ -150,6 +150,7 @@ def run_kafka(
 
     producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms)  # one child process for every output topic
     producer.start()  # its start-up overlaps the dataflow's
+    source.start_fetcher()  # the consumer child's too
 
     def sink(topic: str) -> KafkaSink:
         return KafkaSink(client, topic, producer=producer)
@@ -183,6 +184,7 @@ def run_kafka(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         producer.close(flush=False)  # after a failure: stop it now
+        source.close()
         snapshots.close()
     summary = stats.summary()
     summary["delayed_labels"] = _label_totals(stats)

@@ -6,8 +6,8 @@ topic. It is SIGKILLed at three points, restarted each time; its final
 learner state (predictions on a probe set and the events-seen counter) must
 equal an uninterrupted run of the same events. Outputs may repeat
 (at-least-once), but every event has its prediction: an epoch closes only
-once the broker acknowledged its outputs. The producer process dies with
-the killed service.
+once the broker acknowledged its outputs. The Kafka producer and consumer
+processes die with the killed service.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ pytestmark = pytest.mark.integration
 SIGNING_KEY = "crash-signing-key"
 EVENTS = 3000
 KILL_AT = (500, 1200, 2000)  # distinct predicted ids seen when each SIGKILL is sent
+AHEAD = 600  # most events produced ahead of the predictions seen (a slow machine still streams during the kills)
 ENGINE = EngineConfig(metrics_every=250, snapshot_every=400)
 PROBE = [{"0": x / 2, "1": y / 2, "2": (x + y) % 10} for x, y in itertools.product(range(20), range(20))]
 
@@ -85,14 +86,14 @@ class _Watcher(threading.Thread):
             time.sleep(0.02)
 
 
-def _producer_process(processes, service: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> list[int]:
-    """The service's Kafka producer process (it starts with the run, before the first event)."""
+def _child_processes(processes, service: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> list[int]:
+    """The service's Kafka producer and consumer processes (they start with the run, before the first event)."""
     deadline = time.monotonic() + timeout
-    while not (children := processes.spawned_children(service.pid)):
+    while len(children := processes.spawned_children(service.pid)) < 2:
         assert service.poll() is None, f"the service exited early: {log.read_text()}"
-        assert time.monotonic() < deadline, f"no producer process after {timeout}s"
+        assert time.monotonic() < deadline, f"{len(children)} of the 2 Kafka child processes after {timeout}s"
         time.sleep(0.02)
-    assert len(children) == 1, children
+    assert len(children) == 2, children
     return children
 
 
@@ -119,6 +120,9 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
         "--metrics-every", "250", "--snapshot-every", "400",
     ]  # fmt: skip
 
+    watcher = _Watcher(kafka_bootstrap, topics["pred"])
+    streaming: list[bool] = []
+
     def producer_loop() -> None:  # the stream keeps coming while the service dies and restarts
         producer = make_producer(client)
         for i, (key, value) in enumerate(messages):
@@ -126,14 +130,15 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
             if i % 100 == 99:
                 producer.flush()
                 time.sleep(0.2)
+                deadline = time.monotonic() + 20  # until the last kill, at most AHEAD events ahead of the predictions
+                while len(streaming) < len(KILL_AT) and i - len(watcher.ids) > AHEAD and time.monotonic() < deadline:
+                    time.sleep(0.05)
         producer.flush()
         producer.close()
 
-    watcher = _Watcher(kafka_bootstrap, topics["pred"])
     watcher.start()
     feeding = threading.Thread(target=producer_loop, daemon=True)
     feeding.start()
-    streaming: list[bool] = []
     services: list[subprocess.Popen[bytes]] = []
     try:
         for i, point in enumerate(KILL_AT):
@@ -141,14 +146,14 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
             with log.open("wb") as err:
                 service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
                 services.append(service)
-                children = _producer_process(processes, service, log)
+                children = _child_processes(processes, service, log)
                 watcher.wait_for(point, service, log)
                 streaming.append(feeding.is_alive())
                 service.send_signal(signal.SIGKILL)
                 service.wait(10)
                 deadline = time.monotonic() + 10
                 while any(processes.alive(pid) for pid in children):  # it dies with its parent: no orphan
-                    assert time.monotonic() < deadline, f"the producer process {children} outlived the killed service"
+                    assert time.monotonic() < deadline, f"a Kafka child process {children} outlived the killed service"
                     time.sleep(0.05)
         feeding.join(60)
         final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)

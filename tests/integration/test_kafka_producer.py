@@ -87,7 +87,7 @@ def test_the_producer_process_ends_with_the_run_and_a_refused_record_fails_the_r
     watch = _ChildWatch(processes)
     summary = run_kafka(_settings(kafka_bootstrap, redis_url, unique, f"child-pred-{unique}"), engine, handle_signals=False, telemetry=watch)
     assert summary["predictions"] == 300
-    assert len(watch.seen) == 1  # one producer process for the three output topics ...
+    assert len(watch.seen) == 2  # one producer process for the three output topics, one consumer process ...
     assert not any(processes.alive(pid) for pid in watch.seen)  # ... gone once the run returned
 
     # a record the producer refuses (an illegal topic name): the run fails with the producer's error, not Bytewax's wrapper

@@ -1,0 +1,378 @@
+"""Kafka fetching and record parsing in a child process, off the learner's interpreter and GIL.
+
+kafka-python parses record batches in pure Python, several microseconds
+per record: as much as a fifth of the learner's worker thread. One
+:class:`ConsumerProcess` per service process moves it to a child
+(``spawn`` context, like :mod:`connectors.kafka_producer`) that owns one
+consumer with manual assignment and hands the parent, per batch, the
+first offset and the values (and keys, where asked for) as lists of
+bytes: one pickle per batch instead of Python parsing per record.
+
+* The source partitions (:class:`connectors.kafka.KafkaSource`) keep their
+  own next offset as Bytewax resume state: the child only reads ahead.
+  What it read ahead and nobody consumed is simply dropped at a restart.
+* The parent never blocks on data: :meth:`ConsumerProcess.next` returns
+  a batch already received, or ``None``. A slot (one Kafka partition) that
+  buffers ``max_buffered`` batches is paused in the child until its
+  partition catches up, so a slow partition cannot fill the parent's memory.
+* The child resolves ``earliest``/``latest``/``committed`` starts and
+  reports the offset (:meth:`ConsumerProcess.position` waits for it).
+* A consumer error in the child, or its death, is raised in the parent as
+  :class:`~stream_learner.errors.SourceError`. The child ignores SIGINT
+  and exits as soon as its parent dies.
+
+This module imports no Bytewax: the child imports only kafka-python.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from connectors.kafka_producer import CONTEXT, exit_with_parent, widen_pipe
+from stream_learner.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+Start = int | str  # an offset, or "earliest", "latest", "committed"
+_IDLE_POLL_MS = 50  # the child's poll timeout while it has partitions and nothing arrives
+
+
+@dataclass
+class Fetched:
+    """Consecutive records of one partition: offsets, values and (where asked for) keys."""
+
+    offsets: Sequence[int]
+    values: list[bytes | None]
+    keys: list[bytes | None] | None
+
+
+@dataclass
+class _Slot:
+    """What the parent knows about one assigned partition."""
+
+    start: int | None = None
+    ready: bool = False  # the child has positioned the partition
+    high: int | None = None
+    paused: bool = False
+    batches: deque[Fetched] = field(default_factory=deque)
+
+
+class ConsumerProcess:
+    """One Kafka consumer in a child process, shared by the source partitions of this process (thread-safe).
+
+    Args:
+        client_config: kafka-python client arguments (servers, security, SASL/SSL; ``group_id`` for commits).
+        batch_size: most records per batch.
+        max_buffered: batches a partition may buffer in the parent before the child pauses it.
+        timeout_s: longest wait for the child to resolve a start offset.
+
+    Each source partition :meth:`assign`\\ s its Kafka partition (a slot) and
+    :meth:`release`\\ s it when done; the last release stops the child.
+    """
+
+    def __init__(self, client_config: dict[str, Any], *, batch_size: int = 1000, max_buffered: int = 8, timeout_s: float = 60.0) -> None:
+        self.client_config = client_config
+        self.batch_size = batch_size
+        self.max_buffered = max_buffered
+        self.timeout_s = timeout_s
+        self._lock = threading.RLock()
+        self._process: Any = None
+        self._commands: Any = None
+        self._results: Any = None
+        self._slots: dict[int, _Slot] = {}
+        self._next_slot = 0
+        self._error: str | None = None
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, once started."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child now rather than on the first :meth:`assign` (its start-up then overlaps the caller's)."""
+        with self._lock:
+            self._start()
+
+    def assign(self, topic: str, partition: int, start: Start, *, keys: bool = False) -> int:
+        """Fetch ``topic:partition`` from ``start`` (with message keys if ``keys``); return its slot."""
+        with self._lock:
+            self._start()
+            slot = self._next_slot
+            self._next_slot += 1
+            self._slots[slot] = _Slot(start=start if isinstance(start, int) else None)
+            self._command(("assign", slot, topic, partition, start, keys))
+            return slot
+
+    def next(self, slot: int) -> Fetched | None:
+        """The slot's next batch, if one has arrived; never blocks."""
+        with self._lock:
+            state = self._slots[slot]
+            while not state.batches and self._receive(0):
+                pass
+            if not state.batches:
+                self._raise_if_failed()
+                return None
+            batch = state.batches.popleft()
+            if state.paused and len(state.batches) <= self.max_buffered // 2:
+                state.paused = False
+                self._command(("resume", slot))
+            return batch
+
+    def position(self, slot: int) -> int:
+        """The slot's start offset, waiting for the child to resolve it."""
+        deadline = time.monotonic() + self.timeout_s
+        with self._lock:
+            state = self._slots[slot]
+            while state.start is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SourceError(f"the Kafka consumer process did not resolve a start offset within {self.timeout_s:.0f}s")
+                if not self._receive(min(left, 0.2)):
+                    self._raise_if_failed()
+            return state.start
+
+    def ready(self, slot: int) -> bool:
+        """Whether the child has positioned the slot's partition (it fetches from then on)."""
+        with self._lock:
+            state = self._slots.get(slot)
+            return state is None or state.ready
+
+    def highwater(self, slot: int) -> int | None:
+        """The partition's end offset at the child's last fetch, if known."""
+        with self._lock:
+            return self._slots[slot].high
+
+    def commit(self, slot: int, offset: int) -> None:
+        """Commit ``offset`` for the slot's partition to the consumer group (asynchronous, informational)."""
+        with self._lock:
+            self._command(("commit", slot, offset))
+
+    def release(self, slot: int) -> None:
+        """Stop fetching the slot's partition; the last release stops the child. Idempotent."""
+        with self._lock:
+            if self._slots.pop(slot, None) is None or self._closed:
+                return
+            if self._slots:
+                self._command(("release", slot))
+                return
+        self.close()
+
+    def close(self) -> None:
+        """Stop the child. Idempotent; never raises."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            process = self._process
+            if process is None:
+                return
+            try:
+                self._commands.send(None)
+            except (OSError, ValueError):
+                pass
+            process.join(2.0)
+            if process.is_alive():
+                process.kill()
+                process.join(5.0)
+            self._commands.close()
+            self._results.close()
+            logger.debug("Kafka consumer process %d stopped (exit code %s)", process.pid, process.exitcode)
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the child (called with ``_lock`` held)."""
+        if self._closed:
+            raise SourceError("the Kafka consumer process is closed")
+        if self._process is not None:
+            return
+        commands_r, self._commands = CONTEXT.Pipe(duplex=False)
+        self._results, results_w = CONTEXT.Pipe(duplex=False)
+        widen_pipe(results_w)
+        args = (commands_r, results_w, self.client_config, self.batch_size)
+        self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-consumer", daemon=True)
+        self._process.start()
+        results_w.close()  # the child holds the only writer: its exit is our EOF
+        commands_r.close()
+        logger.debug("Kafka consumer process %d started", self._process.pid)
+
+    def _command(self, message: Any) -> None:
+        try:
+            self._commands.send(message)
+        except (OSError, ValueError):
+            self._raise_if_failed()
+            raise SourceError("the Kafka consumer process is gone") from None
+
+    def _receive(self, wait: float) -> bool:
+        """Take one message from the child if one comes within ``wait`` seconds; whether one came."""
+        if self._error is not None:
+            return False
+        try:
+            if not self._results.poll(wait):
+                return False
+            message = self._results.recv()
+        except (EOFError, OSError):
+            self._process.join(1.0)
+            self._error = f"the Kafka consumer process exited unexpectedly (exit code {self._process.exitcode})"
+            return False
+        kind, slot, *rest = message
+        state = self._slots.get(slot)
+        if kind == "batch" and state is not None:
+            first, offsets, values, keys, state.high = rest
+            state.batches.append(Fetched(range(first, first + len(values)) if offsets is None else offsets, values, keys))
+            if not state.paused and len(state.batches) >= self.max_buffered:
+                state.paused = True
+                self._command(("pause", slot))
+        elif kind == "start" and state is not None:
+            state.start, state.ready = rest[0], True
+        elif kind == "high" and state is not None:
+            state.high = rest[0]
+        elif kind == "warning":
+            logger.warning("%s", rest[0])
+        elif kind == "error":
+            self._error = rest[0]
+        return True
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise SourceError(self._error)
+
+
+# --- the child ------------------------------------------------------------------------------------
+
+
+class _Child:
+    """The child's consumer and the slots it fetches.
+
+    A paused slot leaves the consumer's assignment and comes back with a
+    seek to where it stopped (kafka-python's own ``pause``/``resume`` stalled
+    a resumed partition here).
+    """
+
+    def __init__(self, consumer: KafkaConsumer, results: Any, batch_size: int) -> None:
+        self.consumer = consumer
+        self.results = results
+        self.batch_size = batch_size
+        self.slots: dict[TopicPartition, tuple[int, bool]] = {}  # partition -> (slot, with keys)
+        self.tps: dict[int, TopicPartition] = {}
+        self.paused: dict[TopicPartition, int] = {}  # partition -> next offset to fetch
+        self.highs: dict[TopicPartition, int | None] = {}
+
+    @property
+    def fetching(self) -> bool:
+        return len(self.slots) > len(self.paused)
+
+    def handle(self, message: Any) -> None:
+        kind, slot, *rest = message
+        if kind == "assign":
+            topic, partition, start, keys = rest
+            tp = TopicPartition(topic, partition)
+            self.slots[tp], self.tps[slot] = (slot, keys), tp
+            self._assign()
+            offset = self._resolve(tp, start)
+            self.consumer.seek(tp, offset)
+            self.results.send(("start", slot, offset))
+        elif kind == "release":
+            tp = self.tps.pop(slot)
+            del self.slots[tp]
+            self.paused.pop(tp, None)
+            self._assign()
+        elif kind == "pause" and slot in self.tps:
+            tp = self.tps[slot]
+            self.paused[tp] = self.consumer.position(tp)
+            self._assign()
+        elif kind == "resume" and self.tps.get(slot) in self.paused:
+            tp = self.tps[slot]
+            offset = self.paused.pop(tp)
+            self._assign()
+            self.consumer.seek(tp, offset)
+        elif kind == "commit":
+            tp = self.tps.get(slot)
+            if tp is not None:
+                self.consumer.commit_async({tp: OffsetAndMetadata(rest[0], "", -1)}, callback=self._committed)
+
+    def _assign(self) -> None:
+        """Fetch exactly the slots not paused (positions of partitions kept are kept)."""
+        self.consumer.assign([tp for tp in self.slots if tp not in self.paused])
+
+    def _resolve(self, tp: TopicPartition, start: Start) -> int:
+        if isinstance(start, int):
+            return start
+        if start == "committed":
+            committed = self.consumer.committed(tp)
+            if committed is not None:
+                return committed
+            start = "earliest"
+        offsets = self.consumer.beginning_offsets([tp]) if start == "earliest" else self.consumer.end_offsets([tp])
+        return offsets[tp]
+
+    def _committed(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            self.results.send(("warning", None, f"committing offsets {offsets} failed: {response}"))
+
+    def fetch(self) -> None:
+        """One poll: each partition's records as one message to the parent."""
+        polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=self.batch_size)
+        send, highwater = self.results.send, self.consumer.highwater
+        for tp, messages in polled.items():
+            entry = self.slots.get(tp)
+            if entry is None or not messages:
+                continue
+            slot, with_keys = entry
+            first = messages[0].offset
+            consecutive = messages[-1].offset - first == len(messages) - 1
+            offsets = None if consecutive else [m.offset for m in messages]
+            keys = [m.key for m in messages] if with_keys else None
+            self.highs[tp] = high = highwater(tp)
+            send(("batch", slot, first, offsets, [m.value for m in messages], keys, high))
+        if not polled:
+            self._report_highs()
+
+    def _report_highs(self) -> None:
+        """End offsets that moved while nothing new arrived (for the lag gauge)."""
+        for tp, (slot, _) in self.slots.items():
+            if tp in self.paused:
+                continue
+            high = self.consumer.highwater(tp)
+            if high is not None and high != self.highs.get(tp):
+                self.highs[tp] = high
+                self.results.send(("high", slot, high))
+
+
+def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batch_size: int) -> None:
+    """The fetch loop: apply the parent's commands, fetch, stop on ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
+    servers = ",".join(client_config.get("bootstrap_servers") or [])
+    try:
+        consumer = KafkaConsumer(enable_auto_commit=False, **client_config)
+    except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
+        results.send(("error", None, f"cannot start a Kafka consumer for {servers}: {type(exc).__name__}: {exc}"))
+        return
+    child = _Child(consumer, results, batch_size)
+    try:
+        while True:
+            while commands.poll(0 if child.fetching else 0.2):
+                message = commands.recv()
+                if message is None:
+                    return
+                child.handle(message)
+            if child.fetching:
+                child.fetch()
+    except (EOFError, OSError):
+        pass  # the parent is gone
+    except Exception as exc:  # noqa: BLE001
+        results.send(("error", None, f"the Kafka consumer failed ({servers}): {type(exc).__name__}: {exc}"))
+    finally:
+        consumer.close()
