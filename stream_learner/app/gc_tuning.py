@@ -29,8 +29,7 @@ GEN0_THRESHOLD = 50_000
 def streaming_gc(gen0_threshold: int = GEN0_THRESHOLD) -> Iterator[None]:
     """Freeze what exists now (out of every later collection) and collect the young generation rarely."""
     thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collection first: one full pass over a large heap costs more than the garbage it frees
     gc.set_threshold(gen0_threshold, *thresholds[1:])
     try:
         yield
