@@ -1,11 +1,17 @@
 """Averaged gradient episodic memory, Avalanche's ``AGEMPlugin`` driven per micro-batch.
 
-Avalanche's plugin keeps one dataset per experience forever and draws
-``sample_size // experiences`` samples from each, which reaches zero (and
-crashes) after ``sample_size`` experiences. Here its memory keeps the last
-``max_experiences`` experiences as compact tensors, and the reference
-batch is drawn from them with the learner's seeded RNG; the reference
-gradient and the projection are Avalanche's own.
+Memory and reference batches are Avalanche's own code: at a boundary the
+plugin's ``update_memory`` keeps a random subset of ``patterns_per_experience``
+events of the window (``random.shuffle``), and each reference batch is the
+next one of its ``GroupBalancedInfiniteDataLoader``: ``sample_size //
+experiences`` events of every stored experience, in stored order, cycling.
+The shuffles draw from the strategy's own Python RNG, seeded with the
+learner's seed as Avalanche's ``RNGManager`` seeds ``random`` with a run's
+seed, and kept in the snapshot, so runs repeat and resume exactly.
+Avalanche's plugin keeps every experience forever (its batch reaches zero,
+and crashes, past ``sample_size`` experiences); here the memory keeps the last
+``max_experiences`` as compact tensors, and at least one event per experience
+is drawn. The reference gradient and the projection are Avalanche's own.
 
 >>> AGEM(patterns_per_experience=10, sample_size=5, max_experiences=2).max_experiences
 2
@@ -13,40 +19,84 @@ gradient and the projection are Avalanche's own.
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import torch
 
 from stream_learner.errors import ConfigError
-from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly
+from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, window_dataset
+
+
+@contextmanager
+def drawing_from(rng: random.Random) -> Iterator[None]:
+    """Python's global ``random`` draws from ``rng`` inside (which keeps the draws), its own state back outside.
+
+    >>> rng = random.Random(3)
+    >>> with drawing_from(rng):
+    ...     a = random.random()
+    >>> a == random.Random(3).random(), rng.random() == a
+    (True, False)
+    """
+    outer = random.getstate()
+    random.setstate(rng.getstate())
+    try:
+        yield
+    finally:
+        rng.setstate(random.getstate())
+        random.setstate(outer)
 
 
 @lru_cache(maxsize=1)
 def _plugin_class() -> type:
+    from avalanche.benchmarks.utils.data_loader import GroupBalancedInfiniteDataLoader
     from avalanche.training.plugins import AGEMPlugin
 
     class StreamAGEMPlugin(AGEMPlugin):
-        """A-GEM with a bounded, compact memory and seeded sampling."""
+        """A-GEM with Avalanche's memory update and reference batches, a bounded compact memory and a seeded subset."""
 
-        def __init__(self, patterns_per_experience: int, sample_size: int, max_experiences: int) -> None:
+        def __init__(self, patterns_per_experience: int, sample_size: int, max_experiences: int, seed: int) -> None:
             super().__init__(patterns_per_experience, sample_size)
             self.max_experiences = max_experiences
+            self.rng = random.Random(seed)
+            self.draws = 0
 
         @torch.no_grad()
         def update_memory(self, dataset: Any, num_workers: int = 0, **kwargs: Any) -> None:
-            x, y, t = dataset_tensors(dataset)
-            keep = torch.randperm(len(y))[: self.patterns_per_experience]
-            self.buffers.append((x[keep], y[keep], t[keep]))
+            with drawing_from(self.rng):
+                super().update_memory(dataset, num_workers=0)
+            self.buffers[-1] = window_dataset(*dataset_tensors(self.buffers[-1]))
             del self.buffers[: -self.max_experiences]
+            self.reload()
 
-        def sample_from_memory(self) -> list[torch.Tensor]:
+        def reload(self) -> None:
+            """Avalanche's reference-batch loader over the buffers, as its ``update_memory`` builds it, from the start."""
             per = max(1, self.sample_size // len(self.buffers))
-            parts = []
-            for x, y, t in self.buffers:
-                idx = torch.randperm(len(y))[:per]
-                parts.append((x[idx], y[idx], t[idx]))
-            return [torch.cat([p[i] for p in parts]) for i in range(3)]
+            self.buffer_dataloader = GroupBalancedInfiniteDataLoader(self.buffers, batch_size=per, num_workers=0, pin_memory=False, persistent_workers=False)
+            self.buffer_dliter = iter(self.buffer_dataloader)
+            self.draws = 0
+
+        def sample_from_memory(self) -> Any:
+            self.draws += 1
+            return super().sample_from_memory()
+
+        def resume(self, draws: int) -> None:
+            """Reload and skip the reference batches already drawn (they repeat every ``period`` draws)."""
+            self.reload()
+            if draws:
+                with torch.random.fork_rng(devices=[]):  # the loader's seed draw was made before the snapshot
+                    for _ in range(draws % self.period()):
+                        next(self.buffer_dliter)
+            self.draws = draws
+
+        def period(self) -> int:
+            """After how many draws the reference batches repeat."""
+            per = self.buffer_dataloader.batch_sizes[0]
+            return math.lcm(*(math.ceil(len(b) / per) for b in self.buffers))
 
     return StreamAGEMPlugin
 
@@ -62,18 +112,29 @@ class AGEM(AvalancheStrategy):
         self.max_experiences = int(max_experiences)
 
     def make_plugins(self) -> list[Any]:
+        """The plugin, its Python RNG seeded with the learner's seed (``setup`` runs under the learner's torch RNG)."""
         cls = _plugin_class()
-        return [quietly(lambda: cls(self.patterns_per_experience, self.sample_size, self.max_experiences))]
+        seed = torch.initial_seed()
+        return [quietly(lambda: cls(self.patterns_per_experience, self.sample_size, self.max_experiences, seed))]
 
     @property
     def memory(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """The stored experiences, oldest first."""
-        return [] if self.template is None else self.plugins[0].buffers
+        """The stored experiences, oldest first, as ``(x, y, task)`` tensors."""
+        return [] if self.template is None else [dataset_tensors(b) for b in self.plugins[0].buffers]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"experiences": self.experiences, "buffers": [list(b) for b in self.memory]}
+        if self.template is None:
+            return super().state_dict()
+        plugin = self.plugins[0]
+        version, words, gauss = plugin.rng.getstate()
+        return {**super().state_dict(), "buffers": [list(b) for b in self.memory], "draws": plugin.draws, "rng": [version, list(words), gauss]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        device = self.template.device
-        self.plugins[0].buffers = [tuple(t.to(device) for t in b) for b in state["buffers"]]
+        plugin = self.plugins[0]
+        if "rng" in state:  # snapshots before the seeded memory RNG keep the fresh one
+            version, words, gauss = state["rng"]
+            plugin.rng.setstate((version, tuple(words), gauss))
+        plugin.buffers = [window_dataset(*b) for b in state["buffers"]]
+        if plugin.buffers:
+            plugin.resume(state.get("draws", 0))
