@@ -44,6 +44,8 @@ GROUP = "stream_learner.strategies"
 
 TORCH_HOOKS = ("setup", "replay_samples", "before_step", "penalty", "after_backward", "after_step", "on_boundary", "state_dict", "load_state_dict")
 RIVER_HOOKS = ("wrap", "on_boundary")
+STEP_HOOKS = ("replay_samples", "before_step", "penalty", "after_backward", "after_step")
+"""The torch hooks called at every micro-batch; the learner calls only those a strategy overrides."""
 
 
 @dataclass
@@ -114,6 +116,18 @@ class TorchStrategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (after :meth:`setup`)."""
+
+
+def overrides(strategy: Any, hook: str) -> bool:
+    """Whether ``strategy`` does something in ``hook`` (its class replaces :class:`TorchStrategy`'s no-op).
+
+    >>> class Quiet(TorchStrategy):
+    ...     def penalty(self, step): return None
+    >>> overrides(Quiet(), "penalty"), overrides(Quiet(), "after_step")
+    (True, False)
+    """
+    method = getattr(type(strategy), hook, None)
+    return method is not None and method is not getattr(TorchStrategy, hook)
 
 
 class RiverStrategy:
@@ -267,7 +281,7 @@ def load_strategies(spec: str, params: dict[str, Any], family: str) -> list[Any]
     unused = sorted(set(shared) - used)
     if unused:
         raise ConfigError(f"no strategy of {spec!r} takes parameter {unused[0]!r}")
-    owners = [n for n, s in zip(names, strategies) if family == "torch" and getattr(type(s), "train_step", TorchStrategy.train_step) is not TorchStrategy.train_step]
+    owners = [n for n, s in zip(names, strategies) if family == "torch" and overrides(s, "train_step")]
     if len(owners) > 1:
         raise ConfigError(f"strategies {' and '.join(owners)} each perform the whole update; they cannot be combined")
     return strategies

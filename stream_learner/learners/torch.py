@@ -15,14 +15,20 @@ and must return an ``nn.Module`` whose *last* ``nn.Linear`` is the output layer.
   optimizer's state.
 * ``predict`` runs one forward pass under ``torch.no_grad()`` and changes
   nothing (``learn`` of the same dict right after reuses its encoded row
-  when all features are numeric); ``learn`` buffers events and trains on micro-batches of
-  ``batch_size``; a boundary first trains on what is pending, then lets the
-  strategies consolidate on a bounded ``window`` of the concept that ended.
+  when all features are numeric). The model changes only at updates, so
+  ``predict_many`` answers many events with one forward pass, and events
+  announced with ``lookahead`` are predicted together up to the next
+  update (the same predictions, up to float rounding). ``learn`` buffers
+  events and trains on micro-batches of ``batch_size``, calling only the
+  hooks each strategy overrides; a boundary first trains on what is
+  pending, then lets the strategies consolidate on a bounded ``window`` of
+  the concept that ended.
   The network is single-headed (class-incremental): every sample carries
   task label 0 for the strategies.
 * Seeded and deterministic on the CPU: the learner carries its own torch RNG
   state (set around each update, so other keys or libraries do not disturb
-  it). It runs on a GPU when one is present (``device="auto"``).
+  it). It runs on a GPU when one is present (``device="auto"``); naming
+  ``cuda`` where torch sees none is a configuration error.
 * Its snapshot is a ``state_dict`` tree (model, optimizer, class map,
   encoder, pending events, window, RNG, each strategy's state) serialised
   with ``torch.save`` and loaded with ``torch.load(weights_only=True)``.
@@ -47,8 +53,10 @@ import inspect
 import io
 import math
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +64,7 @@ from torch import nn
 
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.learners.base import LearnerSpec, Task
-from stream_learner.learners.strategy import TorchStrategy, TrainStep, load_strategies
+from stream_learner.learners.strategy import STEP_HOOKS, TrainStep, load_strategies, overrides
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,7 @@ class FeatureEncoder:
         self.vocab: dict[Any, dict[str, int]] = {}
         self._index: dict[Any, int] = {}
         self.n_inputs = 0
+        self.version = 0  # bumped whenever an encoding may change (fit, a new category, load)
 
     @property
     def fitted(self) -> bool:
@@ -168,6 +177,7 @@ class FeatureEncoder:
         self._reindex()
 
     def _reindex(self) -> None:
+        self.version += 1
         self._index = {k: i for i, k in enumerate(self.numeric)}
         base = len(self.numeric)
         for j, k in enumerate(self.categorical):
@@ -202,6 +212,7 @@ class FeatureEncoder:
                     slot = min(len(vocab), self.max_categories - 1)
                     if len(vocab) < self.max_categories:
                         vocab[v] = slot
+                        self.version += 1
                 row[i + slot] = 1.0
             elif k in self.vocab:
                 continue
@@ -233,6 +244,43 @@ def output_layer(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return model.get_submodule(parent_name) if parent_name else model, attr, layer
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: a CUDA GPU when one is present, else the CPU; otherwise the device named (``cpu``, ``cuda``, ``cuda:1``...).
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"unknown torch device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here (use device='auto' or 'cpu')")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
+def mode_switch(model: nn.Module) -> Callable[[bool], Any]:
+    """A fast ``model.train(mode)``: set each module's flag directly, unless a module overrides ``train``.
+
+    >>> net = MLP(2, 2, hidden=[2]); mode_switch(net)(False)
+    >>> [m.training for m in net.modules()]
+    [False, False, False, False, False]
+    """
+    modules = list(model.modules())
+    if any(type(m).train is not nn.Module.train for m in modules):
+        return model.train
+
+    def switch(mode: bool) -> None:
+        for module in modules:
+            module.__dict__["training"] = mode  # what nn.Module.train sets, without its per-call overhead
+
+    return switch
+
+
 class TorchLearner:
     """Test-then-train with a PyTorch network and continual-learning strategies.
 
@@ -248,15 +296,24 @@ class TorchLearner:
         self.factory = factory
         self.factory_params = factory_params
         self.strategies = strategies
-        self._owner = next((s for s in strategies if getattr(type(s), "train_step", TorchStrategy.train_step) is not TorchStrategy.train_step), None)
+        self._hooks = {name: [getattr(s, name) for s in strategies if overrides(s, name)] for name in STEP_HOOKS}
+        self._owner = next((s for s in strategies if overrides(s, "train_step")), None)
         if options.threads and torch.get_num_threads() != options.threads:
             torch.set_num_threads(options.threads)
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto" else options.device)
+        self.device = resolve_device(options.device)
         self.encoder = FeatureEncoder(options.max_categories)
         self.classes: list[Any] = []
         self._class_index: dict[Any, int] = {}
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._outputs = 0  # the output layer's width
+        self._train_mode: Callable[[bool], Any] = lambda mode: None
+        self._version = 0  # bumped whenever the model (or the scaler) changes
+        self._ahead: dict[int, int] = {}  # lookahead: id of an announced dict -> its position
+        self._ahead_xs: list[dict[Any, Any]] = []
+        self._chunk: list[Any] = []  # lookahead: encoded rows and predictions from _chunk_at on
+        self._chunk_at = 0
+        self._chunk_key: tuple[int, int, int] = (-1, 0, 0)
         self.criterion = nn.CrossEntropyLoss()
         self.pending: list[tuple[list[float], int]] = []
         self._last: tuple[Any, Any] = (None, None)
@@ -274,20 +331,79 @@ class TorchLearner:
 
     def predict(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None]:
         """The most probable class and every class's probability; ``(None, None)`` before any learning."""
-        model = self.model
-        if model is None:
+        if self.model is None:
             return None, None
+        if self._ahead:
+            served = self._serve(x)
+            if served is not None:
+                return served
         encoded = self.encoder.encode(x)
         self._last = (x, encoded)  # learn(x, y) right after reuses it (not part of the state)
-        row = torch.from_numpy(np.array([encoded], dtype=np.float32))
+        return self._predict_rows([encoded])[0]
+
+    def predict_many(self, xs: Sequence[dict[Any, Any]]) -> list[tuple[Any, dict[Any, float] | None]]:
+        """``[predict(x) for x in xs]`` in one forward pass (the same up to float rounding); changes nothing."""
+        if self.model is None:
+            return [(None, None)] * len(xs)
+        encode = self.encoder.encode
+        return self._predict_rows([encode(x) for x in xs])
+
+    @property
+    def until_update(self) -> int:
+        """Labelled events ``learn`` takes before the model next changes (a boundary changes it at once)."""
+        return self.options.batch_size - len(self.pending)
+
+    def lookahead(self, xs: Sequence[dict[Any, Any]]) -> None:
+        """Announce the feature dicts ``predict`` will be asked for next, in order (replaces the last announcement).
+
+        ``predict`` then answers them from one forward pass over the
+        announced events up to the next update (:attr:`until_update` of
+        them), recomputed after each update, boundary or new class: the
+        same predictions as one by one, up to float rounding. Dicts are
+        matched by identity; anything else is predicted alone as usual.
+        """
+        self._ahead_xs = list(xs)
+        self._ahead = {id(x): i for i, x in enumerate(self._ahead_xs)}
+        self._chunk = []
+
+    def _serve(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None] | None:
+        """``x``'s prediction from the announced events' batched forward; ``None`` to predict it alone."""
+        at = self._ahead.get(id(x))
+        if at is None or self._ahead_xs[at] is not x:
+            return None
+        key = (self._version, len(self.classes), self.encoder.version)
+        i = at - self._chunk_at
+        if key != self._chunk_key or not 0 <= i < len(self._chunk):
+            self._chunk = self._predict_chunk(self._ahead_xs[at : at + max(1, self.until_update)])
+            self._chunk_at, self._chunk_key, i = at, key, 0
+        served = self._chunk[i]
+        if served is None:
+            return None
+        self._last = (x, served[0])
+        return served[1]
+
+    def _predict_chunk(self, xs: list[dict[Any, Any]]) -> list[tuple[list[float], tuple[Any, Any]] | None]:
+        """Encoded rows and predictions of ``xs``; all ``None`` if any fails (each then fails or not alone)."""
+        encode = self.encoder.encode
+        try:
+            rows = [encode(x) for x in xs]
+            return list(zip(rows, self._predict_rows(rows)))
+        except Exception:  # noqa: BLE001 - a bad event must fail by itself, as without the lookahead
+            return [None] * len(xs)
+
+    def _predict_rows(self, rows: list[list[float]]) -> list[tuple[Any, dict[Any, float]]]:
+        """One forward pass over encoded rows; each row's best class and probabilities."""
+        x = torch.from_numpy(np.array(rows, dtype=np.float32))
         if self.options.scale:
-            row = (row - self._mean) / self._std
-        with torch.no_grad():
-            logits = model(row.to(self.device))
-            probs = torch.softmax(logits[0, : len(self.classes)], 0).tolist()
+            x = (x - self._mean) / self._std
         classes = self.classes
-        best = max(range(len(probs)), key=probs.__getitem__)
-        return classes[best], dict(zip(classes, probs))
+        with torch.no_grad():
+            probs = torch.softmax(self.model(x.to(self.device))[:, : len(classes)], 1).tolist()
+        out = []
+        for p in probs:
+            best = max(range(len(p)), key=p.__getitem__)
+            out.append((classes[best], dict(zip(classes, p))))
+        return out
 
     def learn(self, x: dict[Any, Any], y: Any) -> None:
         """Buffer one labelled event; train when a micro-batch is full."""
@@ -318,10 +434,11 @@ class TorchLearner:
             y = torch.tensor([c for _, c, _ in self.window], dtype=torch.long, device=self.device)
             t = torch.tensor([k for _, _, k in self.window], dtype=torch.long, device=self.device)
             with self._rng():
-                self.model.train()
+                self._train_mode(True)
                 for strategy in self.strategies:
                     strategy.on_boundary(x, y, t)
-                self.model.eval()
+                self._train_mode(False)
+            self._version += 1
         self.window.clear()
         self.concept = concept
 
@@ -351,11 +468,11 @@ class TorchLearner:
         if self.options.scale:
             self._update_scaler(x)
             x = (x - self._mean) / self._std
-        self.window.extend(zip(x, labels, [0] * len(labels)))
+        self.window.extend(zip(x.unbind(0), labels, repeat(0)))
         with self._rng():
             if self.model is None:
                 self._build(self.encoder.n_inputs, len(self.classes))
-            elif output_layer(self.model)[2].out_features < len(self.classes):
+            elif self._outputs < len(self.classes):
                 self._grow(len(self.classes))
             self._step(x.to(self.device), torch.tensor(labels, dtype=torch.long, device=self.device), torch.zeros(len(labels), dtype=torch.long, device=self.device))
 
@@ -375,35 +492,36 @@ class TorchLearner:
         self._std = torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var))
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
-        model, optimizer = self.model, self.optimizer
-        model.train()
+        model, optimizer, hooks = self.model, self.optimizer, self._hooks
+        self._train_mode(True)
         step = TrainStep(model, optimizer, self.criterion, x, y, task, new=x.shape[0])
-        for strategy in self.strategies:
-            extra = strategy.replay_samples(step)
+        for replay_samples in hooks["replay_samples"]:
+            extra = replay_samples(step)
             if extra is not None and len(extra[0]):
                 step.x = torch.cat([step.x, extra[0].to(self.device)])
                 step.y = torch.cat([step.y, extra[1].to(self.device)])
                 step.task = torch.cat([step.task, extra[2].to(self.device)])
-        for strategy in self.strategies:
-            strategy.before_step(step)
+        for before_step in hooks["before_step"]:
+            before_step(step)
         if self._owner is not None:
             step.loss = self._owner.train_step(step)
         else:
             optimizer.zero_grad(set_to_none=True)
             step.logits = model(step.x)
             loss = step.loss = self.criterion(step.logits, step.y)
-            for strategy in self.strategies:
-                penalty = strategy.penalty(step)
-                if penalty is not None:
-                    loss = loss + penalty
+            for penalty in hooks["penalty"]:
+                term = penalty(step)
+                if term is not None:
+                    loss = loss + term
             loss.backward()
-            for strategy in self.strategies:
-                strategy.after_backward(step)
+            for after_backward in hooks["after_backward"]:
+                after_backward(step)
             optimizer.step()
-        for strategy in self.strategies:
-            strategy.after_step(step)
-        model.eval()
+        for after_step in hooks["after_step"]:
+            after_step(step)
+        self._train_mode(False)
         self.updates += 1
+        self._version += 1
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o = self.options
@@ -416,12 +534,14 @@ class TorchLearner:
         model = self.factory(n_inputs, max(n_classes, 1), **self.factory_params)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model factory {self.spec.model!r} returned {type(model).__name__}, not a torch.nn.Module")
-        output_layer(model)
+        self._outputs = output_layer(model)[2].out_features
         self.model = model.to(self.device)
         self.optimizer = self._make_optimizer()
         for strategy in self.strategies:
             strategy.setup(self.model, self.optimizer, self.criterion, self.device)
         self.model.eval()
+        self._train_mode = mode_switch(self.model)
+        self._version += 1
 
     def _grow(self, n_classes: int) -> None:
         """Widen the output layer to ``n_classes``, keeping weights and optimizer state."""
@@ -452,6 +572,9 @@ class TorchLearner:
             self.optimizer.state[p_new] = state
         for strategy in self.strategies:
             strategy.setup(self.model, self.optimizer, self.criterion, self.device)
+        self._outputs = n_classes
+        self._train_mode = mode_switch(self.model)
+        self._version += 1
 
     # -- snapshots ------------------------------------------------------------
 
@@ -460,7 +583,7 @@ class TorchLearner:
         window = list(self.window)
         return {
             "n_inputs": self.encoder.n_inputs,
-            "n_outputs": output_layer(self.model)[2].out_features if self.model is not None else 0,
+            "n_outputs": self._outputs,
             "model": self.model.state_dict() if self.model is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "encoder": self.encoder.state(),
@@ -498,6 +621,7 @@ class TorchLearner:
                 strategy.load_state_dict(s_state)
             self.model.eval()
         self._rng_state = state["rng"]
+        self._version += 1
 
     def __getstate__(self) -> dict[str, Any]:
         buffer = io.BytesIO()

@@ -14,7 +14,7 @@ from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec, build_learner
-from stream_learner.learners.torch import FeatureEncoder, TorchLearner, output_layer
+from stream_learner.learners.torch import FeatureEncoder, TorchLearner, mode_switch, output_layer, resolve_device
 
 
 def _learner(**params: object) -> TorchLearner:
@@ -154,3 +154,74 @@ def test_river_models_do_not_import_torch() -> None:
     script = "import sys\nfrom stream_learner.learners.base import LearnerSpec, build_learner\nbuild_learner(LearnerSpec('logreg'))\nimport stream_learner.engine\nassert 'torch' not in sys.modules, 'torch imported'\nassert 'avalanche' not in sys.modules\n"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_device_auto_takes_a_gpu_when_present_and_an_absent_gpu_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _learner(device="cpu").device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == torch.device("cuda") and resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match="sees 1 CUDA GPU"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _learner().device == torch.device("cpu")  # device="auto"
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        _learner(device="cuda")
+    with pytest.raises(ConfigError, match="unknown torch device 'gpu0'"):
+        _learner(device="gpu0")
+
+
+def test_predict_many_and_announced_events_give_the_one_by_one_predictions() -> None:
+    data = _stream(60)
+    one, ahead = _learner(), _learner()
+    for xi, yi in data[:10]:
+        one.learn(xi, yi)
+        ahead.learn(xi, yi)
+    xs = [dict(x) for x, _ in data[10:]]
+    ahead.lookahead(xs)
+    passes = []
+    forward = ahead._predict_rows
+    ahead._predict_rows = lambda rows: passes.append(len(rows)) or forward(rows)  # type: ignore[method-assign]
+    for i, (x, (_, y)) in enumerate(zip(xs, data[10:])):
+        expected, got = one.predict(x), ahead.predict(x)
+        assert got[0] == expected[0] and got[1] == pytest.approx(expected[1], abs=1e-6)
+        if i % 7 != 3:  # some events come unlabelled: the model changes only every 4 labelled ones
+            one.learn(x, y)
+            ahead.learn(x, y)
+        if i == 20:
+            one.on_boundary(1)
+            ahead.on_boundary(1)
+    assert one.updates == ahead.updates > 5
+    assert len(passes) < len(xs) / 2 and max(passes) == 4  # one forward pass up to each update (batch_size 4)
+    for p, q in zip(one.model.parameters(), ahead.model.parameters()):
+        assert torch.equal(p, q)  # learning reused the announced events' encoded rows
+    many = one.predict_many(xs[:5])
+    assert [m[0] for m in many] == [one.predict(x)[0] for x in xs[:5]]
+    assert ahead.predict({"f0": 9.0})[0] is not None  # not announced: predicted alone
+
+
+def test_announced_events_that_fail_fail_alone_and_new_classes_refresh_the_predictions() -> None:
+    learner = _learner()
+    for xi, yi in _stream(8, classes=2):
+        learner.learn(xi, yi)
+    good, bad = {"f0": 1.0, "f1": 0.0, "f2": 0.0, "f3": 0.0}, {"f0": "x", "f1": [1]}
+    learner.lookahead([good, bad, good])
+    assert learner.predict(good)[0] in (0, 1)
+    with pytest.raises(TypeError):
+        learner.predict(bad)
+    for xi, yi in _stream(4, classes=1, offset=5):
+        learner.learn(xi, yi)
+    assert set(learner.predict(good)[1]) == {0, 1, 5}  # the grown model, not the announced batch's
+
+
+def test_mode_switch_sets_every_module_and_defers_to_custom_train_methods() -> None:
+    class Frozen(torch.nn.Linear):
+        def train(self, mode: bool = True) -> Frozen:
+            return super().train(False)
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
+    mode_switch(net)(True)
+    assert all(m.training for m in net.modules())
+    frozen = torch.nn.Sequential(Frozen(2, 2))
+    mode_switch(frozen)(True)
+    assert frozen.training and not frozen[0].training
