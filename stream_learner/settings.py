@@ -55,6 +55,7 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(1, ge=1)
     poll_max_records: int = Field(1000, ge=1)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    gzip_level: int = Field(1, ge=1, le=9)
     linger_ms: int = Field(5, ge=0)
     idle_timeout_s: float | None = Field(None, gt=0)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

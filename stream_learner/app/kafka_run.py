@@ -39,6 +39,7 @@ from connectors.outputs import ConsoleSink
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+from stream_learner.app.gc_tuning import streaming_gc
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, StreamLearnerError
 from stream_learner.settings import Settings
@@ -148,7 +149,7 @@ def run_kafka(
         restored_keys.append(model_key)
         return KeyedLearner.restore(payload, config)
 
-    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms)  # one child process for every output topic
+    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level)  # one child process for every output topic
     producer.start()  # its start-up overlaps the dataflow's
     source.start_fetcher()  # the consumer child's too
 
@@ -166,14 +167,15 @@ def run_kafka(
     flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
     previous = _install_signals(source.stop) if handle_signals else {}
     try:
-        cluster_main(
-            flow,
-            list(addresses),
-            process_id,
-            epoch_interval=timedelta(seconds=settings.recovery.epoch_seconds),
-            recovery_config=recovery,
-            worker_count_per_proc=workers,
-        )
+        with streaming_gc():
+            cluster_main(
+                flow,
+                list(addresses),
+                process_id,
+                epoch_interval=timedelta(seconds=settings.recovery.epoch_seconds),
+                recovery_config=recovery,
+                worker_count_per_proc=workers,
+            )
         producer.close()  # stopped when the stream ended; raises what its last flush met, if anything
     except Exception as exc:
         ours = _our_error(exc)

@@ -55,6 +55,7 @@ def test_secrets_are_masked_everywhere_they_are_printed() -> None:
         ({"STREAM_LEARNER_KAFKA__START": "committed"}, "invalid setting kafka: start=committed needs a group_id"),
         ({"STREAM_LEARNER_SNAPSHOT__RETAIN": "0"}, "invalid setting snapshot.retain: Input should be greater than or equal to 1"),
         ({"STREAM_LEARNER_KAFKA__TYPO": "1"}, "invalid setting kafka.typo: Extra inputs are not permitted"),
+        ({"STREAM_LEARNER_KAFKA__GZIP_LEVEL": "10"}, "invalid setting kafka.gzip_level: Input should be less than or equal to 9"),
     ],
 )
 def test_bad_settings_are_one_readable_line(env: dict[str, str], message: str) -> None:
@@ -84,3 +85,8 @@ def test_the_cli_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[
     assert main(["run", "--source", "kafka", "--print-settings", "--input-topic", "flagged"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out)["kafka"]["input_topic"] == "flagged" and "pw-secret" not in out
+
+
+def test_the_gzip_level_defaults_to_the_fastest_and_is_settable() -> None:
+    assert load_settings(environ={}).kafka.gzip_level == 1
+    assert load_settings(environ={"STREAM_LEARNER_KAFKA__GZIP_LEVEL": "6"}).kafka.gzip_level == 6
