@@ -17,11 +17,8 @@ Avalanche's loop; each adapter then bounds and compacts what the plugin kept.
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -120,113 +117,6 @@ def point_at_window(template: Any, x: torch.Tensor, y: torch.Tensor, task: torch
     template.experience = WindowExperience(dataset, template.clock.train_exp_counter, sorted(set(y.tolist())))
     template.adapted_dataset = dataset
     return dataset
-
-
-def rise_start(errors: torch.Tensor, within: int, delta: float = 0.05) -> int:
-    """Where the error sequence's last significant rise starts, or ``len(errors)`` when it does not rise.
-
-    Among the cuts in the last ``within`` positions, the one whose later mean
-    exceeds the earlier mean by most beyond ADWIN's bound at confidence ``delta``.
-
-    >>> rise_start(torch.tensor([0.0] * 200 + [1.0] * 20), within=100)
-    200
-    >>> rise_start(torch.tensor([1.0] * 20 + [0.0] * 200), within=100)
-    220
-    """
-    e = errors.double()
-    n = len(e)
-    if n < 2 or within < 1:
-        return n
-    total = torch.cumsum(e, 0)
-    cut = torch.arange(max(1, n - within), n)
-    n0 = cut.double()
-    n1 = n - n0
-    head = total[cut - 1] / n0
-    tail = (total[-1] - total[cut - 1]) / n1
-    m = 1 / n0 + 1 / n1
-    dd = math.log(2 * math.log(n) / delta)
-    bound = torch.sqrt(2 * m * e.var(unbiased=False) * dd) + 2 / 3 * m * dd
-    margin = tail - head - bound
-    best = int(margin.argmax())
-    return int(cut[best]) if margin[best] > 0 else n
-
-
-class Trail:
-    """The current concept's recent micro-batches: the parameters before each update and its prequential errors.
-
-    A drift detector fires some events after the change, so the window a
-    boundary receives ends with events of the new concept, learned by the
-    last few updates. :meth:`concept_end` finds where the errors rose and the
-    parameters from before that, so a strategy can consolidate the concept
-    that ended as it was when it ended. Parameters are kept for the micro-batches
-    of the last ``span`` events, errors for ``8 * span``.
-    """
-
-    def __init__(self, span: int) -> None:
-        self.span = span
-        self.batches: deque[list[Any]] = deque()  # [events, errors, parameters before the update (or [])]
-
-    def before(self, model: Any) -> None:
-        """A micro-batch starts: keep the parameters it will update."""
-        self.batches.append([0, None, [p.detach().clone() for p in model.parameters()]])
-
-    def after(self, step: TrainStep) -> None:
-        """The micro-batch was learned: keep its prequential errors (the forward pass ran before the update)."""
-        entry = self.batches[-1]
-        new = step.new
-        entry[0] = new
-        logits = step.logits
-        entry[1] = torch.zeros(new, dtype=torch.bool) if logits is None else (logits[:new].argmax(1) != step.y[:new]).cpu()
-        seen = 0
-        for entry in reversed(self.batches):
-            seen += entry[0]
-            if seen > self.span:
-                entry[2] = []
-        while seen - self.batches[0][0] >= 8 * self.span:
-            seen -= self.batches.popleft()[0]
-
-    def concept_end(self, n: int) -> tuple[int, list[torch.Tensor] | None]:
-        """How many of the window's ``n`` events precede the rise, and the parameters before them (``None``: no rise)."""
-        done = [b for b in self.batches if b[1] is not None]
-        if not done:
-            return n, None
-        errors = torch.cat([b[1] for b in done])[-n:]
-        reach = sum(b[0] for b in done if b[2])
-        cut = rise_start(errors, min(reach, len(errors)))
-        start = len(errors) - sum(b[0] for b in done)  # where the trail starts, in positions of ``errors``
-        for entry in done:
-            if start + entry[0] > cut:
-                keep = n - len(errors) + start
-                return (keep, entry[2]) if keep > 0 else (n, None)
-            start += entry[0]
-        return n, None
-
-    def clear(self) -> None:
-        self.batches.clear()
-
-    def state_dict(self) -> list[list[Any]]:
-        return [[b[0], b[1], list(b[2])] for b in self.batches if b[1] is not None]
-
-    def load_state_dict(self, batches: list[list[Any]]) -> None:
-        self.batches = deque([list(b) for b in batches])
-
-
-@contextmanager
-def rewound(model: Any, params: list[torch.Tensor] | None) -> Iterator[None]:
-    """Run with the model's parameters set to ``params`` (when given), then put the current ones back."""
-    if params is None:
-        yield
-        return
-    current = [p.detach().clone() for p in model.parameters()]
-    with torch.no_grad():
-        for p, v in zip(model.parameters(), params):
-            p.copy_(v)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for p, v in zip(model.parameters(), current):
-                p.copy_(v)
 
 
 class AvalancheStrategy(TorchStrategy):

@@ -13,8 +13,21 @@ and crashes, past ``sample_size`` experiences); here the memory keeps the last
 ``max_experiences`` as compact tensors, and at least one event per experience
 is drawn. The reference gradient and the projection are Avalanche's own.
 
+A drift detector fires some events after the change, so a detected window
+ends with events of the new concept, which would enter the memory of the
+concept that ended (on Split-Digits ADWIN fires 15-27 events late, and the
+memory of each task then holds some of the next one's events). So each
+boundary first looks, within the last ``rewind`` events,
+for where the prequential error rose (:class:`~strategies._changepoint.Rewinding`,
+as EWC does), and the memory samples only the events before it. At an
+explicit task boundary the error does not rise: nothing changes.
+
 >>> AGEM(patterns_per_experience=10, sample_size=5, max_experiences=2).max_experiences
 2
+>>> AGEM(rewind=-1)
+Traceback (most recent call last):
+...
+stream_learner.errors.ConfigError: rewind must not be negative, not -1
 """
 
 from __future__ import annotations
@@ -30,6 +43,7 @@ import torch
 
 from stream_learner.errors import ConfigError
 from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, window_dataset
+from strategies._changepoint import Rewinding
 
 
 @contextmanager
@@ -101,15 +115,16 @@ def _plugin_class() -> type:
     return StreamAGEMPlugin
 
 
-class AGEM(AvalancheStrategy):
+class AGEM(Rewinding, AvalancheStrategy):
     """Averaged GEM (Avalanche AGEMPlugin): project gradients that would raise the loss on memory."""
 
-    def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64, max_experiences: int = 10) -> None:
+    def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64, max_experiences: int = 10, rewind: int = 100) -> None:
         if int(patterns_per_experience) < 1 or int(sample_size) < 1 or int(max_experiences) < 1:
             raise ConfigError("A-GEM's patterns_per_experience, sample_size and max_experiences must be at least 1")
         self.patterns_per_experience = int(patterns_per_experience)
         self.sample_size = int(sample_size)
         self.max_experiences = int(max_experiences)
+        self.rewinding(rewind)
 
     def make_plugins(self) -> list[Any]:
         """The plugin, its Python RNG seeded with the learner's seed (``setup`` runs under the learner's torch RNG)."""

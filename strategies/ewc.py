@@ -11,7 +11,7 @@ parameters the new concept needs at their untrained values, with importances
 inflated by the old concept's now-higher loss (on Split-Digits 27 times the
 oracle boundary's), and learning stalls or SGD diverges. So each boundary
 first looks, within the last ``rewind`` events, for where the prequential
-error rose (:func:`~strategies._avalanche.rise_start`), and computes the
+error rose (:class:`~strategies._changepoint.Rewinding`), and computes the
 importances and the anchor on the events before it, with the parameters from
 before it. At an explicit task boundary the error does not rise: nothing changes.
 
@@ -28,15 +28,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import torch
-
 from stream_learner.errors import ConfigError
-from stream_learner.learners.strategy import TrainStep
-from strategies._avalanche import AvalancheStrategy, Trail, pack, quietly, rewound, unpack
+from strategies._avalanche import AvalancheStrategy, pack, quietly, unpack
+from strategies._changepoint import Rewinding
 
 
-class EWC(AvalancheStrategy):
+class EWC(Rewinding, AvalancheStrategy):
     """Elastic weight consolidation (Avalanche EWCPlugin): online, or separate with bounded anchors."""
+
+    rewind_parameters = True
 
     def __init__(
         self, ewc_lambda: float = 100.0, mode: str = "online", decay_factor: float = 0.9, max_anchors: int = 5, rewind: int = 100
@@ -49,39 +49,17 @@ class EWC(AvalancheStrategy):
             raise ConfigError(f"decay_factor must be in [0, 1], not {decay_factor}")
         if int(max_anchors) < 1:
             raise ConfigError(f"max_anchors must be at least 1, not {max_anchors}")
-        if int(rewind) < 0:
-            raise ConfigError(f"rewind must not be negative, not {rewind}")
         self.ewc_lambda = float(ewc_lambda)
         self.mode = mode
         self.decay_factor = float(decay_factor)
         self.max_anchors = int(max_anchors)
-        self.rewind = int(rewind)
-        self.trail = Trail(self.rewind)
+        self.rewinding(rewind)
 
     def make_plugins(self) -> list[Any]:
         from avalanche.training.plugins import EWCPlugin
 
         decay = self.decay_factor if self.mode == "online" else None
         return [quietly(lambda: EWCPlugin(self.ewc_lambda, mode=self.mode, decay_factor=decay))]
-
-    def before_step(self, step: TrainStep) -> None:
-        super().before_step(step)
-        if self.rewind:
-            self.trail.before(step.model)
-
-    def after_step(self, step: TrainStep) -> None:
-        super().after_step(step)
-        if self.rewind:
-            self.trail.after(step)
-
-    def on_boundary(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
-        """Consolidate the events before the errors rose, with the parameters from before them."""
-        keep, params = self.trail.concept_end(len(y))
-        self.trail.clear()
-        if self.template is None:
-            return
-        with rewound(self.template.model, params):
-            super().on_boundary(x[:keep], y[:keep], task[:keep])
 
     def after_boundary(self) -> None:
         """Keep at most ``max_anchors`` (separate) or one (online) anchor, renumbered from 0."""
@@ -103,7 +81,6 @@ class EWC(AvalancheStrategy):
             **super().state_dict(),
             "saved_params": pack({k: v for k, v in plugin.saved_params.items() if v}),
             "importances": pack({k: v for k, v in plugin.importances.items() if v}),
-            "trail": self.trail.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -112,4 +89,3 @@ class EWC(AvalancheStrategy):
         device = self.template.device
         plugin.saved_params = defaultdict(dict, unpack(state["saved_params"], device))
         plugin.importances = defaultdict(dict, unpack(state["importances"], device))
-        self.trail.load_state_dict(state.get("trail", []))

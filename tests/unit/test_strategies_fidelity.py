@@ -104,3 +104,35 @@ def test_ewc_consolidates_the_concept_as_it_was_before_the_errors_rose() -> None
     assert all(torch.equal(p, q) for p, q in zip(late.model.parameters(), current))  # the model keeps what it learned since
     reference = early.strategies[0].plugins[0].importances[0]
     assert all(torch.allclose(plugin.importances[0][k].data, reference[k].data) for k in reference)
+
+
+def _agem_learner(**params: object) -> object:
+    options = {"hidden": [8], "batch_size": 10, "scale": False, "lr": 0.5}
+    return build_learner(LearnerSpec("torch:mlp", options, seed=1, strategy="agem", strategy_params={"patterns_per_experience": 100, **params}))
+
+
+def test_agem_memory_keeps_only_the_concept_that_ended_after_a_late_detection() -> None:
+    late, oracle, blind = _agem_learner(), _agem_learner(), _agem_learner(rewind=0)
+    for learner in (late, oracle, blind):
+        _learn(learner, 300, False, torch.Generator().manual_seed(0))
+    ended = torch.stack([r for r, _, _ in oracle.window])
+    oracle.on_boundary(1)  # at the true change: the errors have not risen, nothing is cut
+    for learner in (late, blind):
+        _learn(learner, 30, True, torch.Generator().manual_seed(1))  # a detector fires 30 events into the next concept
+        learner.on_boundary(1)
+    (x, y, _), = late.strategies[0].memory
+    assert len(y) == 100
+    assert all((ended == row).all(1).any() for row in x)  # no event of the next concept
+    reference = oracle.strategies[0].memory[0]
+    assert all(torch.equal(u, v) for u, v in zip(late.strategies[0].memory[0], reference))  # the oracle boundary's very memory
+    assert not all((ended == row).all(1).any() for row in blind.strategies[0].memory[0][0])  # rewind 0: late events enter
+
+
+def test_agem_rewind_changes_nothing_at_an_oracle_boundary() -> None:
+    on, off = _agem_learner(), _agem_learner(rewind=0)
+    for c in range(2):
+        for learner in (on, off):
+            _learn(learner, 200, c == 1, torch.Generator().manual_seed(c))
+            learner.on_boundary(c + 1)
+    for a, b in zip(on.strategies[0].memory, off.strategies[0].memory):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
