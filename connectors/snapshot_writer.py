@@ -35,6 +35,7 @@ class SnapshotWriter:
         self.submit_seconds: deque[float] = deque(maxlen=10_000)  # time the submitting thread spent, per snapshot
         self.write_seconds: deque[float] = deque(maxlen=10_000)  # time each seal + save took on the writer thread
         self._queued: dict[str, Snapshot] = {}
+        self._superseded: list[Snapshot] = []  # replaced before they were written: discarded by the writer thread
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="snapshot-writer", daemon=True)
@@ -44,6 +45,9 @@ class SnapshotWriter:
         started = time.perf_counter()
         with self._cond:
             for snap in snapshots:
+                older = self._queued.get(snap.key)
+                if older is not None:
+                    self._superseded.append(older)
                 self._queued[snap.key] = snap
             self._cond.notify()
         self.submit_seconds.append(time.perf_counter() - started)
@@ -63,6 +67,9 @@ class SnapshotWriter:
                     return
                 snaps = list(self._queued.values())
                 self._queued.clear()
+                superseded, self._superseded = self._superseded, []
+            for snap in superseded:
+                snap.discard()
             for snap in snaps:
                 self._write(snap)
 

@@ -28,6 +28,7 @@ from stream_learner.drift import DriftMonitor
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
+from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
 from stream_learner.metrics import Prequential
 
@@ -87,14 +88,28 @@ class StepOutput:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A learner's pickled state and the bookkeeping that goes in its envelope."""
+    """A learner's pickled state and the bookkeeping that goes in its envelope.
+
+    ``pickled`` is the bytes, or a :class:`~stream_learner.forked_pickle.ForkedPickle`
+    still being made; :attr:`payload` waits for it.
+    """
 
     key: str
     learner_kind: str
     strategy: str
     events_seen: int
     source_offsets: dict[int, int]
-    payload: bytes
+    pickled: bytes | ForkedPickle
+
+    @property
+    def payload(self) -> bytes:
+        pickled = self.pickled
+        return pickled if isinstance(pickled, bytes) else pickled.result()
+
+    def discard(self) -> None:
+        """Nobody will read this snapshot (a newer one replaced it)."""
+        if not isinstance(self.pickled, bytes):
+            self.pickled.discard()
 
 
 class KeyedLearner:
@@ -185,8 +200,8 @@ class KeyedLearner:
         self._since_snapshot += accepted
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
-            out.snapshot = self.snapshot()
             self._snapshot_at = now
+            out.snapshot = self.snapshot(background=True)
         return out
 
     def finish(self, now: float) -> StepOutput:
@@ -222,16 +237,22 @@ class KeyedLearner:
             **({"delayed_labels": self.pending.counts()} if self.pending is not None else {}),
         }
 
-    def snapshot(self) -> Snapshot:
-        """Pickle this learner (model, metrics, detector, counters)."""
+    def snapshot(self, background: bool = False) -> Snapshot:
+        """Pickle this learner (model, metrics, detector, counters).
+
+        ``background``: pickle it in a forked child (see
+        :mod:`stream_learner.forked_pickle`), where the platform allows and
+        the model is not on a GPU; the stream then pays for ``fork()`` only.
+        """
         self._since_snapshot = 0
+        forked = background and CAN_FORK and getattr(getattr(self.learner, "device", None), "type", "cpu") == "cpu"
         return Snapshot(
             key=self.key,
             learner_kind=self.learner.family,
             strategy=self.config.learner.strategy or "none",
             events_seen=self.events,
             source_offsets=dict(self.next_offsets),
-            payload=pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),
+            pickled=ForkedPickle.start(self) if forked else pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),
         )
 
     @classmethod

@@ -255,4 +255,6 @@ def build_dataflow(
     snapshots = op.flat_map_batch("select_snapshots", counted, lambda batch: [o.snapshot for o in batch if o.snapshot])
     for i, sink in enumerate(sinks.snapshots):
         op.output(f"snapshots_out_{i}", snapshots, sink)
+    if not sinks.snapshots:  # nobody writes them: end their child processes now
+        op.inspect("discard_snapshots", snapshots, lambda step_id, snapshot: snapshot.discard())
     return flow
