@@ -160,6 +160,9 @@ class KeyedLearner:
         tasks = self.tasks
         if pending is not None:
             pending.expire(now)
+        lookahead = getattr(self.learner, "lookahead", None)  # optional: a learner that predicts in batches
+        if lookahead is not None:
+            lookahead([event.features for event in events if type(event) is not LabelRecord])
         accepted = 0
         for event in events:
             if type(event) is LabelRecord:

@@ -18,6 +18,10 @@ class Learner(Protocol):
     ``learn`` updates the model with one labelled example;
     ``on_boundary`` is called when a new concept starts (drift or task switch).
     A learner must pickle: pickling is its snapshot.
+
+    Optionally, ``lookahead(xs)`` is told the feature dicts of a batch
+    before they are predicted one by one, so that a learner may predict
+    them together (the torch learner does, up to its next update).
     """
 
     family: str

@@ -141,3 +141,30 @@ def test_unknown_models_and_bad_parameters_are_config_errors() -> None:
 def test_dotted_path_with_params_builds_that_model() -> None:
     step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("river.linear_model.LogisticRegression", {"l2": 0.5})))
     assert isinstance(step.learner.model, linear_model.LogisticRegression) and step.learner.model.l2 == 0.5
+
+
+def test_a_torch_learner_predicts_a_whole_batch_as_it_would_one_event_at_a_time() -> None:
+    """The engine announces each batch (``lookahead``); the torch learner batches its forward passes."""
+    import random
+
+    rng = random.Random(3)
+    events = []
+    for i in range(400):
+        label = rng.randrange(3) if i < 200 else rng.randrange(3, 5)  # new classes half-way: the output layer grows
+        features = {f"f{j}": (label == j % 5) + rng.gauss(0, 0.3) for j in range(6)}
+        events.append(Event(str(i), "k", features, label if i % 5 else None, None, 0, i))
+    config = EngineConfig(learner=LearnerSpec("torch:mlp", {"batch_size": 8, "hidden": [16]}, seed=1), metrics_every=50)
+    together, alone = KeyedLearner("k", config), KeyedLearner("k", config)
+    together.process(events[:1], now=0.0)  # the model exists from the first event on
+    alone.process(events[:1], now=0.0)
+    passes = []
+    forward = together.learner._predict_rows
+    together.learner._predict_rows = lambda rows: passes.append(len(rows)) or forward(rows)
+    batched = together.process(events[1:], now=0.0).predictions
+    single = [p for e in events[1:] for p in alone.process([e], now=0.0).predictions]
+    assert len(passes) < len(events) / 4  # one forward pass per stretch between updates, not one per event
+    assert [p["prediction"] for p in batched] == [p["prediction"] for p in single]
+    for b, s in zip(batched, single):
+        assert b["proba"] == pytest.approx(s["proba"], abs=1e-5)
+    assert together.learner.updates == alone.learner.updates > 20
+    assert together.drifts == alone.drifts and together.metrics.correct == alone.metrics.correct
