@@ -301,6 +301,7 @@ class TorchLearner:
         if options.threads and torch.get_num_threads() != options.threads:
             torch.set_num_threads(options.threads)
         self.device = resolve_device(options.device)
+        self._off_cpu = self.device.type != "cpu"
         self.encoder = FeatureEncoder(options.max_categories)
         self.classes: list[Any] = []
         self._class_index: dict[Any, int] = {}
@@ -396,14 +397,12 @@ class TorchLearner:
         x = torch.from_numpy(np.array(rows, dtype=np.float32))
         if self.options.scale:
             x = (x - self._mean) / self._std
+        if self._off_cpu:
+            x = x.to(self.device)
         classes = self.classes
         with torch.no_grad():
-            probs = torch.softmax(self.model(x.to(self.device))[:, : len(classes)], 1).tolist()
-        out = []
-        for p in probs:
-            best = max(range(len(p)), key=p.__getitem__)
-            out.append((classes[best], dict(zip(classes, p))))
-        return out
+            probs = torch.softmax(self.model(x)[:, : len(classes)], 1).tolist()
+        return [(classes[p.index(max(p))], dict(zip(classes, p))) for p in probs]
 
     def learn(self, x: dict[Any, Any], y: Any) -> None:
         """Buffer one labelled event; train when a micro-batch is full."""
