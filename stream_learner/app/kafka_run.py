@@ -26,12 +26,10 @@ import logging
 import signal
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import cluster_main
 
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
@@ -39,7 +37,7 @@ from connectors.outputs import ConsoleSink
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
-from stream_learner.app.gc_tuning import streaming_gc
+from stream_learner.app.execution import execute
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, StreamLearnerError
 from stream_learner.settings import Settings
@@ -167,15 +165,14 @@ def run_kafka(
     flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
     previous = _install_signals(source.stop) if handle_signals else {}
     try:
-        with streaming_gc():
-            cluster_main(
-                flow,
-                list(addresses),
-                process_id,
-                epoch_interval=timedelta(seconds=settings.recovery.epoch_seconds),
-                recovery_config=recovery,
-                worker_count_per_proc=workers,
-            )
+        execute(
+            flow,
+            epoch_seconds=settings.recovery.epoch_seconds,
+            workers=workers,
+            addresses=addresses,
+            process_id=process_id,
+            recovery_config=recovery,
+        )
         producer.close()  # stopped when the stream ended; raises what its last flush met, if anything
     except Exception as exc:
         ours = _our_error(exc)

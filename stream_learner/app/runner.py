@@ -12,11 +12,8 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
-
-from bytewax.testing import cluster_main
 
 from connectors.base import OffsetSource
 from connectors.files import JsonlSink
@@ -25,7 +22,7 @@ from connectors.outputs import ConsoleSink
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from connectors.sources import parse_source
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
-from stream_learner.app.gc_tuning import streaming_gc
+from stream_learner.app.execution import execute
 from stream_learner.app.progress import Progress, render_stats
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
@@ -96,8 +93,8 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
     # restored under this run's configuration (its source name goes into dead letters)
     restored = {key: KeyedLearner.restore(payload, config) for key, payload in payloads.items()}
     flow = build_dataflow(source, config, sinks, stats, restored=restored.get)
-    with progress, streaming_gc():
-        cluster_main(flow, [], 0, worker_count_per_proc=options.workers, epoch_interval=timedelta(seconds=options.epoch_seconds))
+    with progress:
+        execute(flow, epoch_seconds=options.epoch_seconds, workers=options.workers)
     summary = stats.summary()
     summary["out"] = str(out)
     if options.telemetry is not None:
