@@ -215,9 +215,17 @@ class KeyedLearner:
         return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
 
     def evaluate_concepts(self) -> dict[int, float]:
-        """Evaluate the model on every concept's sample: a new accuracy-matrix row."""
-        predict = self.learner.predict
-        return self.forgetting.evaluate(lambda x: predict(x)[0], current=self.concept)
+        """Evaluate the model on every concept's sample: a new accuracy-matrix row.
+
+        A learner with ``predict_many`` predicts the samples in one call.
+        """
+        predict_many = getattr(self.learner, "predict_many", None)
+        if predict_many is None:
+            predict = self.learner.predict
+            return self.forgetting.evaluate(lambda x: predict(x)[0], current=self.concept)
+        xs = self.forgetting.sample_features()
+        predicted = {id(x): p for x, (p, _) in zip(xs, predict_many(xs))}
+        return self.forgetting.evaluate(lambda x: predicted[id(x)], current=self.concept)
 
     def metrics_record(self, now: float) -> dict[str, Any]:
         """The current metrics, in the shape of :class:`~stream_learner.events.MetricsRecord`."""

@@ -139,6 +139,10 @@ class ForgettingTracker:
             self._forget_oldest()
         return sample.offer(x, y, self._rng) and self.holdout
 
+    def sample_features(self) -> list[Any]:
+        """The features of every kept sample, in the order :meth:`evaluate` asks ``predict`` for them."""
+        return [x for s in self._samples.values() for x, _ in s.items]
+
     def evaluate(self, predict: Callable[[Any], Any], current: int) -> dict[int, float]:
         """Accuracy of ``predict`` on every concept's sample: a new row of the matrix.
 

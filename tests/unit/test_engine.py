@@ -168,3 +168,23 @@ def test_a_torch_learner_predicts_a_whole_batch_as_it_would_one_event_at_a_time(
         assert b["proba"] == pytest.approx(s["proba"], abs=1e-5)
     assert together.learner.updates == alone.learner.updates > 20
     assert together.drifts == alone.drifts and together.metrics.correct == alone.metrics.correct
+
+
+def test_concepts_are_evaluated_in_one_batched_call_with_the_one_by_one_accuracies() -> None:
+    import random
+
+    rng = random.Random(5)
+    events = []
+    for i in range(300):
+        task = i // 100
+        label = rng.randrange(2) + 2 * task
+        events.append(Event(str(i), "k", {f"f{j}": (label == j) + rng.gauss(0, 0.5) for j in range(6)}, label, task, 0, i))
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("torch:mlp", {"batch_size": 5, "hidden": [8]}, seed=2)))
+    step.process(events, now=0.0)
+    learner = step.learner
+    expected = {c: sum(learner.predict(x)[0] == y for x, y in s.items) / len(s.items) for c, s in step.forgetting._samples.items()}
+    calls = []
+    many = learner.predict_many
+    learner.predict_many = lambda xs: calls.append(len(xs)) or many(xs)
+    assert step.evaluate_concepts() == expected
+    assert calls == [sum(len(s.items) for s in step.forgetting._samples.values())] and len(expected) == 3
