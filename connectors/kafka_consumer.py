@@ -38,7 +38,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from connectors.kafka_producer import CONTEXT, exit_with_parent, widen_pipe
+from connectors.kafka_producer import CONTEXT, ChildHandle, exit_with_parent, widen_pipe
 from stream_learner.errors import SourceError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class _Slot:
     batches: deque[Fetched] = field(default_factory=deque)
 
 
-class ConsumerProcess:
+class ConsumerProcess(ChildHandle):
     """One Kafka consumer in a child process, shared by the source partitions of this process (thread-safe).
 
     Args:
@@ -93,16 +93,6 @@ class ConsumerProcess:
         self._next_slot = 0
         self._error: str | None = None
         self._closed = False
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id, once started."""
-        return self._process.pid if self._process is not None else None
-
-    def start(self) -> None:
-        """Start the child now rather than on the first :meth:`assign` (its start-up then overlaps the caller's)."""
-        with self._lock:
-            self._start()
 
     def assign(self, topic: str, partition: int, start: Start, *, keys: bool = False) -> int:
         """Fetch ``topic:partition`` from ``start`` (with message keys if ``keys``); return its slot."""

@@ -74,7 +74,30 @@ def default_timeout(client_config: dict[str, Any]) -> float:
     return (block + delivery) / 1000 + 10
 
 
-class ProducerProcess:
+class ChildHandle:
+    """What the handles of the Kafka child processes share: the child's pid, and starting it early.
+
+    A subclass sets ``_lock`` and ``_process`` and implements ``_start`` (idempotent).
+    """
+
+    _lock: Any
+    _process: Any
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id, once started."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child now rather than on first use (its start-up then overlaps the caller's)."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+
+class ProducerProcess(ChildHandle):
     """One Kafka producer in a child process, shared by the sink partitions of this process (thread-safe).
 
     Args:
@@ -125,16 +148,6 @@ class ProducerProcess:
         self._exited = False
         self._closed = False
         self._users = 0
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id, once started."""
-        return self._process.pid if self._process is not None else None
-
-    def start(self) -> None:
-        """Start the child now rather than on first use (its start-up then overlaps the caller's)."""
-        with self._lock:
-            self._start()
 
     def acquire(self) -> None:
         """Start the child if needed and count one more user."""
