@@ -3,8 +3,10 @@
 Memory and reference batches are Avalanche's own code: at a boundary the
 plugin's ``update_memory`` keeps a random subset of ``patterns_per_experience``
 events of the window (``random.shuffle``), and each reference batch is the
-next one of its ``GroupBalancedInfiniteDataLoader``: ``sample_size //
-experiences`` events of every stored experience, in stored order, cycling.
+one the next ``next()`` on its ``GroupBalancedInfiniteDataLoader`` gives:
+``sample_size // experiences`` events of every stored experience, in stored
+order, cycling, which are cut here straight from the stored tensors (the
+same batches and the same torch RNG draw, without a loader per step).
 The shuffles draw from the strategy's own Python RNG, seeded with the
 learner's seed as Avalanche's ``RNGManager`` seeds ``random`` with a run's
 seed, and kept in the snapshot, so runs repeat and resume exactly.
@@ -67,7 +69,6 @@ def drawing_from(rng: random.Random) -> Iterator[None]:
 
 @lru_cache(maxsize=1)
 def _plugin_class() -> type:
-    from avalanche.benchmarks.utils.data_loader import GroupBalancedInfiniteDataLoader
     from avalanche.training.plugins import AGEMPlugin
 
     class StreamAGEMPlugin(AGEMPlugin):
@@ -77,40 +78,64 @@ def _plugin_class() -> type:
             super().__init__(patterns_per_experience, sample_size)
             self.max_experiences = max_experiences
             self.rng = random.Random(seed)
+            self.stored: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+            self.per = 1
+            self.slices: list[int] = []
             self.draws = 0
+            self.seeded = False
 
         @torch.no_grad()
         def update_memory(self, dataset: Any, num_workers: int = 0, **kwargs: Any) -> None:
             with drawing_from(self.rng):
                 super().update_memory(dataset, num_workers=0)
-            self.buffers[-1] = window_dataset(*dataset_tensors(self.buffers[-1]))
+            tensors = dataset_tensors(self.buffers[-1])
+            self.buffers[-1] = window_dataset(*tensors)
             del self.buffers[: -self.max_experiences]
-            self.reload()
+            self.reload([*self.stored, tensors][-len(self.buffers) :])
 
-        def reload(self) -> None:
-            """Avalanche's reference-batch loader over the buffers, as its ``update_memory`` builds it, from the start."""
-            per = max(1, self.sample_size // len(self.buffers))
-            self.buffer_dataloader = GroupBalancedInfiniteDataLoader(self.buffers, batch_size=per, num_workers=0, pin_memory=False, persistent_workers=False)
-            self.buffer_dliter = iter(self.buffer_dataloader)
+        def reload(self, stored: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None) -> None:
+            """Start the reference batches over the buffers from the first, as Avalanche's ``update_memory`` does.
+
+            Avalanche's ``GroupBalancedInfiniteDataLoader`` (``batch_size=per``,
+            no shuffle) reads each buffer in stored order through a sequential
+            ``BatchSampler`` that restarts when it runs out: draw ``k`` takes
+            from buffer ``b`` the ``k mod ceil(len(b) / per)``-th slice of
+            ``per`` events (the last one shorter), the buffers' slices
+            concatenated in order; an empty buffer gives nothing. Here those
+            slices are cut from the stored tensors, with no loader.
+            """
+            self.stored = [dataset_tensors(b) for b in self.buffers] if stored is None else stored
+            self.per = max(1, self.sample_size // len(self.buffers))
+            self.slices = [math.ceil(len(y) / self.per) for _, y, _ in self.stored]
+            self.buffer_dataloader = None  # Avalanche's loader, built by its update_memory, is never read
+            self.buffer_dliter = iter(())
             self.draws = 0
+            self.seeded = False
 
-        def sample_from_memory(self) -> Any:
+        def sample_from_memory(self) -> list[torch.Tensor]:
+            """The next reference batch: what ``next()`` on Avalanche's loader returns, RNG draw included."""
+            if not self.seeded:
+                if not any(self.slices):
+                    raise RuntimeError("The never ending sampler must able to create a mini-batch")
+                # the loader's first next() starts a DataLoader iterator, which draws its base seed from torch's RNG
+                torch.empty((), dtype=torch.int64).random_()
+                self.seeded = True
+            k, per = self.draws, self.per
             self.draws += 1
-            return super().sample_from_memory()
+            xs, ys, ts = [], [], []
+            for (x, y, t), slices in zip(self.stored, self.slices):
+                if slices:
+                    start = (k % slices) * per
+                    xs.append(x[start : start + per])
+                    ys.append(y[start : start + per])
+                    ts.append(t[start : start + per])
+            return [torch.cat(xs), torch.cat(ys), torch.cat(ts)]
 
         def resume(self, draws: int) -> None:
-            """Reload and skip the reference batches already drawn (they repeat every ``period`` draws)."""
+            """Carry on after ``draws`` reference batches (the loader's seed draw was made before the snapshot if any)."""
             self.reload()
-            if draws:
-                with torch.random.fork_rng(devices=[]):  # the loader's seed draw was made before the snapshot
-                    for _ in range(draws % self.period()):
-                        next(self.buffer_dliter)
             self.draws = draws
-
-        def period(self) -> int:
-            """After how many draws the reference batches repeat."""
-            per = self.buffer_dataloader.batch_sizes[0]
-            return math.lcm(*(math.ceil(len(b) / per) for b in self.buffers))
+            self.seeded = draws > 0
 
     return StreamAGEMPlugin
 
@@ -153,3 +178,5 @@ class AGEM(Rewinding, AvalancheStrategy):
         plugin.buffers = [window_dataset(*b) for b in state["buffers"]]
         if plugin.buffers:
             plugin.resume(state.get("draws", 0))
+        else:
+            plugin.stored, plugin.slices, plugin.draws, plugin.seeded = [], [], 0, False

@@ -3,7 +3,8 @@
 La-MAML owns the whole update (look-ahead inner updates on fast weights,
 then a meta-update with learned per-parameter learning rates), so it is the
 strategy's :meth:`train_step`; its reservoir buffer is updated at each
-boundary from the window and compacted. The network must accept
+boundary from the window and compacted, and each step's buffer batch (the
+rows of Avalanche's own ``randperm`` draw) is indexed from its tensors. The network must accept
 ``forward(x, t)`` (the built-in ``torch:mlp`` does). Note that La-MAML
 re-initialises the network's weights (Kaiming) when it is set up.
 
@@ -27,9 +28,34 @@ from strategies._avalanche import dataset_tensors, point_at_window, quietly, win
 @lru_cache(maxsize=1)
 def _template_class() -> type:
     def load() -> type:
+        from avalanche.training.supervised.lamaml_v2 import Buffer
         from avalanche.training.supervised.lamaml_v2 import LaMAML as AvalancheLaMAML
         from avalanche.training.templates import SupervisedMetaLearningTemplate
         from avalanche.training.utils import trigger_plugins
+
+        class TensorBuffer(Buffer):
+            """Avalanche's La-MAML buffer, its batches cut from the stored tensors rather than a subset dataset per step.
+
+            Avalanche's ``get_buffer_batch`` draws ``randperm(len)[:buffer_mb_size]``,
+            takes that subset of the stored dataset and stacks its items in that
+            order; here the same draw indexes the stored ``(x, y, task)`` tensors
+            (made once per stored dataset): the same rows, in the same order.
+            """
+
+            source: Any = None
+            tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+            def get_buffer_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                stored = self.storage_policy.buffer
+                if len(stored) == 0:
+                    return super().get_buffer_batch()  # Avalanche's own (it cannot stack an empty batch)
+                if stored is not self.source:
+                    x, y, t = dataset_tensors(stored)
+                    self.tensors = x.to(self.device), y.to(self.device).long(), t.to(self.device).long()
+                    self.source = stored
+                x, y, t = self.tensors
+                rnd_ind = torch.randperm(len(stored))[: self.buffer_mb_size]
+                return x[rnd_ind], y[rnd_ind], t[rnd_ind]
 
         class _PluginsOnly(SupervisedMetaLearningTemplate):
             """Sits after LaMAML in the MRO: a boundary runs plugin hooks, not dataset adaptation or a dataloader."""
@@ -38,7 +64,11 @@ def _template_class() -> type:
                 trigger_plugins(self, "before_training_exp", **kwargs)
 
         class StreamLaMAML(AvalancheLaMAML, _PluginsOnly):
-            """Avalanche's La-MAML v2 whose experience set-up needs no dataloader."""
+            """Avalanche's La-MAML v2 whose experience set-up needs no dataloader, and whose buffer batches need no dataset."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)
+                self.buffer.__class__ = TensorBuffer
 
             def _after_training_exp(self, **kwargs: Any) -> None:
                 # LaMAML's own buffer update, through the storage policy's non-deprecated post_adapt
