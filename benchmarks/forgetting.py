@@ -186,7 +186,7 @@ def _warm_up() -> None:
 
     _template_module()
     spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 2, "threads": 1}, seed=0, strategy="naive")
-    step = KeyedLearner("warm-up", EngineConfig(learner=spec, detector=DETECTOR, forgetting_every=0, snapshot_every=0))
+    step = KeyedLearner("warm-up", EngineConfig(learner=spec, detector=DETECTOR, forgetting_every=0, snapshot_every=0, snapshot_seconds=0))
     step.process([Event(str(i), "warm-up", {0: float(i % 2)}, i % 2, None, 0, i) for i in range(8)], 0.0)
 
 
@@ -217,6 +217,7 @@ def run_engine(scenario: Any, strategy: str, params: dict[str, Any], seed: int, 
         window=max(50, min(lengths) // 3),
         metrics_every=max(10, total // 100),
         snapshot_every=0,
+        snapshot_seconds=0,
         forgetting_every=0,  # live rows at boundaries and at the end only: with oracle boundaries, one per task end
         source=topic,
     )

@@ -152,7 +152,7 @@ def main() -> None:
             for e in itertools.islice(source.read_from(0), n)
         ]
         (work / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-        engine = EngineConfig(metrics_every=1000, snapshot_every=0)
+        engine = EngineConfig(metrics_every=1000, snapshot_every=0, snapshot_seconds=0)
         compression = os.environ.get("BENCH_COMPRESSION", "gzip")
         os.environ["STREAM_LEARNER_SNAPSHOT__SIGNING_KEY"] = SIGNING_KEY
 

@@ -69,7 +69,7 @@ def _data(passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 def engine_events_per_second(strategy: str | None, params: dict[str, Any], x: np.ndarray, y: np.ndarray) -> float:
     spec = LearnerSpec("torch:mlp", MODEL_PARAMS, seed=0, strategy=strategy, strategy_params=params)
-    step = KeyedLearner("bench", EngineConfig(learner=spec, detector=None, metrics_every=10**9, snapshot_every=0, with_proba=True))
+    step = KeyedLearner("bench", EngineConfig(learner=spec, detector=None, metrics_every=10**9, snapshot_every=0, snapshot_seconds=0, with_proba=True))
     events = [Event(str(i), "bench", dict(enumerate(row.tolist())), int(label), i // BOUNDARY_EVERY, 0, i) for i, (row, label) in enumerate(zip(x, y))]
     started = time.perf_counter()
     for i in range(0, len(events), 500):  # the dataflow hands the step batches of events

@@ -44,15 +44,18 @@ class EngineConfig:
         window: size of the sliding accuracy window.
         metrics_every: publish metrics every N labelled events (and at each
             boundary and at the end).
-        snapshot_every: emit a snapshot every N events (0: only at the end).
+        snapshot_every: also snapshot every N events (0: by time only).
         with_proba: include class probabilities in predictions.
         source: the source's name, used in dead letters' origin.
         label_window: how many unlabelled predictions wait for a delayed
             label (0: delayed labels are not joined); see
             :mod:`stream_learner.delayed`.
         label_window_seconds: how long they wait, in seconds.
-        snapshot_seconds: also snapshot when this many seconds passed since
-            the last snapshot and events came in (0: only every N events).
+        snapshot_seconds: snapshot when this many seconds passed since the
+            last snapshot and events came in (0: only every N events). Time,
+            not throughput, sets the default cadence: a snapshot costs the
+            same at any rate, and at 100k events/s "every 10,000 events"
+            would be ten a second. The end of a stream always snapshots.
         forgetting_every: evaluate every concept's sample every N labelled
             events (0: only at boundaries and at the end); see
             :mod:`stream_learner.forgetting`.
@@ -65,12 +68,12 @@ class EngineConfig:
     detector_params: dict[str, Any] = field(default_factory=dict)
     window: int = 1000
     metrics_every: int = 1000
-    snapshot_every: int = 10_000
+    snapshot_every: int = 0
     with_proba: bool = True
     source: str = "source"
     label_window: int = 0
     label_window_seconds: float = 3600.0
-    snapshot_seconds: float = 0.0
+    snapshot_seconds: float = 30.0
     forgetting_every: int = 10_000
     forgetting_sample: int = 100
     forgetting_holdout: bool = False

@@ -6,9 +6,9 @@ pickling reads every object's ``__dict__``, which turns the object's
 compact inline attributes into a real dictionary for good, and from then
 on every attribute access of the model is slower (a river Hoeffding tree
 learned 15-20% slower after its first snapshot). A forked child sees the
-same objects (copy-on-write), pickles them and sends the bytes through a
-pipe; the parent pays for ``fork()`` only, and its objects stay as they
-were.
+same objects (copy-on-write), pickles them and writes the bytes to a
+temporary file; the parent pays for ``fork()`` only, and its objects stay
+as they were.
 
 >>> pending = ForkedPickle.start({"weights": [1.0, 2.0]})
 >>> pickle.loads(pending.result())
@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 from stream_learner.errors import SnapshotError
 
@@ -30,56 +31,58 @@ CAN_FORK = sys.platform == "linux"  # macOS forbids fork after threads touched s
 class ForkedPickle:
     """The pickle of an object as it was at :meth:`start`, made by a child process.
 
-    :meth:`result` waits for the bytes (the pipe read releases the GIL);
+    The child writes the bytes to an unnamed temporary file and exits at
+    once, so the parent's pages are shared copy-on-write for as short a
+    time as possible. :meth:`result` waits for the child and reads them;
     :meth:`discard` gives up on them. Every started pickle must end with
     one of the two, so that the child is reaped.
     """
 
-    def __init__(self, pid: int, fd: int) -> None:
+    def __init__(self, pid: int, spool: BinaryIO) -> None:
         self._pid = pid
-        self._fd = fd
+        self._spool = spool
         self._data: bytes | None = None
 
     @classmethod
     def start(cls, obj: Any) -> ForkedPickle:
-        read_end, write_end = os.pipe()
+        spool = tempfile.TemporaryFile()
         pid = os.fork()
         if pid == 0:  # the child: pickle, write, and leave without running any cleanup of the parent's
             code = 1
             try:
-                os.close(read_end)
-                data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-                with os.fdopen(write_end, "wb") as pipe:
-                    pipe.write(data)
+                spool.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+                spool.flush()
                 code = 0
             finally:
                 os._exit(code)
-        os.close(write_end)
-        return cls(pid, read_end)
+        return cls(pid, spool)
 
     def result(self) -> bytes:
         """The pickled bytes (waits for the child the first time)."""
         if self._data is None:
-            with os.fdopen(self._fd, "rb") as pipe:
-                data = pipe.read()
-            _, status = os.waitpid(self._pid, 0)
+            status = self._reap()
             if status != 0:
                 raise SnapshotError(f"the snapshot's child process failed (wait status {status})")
-            self._data = data
+            self._spool.seek(0)
+            self._data = self._spool.read()
+            self._spool.close()
         return self._data
 
     def discard(self) -> None:
-        """Give up on the bytes: the child stops at its next write, and is reaped."""
+        """Give up on the bytes; the child is reaped."""
         if self._data is None:
-            os.close(self._fd)
-            os.waitpid(self._pid, 0)
+            self._reap()
+            self._spool.close()
             self._data = b""
 
+    def _reap(self) -> int:
+        return os.waitpid(self._pid, 0)[1]
+
     def __del__(self) -> None:
-        # a safety net for a pickle nobody collected: free the pipe (the child then ends) without waiting
+        # a safety net for a pickle nobody collected: reap the child if it is done, free the file
         if self._data is None:
-            os.close(self._fd)
             try:
                 os.waitpid(self._pid, os.WNOHANG)
             except ChildProcessError:
                 pass
+            self._spool.close()

@@ -111,8 +111,8 @@ class RedisSettings(_Section):
 class SnapshotSettings(_Section):
     """When snapshots are taken and how they are kept and signed."""
 
-    every_events: int = Field(10_000, ge=0)
-    every_seconds: float = Field(0.0, ge=0)
+    every_events: int = Field(0, ge=0)
+    every_seconds: float = Field(30.0, ge=0)
     retain: int = Field(5, ge=1)
     signing_key: SecretStr | None = None
     resume: bool = True

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive_int, default=1, help="Bytewax worker threads (default: %(default)s)")
     run.add_argument("--window", type=_positive_int, default=1000, help="sliding accuracy window (default: %(default)s)")
     run.add_argument("--metrics-every", type=_positive_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
-    run.add_argument("--snapshot-every", type=_positive_int, default=10_000, metavar="N", help="snapshot every N events, 0 for only at the end (default: %(default)s)")
+    run.add_argument("--snapshot-every", type=_positive_int, default=0, metavar="N", help="also snapshot every N events (default: 0, by time only: --snapshot-seconds)")
     run.add_argument("--no-proba", action="store_true", help="leave class probabilities out of predictions")
     run.add_argument("--forgetting-every", type=_positive_int, default=10_000, metavar="N", help="evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: %(default)s)")
     run.add_argument("--forgetting-sample", type=_positive_int, default=100, metavar="N", help="labelled events sampled per concept for the forgetting metrics (default: %(default)s)")
@@ -104,6 +104,10 @@ def _run_engine(args: argparse.Namespace) -> int:
     from stream_learner.learners.base import LearnerSpec
 
     detector = None if args.drift_detector == "none" else args.drift_detector
+    if args.snapshot_seconds is not None and not args.snapshot_seconds >= 0:
+        from stream_learner.errors import ConfigError
+
+        raise ConfigError("--snapshot-seconds must be a non-negative number")
     engine = EngineConfig(
         learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed, strategy=args.strategy, strategy_params=parse_strategy_params(args.strategy_param)),
         detector=detector,
@@ -111,6 +115,7 @@ def _run_engine(args: argparse.Namespace) -> int:
         window=max(1, args.window),
         metrics_every=max(1, args.metrics_every),
         snapshot_every=args.snapshot_every,
+        snapshot_seconds=30.0 if args.snapshot_seconds is None else args.snapshot_seconds,
         with_proba=not args.no_proba,
         forgetting_every=args.forgetting_every,
         forgetting_sample=max(1, args.forgetting_sample),

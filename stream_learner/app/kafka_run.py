@@ -280,14 +280,14 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--redis-url", default=None, metavar="URL", help="redis:// or rediss:// URL of the snapshot store")
     group.add_argument("--recovery-dir", default=None, metavar="DIR", help="Bytewax recovery directory (exactly-once learner state through crashes)")
     group.add_argument("--epoch-seconds", type=float, default=None, metavar="S", help="how often recovery state is committed")
-    group.add_argument("--snapshot-seconds", type=float, default=None, metavar="S", help="also snapshot every S seconds")
+    group.add_argument("--snapshot-seconds", type=float, default=None, metavar="S", help="snapshot every S seconds, 0 for by events only (default: 30; also for runs without Kafka)")
     group.add_argument("--app", default=None, help="application name (Redis key prefix)")
     group.add_argument("--addresses", default=None, metavar="HOST:PORT,...", help="every process of a scaled-out cluster, in order")
     group.add_argument("--process-id", type=int, default=0, help="this process's index in --addresses")
     group.add_argument("--print-settings", action="store_true", help="print the resolved settings (secrets masked) and exit")
 
 
-def settings_from_args(args: Any, snapshot_every_default: int = 10_000) -> Settings:
+def settings_from_args(args: Any, snapshot_every_default: int = 0) -> Settings:
     """Flags (only those given) over environment over config file."""
     from stream_learner.settings import load_settings
 

@@ -188,3 +188,16 @@ def test_concepts_are_evaluated_in_one_batched_call_with_the_one_by_one_accuraci
     learner.predict_many = lambda xs: calls.append(len(xs)) or many(xs)
     assert step.evaluate_concepts() == expected
     assert calls == [sum(len(s.items) for s in step.forgetting._samples.values())] and len(expected) == 3
+
+
+def test_by_default_snapshots_follow_the_clock_not_the_event_count() -> None:
+    import time
+
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg")))
+    events = [Event(str(i), "k", {"x": float(i % 2)}, bool(i % 2), None, 0, i) for i in range(30_000)]
+    start = time.time()
+    assert step.process(events[:20_000], now=start + 1).snapshot is None  # many events, little time
+    taken = step.process(events[20_000:20_010], now=start + 31).snapshot  # 30 s later
+    assert taken is not None and taken.events_seen == 20_010
+    taken.discard()
+    assert step.process(events[20_010:], now=start + 40).snapshot is None  # the clock restarted at the last one

@@ -21,7 +21,7 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_a_payload_larger_than_the_pipe_arrives_whole_and_the_child_is_reaped() -> None:
+def test_a_large_payload_arrives_whole_and_the_child_is_reaped() -> None:
     value = {"blob": os.urandom(3_000_000), "n": 7}
     pending = ForkedPickle.start(value)
     assert pickle.loads(pending.result()) == value
@@ -37,7 +37,7 @@ def test_the_child_pickles_the_object_as_it_was_when_started() -> None:
 
 
 def test_a_discarded_pickle_ends_its_child() -> None:
-    pending = ForkedPickle.start({"blob": os.urandom(2_000_000)})  # the child blocks on the full pipe
+    pending = ForkedPickle.start({"blob": os.urandom(2_000_000)})
     pending.discard()
     assert _gone(pending._pid)
 
