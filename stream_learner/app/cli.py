@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from typing import Any, NoReturn, Sequence
 
@@ -27,6 +28,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def seconds_argument(text: str) -> float:
+    """An argparse type: a finite, non-negative number (seconds, or a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
     return value
 
 
@@ -104,10 +116,6 @@ def _run_engine(args: argparse.Namespace) -> int:
     from stream_learner.learners.base import LearnerSpec
 
     detector = None if args.drift_detector == "none" else args.drift_detector
-    if args.snapshot_seconds is not None and not args.snapshot_seconds >= 0:
-        from stream_learner.errors import ConfigError
-
-        raise ConfigError("--snapshot-seconds must be a non-negative number")
     engine = EngineConfig(
         learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed, strategy=args.strategy, strategy_params=parse_strategy_params(args.strategy_param)),
         detector=detector,
@@ -115,7 +123,7 @@ def _run_engine(args: argparse.Namespace) -> int:
         window=max(1, args.window),
         metrics_every=max(1, args.metrics_every),
         snapshot_every=args.snapshot_every,
-        snapshot_seconds=30.0 if args.snapshot_seconds is None else args.snapshot_seconds,
+        **({} if args.snapshot_seconds is None else {"snapshot_seconds": args.snapshot_seconds}),  # else EngineConfig's default
         with_proba=not args.no_proba,
         forgetting_every=args.forgetting_every,
         forgetting_sample=max(1, args.forgetting_sample),

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream_learner.app.cli import seconds_argument
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -258,18 +259,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
-    return value
-
-
 def add_run_arguments(run: Any) -> None:
     """The observability flags of ``run`` (all off unless asked)."""
     group = run.add_argument_group("dashboards and metrics")
@@ -279,8 +268,8 @@ def add_run_arguments(run: Any) -> None:
         "--dashboard", type=_port, nargs="?", const=DEFAULT_DASHBOARD_PORT, default=None, metavar="PORT",
         help=f"serve the live dashboard page on http://127.0.0.1:PORT/ (default port {DEFAULT_DASHBOARD_PORT})",
     )
-    group.add_argument("--linger", type=_seconds, default=0.0, metavar="SECONDS", help="keep serving metrics and the page this long after the source ends (Ctrl-C stops)")
-    group.add_argument("--rate", type=_seconds, default=0.0, metavar="EVENTS_PER_S", help="read at most this many events per second (0: as fast as possible)")
+    group.add_argument("--linger", type=seconds_argument, default=0.0, metavar="SECONDS", help="keep serving metrics and the page this long after the source ends (Ctrl-C stops)")
+    group.add_argument("--rate", type=seconds_argument, default=0.0, metavar="EVENTS_PER_S", help="read at most this many events per second (0: as fast as possible)")
 
 
 class Serving:
@@ -344,7 +333,7 @@ def add_parser(commands: Any) -> None:
     cmd.add_argument("--engine", default="http://127.0.0.1:9100/metrics", metavar="URL", help="the engine's metrics URL (default: %(default)s)")
     cmd.add_argument("--port", type=_port, default=DEFAULT_DASHBOARD_PORT, help="port of the page (default: %(default)s)")
     cmd.add_argument("--host", default="127.0.0.1", help="address of the page (default: %(default)s)")
-    cmd.add_argument("--interval", type=_seconds, default=1.0, metavar="SECONDS", help="how often to read the engine (default: %(default)s)")
+    cmd.add_argument("--interval", type=seconds_argument, default=1.0, metavar="SECONDS", help="how often to read the engine (default: %(default)s)")
     cmd.set_defaults(handler=_dashboard)
 
 

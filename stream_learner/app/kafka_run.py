@@ -263,6 +263,8 @@ _FLAGS: dict[str, tuple[str, ...]] = {
 
 def add_arguments(run: Any) -> None:
     """Add the Kafka deployment flags to the ``run`` parser (used with ``--source kafka``)."""
+    from stream_learner.app.cli import seconds_argument
+
     group = run.add_argument_group(
         "Kafka deployment (--source kafka)",
         "Flags override STREAM_LEARNER_* variables (nested with __), which override --config.",
@@ -280,7 +282,7 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--redis-url", default=None, metavar="URL", help="redis:// or rediss:// URL of the snapshot store")
     group.add_argument("--recovery-dir", default=None, metavar="DIR", help="Bytewax recovery directory (exactly-once learner state through crashes)")
     group.add_argument("--epoch-seconds", type=float, default=None, metavar="S", help="how often recovery state is committed")
-    group.add_argument("--snapshot-seconds", type=float, default=None, metavar="S", help="snapshot every S seconds, 0 for by events only (default: 30; also for runs without Kafka)")
+    group.add_argument("--snapshot-seconds", type=seconds_argument, default=None, metavar="S", help="snapshot every S seconds, 0 for by events only (default: 30; also for runs without Kafka)")
     group.add_argument("--app", default=None, help="application name (Redis key prefix)")
     group.add_argument("--addresses", default=None, metavar="HOST:PORT,...", help="every process of a scaled-out cluster, in order")
     group.add_argument("--process-id", type=int, default=0, help="this process's index in --addresses")

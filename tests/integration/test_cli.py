@@ -53,7 +53,7 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["run", "--source", "synthetic:sea?every=ten"], "option every must be an integer, not 'ten'"),
         (["run", "--source", "river:nope"], "unknown river dataset 'nope'"),
         (["run", "--source", "carrier-pigeon"], "unknown source 'carrier-pigeon'"),
-        (["run", "--snapshot-seconds", "-1"], "--snapshot-seconds must be a non-negative number"),
+        (["run", "--snapshot-seconds", "-1"], "argument --snapshot-seconds: expected a non-negative number, got -1"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )
