@@ -9,7 +9,7 @@ strategy that supports the scenario's learner family, and each seed:
   and handed alone to :meth:`KeyedLearner.process` (predict, then learn),
   once with **oracle** boundaries (each event carries its ``task``) and once
   with **drift**-detected boundaries (no ``task``; the engine's ADWIN
-  detector marks concepts). At each true task end the benchmark evaluates
+  detector and new labels mark concepts). At each true task end the benchmark evaluates
   the learner on every task's held-out test set: the accuracy matrix
   ``R[i][j]`` (after task ``i``, on task ``j``), summarised with
   :mod:`stream_learner.forgetting`'s own functions. It also keeps what the
@@ -54,6 +54,12 @@ DETECTOR_PARAMS: dict[str, Any] = {"clock": 1}
 """The engine's drift detector for drift-detected boundaries, and its parameters: ADWIN checking
 for a change after every event (its default checks every 32, which detects a task change about 55
 events late instead of 20: a fifth of a Split-Digits task)."""
+NEW_LABEL_GAP = 100
+"""With drift-detected boundaries a label never seen before also marks a new concept, 100 or more
+labelled events after the last boundary (``--new-label-gap``; the classes of one task arrive within
+a few events of each other, and every task here is longer). It fires only in the class- and
+task-incremental scenarios, where each task brings new labels; in the others every label is seen at
+the start."""
 MODES = ("oracle", "drift")
 LIVE_TOLERANCE = 0.05
 """How close the live estimate must be to the held-out figure (average accuracy and average forgetting)."""
@@ -214,6 +220,7 @@ def run_engine(scenario: Any, strategy: str, params: dict[str, Any], seed: int, 
         learner=spec,
         detector=DETECTOR if mode == "drift" else None,
         detector_params=dict(DETECTOR_PARAMS),
+        new_label_gap=NEW_LABEL_GAP if mode == "drift" else 0,
         window=max(50, min(lengths) // 3),
         metrics_every=max(10, total // 100),
         snapshot_every=0,
@@ -502,6 +509,7 @@ def run_suite(jobs: list[Job], out: str, workers: int = 1, on_done: Callable[[in
         "workers": workers,
         "settings": {
             "detector": DETECTOR,
+            "new_label_gap": NEW_LABEL_GAP,
             "live_tolerance": LIVE_TOLERANCE,
             "fidelity_tolerance": FIDELITY_TOLERANCE,
             "params": {j.strategy: j.params for j in jobs},

@@ -49,7 +49,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Accuracy is the final average accuracy over all tasks, forgetting the average forgetting and BWT the backward transfer, "
         "all on held-out test sets at the true task ends (mean ± std over seeds). *oracle*: events carry their task; "
-        "*drift*: no task field, the ADWIN detector marks the boundaries (mean detections in brackets; the stream has one fewer than tasks). "
+        "*drift*: no task field, the ADWIN detector and new labels (`--new-label-gap 100`) mark the boundaries (mean detections in brackets; the stream has one fewer than tasks). "
         f"*Δ vs Avalanche*: engine minus Avalanche's own loop, final average accuracy, mean ± standard error of the per-seed differences (✓ within {results['settings']['fidelity_tolerance']['oracle']} "
         f"with oracle boundaries, {results['settings']['fidelity_tolerance']['drift']} with drift-detected ones). "
         "*Live*: the average accuracy / forgetting the engine itself published on its metrics records (its 100-event samples per concept), "

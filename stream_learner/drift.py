@@ -85,6 +85,52 @@ class DriftMonitor:
         width = helper.get_width()
         return (helper.get_total() / width if width else 0.0) > (total / count if count else 0.0)
 
+    def reset(self) -> None:
+        """Start afresh: a boundary found otherwise (a new label) began a new concept."""
+        self.detector._reset()
+        self._sum, self._count = 0.0, 0
+
+
+class NewLabelWatch:
+    """Marks a concept boundary where a label never seen before arrives.
+
+    In a class-incremental stream each task brings classes the model has
+    never seen, so its error is high at the change; but a model that learns
+    new classes slowly (La-MAML learns them mostly later, by replay) is
+    wrong as often before the change as after it, and an error-based
+    detector has no rise to find. A label never seen before is itself a
+    change of the label distribution, known at once. The labels of one task
+    arrive close together: a new label fewer than ``gap`` labelled events
+    after the last boundary (or the stream's start) joins the current concept.
+
+    >>> watch, marks = NewLabelWatch(gap=3), []
+    >>> for y in [0, 1, 0, 1, 2, 3, 0, 1, 4]:
+    ...     if watch.update(y):
+    ...         marks.append(y)
+    ...         watch.boundary()
+    >>> marks
+    [2, 4]
+    """
+
+    def __init__(self, gap: int, seen: set[Any] | None = None) -> None:
+        if gap < 1:
+            raise ConfigError(f"the new-label gap must be at least 1 labelled event, not {gap}")
+        self.gap = gap
+        self.seen: set[Any] = set(seen or ())
+        self.since = 0  # labelled events since the last boundary
+
+    def update(self, label: Any) -> bool:
+        """Count one labelled event; True when its label is new and the last boundary is ``gap`` events back or more."""
+        self.since += 1
+        if label in self.seen:
+            return False
+        self.seen.add(label)
+        return self.since > self.gap
+
+    def boundary(self) -> None:
+        """A new concept began here (whatever marked it)."""
+        self.since = 0
+
 
 def parse_detector_params(text: str | None) -> dict[str, Any]:
     """Parse ``--drift-params`` JSON; bad JSON is a :class:`ConfigError`."""

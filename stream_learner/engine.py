@@ -24,7 +24,7 @@ from typing import Any, Callable
 import orjson
 
 from stream_learner.delayed import LabelRecord, PendingWindow
-from stream_learner.drift import DriftMonitor
+from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
@@ -61,6 +61,10 @@ class EngineConfig:
             :mod:`stream_learner.forgetting`.
         forgetting_sample: labelled events sampled per concept.
         forgetting_holdout: keep the sampled events out of training.
+        new_label_gap: also mark a new concept where a label never seen
+            before arrives, at least this many labelled events after the last
+            boundary (class-incremental streams; 0: off); see
+            :class:`~stream_learner.drift.NewLabelWatch`.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -77,6 +81,7 @@ class EngineConfig:
     forgetting_every: int = 10_000
     forgetting_sample: int = 100
     forgetting_holdout: bool = False
+    new_label_gap: int = 0
 
 
 @dataclass
@@ -133,6 +138,9 @@ class KeyedLearner:
         self.monitor = (
             DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed) if config.detector else None
         )
+        if config.new_label_gap and self.learner.task == "regression":
+            raise ConfigError("new-label boundaries need a classification model")
+        self.new_labels = NewLabelWatch(config.new_label_gap) if config.new_label_gap else None
         self.events = 0
         self.learned = 0
         self.drifts = 0
@@ -161,6 +169,7 @@ class KeyedLearner:
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
         tasks = self.tasks
+        new_labels = self.new_labels
         if pending is not None:
             pending.expire(now)
         lookahead = getattr(self.learner, "lookahead", None)  # optional: a learner that predicts in batches
@@ -184,6 +193,8 @@ class KeyedLearner:
                 y_pred, proba = predict(x)
                 if label is None and pending is not None:
                     label = pending.add(event.id, x, y_pred, now)
+                if label is not None and new_labels is not None and new_labels.update(label):
+                    self._on_new_label(out, now)
                 if label is not None and not observe(self.concept, x, label):
                     learn(x, label)
             except Exception as exc:  # a model rejecting an event must not stop the stream
@@ -284,6 +295,7 @@ class KeyedLearner:
                 f"{learner.config.learner.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
         learner.config = config
+        learner.new_labels = _restored_watch(learner, config.new_label_gap)
         if getattr(learner, "pending", None) is None:
             learner.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
         return learner
@@ -299,6 +311,8 @@ class KeyedLearner:
         if found is None:
             return
         x, y_pred = found
+        if self.new_labels is not None and self.new_labels.update(record.label):
+            self._on_new_label(out, now)
         try:
             if not self.forgetting.observe(self.concept, x, record.label):
                 self.learner.learn(x, record.label)
@@ -315,19 +329,25 @@ class KeyedLearner:
         self._since_metrics += 1
         monitor = self.monitor
         if monitor is not None and monitor.update(error):
-            self._on_drift(out, now)
+            self._on_drift(self.config.detector or "none", out, now)
         elif self._since_metrics >= self.config.metrics_every:
             out.metrics.append(self.metrics_record(now))
         every = self.config.forgetting_every
         if every and self.learned % every == 0:
             self.evaluate_concepts()
 
-    def _on_drift(self, out: StepOutput, now: float) -> None:
+    def _on_drift(self, detector: str, out: StepOutput, now: float) -> None:
         self.drifts += 1
         if not self.tasks:  # explicit tasks, when present, own the concept boundaries
             self._new_concept(self.concepts)
-        out.metrics.append(self._drift_record(self.config.detector or "none", now))
+        out.metrics.append(self._drift_record(detector, now))
         out.metrics.append(self.metrics_record(now))
+
+    def _on_new_label(self, out: StepOutput, now: float) -> None:
+        """A label never seen before: a new concept, which this event's label is the first to be learned in."""
+        if self.monitor is not None:
+            self.monitor.reset()  # the error detector starts on the new concept, not amid its first errors
+        self._on_drift("new_label", out, now)
 
     def _switch_task(self, task: str | int, out: StepOutput, now: float) -> None:
         if not self.tasks:
@@ -342,6 +362,8 @@ class KeyedLearner:
         self.evaluate_concepts()  # the last row of the concept that ends here
         self.concept = concept
         self.concepts = max(self.concepts, concept + 1)
+        if self.new_labels is not None:
+            self.new_labels.boundary()
         self.learner.on_boundary(concept)
 
     def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
@@ -354,3 +376,21 @@ class KeyedLearner:
             rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
             raw = orjson.dumps(rebuilt, option=orjson.OPT_NON_STR_KEYS, default=str)
         return dead_letter(f"model error: {type(exc).__name__}: {exc}", raw, origin, now)
+
+
+def _restored_watch(learner: KeyedLearner, gap: int) -> NewLabelWatch | None:
+    """The restored learner's new-label watch under this run's gap.
+
+    A snapshot taken without one knows its labels only from its forgetting
+    samples: those count as seen, so an old label is not taken for a new one;
+    its last boundary is the stream's start if it had none, else taken to be
+    ``gap`` events back.
+    """
+    if not gap:
+        return None
+    watch = getattr(learner, "new_labels", None)
+    if watch is None:
+        watch = NewLabelWatch(gap, seen=learner.forgetting.sample_labels())
+        watch.since = learner.learned if learner.concepts == 1 else gap
+    watch.gap = gap
+    return watch

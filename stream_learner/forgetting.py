@@ -139,6 +139,10 @@ class ForgettingTracker:
             self._forget_oldest()
         return sample.offer(x, y, self._rng) and self.holdout
 
+    def sample_labels(self) -> set[Any]:
+        """The labels of every kept sample."""
+        return {y for s in self._samples.values() for _, y in s.items}
+
     def sample_features(self) -> list[Any]:
         """The features of every kept sample, in the order :meth:`evaluate` asks ``predict`` for them."""
         return [x for s in self._samples.values() for x, _ in s.items]

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy-param", action="append", default=[], metavar="K=V", help="a strategy parameter (value parsed as JSON when it can be, else a string); repeat for more; NAME.K=V targets one strategy of a combination")
     run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
     run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
+    run.add_argument("--new-label-gap", type=_positive_int, default=0, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
     run.add_argument("--max-events", type=_positive_int, default=None, metavar="N", help="stop after N events")
     run.add_argument("--seed", type=int, default=42, help="seed of synthetic streams and seeded models (default: %(default)s)")
     run.add_argument("--out", default="out", metavar="DIR", help="predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: %(default)s)")
@@ -128,6 +129,7 @@ def _run_engine(args: argparse.Namespace) -> int:
         forgetting_every=args.forgetting_every,
         forgetting_sample=max(1, args.forgetting_sample),
         forgetting_holdout=args.holdout,
+        new_label_gap=args.new_label_gap,
     )
     if args.source == "kafka":
         from stream_learner.app.kafka_run import run_from_args

@@ -54,6 +54,8 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["run", "--source", "river:nope"], "unknown river dataset 'nope'"),
         (["run", "--source", "carrier-pigeon"], "unknown source 'carrier-pigeon'"),
         (["run", "--snapshot-seconds", "-1"], "argument --snapshot-seconds: expected a non-negative number, got -1"),
+        (["run", "--new-label-gap", "-5"], "argument --new-label-gap: expected a non-negative integer, got -5"),
+        (["run", "--model", "linreg", "--new-label-gap", "100"], "new-label boundaries need a classification model"),
         (["fly"], "invalid choice: 'fly'"),
     ],
 )
@@ -64,3 +66,20 @@ def test_wrong_arguments_give_one_clear_line(tmp_path: Path, args: list[str], me
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_new_label_gap_marks_each_task_of_a_class_incremental_file(tmp_path: Path) -> None:
+    lines = []
+    for task in range(3):  # classes 2k and 2k+1; the model, predicting the last label, is as wrong before a change as after it
+        for i in range(300):
+            y = 2 * task + i % 2
+            lines.append(json.dumps({"features": {"x": float(y)}, "label": y}))
+    (tmp_path / "stream.jsonl").write_text("\n".join(lines) + "\n")
+    common = ("run", "--source", "file:stream.jsonl", "--model", "river.dummy.NoChangeClassifier", "--json", "--quiet")
+    without = _cli(*common, "--out", "a", cwd=tmp_path)
+    marked = _cli(*common, "--new-label-gap", "100", "--out", "b", cwd=tmp_path)
+    assert without.returncode == marked.returncode == 0, without.stderr + marked.stderr
+    assert json.loads(without.stdout)["concepts"] == 1
+    assert json.loads(marked.stdout)["concepts"] == 3
+    drifts = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [(d["detector"], d["at_event"]) for d in drifts if d["type"] == "drift"] == [("new_label", 300), ("new_label", 600)]
