@@ -2,11 +2,15 @@
 
 kafka-python's ``KafkaProducer.send()`` costs tens of microseconds of
 pure-Python CPU per message, about as much as the learner step itself.
-:class:`ProducerProcess` moves it to a child process (``spawn`` context:
-the parent runs Bytewax's Rust threads, so it is never forked) that owns
-one idempotent, batching, compressing producer. The parent hands it
-batches of already-encoded records ``(key bytes | None, value bytes)`` for
-one topic and asks it to flush:
+:class:`ProducerProcess` moves production to a child process (``spawn``
+context: the parent runs Bytewax's Rust threads, so it is never forked)
+that owns one idempotent, batching, compressing producer, and there skips
+``send()`` for keyed records: it groups each batch's records by partition
+(the default partitioner's, memoised) and appends each group to the
+producer's batches in one piece (:mod:`connectors.kafka_append`, ~1 µs a
+record instead of ~15). The parent hands it batches of already-encoded
+records ``(key bytes | None, value bytes)`` for one topic and asks it to
+flush:
 
 * :meth:`ProducerProcess.send` only enqueues; it blocks (back-pressure)
   only while ``max_pending`` batches wait for the child, and never longer
@@ -39,12 +43,14 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
+from connectors.kafka_append import BulkAppender, can_bulk_append
 from stream_learner.errors import SinkError
 
 logger = logging.getLogger(__name__)
@@ -382,6 +388,27 @@ class _Routes:
         return route
 
 
+def _runs(pairs: list[Pair], route: Any) -> Iterator[tuple[int | None, list[Pair]]]:
+    """``pairs`` as runs for one partition each (``None``: the producer's choice), in order within each partition.
+
+    Keyed records are grouped by partition up to the next record the
+    producer must place itself, which is sent on its own, in its place.
+    """
+    runs: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        partition = route(pair[0])
+        if partition is None:
+            yield from runs.items()
+            runs = {}
+            yield None, [pair]
+            continue
+        run = runs.get(partition)
+        if run is None:
+            run = runs[partition] = []
+        run.append(pair)
+    yield from runs.items()
+
+
 def _use_gzip_level(level: int) -> None:
     """Make this process's kafka-python compress gzip batches at ``level`` (it always uses 9)."""
     from kafka import codec
@@ -405,8 +432,8 @@ def _child_main(
         results.send(("error", f"cannot start a Kafka producer for {servers}: {type(exc).__name__}: {exc}"))
         return
     pending: deque[Any] = deque()
-    send = producer.send
-    routes = _Routes(producer, custom="partitioner" in client_config)
+    send, append = producer.send, BulkAppender(producer).append
+    routes = _Routes(producer, custom="partitioner" in client_config or not can_bulk_append(producer))
     topic: str | None = None
     try:
         while True:
@@ -422,13 +449,17 @@ def _child_main(
                 pending.clear()
                 results.send(("flushed", seq))
                 continue
-            route = routes.route(topic)
-            for key, value in pairs:
-                pending.append(send(topic, value=value, key=key, partition=route(key)))
+            for partition, run in _runs(pairs, routes.route(topic)):
+                if partition is None:  # no key, a user's partitioner, or no bulk append: the producer places it
+                    pending.extend(send(topic, value=value, key=key) for key, value in run)
+                else:
+                    pending.extend(append(topic, partition, run))
             while pending and pending[0].is_done:  # report failures early, keep the list short
-                future = pending.popleft()
-                if future.failed():
-                    raise SinkError(_failure(future))
+                if pending[0].failed():
+                    raise SinkError(_failure(pending[0]))
+                if getattr(pending[0], "split", False):  # a part of its batch may still fail: checked at the next flush
+                    break
+                pending.popleft()
     except SinkError as exc:
         results.send(("error", str(exc)))
     except Exception as exc:  # noqa: BLE001
