@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 Start = int | str  # an offset, or "earliest", "latest", "committed"
 _IDLE_POLL_MS = 50  # the child's poll timeout while it has partitions and nothing arrives
+_CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
 
 
 @dataclass
@@ -263,7 +264,7 @@ class _Child:
         self.paused: dict[TopicPartition, int] = {}  # partition -> next offset to fetch
         self.highs: dict[TopicPartition, int | None] = {}
         self.chunks = can_chunk(consumer)
-        if self.chunks:  # poll() returns Chunks of at most batch_size records, one per poll
+        if self.chunks:  # poll() returns Chunks of at most batch_size records
             chunked(consumer, batch_size, self.keyed)
 
     @property
@@ -322,8 +323,8 @@ class _Child:
             self.results.send(("warning", None, f"committing offsets {offsets} failed: {response}"))
 
     def fetch(self) -> None:
-        """One poll: its records, at most ``batch_size``, as one message per partition to the parent."""
-        polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=1 if self.chunks else self.batch_size)
+        """One poll: its records as messages of at most ``batch_size`` records to the parent."""
+        polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=_CHUNKS_PER_POLL if self.chunks else self.batch_size)
         send, highwater = self.results.send, self.consumer.highwater
         for tp, fetched in polled.items():
             entry = self.slots.get(tp)

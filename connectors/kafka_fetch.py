@@ -71,69 +71,69 @@ def chunked(consumer: KafkaConsumer, size: int, keyed: Container[TopicPartition]
 class _ChunkedPartitionRecords(Fetcher.PartitionRecords):
     """kafka-python's reader of one partition's fetched records, yielding chunks.
 
-    The fetched data (at most ``max_partition_fetch_bytes``) is decoded at
-    once, then handed out ``chunk_size`` records at a time; so a corrupt
-    batch fails the fetch before any of its records are handed out
-    (kafka-python hands out those before the corrupt batch first).
+    Batches are decoded one at a time and their records handed out
+    ``chunk_size`` at a time, a chunk spanning batches where they are
+    small. The last chunk of the fetched data drains the reader before it
+    is handed out, so that the same poll fetches the partition again.
     """
 
     chunk_size: int = 1000
     keyed: Container[TopicPartition] = ()
 
     def _maybe_skip_record(self, record: Any) -> bool:
-        return False  # _unpack_records drops the records before the fetch offset itself
+        return False  # _read_batch drops the records before the fetch offset itself
 
     def _unpack_records(self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any) -> Iterator[Chunk]:
-        offsets, keys, values, end = self._read(tp, records)
         size = self.chunk_size
-        for i in range(0, len(offsets), size):
-            j = min(i + size, len(offsets))
-            self.records_read += j - i
-            if j < len(offsets):
-                self.next_fetch_offset = offsets[j - 1] + 1
-            else:  # the last chunk: drained now, so that this poll fetches the partition again
-                self.next_fetch_offset = end
-                self.drain()
-            yield Chunk(offsets[i:j], values[i:j], keys[i:j] if keys is not None else None)
-        if not offsets:
-            self.next_fetch_offset = end
-            self.drain()
-
-    def _read(self, tp: Any, records: Any) -> tuple[list[int], list[bytes | None] | None, list[bytes | None], int]:
-        """Every record of the fetched data from the fetch offset on, and the offset to fetch next."""
-        with_keys, fetch_offset = tp in self.keyed, self.fetch_offset
         offsets: list[int] = []
         values: list[bytes | None] = []
-        keys: list[bytes | None] | None = [] if with_keys else None
+        keys: list[bytes | None] | None = [] if tp in self.keyed else None
         end = self.next_fetch_offset
         batch = records.next_batch()
         while batch is not None:
-            if self.check_crcs and not batch.validate_crc():
-                raise Errors.CorruptRecordError(f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check")
-            if batch.magic == 2:
-                self.leader_epoch = batch.leader_epoch
-                # A v2 batch keeps its last offset even when compaction removed its last records: resume after it.
-                end = batch.next_offset
-                if batch.is_control_batch:  # a transaction marker, not a record
-                    batch = records.next_batch()
-                    continue
-                batch_offsets, batch_keys, batch_values = _decode(batch, tp, with_keys)
-            else:  # message format v0/v1: kafka-python's own reader
-                legacy = list(batch)
-                if self.check_crcs and not all(r.validate_crc() for r in legacy):
-                    raise Errors.CorruptRecordError(f"A record for partition {tp} in the batch at offset {batch.base_offset} failed crc check")
-                batch_offsets, batch_values = [r.offset for r in legacy], [r.value for r in legacy]
-                batch_keys = [r.key for r in legacy] if with_keys else None
-                if legacy:
-                    end = batch_offsets[-1] + 1
-            start = bisect_left(batch_offsets, fetch_offset)  # a compressed batch comes whole, maybe from before the fetch offset
-            offsets += batch_offsets[start:]
-            values += batch_values[start:]
-            if keys is not None:
-                keys += batch_keys[start:]  # type: ignore[index]
-            self.bytes_read += batch.size_in_bytes
+            end = self._read_batch(tp, batch, offsets, keys, values, end)
             batch = records.next_batch()
-        return offsets, keys, values, end
+            while len(offsets) >= size or (batch is None and offsets):
+                chunk = Chunk(offsets[:size], values[:size], keys[:size] if keys is not None else None)
+                del offsets[:size], values[:size]
+                if keys is not None:
+                    del keys[:size]
+                self.records_read += len(chunk.offsets)
+                if batch is None and not offsets:  # the last one
+                    self.next_fetch_offset = end
+                    self.drain()
+                else:
+                    self.next_fetch_offset = chunk.offsets[-1] + 1
+                yield chunk
+        self.next_fetch_offset = end
+        self.drain()
+
+    def _read_batch(self, tp: Any, batch: Any, offsets: list[int], keys: list[bytes | None] | None, values: list[bytes | None], end: int) -> int:
+        """Add the batch's records from the fetch offset on to the lists; return the offset to fetch after it."""
+        if self.check_crcs and not batch.validate_crc():
+            raise Errors.CorruptRecordError(f"Record batch for partition {tp} at offset {batch.base_offset} failed crc check")
+        self.bytes_read += batch.size_in_bytes
+        if batch.magic == 2:
+            self.leader_epoch = batch.leader_epoch
+            if batch.is_control_batch:  # a transaction marker, not a record
+                return batch.next_offset
+            batch_offsets, batch_keys, batch_values = _decode(batch, tp, keys is not None)
+            # A v2 batch keeps its last offset even when compaction removed its last records: resume after it.
+            end = batch.next_offset
+        else:  # message format v0/v1: kafka-python's own reader
+            legacy = list(batch)
+            if self.check_crcs and not all(r.validate_crc() for r in legacy):
+                raise Errors.CorruptRecordError(f"A record for partition {tp} in the batch at offset {batch.base_offset} failed crc check")
+            batch_offsets, batch_values = [r.offset for r in legacy], [r.value for r in legacy]
+            batch_keys = [r.key for r in legacy] if keys is not None else None
+            if legacy:
+                end = batch_offsets[-1] + 1
+        start = bisect_left(batch_offsets, self.fetch_offset)  # a compressed batch comes whole, maybe from before the fetch offset
+        offsets += batch_offsets[start:]
+        values += batch_values[start:]
+        if keys is not None:
+            keys += batch_keys[start:]  # type: ignore[index]
+        return end
 
 
 def _decode(batch: Any, tp: Any, with_keys: bool) -> tuple[list[int], list[bytes | None] | None, list[bytes | None]]:
