@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
+
 from kafka import KafkaProducer
 from kafka import errors as Errors
 from kafka.producer.future import FutureRecordMetadata

@@ -21,11 +21,11 @@ from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
-from kafka.record.util import calc_crc32c
+from kafka.record.util import calc_crc32c, encode_varint
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
 from connectors.kafka_fetch import Chunk, chunked
-from connectors.kafka_records import RecordEncoder, decode_records, estimated_size, varint
+from connectors.kafka_records import TABLE_SIZE, RecordEncoder, decode_records, estimated_size, varint, zigzag_varint
 
 TS = 1_700_000_000_000
 TP = TopicPartition("t", 0)
@@ -91,6 +91,13 @@ def test_the_encoder_stops_where_the_room_ends_but_always_fills_an_empty_batch()
     assert encoder.encode(pairs, 0, 0, 0, room=10, first=True)[1] == 1
     with pytest.raises(TypeError):
         encoder.encode([("text", b"v")], 0, 0, 0, room=1 << 30, first=True)  # type: ignore[list-item]
+
+
+def test_the_varint_table_holds_kafka_pythons_varints() -> None:
+    for n in list(range(TABLE_SIZE)) + [TABLE_SIZE, 1 << 21, 1 << 40, -1, -2, -(1 << 20)]:
+        written = bytearray()
+        encode_varint(n, written.append)
+        assert varint(n) == zigzag_varint(n) == written, n
 
 
 def test_estimated_size_is_kafka_pythons() -> None:
