@@ -10,7 +10,9 @@ ratio (and every ratio); CPU time per event of the embedded run, of the
 service process, of its Kafka child processes and of the broker, which other
 jobs on a shared machine distort far less than wall-clock ratios
 (``cpu_bound_ratio``: the ratio the service process alone would allow with a
-free core for its children); the snapshot stall; the time to resume after
+free core for its children; ``kafka_children_after_start``: the children's
+CPU less their start-up, ``kafka_children_start_cpu_s``, which a longer
+stream spreads thinner); the snapshot stall; the time to resume after
 ``kill -9``. ``BENCH_COMPRESSION`` picks the producer's codec (default gzip).
 """
 
@@ -40,12 +42,16 @@ SIGNING_KEY = "bench-key"
 
 
 class StepTimes:
-    """A RunStats listener keeping each learner step's duration."""
+    """A RunStats listener keeping each learner step's duration, and the Kafka children's CPU when the first events arrive."""
 
     def __init__(self) -> None:
         self.steps: list[tuple[int, float]] = []
+        self.children_cpu_at_first_read: float | None = None
 
-    def on_read(self, n: int) -> None: ...
+    def on_read(self, n: int) -> None:
+        if self.children_cpu_at_first_read is None:
+            self.children_cpu_at_first_read = _spawned_children_cpu()
+
     def on_outputs(self, outputs: Any) -> None: ...
     def on_snapshot(self, key: str, version: int | None) -> None: ...
     def mark_finished(self, summary: Any) -> None: ...
@@ -78,6 +84,19 @@ class CpuMeter:
         self.process = time.process_time() - process
         self.children = _children_cpu() - children
         self.broker = None if broker is None else self._broker_cpu() - broker
+
+
+def _spawned_children_cpu() -> float:
+    """CPU seconds of this process's live multiprocessing (spawn) children: the Kafka child processes during a run."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == os.getpid() and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return total
 
 
 def _children_cpu() -> float:
@@ -198,12 +217,15 @@ def main() -> None:
             embedded_events_per_second=round(n / embedded["seconds"]),
             kafka_events_per_second=round(n / plain["seconds"]),
             kafka_first_event_s=plain["first_event_seconds"],
+            kafka_children_start_cpu_s=round(plain_times.children_cpu_at_first_read or 0.0, 3),
             kafka_steady_events_per_second=round(n / (plain["seconds"] - plain["first_event_seconds"])),
             accuracy=embedded["accuracy"],
             cpu_us_per_event={
                 "embedded": round(embedded_cpu.process / n * 1e6, 1),
                 "kafka_service": round(kafka_cpu.process / n * 1e6, 1),
                 "kafka_children": round(kafka_cpu.children / n * 1e6, 1),
+                # the same, less what the children spent before the first events arrived (start-up: interpreter, imports, connecting)
+                "kafka_children_after_start": round((kafka_cpu.children - (plain_times.children_cpu_at_first_read or 0.0)) / n * 1e6, 1),
                 "broker": round(kafka_cpu.broker / n * 1e6, 1) if kafka_cpu.broker is not None else None,
             },
             cpu_bound_ratio=round(embedded_cpu.process / kafka_cpu.process, 3),
