@@ -84,8 +84,9 @@ def test_bulk_appended_batches_carry_the_idempotent_producers_sequence(kafka_boo
     assert values == [v for n in range(20) for v in [b"%d-%d" % (n, i) for i in range(300)] + [b"send %d" % n]]
 
 
-def test_the_consumer_process_hands_out_what_a_plain_consumer_reads(kafka_bootstrap: str, unique: str) -> None:
-    topic = f"fast-in-{unique}"
+@pytest.mark.parametrize("isolation", ["read_uncommitted", "read_committed"])  # chunked batches; kafka-python's reader (no chunks)
+def test_the_consumer_process_hands_out_what_a_plain_consumer_reads(kafka_bootstrap: str, unique: str, isolation: str) -> None:
+    topic = f"fast-in-{unique}-{isolation}"
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, [topic], partitions=2)
     plain = KafkaProducer(bootstrap_servers=[kafka_bootstrap], linger_ms=2)  # kafka-python's own batches, record by record
@@ -97,7 +98,7 @@ def test_the_consumer_process_hands_out_what_a_plain_consumer_reads(kafka_bootst
     plain.close()
     expected = _read_all(kafka_bootstrap, topic, 3000)
 
-    fetcher = ConsumerProcess(client, batch_size=128)
+    fetcher = ConsumerProcess({**client, "isolation_level": isolation}, batch_size=128)
     slots = {0: fetcher.assign(topic, 0, 250, keys=True), 1: fetcher.assign(topic, 1, "earliest")}
     got: dict[int, list[tuple[int, bytes | None, bytes | None]]] = {0: [], 1: []}
     deadline = time.monotonic() + 30
