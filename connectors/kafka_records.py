@@ -24,6 +24,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import islice
 
+import kafka
+
+INTERNALS_VERSION = "3.0."
+"""The kafka-python releases whose internals the fast paths (:mod:`connectors.kafka_append`,
+:mod:`connectors.kafka_fetch`) were written against; elsewhere the children use the public API."""
+
+
+def internals_known() -> bool:
+    """Whether the installed kafka-python is one whose internals the fast paths rely on."""
+    return kafka.__version__.startswith(INTERNALS_VERSION)
+
+
 Pair = tuple[bytes | None, bytes | None]
 
 NULL = b"\x01"  # the zigzag varint of -1: a null key or value

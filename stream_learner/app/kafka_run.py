@@ -104,17 +104,9 @@ def run_kafka(
     started = time.perf_counter()
     k = settings.kafka
     client = k.client_config()
-    if k.create_topics:
-        ensure_topics(client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
-    store = open_store(settings)
-    key = signing_key(settings)
-    config = engine_config(settings, engine)
-    KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
-
-    stats = RunStats(telemetry)
     first_batch: list[float] = []
 
-    def on_read(n: int) -> None:
+    def on_read(n: int) -> None:  # reads start with the dataflow, once ``stats`` exists
         if not first_batch:
             first_batch.append(time.perf_counter())
         stats.add_read(n)
@@ -131,40 +123,50 @@ def run_kafka(
         on_read=on_read,
         on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
     )
+    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level)  # one child process for every output topic
+    # Both children start first: their start-up (a fresh interpreter importing kafka-python,
+    # then connecting) overlaps everything below, the model's imports included.
+    producer.start()
+    source.start_fetcher()
+    previous: dict[int, Any] = {}
+    snapshots: BackgroundSnapshotSink | None = None
     refusals: list[str] = []
     restored_keys: list[str] = []
-
-    def restored(model_key: str) -> KeyedLearner | None:
-        if not settings.snapshot.resume:
-            return None
-        found = load_latest_valid(store, model_key, key)
-        if found is None:
-            return None
-        header, payload, refused = found
-        for line in refused:
-            logger.warning(line)
-        refusals.extend(refused)
-        restored_keys.append(model_key)
-        return KeyedLearner.restore(payload, config)
-
-    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level)  # one child process for every output topic
-    producer.start()  # its start-up overlaps the dataflow's
-    source.start_fetcher()  # the consumer child's too
-
-    def sink(topic: str) -> KafkaSink:
-        return KafkaSink(client, topic, producer=producer)
-
-    snapshots = BackgroundSnapshotSink(store, key, stats.snapshot_saved)
-    sinks = Sinks(
-        predictions=[sink(k.predictions_topic)],
-        metrics=[sink(k.metrics_topic)] + ([ConsoleSink(println)] if println is not None else []),
-        dead_letters=[sink(k.dead_letter_topic)],
-        snapshots=[snapshots],
-    )
-    recovery = _recovery(settings)
-    flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
-    previous = _install_signals(source.stop) if handle_signals else {}
     try:
+        if k.create_topics:
+            ensure_topics(client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+        store = open_store(settings)
+        key = signing_key(settings)
+        stats = RunStats(telemetry)  # the run's clock starts here, as the embedded run's does once its store is open
+        config = engine_config(settings, engine)
+        KeyedLearner("probe", config)  # fail fast on a bad model or detector, before the dataflow starts
+
+        def restored(model_key: str) -> KeyedLearner | None:
+            if not settings.snapshot.resume:
+                return None
+            found = load_latest_valid(store, model_key, key)
+            if found is None:
+                return None
+            header, payload, refused = found
+            for line in refused:
+                logger.warning(line)
+            refusals.extend(refused)
+            restored_keys.append(model_key)
+            return KeyedLearner.restore(payload, config)
+
+        def sink(topic: str) -> KafkaSink:
+            return KafkaSink(client, topic, producer=producer)
+
+        snapshots = BackgroundSnapshotSink(store, key, stats.snapshot_saved)
+        sinks = Sinks(
+            predictions=[sink(k.predictions_topic)],
+            metrics=[sink(k.metrics_topic)] + ([ConsoleSink(println)] if println is not None else []),
+            dead_letters=[sink(k.dead_letter_topic)],
+            snapshots=[snapshots],
+        )
+        recovery = _recovery(settings)
+        flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
+        previous = _install_signals(source.stop) if handle_signals else {}
         execute(
             flow,
             epoch_seconds=settings.recovery.epoch_seconds,
@@ -184,7 +186,8 @@ def run_kafka(
             signal.signal(signum, handler)
         producer.close(flush=False)  # after a failure: stop it now
         source.close()
-        snapshots.close()
+        if snapshots is not None:
+            snapshots.close()
     summary = stats.summary()
     summary["delayed_labels"] = _label_totals(stats)
     summary["restored_keys"] = sorted(restored_keys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import subprocess
@@ -26,6 +27,8 @@ from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError
+from stream_learner.learners.base import LearnerSpec
 from stream_learner.settings import Settings, load_settings
 from stream_learner.snapshot import load_latest_valid, read_header, seal
 
@@ -244,3 +247,12 @@ def test_produce_and_run_from_the_command_line(kafka_bootstrap: str, redis_url: 
     oldest = listing[0]["versions"][0]["version"]
     assert call("snapshots", "restore", "default", str(oldest))["latest"] == oldest
     assert call("snapshots", "delete", "default")["latest"] is None
+
+
+
+def test_a_bad_model_on_the_kafka_path_is_a_config_error_and_stops_the_kafka_children(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
+    settings = settings_for(kafka_bootstrap, redis_url, unique)
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ConfigError, match="new-label boundaries need a classification model"):
+        run_kafka(settings, EngineConfig(learner=LearnerSpec("linreg"), new_label_gap=10), handle_signals=False)
+    assert multiprocessing.active_children() == []  # the children start first (to overlap their start-up) and are stopped

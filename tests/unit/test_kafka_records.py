@@ -220,6 +220,18 @@ def test_bulk_append_needs_v2_batches_outside_transactions() -> None:
     assert not can_bulk_append(producer)
 
 
+def test_the_fast_paths_step_aside_for_a_kafka_python_whose_internals_they_do_not_know(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kafka
+
+    from connectors.kafka_fetch import can_chunk
+
+    producer = _producer(1024)
+    consumer = SimpleNamespace(config={"key_deserializer": None, "value_deserializer": None, "isolation_level": "read_uncommitted"})
+    assert can_bulk_append(producer) and can_chunk(consumer)
+    monkeypatch.setattr(kafka, "__version__", "3.1.0")
+    assert not can_bulk_append(producer) and not can_chunk(consumer)  # the children then use kafka-python's public API
+
+
 # --- decoding ---------------------------------------------------------------------------------
 
 
