@@ -122,6 +122,10 @@ class RedisSnapshotStore:
         except redis.RedisError as exc:
             raise SnapshotError(f"cannot reach Redis: {exc}") from None
 
+    def close(self) -> None:
+        """Close this store's connections (a run's end, or its failure)."""
+        self.client.close()
+
     def save(self, key: str, blob: bytes) -> int:
         k = self._keys(key)
         return int(self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key]))

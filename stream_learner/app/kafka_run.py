@@ -130,6 +130,7 @@ def run_kafka(
     source.start_fetcher()
     previous: dict[int, Any] = {}
     snapshots: BackgroundSnapshotSink | None = None
+    store: RedisSnapshotStore | None = None
     refusals: list[str] = []
     restored_keys: list[str] = []
     try:
@@ -187,7 +188,9 @@ def run_kafka(
         producer.close(flush=False)  # after a failure: stop it now
         source.close()
         if snapshots is not None:
-            snapshots.close()
+            snapshots.close()  # drains the writer threads, which use the store
+        if store is not None:
+            store.close()
     summary = stats.summary()
     summary["delayed_labels"] = _label_totals(stats)
     summary["restored_keys"] = sorted(restored_keys)
