@@ -311,9 +311,9 @@ class KeyedLearner:
         if found is None:
             return
         x, y_pred = found
-        if self.new_labels is not None and self.new_labels.update(record.label):
-            self._on_new_label(out, now)
         try:
+            if self.new_labels is not None and self.new_labels.update(record.label):
+                self._on_new_label(out, now)
             if not self.forgetting.observe(self.concept, x, record.label):
                 self.learner.learn(x, record.label)
         except Exception as exc:  # a model rejecting an example must not stop the stream

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stream_learner.delayed import LabelRecord
 from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
@@ -90,3 +91,14 @@ def test_a_learner_restored_from_a_snapshot_without_a_watch_knows_its_labels_fro
 
     again = KeyedLearner.restore(pickle.dumps(restored), EngineConfig(learner=NO_CHANGE))
     assert again.new_labels is None  # a run without the option drops the watch
+
+
+def test_a_new_label_arriving_late_on_the_labels_topic_marks_the_boundary_too() -> None:
+    events = _class_incremental(tasks=2, per_task=200)
+    step = KeyedLearner("default", EngineConfig(learner=NO_CHANGE, new_label_gap=50, label_window=1000))
+    step.process(events[:200], now=0.0)
+    unlabelled = [Event(e.id, e.key, e.features, None, None, 0, e.offset) for e in events[200:210]]
+    out = step.process(unlabelled, now=1.0)
+    assert _drifts(out) == [] and step.concepts == 1  # predicted, labels not known yet
+    out = step.process([LabelRecord(e.id, e.key, e.label) for e in events[200:210]], now=2.0)
+    assert _drifts(out) == [("new_label", 210)] and step.concepts == 2
