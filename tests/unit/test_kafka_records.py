@@ -21,7 +21,7 @@ from kafka.producer.record_accumulator import RecordAccumulator
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
-from kafka.record.util import calc_crc32c, encode_varint
+from kafka.record.util import calc_crc32c, decode_varint, encode_varint
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
 from connectors.kafka_fetch import Chunk, chunked
@@ -65,21 +65,10 @@ def _records(section: bytes) -> list[bytes]:
     """Each record's body (after its length) in a record section."""
     out, pos = [], 0
     while pos < len(section):
-        length, start = _varint_at(section, pos)
+        length, start = decode_varint(section, pos)  # kafka-python's own reader, not the module under test
         out.append(section[start : start + length])
         pos = start + length
     return out
-
-
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
 
 
 def test_the_encoder_stops_where_the_room_ends_but_always_fills_an_empty_batch() -> None:
