@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -54,20 +55,10 @@ IDLE_POLL = timedelta(milliseconds=20)
 def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
     """Create the topics that do not exist yet; return the ones created.
 
-    The first contact of a run or a produce: when the cluster cannot be
-    reached, the error names why (e.g. a failed SASL authentication or TLS
-    certificate check), not only kafka-python's bootstrap timeout.
+    The first contact of a run or a produce: see :func:`first_contact`.
     """
-    failures = _BootstrapFailures()
-    manager = logging.getLogger("kafka.net.manager")
-    manager.addHandler(failures)
-    try:
+    with first_contact(client_config):
         admin = KafkaAdminClient(**client_config)
-    except KafkaError as exc:
-        cause = failures.last if failures.last is not None else exc
-        raise SourceError(f"cannot reach Kafka at {','.join(client_config['bootstrap_servers'])}: {cause}") from None
-    finally:
-        manager.removeHandler(failures)
     try:
         existing = set(admin.list_topics())
         missing = sorted({t for t in topics if t} - existing)
@@ -79,6 +70,31 @@ def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitio
         return missing
     finally:
         admin.close()
+
+
+@contextmanager
+def first_contact(client_config: dict[str, Any]) -> Iterator[None]:
+    """Connecting to the cluster: a failure is one :class:`SourceError` that names its cause.
+
+    kafka-python logs each failed bootstrap attempt (e.g. a refused SASL
+    authentication or TLS certificate) and retries, then raises a bare
+    timeout. The last logged cause goes into the error instead, and unless
+    kafka-python's INFO records are shown (``--verbose``), the attempts'
+    records are kept out of the logs: one error line, not dozens.
+    """
+    failures = _BootstrapFailures()
+    manager, kafka = logging.getLogger("kafka.net.manager"), logging.getLogger("kafka")
+    propagate = kafka.propagate
+    manager.addHandler(failures)
+    kafka.propagate = propagate and kafka.isEnabledFor(logging.INFO)
+    try:
+        yield
+    except KafkaError as exc:
+        cause = failures.last if failures.last is not None else exc
+        raise SourceError(f"cannot reach Kafka at {','.join(client_config['bootstrap_servers'])}: {cause}") from None
+    finally:
+        manager.removeHandler(failures)
+        kafka.propagate = propagate
 
 
 class _BootstrapFailures(logging.Handler):
@@ -262,16 +278,17 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
     def list_parts(self) -> list[str]:
         if self._parts is None:
             topics = [self.input_topic] + ([self.labels_topic] if self.labels_topic else [])
-            consumer = KafkaConsumer(enable_auto_commit=False, **self.client_config)
-            try:
-                parts = []
-                for topic in topics:
-                    partitions = consumer.partitions_for_topic(topic)
-                    if not partitions:
-                        raise SourceError(f"Kafka topic {topic!r} does not exist (create it, or enable create_topics)")
-                    parts += [f"{topic}:{p}" for p in sorted(partitions)]
-            finally:
-                consumer.close()
+            with first_contact(self.client_config):  # the first contact of a run that creates no topics
+                consumer = KafkaConsumer(enable_auto_commit=False, **self.client_config)
+                try:
+                    parts = []
+                    for topic in topics:
+                        partitions = consumer.partitions_for_topic(topic)
+                        if not partitions:
+                            raise SourceError(f"Kafka topic {topic!r} does not exist (create it, or enable create_topics)")
+                        parts += [f"{topic}:{p}" for p in sorted(partitions)]
+                finally:
+                    consumer.close()
             self._parts = parts
         return self._parts
 

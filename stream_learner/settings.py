@@ -58,6 +58,7 @@ class KafkaSettings(_Section):
     gzip_level: int = Field(1, ge=1, le=9)
     linger_ms: int = Field(5, ge=0)
     idle_timeout_s: float | None = Field(None, gt=0)
+    bootstrap_timeout_s: float = Field(30.0, gt=0)  # how long a client tries to reach the cluster when it starts
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -84,6 +85,7 @@ class KafkaSettings(_Section):
             "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": round(self.bootstrap_timeout_s * 1000),
         }
         if self.sasl_mechanism is not None:
             config["sasl_mechanism"] = self.sasl_mechanism

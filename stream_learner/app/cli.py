@@ -217,18 +217,12 @@ def _describe_forgetting(forgetting: dict[str, Any] | None) -> str:
 def _configure_logging(verbose: bool) -> None:
     """Log to stderr: debug details with ``--verbose``, else warnings and errors.
 
-    kafka-python's records show only with ``--verbose``, and never at DEBUG:
-    its debug records print the client configuration and the SASL exchange,
-    passwords included. Without ``--verbose`` its retries (e.g. one record
-    per failed authentication) would bury the one error line, which names
-    the cause itself.
+    kafka-python's records never show at DEBUG: its debug records print the
+    client configuration and the SASL exchange, passwords included.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    kafka = logging.getLogger("kafka")
     if verbose:
-        kafka.setLevel(logging.INFO)
-    else:
-        kafka.propagate = False  # not a level: connectors.kafka still reads its bootstrap warnings
+        logging.getLogger("kafka").setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,6 +136,7 @@ def run_kafka(
     try:
         if k.create_topics:
             ensure_topics(client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+        source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
         store = open_store(settings)
         key = signing_key(settings)
         stats = RunStats(telemetry)  # the run's clock starts here, as the embedded run's does once its store is open

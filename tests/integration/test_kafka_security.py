@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -164,7 +165,8 @@ def test_sasl_with_a_wrong_password_fails_in_one_line(
     proxy = secure_broker(tls=server_tls, users={"alice": PASSWORD})
     wrong = "not-the-password"
     env = environment(
-        proxy.address, redis_url, unique, security_protocol="SASL_SSL", ssl_cafile=ca_file, sasl_mechanism="PLAIN", sasl_username="alice", sasl_password=wrong
+        proxy.address, redis_url, unique, security_protocol="SASL_SSL", ssl_cafile=ca_file, sasl_mechanism="PLAIN", sasl_username="alice", sasl_password=wrong,
+        bootstrap_timeout_s="3",
     )
 
     started = time.monotonic()
@@ -176,7 +178,21 @@ def test_sasl_with_a_wrong_password_fails_in_one_line(
     [line] = done.stderr.splitlines()  # one line, which names the cause: no retry logs, no traceback
     assert line.startswith(f"stream-learner: error: cannot reach Kafka at {proxy.address}: ")
     assert "SaslAuthenticationFailedError" in line and "invalid credentials for user alice" in line
-    assert took < 60  # kafka-python retries the bootstrap for 30 s before giving up
+    assert took < 20  # kafka-python retries until kafka.bootstrap_timeout_s (30 s by default) ends
+
+
+def test_an_unreachable_cluster_is_one_line_also_when_no_topics_are_created(redis_url: str, unique: str) -> None:
+    """Without topic creation the run's first contact is the input topic's partitions: still one line, before the dataflow starts."""
+    with socket.socket() as s:  # a loopback port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        address = "127.0.0.1:%d" % s.getsockname()[1]
+    env = environment(address, redis_url, unique, create_topics="false", bootstrap_timeout_s="2")
+
+    done = cli(env, "run", "--source", "kafka", "--json", timeout=60)
+
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()  # no panic of the dataflow, no traceback, no retry logs
+    assert line.startswith(f"stream-learner: error: cannot reach Kafka at {address}: ") and "ECONNREFUSED" in line
 
 
 @pytest.mark.parametrize(("protocol", "mechanism"), [("SASL_PLAINTEXT", "SCRAM-SHA-256"), ("SASL_SSL", "SCRAM-SHA-512")])
@@ -214,7 +230,7 @@ def test_scram_round_trip(
     assert proxy.authenticated == ["bob"] * proxy.connections and proxy.refused == []
     assert proxy.tls_handshakes == (proxy.connections if tls else 0)
     # and the proxy's SCRAM check refuses a wrong password (a short bootstrap: kafka-python retries until it ends)
-    wrong = {**config, "sasl_plain_password": "not-the-password"}
+    wrong = {**config, "sasl_plain_password": "not-the-password", "bootstrap_timeout_ms": 1500}
     with pytest.raises(KafkaError):
-        KafkaAdminClient(**wrong, bootstrap_timeout_ms=1500)
+        KafkaAdminClient(**wrong)
     assert "bob" in proxy.refused

@@ -45,6 +45,8 @@ def test_secrets_are_masked_everywhere_they_are_printed() -> None:
     config = s.kafka.client_config()  # revealed only where a client needs them
     assert config["sasl_plain_password"] == "kafka-secret" and config["sasl_mechanism"] == "SCRAM-SHA-512"
     assert config["security_protocol"] == "SASL_SSL"
+    assert config["bootstrap_timeout_ms"] == 30_000  # kafka-python's own default, until set
+    assert load_settings(environ={"STREAM_LEARNER_KAFKA__BOOTSTRAP_TIMEOUT_S": "2.5"}).kafka.client_config()["bootstrap_timeout_ms"] == 2500
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,7 @@ def test_secrets_are_masked_everywhere_they_are_printed() -> None:
         ({"STREAM_LEARNER_SNAPSHOT__RETAIN": "0"}, "invalid setting snapshot.retain: Input should be greater than or equal to 1"),
         ({"STREAM_LEARNER_KAFKA__TYPO": "1"}, "invalid setting kafka.typo: Extra inputs are not permitted"),
         ({"STREAM_LEARNER_KAFKA__GZIP_LEVEL": "10"}, "invalid setting kafka.gzip_level: Input should be less than or equal to 9"),
+        ({"STREAM_LEARNER_KAFKA__BOOTSTRAP_TIMEOUT_S": "0"}, "invalid setting kafka.bootstrap_timeout_s: Input should be greater than 0"),
     ],
 )
 def test_bad_settings_are_one_readable_line(env: dict[str, str], message: str) -> None:
