@@ -11,9 +11,9 @@ Bytewax recovery stores it with the learner state of the same epoch.
 
 :class:`KafkaSink` is a ``FixedPartitionedSink`` writing ``(model key,
 [record, ...])`` items as JSON messages keyed by the record's model key.
-Its partitions encode records and hand them to a producer child process
-(:mod:`connectors.kafka_producer`: kafka-python's per-message cost leaves
-the learner's interpreter); each partition's ``snapshot`` waits for the
+Its partitions hand records to a producer child process, which encodes
+them (:mod:`connectors.kafka_producer`: the JSON encoding and kafka-python's
+per-message cost leave the learner's interpreter); each partition's ``snapshot`` waits for the
 broker's acknowledgement of what it sent, so Bytewax never commits an epoch
 whose outputs could be lost (outputs are at-least-once: a crash repeats
 those of the epochs not committed; each carries the event ``id``).
@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Literal
 
-import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from kafka import KafkaAdminClient, KafkaConsumer
@@ -347,16 +346,11 @@ class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
         producer.acquire()
 
     def write_batch(self, items: list[list[dict[str, Any]]]) -> None:
-        dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
-        pairs: list[tuple[bytes | None, bytes]] = []
-        for records in items:
-            for record in records:
-                key = record.get("key")
-                pairs.append((key.encode() if key else None, dumps(record, option=option)))
-        send, chunk, topic = self._producer.send, self._chunk, self._topic
-        for i in range(0, len(pairs), chunk):
-            self._last = send(topic, pairs[i : i + chunk])
-        self._sent += len(pairs)
+        records = items[0] if len(items) == 1 else [record for batch in items for record in batch]
+        send, chunk, topic = self._producer.send_records, self._chunk, self._topic  # the child encodes them
+        for i in range(0, len(records), chunk):
+            self._last = send(topic, records[i : i + chunk])
+        self._sent += len(records)
 
     def snapshot(self) -> int:
         if self._sent:

@@ -8,9 +8,10 @@ that owns one idempotent, batching, compressing producer, and there skips
 ``send()`` for keyed records: it groups each batch's records by partition
 (the default partitioner's, memoised) and appends each group to the
 producer's batches in one piece (:mod:`connectors.kafka_append`, ~1 µs a
-record instead of ~15). The parent hands it batches of already-encoded
-records ``(key bytes | None, value bytes)`` for one topic and asks it to
-flush:
+record instead of ~15). The parent hands it batches of records for one
+topic, as encoded ``(key bytes | None, value bytes)`` pairs or as JSON-able
+dicts that the child encodes (:meth:`ProducerProcess.send_records`: the
+encoding leaves the parent too), and asks it to flush:
 
 * :meth:`ProducerProcess.send` only enqueues; it blocks (back-pressure)
   only while ``max_pending`` batches wait for the child, and never longer
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import marshal
 import multiprocessing
 import os
 import queue
@@ -47,6 +49,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 from typing import Any
 
+import orjson
 from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
@@ -183,8 +186,8 @@ class ProducerProcess(ChildHandle):
         except SinkError as exc:  # the child's own error has been (or will be) raised by write_batch or snapshot
             logger.log(logging.DEBUG if self._error is not None else logging.ERROR, "%s", exc)
 
-    def send(self, topic: str, pairs: list[Pair]) -> int:
-        """Queue ``(key, value)`` records for ``topic``; return the batch's number.
+    def send(self, topic: str, pairs: list[Pair] | bytes) -> int:
+        """Queue ``(key, value)`` records for ``topic`` (or marshalled records: see :meth:`send_records`); return the batch's number.
 
         Blocks only while ``max_pending`` batches wait for the child.
         """
@@ -193,6 +196,19 @@ class ProducerProcess(ChildHandle):
             self._seq += 1
             self._put((self._seq, topic, pairs))
             return self._seq
+
+    def send_records(self, topic: str, records: list[dict[str, Any]]) -> int:
+        """Queue records (JSON-able dicts) for ``topic``, encoded by the child as :func:`encode_records` does; return the batch's number.
+
+        They travel marshalled, which costs the caller half of encoding them
+        (and the queue's pickling of the encoded pairs); a batch that marshal
+        cannot carry (a value of another type) is encoded here.
+        """
+        try:
+            payload: list[Pair] | bytes = marshal.dumps(records)
+        except ValueError:
+            payload = encode_records(records)
+        return self.send(topic, payload)
 
     def flush(self, through: int | None = None) -> None:
         """Return once the broker acknowledged every batch up to ``through`` (default: all sent so far)."""
@@ -409,6 +425,16 @@ def _runs(pairs: list[Pair], route: Any) -> Iterator[tuple[int | None, list[Pair
     yield from runs.items()
 
 
+def encode_records(records: list[dict[str, Any]]) -> list[Pair]:
+    """Records as messages: the JSON of each, keyed by its ``"key"`` (no key for a record without one)."""
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
+    pairs: list[Pair] = []
+    for record in records:
+        key = record.get("key")
+        pairs.append((key.encode() if key else None, dumps(record, option=option)))
+    return pairs
+
+
 def _use_gzip_level(level: int) -> None:
     """Make this process's kafka-python compress gzip batches at ``level`` (it always uses 9)."""
     from kafka import codec
@@ -441,6 +467,8 @@ def _child_main(
             if message is None:
                 break
             seq, topic, pairs = message
+            if isinstance(pairs, bytes):  # records, marshalled by send_records
+                pairs = encode_records(marshal.loads(pairs))
             if topic is None:  # a flush mark: everything before it must be acknowledged
                 producer.flush(max(1.0, timeout_s - 5))  # before the parent gives up waiting: the broker's error wins
                 for future in pending:

@@ -5,13 +5,18 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import time
+from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import KafkaSink, ensure_topics, make_producer
+from connectors.kafka_producer import ProducerProcess, encode_records
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import SinkError
@@ -95,3 +100,38 @@ def test_the_producer_process_ends_with_the_run_and_a_refused_record_fails_the_r
     with pytest.raises(SinkError, match="illegal"):
         run_kafka(_settings(kafka_bootstrap, redis_url, unique, "not a topic!"), engine, handle_signals=False, telemetry=watch)
     assert watch.seen and not any(processes.alive(pid) for pid in watch.seen)
+
+
+def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_them(kafka_bootstrap, unique) -> None:
+    """``send_records``: the child encodes marshalled records; a batch marshal cannot carry is encoded in the parent. Same messages either way."""
+    topic = f"records-{unique}"
+    ensure_topics({"bootstrap_servers": [kafka_bootstrap]}, [topic])
+    records = [
+        {"id": "p1", "key": "model-a", "prediction": True, "proba": {False: 0.25, True: 0.75}, "model_version": 3, "concept": 0, "ts": 1.5},
+        {"error": "invalid JSON", "raw": "{oops", "origin": {"topic": "in", "partition": 0, "offset": 7}, "ts": 2.0},  # no key
+        {"type": "metrics", "key": "model-b", "forgetting": {"matrix": [[0.5, None]], "columns": [0, 1]}, "accuracy": None},
+    ]
+    odd = [{"id": "p2", "key": "model-a", "ts": datetime(2026, 1, 2, tzinfo=timezone.utc)}]  # orjson writes it, marshal cannot carry it
+    with pytest.raises(ValueError):
+        marshal.dumps(odd)
+    producer = ProducerProcess({"bootstrap_servers": [kafka_bootstrap]})
+    try:
+        producer.send_records(topic, records)
+        producer.send_records(topic, odd)
+        producer.flush()
+    finally:
+        producer.close()
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        read: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + 20
+        while len(read) < 4 and time.monotonic() < deadline:
+            read += [(m.key, m.value) for batch in consumer.poll(timeout_ms=500).values() for m in batch]
+    finally:
+        consumer.close()
+    assert read == encode_records(records) + encode_records(odd)
+    assert read[0] == (b"model-a", orjson.dumps(records[0], option=orjson.OPT_NON_STR_KEYS)) and read[1][0] is None
+    assert orjson.loads(read[3][1])["ts"] == "2026-01-02T00:00:00+00:00"
