@@ -50,3 +50,7 @@ class SourceError(StreamLearnerError):
 
 class SinkError(StreamLearnerError):
     """An output cannot be written (e.g. the Kafka broker refused or lost records)."""
+
+
+class ClusterError(StreamLearnerError):
+    """A process of a Bytewax cluster stopped or could not be reached: the whole cluster stops."""

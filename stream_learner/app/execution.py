@@ -18,6 +18,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
 from stream_learner.app.gc_tuning import streaming_gc
+from stream_learner.errors import ClusterError
 
 
 def execute(
@@ -33,7 +34,16 @@ def execute(
     epoch = timedelta(seconds=epoch_seconds)
     with streaming_gc():
         if workers > 1 or addresses:
-            cluster_main(flow, list(addresses), process_id, epoch_interval=epoch, recovery_config=recovery_config, worker_count_per_proc=workers)
+            try:
+                cluster_main(flow, list(addresses), process_id, epoch_interval=epoch, recovery_config=recovery_config, worker_count_per_proc=workers)
+            except BaseException as exc:
+                if addresses and _peer_lost(exc):
+                    raise ClusterError(
+                        f"process {process_id} lost its connection to the cluster ({exc}): another process stopped or cannot be reached;"
+                        " start every process again with the same --addresses and its own --process-id and --recovery-dir"
+                        " to resume from the last closed epoch"
+                    ) from None
+                raise
             return
         try:
             run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
@@ -42,6 +52,11 @@ def execute(
             if _interrupted(exc):
                 raise KeyboardInterrupt from None
             raise
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """Bytewax's panic when a cluster connection breaks (pyo3's ``PanicException``: "Send thread panic", "Receive thread panic")."""
+    return type(exc).__name__ == "PanicException" and "thread panic" in str(exc)
 
 
 def _interrupted(exc: BaseException | None) -> bool:

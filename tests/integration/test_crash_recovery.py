@@ -27,6 +27,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import ensure_topics, make_producer
+from test_scale_out import _free_ports
 from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
 from stream_learner.engine import EngineConfig, KeyedLearner
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.integration
 SIGNING_KEY = "crash-signing-key"
 EVENTS = 3000
 KILL_AT = (500, 1200, 2000)  # distinct predicted ids seen when each SIGKILL is sent
+CLUSTER_KILL_AT = (700, 1800)  # the same, for the two-process cluster
 AHEAD = 300  # most events produced ahead of the predictions seen: the kills hit mid-stream, each run lives a few epochs
 ENGINE = EngineConfig(metrics_every=250, snapshot_every=400)
 PROBE = [{"0": x / 2, "1": y / 2, "2": (x + y) % 10} for x, y in itertools.product(range(20), range(20))]
@@ -188,6 +190,110 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
             assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
             assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
         assert crashed.events + calm.events > 0
+    finally:
+        for key in ("a", "b"):
+            store.delete(key)
+
+
+def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run
+) -> None:
+    """Two processes as one Bytewax cluster; one is SIGKILLed mid-stream (the other then stops too), both restart.
+
+    Each key's events are on one partition, so its learner sees them in one
+    order whoever reads them: the final state must equal the uninterrupted run's.
+    """
+    topics = {name: f"{name}-cluster-crash-{unique}" for name in ("in", "pred", "metrics", "dlq")}
+    client = {"bootstrap_servers": [kafka_bootstrap]}
+    ensure_topics(client, list(topics.values()), partitions=2)
+    messages = _messages()
+    env = {
+        **os.environ,
+        "STREAM_LEARNER_REDIS__URL": redis_url,
+        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY,
+        "STREAM_LEARNER_SNAPSHOT__RESUME": "false",
+        "STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS": "100",
+    }
+
+    def command(process_id: int, addresses: str) -> list[str]:
+        return [
+            sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+            "--bootstrap-servers", kafka_bootstrap, "--app", f"cluster-crash-{unique}",
+            "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
+            "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
+            "--recovery-dir", str(tmp_path / f"recovery-{process_id}"), "--epoch-seconds", "0.2", "--stop-when-idle", "4",
+            "--metrics-every", "250", "--snapshot-every", "400", "--addresses", addresses, "--process-id", str(process_id),
+        ]  # fmt: skip
+
+    def start_cluster(round_: int, stdout: int = subprocess.DEVNULL) -> list[subprocess.Popen[bytes]]:
+        addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+        logs = [(tmp_path / f"cluster-{round_}-{i}.log").open("wb") for i in range(2)]
+        try:
+            return [subprocess.Popen(command(i, addresses), env=env, stdout=stdout, stderr=logs[i]) for i in range(2)]
+        finally:
+            for log in logs:
+                log.close()
+
+    watcher = _Watcher(kafka_bootstrap, topics["pred"])
+    killed: list[int] = []
+
+    def producer_loop() -> None:
+        producer = make_producer(client)
+        for i, (key, value) in enumerate(messages):
+            producer.send(topics["in"], key=key, value=value)
+            if i % 100 == 99:
+                producer.flush()
+                time.sleep(0.2)
+                deadline = time.monotonic() + 20
+                while len(killed) < len(CLUSTER_KILL_AT) and i - len(watcher.ids) > AHEAD and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        producer.flush()
+        producer.close()
+
+    watcher.start()
+    feeding = threading.Thread(target=producer_loop, daemon=True)
+    feeding.start()
+    clusters: list[list[subprocess.Popen[bytes]]] = []
+    try:
+        for round_, point in enumerate(CLUSTER_KILL_AT):
+            cluster = start_cluster(round_)
+            clusters.append(cluster)
+            log = tmp_path / f"cluster-{round_}-1.log"
+            watcher.wait_for(point, cluster[1], log)
+            cluster[1].send_signal(signal.SIGKILL)
+            cluster[1].wait(10)
+            killed.append(point)
+            cluster[0].wait(30)  # its peer gone, the other process stops on its own, with one line that says what to do
+            [line] = (tmp_path / f"cluster-{round_}-0.log").read_text().splitlines()
+            assert cluster[0].returncode == 2 and line.startswith("stream-learner: error: process 0 lost its connection to the cluster"), line
+        feeding.join(60)
+        final = start_cluster(len(CLUSTER_KILL_AT), stdout=subprocess.PIPE)
+        clusters.append(final)
+        summaries = []
+        for service in final:
+            out, _ = service.communicate(timeout=180)
+            assert service.returncode == 0, (tmp_path / f"cluster-{len(CLUSTER_KILL_AT)}-{final.index(service)}.log").read_text()
+            summaries.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for service in itertools.chain.from_iterable(clusters):
+            if service.poll() is None:
+                service.kill()
+                service.wait(10)
+        time.sleep(1.0)
+        watcher.stop.set()
+        watcher.join(10)
+
+    assert watcher.ids == {f"e{i}" for i in range(EVENTS)}  # every event predicted, some more than once
+    assert sum(s["events"] for s in summaries) < EVENTS - CLUSTER_KILL_AT[-1] + 1000  # the last cluster resumed
+    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
+    store = RedisSnapshotStore.from_url(redis_url, app=f"cluster-crash-{unique}")
+    try:
+        for key in ("a", "b"):
+            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
+            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
+            assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
+            assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
+            assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
     finally:
         for key in ("a", "b"):
             store.delete(key)
