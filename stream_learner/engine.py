@@ -152,7 +152,7 @@ class KeyedLearner:
         self._since_snapshot = 0
         self._snapshot_at = time.time()
         self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
-        self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed)
+        self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=self.learner.task)
 
     def process(self, events: list[Event], now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.

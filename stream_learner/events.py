@@ -109,12 +109,15 @@ class ForgettingSummary(BaseModel):
     """Average forgetting, backward transfer and the (bounded) accuracy matrix.
 
     ``matrix[t][j]`` is the accuracy on concept ``columns[j]`` at the ``t``-th
-    kept evaluation point; see :mod:`stream_learner.forgetting`.
+    kept evaluation point (``metric`` ``mae``, a regression model's: the mean
+    absolute error); see :mod:`stream_learner.forgetting`.
     """
 
     average: float | None = None
     bwt: float | None = None
     average_accuracy: float | None = None
+    average_mae: float | None = None
+    metric: Literal["accuracy", "mae"] = "accuracy"
     concepts: int = 0
     columns: list[int] = Field(default_factory=list)
     matrix: list[list[float | None]] = Field(default_factory=list)

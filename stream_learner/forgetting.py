@@ -13,6 +13,12 @@ evaluation and ``P`` the past concepts (seen, and not the current one):
 - forward transfer needs the accuracy of an untrained model on every concept,
   which a stream does not have: it is reported as ``None``.
 
+For a regression model the matrix holds each sample's mean absolute error
+instead, where lower is better: forgetting is the rise of the error above its
+best (lowest) earlier value, BWT the fall of the error since the concept
+ended, so that positive forgetting and negative BWT read as "worse" for
+either kind of model.
+
 Avalanche's ``forgetting_bwt.py`` measures forgetting from the accuracy right
 after an experience was trained; the ``max`` above (the literature's
 definition) is never smaller than that, and the two agree when accuracy on a
@@ -116,9 +122,24 @@ class ForgettingTracker:
         max_rows: evaluation rows kept in the published matrix.
         holdout: keep sampled events out of training.
         seed: seeds the reservoir sampling.
+        task: ``"classification"`` (the matrix holds accuracies) or
+            ``"regression"`` (mean absolute errors; see the module's docstring).
+
+    >>> tracker = ForgettingTracker(sample_size=2, task="regression")
+    >>> for x, y in [(1.0, 1.0), (2.0, 2.0)]:
+    ...     _ = tracker.observe(0, x, y)
+    >>> tracker.evaluate(lambda x: x + 0.5, current=0), tracker.summary()["metric"]
+    ({0: 0.5}, 'mae')
     """
 
-    def __init__(self, sample_size: int = 100, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42) -> None:
+    metric = "accuracy"  # class defaults: what a tracker unpickled from an older snapshot lacks
+    _sign = 1
+
+    def __init__(
+        self, sample_size: int = 100, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42, task: str = "classification"
+    ) -> None:
+        if task == "regression":
+            self.metric, self._sign = "mae", -1  # lower is better: best and end-of-concept values compared negated
         self.sample_size = sample_size
         self.max_concepts = max_concepts
         self.holdout = holdout
@@ -153,22 +174,24 @@ class ForgettingTracker:
         return [x for s in self._samples.values() for x, _ in s.items]
 
     def evaluate(self, predict: Callable[[Any], Any], current: int) -> dict[int, float]:
-        """Accuracy of ``predict`` on every concept's sample: a new row of the matrix.
+        """Accuracy (a regression model: mean absolute error) of ``predict`` on every concept's sample: a new row of the matrix.
 
         ``current`` is the concept being learned now. Forgetting and BWT are
-        updated from the full history (best and end-of-concept accuracies),
+        updated from the full history (best and end-of-concept values),
         whatever part of the matrix is kept for publishing.
         """
-        row = {c: sum(predict(x) == y for x, y in s.items) / len(s.items) for c, s in self._samples.items() if s.items}
+        score = _mean_absolute_error if self.metric == "mae" else _accuracy
+        row = {c: score(predict, s.items) for c, s in self._samples.items() if s.items}
+        sign = self._sign  # the bookkeeping below reads higher as better
         if self.rows:
             previous = self.rows[-1]
-            for concept, accuracy in previous.items():
-                self._best[concept] = max(self._best.get(concept, accuracy), accuracy)
+            for concept, value in previous.items():
+                self._best[concept] = max(self._best.get(concept, sign * value), sign * value)
             if self.current in previous:  # the previous row is, so far, the last one while its concept was current
-                self._at_end[self.current] = previous[self.current]
+                self._at_end[self.current] = sign * previous[self.current]
         past = [c for c in row if c != current]
-        drops = [self._best[c] - row[c] for c in past if c in self._best]
-        deltas = [row[c] - self._at_end[c] for c in past if c in self._at_end]
+        drops = [self._best[c] - sign * row[c] for c in past if c in self._best]
+        deltas = [sign * row[c] - self._at_end[c] for c in past if c in self._at_end]
         self._forgetting = (sum(drops) / len(drops) if drops else None, sum(deltas) / len(deltas) if deltas else None)
         self.rows.append(row)
         self.current = current
@@ -176,20 +199,26 @@ class ForgettingTracker:
         return row
 
     def summary(self) -> dict[str, Any]:
-        """``{average, bwt, average_accuracy, concepts, columns, matrix}`` as of the latest evaluation.
+        """``{average, bwt, average_accuracy, average_mae, metric, concepts, columns, matrix}`` as of the latest evaluation.
 
         ``matrix`` holds the kept rows over the kept concepts; ``columns`` names
         the concept of each column.
         """
         if not self.rows:
-            return {"average": None, "bwt": None, "average_accuracy": None, "concepts": len(self._samples), "columns": [], "matrix": []}
+            return {
+                "average": None, "bwt": None, "average_accuracy": None, "average_mae": None, "metric": self.metric,
+                "concepts": len(self._samples), "columns": [], "matrix": [],
+            }  # fmt: skip
         forgetting, backward = self._forgetting
+        mean = average_accuracy(list(self.rows[-1].values()))  # over the seen concepts: of accuracies, or of errors
         concepts = sorted(self._samples)
         matrix = [[row.get(c) for c in concepts] for row in self.rows]
         return {
             "average": forgetting,
             "bwt": backward,
-            "average_accuracy": average_accuracy(list(self.rows[-1].values())),
+            "average_accuracy": mean if self.metric == "accuracy" else None,
+            "average_mae": mean if self.metric == "mae" else None,
+            "metric": self.metric,
             "concepts": len(self._samples),
             "matrix": matrix,
             "columns": concepts,
@@ -201,3 +230,13 @@ class ForgettingTracker:
             del self._samples[oldest]
             self._best.pop(oldest, None)
             self._at_end.pop(oldest, None)
+
+
+def _accuracy(predict: Callable[[Any], Any], items: list[tuple[Any, Any]]) -> float:
+    return sum(predict(x) == y for x, y in items) / len(items)
+
+
+def _mean_absolute_error(predict: Callable[[Any], Any], items: list[tuple[Any, Any]]) -> float:
+    """A missing prediction counts as an infinite error, as in the prequential metrics."""
+    errors = [abs(y - p) if (p := predict(x)) is not None else math.inf for x, y in items]
+    return sum(errors) / len(errors)

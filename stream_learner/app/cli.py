@@ -202,16 +202,19 @@ def _describe(summary: dict[str, Any]) -> str:
 
 
 def _describe_forgetting(forgetting: dict[str, Any] | None) -> str:
-    if not forgetting or forgetting.get("average_accuracy") is None:
+    if not forgetting:
+        return ""
+    if forgetting.get("average_accuracy") is not None:
+        average = f"average accuracy over {forgetting['concepts']} concepts {forgetting['average_accuracy']:.4f}"
+    elif forgetting.get("average_mae") is not None:
+        average = f"average MAE over {forgetting['concepts']} concepts {forgetting['average_mae']:.4f}"
+    else:
         return ""
 
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    return (
-        f"      forgetting: average accuracy over {forgetting['concepts']} concepts {fmt(forgetting['average_accuracy'])}, "
-        f"average forgetting {fmt(forgetting['average_forgetting'])}, BWT {fmt(forgetting['bwt'])}\n"
-    )
+    return f"      forgetting: {average}, average forgetting {fmt(forgetting['average_forgetting'])}, BWT {fmt(forgetting['bwt'])}\n"
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -131,6 +131,7 @@ def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "average_accuracy": mean("average_accuracy"),
+        "average_mae": mean("average_mae"),
         "average_forgetting": mean("average"),
         "bwt": mean("bwt"),
         "concepts": sum(m["forgetting"].get("concepts", 0) for m in metrics),

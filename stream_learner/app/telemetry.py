@@ -86,12 +86,12 @@ class Telemetry:
         self.labelled = Gauge("stream_learner_labelled_events", "Labelled events the model has learned from (at the last metrics record).", ["key"], registry=r)
         self.concept = Gauge("stream_learner_concept", "Current concept index.", ["key"], registry=r)
         self.concepts = Gauge("stream_learner_concepts", "Concepts seen so far.", ["key"], registry=r)
-        self.forgetting = Gauge("stream_learner_forgetting_average_ratio", "Average forgetting over past concepts.", ["key"], registry=r)
+        self.forgetting = Gauge("stream_learner_forgetting_average_ratio", "Average forgetting over past concepts (accuracy lost; a regression model: mean absolute error gained).", ["key"], registry=r)
         self.bwt = Gauge("stream_learner_backward_transfer_ratio", "Backward transfer (BWT); negative means forgetting.", ["key"], registry=r)
         self.average_accuracy = Gauge("stream_learner_average_accuracy_ratio", "Mean accuracy over every seen concept's sample, at the latest evaluation.", ["key"], registry=r)
         self.matrix = Gauge(
             "stream_learner_concept_accuracy_ratio",
-            "Accuracy on each concept's sample at the latest evaluation: the accuracy matrix's newest row (over time, the matrix).",
+            "Accuracy (a regression model: mean absolute error) on each concept's sample at the latest evaluation: the matrix's newest row (over time, the matrix).",
             ["key", "concept"], registry=r,
         )
         self.snapshots = Counter("stream_learner_snapshots", "Snapshots saved.", ["key"], registry=r)

@@ -28,7 +28,8 @@ def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
     assert SUMMARY_KEYS <= summary.keys()
     assert summary["events"] == summary["predictions"] == 3000 and summary["dead_letters"] == 0
     assert 0.5 < summary["accuracy"] <= 1.0 and summary["events_per_second"] > 0
-    assert set(summary["forgetting"]) == {"average_accuracy", "average_forgetting", "bwt", "concepts"}
+    assert set(summary["forgetting"]) == {"average_accuracy", "average_mae", "average_forgetting", "bwt", "concepts"}
+    assert summary["forgetting"]["average_mae"] is None  # a classifier's
     assert summary["forgetting"]["concepts"] == summary["concepts"] >= 2
     assert summary["forgetting"]["average_forgetting"] is not None
     assert (tmp_path / "o" / "predictions.jsonl").exists()

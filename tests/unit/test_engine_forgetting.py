@@ -59,3 +59,17 @@ def test_holdout_events_are_not_learned() -> None:
     plain = KeyedLearner("default", EngineConfig(detector=None))
     plain.process(_task_stream(lambda u: u > 0.5, 0.0, "a", 500, 0, 3), now=0.0)
     assert step.learner.model["LogisticRegression"].weights != plain.learner.model["LogisticRegression"].weights
+
+
+def test_a_regression_model_measures_forgetting_in_mean_absolute_error() -> None:
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("linreg"), detector=None, forgetting_every=500))
+    events = _task_stream(lambda u: 10 * u, 0.0, "a", 2000, 0, 1) + _task_stream(lambda u: -10 * u, 0.0, "b", 2000, 2000, 2)
+    step.process(events, now=0.0)
+    record = step.finish(now=0.0).metrics[0]
+    MetricsRecord.model_validate(record)
+    forgetting = record["forgetting"]
+    assert forgetting["metric"] == "mae" and forgetting["average_accuracy"] is None
+    first_column = [row[0] for row in forgetting["matrix"]]
+    assert min(first_column) < 0.5 and first_column[-1] > 3  # y = 10u learned, then unlearned by y = -10u
+    assert forgetting["average"] > 3 and forgetting["bwt"] < -3
+    assert forgetting["average_mae"] == pytest.approx(sum(forgetting["matrix"][-1]) / 2)

@@ -100,3 +100,19 @@ def test_each_event_of_a_concept_is_equally_likely_to_be_in_its_sample() -> None
     assert all(abs(h - expected) < 5 * expected**0.5 for h in hits), (min(hits), max(hits))
     first, last = sum(hits[:50]), sum(hits[-50:])  # early and late events alike
     assert abs(first - last) < 0.1 * first
+
+
+def test_a_regression_matrix_holds_errors_and_forgetting_is_the_error_gained() -> None:
+    tracker = ForgettingTracker(sample_size=2, task="regression")
+    for concept, items in {0: [(1.0, 1.0), (2.0, 2.0)], 1: [(10.0, 20.0), (11.0, 22.0)]}.items():
+        for x, y in items:
+            assert tracker.observe(concept, x, y) is False
+    identity, double = (lambda x: x), (lambda x: 2 * x)
+    assert tracker.evaluate(identity, current=0) == {0: 0.0, 1: 10.5}  # concept 0 learned, 1 not yet
+    assert tracker.evaluate(double, current=1) == {0: 1.5, 1: 0.0}  # concept 1 learned, 0 forgotten
+    summary = tracker.summary()
+    assert summary["metric"] == "mae" and summary["average_accuracy"] is None
+    assert summary["average_mae"] == 0.75 and summary["matrix"] == [[0.0, 10.5], [1.5, 0.0]]
+    assert summary["average"] == 1.5 and summary["bwt"] == -1.5  # worse reads as for accuracy: forgetting > 0, BWT < 0
+    classifier = ForgettingTracker(sample_size=2)
+    assert classifier.summary()["metric"] == "accuracy"
