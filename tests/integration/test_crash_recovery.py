@@ -21,13 +21,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from test_scale_out import _free_ports
 
 from connectors.kafka import ensure_topics, make_producer
-from test_scale_out import _free_ports
 from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
 from stream_learner.engine import EngineConfig, KeyedLearner
@@ -99,6 +100,65 @@ def _child_processes(processes, service: subprocess.Popen[bytes], log: Path, tim
     return children
 
 
+def _environment(redis_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "STREAM_LEARNER_REDIS__URL": redis_url,
+        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY,
+        "STREAM_LEARNER_SNAPSHOT__RESUME": "false",  # only Bytewax recovery may carry state across the crashes
+        "STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS": "100",
+    }
+
+
+def _command(kafka_bootstrap: str, app: str, topics: dict[str, str], recovery: Path, *more: str) -> list[str]:
+    return [
+        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+        "--bootstrap-servers", kafka_bootstrap, "--app", app,
+        "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
+        "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
+        "--recovery-dir", str(recovery), "--epoch-seconds", "0.2", "--stop-when-idle", "4",
+        "--metrics-every", "250", "--snapshot-every", "400", *more,
+    ]  # fmt: skip
+
+
+def _feeding(client: dict[str, Any], topic: str, messages: list[tuple[bytes, bytes]], watcher: _Watcher, kills_left: Callable[[], bool]) -> threading.Thread:
+    """Produces the stream while the service dies and restarts: until the last kill, at most AHEAD events ahead of the predictions."""
+
+    def producer_loop() -> None:
+        producer = make_producer(client)
+        for i, (key, value) in enumerate(messages):
+            producer.send(topic, key=key, value=value)
+            if i % 100 == 99:
+                producer.flush()
+                time.sleep(0.2)
+                deadline = time.monotonic() + 20
+                while kills_left() and i - len(watcher.ids) > AHEAD and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        producer.flush()
+        producer.close()
+
+    feeding = threading.Thread(target=producer_loop, daemon=True)
+    feeding.start()
+    return feeding
+
+
+def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tuple[bytes, bytes]], embedded_run: Any) -> None:
+    """Each key's last snapshot in Redis holds the learner an uninterrupted embedded run of the same events ends with."""
+    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
+    store = RedisSnapshotStore.from_url(redis_url, app=app)
+    try:
+        for key in ("a", "b"):
+            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
+            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
+            assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
+            assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
+            assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
+            assert crashed.events > 0
+    finally:
+        for key in ("a", "b"):
+            store.delete(key)
+
+
 def test_sigkill_three_times_mid_stream_changes_nothing_learned(
     kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run, processes
 ) -> None:
@@ -106,41 +166,13 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
     messages = _messages()
-    env = {
-        **os.environ,
-        "STREAM_LEARNER_REDIS__URL": redis_url,
-        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY,
-        "STREAM_LEARNER_SNAPSHOT__RESUME": "false",  # only Bytewax recovery may carry state across the crashes
-        "STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS": "100",
-    }
-    command = [
-        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
-        "--bootstrap-servers", kafka_bootstrap, "--app", f"crash-{unique}",
-        "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
-        "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
-        "--recovery-dir", str(tmp_path / "recovery"), "--epoch-seconds", "0.2", "--stop-when-idle", "4",
-        "--metrics-every", "250", "--snapshot-every", "400",
-    ]  # fmt: skip
+    env = _environment(redis_url)
+    command = _command(kafka_bootstrap, f"crash-{unique}", topics, tmp_path / "recovery")
 
     watcher = _Watcher(kafka_bootstrap, topics["pred"])
     streaming: list[bool] = []
-
-    def producer_loop() -> None:  # the stream keeps coming while the service dies and restarts
-        producer = make_producer(client)
-        for i, (key, value) in enumerate(messages):
-            producer.send(topics["in"], key=key, value=value)
-            if i % 100 == 99:
-                producer.flush()
-                time.sleep(0.2)
-                deadline = time.monotonic() + 20  # until the last kill, at most AHEAD events ahead of the predictions
-                while len(streaming) < len(KILL_AT) and i - len(watcher.ids) > AHEAD and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        producer.flush()
-        producer.close()
-
     watcher.start()
-    feeding = threading.Thread(target=producer_loop, daemon=True)
-    feeding.start()
+    feeding = _feeding(client, topics["in"], messages, watcher, kills_left=lambda: len(streaming) < len(KILL_AT))
     services: list[subprocess.Popen[bytes]] = []
     try:
         for i, point in enumerate(KILL_AT):
@@ -180,19 +212,7 @@ def test_sigkill_three_times_mid_stream_changes_nothing_learned(
     assert summary["dead_letters"] == 0
 
     # the same events, uninterrupted, through the embedded run
-    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
-    store = RedisSnapshotStore.from_url(redis_url, app=f"crash-{unique}")
-    try:
-        for key in ("a", "b"):
-            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
-            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
-            assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
-            assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
-            assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
-        assert crashed.events + calm.events > 0
-    finally:
-        for key in ("a", "b"):
-            store.delete(key)
+    _assert_learned_as_uninterrupted(redis_url, f"crash-{unique}", messages, embedded_run)
 
 
 def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
@@ -207,23 +227,11 @@ def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
     messages = _messages()
-    env = {
-        **os.environ,
-        "STREAM_LEARNER_REDIS__URL": redis_url,
-        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY,
-        "STREAM_LEARNER_SNAPSHOT__RESUME": "false",
-        "STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS": "100",
-    }
+    env = _environment(redis_url)
 
     def command(process_id: int, addresses: str) -> list[str]:
-        return [
-            sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
-            "--bootstrap-servers", kafka_bootstrap, "--app", f"cluster-crash-{unique}",
-            "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
-            "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
-            "--recovery-dir", str(tmp_path / f"recovery-{process_id}"), "--epoch-seconds", "0.2", "--stop-when-idle", "4",
-            "--metrics-every", "250", "--snapshot-every", "400", "--addresses", addresses, "--process-id", str(process_id),
-        ]  # fmt: skip
+        recovery = tmp_path / f"recovery-{process_id}"
+        return _command(kafka_bootstrap, f"cluster-crash-{unique}", topics, recovery, "--addresses", addresses, "--process-id", str(process_id))
 
     def start_cluster(round_: int, stdout: int = subprocess.DEVNULL) -> list[subprocess.Popen[bytes]]:
         addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
@@ -236,23 +244,8 @@ def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
 
     watcher = _Watcher(kafka_bootstrap, topics["pred"])
     killed: list[int] = []
-
-    def producer_loop() -> None:
-        producer = make_producer(client)
-        for i, (key, value) in enumerate(messages):
-            producer.send(topics["in"], key=key, value=value)
-            if i % 100 == 99:
-                producer.flush()
-                time.sleep(0.2)
-                deadline = time.monotonic() + 20
-                while len(killed) < len(CLUSTER_KILL_AT) and i - len(watcher.ids) > AHEAD and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        producer.flush()
-        producer.close()
-
     watcher.start()
-    feeding = threading.Thread(target=producer_loop, daemon=True)
-    feeding.start()
+    feeding = _feeding(client, topics["in"], messages, watcher, kills_left=lambda: len(killed) < len(CLUSTER_KILL_AT))
     clusters: list[list[subprocess.Popen[bytes]]] = []
     try:
         for round_, point in enumerate(CLUSTER_KILL_AT):
@@ -285,15 +278,4 @@ def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
 
     assert watcher.ids == {f"e{i}" for i in range(EVENTS)}  # every event predicted, some more than once
     assert sum(s["events"] for s in summaries) < EVENTS - CLUSTER_KILL_AT[-1] + 1000  # the last cluster resumed
-    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
-    store = RedisSnapshotStore.from_url(redis_url, app=f"cluster-crash-{unique}")
-    try:
-        for key in ("a", "b"):
-            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
-            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
-            assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
-            assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
-            assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
-    finally:
-        for key in ("a", "b"):
-            store.delete(key)
+    _assert_learned_as_uninterrupted(redis_url, f"cluster-crash-{unique}", messages, embedded_run)
