@@ -158,7 +158,7 @@ class ForgettingTracker:
         if sample is None:
             sample = self._samples[concept] = _Reservoir(self.sample_size)
             self._forget_oldest()
-        # _Reservoir.offer inlined: once a sample is full, most events stop at this comparison
+        # counted here rather than in a _Reservoir method (one call less per event): once a sample is full, most events stop here
         seen = sample.seen = sample.seen + 1
         if seen < sample.next_pick:
             return False
