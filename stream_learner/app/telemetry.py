@@ -89,6 +89,7 @@ class Telemetry:
         self.forgetting = Gauge("stream_learner_forgetting_average_ratio", "Average forgetting over past concepts (accuracy lost; a regression model: mean absolute error gained).", ["key"], registry=r)
         self.bwt = Gauge("stream_learner_backward_transfer_ratio", "Backward transfer (BWT); negative means forgetting.", ["key"], registry=r)
         self.average_accuracy = Gauge("stream_learner_average_accuracy_ratio", "Mean accuracy over every seen concept's sample, at the latest evaluation.", ["key"], registry=r)
+        self.average_mae = Gauge("stream_learner_average_mae", "A regression model's mean absolute error over every seen concept's sample, at the latest evaluation.", ["key"], registry=r)
         self.matrix = Gauge(
             "stream_learner_concept_accuracy_ratio",
             "Accuracy (a regression model: mean absolute error) on each concept's sample at the latest evaluation: the matrix's newest row (over time, the matrix).",
@@ -235,6 +236,8 @@ class Telemetry:
             self.bwt.labels(key).set(forgetting["bwt"])
         if forgetting.get("average_accuracy") is not None:
             self.average_accuracy.labels(key).set(forgetting["average_accuracy"])
+        if forgetting.get("average_mae") is not None:
+            self.average_mae.labels(key).set(forgetting["average_mae"])
         matrix = forgetting.get("matrix") or []
         if matrix:
             self._set_matrix_row(key, matrix[-1], forgetting.get("columns") or list(range(len(matrix[-1]))))

@@ -34,6 +34,16 @@ def test_the_matrix_row_follows_the_kept_concepts() -> None:
     assert t.sample("stream_learner_forgetting_average_ratio", key="k") is None  # null stays unset
 
 
+def test_a_regression_model_reports_its_average_error_not_an_accuracy() -> None:
+    t = Telemetry()
+    record = _record(1, [0, 1], [0.25, 1.5])
+    record["forgetting"].update(average=1.0, bwt=-1.0, average_accuracy=None, average_mae=0.875, metric="mae")
+    t.on_outputs([StepOutput(metrics=[record])])
+    assert t.sample("stream_learner_average_mae", key="k") == 0.875
+    assert t.sample("stream_learner_average_accuracy_ratio", key="k") is None
+    assert t.sample("stream_learner_forgetting_average_ratio", key="k") == 1.0
+
+
 def test_a_long_run_keeps_its_whole_accuracy_history_at_lower_resolution() -> None:
     t = Telemetry()
     t.on_outputs([StepOutput(metrics=[_record(i, [], [None]) for i in range(1, 2 * MAX_POINTS + 1)])])
