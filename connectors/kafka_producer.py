@@ -186,16 +186,12 @@ class ProducerProcess(ChildHandle):
         except SinkError as exc:  # the child's own error has been (or will be) raised by write_batch or snapshot
             logger.log(logging.DEBUG if self._error is not None else logging.ERROR, "%s", exc)
 
-    def send(self, topic: str, pairs: list[Pair] | bytes) -> int:
-        """Queue ``(key, value)`` records for ``topic`` (or marshalled records: see :meth:`send_records`); return the batch's number.
+    def send(self, topic: str, pairs: list[Pair]) -> int:
+        """Queue ``(key, value)`` records for ``topic``; return the batch's number.
 
         Blocks only while ``max_pending`` batches wait for the child.
         """
-        with self._lock:
-            self._start()
-            self._seq += 1
-            self._put((self._seq, topic, pairs))
-            return self._seq
+        return self._enqueue(topic, pairs)
 
     def send_records(self, topic: str, records: list[dict[str, Any]]) -> int:
         """Queue records (JSON-able dicts) for ``topic``, encoded by the child as :func:`encode_records` does; return the batch's number.
@@ -208,7 +204,7 @@ class ProducerProcess(ChildHandle):
             payload: list[Pair] | bytes = marshal.dumps(records)
         except ValueError:
             payload = encode_records(records)
-        return self.send(topic, payload)
+        return self._enqueue(topic, payload)
 
     def flush(self, through: int | None = None) -> None:
         """Return once the broker acknowledged every batch up to ``through`` (default: all sent so far)."""
@@ -277,6 +273,14 @@ class ProducerProcess(ChildHandle):
         self._reader = threading.Thread(target=self._read_results, args=(results_r,), name="kafka-producer-results", daemon=True)
         self._reader.start()
         logger.debug("Kafka producer process %d started", self._process.pid)
+
+    def _enqueue(self, topic: str, payload: list[Pair] | bytes) -> int:
+        """Queue one batch for the child: encoded pairs, or marshalled records it encodes itself."""
+        with self._lock:
+            self._start()
+            self._seq += 1
+            self._put((self._seq, topic, payload))
+            return self._seq
 
     def _put(self, message: Any) -> None:
         """Queue one message, waiting (back-pressure) while the child is busy, never past ``timeout_s`` without progress."""
