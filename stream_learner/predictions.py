@@ -1,0 +1,76 @@
+"""One learner step's predictions, compact: a tuple per event, not a dict.
+
+A prediction record (:class:`~stream_learner.events.Prediction`) has seven
+fields, but within one learner step ``key`` and ``ts`` are the same for
+every event. :class:`Predictions` keeps those two once and a
+``(id, prediction, proba, model_version, concept)`` tuple per event:
+building a tuple costs a fifth of building the dict, and the rows marshal
+in a quarter of the time JSON-encoding the records takes, so a sink can
+hand them to a writer process (:meth:`Predictions.to_wire`) and leave the
+encoding there. Read as a sequence it is the records themselves.
+
+>>> batch = Predictions("default", 1.5, [("in:0:0", True, {False: 0.2, True: 0.8}, 0, 0)])
+>>> len(batch), batch[0]["prediction"], batch[0]["key"]
+(1, True, 'default')
+>>> list(batch) == [batch[0]] and Predictions.from_wire(batch.to_wire()) == batch
+True
+>>> encode_predictions(batch.to_wire())
+b'{"id":"in:0:0","key":"default","prediction":true,"proba":{"false":0.2,"true":0.8},"model_version":0,"concept":0,"ts":1.5}\\n'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+Row = tuple[str, Any, "dict[Any, float] | None", int, int]  # (id, prediction, proba, model_version, concept)
+Wire = tuple[str, float, list[Row]]  # what marshal carries: (key, ts, rows)
+
+_JSONL = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+@dataclass(slots=True)
+class Predictions(Sequence[dict[str, Any]]):
+    """The predictions of one model key made at one time ``ts``, in event order."""
+
+    key: str
+    ts: float
+    rows: list[Row] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]  # no slices: records are read one by one
+        return self._record(self.rows[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(self._record, self.rows)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The prediction records, as dicts of the contract's shape."""
+        return list(self)
+
+    def to_wire(self) -> Wire:
+        """A plain tuple that ``marshal`` carries when the labels and ids are plain values."""
+        return self.key, self.ts, self.rows
+
+    @classmethod
+    def from_wire(cls, wire: Wire) -> Predictions:
+        key, ts, rows = wire
+        return cls(key, ts, rows)
+
+    def _record(self, row: Row) -> dict[str, Any]:
+        id_, prediction, proba, version, concept = row
+        return {"id": id_, "key": self.key, "prediction": prediction, "proba": proba, "model_version": version, "concept": concept, "ts": self.ts}
+
+
+def encode_predictions(wire: Wire) -> bytes:
+    """The JSONL lines of a batch's predictions (what a file sink writes)."""
+    dumps = orjson.dumps
+    buffer = bytearray()  # appending each line frees it at once (see connectors.files)
+    for record in Predictions.from_wire(wire):
+        buffer += dumps(record, option=_JSONL)
+    return bytes(buffer)
