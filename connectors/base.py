@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from stream_learner.events import Event, Origin
+from stream_learner.events import DEFAULT_KEY, Event, EventBatch, Origin
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -30,23 +30,26 @@ SourceItem = Event | RawRecord
 ReadCallback = Callable[[int], None]
 
 
-class _OffsetPartition(StatefulSourcePartition[SourceItem, int]):
+class _OffsetPartition(StatefulSourcePartition[Any, int]):
     """Reads a finite iterator in batches; its state is the next offset."""
 
-    def __init__(self, items: Iterator[SourceItem], offset: int, on_read: ReadCallback | None, batch_size: int) -> None:
+    def __init__(
+        self, items: Iterator[Any], offset: int, on_read: ReadCallback | None, batch_size: int, wrap: Callable[[int, list[Any]], Any] | None = None
+    ) -> None:
         self._items = items
         self._offset = offset
         self._on_read = on_read
         self._batch_size = batch_size
+        self._wrap = wrap  # makes one item of a batch read from an offset (EventBatch), or None: the records are the items
 
-    def next_batch(self) -> list[SourceItem]:
+    def next_batch(self) -> list[Any]:
         batch = list(islice(self._items, self._batch_size))
         if not batch:
             raise StopIteration
-        self._offset += len(batch)
+        first, self._offset = self._offset, self._offset + len(batch)
         if self._on_read is not None:
             self._on_read(len(batch))
-        return batch
+        return batch if self._wrap is None else [self._wrap(first, batch)]
 
     def snapshot(self) -> int:
         return self._offset
@@ -93,3 +96,32 @@ class OffsetSource(FixedPartitionedSource[SourceItem, int]):
         if self.max_events is not None:
             items = islice(items, max(0, self.max_events - offset))
         return _OffsetPartition(items, offset, self.on_read, self.batch_size)
+
+
+class PairSource(OffsetSource):
+    """A one-partition source of trusted ``(features, label)`` pairs for one model key.
+
+    Subclasses implement :meth:`pairs_from`. Its batches reach the learner as
+    one :class:`~stream_learner.events.EventBatch` each, not an
+    :class:`~stream_learner.events.Event` per pair; :meth:`read_from` still
+    gives the events one by one.
+    """
+
+    key: str = DEFAULT_KEY
+
+    def pairs_from(self, offset: int) -> Iterator[tuple[dict[Any, Any], Any]]:
+        """Yield the ``(features, label)`` pairs from ``offset`` on."""
+        raise NotImplementedError
+
+    def read_from(self, offset: int) -> Iterator[Event]:
+        topic, key = self.name, self.key
+        for i, (x, y) in enumerate(self.pairs_from(offset), start=offset):
+            yield Event(f"{topic}:0:{i}", key, x, y, None, 0, i)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _OffsetPartition:
+        offset = self.start if resume_state is None else resume_state
+        pairs = self.pairs_from(offset)
+        if self.max_events is not None:
+            pairs = islice(pairs, max(0, self.max_events - offset))
+        topic, key = self.name, self.key
+        return _OffsetPartition(pairs, offset, self.on_read, self.batch_size, lambda first, batch: EventBatch(topic, key, 0, first, batch))

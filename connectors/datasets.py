@@ -5,9 +5,9 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, Iterator
 
-from connectors.base import OffsetSource
+from connectors.base import PairSource
 from stream_learner.errors import ConfigError
-from stream_learner.events import DEFAULT_KEY, Event
+from stream_learner.events import DEFAULT_KEY
 
 BUNDLED = {
     "phishing": "Phishing",
@@ -20,7 +20,7 @@ BUNDLED = {
 """Dataset names (``river:NAME``) and river's class for each; all ship inside river."""
 
 
-class RiverDatasetSource(OffsetSource):
+class RiverDatasetSource(PairSource):
     """Streams a bundled river dataset in its own order."""
 
     def __init__(self, dataset: str, *, key: str = DEFAULT_KEY, **kwargs: Any) -> None:
@@ -31,10 +31,7 @@ class RiverDatasetSource(OffsetSource):
         self.name = f"river:{dataset}"
         self.key = key
 
-    def read_from(self, offset: int) -> Iterator[Event]:
+    def pairs_from(self, offset: int) -> Iterator[tuple[dict[Any, Any], Any]]:
         from river import datasets
 
-        data = getattr(datasets, BUNDLED[self.dataset])()
-        topic, key = self.name, self.key
-        for i, (x, y) in enumerate(islice(data, offset, None), start=offset):
-            yield Event(f"{topic}:0:{i}", key, x, y, None, 0, i)
+        return islice(getattr(datasets, BUNDLED[self.dataset])(), offset, None)

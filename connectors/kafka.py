@@ -44,6 +44,7 @@ from connectors.kafka_producer import GZIP_LEVEL, ProducerProcess, make_producer
 from stream_learner.delayed import RawLabel
 from stream_learner.errors import SourceError
 from stream_learner.events import Origin
+from stream_learner.predictions import Predictions
 
 logger = logging.getLogger(__name__)
 
@@ -345,12 +346,12 @@ class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
         self._chunk = chunk
         producer.acquire()
 
-    def write_batch(self, items: list[list[dict[str, Any]]]) -> None:
-        records = items[0] if len(items) == 1 else [record for batch in items for record in batch]
+    def write_batch(self, items: list[list[dict[str, Any]] | Predictions]) -> None:
         send, chunk, topic = self._producer.send_records, self._chunk, self._topic  # the child encodes them
-        for i in range(0, len(records), chunk):
-            self._last = send(topic, records[i : i + chunk])
-        self._sent += len(records)
+        for records in items:
+            for i in range(0, len(records), chunk):
+                self._last = send(topic, records[i : i + chunk])
+            self._sent += len(records)
 
     def snapshot(self) -> int:
         if self._sent:

@@ -45,7 +45,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -55,6 +55,7 @@ from kafka.partitioner.default import murmur2
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
 from stream_learner.errors import SinkError
+from stream_learner.predictions import Predictions
 
 logger = logging.getLogger(__name__)
 
@@ -193,15 +194,15 @@ class ProducerProcess(ChildHandle):
         """
         return self._enqueue(topic, pairs)
 
-    def send_records(self, topic: str, records: list[dict[str, Any]]) -> int:
-        """Queue records (JSON-able dicts) for ``topic``, encoded by the child as :func:`encode_records` does; return the batch's number.
+    def send_records(self, topic: str, records: list[dict[str, Any]] | Predictions) -> int:
+        """Queue records (JSON-able dicts, or a compact batch of predictions) for ``topic``, encoded by the child as :func:`encode_records` does; return the batch's number.
 
         They travel marshalled, which costs the caller half of encoding them
         (and the queue's pickling of the encoded pairs); a batch that marshal
         cannot carry (a value of another type) is encoded here.
         """
         try:
-            payload: list[Pair] | bytes = marshal.dumps(records)
+            payload: list[Pair] | bytes = marshal.dumps(records.to_wire() if type(records) is Predictions else records)
         except ValueError:
             payload = encode_records(records)
         return self._enqueue(topic, payload)
@@ -429,7 +430,7 @@ def _runs(pairs: list[Pair], route: Any) -> Iterator[tuple[int | None, list[Pair
     yield from runs.items()
 
 
-def encode_records(records: list[dict[str, Any]]) -> list[Pair]:
+def encode_records(records: Iterable[dict[str, Any]]) -> list[Pair]:
     """Records as messages: the JSON of each, keyed by its ``"key"`` (no key for a record without one)."""
     dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
     pairs: list[Pair] = []
@@ -472,7 +473,8 @@ def _child_main(
                 break
             seq, topic, pairs = message
             if isinstance(pairs, bytes):  # records, marshalled by send_records
-                pairs = encode_records(marshal.loads(pairs))
+                records = marshal.loads(pairs)
+                pairs = encode_records(Predictions.from_wire(records) if type(records) is tuple else records)
             if topic is None:  # a flush mark: everything before it must be acknowledged
                 producer.flush(max(1.0, timeout_s - 5))  # before the parent gives up waiting: the broker's error wins
                 for future in pending:

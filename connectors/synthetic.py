@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator
 
 from river.datasets import synth
 
-from connectors.base import OffsetSource
+from connectors.base import PairSource
 from stream_learner.errors import ConfigError
-from stream_learner.events import DEFAULT_KEY, Event
+from stream_learner.events import DEFAULT_KEY
 
 
 def _sea(seed: int, concept: int) -> Any:
@@ -50,7 +50,7 @@ GENERATORS: dict[str, Callable[[int, int], Any]] = {
 """Generator names (``synthetic:NAME``) and how concept ``k`` is built."""
 
 
-class SyntheticSource(OffsetSource):
+class SyntheticSource(PairSource):
     """A drift stream of ``every * concepts`` events (unless ``every`` is 0: endless)."""
 
     def __init__(
@@ -96,8 +96,5 @@ class SyntheticSource(OffsetSource):
             )
         return stream
 
-    def read_from(self, offset: int) -> Iterator[Event]:
-        topic, key = self.name, self.key
-        pairs = islice(self.river_stream(), offset, None)
-        for i, (x, y) in enumerate(pairs, start=offset):
-            yield Event(f"{topic}:0:{i}", key, x, y, None, 0, i)
+    def pairs_from(self, offset: int) -> Iterator[tuple[dict[Any, Any], Any]]:
+        return islice(self.river_stream(), offset, None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import pickle
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import orjson
@@ -26,11 +27,12 @@ import orjson
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import Event, Origin, dead_letter
+from stream_learner.events import Event, EventBatch, Origin, Row, dead_letter
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
 from stream_learner.metrics import Prequential
+from stream_learner.predictions import Predictions
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class EngineConfig:
 class StepOutput:
     """Everything one call of the learner step asks to publish."""
 
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     snapshot: Snapshot | None = None
@@ -154,64 +156,53 @@ class KeyedLearner:
         self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
         self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=self.learner.task)
 
-    def process(self, events: list[Event], now: float) -> StepOutput:
+    def process(self, events: list[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
 
-        Items may also be delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
+        ``events`` is a list of :class:`~stream_learner.events.Event` or an
+        :class:`~stream_learner.events.EventBatch`. A list may also hold
+        delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
         joined to their pending prediction when ``config.label_window`` is set.
         """
-        out = StepOutput()
+        predictions = Predictions(self.key, now)
+        out = StepOutput(predictions=predictions)
         pending = self.pending
         predict, learn = self.learner.predict, self.learner.learn
         observe, score = self.forgetting.observe, self._score
-        append = out.predictions.append
-        key = self.key
+        append = predictions.rows.append
         with_proba = self.config.with_proba
         next_offsets = self.next_offsets
         tasks = self.tasks
         new_labels = self.new_labels
         if pending is not None:
             pending.expire(now)
+        batch = type(events) is EventBatch
         lookahead = getattr(self.learner, "lookahead", None)  # optional: a learner that predicts in batches
         if lookahead is not None:
-            lookahead([event.features for event in events if type(event) is not LabelRecord])
+            lookahead([x for x, _ in events.pairs] if batch else [event.features for event in events if type(event) is not LabelRecord])
+        rows = events.rows(next_offsets.get(events.partition, 0)) if batch else self._rows(events, out, now)
         accepted = 0
-        for event in events:
-            if type(event) is LabelRecord:
-                self._learn_late(event, out, now)
-                continue
-            partition, offset = event.partition, event.offset
+        for event_id, x, label, task, partition, offset, event in rows:
             if offset < next_offsets.get(partition, 0):
                 continue  # already learned before the snapshot this learner was restored from
             next_offsets[partition] = offset + 1
             accepted += 1
-            task = event.task
             if task is not None and tasks.get(task) != self.concept:
                 self._switch_task(task, out, now)
-            x, label = event.features, event.label
             try:
                 y_pred, proba = predict(x)
                 if label is None and pending is not None:
-                    label = pending.add(event.id, x, y_pred, now)
+                    label = pending.add(event_id, x, y_pred, now)
                 if label is not None and new_labels is not None and new_labels.update(label):
                     self._on_new_label(out, now)
                 if label is not None and not observe(self.concept, x, label):
                     learn(x, label)
             except Exception as exc:  # a model rejecting an event must not stop the stream
+                event = event or Event(event_id, self.key, x, label, task, partition, offset)
                 out.dead_letters.append(self._model_error(event, exc, now))
                 continue
             self.events += 1
-            append(
-                {
-                    "id": event.id,
-                    "key": key,
-                    "prediction": y_pred,
-                    "proba": proba if with_proba else None,
-                    "model_version": self.learned,
-                    "concept": self.concept,
-                    "ts": now,
-                }
-            )
+            append((event_id, y_pred, proba if with_proba else None, self.learned, self.concept))
             if label is not None:
                 score(label, y_pred, out, now)
         self._since_snapshot += accepted
@@ -220,6 +211,14 @@ class KeyedLearner:
             self._snapshot_at = now
             out.snapshot = self.snapshot(background=True)
         return out
+
+    def _rows(self, items: list[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[Row]:
+        """The rows :meth:`process` reads, one per event; a delayed label is learned here, in its place in the stream."""
+        for item in items:
+            if type(item) is LabelRecord:
+                self._learn_late(item, out, now)
+            else:
+                yield item.id, item.features, item.label, item.task, item.partition, item.offset, item
 
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics and a final snapshot."""

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Literal, Union
 
 import orjson
@@ -193,6 +196,48 @@ class Event:
     partition: int
     offset: int
     raw: bytes | None = None
+
+
+Row = tuple[str, dict[Any, Any], Any, "str | int | None", int, int, "Event | None"]  # what the learner step reads of each event
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Trusted events of one model key at consecutive offsets of one source partition, as ``(features, label)`` pairs.
+
+    What an in-process source (a synthetic stream, a bundled dataset, a
+    memory source) hands the learner instead of an :class:`Event` per event,
+    which would cost as much to build as a tenth of a logistic regression's
+    step. Event ``i`` has offset ``first_offset + i``, id
+    ``topic:partition:offset`` and no task.
+
+    >>> batch = EventBatch("synthetic:sea", "default", 0, 7, [({"x": 1.0}, True), ({"x": 2.0}, False)])
+    >>> [row[:3] + row[4:6] for row in batch.rows(8)]
+    [('synthetic:sea:0:8', {'x': 2.0}, False, 0, 8)]
+    >>> batch.events()[0] == Event("synthetic:sea:0:7", "default", {"x": 1.0}, True, None, 0, 7)
+    True
+    """
+
+    topic: str
+    key: str
+    partition: int
+    first_offset: int
+    pairs: list[tuple[dict[Any, Any], Any]]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def rows(self, start: int = 0) -> Iterator[Row]:
+        """``(id, features, label, task, partition, offset, None)`` for each event from offset ``start`` on (built in C, by ``zip`` and ``map``)."""
+        skip = max(0, start - self.first_offset)
+        offsets = range(self.first_offset + skip, self.first_offset + len(self.pairs))
+        pairs = self.pairs[skip:] if skip else self.pairs
+        ids = map(f"{self.topic}:{self.partition}:".__add__, map(str, offsets))
+        return zip(ids, map(itemgetter(0), pairs), map(itemgetter(1), pairs), repeat(None), repeat(self.partition), offsets, repeat(None))
+
+    def events(self) -> list[Event]:
+        """One :class:`Event` per pair."""
+        return [Event(id_, self.key, x, y, task, partition, offset) for id_, x, y, task, partition, offset, _ in self.rows()]
 
 
 def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:

@@ -10,8 +10,8 @@ hand them to a writer process (:meth:`Predictions.to_wire`) and leave the
 encoding there. Read as a sequence it is the records themselves.
 
 >>> batch = Predictions("default", 1.5, [("in:0:0", True, {False: 0.2, True: 0.8}, 0, 0)])
->>> len(batch), batch[0]["prediction"], batch[0]["key"]
-(1, True, 'default')
+>>> len(batch), batch[0]["prediction"], batch[0]["key"], list(batch[:1]) == [batch[0]]
+(1, True, 'default', True)
 >>> list(batch) == [batch[0]] and Predictions.from_wire(batch.to_wire()) == batch
 True
 >>> encode_predictions(batch.to_wire())
@@ -43,7 +43,9 @@ class Predictions(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]  # no slices: records are read one by one
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return Predictions(self.key, self.ts, self.rows[index])
         return self._record(self.rows[index])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

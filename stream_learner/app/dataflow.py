@@ -25,7 +25,8 @@ from bytewax.outputs import Sink
 from connectors.base import RawRecord
 from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
-from stream_learner.events import Event, decode_event
+from stream_learner.events import Event, EventBatch, decode_event
+from stream_learner.predictions import Predictions
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
@@ -138,11 +139,15 @@ def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]] | StepOutput]:
-    """Decode raw records, split off dead letters, group events by model key (order kept)."""
+def decode_batch(items: list[Event | EventBatch | RawRecord]) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput]:
+    """Decode raw records, split off dead letters, group events by model key (order kept); an event batch stays whole."""
     groups: dict[str, list[Event]] = defaultdict(list)
     dead: list[dict[str, Any]] = []
+    batches: list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput] = []
     for item in items:
+        if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
+            batches.append((item.key, item))
+            continue
         if type(item) is Event:  # trusted sources build events directly
             groups[item.key].append(item)
             continue
@@ -157,7 +162,7 @@ def decode_batch(items: list[Event | RawRecord]) -> list[tuple[str, list[Event]]
                 dead.append(item)
                 continue
         groups[item.key].append(item)
-    out: list[tuple[str, list[Event]] | StepOutput] = list(groups.items())
+    out = batches + list(groups.items())
     if dead:
         out.append(StepOutput(dead_letters=dead))
     return out
@@ -184,16 +189,18 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.recoverable = recoverable
         self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
 
-    def on_batch(self, groups: list[list[Event]]) -> tuple[list[StepOutput], bool]:
-        events = groups[0] if len(groups) == 1 else [e for g in groups for e in g]
+    def on_batch(self, groups: list[list[Event] | EventBatch]) -> tuple[list[StepOutput], bool]:
         if self.learner is None:
-            key = events[0].key
+            first = groups[0]
+            key = first.key if type(first) is EventBatch else first[0].key
             self.learner = self.restored(key) or KeyedLearner(key, self.config)
-        started = time.perf_counter()
-        out = self.learner.process(events, time.time())
-        if self.on_step is not None:
-            self.on_step(self.learner.key, len(events), time.perf_counter() - started)
-        return [out], self.RETAIN
+        outs = []
+        for events in groups:  # in arrival order, each group one step
+            started = time.perf_counter()
+            outs.append(self.learner.process(events, time.time()))
+            if self.on_step is not None:
+                self.on_step(self.learner.key, len(events), time.perf_counter() - started)
+        return outs, self.RETAIN
 
     def on_eof(self) -> tuple[list[StepOutput], bool]:
         if self.learner is None:
@@ -243,7 +250,7 @@ def build_dataflow(
             for o in batch:
                 records = getattr(o, name)
                 if records:
-                    key = records[0].get("key")
+                    key = records.key if type(records) is Predictions else records[0].get("key")
                     picked.append((key if isinstance(key, str) else name, records))
             return picked
 

@@ -84,8 +84,10 @@ class RiverLearner:
             return self.model.predict_one(x), self.model.predict_proba_one(x) or None
         return self.model.predict_one(x), None
 
-    def learn(self, x: dict[Any, Any], y: Any) -> None:
-        self.model.learn_one(x, y)
+    @property
+    def learn(self) -> Callable[[dict[Any, Any], Any], None]:
+        """Learn from one labelled example: the model's own ``learn_one`` (no wrapper call per event)."""
+        return self.model.learn_one
 
     def on_boundary(self, concept: int) -> None:
         """River models adapt on their own; strategies may act here."""

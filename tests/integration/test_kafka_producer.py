@@ -20,6 +20,7 @@ from connectors.kafka_producer import ProducerProcess, encode_records
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import SinkError
+from stream_learner.predictions import Predictions
 from stream_learner.settings import load_settings
 
 pytestmark = pytest.mark.integration
@@ -114,10 +115,14 @@ def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_
     odd = [{"id": "p2", "key": "model-a", "ts": datetime(2026, 1, 2, tzinfo=timezone.utc)}]  # orjson writes it, marshal cannot carry it
     with pytest.raises(ValueError):
         marshal.dumps(odd)
+    compact = Predictions("model-c", 3.5, [("p3", "cat", {"cat": 0.9, "dog": 0.1}, 4, 1), ("p4", None, None, 5, 1)])
+    odd_compact = Predictions("model-c", 4.0, [("p5", datetime(2026, 1, 3, tzinfo=timezone.utc), None, 6, 1)])
     producer = ProducerProcess({"bootstrap_servers": [kafka_bootstrap]})
     try:
         producer.send_records(topic, records)
         producer.send_records(topic, odd)
+        producer.send_records(topic, compact)  # a step's predictions travel as their compact rows
+        producer.send_records(topic, odd_compact)
         producer.flush()
     finally:
         producer.close()
@@ -128,10 +133,11 @@ def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_
         consumer.seek_to_beginning()
         read: list[tuple[bytes | None, bytes]] = []
         deadline = time.monotonic() + 20
-        while len(read) < 4 and time.monotonic() < deadline:
+        while len(read) < 7 and time.monotonic() < deadline:
             read += [(m.key, m.value) for batch in consumer.poll(timeout_ms=500).values() for m in batch]
     finally:
         consumer.close()
-    assert read == encode_records(records) + encode_records(odd)
+    assert read == encode_records(records) + encode_records(odd) + encode_records(compact.records()) + encode_records(odd_compact.records())
+    assert orjson.loads(read[4][1]) == {"id": "p3", "key": "model-c", "prediction": "cat", "proba": {"cat": 0.9, "dog": 0.1}, "model_version": 4, "concept": 1, "ts": 3.5}
     assert read[0] == (b"model-a", orjson.dumps(records[0], option=orjson.OPT_NON_STR_KEYS)) and read[1][0] is None
     assert orjson.loads(read[3][1])["ts"] == "2026-01-02T00:00:00+00:00"
