@@ -27,7 +27,7 @@ import orjson
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import Event, EventBatch, Origin, Row, dead_letter
+from stream_learner.events import Event, EventBatch, EventRow, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
@@ -212,7 +212,7 @@ class KeyedLearner:
             out.snapshot = self.snapshot(background=True)
         return out
 
-    def _rows(self, items: list[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[Row]:
+    def _rows(self, items: list[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[EventRow]:
         """The rows :meth:`process` reads, one per event; a delayed label is learned here, in its place in the stream."""
         for item in items:
             if type(item) is LabelRecord:

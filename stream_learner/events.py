@@ -198,7 +198,7 @@ class Event:
     raw: bytes | None = None
 
 
-Row = tuple[str, dict[Any, Any], Any, "str | int | None", int, int, "Event | None"]  # what the learner step reads of each event
+EventRow = tuple[str, dict[Any, Any], Any, "str | int | None", int, int, "Event | None"]  # what the learner step reads of each event
 
 
 @dataclass(slots=True)
@@ -227,7 +227,7 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def rows(self, start: int = 0) -> Iterator[Row]:
+    def rows(self, start: int = 0) -> Iterator[EventRow]:
         """``(id, features, label, task, partition, offset, None)`` for each event from offset ``start`` on (built in C, by ``zip`` and ``map``)."""
         skip = max(0, start - self.first_offset)
         offsets = range(self.first_offset + skip, self.first_offset + len(self.pairs))
