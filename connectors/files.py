@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
-import orjson
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.base import OffsetSource, RawRecord
-from stream_learner.errors import SourceError
+from connectors.jsonl_writer import Item, JsonlWriter
+from stream_learner.errors import SinkError, SourceError
 from stream_learner.events import Origin
+
+logger = logging.getLogger(__name__)
 
 
 class JsonlFileSource(OffsetSource):
@@ -38,38 +41,40 @@ class JsonlFileSource(OffsetSource):
                     yield RawRecord(line.rstrip(b"\r\n"), Origin(topic, 0, number))
 
 
-class _JsonlPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
-    """Appends records; its state is the file size, so a recovered run rewrites nothing twice."""
+class _JsonlPartition(StatefulSinkPartition[Item, int]):
+    """Appends records; its state is the file size, so a recovered run rewrites nothing twice.
+
+    The records are encoded and written by a child process
+    (:class:`~connectors.jsonl_writer.JsonlWriter`): ``write_batch`` only
+    marshals and sends them; ``snapshot`` returns once they are in the file.
+    """
 
     def __init__(self, path: Path, resume_size: int | None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("r+b" if resume_size is not None and path.exists() else "wb")
-        if resume_size is not None:
-            self._file.truncate(resume_size)  # drop what was written after the recovered epoch
-            self._file.seek(resume_size)
+        self._writer = JsonlWriter(path, resume_size)  # truncates what was written after the recovered epoch
 
-    def write_batch(self, items: list[list[dict[str, Any]]]) -> None:
-        dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-        # Appending each line to one buffer frees it at once; joining a list of
-        # them keeps every (over-allocated) line alive and was 5x slower.
-        buffer = bytearray()
-        for records in items:
-            for record in records:
-                buffer += dumps(record, option=option)
-        self._file.write(buffer)
+    def write_batch(self, items: list[Item]) -> None:
+        self._writer.write(items)
 
     def snapshot(self) -> int:
-        self._file.flush()
-        return self._file.tell()
+        return self._writer.size()
 
     def close(self) -> None:
-        self._file.close()
+        """Flush and stop the writer; never raises.
+
+        Bytewax also calls it while unwinding another error, where raising
+        aborts the process; on a clean end of stream it has taken a last
+        snapshot first, which raised any failure.
+        """
+        try:
+            self._writer.close()
+        except SinkError as exc:
+            logger.error("%s", exc)
 
 
-class JsonlSink(FixedPartitionedSink[list[dict[str, Any]], int]):
+class JsonlSink(FixedPartitionedSink[Item, int]):
     """Writes lists of records to one JSONL file (one partition, so one writer).
 
-    Takes ``(key, [record, ...])`` items; every item goes to the single partition.
+    Takes ``(key, [record, ...])`` or ``(key, Predictions)`` items; every item goes to the single partition.
     """
 
     def __init__(self, path: str | Path) -> None:
