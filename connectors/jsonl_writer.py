@@ -28,48 +28,39 @@ and appends it to the file:
   to the parent and raised as :class:`~stream_learner.errors.SinkError`
   by the next call; so is the child's death. No call waits on a dead
   child: a write to its pipe fails at once (no other process holds the
-  pipe's read end), and a wait for its answer also watches its sentinel.
+  pipe's read end), and a wait for its answer ends at its EOF.
   A child that is alive is waited for as long as it takes, as a write to
   the file was before.
-* The child ignores SIGINT (a terminal's Ctrl-C reaches the whole process
-  group; the parent finishes and closes the sink), once started: one in
-  the few milliseconds of its start-up ends it, and the next call raises.
-  It exits as soon as its parent dies, so a ``kill -9`` leaves no orphan.
+* The child runs in a session of its own, so a terminal's Ctrl-C reaches
+  only the parent (which finishes the stream and closes the sink), and it
+  exits as soon as its parent dies: the commands pipe's EOF, or a watch on
+  the parent's pid where a process the parent forked still holds that pipe.
+  A ``kill -9`` leaves no orphan.
 
-Start method: ``forkserver``, never ``fork`` (the parent runs Bytewax's Rust
-threads), with this module preloaded in the server. Measured here (2
-cores, a child that answers once): ``spawn`` costs about 65 ms of wall time
-and 65 ms of CPU per child (a new interpreter and its imports);
-``forkserver`` about 6 ms and 5 ms, once its server runs (its start: about
-70-100 ms, once per process); the parent's own share is under 1 ms either
-way. Both would also run the parent's main script again in every child
-(as ``__mp_main__``; about a second each for a benchmark script that
-imports Bytewax and river): the writer's child is launched without it
-(:class:`_Popen`), so it imports nothing but this module, and a script that
-writes JSONL needs no ``if __name__ == "__main__":`` guard for it.
+Start: ``python -m connectors.jsonl_writer`` by ``subprocess`` (never a
+fork of the parent, which runs Bytewax's Rust threads), with the two pipe
+ends passed as file descriptors. Unlike ``multiprocessing``'s ``spawn`` and
+``forkserver``, which run the parent's main script again in the child (a
+script that imports Bytewax and river: about a second a child), the child
+imports only this module: about 0.1 s of CPU, on the other core, and
+about a millisecond of the parent's. One child per file, started at its
+first write: the test suite's few dozen writer children do not show in its
+time, and each file keeps its own errors, flushes and back-pressure.
 
-One child per file, not one writer shared by the sinks of a process: at
-6 ms a child, and none for a sink that gets nothing (the unit, embedded-run
-and CLI tests start 35 in all), the cost does not show in the test suite's
-time, and one child per file keeps each file's errors, flushes and
-back-pressure its own, with no routing and no locks.
-
-This module imports neither Bytewax nor Kafka. :func:`widen_pipe` and
-:func:`exit_with_parent` repeat :mod:`connectors.kafka_producer`'s, which
-imports kafka-python: ~0.2 s that an embedded run does not otherwise pay.
+This module imports neither Bytewax nor Kafka (the Kafka children take
+:func:`widen_pipe` from here).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import marshal
-import multiprocessing
 import os
-import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterable
-from multiprocessing import context, forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, NoReturn
@@ -81,59 +72,10 @@ from stream_learner.predictions import Predictions
 
 logger = logging.getLogger(__name__)
 
-CONTEXT = multiprocessing.get_context("forkserver")  # the parent runs Bytewax's Rust threads: never fork it
 _JSONL = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 _FLUSH = b""  # the one message marshal never produces
 
 Item = list[dict[str, Any]] | Predictions
-
-
-_preloaded = False
-
-
-def _preload() -> None:
-    """Have the fork server import this module once, and nothing else (it must be asked before the server starts)."""
-    global _preloaded
-    if not _preloaded:
-        CONTEXT.set_forkserver_preload([__name__])
-        _preloaded = True
-
-
-class _Popen(popen_forkserver.Popen):
-    """The fork server's ``Popen``, less the main module: a child forked from the server imports no script.
-
-    Both ``spawn`` and ``forkserver`` children run the parent's main script
-    again (as ``__mp_main__``) before their target: a script that imports
-    Bytewax and river costs each child about a second (Python 3.11's fork
-    server does not preload ``__main__`` although it is asked to). The
-    writer needs only this module, which the server has imported, so its
-    preparation data names no main module. Otherwise this is the 3.11
-    ``popen_forkserver.Popen._launch``.
-    """
-
-    def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        prep_data.pop("init_main_from_path", None)
-        prep_data.pop("init_main_from_name", None)
-        buf = io.BytesIO()
-        context.set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            context.set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
-        parent_w = os.dup(w)  # kept open: the child's sentinel of this process (multiprocessing.parent_process())
-        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
-
-
-class _WriterProcess(CONTEXT.Process):  # type: ignore[name-defined, misc]
-    @staticmethod
-    def _Popen(process_obj: Any) -> _Popen:
-        return _Popen(process_obj)
 
 
 class JsonlWriter:
@@ -215,16 +157,21 @@ class JsonlWriter:
     def _start(self) -> None:
         if self._closed:
             raise SinkError(f"the writer of {self.path} is closed")
-        _preload()
-        commands_r, self._commands = CONTEXT.Pipe(duplex=False)
-        self._replies, replies_w = CONTEXT.Pipe(duplex=False)
-        widen_pipe(self._commands)
-        self._process = _WriterProcess(
-            target=_child_main, args=(commands_r, replies_w, os.path.abspath(self.path)), name=f"stream-learner-jsonl-{self.path.name}", daemon=True
+        commands_r, commands_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        root = str(Path(__file__).resolve().parent.parent)  # where ``connectors`` is importable from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        # its own session: a terminal's Ctrl-C reaches the parent, which finishes the stream and closes the sink
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(commands_r), str(replies_w), os.path.abspath(self.path), str(os.getpid())],
+            pass_fds=(commands_r, replies_w),
+            env=env,
+            start_new_session=True,
         )
-        self._process.start()
-        commands_r.close()  # the child holds the only reader: its exit breaks our pipe
-        replies_w.close()  # and the only writer: its exit is our EOF
+        os.close(commands_r)  # the child holds the only reader: its exit breaks our pipe
+        os.close(replies_w)  # and the only writer: its exit is our EOF
+        self._commands, self._replies = Connection(commands_w, readable=False), Connection(replies_r, writable=False)
+        widen_pipe(self._commands)
         logger.debug("JSONL writer process %d started for %s", self._process.pid, self.path)
 
     def _send(self, payload: bytes) -> None:
@@ -238,9 +185,8 @@ class JsonlWriter:
 
     def _receive(self) -> int:
         """The child's answer to a flush (its error, or its death, raised)."""
-        replies, sentinel = self._replies, self._process.sentinel
-        if replies not in wait([replies, sentinel]) and not replies.poll():  # type: ignore[list-item, union-attr]
-            self._fail()  # it ended without a word
+        replies = self._replies
+        wait([replies])  # type: ignore[list-item]  # an answer, or EOF: the child ended
         try:
             kind, value = replies.recv()  # type: ignore[union-attr]
         except (EOFError, OSError):
@@ -265,8 +211,11 @@ class JsonlWriter:
             except (EOFError, OSError):
                 pass
         if message is None:
-            self._process.join(1.0)
-            message = f"the JSONL writer process of {self.path} exited unexpectedly (exit code {self._process.exitcode})"
+            try:
+                code = self._process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                code = None
+            message = f"the JSONL writer process of {self.path} exited unexpectedly (exit code {code})"
         self._error = SinkError(message)
         self._stop()
         raise self._error
@@ -276,13 +225,14 @@ class JsonlWriter:
         process, self._process = self._process, None
         if process is None:
             return
-        self._commands.close()  # type: ignore[union-attr]
-        process.join(5.0)
-        if process.is_alive():
+        self._commands.close()  # type: ignore[union-attr]  # EOF: the child flushes, closes the file and exits
+        try:
+            process.wait(5.0)
+        except subprocess.TimeoutExpired:
             process.kill()
-            process.join(5.0)
+            process.wait(5.0)
         self._replies.close()  # type: ignore[union-attr]
-        logger.debug("JSONL writer process %d stopped (exit code %s)", process.pid, process.exitcode)
+        logger.debug("JSONL writer process %d stopped (exit code %s)", process.pid, process.returncode)
 
 
 def encode_items(items: Iterable[Item | tuple[Any, ...]]) -> bytes:
@@ -308,23 +258,25 @@ def widen_pipe(connection: Any, size: int = 1 << 20) -> None:
         pass
 
 
-def exit_with_parent() -> None:
-    """End this (child) process as soon as the parent dies (even by SIGKILL)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
+def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """End this (child) process soon after its parent (``parent``, its pid) dies, also where a process the parent forked still holds the commands pipe."""
 
     def watch() -> None:
-        wait([parent.sentinel])
+        while os.getppid() == parent:
+            time.sleep(poll_s)
         os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _child_main(commands: Connection, replies: Connection, path: str) -> None:
-    """Append each batch to the file, answer flushes with its size, report the first error and stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_parent()
+def _child_main(commands: Connection, replies: Connection, path: str, parent: int) -> None:
+    """Append each batch to the file, answer flushes with its size, report the first error and stop.
+
+    The parent holds the only writer of ``commands``: its end, even by
+    SIGKILL, is this loop's EOF (and a watch on the parent's pid ends it
+    where a forked process of the parent still holds that writer).
+    """
+    _exit_with_parent(parent)
     try:
         with open(path, "ab") as file:
             while True:
@@ -352,3 +304,7 @@ def _report(replies: Connection, message: str) -> None:
         replies.send(("error", message))
     except OSError:  # the parent is gone
         pass
+
+
+if __name__ == "__main__":  # started by JsonlWriter: python -m connectors.jsonl_writer COMMANDS_FD REPLIES_FD PATH PARENT_PID
+    _child_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), sys.argv[3], int(sys.argv[4]))

@@ -41,7 +41,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
-from connectors.kafka_producer import CONTEXT, ChildHandle, exit_with_parent, widen_pipe
+from connectors.jsonl_writer import widen_pipe
+from connectors.kafka_producer import CONTEXT, ChildHandle, exit_with_parent
 from stream_learner.errors import SourceError
 
 logger = logging.getLogger(__name__)

@@ -338,16 +338,6 @@ class ProducerProcess(ChildHandle):
 # --- the child ------------------------------------------------------------------------------------
 
 
-def widen_pipe(connection: Any, size: int = 1 << 20) -> None:
-    """Let a pipe hold ``size`` bytes (Linux; the default 64 KiB holds less than one batch), where allowed."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(connection.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
-    except (ImportError, OSError):
-        pass
-
-
 def exit_with_parent() -> None:
     """End this (child) process as soon as the parent dies (even by SIGKILL)."""
     parent = multiprocessing.parent_process()
