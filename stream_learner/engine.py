@@ -171,8 +171,6 @@ class KeyedLearner:
         observe, score = self.forgetting.observe, self._score
         append = predictions.rows.append
         with_proba = self.config.with_proba
-        next_offsets = self.next_offsets
-        tasks = self.tasks
         new_labels = self.new_labels
         if pending is not None:
             pending.expire(now)
@@ -180,32 +178,31 @@ class KeyedLearner:
         lookahead = getattr(self.learner, "lookahead", None)  # optional: a learner that predicts in batches
         if lookahead is not None:
             lookahead([x for x, _ in events.pairs] if batch else [event.features for event in events if type(event) is not LabelRecord])
-        rows = events.rows(next_offsets.get(events.partition, 0)) if batch else self._rows(events, out, now)
-        accepted = 0
-        for event_id, x, label, task, partition, offset, event in rows:
-            if offset < next_offsets.get(partition, 0):
-                continue  # already learned before the snapshot this learner was restored from
-            next_offsets[partition] = offset + 1
-            accepted += 1
-            if task is not None and tasks.get(task) != self.concept:
-                self._switch_task(task, out, now)
+        if batch:
+            start = self.next_offsets.get(events.partition, 0)  # what a restored learner has already learned is skipped
+            rows = events.rows(start)
+            self._since_snapshot += max(0, events.end_offset - max(start, events.first_offset))
+            self.next_offsets[events.partition] = max(start, events.end_offset)
+        else:
+            rows = self._rows(events, out, now)
+        for event_id, x, label, event in rows:
             try:
                 y_pred, proba = predict(x)
-                if label is None and pending is not None:
-                    label = pending.add(event_id, x, y_pred, now)
-                if label is not None and new_labels is not None and new_labels.update(label):
-                    self._on_new_label(out, now)
-                if label is not None and not observe(self.concept, x, label):
-                    learn(x, label)
+                if label is None:
+                    if pending is not None:
+                        label = pending.add(event_id, x, y_pred, now)
+                if label is not None:
+                    if new_labels is not None and new_labels.update(label):
+                        self._on_new_label(out, now)
+                    if not observe(self.concept, x, label):
+                        learn(x, label)
             except Exception as exc:  # a model rejecting an event must not stop the stream
-                event = event or Event(event_id, self.key, x, label, task, partition, offset)
-                out.dead_letters.append(self._model_error(event, exc, now))
+                out.dead_letters.append(self._model_error(event or events.event(event_id), exc, now))  # type: ignore[union-attr]
                 continue
             self.events += 1
             append((event_id, y_pred, proba if with_proba else None, self.learned, self.concept))
             if label is not None:
                 score(label, y_pred, out, now)
-        self._since_snapshot += accepted
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             self._snapshot_at = now
@@ -213,12 +210,25 @@ class KeyedLearner:
         return out
 
     def _rows(self, items: list[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[EventRow]:
-        """The rows :meth:`process` reads, one per event; a delayed label is learned here, in its place in the stream."""
+        """The rows :meth:`process` reads, one per event not learned yet, each once its place in the stream is reached.
+
+        Lazily, in order: a delayed label is learned, and an event's task
+        switches the concept, just before the events after it are read.
+        """
+        next_offsets, tasks = self.next_offsets, self.tasks
         for item in items:
             if type(item) is LabelRecord:
                 self._learn_late(item, out, now)
-            else:
-                yield item.id, item.features, item.label, item.task, item.partition, item.offset, item
+                continue
+            partition, offset = item.partition, item.offset
+            if offset < next_offsets.get(partition, 0):
+                continue  # already learned before the snapshot this learner was restored from
+            next_offsets[partition] = offset + 1
+            self._since_snapshot += 1
+            task = item.task
+            if task is not None and tasks.get(task) != self.concept:
+                self._switch_task(task, out, now)
+            yield item.id, item.features, item.label, item
 
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics and a final snapshot."""

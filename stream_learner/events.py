@@ -198,7 +198,7 @@ class Event:
     raw: bytes | None = None
 
 
-EventRow = tuple[str, dict[Any, Any], Any, "str | int | None", int, int, "Event | None"]  # what the learner step reads of each event
+EventRow = tuple[str, dict[Any, Any], Any, "Event | None"]  # (id, features, label, the Event or None): what the learner step reads
 
 
 @dataclass(slots=True)
@@ -212,9 +212,9 @@ class EventBatch:
     ``topic:partition:offset`` and no task.
 
     >>> batch = EventBatch("synthetic:sea", "default", 0, 7, [({"x": 1.0}, True), ({"x": 2.0}, False)])
-    >>> [row[:3] + row[4:6] for row in batch.rows(8)]
-    [('synthetic:sea:0:8', {'x': 2.0}, False, 0, 8)]
-    >>> batch.events()[0] == Event("synthetic:sea:0:7", "default", {"x": 1.0}, True, None, 0, 7)
+    >>> list(batch.rows(8))
+    [('synthetic:sea:0:8', {'x': 2.0}, False, None)]
+    >>> batch.event("synthetic:sea:0:7") == batch.events()[0] == Event("synthetic:sea:0:7", "default", {"x": 1.0}, True, None, 0, 7)
     True
     """
 
@@ -227,17 +227,27 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    @property
+    def end_offset(self) -> int:
+        """The offset after the last event."""
+        return self.first_offset + len(self.pairs)
+
     def rows(self, start: int = 0) -> Iterator[EventRow]:
-        """``(id, features, label, task, partition, offset, None)`` for each event from offset ``start`` on (built in C, by ``zip`` and ``map``)."""
+        """``(id, features, label, None)`` for each event from offset ``start`` on (built in C, by ``zip`` and ``map``)."""
         skip = max(0, start - self.first_offset)
-        offsets = range(self.first_offset + skip, self.first_offset + len(self.pairs))
         pairs = self.pairs[skip:] if skip else self.pairs
-        ids = map(f"{self.topic}:{self.partition}:".__add__, map(str, offsets))
-        return zip(ids, map(itemgetter(0), pairs), map(itemgetter(1), pairs), repeat(None), repeat(self.partition), offsets, repeat(None))
+        ids = map(f"{self.topic}:{self.partition}:".__add__, map(str, range(self.first_offset + skip, self.end_offset)))
+        return zip(ids, map(itemgetter(0), pairs), map(itemgetter(1), pairs), repeat(None))
+
+    def event(self, event_id: str) -> Event:
+        """The :class:`Event` of one of this batch's ids (its offset is the id's last part)."""
+        offset = int(event_id.rpartition(":")[2])
+        x, y = self.pairs[offset - self.first_offset]
+        return Event(event_id, self.key, x, y, None, self.partition, offset)
 
     def events(self) -> list[Event]:
         """One :class:`Event` per pair."""
-        return [Event(id_, self.key, x, y, task, partition, offset) for id_, x, y, task, partition, offset, _ in self.rows()]
+        return [self.event(event_id) for event_id, *_ in self.rows()]
 
 
 def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:

@@ -56,6 +56,8 @@ def test_a_restored_learner_skips_what_it_learned_within_a_batch(drift_pairs) ->
     learner = KeyedLearner("default", EngineConfig())
     learner.process(EventBatch(first.topic, first.key, 0, 0, first.pairs[:320]), now=0.0)
     restored = pickle.loads(pickle.dumps(learner))
+    learned_before = EventBatch(first.topic, first.key, 0, 100, first.pairs[100:300])
+    assert not restored.process(learned_before, now=0.0).predictions and restored._since_snapshot == learner._since_snapshot
     out = restored.process(first, now=0.0)  # the source re-reads from an earlier offset after a crash
     assert [p["id"] for p in out.predictions] == [f"memory:0:{i}" for i in range(320, 500)]
     assert restored.events == 500
