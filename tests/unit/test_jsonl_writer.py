@@ -234,7 +234,8 @@ def test_close_stops_the_child(tmp_path: Path) -> None:
     pid = writer.pid
     writer.close()
     writer.close()  # idempotent
-    assert not _alive(pid)
+    assert (tmp_path / "out.jsonl").read_bytes() == b'{"a":1}\n'  # flushed when close returns
+    assert _wait_gone(pid, 5.0)  # the child's exit follows, reaped by a thread
 
 
 PARENT = """
