@@ -5,11 +5,13 @@
 For each model: (a) a plain river loop (predict_one, Accuracy.update,
 learn_one) over a pre-generated SEA drift stream; (b) the engine (the real
 Bytewax dataflow, predictions/metrics/dead letters to JSONL files, local
-snapshots) over the same events from memory. Prints events/s and the ratio
-(best of ``--repeat`` interleaved runs), and the ratio of their CPU time in
-this process, which other jobs on a shared machine distort far less; the
-engine's JSONL writer processes (:mod:`connectors.jsonl_writer`) encode
-and write the outputs on another core, and their CPU is printed apart. It also measures what Bytewax's per-epoch state snapshots would cost with
+snapshots) over the same events from memory. Prints events/s of the best of
+``--repeat`` interleaved runs and their ratio; the median of the ratios of
+each back-to-back pair (on a shared machine whose speed drifts, the fairer
+figure: both runs of a pair meet the same load); and the ratio of their CPU
+time in this process, which other jobs distort far less. The engine's JSONL
+writer processes (:mod:`connectors.jsonl_writer`) encode and write the
+outputs on another core; their CPU per event is printed apart. It also measures what Bytewax's per-epoch state snapshots would cost with
 recovery on, at a 10 s epoch (the default) and at a 0.1 s one.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import resource
+import statistics
 import tempfile
 import time
 from datetime import timedelta
@@ -41,21 +44,21 @@ def sea_events(n: int, seed: int = 42) -> list[tuple[dict[str, Any], Any]]:
     return [(e.features, e.label) for e in itertools.islice(source.read_from(0), n)]
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that ended and were waited for
+def children_cpu() -> float:
+    """CPU seconds of this process's ended and reaped children (the JSONL writers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
 class Timed:
-    """Wall-clock and CPU seconds of this process (all its threads) over a ``with`` block, and of the child processes it ran (the JSONL writers)."""
+    """Wall-clock and CPU seconds of this process (all its threads) over a ``with`` block."""
 
     def __enter__(self) -> Timed:
-        self._wall, self._cpu, self._children = time.perf_counter(), time.process_time(), _children_cpu()
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall, self.cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
-        self.children = _children_cpu() - self._children
 
 
 def plain_loop(model_name: str, events: list[tuple[dict[str, Any], Any]]) -> tuple[Timed, float]:
@@ -89,25 +92,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--models", nargs="+", default=["logreg", "hoeffding_tree"])
-    parser.add_argument("--repeat", type=int, default=3, help="best of N runs for each contender")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each contender, interleaved")
     args = parser.parse_args(argv)
     events = sea_events(args.events)
-    print(f"{args.events:,} SEA drift events, best of {args.repeat}")
-    print(f"{'model':<16}{'plain river ev/s':>18}{'engine ev/s':>14}{'ratio':>8}{'CPU ratio':>11}   accuracy (plain / engine)   engine's own cost   writer processes")
+    print(f"{args.events:,} SEA drift events, {args.repeat} interleaved runs each")
+    print(f"{'model':<16}{'plain river ev/s':>18}{'engine ev/s':>14}{'ratio':>8}{'paired':>8}{'CPU ratio':>11}   accuracy (plain / engine)   engine's own CPU   writers' CPU")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             plain, ours = [], []
+            writers_before = children_cpu()
             for i in range(args.repeat):  # interleaved, so a busy spell on a shared machine hits both
                 plain.append(plain_loop(name, events))
                 ours.append(engine(name, events, Path(tmp) / f"{name}{i}"))
+            time.sleep(0.5)  # the last writer processes exit and are reaped
+            writers = (children_cpu() - writers_before) / args.repeat / args.events * 1e6
             p_secs, o_secs = min(t.wall for t, _ in plain), min(t.wall for t, _ in ours)
+            paired = statistics.median(p.wall / o.wall for (p, _), (o, _) in zip(plain, ours))  # each pair ran back to back
             p_cpu, o_cpu = min(t.cpu for t, _ in plain), min(t.cpu for t, _ in ours)  # what other jobs on a shared machine distort least
             p_rate, o_rate = args.events / p_secs, args.events / o_secs
             added = (o_cpu - p_cpu) / args.events * 1e6
-            writers = min(t.children for t, _ in ours) / args.events * 1e6
             print(
-                f"{name:<16}{p_rate:>18,.0f}{o_rate:>14,.0f}{o_rate / p_rate:>8.2f}{p_cpu / o_cpu:>11.2f}"
-                f"   {plain[0][1]:.4f} / {ours[0][1]:.4f}   (+{added:.1f} us/event of CPU)   +{writers:.1f} us/event on the other core"
+                f"{name:<16}{p_rate:>18,.0f}{o_rate:>14,.0f}{o_rate / p_rate:>8.2f}{paired:>8.2f}{p_cpu / o_cpu:>11.2f}"
+                f"   {plain[0][1]:.4f} / {ours[0][1]:.4f}   +{added:.1f} us/event       +{writers:.1f} us/event"
             )
     print()
     print("Bytewax state snapshots with recovery on (pickling the learner at each epoch close):")
