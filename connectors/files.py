@@ -75,10 +75,18 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
     """Writes lists of records to one JSONL file (one partition, so one writer).
 
     Takes ``(key, [record, ...])`` or ``(key, Predictions)`` items; every item goes to the single partition.
+    A file that cannot be written is a :class:`~stream_learner.errors.SinkError`
+    here, before the dataflow runs (inside it, Bytewax would wrap it in a panic).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab"):  # created if missing; the partition truncates it as the run (or its recovery) needs
+                pass
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def list_parts(self) -> list[str]:
         return [self.path.name]

@@ -65,6 +65,10 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
     if options.max_events is not None and options.max_events < 0:
         raise ConfigError("--max-events must not be negative")
     out = Path(options.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     store = LocalSnapshotStore(options.snapshot_dir or out / "snapshots", app=options.app, retain=options.retain)
     signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
     payloads, start = _latest_payloads(store, signing_key) if options.resume else ({}, 0)

@@ -58,9 +58,11 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["run", "--new-label-gap", "-5"], "argument --new-label-gap: expected a non-negative integer, got -5"),
         (["run", "--model", "linreg", "--new-label-gap", "100"], "new-label boundaries need a classification model"),
         (["fly"], "invalid choice: 'fly'"),
+        (["run", "--out", "a-file/out"], "cannot write to the output folder a-file/out: Not a directory"),
     ],
 )
 def test_wrong_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
     result = _cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -84,3 +86,24 @@ def test_new_label_gap_marks_each_task_of_a_class_incremental_file(tmp_path: Pat
     assert json.loads(marked.stdout)["concepts"] == 3
     drifts = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [(d["detector"], d["at_event"]) for d in drifts if d["type"] == "drift"] == [("new_label", 300), ("new_label", 600)]
+
+
+def test_an_output_file_that_cannot_be_written_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "out" / "predictions.jsonl").mkdir(parents=True)  # a folder where the predictions file goes
+    result = _cli("run", "--max-events", "100", "--out", "out", cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["stream-learner: error: cannot write out/predictions.jsonl: Is a directory"], result.stderr
+
+
+def test_a_sink_error_inside_the_dataflow_ends_the_run_with_the_sinks_own_error(tmp_path: Path) -> None:
+    """Predictions the JSONL writer cannot encode (bytes labels) fail in its process, mid-run: the run raises that SinkError (the CLI's one line)."""
+    from connectors.memory import MemorySource
+    from stream_learner.app.runner import RunOptions, run
+    from stream_learner.engine import EngineConfig
+    from stream_learner.errors import SinkError
+    from stream_learner.learners.base import LearnerSpec
+
+    pairs = [({"x": float(i % 7)}, b"yes" if i % 2 else b"no") for i in range(3000)]
+    options = RunOptions(engine=EngineConfig(learner=LearnerSpec("naive_bayes")), out=tmp_path / "out", progress=False, console=False)
+    with pytest.raises(SinkError, match="cannot encode a record for .*predictions.jsonl"):
+        run(options, source=MemorySource(pairs))
