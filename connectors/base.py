@@ -92,10 +92,18 @@ class OffsetSource(FixedPartitionedSource[SourceItem, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _OffsetPartition:
         offset = self.start if resume_state is None else resume_state
-        items = self.read_from(offset)
+        items = self._records_from(offset)
         if self.max_events is not None:
             items = islice(items, max(0, self.max_events - offset))
-        return _OffsetPartition(items, offset, self.on_read, self.batch_size)
+        return _OffsetPartition(items, offset, self.on_read, self.batch_size, self._batch_item())
+
+    def _records_from(self, offset: int) -> Iterator[Any]:
+        """What the partition reads in batches: by default the items of :meth:`read_from`."""
+        return self.read_from(offset)
+
+    def _batch_item(self) -> Callable[[int, list[Any]], Any] | None:
+        """Makes one item of each batch (its first offset, its records), or ``None``: the records are the items."""
+        return None
 
 
 class PairSource(OffsetSource):
@@ -118,10 +126,9 @@ class PairSource(OffsetSource):
         for i, (x, y) in enumerate(self.pairs_from(offset), start=offset):
             yield Event(f"{topic}:0:{i}", key, x, y, None, 0, i)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _OffsetPartition:
-        offset = self.start if resume_state is None else resume_state
-        pairs = self.pairs_from(offset)
-        if self.max_events is not None:
-            pairs = islice(pairs, max(0, self.max_events - offset))
+    def _records_from(self, offset: int) -> Iterator[tuple[dict[Any, Any], Any]]:
+        return self.pairs_from(offset)
+
+    def _batch_item(self) -> Callable[[int, list[Any]], EventBatch]:
         topic, key = self.name, self.key
-        return _OffsetPartition(pairs, offset, self.on_read, self.batch_size, lambda first, batch: EventBatch(topic, key, 0, first, batch))
+        return lambda first, pairs: EventBatch(topic, key, 0, first, pairs)

@@ -347,11 +347,20 @@ class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
         producer.acquire()
 
     def write_batch(self, items: list[list[dict[str, Any]] | Predictions]) -> None:
-        send, chunk, topic = self._producer.send_records, self._chunk, self._topic  # the child encodes them
+        send, chunk, topic = self._producer.send_parts, self._chunk, self._topic  # the child encodes them
+        parts: list[list[dict[str, Any]] | Predictions] = []
+        size = 0  # records in parts: each batch handed over holds at most ``chunk``, however many model keys' items it gathers
         for records in items:
             for i in range(0, len(records), chunk):
-                self._last = send(topic, records[i : i + chunk])
+                piece = records[i : i + chunk]
+                if parts and size + len(piece) > chunk:
+                    self._last = send(topic, parts)
+                    parts, size = [], 0
+                parts.append(piece)
+                size += len(piece)
             self._sent += len(records)
+        if parts:
+            self._last = send(topic, parts)
 
     def snapshot(self) -> int:
         if self._sent:

@@ -10,7 +10,7 @@ that owns one idempotent, batching, compressing producer, and there skips
 producer's batches in one piece (:mod:`connectors.kafka_append`, ~1 µs a
 record instead of ~15). The parent hands it batches of records for one
 topic, as encoded ``(key bytes | None, value bytes)`` pairs or as JSON-able
-dicts that the child encodes (:meth:`ProducerProcess.send_records`: the
+dicts that the child encodes (:meth:`ProducerProcess.send_parts`: the
 encoding leaves the parent too), and asks it to flush:
 
 * :meth:`ProducerProcess.send` only enqueues; it blocks (back-pressure)
@@ -55,7 +55,7 @@ from kafka.partitioner.default import murmur2
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
 from stream_learner.errors import SinkError
-from stream_learner.predictions import Predictions
+from stream_learner.predictions import Predictions, records_of
 
 logger = logging.getLogger(__name__)
 
@@ -194,17 +194,18 @@ class ProducerProcess(ChildHandle):
         """
         return self._enqueue(topic, pairs)
 
-    def send_records(self, topic: str, records: list[dict[str, Any]] | Predictions) -> int:
-        """Queue records (JSON-able dicts, or a compact batch of predictions) for ``topic``, encoded by the child as :func:`encode_records` does; return the batch's number.
+    def send_parts(self, topic: str, parts: list[list[dict[str, Any]] | Predictions]) -> int:
+        """Queue parts of records (lists of JSON-able dicts, :class:`Predictions`) for ``topic`` as one batch, encoded by the child as :func:`encode_records` does; return the batch's number.
 
         They travel marshalled, which costs the caller half of encoding them
-        (and the queue's pickling of the encoded pairs); a batch that marshal
-        cannot carry (a value of another type) is encoded here.
+        (a quarter for predictions, which go as their rows), and the queue's
+        pickling of the encoded pairs; a batch that marshal cannot carry (a
+        value of another type) is encoded here.
         """
         try:
-            payload: list[Pair] | bytes = marshal.dumps(records.to_wire() if type(records) is Predictions else records)
+            payload: list[Pair] | bytes = marshal.dumps([part.to_wire() if type(part) is Predictions else part for part in parts])
         except ValueError:
-            payload = encode_records(records)
+            payload = encode_records(record for part in parts for record in part)
         return self._enqueue(topic, payload)
 
     def flush(self, through: int | None = None) -> None:
@@ -462,9 +463,8 @@ def _child_main(
             if message is None:
                 break
             seq, topic, pairs = message
-            if isinstance(pairs, bytes):  # records, marshalled by send_records
-                records = marshal.loads(pairs)
-                pairs = encode_records(Predictions.from_wire(records) if type(records) is tuple else records)
+            if isinstance(pairs, bytes):  # parts of records, marshalled by send_parts
+                pairs = encode_records(record for part in marshal.loads(pairs) for record in records_of(part))
             if topic is None:  # a flush mark: everything before it must be acknowledged
                 producer.flush(max(1.0, timeout_s - 5))  # before the parent gives up waiting: the broker's error wins
                 for future in pending:

@@ -247,7 +247,7 @@ class EventBatch:
 
     def events(self) -> list[Event]:
         """One :class:`Event` per pair."""
-        return [self.event(event_id) for event_id, *_ in self.rows()]
+        return [Event(id_, self.key, x, y, None, self.partition, offset) for offset, (id_, x, y, _) in enumerate(self.rows(), start=self.first_offset)]
 
 
 def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:

@@ -14,22 +14,18 @@ encoding there. Read as a sequence it is the records themselves.
 (1, True, 'default', True)
 >>> list(batch) == [batch[0]] and Predictions.from_wire(batch.to_wire()) == batch
 True
->>> encode_predictions(batch.to_wire())
-b'{"id":"in:0:0","key":"default","prediction":true,"proba":{"false":0.2,"true":0.8},"model_version":0,"concept":0,"ts":1.5}\\n'
+>>> batch[0]
+{'id': 'in:0:0', 'key': 'default', 'prediction': True, 'proba': {False: 0.2, True: 0.8}, 'model_version': 0, 'concept': 0, 'ts': 1.5}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 Row = tuple[str, Any, "dict[Any, float] | None", int, int]  # (id, prediction, proba, model_version, concept)
 Wire = tuple[str, float, list[Row]]  # what marshal carries: (key, ts, rows)
-
-_JSONL = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass(slots=True)
@@ -51,10 +47,6 @@ class Predictions(Sequence[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return map(self._record, self.rows)
 
-    def records(self) -> list[dict[str, Any]]:
-        """The prediction records, as dicts of the contract's shape."""
-        return list(self)
-
     def to_wire(self) -> Wire:
         """A plain tuple that ``marshal`` carries when the labels and ids are plain values."""
         return self.key, self.ts, self.rows
@@ -69,10 +61,6 @@ class Predictions(Sequence[dict[str, Any]]):
         return {"id": id_, "key": self.key, "prediction": prediction, "proba": proba, "model_version": version, "concept": concept, "ts": self.ts}
 
 
-def encode_predictions(wire: Wire) -> bytes:
-    """The JSONL lines of a batch's predictions (what a file sink writes)."""
-    dumps = orjson.dumps
-    buffer = bytearray()  # appending each line frees it at once (see connectors.files)
-    for record in Predictions.from_wire(wire):
-        buffer += dumps(record, option=_JSONL)
-    return bytes(buffer)
+def records_of(part: list[dict[str, Any]] | Predictions | Wire) -> Iterable[dict[str, Any]]:
+    """The records of one part of a batch: a list of records, a :class:`Predictions`, or its wire tuple (marshalled)."""
+    return Predictions.from_wire(part) if type(part) is tuple else part  # type: ignore[arg-type]

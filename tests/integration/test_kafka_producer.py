@@ -104,7 +104,7 @@ def test_the_producer_process_ends_with_the_run_and_a_refused_record_fails_the_r
 
 
 def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_them(kafka_bootstrap, unique) -> None:
-    """``send_records``: the child encodes marshalled records; a batch marshal cannot carry is encoded in the parent. Same messages either way."""
+    """``send_parts``: the child encodes marshalled records; a batch marshal cannot carry is encoded in the parent. Same messages either way."""
     topic = f"records-{unique}"
     ensure_topics({"bootstrap_servers": [kafka_bootstrap]}, [topic])
     records = [
@@ -119,10 +119,10 @@ def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_
     odd_compact = Predictions("model-c", 4.0, [("p5", datetime(2026, 1, 3, tzinfo=timezone.utc), None, 6, 1)])
     producer = ProducerProcess({"bootstrap_servers": [kafka_bootstrap]})
     try:
-        producer.send_records(topic, records)
-        producer.send_records(topic, odd)
-        producer.send_records(topic, compact)  # a step's predictions travel as their compact rows
-        producer.send_records(topic, odd_compact)
+        producer.send_parts(topic, [records[:1], records[1:]])  # parts of one batch, in order
+        producer.send_parts(topic, [odd])
+        producer.send_parts(topic, [compact])  # a step's predictions travel as their compact rows
+        producer.send_parts(topic, [odd_compact])
         producer.flush()
     finally:
         producer.close()
@@ -137,7 +137,7 @@ def test_records_handed_to_the_child_reach_the_topic_as_the_parent_would_encode_
             read += [(m.key, m.value) for batch in consumer.poll(timeout_ms=500).values() for m in batch]
     finally:
         consumer.close()
-    assert read == encode_records(records) + encode_records(odd) + encode_records(compact.records()) + encode_records(odd_compact.records())
+    assert read == encode_records(records) + encode_records(odd) + encode_records(list(compact)) + encode_records(list(odd_compact))
     assert orjson.loads(read[4][1]) == {"id": "p3", "key": "model-c", "prediction": "cat", "proba": {"cat": 0.9, "dog": 0.1}, "model_version": 4, "concept": 1, "ts": 3.5}
     assert read[0] == (b"model-a", orjson.dumps(records[0], option=orjson.OPT_NON_STR_KEYS)) and read[1][0] is None
     assert orjson.loads(read[3][1])["ts"] == "2026-01-02T00:00:00+00:00"
