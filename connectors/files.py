@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.base import OffsetSource, RawRecord
-from connectors.jsonl_writer import Item, JsonlWriter
+from connectors.jsonl_writer import InlineJsonlWriter, Item, JsonlWriter
 from stream_learner.errors import SinkError, SourceError
 from stream_learner.events import Origin
 
@@ -44,13 +44,15 @@ class JsonlFileSource(OffsetSource):
 class _JsonlPartition(StatefulSinkPartition[Item, int]):
     """Appends records; its state is the file size, so a recovered run rewrites nothing twice.
 
-    The records are encoded and written by a child process
+    With ``process`` the records are encoded and written by a child process
     (:class:`~connectors.jsonl_writer.JsonlWriter`): ``write_batch`` only
     marshals and sends them; ``snapshot`` returns once they are in the file.
+    Without, they are encoded and written here (:class:`~connectors.jsonl_writer.InlineJsonlWriter`).
     """
 
-    def __init__(self, path: Path, resume_size: int | None) -> None:
-        self._writer = JsonlWriter(path, resume_size)  # truncates what was written after the recovered epoch
+    def __init__(self, path: Path, resume_size: int | None, process: bool = True) -> None:
+        writer = JsonlWriter if process else InlineJsonlWriter
+        self._writer = writer(path, resume_size)  # truncates what was written after the recovered epoch
 
     def write_batch(self, items: list[Item]) -> None:
         self._writer.write(items)
@@ -75,12 +77,16 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
     """Writes lists of records to one JSONL file (one partition, so one writer).
 
     Takes ``(key, [record, ...])`` or ``(key, Predictions)`` items; every item goes to the single partition.
+    ``process``: encode and write in a child process (:mod:`connectors.jsonl_writer`), for a file
+    that receives a record per event (predictions); ``False`` writes in the worker thread, for one
+    that receives a few (metrics, dead letters), where the child's start-up would cost more.
     A file that cannot be written is a :class:`~stream_learner.errors.SinkError`
     here, before the dataflow runs (inside it, Bytewax would wrap it in a panic).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, process: bool = True) -> None:
         self.path = Path(path)
+        self.process = process
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab"):  # created if missing; the partition truncates it as the run (or its recovery) needs
@@ -95,4 +101,4 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _JsonlPartition:
-        return _JsonlPartition(self.path, resume_state)
+        return _JsonlPartition(self.path, resume_state, self.process)

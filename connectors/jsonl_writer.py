@@ -37,15 +37,18 @@ and appends it to the file:
   the parent's pid where a process the parent forked still holds that pipe.
   A ``kill -9`` leaves no orphan.
 
-Start: ``python -m connectors.jsonl_writer`` by ``subprocess`` (never a
-fork of the parent, which runs Bytewax's Rust threads), with the two pipe
-ends passed as file descriptors. Unlike ``multiprocessing``'s ``spawn`` and
-``forkserver``, which run the parent's main script again in the child (a
-script that imports Bytewax and river: about a second a child), the child
-imports only this module: about 0.1 s of CPU, on the other core, and
-about a millisecond of the parent's. One child per file, started at its
-first write: the test suite's few dozen writer children do not show in its
-time, and each file keeps its own errors, flushes and back-pressure.
+Start: ``python -S -m connectors.jsonl_child`` (:mod:`connectors.jsonl_child`)
+by ``subprocess`` (never a fork of the parent, which runs Bytewax's Rust
+threads), with the two pipe ends passed as file descriptors. Unlike
+``multiprocessing``'s ``spawn`` and ``forkserver``, which run the parent's
+main script again in the child (a script that imports Bytewax and river:
+about a second a child), the child imports only orjson and marshal: about
+35 ms of CPU. On a two-core machine that start-up is taken from the
+learner's core while it lasts, so one file, the predictions, gets a
+process; files that receive a few records (metrics, dead letters) are
+written in the calling thread by :class:`InlineJsonlWriter`, with the
+same bytes, sizes and errors. A writer process starts at its file's
+first write, and each file keeps its own errors, flushes and back-pressure.
 
 This module imports neither Bytewax nor Kafka (the Kafka children take
 :func:`widen_pipe` from here).
@@ -59,23 +62,30 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
+from connectors.jsonl_child import FLUSH, encode_items
 from stream_learner.errors import SinkError
-from stream_learner.predictions import Predictions, records_of
+from stream_learner.predictions import Predictions
 
 logger = logging.getLogger(__name__)
 
-_JSONL = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
-_FLUSH = b""  # the one message marshal never produces
+_ROOT = str(Path(__file__).resolve().parent.parent)  # where ``connectors`` is importable from
 
 Item = list[dict[str, Any]] | Predictions
+
+
+def prepare_file(path: Path, resume_size: int | None) -> None:
+    """Create ``path`` (and its folder) empty, or truncate it to ``resume_size`` bytes (a recovered run drops what was written after the recovered epoch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("r+b" if resume_size is not None and path.exists() else "wb") as file:
+        if resume_size is not None:
+            file.truncate(resume_size)
 
 
 class JsonlWriter:
@@ -93,10 +103,7 @@ class JsonlWriter:
 
     def __init__(self, path: str | Path, resume_size: int | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("r+b" if resume_size is not None and self.path.exists() else "wb") as file:
-            if resume_size is not None:
-                file.truncate(resume_size)  # drop what was written after the recovered epoch
+        prepare_file(self.path, resume_size)
         self._size = resume_size or 0  # the file's size once the child has written everything sent
         self._unflushed = False  # sent since the last size()
         self._process: Any = None
@@ -118,7 +125,7 @@ class JsonlWriter:
         try:
             payload = marshal.dumps(wire)
         except ValueError:  # a value marshal cannot carry: encode the batch here
-            payload = marshal.dumps(self._encode(wire))
+            payload = marshal.dumps(encoded(self.path, wire))
         self._send(payload)
         self._unflushed = True
 
@@ -126,7 +133,7 @@ class JsonlWriter:
         """The file's size, once everything written before this call is in the file."""
         self._raise_if_failed()
         if self._unflushed:
-            self._send(_FLUSH)
+            self._send(FLUSH)
             self._size = self._receive()
             self._unflushed = False
         return self._size
@@ -148,22 +155,17 @@ class JsonlWriter:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _encode(self, items: list[Any]) -> bytes:
-        try:
-            return encode_items(items)
-        except orjson.JSONEncodeError as exc:
-            raise SinkError(f"cannot encode a record for {self.path}: {exc}") from None
-
     def _start(self) -> None:
         if self._closed:
             raise SinkError(f"the writer of {self.path} is closed")
         commands_r, commands_w = os.pipe()
         replies_r, replies_w = os.pipe()
-        root = str(Path(__file__).resolve().parent.parent)  # where ``connectors`` is importable from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        # -S: no ``site``; what the child imports is found on this path (``connectors``, then orjson)
+        path = [_ROOT, os.path.dirname(os.path.dirname(orjson.__file__)), os.environ.get("PYTHONPATH")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
         # its own session: a terminal's Ctrl-C reaches the parent, which finishes the stream and closes the sink
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(commands_r), str(replies_w), os.path.abspath(self.path), str(os.getpid())],
+            [sys.executable, "-S", "-m", "connectors.jsonl_child", str(commands_r), str(replies_w), os.path.abspath(self.path), str(os.getpid())],
             pass_fds=(commands_r, replies_w),
             env=env,
             start_new_session=True,
@@ -188,7 +190,7 @@ class JsonlWriter:
         replies = self._replies
         wait([replies])  # type: ignore[list-item]  # an answer, or EOF: the child ended
         try:
-            kind, value = replies.recv()  # type: ignore[union-attr]
+            kind, value = marshal.loads(replies.recv_bytes())  # type: ignore[union-attr]
         except (EOFError, OSError):
             self._fail()
         if kind == "error":
@@ -206,7 +208,7 @@ class JsonlWriter:
         if message is None:
             try:
                 while message is None and self._replies.poll(1.0):  # type: ignore[union-attr]
-                    kind, value = self._replies.recv()  # type: ignore[union-attr]
+                    kind, value = marshal.loads(self._replies.recv_bytes())  # type: ignore[union-attr]
                     message = value if kind == "error" else None
             except (EOFError, OSError):
                 pass
@@ -238,14 +240,86 @@ class JsonlWriter:
             threading.Thread(target=_reap, args=(process,), name="jsonl-writer-reaper", daemon=True).start()
 
 
-def encode_items(items: Iterable[Item | tuple[Any, ...]]) -> bytes:
-    """The JSONL lines of a batch: each item a list of records, a :class:`Predictions`, or its wire tuple."""
-    dumps = orjson.dumps
-    buffer = bytearray()  # appending each line frees it at once; joining a list of them was 5x slower
-    for item in items:
-        for record in records_of(item):
-            buffer += dumps(record, option=_JSONL)
-    return bytes(buffer)
+class InlineJsonlWriter:
+    """Appends records to one JSONL file from the calling thread: :class:`JsonlWriter`'s bytes, sizes and errors, no process.
+
+    For files that receive a few records (metrics, dead letters), where a
+    writer process's start-up would cost more CPU than it saves.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.jsonl"
+    >>> writer = InlineJsonlWriter(path)
+    >>> writer.write([[{"accuracy": 0.5}]]); writer.size(), path.read_bytes()
+    (17, b'{"accuracy":0.5}\\n')
+    >>> writer.close()
+    """
+
+    pid = None  # no process
+
+    def __init__(self, path: str | Path, resume_size: int | None = None) -> None:
+        self.path = Path(path)
+        prepare_file(self.path, resume_size)
+        self._file: BinaryIO | None = None  # opened at the first write, as the process starts
+        self._size = resume_size or 0
+        self._error: SinkError | None = None  # the first failure, raised by every later call
+        self._closed = False
+
+    def write(self, items: Iterable[Item]) -> None:
+        """Encode a batch of items (lists of JSON-able dicts, or :class:`Predictions`) and append it."""
+        self._raise_if_failed()
+        data = self._fail_on_error(encoded, self.path, items)
+        if data:
+            self._fail_on_error(self._append, data)
+
+    def size(self) -> int:
+        """The file's size, everything written before this call in it."""
+        self._raise_if_failed()
+        if self._file is not None:
+            self._fail_on_error(self._file.flush)
+        return self._size
+
+    def close(self) -> None:
+        """Flush and close the file. Idempotent; a failure that an earlier call raised is not raised again."""
+        if self._closed:
+            return
+        self._closed = True
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                if self._error is None:
+                    self._fail_on_error(file.flush)
+            finally:
+                file.close()
+
+    def _append(self, data: bytes) -> None:
+        if self._closed:
+            raise SinkError(f"the writer of {self.path} is closed")
+        if self._file is None:
+            self._file = self.path.open("ab")
+        self._file.write(data)
+        self._size += len(data)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _fail_on_error(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, with an OS error remembered and raised as :class:`SinkError` (as the writer process reports it)."""
+        try:
+            return call(*args)
+        except OSError as exc:
+            self._error = SinkError(f"cannot write {self.path}: {exc.strerror or exc}")
+        except SinkError as exc:
+            self._error = exc
+        raise self._error
+
+
+def encoded(path: Path, items: Iterable[Any]) -> bytes:
+    """The JSONL lines of a batch for ``path``; a record orjson refuses is a :class:`SinkError` naming the file."""
+    try:
+        return encode_items(items)
+    except orjson.JSONEncodeError as exc:
+        raise SinkError(f"cannot encode a record for {path}: {exc}") from None
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
@@ -258,9 +332,6 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
     logger.debug("JSONL writer process %d stopped (exit code %s)", process.pid, process.returncode)
 
 
-# --- the child ------------------------------------------------------------------------------------
-
-
 def widen_pipe(connection: Any, size: int = 1 << 20) -> None:
     """Let a pipe hold ``size`` bytes (Linux; the default 64 KiB holds less than one batch), where allowed."""
     try:
@@ -269,55 +340,3 @@ def widen_pipe(connection: Any, size: int = 1 << 20) -> None:
         fcntl.fcntl(connection.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
     except (ImportError, OSError):
         pass
-
-
-def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """End this (child) process soon after its parent (``parent``, its pid) dies, also where a process the parent forked still holds the commands pipe."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(3)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _child_main(commands: Connection, replies: Connection, path: str, parent: int) -> None:
-    """Append each batch to the file, answer flushes with its size, report the first error and stop.
-
-    The parent holds the only writer of ``commands``: its end, even by
-    SIGKILL, is this loop's EOF (and a watch on the parent's pid ends it
-    where a forked process of the parent still holds that writer).
-    """
-    _exit_with_parent(parent)
-    try:
-        with open(path, "ab") as file:
-            while True:
-                try:
-                    message = commands.recv_bytes()
-                except EOFError:  # the parent is done
-                    break
-                if message == _FLUSH:
-                    file.flush()
-                    replies.send(("size", file.tell()))
-                    continue
-                payload = marshal.loads(message)
-                file.write(payload if type(payload) is bytes else encode_items(payload))
-    except OSError as exc:
-        _report(replies, f"cannot write {path}: {exc.strerror or exc}")
-    except orjson.JSONEncodeError as exc:
-        hint = " (marshal carries numpy values and other buffers as bytes)" if str(exc).endswith("bytes") else ""
-        _report(replies, f"cannot encode a record for {path}: {exc}{hint}")
-    except Exception as exc:  # noqa: BLE001 - any failure is the parent's to raise
-        _report(replies, f"the JSONL writer of {path} failed: {type(exc).__name__}: {exc}")
-
-
-def _report(replies: Connection, message: str) -> None:
-    try:
-        replies.send(("error", message))
-    except OSError:  # the parent is gone
-        pass
-
-
-if __name__ == "__main__":  # started by JsonlWriter: python -m connectors.jsonl_writer COMMANDS_FD REPLIES_FD PATH PARENT_PID
-    _child_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False), sys.argv[3], int(sys.argv[4]))

@@ -90,8 +90,9 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
     println = println or progress.println
     sinks = Sinks(
         predictions=[JsonlSink(out / "predictions.jsonl")],
-        metrics=[JsonlSink(out / "metrics.jsonl")] + ([ConsoleSink(println)] if options.console else []),
-        dead_letters=[JsonlSink(out / "dead_letters.jsonl")],
+        # a writer process for the predictions only: the others' records are few (see connectors.jsonl_writer)
+        metrics=[JsonlSink(out / "metrics.jsonl", process=False)] + ([ConsoleSink(println)] if options.console else []),
+        dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False)],
         snapshots=[BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)],
     )
     # restored under this run's configuration (its source name goes into dead letters)
