@@ -1,4 +1,4 @@
-"""The JSONL sink's writer process: byte-identical files, resume truncation, errors raised in the parent, no orphans."""
+"""The JSONL sink's writers (a child process, or inline): byte-identical files, resume truncation, errors raised in the parent, no orphans."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from connectors.files import JsonlSink, _JsonlPartition
-from connectors.jsonl_writer import JsonlWriter
+from connectors.jsonl_writer import InlineJsonlWriter, JsonlWriter
 from stream_learner.errors import SinkError
 from stream_learner.predictions import Predictions
 
@@ -87,9 +87,14 @@ MIXED = [
 ]
 
 
-def test_the_file_is_byte_identical_to_in_process_encoding_and_snapshot_is_its_size(tmp_path: Path) -> None:
+WRITERS = pytest.mark.parametrize("process", [True, False], ids=["process", "inline"])
+
+
+@WRITERS
+def test_the_file_is_byte_identical_to_in_process_encoding_and_snapshot_is_its_size(tmp_path: Path, process: bool) -> None:
     path = tmp_path / "sub" / "out.jsonl"  # the folder is created
-    part = _JsonlPartition(path, None)
+    part = _JsonlPartition(path, None, process)
+    assert type(part._writer) is (JsonlWriter if process else InlineJsonlWriter)
     sizes = []
     for items in MIXED:
         part.write_batch(items)
@@ -113,16 +118,35 @@ def test_a_batch_marshal_cannot_carry_is_encoded_in_the_parent_as_before(tmp_pat
     assert (tmp_path / "out.jsonl").read_bytes() == expected
 
 
-def test_resume_truncates_to_the_recovered_size_and_appends(tmp_path: Path) -> None:
+@WRITERS
+def test_resume_truncates_to_the_recovered_size_and_appends(tmp_path: Path, process: bool) -> None:
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"written after the epoch":3}\n')
-    part = _JsonlPartition(path, 16)
+    part = _JsonlPartition(path, 16, process)
     assert path.read_bytes() == b'{"a":1}\n{"b":2}\n'  # at once, as the in-process sink did
     assert part.snapshot() == 16
     part.write_batch([[{"c": 3}]])
     assert part.snapshot() == 24
     part.close()
     assert path.read_bytes() == b'{"a":1}\n{"b":2}\n{"c":3}\n'
+
+
+def test_the_inline_writer_raises_what_the_process_reports_and_the_failure_sticks(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    part = JsonlSink(path, process=False).build_part("out", path.name, None)
+    part.write_batch([[{"ok": 1}]])
+    with pytest.raises(SinkError, match=r"cannot encode a record for .*metrics\.jsonl: Type is not JSON serializable: set"):
+        part.write_batch([[{"a set": {1, 2}}]])
+    with pytest.raises(SinkError, match="Type is not JSON serializable: set"):
+        part.snapshot()  # the failure sticks
+    part.close()
+    assert path.read_bytes() == b'{"ok":1}\n'
+    if Path("/dev/full").exists():
+        writer = InlineJsonlWriter("/dev/full")
+        with pytest.raises(SinkError, match="cannot write /dev/full: No space left on device"):
+            writer.write([[{"x": "y" * 100_000}]])
+            writer.size()
+        writer.close()
 
 
 def test_a_new_run_empties_the_file_and_a_sink_given_nothing_starts_no_process(tmp_path: Path) -> None:
@@ -290,3 +314,21 @@ def test_the_child_does_not_run_the_main_script_again(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "out.jsonl")], capture_output=True, text=True, env=env, timeout=60)
     assert (done.returncode, done.stdout) == (0, "top level\n8\n"), done.stderr
+
+
+def test_a_run_starts_one_writer_process_for_its_predictions_and_writes_metrics_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_learner.app.runner import RunOptions, run
+
+    started: list[str] = []
+    popen = subprocess.Popen
+
+    def recording_popen(args: list[str], **kwargs: Any) -> Any:
+        started.append(args[-2])  # the file
+        return popen(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    summary = run(RunOptions(source="synthetic:sea?every=500&concepts=3", out=tmp_path, progress=False, console=False))
+    assert started == [str((tmp_path / "predictions.jsonl").resolve())]
+    assert len((tmp_path / "predictions.jsonl").read_bytes().splitlines()) == summary["predictions"] == 1500
+    metrics = [orjson.loads(line) for line in (tmp_path / "metrics.jsonl").read_bytes().splitlines()]
+    assert metrics[-1]["type"] == "metrics" and metrics[-1]["labelled"] == 1500
