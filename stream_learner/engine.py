@@ -16,6 +16,7 @@ dead letters (for events the model itself rejects) and, every
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -168,9 +169,14 @@ class KeyedLearner:
         out = StepOutput(predictions=predictions)
         pending = self.pending
         predict, learn = self.learner.predict, self.learner.learn
-        observe, score = self.forgetting.observe, self._score
+        observe = self.forgetting.observe
         append = predictions.rows.append
         with_proba = self.config.with_proba
+        # what _score does, inlined below: a Python call per labelled event cost ~0.25 µs of a ~8 µs step
+        record_error = self.metrics.pending.append
+        classification = self.learner.task == "classification"
+        monitor_update = self.monitor.update if self.monitor is not None else None
+        metrics_every, forgetting_every = self.config.metrics_every, self.config.forgetting_every
         new_labels = self.new_labels
         if pending is not None:
             pending.expire(now)
@@ -202,7 +208,19 @@ class KeyedLearner:
             self.events += 1
             append((event_id, y_pred, proba if with_proba else None, self.learned, self.concept))
             if label is not None:
-                score(label, y_pred, out, now)
+                learned = self.learned = self.learned + 1
+                if classification:
+                    error = 0 if y_pred == label else 1
+                else:
+                    error = abs(label - y_pred) if y_pred is not None else math.inf
+                record_error(error)
+                since = self._since_metrics = self._since_metrics + 1
+                if monitor_update is not None and monitor_update(error):
+                    self._on_drift(self.config.detector or "none", out, now)
+                elif since >= metrics_every:
+                    out.metrics.append(self.metrics_record(now))
+                if forgetting_every and learned % forgetting_every == 0:
+                    self.evaluate_concepts()
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             self._snapshot_at = now
@@ -332,7 +350,10 @@ class KeyedLearner:
         self._score(record.label, y_pred, out, now)
 
     def _score(self, label: Any, y_pred: Any, out: StepOutput, now: float) -> None:
-        """A labelled example was learned: prequential metrics, drift, and the metrics and forgetting cadences."""
+        """A labelled example was learned: prequential metrics, drift, and the metrics and forgetting cadences.
+
+        For a delayed label; :meth:`process` runs the same steps inline.
+        """
         self.learned += 1
         error = self.metrics.update(label, y_pred)
         self._since_metrics += 1

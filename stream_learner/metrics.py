@@ -24,9 +24,11 @@ class Prequential:
     """Counts of a test-then-train evaluation; ``update`` returns the error.
 
     Classification error is 0 or 1 (a missing prediction is wrong);
-    regression error is the absolute error. The sliding window of a
-    classifier is a ring of 0/1 errors with a running count of the wrong
-    ones, so an update costs the same whatever the window's size.
+    regression error is the absolute error. Errors are recorded by
+    appending them to :attr:`pending` (what ``update`` does; the learner
+    step's loop appends them itself, a C call instead of a Python one) and
+    counted in bulk when a figure is read. The sliding window of a
+    classifier is a ring of its last ``window`` 0/1 errors.
     """
 
     def __init__(self, task: Task, window: int = 1000) -> None:
@@ -34,58 +36,97 @@ class Prequential:
             raise ValueError("window must be at least 1")
         self.task = task
         self.window = window
-        self.labelled = 0
-        self.correct = 0
-        self.abs_error = 0.0
-        self.sq_error = 0.0
         self._classification = task == "classification"
+        self.pending: bytearray | list[float] = bytearray() if self._classification else []  # recorded, not yet counted
+        self._labelled = 0
+        self._correct = 0
+        self._abs_error = 0.0
+        self._sq_error = 0.0
         self._ring = bytearray(window if self._classification else 0)  # 1 where the prediction was wrong
-        self._at = 0
-        self._wrong_in_window = 0
+        self._at = 0  # where the next error goes: the ring's oldest
+
+    def error(self, y: Any, y_pred: Any) -> float:
+        """The error of one prediction (not recorded)."""
+        if self._classification:
+            return 0 if y_pred == y else 1
+        return abs(y - y_pred) if y_pred is not None else math.inf
 
     def update(self, y: Any, y_pred: Any) -> float:
         """Record one labelled prediction; return its error."""
-        self.labelled += 1
-        if self._classification:
-            if y_pred == y:
-                self.correct += 1
-                error = 0
-            else:
-                error = 1
-            ring, at = self._ring, self._at
-            self._wrong_in_window += error - ring[at]
-            ring[at] = error
-            self._at = at + 1 if at + 1 < self.window else 0
-            return error
-        error = abs(y - y_pred) if y_pred is not None else math.inf
-        self.abs_error += error
-        self.sq_error += error * error
+        error = self.error(y, y_pred)
+        self.pending.append(error)  # type: ignore[arg-type]
         return error
+
+    @property
+    def labelled(self) -> int:
+        self._count()
+        return self._labelled
+
+    @property
+    def correct(self) -> int:
+        self._count()
+        return self._correct
+
+    def _count(self) -> None:
+        """Count the pending errors, in order."""
+        errors = self.pending
+        n = len(errors)
+        if not n:
+            return
+        self._labelled += n
+        if self._classification:
+            self._correct += n - errors.count(1)  # type: ignore[arg-type]
+            self._push_ring(errors)  # type: ignore[arg-type]
+        else:
+            for error in errors:  # one at a time: the same rounding as adding each error as it came
+                self._abs_error += error
+                self._sq_error += error * error
+        errors.clear()
+
+    def _push_ring(self, errors: bytearray) -> None:
+        ring, size, at, n = self._ring, self.window, self._at, len(errors)
+        if n >= size:
+            ring[:] = errors[n - size :]
+            self._at = 0
+            return
+        first = min(n, size - at)
+        ring[at : at + first] = errors[:first]
+        ring[: n - first] = errors[first:]
+        self._at = (at + n) % size
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot, also one pickled before errors were counted in bulk."""
+        for name in ("labelled", "correct", "abs_error", "sq_error"):
+            if name in state:
+                state[f"_{name}"] = state.pop(name)
+        state.pop("_wrong_in_window", None)
+        state.setdefault("pending", bytearray() if state["_classification"] else [])
+        self.__dict__.update(state)
 
     @property
     def accuracy(self) -> float | None:
         """Cumulative accuracy, ``None`` for regression or before any label."""
         if not self._classification or not self.labelled:
             return None
-        return self.correct / self.labelled
+        return self._correct / self._labelled
 
     @property
     def accuracy_window(self) -> float | None:
         """Accuracy over the last ``window`` labelled events."""
         if not self._classification or not self.labelled:
             return None
-        return 1.0 - self._wrong_in_window / min(self.labelled, self.window)
+        return 1.0 - self._ring.count(1) / min(self._labelled, self.window)
 
     @property
     def mae(self) -> float | None:
         """Cumulative mean absolute error (regression)."""
         if self._classification or not self.labelled:
             return None
-        return self.abs_error / self.labelled
+        return self._abs_error / self._labelled
 
     @property
     def rmse(self) -> float | None:
         """Cumulative root mean squared error (regression)."""
         if self._classification or not self.labelled:
             return None
-        return math.sqrt(self.sq_error / self.labelled)
+        return math.sqrt(self._sq_error / self._labelled)
