@@ -10,9 +10,10 @@ snapshots) over the same events from memory. Prints events/s of the best of
 each back-to-back pair (on a shared machine whose speed drifts, the fairer
 figure: both runs of a pair meet the same load); and the ratio of their CPU
 time in this process, which other jobs distort far less. The engine's JSONL
-writer processes (:mod:`connectors.jsonl_writer`) encode and write the
-outputs on another core; their CPU per event is printed apart. It also measures what Bytewax's per-epoch state snapshots would cost with
-recovery on, at a 10 s epoch (the default) and at a 0.1 s one.
+writer process (:mod:`connectors.jsonl_writer`) encodes and writes the
+predictions on another core; its CPU per event is printed apart. It also
+measures what Bytewax's per-epoch state snapshots would cost with recovery
+on, at a 10 s epoch (the default) and at a 0.1 s one.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def sea_events(n: int, seed: int = 42) -> list[tuple[dict[str, Any], Any]]:
 
 
 def children_cpu() -> float:
-    """CPU seconds of this process's ended and reaped children (the JSONL writers)."""
+    """CPU seconds of this process's ended and reaped children (the JSONL writer processes)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(args.repeat):  # interleaved, so a busy spell on a shared machine hits both
                 plain.append(plain_loop(name, events))
                 ours.append(engine(name, events, Path(tmp) / f"{name}{i}"))
-            time.sleep(0.5)  # the last writer processes exit and are reaped
+            time.sleep(0.5)  # the last writer process exits and is reaped
             writers = (children_cpu() - writers_before) / args.repeat / args.events * 1e6
             p_secs, o_secs = min(t.wall for t, _ in plain), min(t.wall for t, _ in ours)
             paired = statistics.median(p.wall / o.wall for (p, _), (o, _) in zip(plain, ours))  # each pair ran back to back

@@ -15,7 +15,7 @@ and appends it to the file:
   truncates it to the resumed size), so opening fails where it always
   did, and knows its size until the first write. The child starts on the
   first non-empty :meth:`JsonlWriter.write`: a sink that receives nothing
-  (most runs' dead letters) starts none.
+  starts none.
 * :meth:`JsonlWriter.write` blocks only while the pipe (widened to 1 MiB)
   is full: that is the back-pressure. A batch that marshal refuses (a
   value of another type: a ``datetime``, an enum, a ``str`` subclass) is
@@ -47,8 +47,8 @@ about a second a child), the child imports only orjson and marshal: about
 learner's core while it lasts, so one file, the predictions, gets a
 process; files that receive a few records (metrics, dead letters) are
 written in the calling thread by :class:`InlineJsonlWriter`, with the
-same bytes, sizes and errors. A writer process starts at its file's
-first write, and each file keeps its own errors, flushes and back-pressure.
+same bytes, sizes and errors (a failure is raised by the call that
+meets it). Each file keeps its own errors, flushes and back-pressure.
 
 This module imports neither Bytewax nor Kafka (the Kafka children take
 :func:`widen_pipe` from here).
