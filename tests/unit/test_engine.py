@@ -216,3 +216,32 @@ def test_river_argmax_picks_what_river_predict_one_picks() -> None:
         labels = rng.sample(["a", "b", "c", "d", "e", False, True, 3], rng.randint(1, 5))
         proba = {label: rng.choice(values) for label in labels}
         assert argmax(proba) == max(proba, key=proba.get), proba
+
+
+def test_metrics_count_errors_in_learning_order_when_delayed_labels_interleave_with_labelled_events(drift_pairs) -> None:
+    """Labelled events are scored inline and delayed labels on their own path: both must land in the window in the order learned."""
+    from stream_learner.delayed import LabelRecord
+    from stream_learner.metrics import Prequential
+
+    step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("logreg"), label_window=1000, window=7, metrics_every=5, detector=None))
+    events = _events(drift_pairs[:400])
+    late = {e.id for e in events if int(e.id[1:]) % 3 == 0}  # every third label arrives later, a few events after its event
+    items: list[Any] = []
+    for i, e in enumerate(events):
+        items.append(Event(e.id, e.key, e.features, None, None, 0, e.offset) if e.id in late else e)
+        if i >= 4 and events[i - 4].id in late:
+            items.append(LabelRecord(events[i - 4].id, "default", events[i - 4].label))
+    predicted, records = {}, []
+    for start in range(0, len(items), 37):  # batches that cut through the pairs
+        out = step.process(items[start : start + 37], now=float(start))
+        predicted.update((p["id"], p["prediction"]) for p in out.predictions)
+        records += [r for r in out.metrics if r["type"] == "metrics"]
+    reference, expected = Prequential("classification", window=7), []
+    labels = {e.id: e.label for e in events}
+    for item in items:  # the learning order: an event's own label at once, a delayed one where it arrives
+        if type(item) is LabelRecord or item.label is not None:
+            reference.update(labels[item.id], predicted[item.id])
+            if reference.labelled % 5 == 0:
+                expected.append((reference.labelled, reference.accuracy, reference.accuracy_window))
+    assert len(expected) > 50 and reference.labelled == step.metrics.labelled
+    assert [(r["labelled"], r["accuracy"], r["accuracy_window"]) for r in records] == expected
