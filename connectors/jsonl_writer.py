@@ -254,54 +254,40 @@ class InlineJsonlWriter:
     >>> writer.close()
     """
 
-    pid = None  # no process
-
     def __init__(self, path: str | Path, resume_size: int | None = None) -> None:
         self.path = Path(path)
         prepare_file(self.path, resume_size)
-        self._file: BinaryIO | None = None  # opened at the first write, as the process starts
-        self._size = resume_size or 0
+        self._file = self.path.open("ab")  # at the prepared file's end: its position is its size
         self._error: SinkError | None = None  # the first failure, raised by every later call
-        self._closed = False
 
     def write(self, items: Iterable[Item]) -> None:
         """Encode a batch of items (lists of JSON-able dicts, or :class:`Predictions`) and append it."""
         self._raise_if_failed()
         data = self._fail_on_error(encoded, self.path, items)
         if data:
-            self._fail_on_error(self._append, data)
+            self._fail_on_error(self._file.write, data)
 
     def size(self) -> int:
         """The file's size, everything written before this call in it."""
         self._raise_if_failed()
-        if self._file is not None:
-            self._fail_on_error(self._file.flush)
-        return self._size
+        self._fail_on_error(self._file.flush)
+        return self._file.tell()
 
     def close(self) -> None:
         """Flush and close the file. Idempotent; a failure that an earlier call raised is not raised again."""
-        if self._closed:
+        if self._file.closed:
             return
-        self._closed = True
-        file, self._file = self._file, None
-        if file is not None:
-            try:
-                if self._error is None:
-                    self._fail_on_error(file.flush)
-            finally:
-                file.close()
-
-    def _append(self, data: bytes) -> None:
-        if self._closed:
-            raise SinkError(f"the writer of {self.path} is closed")
-        if self._file is None:
-            self._file = self.path.open("ab")
-        self._file.write(data)
-        self._size += len(data)
+        try:
+            if self._error is None:
+                self._fail_on_error(self._file.flush)
+        finally:
+            self._file.close()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+        if self._file.closed:
+            raise SinkError(f"the writer of {self.path} is closed")
 
     def _fail_on_error(self, call: Any, *args: Any) -> Any:
         """``call(*args)``, with an OS error remembered and raised as :class:`SinkError` (as the writer process reports it)."""
