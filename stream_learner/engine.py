@@ -16,7 +16,6 @@ dead letters (for events the model itself rejects) and, every
 
 from __future__ import annotations
 
-import math
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -173,7 +172,7 @@ class KeyedLearner:
         append = predictions.rows.append
         with_proba = self.config.with_proba
         # what _score does, inlined below: a Python call per labelled event cost ~0.25 µs of a ~8 µs step
-        record_error = self.metrics.pending.append
+        record_error, error_of = self.metrics.pending.append, self.metrics.error
         classification = self.learner.task == "classification"
         monitor_update = self.monitor.update if self.monitor is not None else None
         metrics_every, forgetting_every = self.config.metrics_every, self.config.forgetting_every
@@ -209,10 +208,8 @@ class KeyedLearner:
             append((event_id, y_pred, proba if with_proba else None, self.learned, self.concept))
             if label is not None:
                 learned = self.learned = self.learned + 1
-                if classification:
-                    error = 0 if y_pred == label else 1
-                else:
-                    error = abs(label - y_pred) if y_pred is not None else math.inf
+                # Prequential.error, inlined for a classifier
+                error = (0 if y_pred == label else 1) if classification else error_of(label, y_pred)
                 record_error(error)
                 since = self._since_metrics = self._since_metrics + 1
                 if monitor_update is not None and monitor_update(error):
