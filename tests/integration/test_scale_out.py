@@ -7,6 +7,14 @@ letter across the two processes, and each key's final metrics count all of
 that key's events: one learner per key, in one process. Each process
 keeps its own recovery directory (Bytewax stores each recovery partition
 on the worker that owns it; keep ``--process-id`` stable across restarts).
+
+Each model key gets an output partition of its own, so every output
+partition has one writing process. Tansu's in-memory storage (the test
+broker) can leave a partition's high watermark stale when two producers
+append to it at once: acknowledged records then stay invisible to
+consumers (seen about once in a hundred runs; Apache Kafka serialises
+appends). With one writer per partition the test checks the engine, not
+that race.
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
@@ -32,6 +42,15 @@ pytestmark = pytest.mark.integration
 EVENTS = 1200
 KEYS = ("a", "b", "c")
 SIGNING_KEY = "scale-out-signing-key"
+
+
+def _kafka_partition(key: str, partitions: int) -> int:
+    """The partition kafka-python's default partitioner (our producer's) picks for ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+# the fewest output partitions that give each model key one of its own (see the module's docstring)
+OUTPUT_PARTITIONS = next(n for n in count(len(KEYS)) if len({_kafka_partition(key, n) for key in KEYS}) == len(KEYS))
 
 
 def _free_ports(n: int) -> list[int]:
@@ -76,7 +95,8 @@ def _events() -> list[bytes]:
 def test_two_processes_share_the_partitions_and_each_key_has_one_learner(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
     topics = {name: f"{name}-scale-{unique}" for name in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
-    ensure_topics(client, list(topics.values()), partitions=2)
+    ensure_topics(client, [topics["in"]], partitions=2)
+    ensure_topics(client, [topics[name] for name in ("pred", "metrics", "dlq")], partitions=OUTPUT_PARTITIONS)
     events = _events()
     producer = make_producer(client)
     for i, value in enumerate(events):
@@ -113,8 +133,8 @@ def test_two_processes_share_the_partitions_and_each_key_has_one_learner(kafka_b
     # every input is exactly one prediction or one dead letter, across both processes
     predictions = [r["id"] for r in read_topic(kafka_bootstrap, topics["pred"])]
     dead = [orjson.loads(r["raw"])["id"] for r in read_topic(kafka_bootstrap, topics["dlq"])]
+    assert sum(s["predictions"] for s in summaries) == len(predictions), summaries
     assert Counter(predictions + dead) == Counter(f"e{i}" for i in range(EVENTS))
-    assert sum(s["predictions"] for s in summaries) == len(predictions)
     assert sum(s["dead_letters"] for s in summaries) == len(dead) == sum(1 for i in range(EVENTS) if i % 97 == 13)
     # one learner per key: each lives in one process, and its last metrics count all of its key's events
     assert sum(s["keys"] for s in summaries) == len(KEYS)
