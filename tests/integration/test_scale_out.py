@@ -31,11 +31,11 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
+from test_kafka_e2e import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -62,21 +62,6 @@ def _free_ports(n: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every message of a topic, decoded."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
-        consumer.seek_to_beginning()
-        records: list[dict[str, Any]] = []
-        while polled := consumer.poll(timeout_ms=1500, max_records=10_000):
-            for messages in polled.values():
-                records += [orjson.loads(m.value) for m in messages]
-        return records
-    finally:
-        consumer.close()
 
 
 def _events() -> list[bytes]:
