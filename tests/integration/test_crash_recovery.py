@@ -26,6 +26,7 @@ from typing import Any, Callable
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from partitions import one_partition_per_key
 from test_scale_out import _free_ports
 
 from connectors.kafka import ensure_topics, make_producer
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.integration
 
 SIGNING_KEY = "crash-signing-key"
 EVENTS = 3000
+KEYS = ("a", "b")  # the model keys
 KILL_AT = (500, 1200, 2000)  # distinct predicted ids seen when each SIGKILL is sent
 CLUSTER_KILL_AT = (700, 1800)  # the same, for the two-process cluster
 AHEAD = 300  # most events produced ahead of the predictions seen: the kills hit mid-stream, each run lives a few epochs
@@ -49,7 +51,7 @@ def _messages() -> list[tuple[bytes, bytes]]:
     source = SyntheticSource("sea", seed=11, every=1000, concepts=3)
     out = []
     for event in itertools.islice(source.read_from(0), EVENTS):
-        key = "a" if event.offset % 3 else "b"  # two model keys, one per partition
+        key = KEYS[0] if event.offset % 3 else KEYS[1]  # also the Kafka key: each model key's events on one partition
         doc = {"id": f"e{event.offset}", "key": key, "features": {str(k): v for k, v in event.features.items()}, "label": event.label}
         out.append((key.encode(), orjson.dumps(doc)))
     return out
@@ -147,7 +149,7 @@ def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tu
     _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
     store = RedisSnapshotStore.from_url(redis_url, app=app)
     try:
-        for key in ("a", "b"):
+        for key in KEYS:
             crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
             calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
             assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
@@ -155,7 +157,7 @@ def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tu
             assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
             assert crashed.events > 0
     finally:
-        for key in ("a", "b"):
+        for key in KEYS:
             store.delete(key)
 
 
@@ -225,7 +227,9 @@ def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
     """
     topics = {name: f"{name}-cluster-crash-{unique}" for name in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
-    ensure_topics(client, list(topics.values()), partitions=2)
+    ensure_topics(client, [topics["in"]], partitions=2)
+    # one writing process per output partition (see :mod:`partitions`)
+    ensure_topics(client, [topics[name] for name in ("pred", "metrics", "dlq")], partitions=one_partition_per_key(KEYS))
     messages = _messages()
     env = _environment(redis_url)
 

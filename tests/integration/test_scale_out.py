@@ -9,12 +9,7 @@ keeps its own recovery directory (Bytewax stores each recovery partition
 on the worker that owns it; keep ``--process-id`` stable across restarts).
 
 Each model key gets an output partition of its own, so every output
-partition has one writing process. Tansu's in-memory storage (the test
-broker) can leave a partition's high watermark stale when two producers
-append to it at once: acknowledged records then stay invisible to
-consumers (seen about once in a hundred runs; Apache Kafka serialises
-appends). With one writer per partition the test checks the engine, not
-that race.
+partition has one writing process (see :mod:`partitions`).
 """
 
 from __future__ import annotations
@@ -25,16 +20,15 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from kafka.partitioner.default import murmur2
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
+from partitions import one_partition_per_key
 from test_kafka_e2e import read_topic
 
 pytestmark = pytest.mark.integration
@@ -42,15 +36,7 @@ pytestmark = pytest.mark.integration
 EVENTS = 1200
 KEYS = ("a", "b", "c")
 SIGNING_KEY = "scale-out-signing-key"
-
-
-def _kafka_partition(key: str, partitions: int) -> int:
-    """The partition kafka-python's default partitioner (our producer's) picks for ``key``."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
-
-
-# the fewest output partitions that give each model key one of its own (see the module's docstring)
-OUTPUT_PARTITIONS = next(n for n in count(len(KEYS)) if len({_kafka_partition(key, n) for key in KEYS}) == len(KEYS))
+OUTPUT_PARTITIONS = one_partition_per_key(KEYS)  # one writing process per output partition
 
 
 def _free_ports(n: int) -> list[int]:
