@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.base import OffsetSource, RawRecord
+from connectors.jsonl_child import cannot_write
 from connectors.jsonl_writer import InlineJsonlWriter, Item, JsonlWriter
 from stream_learner.errors import SinkError, SourceError
 from stream_learner.events import Origin
@@ -92,7 +93,7 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
             with self.path.open("ab"):  # created if missing; the partition truncates it as the run (or its recovery) needs
                 pass
         except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise SinkError(cannot_write(self.path, exc)) from None
 
     def list_parts(self) -> list[str]:
         return [self.path.name]

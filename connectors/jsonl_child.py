@@ -46,6 +46,16 @@ def encode_items(items: Iterable[Any]) -> bytes:
     return bytes(buffer)
 
 
+def cannot_write(path: object, exc: OSError) -> str:
+    """The message of a file that cannot be written, the same from the child, the inline writer and the sink."""
+    return f"cannot write {path}: {exc.strerror or exc}"
+
+
+def cannot_encode(path: object, exc: Exception) -> str:
+    """The message of a record orjson refuses, the same from the child and the inline writer."""
+    return f"cannot encode a record for {path}: {exc}"
+
+
 def read_frame(stream: BinaryIO) -> bytes | None:
     """The next message of ``Connection.send_bytes`` framing, or ``None`` at EOF."""
     header = stream.read(4)
@@ -95,10 +105,10 @@ def main(commands: BinaryIO, replies: int, path: str, parent: int) -> None:
                 payload = marshal.loads(message)
                 file.write(payload if type(payload) is bytes else encode_items(payload))
     except OSError as exc:
-        report(replies, f"cannot write {path}: {exc.strerror or exc}")
+        report(replies, cannot_write(path, exc))
     except orjson.JSONEncodeError as exc:
         hint = " (marshal carries numpy values and other buffers as bytes)" if str(exc).endswith("bytes") else ""
-        report(replies, f"cannot encode a record for {path}: {exc}{hint}")
+        report(replies, cannot_encode(path, exc) + hint)
     except Exception as exc:  # noqa: BLE001 - any failure is the parent's to raise
         report(replies, f"the JSONL writer of {path} failed: {type(exc).__name__}: {exc}")
 

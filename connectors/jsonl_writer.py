@@ -69,7 +69,7 @@ from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
-from connectors.jsonl_child import FLUSH, encode_items
+from connectors.jsonl_child import FLUSH, cannot_encode, cannot_write, encode_items
 from stream_learner.errors import SinkError
 from stream_learner.predictions import Predictions
 
@@ -294,7 +294,7 @@ class InlineJsonlWriter:
         try:
             return call(*args)
         except OSError as exc:
-            self._error = SinkError(f"cannot write {self.path}: {exc.strerror or exc}")
+            self._error = SinkError(cannot_write(self.path, exc))
         except SinkError as exc:
             self._error = exc
         raise self._error
@@ -305,7 +305,7 @@ def encoded(path: Path, items: Iterable[Any]) -> bytes:
     try:
         return encode_items(items)
     except orjson.JSONEncodeError as exc:
-        raise SinkError(f"cannot encode a record for {path}: {exc}") from None
+        raise SinkError(cannot_encode(path, exc)) from None
 
 
 def _reap(process: subprocess.Popen[bytes]) -> None:
