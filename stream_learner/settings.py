@@ -19,13 +19,14 @@ stream_learner.errors.ConfigError: invalid setting kafka.start: Input should be 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from stream_learner.errors import ConfigError
 
@@ -59,6 +60,9 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(5, ge=0)
     idle_timeout_s: float | None = Field(None, gt=0)
     bootstrap_timeout_s: float = Field(30.0, gt=0)  # how long a client tries to reach the cluster when it starts
+    # a stored (recovery, snapshot or committed) offset the partition no longer holds: stop, or restart from an end (with a warning)
+    offset_out_of_range: Literal["error", "earliest", "latest"] = "error"
+    outage_timeout_s: float = Field(600.0, gt=0)  # how long a running service waits for a lost cluster to come back
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -164,23 +168,48 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        env = env_settings if cls._environ is None else _EnvSource(settings_cls, cls._environ)
-        return init_settings, env, _FileSource(settings_cls, cls._file_data)
+        return init_settings, _EnvSource(settings_cls, cls._environ), _FileSource(settings_cls, cls._file_data)
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain JSON-able data, secrets shown as ``**********``."""
         return json.loads(self.model_dump_json())
 
 
-class _EnvSource(EnvSettingsSource):
-    """The environment source reading a given mapping instead of ``os.environ``."""
+def _sections_checked(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` if each of its sections is a table: one that is not would be replaced whole by any flag of the section, unseen.
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+    >>> _sections_checked({"kafka": "oops"}, "config file x.json")
+    Traceback (most recent call last):
+    ...
+    stream_learner.errors.ConfigError: invalid setting kafka in config file x.json: expected a table of settings, got str 'oops'
+    """
+    for name, value in data.items():
+        field = Settings.model_fields.get(name)
+        if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, _Section) and not isinstance(value, dict):
+            raise ConfigError(f"invalid setting {name} in {where}: expected a table of settings, got {type(value).__name__} {value!r:.60}")
+    return data
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment source (``os.environ``, or a given mapping), its sections checked."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
         self._given = environ
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self._given is None:
+            return super()._load_env_vars()
         return {k.lower(): v for k, v in self._given.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            data = super().__call__()
+        except SettingsError as exc:  # a section's variable that is not JSON
+            field = re.search(r'field "(\w+)"', str(exc))
+            variable = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a variable"
+            raise ConfigError(f"invalid settings in the environment: {variable} is not a JSON object") from None
+        return _sections_checked(data, f"the environment ({ENV_PREFIX}*)")
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -223,7 +252,7 @@ def load_settings(
     ``environ`` replaces ``os.environ`` (tests). Invalid values raise
     :class:`ConfigError` naming the setting.
     """
-    file_data = read_config_file(config_file) if config_file is not None else {}
+    file_data = _sections_checked(read_config_file(config_file), f"config file {config_file}") if config_file is not None else {}
     with _LOCK:
         Settings._file_data, Settings._environ = file_data, environ
         try:

@@ -93,3 +93,48 @@ def test_the_cli_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[
 def test_the_gzip_level_defaults_to_the_fastest_and_is_settable() -> None:
     assert load_settings(environ={}).kafka.gzip_level == 1
     assert load_settings(environ={"STREAM_LEARNER_KAFKA__GZIP_LEVEL": "6"}).kafka.gzip_level == 6
+
+
+@pytest.mark.parametrize("section", ['"oops"', "null", "[1, 2]", "3"])
+def test_a_config_section_of_the_wrong_type_is_one_line_even_beside_a_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str) -> None:
+    """A flag of the section used to replace the bad section whole, silently (the run went on with defaults)."""
+    from stream_learner.app.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(f'{{"kafka": {section}}}')
+    for flags in (["--print-settings"], ["--input-topic", "x", "--print-settings"], ["--input-topic", "x"]):  # the last would run
+        assert main(["run", "--source", "kafka", "--config", str(bad), *flags]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith(f"stream-learner: error: invalid setting kafka in config file {bad}") and captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"oops"', "invalid setting kafka in the environment (STREAM_LEARNER_*): expected a table of settings, got str 'oops'"),
+        ("oops", "invalid settings in the environment: STREAM_LEARNER_KAFKA is not a JSON object"),
+    ],
+)
+def test_an_environment_section_of_the_wrong_type_is_one_line_even_beside_a_flag(value: str, message: str) -> None:
+    env = {"STREAM_LEARNER_KAFKA": value}
+    for overrides in ({}, {"kafka": {"input_topic": "x"}}):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(overrides=overrides, environ=env)
+        assert str(caught.value) == message
+
+
+def test_a_section_given_whole_as_json_in_the_environment_still_works() -> None:
+    s = load_settings(overrides={"kafka": {"input_topic": "x"}}, environ={"STREAM_LEARNER_KAFKA": '{"start": "latest"}'})
+    assert (s.kafka.input_topic, s.kafka.start) == ("x", "latest")
+
+
+def test_offsets_out_of_range_and_outages_have_safe_defaults_and_are_checked() -> None:
+    s = load_settings(environ={})
+    assert (s.kafka.offset_out_of_range, s.kafka.outage_timeout_s) == ("error", 600.0)
+    s = load_settings(environ={"STREAM_LEARNER_KAFKA__OFFSET_OUT_OF_RANGE": "earliest", "STREAM_LEARNER_KAFKA__OUTAGE_TIMEOUT_S": "5"})
+    assert (s.kafka.offset_out_of_range, s.kafka.outage_timeout_s) == ("earliest", 5.0)
+    with pytest.raises(ConfigError, match="invalid setting kafka.offset_out_of_range: Input should be 'error', 'earliest' or 'latest'"):
+        load_settings(environ={"STREAM_LEARNER_KAFKA__OFFSET_OUT_OF_RANGE": "skip"})
+    with pytest.raises(ConfigError, match="invalid setting kafka.outage_timeout_s: Input should be greater than 0"):
+        load_settings(environ={"STREAM_LEARNER_KAFKA__OUTAGE_TIMEOUT_S": "0"})
