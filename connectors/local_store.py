@@ -3,6 +3,13 @@
 Layout: ``ROOT/APP/KEY/v000001.snap`` and ``ROOT/APP/KEY/LATEST`` (the
 latest version's number). Both are written to a temporary file and
 renamed, so a crash never leaves a half-written snapshot or pointer.
+Directories are created ``0700`` and files ``0600``: a snapshot holds a
+pickle, so the directory must be writable by its owner only
+(:func:`connectors.private_dir.private_directory`, checked by the run).
+
+The signing key that signs a local store's snapshots lives outside it, in
+``$STREAM_LEARNER_SIGNING_KEY_FILE``, else
+``$XDG_CONFIG_HOME/stream-learner/signing-key`` (``~/.config/...``).
 
 >>> import tempfile
 >>> store = LocalSnapshotStore(tempfile.mkdtemp(), app="demo", retain=2)
@@ -14,12 +21,21 @@ renamed, so a crash never leaves a half-written snapshot or pointer.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
 import urllib.parse
 from pathlib import Path
 
 from stream_learner.errors import SnapshotError
+
+logger = logging.getLogger(__name__)
+
+SIGNING_KEY_FILE_ENV = "STREAM_LEARNER_SIGNING_KEY_FILE"
+LEGACY_SIGNING_KEY = ".signing-key"  # inside the store's root: read (with a warning) where it exists
+
+_VERSION_FILE = re.compile(r"v(\d+)\.snap")
 
 
 class LocalSnapshotStore:
@@ -34,7 +50,7 @@ class LocalSnapshotStore:
 
     def save(self, key: str, blob: bytes) -> int:
         directory = self._dir(key)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         existing = self.versions(key)
         version = (existing[-1] if existing else 0) + 1
         _atomic_write(directory / f"v{version:06d}.snap", blob)
@@ -45,15 +61,19 @@ class LocalSnapshotStore:
 
     def latest(self, key: str) -> int | None:
         try:
-            return int((self._dir(key) / "LATEST").read_text())
+            text = (self._dir(key) / "LATEST").read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            return int(text)
+        except ValueError:
+            raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {text[:40]!r}") from None
 
     def versions(self, key: str) -> list[int]:
         directory = self._dir(key)
         if not directory.is_dir():
             return []
-        return sorted(int(p.stem[1:]) for p in directory.glob("v*.snap"))
+        return sorted(int(m[1]) for p in directory.iterdir() if (m := _VERSION_FILE.fullmatch(p.name)))
 
     def load(self, key: str, version: int) -> bytes:
         try:
@@ -64,7 +84,7 @@ class LocalSnapshotStore:
     def keys(self) -> list[str]:
         if not self.app_dir.is_dir():
             return []
-        return sorted(urllib.parse.unquote(p.name) for p in self.app_dir.iterdir() if (p / "LATEST").exists())
+        return sorted(urllib.parse.unquote(p.name) for p in self.app_dir.iterdir() if (p / "LATEST").exists() or self.versions(urllib.parse.unquote(p.name)))
 
     def delete(self, key: str, version: int | None = None) -> None:
         directory = self._dir(key)
@@ -75,7 +95,7 @@ class LocalSnapshotStore:
             (directory / f"v{v:06d}.snap").unlink(missing_ok=True)
         remaining = self.versions(key)
         if remaining:
-            if self.latest(key) not in remaining:
+            if _pointer_or_none(self, key) not in remaining:
                 _atomic_write(directory / "LATEST", str(remaining[-1]).encode())
         else:
             (directory / "LATEST").unlink(missing_ok=True)
@@ -85,21 +105,50 @@ class LocalSnapshotStore:
             raise SnapshotError(f"no snapshot version {version} for key {key!r}")
         _atomic_write(self._dir(key) / "LATEST", str(version).encode())
 
-    def signing_key(self) -> bytes:
-        """This directory's own signing key, created on first use (mode 0600)."""
-        path = self.root / ".signing-key"
+    def signing_key(self, create: bool = True) -> bytes | None:
+        """The key that signs this store's snapshots (see :func:`signing_key_path`).
+
+        A key in the store's own root (where earlier versions put it) is
+        still read, with a warning, so that its snapshots keep verifying.
+        Without ``create``, ``None`` when there is no key yet.
+        """
+        legacy = self.root / LEGACY_SIGNING_KEY
+        if legacy.exists():
+            logger.warning("the signing key %s lies in the directory it protects: move it to %s", legacy, signing_key_path())
+            return legacy.read_bytes()
+        path = signing_key_path()
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            self.root.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_hex(32).encode()
+            if not create:
+                return None
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key)
-            return key
+        except FileExistsError:  # another process created it first
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
 
     def _dir(self, key: str) -> Path:
         return self.app_dir / _safe(key)
+
+
+def signing_key_path() -> Path:
+    """Where the local signing key lives: ``$STREAM_LEARNER_SIGNING_KEY_FILE``, else under ``$XDG_CONFIG_HOME`` (``~/.config``)."""
+    explicit = os.environ.get(SIGNING_KEY_FILE_ENV)
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "stream-learner" / "signing-key"
+
+
+def _pointer_or_none(store: LocalSnapshotStore, key: str) -> int | None:
+    try:
+        return store.latest(key)
+    except SnapshotError:
+        return None
 
 
 def _safe(name: str) -> str:
@@ -108,7 +157,8 @@ def _safe(name: str) -> str:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

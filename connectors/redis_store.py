@@ -132,7 +132,12 @@ class RedisSnapshotStore:
 
     def latest(self, key: str) -> int | None:
         value = self.client.get(self._keys(key)["latest"])
-        return int(value) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {value[:40]!r}") from None
 
     def versions(self, key: str) -> list[int]:
         return sorted(int(v) for v in self.client.zrange(self._keys(key)["versions"], 0, -1))

@@ -123,7 +123,7 @@ class SnapshotStore(Protocol):
         ...
 
     def latest(self, key: str) -> int | None:
-        """The version ``latest`` points at, if any."""
+        """The version ``latest`` points at, if any (:class:`SnapshotError` if it is not a number)."""
         ...
 
     def versions(self, key: str) -> list[int]:
@@ -147,18 +147,39 @@ class SnapshotStore(Protocol):
         ...
 
 
+def latest_pointer(store: SnapshotStore, key: str, versions: list[int]) -> tuple[int | None, str | None]:
+    """The version ``latest`` names, when it names one of ``versions``; else ``None`` and what is wrong.
+
+    A missing pointer is only wrong when versions exist.
+    """
+    try:
+        latest = store.latest(key)
+    except SnapshotError as exc:
+        return None, str(exc)
+    if latest is None:
+        return None, f"the latest pointer of {key!r} is missing" if versions else None
+    if latest not in versions:
+        return None, f"the latest pointer of {key!r} names version {latest}, which is not stored"
+    return latest, None
+
+
 def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tuple[SnapshotHeader, bytes, list[str]] | None:
     """The newest version that verifies, newest first from ``latest``.
 
     Returns ``(header, payload, refusals)``, where ``refusals`` says why each
-    newer version was refused, or ``None`` when the key has no valid snapshot
-    (then nothing was loaded, and the refusals are lost only if there were none).
+    newer version was refused (and what was wrong with the pointer), or
+    ``None`` when the key has no snapshot. When the ``latest`` pointer is
+    missing, unreadable or names no stored version, every stored version is
+    a candidate; when no candidate verifies, :class:`SnapshotError`.
     """
-    latest = store.latest(key)
-    if latest is None:
-        return None
-    refusals: list[str] = []
-    for version in sorted((v for v in store.versions(key) if v <= latest), reverse=True):
+    versions = store.versions(key)
+    latest, problem = latest_pointer(store, key, versions)
+    if not versions:
+        if problem is None:
+            return None
+        raise SnapshotError(f"{problem}, and {key!r} has no stored version: delete the key (stream-learner snapshots delete) to start it from zero")
+    refusals = [] if problem is None else [f"{problem}: using the newest version that verifies"]
+    for version in sorted((v for v in versions if latest is None or v <= latest), reverse=True):
         try:
             header, payload = open_envelope(store.load(key, version), signing_key=signing_key)
         except SnapshotError as exc:

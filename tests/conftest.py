@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Local signing keys go to a temporary file (for the service processes the tests start too), never to the real home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STREAM_LEARNER_SIGNING_KEY_FILE", str(tmp_path_factory.mktemp("config") / "signing-key"))
+        yield
 
 
 @pytest.fixture

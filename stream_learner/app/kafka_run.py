@@ -26,7 +26,6 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -34,6 +33,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
 from connectors.outputs import ConsoleSink
+from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
@@ -218,8 +218,8 @@ def _recovery(settings: Settings) -> RecoveryConfig | None:
     directory = settings.recovery.dir
     if directory is None:
         return None
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_directory(directory, "recovery directory")  # it holds pickles
+    lock_directory(directory, "recovery directory")  # two services on one directory would both process everything
     if not any(directory.glob("part-*.sqlite3")):
         init_db_dir(directory, settings.recovery.partitions)
     return RecoveryConfig(str(directory))

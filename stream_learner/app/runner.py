@@ -1,7 +1,7 @@
 """Run the dataflow on the embedded default (or any file / dataset source).
 
 >>> import tempfile
->>> summary = run(RunOptions(source="synthetic:sea?every=500&concepts=3", out=tempfile.mkdtemp(), progress=False))
+>>> summary = run(RunOptions(source="synthetic:sea?every=500&concepts=3", out=tempfile.mkdtemp(), progress=False, signing_key=b"k"))
 >>> summary["events"] == summary["predictions"] + summary["dead_letters"] == 1500
 True
 """
@@ -19,6 +19,7 @@ from connectors.base import OffsetSource
 from connectors.files import JsonlSink
 from connectors.local_store import LocalSnapshotStore
 from connectors.outputs import ConsoleSink
+from connectors.private_dir import lock_directory, private_directory
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from connectors.sources import parse_source
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
@@ -69,7 +70,9 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    store = LocalSnapshotStore(options.snapshot_dir or out / "snapshots", app=options.app, retain=options.retain)
+    snapshot_dir = private_directory(options.snapshot_dir or out / "snapshots", "snapshot directory")
+    lock_directory(snapshot_dir, "snapshot directory")
+    store = LocalSnapshotStore(snapshot_dir, app=options.app, retain=options.retain)
     signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
     payloads, start = _latest_payloads(store, signing_key) if options.resume else ({}, 0)
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from stream_learner.errors import SnapshotError
-from stream_learner.snapshot import SnapshotStore, open_envelope, read_header
+from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
 
 
 def add_parser(commands: Any) -> None:
@@ -64,18 +64,17 @@ def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
         from connectors.local_store import LocalSnapshotStore
 
         local = LocalSnapshotStore(args.dir, app=settings.app, retain=settings.snapshot.retain)
-        if key is None and (local.root / ".signing-key").exists():
-            key = local.signing_key()
-        return local, key
+        return local, key or local.signing_key(create=False)
     from stream_learner.app.kafka_run import open_store
 
     return open_store(settings), key
 
 
 def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes | None) -> dict[str, Any]:
-    blob = store.load(key, version)
-    info: dict[str, Any] = {"key": key, "version": version, "bytes": len(blob)}
+    info: dict[str, Any] = {"key": key, "version": version, "bytes": None}
     try:
+        blob = store.load(key, version)
+        info["bytes"] = len(blob)
         header = read_header(blob)
         info.update(
             learner_kind=header.learner_kind,
@@ -96,19 +95,28 @@ def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes |
     return info
 
 
+def _pointer(store: SnapshotStore, key: str) -> tuple[list[int], dict[str, Any]]:
+    """A key's versions, and ``latest`` (``None`` when it names no stored version, then with the reason)."""
+    versions = store.versions(key)
+    latest, problem = latest_pointer(store, key, versions)
+    return versions, {"latest": latest} if problem is None else {"latest": None, "latest_error": problem}
+
+
 def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> list[dict[str, Any]]:
-    keys = [args.key] if args.key else store.keys()
-    return [
-        {"key": k, "latest": store.latest(k), "versions": [_describe(store, k, v, signing_key) for v in store.versions(k)]}
-        for k in keys
-    ]
+    listing = []
+    for k in [args.key] if args.key else store.keys():
+        versions, pointer = _pointer(store, k)
+        listing.append({"key": k, **pointer, "versions": [_describe(store, k, v, signing_key) for v in versions]})
+    return listing
 
 
 def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
-    version = args.version if args.version is not None else store.latest(args.key)
+    """One version; by default ``latest``, or the newest stored version when the pointer is wrong."""
+    versions, pointer = _pointer(store, args.key)
+    version = args.version if args.version is not None else pointer["latest"] or (versions[-1] if versions else None)
     if version is None:
         raise SnapshotError(f"no snapshot for key {args.key!r}")
-    return {**_describe(store, args.key, version, signing_key), "latest": store.latest(args.key)}
+    return {**_describe(store, args.key, version, signing_key), **pointer}
 
 
 def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
@@ -121,7 +129,7 @@ def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Nam
 
 def _delete(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
     store.delete(args.key, args.version)
-    return {"key": args.key, "deleted": "all" if args.version is None else args.version, "latest": store.latest(args.key)}
+    return {"key": args.key, "deleted": "all" if args.version is None else args.version, **_pointer(store, args.key)[1]}
 
 
 def _lines(action: str, result: Any) -> list[str]:
@@ -130,9 +138,9 @@ def _lines(action: str, result: Any) -> list[str]:
             return ["no snapshots"]
         lines = []
         for entry in result:
-            lines.append(f"{entry['key']}: latest {entry['latest']}")
+            lines.append(f"{entry['key']}: latest {entry['latest']}" + (f" ({entry['latest_error']})" if "latest_error" in entry else ""))
             for v in entry["versions"]:
-                mark = {True: "ok", False: "INVALID", None: "unverified"}[v["verified"]]
-                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes']:>9} bytes  {mark}")
+                mark = {True: "ok", False: f"INVALID: {v.get('error')}", None: "unverified"}[v["verified"]]
+                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes'] if v['bytes'] is not None else '-':>9} bytes  {mark}")
         return lines
     return [json.dumps(result, indent=2)]

@@ -74,10 +74,3 @@ def test_store_retains_the_last_versions_and_manages_latest(tmp_path: Path) -> N
         store.set_latest("key/with slash", 1)
     store.delete("key/with slash")
     assert store.keys() == [] and store.latest("key/with slash") is None
-
-
-def test_signing_key_is_created_once_and_private(tmp_path: Path) -> None:
-    store = LocalSnapshotStore(tmp_path)
-    key = store.signing_key()
-    assert store.signing_key() == key and len(key) == 64
-    assert (tmp_path / ".signing-key").stat().st_mode & 0o077 == 0
