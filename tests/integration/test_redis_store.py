@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Iterator
 
@@ -123,3 +124,50 @@ def test_background_writer_drains_on_close_and_keeps_the_newest(store: RedisSnap
 def _url(store: RedisSnapshotStore) -> str:
     kw = store.client.connection_pool.connection_kwargs
     return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+
+
+def _fill(store: RedisSnapshotStore) -> None:
+    """Versions 3, 4, 5 of key ``m`` (events seen 30, 40, 50), ``latest`` at 5."""
+    for events in (10, 20, 30, 40, 50):
+        store.save("m", _blob(events))
+    assert store.versions("m") == [3, 4, 5] and store.latest("m") == 5
+
+
+# every way the pointer can be wrong; the store falls back to the newest version that verifies
+POINTER_CORRUPTIONS = {
+    "deleted": lambda s, k: s.client.delete(k),
+    "empty": lambda s, k: s.client.set(k, b""),
+    "not a number": lambda s, k: s.client.set(k, b"five"),
+    "below every version": lambda s, k: s.client.set(k, b"1"),
+    "above every version": lambda s, k: s.client.set(k, b"99"),
+}
+
+
+@pytest.mark.parametrize("corruption", POINTER_CORRUPTIONS)
+def test_a_wrong_pointer_falls_back_to_the_newest_valid_version(store: RedisSnapshotStore, corruption: str) -> None:
+    _fill(store)
+    POINTER_CORRUPTIONS[corruption](store, store._keys("m")["latest"])
+    header, payload, refusals = load_latest_valid(store, "m", SIGNING_KEY)
+    assert (header.events_seen, payload) == (50, b"state-50")
+    [warning] = refusals
+    assert "latest pointer of 'm'" in warning and "newest version that verifies" in warning
+    assert store.save("m", _blob(60)) == 6 and store.latest("m") == 6  # the next save repairs the pointer
+
+
+def test_a_version_missing_but_still_indexed_is_refused_and_listed_as_bad(store: RedisSnapshotStore, redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_learner.app.cli import main
+
+    _fill(store)
+    store.client.delete(f"{store._keys('m')['v']}5")  # the envelope is gone, the index and the pointer still name it
+    header, _, refusals = load_latest_valid(store, "m", SIGNING_KEY)
+    assert header.events_seen == 40 and len(refusals) == 1 and "no snapshot version 5" in refusals[0]
+    store.client.set(store._keys("m")["latest"], b"x")
+    monkeypatch.setenv("STREAM_LEARNER_SNAPSHOT__SIGNING_KEY", SIGNING_KEY.decode())
+    assert main(["snapshots", "list", "--redis-url", redis_url, "--app", store.app, "--json"]) == 0
+    [listing] = json.loads(capsys.readouterr().out)
+    assert listing["latest"] is None and "is not a version number" in listing["latest_error"]
+    assert [(v["version"], v["verified"]) for v in listing["versions"]] == [(3, True), (4, True), (5, False)]
+    assert "no snapshot version 5" in listing["versions"][2]["error"]
+    assert main(["snapshots", "show", "m", "--redis-url", redis_url, "--app", store.app, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["version"], shown["verified"]) == (5, False)  # the newest indexed, shown as bad
