@@ -9,8 +9,9 @@ for at most ``max_age`` seconds. A label whose prediction is pending is
 *matched* and learned from; one whose prediction already left the window
 is *expired*; one that names no known prediction waits (bounded the same
 way: its event may still be on its way) and, if none comes, is *unmatched*.
+The first label of an id wins; a second one for it is *unmatched*.
 Nothing is dropped silently: ``matched + expired + unmatched + waiting``
-equals the labels received.
+equals the labels ``received``.
 
 >>> w = PendingWindow(max_size=2, max_age=60.0)
 >>> w.add("a", {"x": 1}, True, now=0.0), w.add("b", {"x": 2}, False, now=0.0)
@@ -23,8 +24,9 @@ equals the labels received.
 (None, None)
 >>> w.add("zz", {"x": 5}, True, now=4.0)  # the early label was waiting for it
 True
+>>> w.label("zz", False, now=5.0)  # a second label for zz: the first won
 >>> w.counts()
-{'matched': 2, 'expired': 1, 'unmatched': 0, 'waiting': 0, 'pending': 2}
+{'received': 4, 'matched': 2, 'expired': 1, 'unmatched': 1, 'waiting': 0, 'pending': 2}
 """
 
 from __future__ import annotations
@@ -33,17 +35,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
-from stream_learner.events import DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter
+from stream_learner.events import MAX_RECORD_BYTES, DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter, parse_object, too_long_field
 
 
 @dataclass(slots=True, frozen=True)
 class RawLabel:
-    """A label message's raw bytes, where it came from and its message key."""
+    """A label message's raw bytes (``None``: a tombstone), where it came from and its message key."""
 
-    value: bytes
+    value: bytes | None
     origin: Origin
     message_key: str | None = None
 
@@ -57,34 +58,44 @@ class LabelRecord:
     label: Any
 
 
-def decode_label(raw: RawLabel) -> LabelRecord | dict[str, Any]:
+def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecord | dict[str, Any]:
     """Decode one label message; never raises (a dead letter says what is wrong).
 
     >>> decode_label(RawLabel(b'{"id": "e1", "label": 1}', Origin("labels", 0, 3), "k7"))
     LabelRecord(id='e1', key='k7', label=1)
     >>> decode_label(RawLabel(b'{"label": 1}', Origin("labels", 0, 4)))["error"]
     'invalid label: id: Field required'
+    >>> decode_label(RawLabel(None, Origin("labels", 0, 5)))["reason"]
+    'tombstone'
     """
-    try:
-        document = orjson.loads(raw.value)
-    except orjson.JSONDecodeError as exc:
-        return dead_letter(f"invalid label JSON: {exc}", raw.value, raw.origin)
-    if not isinstance(document, dict):
-        return dead_letter(f"invalid label: must be a JSON object, not {type(document).__name__}", raw.value, raw.origin)
+    document, letter = parse_object(raw.value, raw.origin, max_bytes, "label")
+    if letter is not None:
+        return letter
     key = document.pop("key", None)
     if key is not None and (not isinstance(key, str) or not key):
-        return dead_letter(f"invalid label: key must be a non-empty string, not {key!r}", raw.value, raw.origin)
+        return dead_letter("invalid_label", f"invalid label: key must be a non-empty string, not {key!r}", raw.value, raw.origin)
     try:
         parsed = DelayedLabel.model_validate(document)
     except ValidationError as exc:
-        return dead_letter(_describe(exc).replace("invalid event", "invalid label", 1), raw.value, raw.origin)
+        return dead_letter("invalid_label", _describe(exc).replace("invalid event", "invalid label", 1), raw.value, raw.origin)
     if parsed.label is None:
-        return dead_letter("invalid label: label must not be null", raw.value, raw.origin)
-    return LabelRecord(id=parsed.id, key=key or raw.message_key or DEFAULT_KEY, label=parsed.label)
+        return dead_letter("invalid_label", "invalid label: label must not be null", raw.value, raw.origin)
+    record = LabelRecord(id=parsed.id, key=key or raw.message_key or DEFAULT_KEY, label=parsed.label)
+    too_long = too_long_field(record.id, record.key, record.label)
+    if too_long is not None:
+        return dead_letter(too_long[0], f"invalid label: {too_long[1]}", raw.value, raw.origin)
+    return record
 
 
 class PendingWindow:
-    """The bounded join of one model key (plain data: it pickles with its learner)."""
+    """The bounded join of one model key (plain data: it pickles with its learner).
+
+    Every label received is counted exactly once, as ``matched``,
+    ``expired``, ``unmatched`` or (until one of those) ``waiting``. The first
+    label of an id wins: a later one for the same id, while the first
+    waits or after it was matched, is ``unmatched`` (as long as the id is
+    among the last ``max_size`` matched ones).
+    """
 
     def __init__(self, max_size: int, max_age: float) -> None:
         if max_size < 1 or max_age <= 0:
@@ -94,34 +105,47 @@ class PendingWindow:
         self.pending: OrderedDict[str, tuple[Any, Any, float]] = OrderedDict()
         self.early: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self.gone: OrderedDict[str, None] = OrderedDict()  # ids that expired, to tell expired from unmatched labels
+        self.labelled: OrderedDict[str, None] = OrderedDict()  # ids matched, to tell a duplicate label from an early one
+        self.received = 0
         self.matched = 0
         self.expired = 0
         self.unmatched = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A window pickled before ``labelled`` and ``received`` existed restores with them derived."""
+        self.__dict__.update(state)
+        if "labelled" not in state:
+            self.labelled = OrderedDict()
+            self.received = self.matched + self.expired + self.unmatched + len(self.early)
 
     def add(self, event_id: str, x: Any, y_pred: Any, now: float) -> Any:
         """An unlabelled prediction: returns the label if it already arrived, else keeps it pending."""
         early = self.early.pop(event_id, None)
         if early is not None:
             self.matched += 1
+            self._remember(self.labelled, event_id)
             return early[0]
         self.pending[event_id] = (x, y_pred, now)
         self.pending.move_to_end(event_id)
         if len(self.pending) > self.max_size:
-            self._forget(self.pending.popitem(last=False)[0])
+            self._remember(self.gone, self.pending.popitem(last=False)[0])
         return None
 
     def label(self, event_id: str, label: Any, now: float) -> tuple[Any, Any] | None:
-        """A label arrived: ``(x, y_pred)`` of its pending prediction, or ``None`` (expired or waiting)."""
+        """A label arrived: ``(x, y_pred)`` of its pending prediction, or ``None`` (expired, duplicate or waiting)."""
+        self.received += 1
         found = self.pending.pop(event_id, None)
         if found is not None:
             self.matched += 1
+            self._remember(self.labelled, event_id)
             return found[0], found[1]
         if event_id in self.gone:
-            del self.gone[event_id]
             self.expired += 1
             return None
+        if event_id in self.early or event_id in self.labelled:  # the first label of an id wins
+            self.unmatched += 1
+            return None
         self.early[event_id] = (label, now)
-        self.early.move_to_end(event_id)
         if len(self.early) > self.max_size:
             self.early.popitem(last=False)
             self.unmatched += 1
@@ -132,7 +156,7 @@ class PendingWindow:
         horizon = now - self.max_age
         pending, early = self.pending, self.early
         while pending and next(iter(pending.values()))[2] < horizon:
-            self._forget(pending.popitem(last=False)[0])
+            self._remember(self.gone, pending.popitem(last=False)[0])
         while early and next(iter(early.values()))[1] < horizon:
             early.popitem(last=False)
             self.unmatched += 1
@@ -143,8 +167,9 @@ class PendingWindow:
         self.early.clear()
 
     def counts(self) -> dict[str, int]:
-        """``matched``, ``expired``, ``unmatched``, ``waiting`` labels and ``pending`` predictions."""
+        """``received``, ``matched``, ``expired``, ``unmatched``, ``waiting`` labels and ``pending`` predictions."""
         return {
+            "received": self.received,
             "matched": self.matched,
             "expired": self.expired,
             "unmatched": self.unmatched,
@@ -152,7 +177,9 @@ class PendingWindow:
             "pending": len(self.pending),
         }
 
-    def _forget(self, event_id: str) -> None:
-        self.gone[event_id] = None
-        if len(self.gone) > self.max_size:
-            self.gone.popitem(last=False)
+    def _remember(self, ids: OrderedDict[str, None], event_id: str) -> None:
+        """Keep ``event_id`` among the last ``max_size`` of ``ids``."""
+        ids[event_id] = None
+        ids.move_to_end(event_id)
+        if len(ids) > self.max_size:
+            ids.popitem(last=False)

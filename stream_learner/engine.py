@@ -27,7 +27,7 @@ import orjson
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import Event, EventBatch, EventRow, Origin, dead_letter
+from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, EventRow, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
@@ -67,6 +67,8 @@ class EngineConfig:
             before arrives, at least this many labelled events after the last
             boundary (class-incremental streams; 0: off); see
             :class:`~stream_learner.drift.NewLabelWatch`.
+        max_record_bytes: the largest input record decoded; a larger one is
+            a ``too_large`` dead letter (see :mod:`stream_learner.events`).
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -84,6 +86,7 @@ class EngineConfig:
     forgetting_sample: int = 100
     forgetting_holdout: bool = False
     new_label_gap: int = 0
+    max_record_bytes: int = MAX_RECORD_BYTES
 
 
 @dataclass
@@ -329,7 +332,7 @@ class KeyedLearner:
         if self.pending is None:
             origin = Origin(self.config.source, -1, -1)
             raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
-            out.dead_letters.append(dead_letter("delayed label, but this run joins none (no label window)", raw, origin, now))
+            out.dead_letters.append(dead_letter("unjoinable_label", "delayed label, but this run joins none (no label window)", raw, origin, now))
             return
         found = self.pending.label(record.id, record.label, now)
         if found is None:
@@ -402,7 +405,7 @@ class KeyedLearner:
         if raw is None:
             rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
             raw = orjson.dumps(rebuilt, option=orjson.OPT_NON_STR_KEYS, default=str)
-        return dead_letter(f"model error: {type(exc).__name__}: {exc}", raw, origin, now)
+        return dead_letter("model_error", f"model error: {type(exc).__name__}: {exc}", raw, origin, now)
 
 
 def _restored_watch(learner: KeyedLearner, gap: int) -> NewLabelWatch | None:

@@ -9,12 +9,24 @@ with a readable reason and the raw bytes.
 >>> event.id, event.key, event.features, event.label
 ('in:0:7', 'default', {'x': 1.5}, True)
 >>> bad = decode_event(b'{"features": {"x": "1", "y": null}}', origin)
->>> bad["error"], bad["origin"]
-("invalid event: features: 'y' must be a finite number, a string or a boolean, not None", {'topic': 'in', 'partition': 0, 'offset': 7})
+>>> bad["reason"], bad["error"], bad["origin"]
+('invalid_event', "invalid event: features: 'y' must be a finite number, a string or a boolean, not None", {'topic': 'in', 'partition': 0, 'offset': 7})
+
+Whatever the bytes, the decoder returns an event or a dead letter, and a
+dead letter stays small: a record over ``max_bytes`` (or a dead letter's
+raw text over :data:`DEAD_LETTER_RAW_BYTES`) is cut to a prefix, with its
+size and SHA-256.
+
+>>> decode_event(None, origin)["reason"], decode_event(b"", origin)["reason"]
+('tombstone', 'empty')
+>>> big = decode_event(b"x" * 5000, origin, max_bytes=4096)
+>>> big["reason"], len(big["raw"]), big["raw_bytes"], big["raw_sha256"][:12]
+('too_large', 4096, 5000, 'c59d3c0480cc')
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator
@@ -22,12 +34,45 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 DEFAULT_KEY = "default"
+
+MAX_RECORD_BYTES = 1 << 20
+"""The default largest input record decoded (1 MiB); a larger one is a ``too_large`` dead letter."""
+MAX_ID_LENGTH = 256
+"""The longest event id (characters): an id travels in every prediction."""
+MAX_KEY_LENGTH = 256
+"""The longest model key (characters): a key names a learner, its snapshots and its metric labels."""
+MAX_LABEL_LENGTH = 256
+"""The longest string label (characters): a learned label comes back in every later prediction."""
+DEAD_LETTER_RAW_BYTES = 64 << 10
+"""The most raw bytes a dead letter carries; JSON-escaped that is at most six times as many (far below a Kafka producer's 1 MB)."""
+MAX_ERROR_LENGTH = 500
+"""The longest dead-letter ``error`` line (characters)."""
+
+DeadLetterReason = Literal[
+    "tombstone",  # a null record value (a Kafka tombstone)
+    "empty",  # a record of zero bytes
+    "too_large",  # a record over the size limit
+    "invalid_json",
+    "not_an_object",  # valid JSON, but not an object
+    "invalid_event",
+    "id_too_long",
+    "key_too_long",
+    "label_too_long",
+    "invalid_label_json",
+    "invalid_label",
+    "unjoinable_label",  # a delayed label in a run that joins none
+    "schema",  # contradicts what the key's model has learned
+    "model_error",
+    "strategy_error",
+]
+"""Why a record became a dead letter: a fixed set (also the ``reason`` label of the dead-letter metric)."""
+REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 
 Label = Union[StrictBool, float, str]
 
@@ -156,10 +201,18 @@ class DriftRecord(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A record that could not be used, why, and where it came from."""
+    """A record that could not be used, why, and where it came from.
 
+    ``raw`` is the record as text; when the record is longer than
+    :data:`DEAD_LETTER_RAW_BYTES` it is the text of that prefix, and
+    ``raw_bytes`` and ``raw_sha256`` describe the whole record.
+    """
+
+    reason: DeadLetterReason
     error: str
     raw: str
+    raw_bytes: int | None = None
+    raw_sha256: str | None = None
     origin: OriginModel
     ts: float
 
@@ -250,38 +303,75 @@ class EventBatch:
         return [Event(id_, self.key, x, y, None, self.partition, offset) for offset, (id_, x, y, _) in enumerate(self.rows(), start=self.first_offset)]
 
 
-def decode_event(raw: bytes, origin: Origin) -> Event | dict[str, Any]:
+def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_BYTES) -> Event | dict[str, Any]:
     """Decode one raw JSON record; never raises.
 
     Returns an :class:`Event`, or a dead letter (a dict of the
-    :class:`DeadLetter` shape) whose ``error`` says in one line what is wrong.
+    :class:`DeadLetter` shape) whose ``reason`` is one of
+    :data:`DeadLetterReason` and whose ``error`` says in one line what is wrong.
     """
+    document, letter = parse_object(raw, origin, max_bytes, "event")
+    if letter is not None:
+        return letter
+    event = _plain_event(document, raw, origin)
+    if event is None:
+        try:
+            parsed = InputEvent.model_validate(document)
+        except ValidationError as exc:
+            return dead_letter("invalid_event", _describe(exc), raw, origin)
+        features = parsed.features
+        if isinstance(features, list):
+            features = dict(enumerate(features))
+        event = Event(
+            id=parsed.id if parsed.id is not None else origin.event_id(),
+            key=parsed.key or DEFAULT_KEY,
+            features=features,
+            label=parsed.label,
+            task=parsed.task,
+            partition=origin.partition,
+            offset=origin.offset,
+            raw=raw,
+        )
+    label = event.label
+    if len(event.id) > MAX_ID_LENGTH or len(event.key) > MAX_KEY_LENGTH or (type(label) is str and len(label) > MAX_LABEL_LENGTH):
+        reason, message = too_long_field(event.id, event.key, label)  # type: ignore[misc]
+        return dead_letter(reason, f"invalid event: {message}", raw, origin)
+    return event
+
+
+def parse_object(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> tuple[dict[str, Any], None] | tuple[None, dict[str, Any]]:
+    """The JSON object a record holds, or the dead letter saying why it holds none (``what`` words it)."""
+    if raw is None:
+        return None, dead_letter("tombstone", f"invalid {what}: a null record value (a tombstone)", b"", origin)
+    if not raw:
+        return None, dead_letter("empty", f"invalid {what}: an empty record", raw, origin)
+    if len(raw) > max_bytes:
+        error = f"invalid {what}: {len(raw):,} bytes, over the limit of {max_bytes:,}"
+        return None, dead_letter("too_large", error, raw, origin, keep=min(max_bytes, DEAD_LETTER_RAW_BYTES))
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return dead_letter(f"invalid JSON: {exc}", raw, origin)
+        if what == "event":
+            return None, dead_letter("invalid_json", f"invalid JSON: {exc}", raw, origin)
+        return None, dead_letter("invalid_label_json", f"invalid label JSON: {exc}", raw, origin)
     if not isinstance(document, dict):
-        return dead_letter(f"invalid event: must be a JSON object, not {type(document).__name__}", raw, origin)
-    event = _plain_event(document, raw, origin)
-    if event is not None:
-        return event
-    try:
-        parsed = InputEvent.model_validate(document)
-    except ValidationError as exc:
-        return dead_letter(_describe(exc), raw, origin)
-    features = parsed.features
-    if isinstance(features, list):
-        features = dict(enumerate(features))
-    return Event(
-        id=parsed.id if parsed.id is not None else origin.event_id(),
-        key=parsed.key or DEFAULT_KEY,
-        features=features,
-        label=parsed.label,
-        task=parsed.task,
-        partition=origin.partition,
-        offset=origin.offset,
-        raw=raw,
-    )
+        return None, dead_letter("not_an_object", f"invalid {what}: must be a JSON object, not {type(document).__name__}", raw, origin)
+    return document, None
+
+
+def too_long_field(event_id: str, key: str, label: Any) -> tuple[DeadLetterReason, str] | None:
+    """The reason and message of the first of an id, a key, a string label that is over its length limit, or ``None``.
+
+    >>> too_long_field("e1", "k" * 300, "cat")
+    ('key_too_long', 'key is 300 characters, over the limit of 256')
+    """
+    if len(event_id) > MAX_ID_LENGTH:
+        return "id_too_long", f"id is {len(event_id):,} characters, over the limit of {MAX_ID_LENGTH}"
+    if len(key) > MAX_KEY_LENGTH:
+        return "key_too_long", f"key is {len(key):,} characters, over the limit of {MAX_KEY_LENGTH}"
+    if type(label) is str and len(label) > MAX_LABEL_LENGTH:
+        return "label_too_long", f"label is {len(label):,} characters, over the limit of {MAX_LABEL_LENGTH}"
+    return None
 
 
 _FIELDS = frozenset(InputEvent.model_fields)
@@ -330,15 +420,43 @@ def _plain_event(document: dict[str, Any], raw: bytes, origin: Origin) -> Event 
     )
 
 
-def dead_letter(error: str, raw: bytes | str, origin: Origin, ts: float | None = None) -> dict[str, Any]:
-    """A dead-letter record, keeping the raw record as text (bytes decoded leniently)."""
-    text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="backslashreplace")
-    return {
-        "error": error,
-        "raw": text,
-        "origin": {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset},
-        "ts": time.time() if ts is None else ts,
-    }
+def dead_letter(
+    reason: DeadLetterReason, error: str, raw: bytes | str, origin: Origin, ts: float | None = None, keep: int = DEAD_LETTER_RAW_BYTES
+) -> dict[str, Any]:
+    """A dead-letter record of the :class:`DeadLetter` shape, whatever the inputs, small enough for any sink.
+
+    The raw record is kept as text (bytes decoded leniently), cut to its
+    first ``keep`` bytes (at most :data:`DEAD_LETTER_RAW_BYTES`) with its
+    size and SHA-256 when longer; ``error`` is made one line of at most
+    :data:`MAX_ERROR_LENGTH` characters.
+
+    >>> letter = dead_letter("invalid_event", "two\\nlines", b"\\xff{", Origin("in", 0, 3), ts=1.0)
+    >>> letter["error"], letter["raw"]
+    ('two lines', '\\\\xff{')
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    letter: dict[str, Any] = {"reason": reason, "error": _one_line(error)}
+    keep = min(keep, DEAD_LETTER_RAW_BYTES)
+    if len(data) > keep:
+        letter["raw"] = _text(data[:keep])
+        letter["raw_bytes"] = len(data)
+        letter["raw_sha256"] = hashlib.sha256(data).hexdigest()
+    else:
+        letter["raw"] = _text(data)
+    letter["origin"] = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset}
+    letter["ts"] = time.time() if ts is None else ts
+    return letter
+
+
+def _text(data: bytes) -> str:
+    """Bytes as text any JSON encoder takes: invalid UTF-8 (a lone surrogate too) as ``\\xNN`` escapes."""
+    return data.decode("utf-8", errors="backslashreplace")
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.splitlines())
+    line = line.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate (from an exception's text) as an escape
+    return line if len(line) <= MAX_ERROR_LENGTH else line[: MAX_ERROR_LENGTH - 1] + "…"
 
 
 def _describe(exc: ValidationError) -> str:

@@ -31,6 +31,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _byte_count(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected at least 1 byte")
+    return value
+
+
 def seconds_argument(text: str) -> float:
     """An argparse type: a finite, non-negative number (seconds, or a rate)."""
     try:
@@ -44,6 +51,7 @@ def seconds_argument(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from stream_learner.drift import DETECTORS
+    from stream_learner.events import MAX_RECORD_BYTES
     from stream_learner.learners.river import PRESETS
 
     parser = _Parser(prog="stream-learner", description="Continual / online learning over event streams.")
@@ -60,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
     run.add_argument("--new-label-gap", type=_positive_int, default=0, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
     run.add_argument("--max-events", type=_positive_int, default=None, metavar="N", help="stop after N events")
+    run.add_argument("--max-record-bytes", type=_byte_count, default=MAX_RECORD_BYTES, metavar="N", help="the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: %(default)s, 1 MiB)")
     run.add_argument("--seed", type=int, default=42, help="seed of synthetic streams and seeded models (default: %(default)s)")
     run.add_argument("--out", default="out", metavar="DIR", help="predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: %(default)s)")
     run.add_argument("--snapshot-dir", default=None, metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
@@ -130,6 +139,7 @@ def _run_engine(args: argparse.Namespace) -> int:
         forgetting_sample=max(1, args.forgetting_sample),
         forgetting_holdout=args.holdout,
         new_label_gap=args.new_label_gap,
+        max_record_bytes=args.max_record_bytes,
     )
     if args.source == "kafka":
         from stream_learner.app.kafka_run import run_from_args

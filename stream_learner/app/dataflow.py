@@ -14,6 +14,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import bytewax.operators as op
@@ -25,7 +26,7 @@ from bytewax.outputs import Sink
 from connectors.base import RawRecord
 from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
-from stream_learner.events import Event, EventBatch, decode_event
+from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.predictions import Predictions
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
@@ -139,8 +140,10 @@ def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def decode_batch(items: list[Event | EventBatch | RawRecord]) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput]:
-    """Decode raw records, split off dead letters, group events by model key (order kept); an event batch stays whole."""
+def decode_batch(
+    items: list[Event | EventBatch | RawRecord | RawLabel], max_bytes: int = MAX_RECORD_BYTES
+) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput]:
+    """Decode raw records (up to ``max_bytes`` each), split off dead letters, group events by model key (order kept); an event batch stays whole."""
     groups: dict[str, list[Event]] = defaultdict(list)
     dead: list[dict[str, Any]] = []
     batches: list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput] = []
@@ -152,12 +155,12 @@ def decode_batch(items: list[Event | EventBatch | RawRecord]) -> list[tuple[str,
             groups[item.key].append(item)
             continue
         if isinstance(item, RawRecord):
-            item = decode_event(item.value, item.origin)
+            item = decode_event(item.value, item.origin, max_bytes)
             if isinstance(item, dict):
                 dead.append(item)
                 continue
         elif isinstance(item, RawLabel):  # a delayed label goes to its model key's learner
-            item = decode_label(item)
+            item = decode_label(item, max_bytes)
             if isinstance(item, dict):
                 dead.append(item)
                 continue
@@ -233,7 +236,7 @@ def build_dataflow(
 
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
-    decoded = op.flat_map_batch("decode", items, decode_batch)
+    decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:

@@ -13,8 +13,6 @@ the (bounded) accuracy matrix; never an event id.
 >>> t.on_read(3)
 >>> t.sample("stream_learner_events_total")
 3.0
->>> reason_of("invalid JSON: unexpected character")
-'invalid_json'
 """
 
 from __future__ import annotations
@@ -33,30 +31,11 @@ LATENCY_BUCKETS = (
 )
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-REASONS = {
-    "invalid JSON": "invalid_json",
-    "invalid event": "invalid_event",
-    "model error": "model_error",
-    "invalid label JSON": "invalid_label_json",
-    "invalid label": "invalid_label",
-    "delayed label, but this run joins none (no label window)": "unjoinable_label",
-}
-"""Dead-letter error prefixes (before the first colon) and their ``reason`` label; anything else is ``other``."""
-
 MAX_POINTS = 2000
 MAX_DRIFTS = 500
 MAX_THROUGHPUT = 600
 MAX_RECENT_DEAD = 20
 THROUGHPUT_EVERY = 0.5
-
-
-def reason_of(error: str) -> str:
-    """The bounded ``reason`` label of a dead letter's error text.
-
-    >>> reason_of("model error: ValueError: bad"), reason_of("something new")
-    ('model_error', 'other')
-    """
-    return REASONS.get(error.split(":", 1)[0].strip(), "other")
 
 
 class Telemetry:
@@ -133,7 +112,7 @@ class Telemetry:
                     self._totals["predictions"] += len(out.predictions)
                     self._history(key)["predictions"] += len(out.predictions)
                 for dead in out.dead_letters:
-                    reason = reason_of(dead["error"])
+                    reason = dead["reason"]  # one of stream_learner.events.REASONS
                     self.dead_letters.labels(reason).inc()
                     self._totals["dead_letters"] += 1
                     self._reasons[reason] = self._reasons.get(reason, 0) + 1

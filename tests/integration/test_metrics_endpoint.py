@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.dashboard import DashboardServer, RemoteEngine
 from stream_learner.app.runner import RunOptions, run
-from stream_learner.app.telemetry import MetricsServer, Telemetry, reason_of
+from stream_learner.app.telemetry import MetricsServer, Telemetry
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec
@@ -131,8 +131,8 @@ def test_dead_letters_are_counted_by_reason_and_the_page_state_matches(tmp_path:
     dead = [orjson.loads(x) for x in (tmp_path / "out" / "dead_letters.jsonl").read_bytes().splitlines()]
     expected: dict[str, int] = {}
     for d in dead:
-        expected[reason_of(d["error"])] = expected.get(reason_of(d["error"]), 0) + 1
-    assert expected == {"invalid_json": 1, "invalid_event": 2, "model_error": 1}
+        expected[d["reason"]] = expected.get(d["reason"], 0) + 1
+    assert expected == {"invalid_json": 1, "invalid_event": 1, "not_an_object": 1, "model_error": 1}
     assert {labels["reason"]: v for labels, v in samples["stream_learner_dead_letters_total"]} == expected
     assert _total(samples, "stream_learner_events_total") == summary["events"] == 304
     assert _total(samples, "stream_learner_predictions_total") == summary["predictions"] == 300

@@ -30,7 +30,7 @@ def test_array_features_are_keyed_by_position_and_id_defaults_to_origin() -> Non
         (b"{not json", "invalid JSON"),
         (b'{"features": {"x": NaN}}', "invalid JSON"),
         (b'{"features": {"x": 1e999}}', "invalid JSON"),
-        (b"", "invalid JSON"),
+        (b"", "an empty record"),
         (b"[1, 2]", "must be a JSON object"),
         (b'{"label": 1}', "features: Field required"),
         (b'{"features": {}}', "features: must not be empty"),

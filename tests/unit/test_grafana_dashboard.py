@@ -33,7 +33,7 @@ def _fed_telemetry() -> Telemetry:
     }
     drift = {"type": "drift", "key": "default", "detector": "adwin", "at_event": 5, "concept": 1, "ts": 1.0}
     task = {**drift, "detector": "task"}
-    dead = {"error": "invalid JSON: x", "raw": "x", "origin": {"topic": "t", "partition": 0, "offset": 1}, "ts": 1.0}
+    dead = {"reason": "invalid_json", "error": "invalid JSON: x", "raw": "x", "origin": {"topic": "t", "partition": 0, "offset": 1}, "ts": 1.0}
     t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, record]), StepOutput(dead_letters=[dead])])
     t.on_step("default", 9, 0.01)
     t.on_snapshot("default", 1)

@@ -1,0 +1,106 @@
+"""The delayed-label window counts every label it receives exactly once.
+
+``matched + expired + unmatched + waiting == received`` after any sequence
+of predictions, labels, expiries and closes; the first label of an id wins.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_learner.delayed import PendingWindow
+
+
+def accounted(window: PendingWindow) -> int:
+    c = window.counts()
+    return c["matched"] + c["expired"] + c["unmatched"] + c["waiting"]
+
+
+def test_two_labels_before_their_event_are_both_counted_and_the_first_wins() -> None:
+    w = PendingWindow(max_size=10, max_age=60.0)
+    assert w.label("a", "first", now=0.0) is None
+    assert w.label("a", "second", now=1.0) is None
+    assert w.add("a", {"x": 1}, "first", now=2.0) == "first"
+    assert w.counts() == {"received": 2, "matched": 1, "expired": 0, "unmatched": 1, "waiting": 0, "pending": 0}
+
+
+def test_a_label_for_an_id_already_labelled_is_unmatched_not_kept_waiting() -> None:
+    w = PendingWindow(max_size=10, max_age=60.0)
+    w.add("a", {"x": 1}, True, now=0.0)
+    assert w.label("a", True, now=1.0) == ({"x": 1}, True)
+    assert w.label("a", False, now=2.0) is None  # a duplicate: its prediction was labelled already
+    assert w.add("a", {"x": 1}, True, now=3.0) is None  # the event again (a redelivery) does not take the duplicate
+    assert w.counts() == {"received": 2, "matched": 1, "expired": 0, "unmatched": 1, "waiting": 0, "pending": 1}
+
+
+def test_every_label_of_an_expired_prediction_is_expired() -> None:
+    w = PendingWindow(max_size=1, max_age=60.0)
+    w.add("a", {"x": 1}, True, now=0.0)
+    w.add("b", {"x": 2}, True, now=0.0)  # a is pushed out
+    w.label("a", True, now=1.0)
+    w.label("a", True, now=2.0)
+    assert w.counts()["expired"] == 2 and accounted(w) == w.received == 2
+
+
+def test_labels_after_the_stream_end_are_counted() -> None:
+    w = PendingWindow(max_size=5, max_age=60.0)
+    w.label("a", 1, now=0.0)
+    w.close()
+    w.label("b", 1, now=1.0)
+    assert w.counts() == {"received": 2, "matched": 0, "expired": 0, "unmatched": 1, "waiting": 1, "pending": 0}
+    w.close()
+    assert w.counts()["unmatched"] == 2 and accounted(w) == 2
+
+
+def test_a_window_pickled_in_the_earlier_layout_restores_with_its_counts() -> None:
+    w = PendingWindow(max_size=5, max_age=60.0)
+    w.label("a", 1, now=0.0)
+    w.add("b", {"x": 1}, 0, now=0.0)
+    w.label("b", 1, now=0.0)
+    old = w.__dict__.copy()
+    del old["labelled"], old["received"]
+    older = PendingWindow.__new__(PendingWindow)
+    older.__dict__.update(old)
+    restored = pickle.loads(pickle.dumps(older))
+    assert restored.received == 2 and restored.labelled == OrderedDict()
+    restored.label("c", 1, now=1.0)
+    assert accounted(restored) == restored.received == 3
+
+
+IDS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), IDS, st.floats(0, 5)),
+        st.tuples(st.just("label"), IDS, st.floats(0, 5)),
+        st.tuples(st.just("expire"), st.just(""), st.floats(0, 5)),
+        st.tuples(st.just("close"), st.just(""), st.just(0.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=400, database=None, deadline=None)
+@given(steps=STEPS, max_size=st.integers(1, 4), max_age=st.floats(0.5, 10))
+def test_every_label_received_is_counted_exactly_once(steps: list[tuple[str, str, float]], max_size: int, max_age: float) -> None:
+    w = PendingWindow(max_size=max_size, max_age=max_age)
+    now = 0.0
+    labels = matched = 0
+    for action, event_id, dt in steps:
+        now += dt  # time never goes back
+        if action == "add":
+            matched += w.add(event_id, {"x": 1}, True, now) is not None
+        elif action == "label":
+            labels += 1
+            matched += w.label(event_id, True, now) is not None
+        elif action == "expire":
+            w.expire(now)
+        else:
+            w.close()
+        assert accounted(w) == w.received == labels
+        assert w.matched == matched  # a match is counted exactly when it hands back a label or a prediction
+        assert len(w.pending) <= max_size and len(w.early) <= max_size
+        assert len(w.gone) <= max_size and len(w.labelled) <= max_size
