@@ -69,7 +69,6 @@ DeadLetterReason = Literal[
     "unjoinable_label",  # a delayed label in a run that joins none
     "schema",  # contradicts what the key's model has learned
     "model_error",
-    "strategy_error",
 ]
 """Why a record became a dead letter: a fixed set (also the ``reason`` label of the dead-letter metric)."""
 REASONS: tuple[str, ...] = get_args(DeadLetterReason)
