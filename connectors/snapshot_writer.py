@@ -6,14 +6,21 @@ pays for a dictionary insert. While a write is in flight, a newer snapshot
 of the same key replaces the queued one (the older one would be superseded
 at once anyway). Closing the sink (end of the stream, graceful shutdown)
 drains the queue, so the final snapshots are written before the run ends.
+
+A snapshot the store refuses (Redis unreachable, ...) is kept and tried
+again, after 1 s, then up to every :data:`RETRY_MAX_SECONDS`, unless a newer
+one of its key replaces it: one warning line when an outage starts and one
+when the store saves again; learning never waits. Closing keeps trying until
+its timeout, then says which keys' final snapshots were not saved.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 import time
+from collections import deque
+from dataclasses import replace
 from typing import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -22,6 +29,8 @@ from stream_learner.engine import Snapshot
 from stream_learner.snapshot import SnapshotStore, seal
 
 logger = logging.getLogger(__name__)
+
+RETRY_MAX_SECONDS = 10.0
 
 
 class SnapshotWriter:
@@ -38,6 +47,10 @@ class SnapshotWriter:
         self._superseded: list[Snapshot] = []  # replaced before they were written: discarded by the writer thread
         self._cond = threading.Condition()
         self._closing = False
+        self._give_up_at = 0.0
+        self._retry_at = 0.0  # while the store refuses: when to try again
+        self._delay = 0.0
+        self._failing = 0  # failed attempts since the store last saved
         self._thread = threading.Thread(target=self._loop, name="snapshot-writer", daemon=True)
         self._thread.start()
 
@@ -53,31 +66,70 @@ class SnapshotWriter:
         self.submit_seconds.append(time.perf_counter() - started)
 
     def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued (retrying a refusing store until ``timeout``), then stop."""
         with self._cond:
             self._closing = True
+            self._give_up_at = time.monotonic() + timeout
             self._cond.notify()
-        self._thread.join(timeout)
+        self._thread.join(timeout + 10.0)  # one store call may still be running at the deadline
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queued and not self._closing:
-                    self._cond.wait()
-                if not self._queued:
+                snaps = self._next()
+                if snaps is None:
                     return
-                snaps = list(self._queued.values())
-                self._queued.clear()
                 superseded, self._superseded = self._superseded, []
             for snap in superseded:
                 snap.discard()
-            for snap in snaps:
-                self._write(snap)
+            retry = [kept for snap in snaps if (kept := self._write(snap)) is not None]
+            with self._cond:
+                self._retry(retry)
 
-    def _write(self, snap: Snapshot) -> None:
+    def _next(self) -> list[Snapshot] | None:
+        """The snapshots to write now (waiting for them, and for the retry time); ``None``: stop."""
+        while True:
+            now = time.monotonic()
+            if self._queued and now >= self._retry_at:
+                snaps = list(self._queued.values())
+                self._queued.clear()
+                return snaps
+            if self._closing and (not self._queued or now >= self._give_up_at):
+                if self._queued:
+                    logger.error("snapshot store still failing at shutdown: the final snapshots of %s were not saved", sorted(self._queued))
+                    for snap in self._queued.values():
+                        snap.discard()
+                return None
+            wait = None if not self._queued else self._retry_at - now
+            if self._closing:
+                wait = min(wait if wait is not None else float("inf"), self._give_up_at - now)
+            self._cond.wait(wait)
+
+    def _retry(self, failed: list[Snapshot]) -> None:
+        """Queue the failed snapshots again (a newer one of the same key wins) and back off; or end an outage."""
+        if not failed:
+            if self._failing:
+                logger.warning("snapshot store saves again, after %d failed attempts", self._failing)
+            self._failing, self._delay = 0, 0.0
+            return
+        self._failing += len(failed)
+        self._delay = min(max(2 * self._delay, 1.0), RETRY_MAX_SECONDS)
+        self._retry_at = time.monotonic() + self._delay
+        for snap in failed:
+            if snap.key in self._queued:
+                snap.discard()
+            else:
+                self._queued[snap.key] = snap
+
+    def _write(self, snap: Snapshot) -> Snapshot | None:
+        """Seal and save one snapshot; the snapshot to try again when the store refused it."""
         started = time.perf_counter()
+        retry: Snapshot | None = None
+        version: int | None = None
         try:
+            payload = snap.payload
             blob = seal(
-                snap.payload,
+                payload,
                 signing_key=self.signing_key,
                 key=snap.key,
                 learner_kind=snap.learner_kind,
@@ -85,13 +137,19 @@ class SnapshotWriter:
                 events_seen=snap.events_seen,
                 source_offsets=snap.source_offsets,
             )
-            version: int | None = self.store.save(snap.key, blob)
-        except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
+        except Exception as exc:  # noqa: BLE001 - a state that cannot be pickled must not stop learning
             logger.error("snapshot of key %r failed: %s", snap.key, exc)
-            version = None
+        else:
+            try:
+                version = self.store.save(snap.key, blob)
+            except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
+                if not self._failing:
+                    logger.warning("snapshot of key %r not saved (%s): retrying until the store answers", snap.key, exc)
+                retry = replace(snap, pickled=payload)
         self.write_seconds.append(time.perf_counter() - started)
         if self.on_saved is not None:
             self.on_saved(snap.key, version)
+        return retry
 
 
 class _Partition(StatelessSinkPartition[Snapshot]):
