@@ -7,6 +7,7 @@ A source item is either a trusted :class:`~stream_learner.events.Event`
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterator
@@ -31,19 +32,26 @@ ReadCallback = Callable[[int], None]
 
 
 class _OffsetPartition(StatefulSourcePartition[Any, int]):
-    """Reads a finite iterator in batches; its state is the next offset."""
+    """Reads a finite iterator in batches, until ``stop`` is set; its state is the next offset."""
 
     def __init__(
-        self, items: Iterator[Any], offset: int, on_read: ReadCallback | None, batch_size: int, wrap: Callable[[int, list[Any]], Any] | None = None
+        self,
+        items: Iterator[Any],
+        offset: int,
+        on_read: ReadCallback | None,
+        batch_size: int,
+        stop: threading.Event,
+        wrap: Callable[[int, list[Any]], Any] | None = None,
     ) -> None:
         self._items = items
+        self._stop = stop
         self._offset = offset
         self._on_read = on_read
         self._batch_size = batch_size
         self._wrap = wrap  # makes one item of a batch read from an offset (EventBatch), or None: the records are the items
 
     def next_batch(self) -> list[Any]:
-        batch = list(islice(self._items, self._batch_size))
+        batch = [] if self._stop.is_set() else list(islice(self._items, self._batch_size))
         if not batch:
             raise StopIteration
         first, self._offset = self._offset, self._offset + len(batch)
@@ -65,7 +73,8 @@ class OffsetSource(FixedPartitionedSource[SourceItem, int]):
 
     Subclasses implement :meth:`read_from`. ``start`` (or Bytewax's resume
     state, which wins) is the first offset to read; ``max_events`` bounds
-    the offsets read to ``[0, max_events)``.
+    the offsets read to ``[0, max_events)``. Setting ``stop`` ends the
+    stream after the batch being read (a signal's graceful stop).
     """
 
     name: str = "source"
@@ -82,6 +91,7 @@ class OffsetSource(FixedPartitionedSource[SourceItem, int]):
         self.max_events = max_events
         self.on_read = on_read
         self.batch_size = batch_size
+        self.stop = threading.Event()
 
     def read_from(self, offset: int) -> Iterator[SourceItem]:
         """Yield the records from ``offset`` on, each carrying its offset."""
@@ -95,7 +105,7 @@ class OffsetSource(FixedPartitionedSource[SourceItem, int]):
         items = self._records_from(offset)
         if self.max_events is not None:
             items = islice(items, max(0, self.max_events - offset))
-        return _OffsetPartition(items, offset, self.on_read, self.batch_size, self._batch_item())
+        return _OffsetPartition(items, offset, self.on_read, self.batch_size, self.stop, self._batch_item())
 
     def _records_from(self, offset: int) -> Iterator[Any]:
         """What the partition reads in batches: by default the items of :meth:`read_from`."""

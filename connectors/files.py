@@ -10,7 +10,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.base import OffsetSource, RawRecord
 from connectors.jsonl_child import cannot_write
-from connectors.jsonl_writer import InlineJsonlWriter, Item, JsonlWriter
+from connectors.jsonl_writer import InlineJsonlWriter, Item, JsonlWriter, complete_lines_size
 from stream_learner.errors import SinkError, SourceError
 from stream_learner.events import Origin
 
@@ -81,13 +81,16 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
     ``process``: encode and write in a child process (:mod:`connectors.jsonl_writer`), for a file
     that receives a record per event (predictions); ``False`` writes in the worker thread, for one
     that receives a few (metrics, dead letters), where the child's start-up would cost more.
+    ``append``: keep what the file holds and write after it (a resumed run), else start it empty;
+    a recovered partition's state (a size) wins over both.
     A file that cannot be written is a :class:`~stream_learner.errors.SinkError`
     here, before the dataflow runs (inside it, Bytewax would wrap it in a panic).
     """
 
-    def __init__(self, path: str | Path, process: bool = True) -> None:
+    def __init__(self, path: str | Path, process: bool = True, append: bool = False) -> None:
         self.path = Path(path)
         self.process = process
+        self.append = append
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab"):  # created if missing; the partition truncates it as the run (or its recovery) needs
@@ -102,4 +105,6 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _JsonlPartition:
+        if resume_state is None and self.append:
+            resume_state = complete_lines_size(self.path)
         return _JsonlPartition(self.path, resume_state, self.process)

@@ -88,6 +88,26 @@ def prepare_file(path: Path, resume_size: int | None) -> None:
             file.truncate(resume_size)
 
 
+def complete_lines_size(path: Path, block: int = 1 << 16) -> int:
+    """The size of ``path`` up to the end of its last complete line: where an appending run writes (a line a crash cut short is dropped).
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.jsonl"
+    >>> _ = path.write_bytes(b'{"a":1}\\n{"a":'); complete_lines_size(path)
+    8
+    """
+    with path.open("rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - block)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            end = start
+    return 0
+
+
 class JsonlWriter:
     """Appends records to one JSONL file from a child process (one caller at a time).
 
@@ -319,10 +339,10 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
 
 
 def widen_pipe(connection: Any, size: int = 1 << 20) -> None:
-    """Let a pipe hold ``size`` bytes (Linux; the default 64 KiB holds less than one batch), where allowed."""
+    """Let a pipe (a file descriptor, or an object with ``fileno()``) hold ``size`` bytes (Linux; the default 64 KiB holds less than one batch), where allowed."""
     try:
         import fcntl
 
-        fcntl.fcntl(connection.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+        fcntl.fcntl(connection, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
     except (ImportError, OSError):
         pass

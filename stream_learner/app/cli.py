@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import sys
+import traceback
 from typing import Any, NoReturn, Sequence
-
-from stream_learner.errors import StreamLearnerError
 
 EXIT_USAGE = 2
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_learner.learners.river import PRESETS
 
     parser = _Parser(prog="stream-learner", description="Continual / online learning over event streams.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr (kafka-python's records from INFO up: its debug records hold passwords)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr (kafka-python's records from INFO up: its debug records hold passwords), and show an error's whole trace, Bytewax's Rust panic reports included")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
@@ -239,17 +239,26 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; an error of ours is one line on stderr (with ``--verbose``, after the whole trace), exit status 2."""
+    from stream_learner.app.execution import our_error, rust_panics_hidden
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     try:
-        return args.handler(args)
-    except StreamLearnerError as exc:
-        print(f"stream-learner: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        with contextlib.nullcontext() if args.verbose else rust_panics_hidden():
+            return args.handler(args)
     except KeyboardInterrupt:
         print("stream-learner: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        ours = our_error(exc)  # a sink's or a snapshot's error arrives wrapped in Bytewax's
+        if ours is None:
+            raise
+        if args.verbose:
+            traceback.print_exception(exc)
+        print(f"stream-learner: error: {ours}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -10,15 +10,24 @@ The collector is tuned for the stream the whole time (:mod:`.gc_tuning`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
+from connectors.jsonl_writer import widen_pipe
 from stream_learner.app.gc_tuning import streaming_gc
-from stream_learner.errors import ClusterError
+from stream_learner.errors import ClusterError, StreamLearnerError
+
+logger = logging.getLogger(__name__)
 
 
 def execute(
@@ -29,10 +38,16 @@ def execute(
     addresses: Sequence[str] = (),
     process_id: int = 0,
     recovery_config: Any = None,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Run ``flow`` until its sources end; Ctrl-C raises ``KeyboardInterrupt`` as usual."""
+    """Run ``flow`` until its sources end.
+
+    With ``stop`` (the sources' stop event), SIGTERM and SIGINT set it: the
+    sources stop reading and the stream finishes (see :func:`graceful_signals`).
+    Without, Ctrl-C raises ``KeyboardInterrupt`` as usual.
+    """
     epoch = timedelta(seconds=epoch_seconds)
-    with streaming_gc():
+    with streaming_gc(), graceful_signals(stop):
         if workers > 1 or addresses:
             try:
                 cluster_main(flow, list(addresses), process_id, epoch_interval=epoch, recovery_config=recovery_config, worker_count_per_proc=workers)
@@ -52,6 +67,164 @@ def execute(
             if _interrupted(exc):
                 raise KeyboardInterrupt from None
             raise
+
+
+@contextmanager
+def graceful_signals(stop: threading.Event | None) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT set ``stop``, once; the previous handlers are back after the first.
+
+    The sources stop reading and the stream finishes as at its end (final
+    metrics, final snapshots, the summary). A second signal meets the
+    previous handlers and stops at once. Only the main thread can take
+    signals: elsewhere (or without ``stop``) nothing changes.
+    """
+    if stop is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def handler(signum: int, frame: Any) -> None:
+        restore()
+        logger.warning("%s: finishing the stream (final metrics and snapshots); a second signal stops at once", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in previous:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        restore()
+
+
+_PANIC_LINE = b"thread '"  # how Rust's panic report starts: "thread '<name>' panicked at src/....rs:L:C:"
+_PANICKED = b"' panicked at "
+_END = b"\0stream-learner: end of the hidden panics\0"  # in-band: everything written before it has been passed on
+
+
+class PanicFilter:
+    """What to pass on of a byte stream: everything before the first line that starts a Rust panic report, nothing from there on.
+
+    A partial line that may still become such a line is held until it ends.
+
+    >>> f = PanicFilter()
+    >>> f.feed(b"metrics ok\\nthre"), f.feed(b"ad 'main' panicked at src/run.rs:1:2:\\n"), f.feed(b"Box<dyn Any>\\n")
+    (b'metrics ok\\n', b'', b'')
+    >>> PanicFilter().feed(b"\\r  1,000 events"), PanicFilter().feed(b"thread 'x' said hi\\n")
+    (b'\\r  1,000 events', b"thread 'x' said hi\\n")
+    """
+
+    def __init__(self) -> None:
+        self.panicked = False
+        self._held = b""  # the start of a line that may be a panic's
+        self._line_start = True  # the next byte starts a line
+
+    def feed(self, data: bytes) -> bytes:
+        """The part of ``data`` to pass on now."""
+        if self.panicked:
+            return b""
+        data, self._held = self._held + data, b""
+        out = bytearray()
+        for line in data.splitlines(keepends=True):
+            if self._line_start and line.startswith(_PANIC_LINE) and _PANICKED in line:
+                self.panicked = True
+                break
+            if self._line_start and not line.endswith(b"\n") and (_PANIC_LINE.startswith(line) or line.startswith(_PANIC_LINE)):
+                self._held = line  # the rest of the line decides
+                break
+            out += line
+            self._line_start = line.endswith(b"\n")
+        return bytes(out)
+
+    def rest(self) -> bytes:
+        """What is held at the stream's end."""
+        held, self._held = self._held, b""
+        return b"" if self.panicked else held
+
+
+@contextmanager
+def rust_panics_hidden() -> Iterator[None]:
+    """While inside, hide the reports Bytewax's Rust code writes to stderr when it panics.
+
+    A panic ends the dataflow, and the error that caused it reaches Python,
+    where the CLI prints it as one line; Rust's report (``thread '...'
+    panicked at src/....rs``, a backtrace with ``RUST_BACKTRACE``) would come
+    first, written by Rust's panic hook straight to file descriptor 2. So
+    descriptor 2 becomes a pipe, and a thread passes on what arrives until
+    a panic report starts (:class:`PanicFilter`), the rest of the run's
+    stderr being that report and the unwinding after it. On the way out
+    the thread has passed on everything written before; child processes
+    started inside keep writing through it.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    widen_pipe(write_fd)
+    ended = threading.Event()
+    threading.Thread(target=_pass_on, args=(read_fd, os.dup(saved), ended), name="stderr-panic-filter", daemon=True).start()
+    os.dup2(write_fd, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.write(write_fd, _END)
+        ended.wait(10.0)  # everything written before is passed on (bounded: never hang an exit on it)
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_fd)
+
+
+def _pass_on(read_fd: int, out_fd: int, ended: threading.Event) -> None:
+    """Copy ``read_fd`` to ``out_fd`` through a :class:`PanicFilter` until the end marker, then as it is until EOF; closes both.
+
+    It never stops reading before EOF, so no writer waits on a full pipe.
+    """
+    panic_filter: PanicFilter | None = PanicFilter()
+    carry = b""  # a possible start of the end marker (which starts with the one NUL byte)
+    while chunk := os.read(read_fd, 1 << 16):
+        if panic_filter is None:
+            out_fd = _write_all(out_fd, chunk)
+            continue
+        data, carry = carry + chunk, b""
+        end = data.find(_END)
+        if end >= 0:
+            out_fd = _write_all(out_fd, panic_filter.feed(data[:end]) + panic_filter.rest() + data[end + len(_END) :])
+            panic_filter = None
+            ended.set()
+            continue
+        nul = data.rfind(b"\0", max(0, len(data) - len(_END) + 1))
+        if nul >= 0 and _END.startswith(data[nul:]):
+            data, carry = data[:nul], data[nul:]
+        out_fd = _write_all(out_fd, panic_filter.feed(data))
+    ended.set()
+    os.close(read_fd)
+    if out_fd >= 0:
+        os.close(out_fd)
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    """Write ``data`` to ``fd``; on an error, close it and return -1 (what comes next is dropped)."""
+    try:
+        while data and fd >= 0:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def our_error(exc: BaseException | None) -> StreamLearnerError | None:
+    """The :class:`StreamLearnerError` in ``exc``'s chain (e.g. a sink's, which Bytewax wrapped in its own), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, StreamLearnerError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _peer_lost(exc: BaseException) -> bool:

@@ -23,8 +23,6 @@ Guarantees:
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -37,9 +35,9 @@ from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
-from stream_learner.app.execution import execute
+from stream_learner.app.execution import execute, our_error
 from stream_learner.engine import EngineConfig, KeyedLearner
-from stream_learner.errors import ConfigError, StreamLearnerError
+from stream_learner.errors import ConfigError
 from stream_learner.settings import Settings
 from stream_learner.snapshot import load_latest_valid
 
@@ -128,7 +126,6 @@ def run_kafka(
     # then connecting) overlaps everything below, the model's imports included.
     producer.start()
     source.start_fetcher()
-    previous: dict[int, Any] = {}
     snapshots: BackgroundSnapshotSink | None = None
     store: RedisSnapshotStore | None = None
     refusals: list[str] = []
@@ -168,7 +165,6 @@ def run_kafka(
         )
         recovery = _recovery(settings)
         flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
-        previous = _install_signals(source.stop) if handle_signals else {}
         execute(
             flow,
             epoch_seconds=settings.recovery.epoch_seconds,
@@ -176,16 +172,15 @@ def run_kafka(
             addresses=addresses,
             process_id=process_id,
             recovery_config=recovery,
+            stop=source.stop if handle_signals else None,
         )
         producer.close()  # stopped when the stream ended; raises what its last flush met, if anything
     except Exception as exc:
-        ours = _our_error(exc)
+        ours = our_error(exc)
         if ours is None:
             raise
         raise ours from None  # e.g. the broker's error from the producer process, rather than Bytewax's wrapper
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         producer.close(flush=False)  # after a failure: stop it now
         source.close()
         if snapshots is not None:
@@ -203,17 +198,6 @@ def run_kafka(
     return summary
 
 
-def _our_error(exc: BaseException | None) -> StreamLearnerError | None:
-    """The StreamLearnerError (e.g. a sink's) that Bytewax wrapped in its own, if any."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, StreamLearnerError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def _recovery(settings: Settings) -> RecoveryConfig | None:
     directory = settings.recovery.dir
     if directory is None:
@@ -223,21 +207,6 @@ def _recovery(settings: Settings) -> RecoveryConfig | None:
     if not any(directory.glob("part-*.sqlite3")):
         init_db_dir(directory, settings.recovery.partitions)
     return RecoveryConfig(str(directory))
-
-
-def _install_signals(stop: threading.Event) -> dict[int, Any]:
-    """SIGTERM / SIGINT: stop reading and finish the stream gracefully."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    previous = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        logger.warning("signal %d: finishing the stream (final metrics and snapshots)", signum)
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, handler)
-    return previous
 
 
 def _label_totals(stats: RunStats) -> dict[str, int] | None:

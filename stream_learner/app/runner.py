@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +79,12 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
 
     stats = RunStats(options.telemetry)
     limit = None if options.max_events is None else start + options.max_events
-    on_read: Callable[[int], None] = stats.add_read if not options.rate else _Throttle(stats.add_read, options.rate)
     if source is None:
-        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit, on_read=on_read)
+        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit)
     else:
-        source.start, source.on_read = start, on_read
+        source.start = start
         source.max_events = limit if source.max_events is None else source.max_events
+    source.on_read = stats.add_read if not options.rate else _Throttle(stats.add_read, options.rate, source.stop)
     if options.rate:
         source.batch_size = max(1, min(source.batch_size, int(options.rate / 20)))
     config = EngineConfig(**{**options.engine.__dict__, "source": source.name})
@@ -91,18 +92,19 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
 
     progress = Progress(lambda: render_stats(stats.summary()), enabled=options.progress)
     println = println or progress.println
+    append = options.resume  # a resumed run adds to the outputs of the runs before it
     sinks = Sinks(
-        predictions=[JsonlSink(out / "predictions.jsonl")],
+        predictions=[JsonlSink(out / "predictions.jsonl", append=append)],
         # a writer process for the predictions only: the others' records are few (see connectors.jsonl_writer)
-        metrics=[JsonlSink(out / "metrics.jsonl", process=False)] + ([ConsoleSink(println)] if options.console else []),
-        dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False)],
+        metrics=[JsonlSink(out / "metrics.jsonl", process=False, append=append)] + ([ConsoleSink(println)] if options.console else []),
+        dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False, append=append)],
         snapshots=[BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)],
     )
     # restored under this run's configuration (its source name goes into dead letters)
     restored = {key: KeyedLearner.restore(payload, config) for key, payload in payloads.items()}
     flow = build_dataflow(source, config, sinks, stats, restored=restored.get)
     with progress:
-        execute(flow, epoch_seconds=options.epoch_seconds, workers=options.workers)
+        execute(flow, epoch_seconds=options.epoch_seconds, workers=options.workers, stop=source.stop)
     summary = stats.summary()
     summary["out"] = str(out)
     if options.telemetry is not None:
@@ -111,11 +113,12 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
 
 
 class _Throttle:
-    """Wraps a source's read callback so that reading averages at most ``rate`` events per second."""
+    """Wraps a source's read callback so that reading averages at most ``rate`` events per second (a wait that ``stop`` ends)."""
 
-    def __init__(self, inner: Callable[[int], None], rate: float) -> None:
+    def __init__(self, inner: Callable[[int], None], rate: float, stop: threading.Event) -> None:
         self.inner = inner
         self.rate = rate
+        self.stop = stop
         self.started: float | None = None
         self.count = 0
 
@@ -126,7 +129,7 @@ class _Throttle:
         self.count += n
         delay = self.started + self.count / self.rate - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self.stop.wait(delay)
 
 
 def _latest_payloads(store: LocalSnapshotStore, signing_key: bytes) -> tuple[dict[str, bytes], int]:

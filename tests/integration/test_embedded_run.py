@@ -97,17 +97,32 @@ def test_metrics_file_holds_valid_metrics_and_drift_records(tmp_path: Path) -> N
     assert final["events"] == 4500
 
 
-def test_resume_continues_from_the_latest_snapshot(tmp_path: Path) -> None:
-    engine = EngineConfig(learner=LearnerSpec("hoeffding_tree"))
+def test_resume_continues_from_the_latest_snapshot_and_appends_to_the_outputs(tmp_path: Path) -> None:
+    engine = EngineConfig(learner=LearnerSpec("hoeffding_tree"), metrics_every=500)
     whole = run(RunOptions(source=SOURCE, engine=engine, out=tmp_path / "whole", progress=False, console=False))
     first = run(RunOptions(source=SOURCE, engine=engine, out=tmp_path / "split", max_events=2000, progress=False, console=False))
     second = run(RunOptions(source=SOURCE, engine=engine, out=tmp_path / "split", resume=True, progress=False, console=False))
     assert (first["events"], second["events"]) == (2000, 2500)
     assert second["accuracy"] == whole["accuracy"]
     assert second["labelled"] == 4500
-    assert _read(tmp_path / "whole" / "predictions.jsonl")[2000:] == [
-        {**p, "ts": q["ts"]} for p, q in zip(_read(tmp_path / "split" / "predictions.jsonl"), _read(tmp_path / "whole" / "predictions.jsonl")[2000:])
-    ]
+
+    def untimed(path: Path) -> list[dict]:
+        return [{**record, "ts": None} for record in _read(path)]
+
+    # both runs' lines, the second's after the first's: what one uninterrupted run writes
+    assert untimed(tmp_path / "split" / "predictions.jsonl") == untimed(tmp_path / "whole" / "predictions.jsonl")
+    assert len(_read(tmp_path / "split" / "predictions.jsonl")) == 4500
+    events = [m["events"] for m in _read(tmp_path / "split" / "metrics.jsonl") if m["type"] == "metrics"]
+    assert events[0] == 500 and events[-1] == 4500 and 2000 in events
+
+
+def test_resume_appends_after_the_last_complete_line(tmp_path: Path) -> None:
+    """A line a crash cut short is dropped (it is no JSON), so the resumed run's records start on a line of their own."""
+    run(RunOptions(source=SOURCE, out=tmp_path, max_events=100, progress=False, console=False))
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(path.read_bytes() + b'{"id": "cut sh')
+    run(RunOptions(source=SOURCE, out=tmp_path, max_events=100, resume=True, progress=False, console=False))
+    assert [p["id"] for p in _read(path)] == [f"{SOURCE.split('?')[0]}:0:{i}" for i in range(200)]
 
 
 def test_max_events_bounds_a_source_passed_in(tmp_path: Path, drift_pairs) -> None:
