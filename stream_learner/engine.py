@@ -16,6 +16,7 @@ dead letters (for events the model itself rejects) and, every
 
 from __future__ import annotations
 
+import logging
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -27,12 +28,15 @@ import orjson
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, EventRow, Origin, dead_letter
+from stream_learner.events import MAX_RECORD_BYTES, DeadLetterReason, Event, EventBatch, EventRow, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
-from stream_learner.learners.base import Learner, LearnerSpec, build_learner
+from stream_learner.learners.base import Journal, Learner, LearnerSpec, build_learner
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
+from stream_learner.schema import Schema
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,27 @@ class KeyedLearner:
         self._snapshot_at = time.time()
         self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
         self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=self.learner.task)
+        self.schema = Schema(self.learner.task)
+        self.failures = 0  # model failures outside an event's own step (a boundary, an evaluation), logged
+        self.journal = Journal(self.learner)
+        self._changes = 0  # counts replacements of the learner's model (boundaries, rollbacks): bound methods go stale
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["journal"]  # a second copy of the model and recent events: rebuilt on restore instead
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "schema" not in state:  # a snapshot of an earlier version: its forgetting samples are what is known of its schema
+            self.schema = Schema(self.learner.task)
+            for x in self.forgetting.sample_features():
+                self.schema.learn_features(x)
+            for y in self.forgetting.sample_labels():
+                self.schema.learn_label(y)
+        self.failures = state.get("failures", 0)
+        self._changes = 0
+        self.journal = Journal(self.learner)
 
     def process(self, events: list[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
@@ -171,6 +196,9 @@ class KeyedLearner:
         out = StepOutput(predictions=predictions)
         pending = self.pending
         predict, learn = self.learner.predict, self.learner.learn
+        changes = self._changes
+        fits, schema = self.schema.fits, self.schema
+        log_append = self.journal.log.append  # the journal starts a new log only after this loop
         observe = self.forgetting.observe
         append = predictions.rows.append
         with_proba = self.config.with_proba
@@ -194,19 +222,43 @@ class KeyedLearner:
         else:
             rows = self._rows(events, out, now)
         for event_id, x, label, event in rows:
+            if changes != self._changes:  # a boundary or a rollback (here or in _rows) may have replaced the model
+                changes = self._changes
+                predict, learn = self.learner.predict, self.learner.learn
+            known = fits(x, label)
+            if not known:
+                problem = schema.problem(x, label)
+                if problem is not None:
+                    out.dead_letters.append(self._dead_letter(event or events.event(event_id), "schema", f"schema: {problem}", now))  # type: ignore[union-attr]
+                    continue
             try:
                 y_pred, proba = predict(x)
-                if label is None:
-                    if pending is not None:
-                        label = pending.add(event_id, x, y_pred, now)
-                if label is not None:
-                    if new_labels is not None and new_labels.update(label):
-                        self._on_new_label(out, now)
-                    if not observe(self.concept, x, label):
-                        learn(x, label)
-            except Exception as exc:  # a model rejecting an event must not stop the stream
+            except Exception as exc:  # a model rejecting an event must not stop the stream; predicting changed nothing
                 out.dead_letters.append(self._model_error(event or events.event(event_id), exc, now))  # type: ignore[union-attr]
                 continue
+            if label is None and pending is not None:
+                label = pending.add(event_id, x, y_pred, now)
+                if label is not None:  # a delayed label that came before its event
+                    known = False
+                    problem = schema.label_problem(label)
+                    if problem is not None:
+                        out.dead_letters.append(self._dead_letter(Event(event_id, self.key, x, label, None, -1, -1), "schema", f"schema: {problem}", now))
+                        label = None
+            if label is not None:
+                if new_labels is not None and new_labels.update(label):
+                    self._on_new_label(out, now)
+                    changes = self._changes
+                    predict, learn = self.learner.predict, self.learner.learn
+                if not observe(self.concept, x, label):
+                    try:
+                        learn(x, label)
+                    except Exception as exc:  # the model is put back as it was before this event
+                        self._roll_back()
+                        out.dead_letters.append(self._model_error(event or events.event(event_id), exc, now))  # type: ignore[union-attr]
+                        continue
+                    log_append((x, label))
+                if not known:
+                    schema.learn(x, label)
             self.events += 1
             append((event_id, y_pred, proba if with_proba else None, self.learned, self.concept))
             if label is not None:
@@ -221,6 +273,8 @@ class KeyedLearner:
                     out.metrics.append(self.metrics_record(now))
                 if forgetting_every and learned % forgetting_every == 0:
                     self.evaluate_concepts()
+        if len(self.journal.log) >= self.journal.limit:
+            self.journal.checkpoint(self.learner)
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             self._snapshot_at = now
@@ -260,13 +314,17 @@ class KeyedLearner:
 
         A learner with ``predict_many`` predicts the samples in one call.
         """
-        predict_many = getattr(self.learner, "predict_many", None)
-        if predict_many is None:
-            predict = self.learner.predict
-            return self.forgetting.evaluate(lambda x: predict(x)[0], current=self.concept)
-        xs = self.forgetting.sample_features()
-        predicted = {id(x): p for x, (p, _) in zip(xs, predict_many(xs))}
-        return self.forgetting.evaluate(lambda x: predicted[id(x)], current=self.concept)
+        try:
+            predict_many = getattr(self.learner, "predict_many", None)
+            if predict_many is None:
+                predict = self.learner.predict
+                return self.forgetting.evaluate(lambda x: predict(x)[0], current=self.concept)
+            xs = self.forgetting.sample_features()
+            predicted = {id(x): p for x, (p, _) in zip(xs, predict_many(xs))}
+            return self.forgetting.evaluate(lambda x: predicted[id(x)], current=self.concept)
+        except Exception as exc:  # the model cannot predict a sample: no row this time, the stream goes on
+            self._failed("evaluating the concepts' samples", exc)
+            return {}
 
     def metrics_record(self, now: float) -> dict[str, Any]:
         """The current metrics, in the shape of :class:`~stream_learner.events.MetricsRecord`."""
@@ -287,6 +345,7 @@ class KeyedLearner:
             "forgetting": self.forgetting.summary(),
             "ts": now,
             **({"delayed_labels": self.pending.counts()} if self.pending is not None else {}),
+            **({"failures": self.failures} if self.failures else {}),
         }
 
     def snapshot(self, background: bool = False) -> Snapshot:
@@ -334,19 +393,31 @@ class KeyedLearner:
             raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
             out.dead_letters.append(dead_letter("unjoinable_label", "delayed label, but this run joins none (no label window)", raw, origin, now))
             return
+        event = Event(record.id, record.key, {}, record.label, None, -1, -1)
+        problem = self.schema.label_problem(record.label)
+        if problem is not None:  # before joining: the prediction stays pending for a label that fits
+            out.dead_letters.append(self._dead_letter(event, "schema", f"schema: {problem}", now))
+            return
         found = self.pending.label(record.id, record.label, now)
         if found is None:
             return
         x, y_pred = found
-        try:
-            if self.new_labels is not None and self.new_labels.update(record.label):
-                self._on_new_label(out, now)
-            if not self.forgetting.observe(self.concept, x, record.label):
-                self.learner.learn(x, record.label)
-        except Exception as exc:  # a model rejecting an example must not stop the stream
-            event = Event(record.id, record.key, x, record.label, None, -1, -1)
-            out.dead_letters.append(self._model_error(event, exc, now))
+        event.features = x
+        problem = self.schema.problem(x, record.label)  # the features fitted when predicted; the schema may have grown since
+        if problem is not None:
+            out.dead_letters.append(self._dead_letter(event, "schema", f"schema: {problem}", now))
             return
+        if self.new_labels is not None and self.new_labels.update(record.label):
+            self._on_new_label(out, now)
+        if not self.forgetting.observe(self.concept, x, record.label):
+            try:
+                self.learner.learn(x, record.label)
+            except Exception as exc:  # the model is put back as it was before this label
+                self._roll_back()
+                out.dead_letters.append(self._model_error(event, exc, now))
+                return
+            self.journal.log.append((x, record.label))
+        self.schema.learn(x, record.label)
         self._score(record.label, y_pred, out, now)
 
     def _score(self, label: Any, y_pred: Any, out: StepOutput, now: float) -> None:
@@ -394,18 +465,38 @@ class KeyedLearner:
         self.concepts = max(self.concepts, concept + 1)
         if self.new_labels is not None:
             self.new_labels.boundary()
-        self.learner.on_boundary(concept)
+        self._changes += 1  # a strategy may replace the model here
+        try:
+            self.learner.on_boundary(concept)
+        except Exception as exc:  # the model is put back as it was before the boundary, which it then skips
+            self._roll_back()
+            self._failed(f"the boundary of concept {concept}", exc)
+            return
+        self.journal.log.append((None, concept))
 
     def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
 
     def _model_error(self, event: Event, exc: Exception, now: float) -> dict[str, Any]:
+        return self._dead_letter(event, "model_error", f"model error: {type(exc).__name__}: {exc}", now)
+
+    def _dead_letter(self, event: Event, reason: DeadLetterReason, error: str, now: float) -> dict[str, Any]:
         origin = Origin(self.config.source, event.partition, event.offset)
         raw = event.raw
         if raw is None:
             rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
             raw = orjson.dumps(rebuilt, option=orjson.OPT_NON_STR_KEYS, default=str)
-        return dead_letter("model_error", f"model error: {type(exc).__name__}: {exc}", raw, origin, now)
+        return dead_letter(reason, error, raw, origin, now)
+
+    def _roll_back(self) -> None:
+        """The model raised mid-step: put it back as it was before that step (see :class:`~stream_learner.learners.base.Journal`)."""
+        self.learner = self.journal.rollback()
+        self._changes += 1
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """A model failure no event carries (a boundary, an evaluation): logged and counted (``failures`` in the metrics)."""
+        self.failures += 1
+        logger.warning("model key %r: %s failed (%s: %s); the stream goes on", self.key, what, type(exc).__name__, exc)
 
 
 def _restored_watch(learner: KeyedLearner, gap: int) -> NewLabelWatch | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -88,3 +89,53 @@ def build_learner(spec: LearnerSpec) -> Learner:
         strategies = load_strategies(spec.strategy, spec.strategy_params, "river")
         return RiverStrategyLearner(learner.model, strategies, RiverLearner)
     return learner
+
+
+class Journal:
+    """Undo for a learner whose ``learn`` or ``on_boundary`` raised: a pickled checkpoint and every step since.
+
+    The engine appends each step that succeeded to :attr:`log` (``(x, y)`` a
+    learned example, ``(None, concept)`` a boundary); :meth:`rollback`
+    unpickles the checkpoint and replays the log, which gives the learner as
+    it was before the step that failed: exactly, for a deterministic learner
+    (a river model with its seeded RNG; the torch learner, which carries its
+    RNG state). Once the log holds :attr:`limit` steps the engine takes a new
+    checkpoint; the limit grows with the pickle's size, so that pickling
+    costs a small, similar share of any model's learning time, and the log
+    stays at most :data:`MAX_LOG` steps.
+
+    >>> learner = build_learner(LearnerSpec("logreg"))
+    >>> journal = Journal(learner)
+    >>> for x, y in [({"x": 1.0}, True), ({"x": -1.0}, False)]:
+    ...     learner.learn(x, y); journal.log.append((x, y))
+    >>> before = learner.predict({"x": 1.0})
+    >>> learner.model["LogisticRegression"].intercept = -50.0  # a learn that raised half-way
+    >>> learner.predict({"x": 1.0}) == before
+    False
+    >>> learner = journal.rollback()
+    >>> learner.predict({"x": 1.0}) == before
+    True
+    """
+
+    MIN_LOG = 1_000
+    MAX_LOG = 100_000
+    PICKLE_BYTES_PER_STEP = 8
+
+    def __init__(self, learner: Learner) -> None:
+        self.checkpoint(learner)
+
+    def checkpoint(self, learner: Learner) -> None:
+        """Start again from ``learner`` as it is now."""
+        self._pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+        self.log: list[tuple[Any, Any]] = []
+        self.limit = min(self.MAX_LOG, max(self.MIN_LOG, len(self._pickled) // self.PICKLE_BYTES_PER_STEP))
+
+    def rollback(self) -> Learner:
+        """A new learner: the checkpoint with the logged steps replayed."""
+        learner: Learner = pickle.loads(self._pickled)
+        for x, y in self.log:
+            if x is None:
+                learner.on_boundary(y)
+            else:
+                learner.learn(x, y)
+        return learner

@@ -61,7 +61,7 @@ def test_every_line_of_a_bad_file_is_accounted_for(tmp_path: Path) -> None:
     bad = [
         "{not json",
         '{"features": {"a": NaN}, "label": true}',
-        '{"features": {"a": "x"}, "label": true}',  # a string feature: logreg rejects it
+        '{"features": {"a": "x"}, "label": true}',  # a string feature learned as a number: the schema rejects it
         '{"label": true}',
         '{"features": {"a": [1]}, "label": true}',
         '{"features": {"a": 1}, "label": {"x": 1}}',
@@ -82,7 +82,7 @@ def test_every_line_of_a_bad_file_is_accounted_for(tmp_path: Path) -> None:
         DeadLetter.model_validate(letter)
         assert letter["error"] and letter["raw"] == lines[letter["origin"]["offset"]]
     reasons = {d["origin"]["offset"]: d["error"] for d in dead}
-    assert reasons[21].startswith("invalid JSON") and reasons[22].startswith("model error")
+    assert reasons[21].startswith("invalid JSON") and reasons[22].startswith("schema: feature 'a' is str")
     assert reasons[23] == "invalid event: features: Field required"
     for p in predictions:
         Prediction.model_validate({**p, "proba": p["proba"]})
@@ -137,8 +137,8 @@ def test_a_resumed_learner_names_this_runs_source_in_its_dead_letters(tmp_path: 
     good = [json.dumps({"features": {"a": i}, "label": i % 2 == 0}) for i in range(30)]
     path.write_text("\n".join(good) + "\n")
     run(RunOptions(source=f"file:{path}", out=tmp_path / "out", progress=False, console=False))
-    path.write_text("\n".join(good + ['{"features": {"a": "text"}, "label": true}']) + "\n")  # logreg rejects it
+    path.write_text("\n".join(good + ['{"features": {"a": "text"}, "label": true}']) + "\n")  # the restored schema rejects it
     summary = run(RunOptions(source=f"file:{path}", out=tmp_path / "out", resume=True, progress=False, console=False))
     assert (summary["events"], summary["dead_letters"]) == (1, 1)
     letter = _read(tmp_path / "out" / "dead_letters.jsonl")[-1]
-    assert letter["error"].startswith("model error") and letter["origin"] == {"topic": str(path), "partition": 0, "offset": 30}
+    assert letter["reason"] == "schema" and letter["origin"] == {"topic": str(path), "partition": 0, "offset": 30}

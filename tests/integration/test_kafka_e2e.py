@@ -142,7 +142,7 @@ def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str,
     assert len(predictions) == expect["valid"] and len({p["id"] for p in predictions}) == expect["valid"]
     assert len(input_dead) == expect["malformed"] and len(label_dead) == expect["malformed_labels"]
     assert len(inputs) == len(predictions) + len(input_dead) == summary["events"]
-    assert all(d["error"].startswith(("invalid", "model error")) and d["raw"] for d in dead)
+    assert all(d["error"].startswith(("invalid", "model error", "schema")) and d["raw"] for d in dead)
     # every delayed label is accounted for
     late = last_metrics(metrics, "late")
     counts = late["delayed_labels"]

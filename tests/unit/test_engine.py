@@ -69,11 +69,11 @@ def test_explicit_tasks_own_the_concepts_and_recurring_tasks_return_to_their_col
     assert step.concepts == 2
 
 
-def test_a_model_that_rejects_an_event_produces_a_dead_letter_and_goes_on() -> None:
+def test_an_event_that_contradicts_the_schema_produces_a_dead_letter_and_goes_on() -> None:
     step = KeyedLearner("default", EngineConfig(learner=LearnerSpec("river.linear_model.LogisticRegression")))
     out = step.process(_events([({"x": 1.0}, True), ({"x": "text"}, True), ({"x": 2.0}, False)]), now=0.0)
     assert [p["id"] for p in out.predictions] == ["e0", "e2"]
-    assert len(out.dead_letters) == 1 and out.dead_letters[0]["error"].startswith("model error: TypeError")
+    assert len(out.dead_letters) == 1 and out.dead_letters[0]["reason"] == "schema"
     assert out.dead_letters[0]["origin"]["offset"] == 1
 
 

@@ -72,5 +72,5 @@ def test_an_event_of_a_batch_that_the_model_rejects_becomes_a_dead_letter_with_i
     out = learner.process(batch, now=0.0)
     assert [p["id"] for p in out.predictions] == ["mem:0:10", "mem:0:12"]
     (dead,) = out.dead_letters
-    assert dead["error"].startswith("model error: TypeError") and dead["origin"] == {"topic": "mem", "partition": 0, "offset": 11}
+    assert dead["reason"] == "schema" and dead["origin"] == {"topic": "mem", "partition": 0, "offset": 11}
     assert orjson.loads(dead["raw"]) == {"id": "mem:0:11", "key": "default", "features": {"x": "text"}, "label": True, "task": None}
