@@ -301,7 +301,10 @@ class InlineJsonlWriter:
             if self._error is None:
                 self._fail_on_error(self._file.flush)
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # its flush again, after a failure already raised: that buffer cannot be written
+                pass
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,19 @@ def test_a_sink_error_inside_the_dataflow_ends_the_run_with_the_sinks_own_error(
     options = RunOptions(engine=EngineConfig(learner=LearnerSpec("naive_bayes")), out=tmp_path / "out", progress=False, console=False)
     with pytest.raises(SinkError, match="cannot encode a record for .*predictions.jsonl"):
         run(options, source=MemorySource(pairs))
+
+
+@pytest.mark.parametrize("output", ["predictions.jsonl", "metrics.jsonl"])  # written by a child process; in the worker
+def test_a_sink_that_fails_mid_run_is_one_line_on_stderr_and_the_whole_trace_with_verbose(tmp_path: Path, output: str) -> None:
+    """The file opens, then every write fails (/dev/full): the error surfaces inside the dataflow, where Bytewax's Rust code panics."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / output).symlink_to("/dev/full")
+    env = {**os.environ, "RUST_BACKTRACE": "1", "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": "cli-test-key"}  # a backtrace to hide
+    command = [CLI, "run", "--max-events", "3000", "--metrics-every", "100", "--quiet", "--out", "out"]
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert (quiet.returncode, quiet.stdout, len(quiet.stderr.splitlines())) == (2, "", 1), quiet.stderr
+    line = quiet.stderr.strip()
+    assert line.startswith("stream-learner: error: cannot write ") and line.endswith(f"out/{output}: No space left on device")
+    verbose = subprocess.run([CLI, "--verbose", *command[1:]], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert verbose.returncode == 2 and verbose.stderr.splitlines()[-1] == line
+    assert "panicked at" in verbose.stderr and "stack backtrace" in verbose.stderr and "Traceback" in verbose.stderr
