@@ -36,3 +36,57 @@ def test_other_errors_keep_their_bytewax_wrapper() -> None:
     with pytest.raises(Exception, match="boom|step") as caught:
         execute(_flow(broken, []), epoch_seconds=1.0)
     assert not isinstance(caught.value, KeyboardInterrupt)
+
+
+def test_a_signal_inside_graceful_signals_sets_stop_and_a_second_one_meets_the_previous_handler() -> None:
+    import os
+    import signal
+    import threading
+
+    from stream_learner.app.execution import graceful_signals
+
+    stop = threading.Event()
+    before = signal.getsignal(signal.SIGINT)
+    with graceful_signals(stop):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled on the main thread before the next bytecode
+        assert stop.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # Python's own handler again
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_stopped_source_ends_the_stream_after_the_batch_it_read() -> None:
+    from connectors.memory import MemorySource
+
+    source = MemorySource([({"x": i}, i) for i in range(10)], batch_size=3)
+    read: list[int] = []
+
+    def on_read(n: int) -> None:
+        read.append(n)
+        if sum(read) >= 6:
+            source.stop.set()
+
+    source.on_read = on_read
+    out: list = []
+    flow = Dataflow("stopped")
+    op.output("out", op.input("in", flow, source), TestingSink(out))
+    execute(flow, epoch_seconds=1.0)
+    assert read == [3, 3] and sum(len(batch.pairs) for batch in out) == 6  # both batches read went on; no third was read
+
+
+@pytest.mark.parametrize("cut", range(1, 60, 7))
+def test_the_panic_filter_hides_a_report_however_the_writes_split_it(cut: int) -> None:
+    from stream_learner.app.execution import PanicFilter
+
+    text = b"metrics key=a\n\r  1,000 events\nthread '<unnamed>' panicked at src/outputs.rs:1:2:\nBox<dyn Any>\nnote: run with RUST_BACKTRACE=1\nmore\n"
+    f = PanicFilter()
+    passed = f.feed(text[:cut]) + f.feed(text[cut:]) + f.rest()
+    assert passed == b"metrics key=a\n\r  1,000 events\n" and f.panicked
+
+
+def test_the_panic_filter_passes_lines_that_only_look_like_a_report() -> None:
+    from stream_learner.app.execution import PanicFilter
+
+    f = PanicFilter()
+    text = b"a thread 'x' panicked at y\nthread 'x' is fine\nthread"
+    assert f.feed(text) + f.rest() == text and not f.panicked
