@@ -34,15 +34,15 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from connectors.base import RawRecord
-from connectors.kafka_consumer import ConsumerProcess
+from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
 from connectors.kafka_producer import GZIP_LEVEL, ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
 from stream_learner.delayed import RawLabel
-from stream_learner.errors import SourceError
+from stream_learner.errors import OffsetOutOfRangeError, SourceError
 from stream_learner.events import Origin
 from stream_learner.predictions import Predictions
 
@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 Start = Literal["earliest", "latest", "committed"]
 IDLE_POLL = timedelta(milliseconds=20)
+_BOUNDS_FETCH_WAIT_MS = 10  # the fetch that reads the input partitions' high watermarks when the run starts
+_BOUNDS_TIMEOUT_S = 5.0
 
 
 def ensure_topics(client_config: dict[str, Any], topics: Iterable[str], partitions: int = 1, replication_factor: int = 1) -> list[str]:
@@ -108,6 +110,22 @@ class _BootstrapFailures(logging.Handler):
         for arg in record.args if isinstance(record.args, tuple) else ():
             if isinstance(arg, BaseException) and not isinstance(arg, KafkaTimeoutError):
                 self.last = arg
+
+
+def _bounds(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[int, tuple[int, int]]:
+    """Each partition's first and next offsets.
+
+    The next is also read from a fetch's high watermark: Tansu's end
+    offsets lag it (the last batch's first offset, plus one).
+    """
+    first, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, end[tp])
+    deadline = time.monotonic() + _BOUNDS_TIMEOUT_S
+    while any(consumer.highwater(tp) is None for tp in tps) and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=_BOUNDS_FETCH_WAIT_MS, max_records=1)
+    return {tp.partition: (first[tp], max(end[tp], consumer.highwater(tp) or 0)) for tp in tps}
 
 
 class _Budget:
@@ -169,6 +187,9 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             return []
         self._awake = None
         self._last_data = now
+        if fetched.reset is not None:  # the child moved an offset that was out of range: the resume state follows
+            self._offset = fetched.reset
+            return []
         offsets, values = fetched.offsets, fetched.values
         topic, partition = self._topic, self._partition
         if self._is_labels:
@@ -240,6 +261,9 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         start_offsets: ``{topic: {partition: offset}}`` overriding ``start``.
         on_read: called with the number of input records of each batch.
         on_lag: called with ``(topic, partition, records behind the high watermark)`` after each poll.
+        offset_out_of_range: what a resume offset the partition does not hold does:
+            ``error`` (the run stops), ``earliest`` or ``latest`` (a warning).
+        on_offset_reset: called with ``(topic, partition, policy)`` for each such offset that was reset.
     """
 
     def __init__(
@@ -256,6 +280,8 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         start_offsets: dict[str, dict[int, int]] | None = None,
         on_read: Callable[[int], None] | None = None,
         on_lag: Callable[[str, int, int], None] | None = None,
+        offset_out_of_range: str = "error",
+        on_offset_reset: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.client_config = client_config
         self.input_topic = input_topic
@@ -268,6 +294,9 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.start_offsets = start_offsets or {}
         self.on_read = on_read
         self.on_lag = on_lag
+        self.offset_out_of_range = offset_out_of_range
+        self.on_offset_reset = on_offset_reset
+        self.bounds: dict[int, tuple[int, int]] = {}  # the input partitions' first and next offsets when the run started
         self.name = input_topic
         self.stop = threading.Event()
         self._fetcher: ConsumerProcess | None = None
@@ -279,7 +308,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         if self._parts is None:
             topics = [self.input_topic] + ([self.labels_topic] if self.labels_topic else [])
             with first_contact(self.client_config):  # the first contact of a run that creates no topics
-                consumer = KafkaConsumer(enable_auto_commit=False, **self.client_config)
+                consumer = KafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=_BOUNDS_FETCH_WAIT_MS, **self.client_config)
                 try:
                     parts = []
                     for topic in topics:
@@ -287,6 +316,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
                         if not partitions:
                             raise SourceError(f"Kafka topic {topic!r} does not exist (create it, or enable create_topics)")
                         parts += [f"{topic}:{p}" for p in sorted(partitions)]
+                    self.bounds = _bounds(consumer, [TopicPartition(self.input_topic, p) for p in consumer.partitions_for_topic(self.input_topic)])
                 finally:
                     consumer.close()
             self._parts = parts
@@ -304,7 +334,9 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         with self._inputs_lock:
             if self._fetcher is None:
                 config = {**self.client_config, **({"group_id": self.group_id} if self.group_id else {})}
-                self._fetcher = ConsumerProcess(config, batch_size=self.batch_size)
+                self._fetcher = ConsumerProcess(
+                    config, batch_size=self.batch_size, offset_out_of_range=self.offset_out_of_range, on_reset=self.on_offset_reset
+                )
             return self._fetcher
 
     def start_fetcher(self) -> None:
@@ -315,6 +347,32 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         """Stop the consumer child, if the partitions have not (e.g. after a failure)."""
         if self._fetcher is not None:
             self._fetcher.close()
+
+    def check_offsets(self, offsets: dict[int, int], what: str, *, recovered: bool = False) -> None:
+        """Apply ``offset_out_of_range`` to a learner's ``offsets`` (input partition: next offset), in place.
+
+        An offset outside what its partition held when the run started raises
+        :class:`~stream_learner.errors.OffsetOutOfRangeError` (``error``) or
+        moves to the partition's first or next offset, with a warning: a
+        learner restored from a snapshot skips the events before its offsets.
+        A learner ``recovered`` with the source's offsets follows its partition,
+        which says so itself (and stops the run, for ``error``).
+        """
+        policy = self.offset_out_of_range
+        for partition, offset in list(offsets.items()):
+            first, end = self.bounds.get(partition, (offset, offset))
+            if first <= offset <= end or (recovered and policy == "error"):
+                continue
+            where = f"{what}: {out_of_range(self.input_topic, partition, offset, first, end)}"
+            if policy == "error":
+                raise OffsetOutOfRangeError(f"{where}; {OUT_OF_RANGE_HINT}")
+            offsets[partition] = first if policy == "earliest" else end
+            if recovered:
+                logger.info("%s; learning on from offset %d, as its partition reads on", where, offsets[partition])
+                continue
+            logger.warning("%s; kafka.offset_out_of_range=%s: learning on from offset %d", where, policy, offsets[partition])
+            if self.on_offset_reset is not None:
+                self.on_offset_reset(self.input_topic, partition, policy)
 
     def inputs_done(self) -> bool:
         """Whether every input partition of this process has ended (or reached ``max_events``)."""

@@ -19,6 +19,12 @@ child itself decodes each fetched record batch in one tight loop
   partition catches up, so a slow partition cannot fill the parent's memory.
 * The child resolves ``earliest``/``latest``/``committed`` starts and
   reports the offset (:meth:`ConsumerProcess.position` waits for it).
+* An offset the partition no longer holds (the topic was recreated, the
+  cluster lost its data, retention deleted it) is never skipped silently:
+  by ``offset_out_of_range`` the child stops with
+  :class:`~stream_learner.errors.OffsetOutOfRangeError` (``error``) or
+  goes on from the partition's first or next offset (``earliest``,
+  ``latest``), which the parent logs as a warning and reports to ``on_reset``.
 * A consumer error in the child, or its death, is raised in the parent as
   :class:`~stream_learner.errors.SourceError`. The child ignores SIGINT
   and exits as soon as its parent dies.
@@ -35,15 +41,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.jsonl_writer import widen_pipe
 from connectors.kafka_producer import CONTEXT, ChildHandle, exit_with_parent
-from stream_learner.errors import SourceError
+from stream_learner.errors import OffsetOutOfRangeError, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +58,34 @@ Start = int | str  # an offset, or "earliest", "latest", "committed"
 _IDLE_POLL_MS = 50  # the child's poll timeout while it has partitions and nothing arrives
 _FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wait for the child to stop
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
+_OFFSETS_TIMEOUT_MS = 10_000  # looking up a partition's first and next offsets
+OUT_OF_RANGE = ("error", "earliest", "latest")
+
+
+def out_of_range(topic: str, partition: int, offset: int, first: int, end: int) -> str:
+    """What is wrong with ``offset``, when ``topic:partition`` holds ``first`` up to ``end`` (its next offset).
+
+    >>> out_of_range("events", 0, 5000, 0, 3000)
+    'offset 5000 of Kafka partition events:0 is out of range: the partition holds offsets 0 to 2999'
+    """
+    holds = f"holds offsets {first} to {end - 1}" if end > first else f"is empty (next offset {end})"
+    return f"offset {offset} of Kafka partition {topic}:{partition} is out of range: the partition {holds}"
+
+
+OUT_OF_RANGE_HINT = "the topic was recreated, or the cluster lost records? Set kafka.offset_out_of_range to earliest or latest to go on from there"
 
 
 @dataclass
 class Fetched:
-    """Consecutive records of one partition: offsets, values and (where asked for) keys."""
+    """Consecutive records of one partition: offsets, values and (where asked for) keys.
+
+    No records and a ``reset`` offset: the child moved the partition there (its offset was out of range).
+    """
 
     offsets: Sequence[int]
     values: list[bytes | None]
     keys: list[bytes | None] | None
+    reset: int | None = None
 
 
 @dataclass
@@ -81,23 +107,39 @@ class ConsumerProcess(ChildHandle):
         batch_size: most records per batch.
         max_buffered: batches a partition may buffer in the parent before the child pauses it.
         timeout_s: longest wait for the child to resolve a start offset.
+        offset_out_of_range: what an offset the partition does not hold does: ``error``,
+            ``earliest`` or ``latest`` (see the module's docstring).
+        on_reset: called with ``(topic, partition, policy)`` when a partition's offset was reset.
 
     Each source partition :meth:`assign`\\ s its Kafka partition (a slot) and
     :meth:`release`\\ s it when done; the last release stops the child.
     """
 
-    def __init__(self, client_config: dict[str, Any], *, batch_size: int = 1000, max_buffered: int = 8, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        client_config: dict[str, Any],
+        *,
+        batch_size: int = 1000,
+        max_buffered: int = 8,
+        timeout_s: float = 60.0,
+        offset_out_of_range: str = "error",
+        on_reset: Callable[[str, int, str], None] | None = None,
+    ) -> None:
+        if offset_out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"offset_out_of_range must be one of {', '.join(OUT_OF_RANGE)}, not {offset_out_of_range!r}")
         self.client_config = client_config
         self.batch_size = batch_size
         self.max_buffered = max_buffered
         self.timeout_s = timeout_s
+        self.offset_out_of_range = offset_out_of_range
+        self.on_reset = on_reset
         self._lock = threading.RLock()
         self._process: Any = None
         self._commands: Any = None
         self._results: Any = None
         self._slots: dict[int, _Slot] = {}
         self._next_slot = 0
-        self._error: str | None = None
+        self._error: SourceError | None = None
         self._closed = False
 
     def assign(self, topic: str, partition: int, start: Start, *, keys: bool = False) -> int:
@@ -201,7 +243,7 @@ class ConsumerProcess(ChildHandle):
         commands_r, self._commands = CONTEXT.Pipe(duplex=False)
         self._results, results_w = CONTEXT.Pipe(duplex=False)
         widen_pipe(results_w)
-        args = (commands_r, results_w, self.client_config, self.batch_size)
+        args = (commands_r, results_w, self.client_config, self.batch_size, self.offset_out_of_range)
         self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-consumer", daemon=True)
         self._process.start()
         results_w.close()  # the child holds the only writer: its exit is our EOF
@@ -225,7 +267,7 @@ class ConsumerProcess(ChildHandle):
             message = self._results.recv()
         except (EOFError, OSError):
             self._process.join(1.0)
-            self._error = f"the Kafka consumer process exited unexpectedly (exit code {self._process.exitcode})"
+            self._error = SourceError(f"the Kafka consumer process exited unexpectedly (exit code {self._process.exitcode})")
             return False
         kind, slot, *rest = message
         state = self._slots.get(slot)
@@ -239,15 +281,22 @@ class ConsumerProcess(ChildHandle):
             state.start, state.ready = rest[0], True
         elif kind == "high" and state is not None:
             state.high = rest[0]
+        elif kind == "reset":
+            topic, partition, policy, target, message = rest
+            logger.warning("%s", message)
+            if state is not None:
+                state.batches.append(Fetched((), [], None, reset=target))
+            if self.on_reset is not None:
+                self.on_reset(topic, partition, policy)
         elif kind == "warning":
             logger.warning("%s", rest[0])
         elif kind == "error":
-            self._error = rest[0]
+            self._error = (OffsetOutOfRangeError if rest[1:] == ["offsets"] else SourceError)(rest[0])
         return True
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise SourceError(self._error)
+            raise self._error
 
 
 # --- the child ------------------------------------------------------------------------------------
@@ -261,15 +310,17 @@ class _Child:
     a resumed partition here).
     """
 
-    def __init__(self, consumer: KafkaConsumer, results: Any, batch_size: int) -> None:
+    def __init__(self, consumer: KafkaConsumer, results: Any, batch_size: int, offset_out_of_range: str = "error") -> None:
         self.consumer = consumer
         self.results = results
         self.batch_size = batch_size
+        self.offset_out_of_range = offset_out_of_range
         self.slots: dict[TopicPartition, tuple[int, bool]] = {}  # partition -> (slot, with keys)
         self.keyed: set[TopicPartition] = set()  # the partitions fetched with their keys
         self.tps: dict[int, TopicPartition] = {}
         self.paused: dict[TopicPartition, int] = {}  # partition -> next offset to fetch
         self.highs: dict[TopicPartition, int | None] = {}
+        self.unchecked: set[TopicPartition] = set()  # positioned at a stored offset, not yet compared with the partition's end
         self.chunks = can_chunk(consumer)
         if self.chunks:  # poll() returns Chunks of at most batch_size records
             chunked(consumer, batch_size, self.keyed)
@@ -289,6 +340,8 @@ class _Child:
             self._assign()
             offset = self._resolve(tp, start)
             self.consumer.seek(tp, offset)
+            if start not in ("earliest", "latest"):  # a stored offset, which the partition may no longer hold
+                self.unchecked.add(tp)
             self.results.send(("start", slot, offset))
         elif kind == "release":
             tp = self.tps.pop(slot)
@@ -299,6 +352,7 @@ class _Child:
                     self.results.send(("warning", None, f"committing offset {rest[0]} of {tp.topic}:{tp.partition} failed: {exc}"))
             del self.slots[tp]
             self.keyed.discard(tp)
+            self.unchecked.discard(tp)
             self.paused.pop(tp, None)
             self._assign()
         elif kind == "pause" and slot in self.tps:
@@ -336,7 +390,12 @@ class _Child:
 
     def fetch(self) -> None:
         """One poll: its records as messages of at most ``batch_size`` records to the parent."""
-        polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=_CHUNKS_PER_POLL if self.chunks else self.batch_size)
+        try:
+            polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=_CHUNKS_PER_POLL if self.chunks else self.batch_size)
+        except KafkaOffsetOutOfRange as exc:  # kafka-python raises it only for records it has not returned yet
+            for tp, offset in exc.args[0].items():
+                self._out_of_range(tp, offset)
+            return
         send, highwater = self.results.send, self.consumer.highwater
         for tp, fetched in polled.items():
             entry = self.slots.get(tp)
@@ -351,6 +410,38 @@ class _Child:
                 send(("batch", slot, first, None if consecutive else offsets, chunk.values, chunk.keys, high))
         if not polled:
             self._report_highs()
+        if self.unchecked:
+            self._check_positions()
+
+    def _check_positions(self) -> None:
+        """Stored offsets past their partition's end, once a fetch told the end.
+
+        A Kafka broker answers a fetch there with OFFSET_OUT_OF_RANGE; some
+        Kafka-protocol brokers (Tansu) answer with no records, for ever.
+        """
+        for tp in list(self.unchecked):
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                self.unchecked.discard(tp)
+                position = self.consumer.position(tp)
+                if position > high:
+                    self._out_of_range(tp, position)
+
+    def _out_of_range(self, tp: TopicPartition, offset: int) -> None:
+        """``tp``'s fetch offset is outside the partition: stop (``error``) or seek to one of its ends, said out loud."""
+        entry = self.slots.get(tp)
+        if entry is None:
+            return
+        first = self.consumer.beginning_offsets([tp], timeout_ms=_OFFSETS_TIMEOUT_MS)[tp]
+        # a fetch's high watermark where known: Tansu's end offsets can lag it
+        end = max(self.consumer.end_offsets([tp], timeout_ms=_OFFSETS_TIMEOUT_MS)[tp], self.consumer.highwater(tp) or 0)
+        where = out_of_range(tp.topic, tp.partition, offset, first, end)
+        policy = self.offset_out_of_range
+        if policy == "error":
+            raise _Stop(f"{where}; {OUT_OF_RANGE_HINT}", "offsets")
+        target = first if policy == "earliest" else end
+        self.consumer.seek(tp, target)
+        self.results.send(("reset", entry[0], tp.topic, tp.partition, policy, target, f"{where}; kafka.offset_out_of_range={policy}: reading on from offset {target}"))
 
     def _report_highs(self) -> None:
         """End offsets that moved while nothing new arrived (for the lag gauge)."""
@@ -368,17 +459,22 @@ def _chunk(messages: list[Any], with_keys: bool) -> Chunk:
     return Chunk([m.offset for m in messages], [m.value for m in messages], [m.key for m in messages] if with_keys else None)
 
 
-def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batch_size: int) -> None:
+class _Stop(Exception):
+    """The child stops: its message, and the kind of error the parent raises (``offsets``: :class:`OffsetOutOfRangeError`)."""
+
+
+def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batch_size: int, offset_out_of_range: str = "error") -> None:
     """The fetch loop: apply the parent's commands, fetch, stop on ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
     servers = ",".join(client_config.get("bootstrap_servers") or [])
     try:
-        consumer = KafkaConsumer(enable_auto_commit=False, **client_config)
+        # no automatic reset: an offset out of range is handled (and said) by _Child._out_of_range
+        consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **client_config)
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", None, f"cannot start a Kafka consumer for {servers}: {type(exc).__name__}: {exc}"))
         return
-    child = _Child(consumer, results, batch_size)
+    child = _Child(consumer, results, batch_size, offset_out_of_range)
     try:
         while True:
             while commands.poll(0 if child.fetching else 0.2):
@@ -390,6 +486,8 @@ def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batc
                 child.fetch()
     except (EOFError, OSError):
         pass  # the parent is gone
+    except _Stop as stop:
+        results.send(("error", None, *stop.args))
     except Exception as exc:  # noqa: BLE001
         results.send(("error", None, f"the Kafka consumer failed ({servers}): {type(exc).__name__}: {exc}"))
     finally:

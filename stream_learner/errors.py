@@ -54,3 +54,7 @@ class SinkError(StreamLearnerError):
 
 class ClusterError(StreamLearnerError):
     """A process of a Bytewax cluster stopped or could not be reached: the whole cluster stops."""
+
+
+class OffsetOutOfRangeError(SourceError):
+    """A stored Kafka offset (recovery state, snapshot, committed) lies outside what its partition holds."""

@@ -185,12 +185,15 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         recoverable: bool,
         resume_state: bytes | None,
         on_step: Callable[[str, int, float], None] | None = None,
+        recovered: Callable[[KeyedLearner], None] = lambda learner: None,
     ) -> None:
         self.config = config
         self.on_step = on_step
         self.restored = restored
         self.recoverable = recoverable
         self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
+        if self.learner is not None:
+            recovered(self.learner)
 
     def on_batch(self, groups: list[list[Event] | EventBatch]) -> tuple[list[StepOutput], bool]:
         if self.learner is None:
@@ -225,13 +228,15 @@ def build_dataflow(
     stats: RunStats,
     *,
     restored: Callable[[str], KeyedLearner | None] = lambda key: None,
+    recovered: Callable[[KeyedLearner], None] = lambda learner: None,
     recoverable: bool = False,
     flow_id: str = "stream_learner",
 ) -> Dataflow:
     """Wire a source, the learner step and the sinks into one dataflow.
 
     ``restored(key)`` may return a learner restored from the snapshot store
-    (``--resume``); Bytewax's own recovery state, when present, wins.
+    (``--resume``); Bytewax's own recovery state, when present, wins, and
+    ``recovered(learner)`` sees each learner restored from it.
     """
 
     flow = Dataflow(flow_id)
@@ -240,7 +245,7 @@ def build_dataflow(
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
-        return _LearnerLogic(config, restored, recoverable, resume_state, stats.step_done)
+        return _LearnerLogic(config, restored, recoverable, resume_state, stats.step_done, recovered)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)

@@ -120,6 +120,8 @@ def run_kafka(
         idle_timeout=k.idle_timeout_s,
         on_read=on_read,
         on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
+        offset_out_of_range=k.offset_out_of_range,
+        on_offset_reset=telemetry.on_offset_reset if telemetry is not None else None,
     )
     producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level)  # one child process for every output topic
     # Both children start first: their start-up (a fresh interpreter importing kafka-python,
@@ -151,7 +153,9 @@ def run_kafka(
                 logger.warning(line)
             refusals.extend(refused)
             restored_keys.append(model_key)
-            return KeyedLearner.restore(payload, config)
+            learner = KeyedLearner.restore(payload, config)
+            source.check_offsets(learner.next_offsets, f"the snapshot of model key {model_key!r}")
+            return learner
 
         def sink(topic: str) -> KafkaSink:
             return KafkaSink(client, topic, producer=producer)
@@ -164,7 +168,15 @@ def run_kafka(
             snapshots=[snapshots],
         )
         recovery = _recovery(settings)
-        flow = build_dataflow(source, config, sinks, stats, restored=restored, recoverable=recovery is not None)
+        flow = build_dataflow(
+            source,
+            config,
+            sinks,
+            stats,
+            restored=restored,
+            recovered=lambda learner: source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True),
+            recoverable=recovery is not None,
+        )
         execute(
             flow,
             epoch_seconds=settings.recovery.epoch_seconds,

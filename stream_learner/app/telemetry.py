@@ -78,6 +78,9 @@ class Telemetry:
         self.snapshot_failures = Counter("stream_learner_snapshot_failures", "Snapshots that failed to save.", ["key"], registry=r)
         self.snapshot_time = Gauge("stream_learner_last_snapshot_timestamp_seconds", "Unix time of the last saved snapshot.", ["key"], registry=r)
         self.lag = Gauge("stream_learner_kafka_consumer_lag_messages", "Messages behind the partition's end offset.", ["topic", "partition"], registry=r)
+        self.offset_resets = Counter(
+            "stream_learner_kafka_offset_resets", "Stored offsets a partition no longer held, moved by kafka.offset_out_of_range.", ["topic", "partition", "policy"], registry=r
+        )
         self.started = Gauge("stream_learner_start_time_seconds", "Unix time the run started.", registry=r)
         self.started.set(clock())
 
@@ -143,6 +146,10 @@ class Telemetry:
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         """Kafka sources report how far each partition is behind its end offset."""
         self.lag.labels(topic, str(partition)).set(lag)
+
+    def on_offset_reset(self, topic: str, partition: int, policy: str) -> None:
+        """A stored offset of ``topic:partition`` was out of range and moved to its ``policy`` end."""
+        self.offset_resets.labels(topic, str(partition), policy).inc()
 
     def mark_finished(self, summary: dict[str, Any]) -> None:
         """The run ended (the page shows it, the servers may linger)."""
