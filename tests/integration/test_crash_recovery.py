@@ -1,9 +1,12 @@
-"""kill -9 mid-stream, three times, and the learner ends as if nothing happened.
+"""kill -9 at five points, and the learner ends as if nothing happened.
 
 The service runs as a real process (``stream-learner run --source kafka``
-with a recovery directory) while the test keeps producing to a two-partition
-topic. It is SIGKILLed at three points, restarted each time; its final
-learner state (predictions on a probe set and the events-seen counter) must
+with a recovery directory, a river tree or a torch MLP with EWC) while the
+test keeps producing to a two-partition topic. It is SIGKILLed before its
+first epoch, mid-stream, during a snapshot write (its Redis stopped),
+right after a snapshot and during the final flush, and restarted each time
+on the same recovery directory; its final learner state (predictions on a
+probe set, the events-seen and learned counters, accuracy, drifts) must
 equal an uninterrupted run of the same events. Outputs may repeat
 (at-least-once), but every event has its prediction: an epoch closes only
 once the broker acknowledged its outputs. The Kafka producer and consumer
@@ -28,11 +31,13 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from partitions import one_partition_per_key
 from test_scale_out import _free_ports
+from test_store_faults import RedisServer
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
 from connectors.synthetic import SyntheticSource
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.learners.base import LearnerSpec
 from stream_learner.snapshot import load_latest_valid
 
 pytestmark = pytest.mark.integration
@@ -40,10 +45,11 @@ pytestmark = pytest.mark.integration
 SIGNING_KEY = "crash-signing-key"
 EVENTS = 3000
 KEYS = ("a", "b")  # the model keys
-KILL_AT = (500, 1200, 2000)  # distinct predicted ids seen when each SIGKILL is sent
+SNAPSHOT_EVERY = 400
+IDLE_SECONDS = 4  # --stop-when-idle
 CLUSTER_KILL_AT = (700, 1800)  # the same, for the two-process cluster
 AHEAD = 300  # most events produced ahead of the predictions seen: the kills hit mid-stream, each run lives a few epochs
-ENGINE = EngineConfig(metrics_every=250, snapshot_every=400)
+ENGINE = EngineConfig(metrics_every=250, snapshot_every=SNAPSHOT_EVERY)
 PROBE = [{"0": x / 2, "1": y / 2, "2": (x + y) % 10} for x, y in itertools.product(range(20), range(20))]
 
 
@@ -118,8 +124,8 @@ def _command(kafka_bootstrap: str, app: str, topics: dict[str, str], recovery: P
         "--bootstrap-servers", kafka_bootstrap, "--app", app,
         "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
         "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
-        "--recovery-dir", str(recovery), "--epoch-seconds", "0.2", "--stop-when-idle", "4",
-        "--metrics-every", "250", "--snapshot-every", "400", *more,
+        "--recovery-dir", str(recovery), "--epoch-seconds", "0.2", "--stop-when-idle", str(IDLE_SECONDS),
+        "--metrics-every", "250", "--snapshot-every", str(SNAPSHOT_EVERY), *more,
     ]  # fmt: skip
 
 
@@ -144,14 +150,14 @@ def _feeding(client: dict[str, Any], topic: str, messages: list[tuple[bytes, byt
     return feeding
 
 
-def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tuple[bytes, bytes]], embedded_run: Any) -> None:
+def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tuple[bytes, bytes]], embedded_run: Any, engine: EngineConfig = ENGINE) -> None:
     """Each key's last snapshot in Redis holds the learner an uninterrupted embedded run of the same events ends with."""
-    _, local = embedded_run([value for _, value in messages], ENGINE, SIGNING_KEY)
+    _, local = embedded_run([value for _, value in messages], engine, SIGNING_KEY)
     store = RedisSnapshotStore.from_url(redis_url, app=app)
     try:
         for key in KEYS:
-            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], ENGINE)
-            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], ENGINE)
+            crashed = KeyedLearner.restore(load_latest_valid(store, key, SIGNING_KEY.encode())[1], engine)
+            calm = KeyedLearner.restore(load_latest_valid(local, key, SIGNING_KEY.encode())[1], engine)
             assert (crashed.events, crashed.learned) == (calm.events, calm.learned)
             assert crashed.metrics.accuracy == calm.metrics.accuracy and crashed.drifts == calm.drifts
             assert [crashed.learner.predict(x) for x in PROBE] == [calm.learner.predict(x) for x in PROBE]
@@ -161,60 +167,131 @@ def _assert_learned_as_uninterrupted(redis_url: str, app: str, messages: list[tu
             store.delete(key)
 
 
-def test_sigkill_three_times_mid_stream_changes_nothing_learned(
-    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run, processes
+class _Crash:
+    """What a kill point watches: the predictions, the service, its own Redis and the snapshots there."""
+
+    def __init__(self, watcher: _Watcher, redis: RedisServer, store: RedisSnapshotStore) -> None:
+        self.watcher, self.redis, self.store = watcher, redis, store
+        self.service: subprocess.Popen[bytes] | None = None
+        self.log = Path()
+
+    def alive(self) -> None:
+        assert self.service is not None and self.service.poll() is None, f"the service exited early: {self.log.read_text()}"
+
+    def pointers(self) -> list[int | None]:
+        return [self.store.latest(key) for key in KEYS]
+
+
+def _before_the_first_epoch(crash: _Crash) -> None:
+    """The service's Kafka children are up: it has read nothing yet."""
+
+
+def _mid_stream(crash: _Crash) -> None:
+    crash.watcher.wait_for(len(crash.watcher.ids) + 700, crash.service, crash.log)
+
+
+def _during_a_snapshot_write(crash: _Crash) -> None:
+    """Redis stopped (SIGSTOP) once the service streams: the snapshots due every SNAPSHOT_EVERY events hang in their write."""
+    crash.watcher.wait_for(len(crash.watcher.ids) + 100, crash.service, crash.log)  # it has reached Redis at start-up
+    crash.redis.process.send_signal(signal.SIGSTOP)
+    crash.watcher.wait_for(len(crash.watcher.ids) + 2 * SNAPSHOT_EVERY, crash.service, crash.log)
+
+
+def _right_after_a_snapshot(crash: _Crash) -> None:
+    before = crash.pointers()
+    while crash.pointers() == before:
+        crash.alive()
+        time.sleep(0.005)
+
+
+def _during_the_final_flush(crash: _Crash) -> None:
+    """Every event predicted, Redis stopped: the idle stream ends and the final snapshots hang in their write."""
+    crash.watcher.wait_for(EVENTS, crash.service, crash.log)
+    crash.redis.process.send_signal(signal.SIGSTOP)
+    time.sleep(IDLE_SECONDS + 3)
+    crash.alive()
+
+
+KILL_POINTS = (_before_the_first_epoch, _mid_stream, _during_a_snapshot_write, _right_after_a_snapshot, _during_the_final_flush)
+MODELS = {
+    "hoeffding_tree": ("--model", "hoeffding_tree"),
+    "torch:mlp+replay": ("--model", "torch:mlp", "--model-params", '{"hidden": [16], "batch_size": 10}', "--strategy", "replay"),
+}
+
+
+def _engine(model: str) -> EngineConfig:
+    """The engine configuration the CLI builds from MODELS[model] (the uninterrupted reference run's)."""
+    args = dict(zip(MODELS[model][::2], MODELS[model][1::2]))
+    spec = LearnerSpec.parse(args["--model"], args.get("--model-params"), seed=42, strategy=args.get("--strategy"))
+    return EngineConfig(learner=spec, metrics_every=250, snapshot_every=SNAPSHOT_EVERY)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_sigkill_at_five_points_changes_nothing_learned(
+    model: str, kafka_bootstrap: str, unique: str, tmp_path: Path, embedded_run, processes
 ) -> None:
+    """SIGKILL before the first epoch, mid-stream, during a snapshot write, right after a snapshot and during the final flush."""
     topics = {name: f"{name}-crash-{unique}" for name in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
     messages = _messages()
-    env = _environment(redis_url)
-    command = _command(kafka_bootstrap, f"crash-{unique}", topics, tmp_path / "recovery")
+    redis = RedisServer(tmp_path / "redis")
+    redis.workdir.mkdir()
+    redis.start()
+    env = _environment(redis.url)
+    app = f"crash-{unique}"
+    command = _command(kafka_bootstrap, app, topics, tmp_path / "recovery", *MODELS[model])
+    store = RedisSnapshotStore.from_url(redis.url, app=app)
 
     watcher = _Watcher(kafka_bootstrap, topics["pred"])
+    crash = _Crash(watcher, redis, store)
+    seen_at_kill: list[int] = []
     streaming: list[bool] = []
     watcher.start()
-    feeding = _feeding(client, topics["in"], messages, watcher, kills_left=lambda: len(streaming) < len(KILL_AT))
-    services: list[subprocess.Popen[bytes]] = []
+    feeding = _feeding(client, topics["in"], messages, watcher, kills_left=lambda: len(seen_at_kill) < len(KILL_POINTS) - 1)
     try:
-        for i, point in enumerate(KILL_AT):
-            log = tmp_path / f"service-{i}.log"
-            with log.open("wb") as err:
-                service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
-                services.append(service)
-                children = _child_processes(processes, service, log)
-                watcher.wait_for(point, service, log)
+        for i, kill_point in enumerate(KILL_POINTS):
+            crash.log = tmp_path / f"service-{i}.log"
+            with crash.log.open("wb") as err:
+                crash.service = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
+                children = _child_processes(processes, crash.service, crash.log)
+                kill_point(crash)
+                crash.alive()
+                seen_at_kill.append(len(watcher.ids))
                 streaming.append(feeding.is_alive())
-                service.send_signal(signal.SIGKILL)
-                service.wait(10)
+                crash.service.send_signal(signal.SIGKILL)
+                crash.service.wait(10)
+                redis.process.send_signal(signal.SIGCONT)
                 deadline = time.monotonic() + 10
                 while any(processes.alive(pid) for pid in children):  # it dies with its parent: no orphan
                     assert time.monotonic() < deadline, f"a Kafka child process {children} outlived the killed service"
                     time.sleep(0.05)
         feeding.join(60)
-        final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+        final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert final.returncode == 0, final.stderr
         summary = json.loads(final.stdout.strip().splitlines()[-1])
     finally:
-        for service in services:
-            if service.poll() is None:  # a failed assertion left it running
-                service.kill()
-                service.wait(10)
+        if crash.service is not None and crash.service.poll() is None:  # a failed assertion left it running
+            crash.service.kill()
+            crash.service.wait(10)
+        redis.process.send_signal(signal.SIGCONT)
         time.sleep(1.0)
         watcher.stop.set()
         watcher.join(10)
 
-    # every event was predicted (some more than once: outputs are at-least-once)
-    assert watcher.ids == {f"e{i}" for i in range(EVENTS)}
-    # ... but only what followed the last closed epoch is repeated, and the last run resumed rather than restarted
-    # (without recovery: 3000 + 500 + 1200 + 2000 predictions, and the last run reads all 3000 events again)
-    assert watcher.total - EVENTS < sum(KILL_AT), watcher.total
-    assert summary["events"] < EVENTS - KILL_AT[-1] + 1000, summary["events"]
-    assert streaming[:2] == [True, True]  # the first two kills, at least, hit while events were still arriving
-    assert summary["dead_letters"] == 0
-
-    # the same events, uninterrupted, through the embedded run
-    _assert_learned_as_uninterrupted(redis_url, f"crash-{unique}", messages, embedded_run)
+    try:
+        assert seen_at_kill[0] == 0 and seen_at_kill[-1] == EVENTS, seen_at_kill
+        assert streaming[:4] == [True] * 4  # the first four kills hit while events were still arriving
+        # every event was predicted (some more than once: outputs are at-least-once) ...
+        assert watcher.ids == {f"e{i}" for i in range(EVENTS)}
+        # ... but only what followed the last closed epoch is repeated, and the last run resumed rather than restarted
+        # (without recovery, each restart would predict every event again)
+        assert watcher.total - EVENTS < sum(seen_at_kill) - EVENTS, (watcher.total, seen_at_kill)
+        assert summary["events"] < 1000 and summary["dead_letters"] == 0, summary
+        # the same events, uninterrupted, through the embedded run: the same learner
+        _assert_learned_as_uninterrupted(redis.url, app, messages, embedded_run, _engine(model))
+    finally:
+        redis.stop()
 
 
 def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
