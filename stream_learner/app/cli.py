@@ -97,11 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parser(commands)
     bench = commands.add_parser("bench", help="offline, seeded benchmarks", description="Offline, seeded benchmarks (see benchmarks/README.md).")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
-    forgetting = benches.add_parser("forgetting", help="continual-learning strategies on standard scenarios: accuracy, forgetting, BWT, against Avalanche's own loop", description="Every registered strategy on Split-Digits (class- and task-incremental), Permuted-Digits, Split-MNIST-1D and river drift streams, streamed through the engine with oracle and drift-detected boundaries, next to Avalanche's own loop.")
-    from benchmarks.forgetting import add_arguments as add_forgetting_arguments
-
-    add_forgetting_arguments(forgetting)
-    forgetting.set_defaults(handler=_bench_forgetting)
+    try:
+        from benchmarks.forgetting import add_arguments as add_forgetting_arguments
+    except ModuleNotFoundError as exc:  # an install without the checkout's benchmarks/: any arguments get the line that says so
+        if exc.name != "benchmarks":
+            raise
+        add_forgetting_arguments = None
+    not_here = {} if add_forgetting_arguments else {"prefix_chars": "\0", "add_help": False}  # "--jobs 2" is an argument too
+    forgetting = benches.add_parser("forgetting", help="continual-learning strategies on standard scenarios: accuracy, forgetting, BWT, against Avalanche's own loop", description="Every registered strategy on Split-Digits (class- and task-incremental), Permuted-Digits, Split-MNIST-1D and river drift streams, streamed through the engine with oracle and drift-detected boundaries, next to Avalanche's own loop.", **not_here)
+    if add_forgetting_arguments is None:
+        forgetting.add_argument("arguments", nargs="*")
+        forgetting.set_defaults(handler=_no_benchmarks)
+    else:
+        add_forgetting_arguments(forgetting)
+        forgetting.set_defaults(handler=_bench_forgetting)
     return parser
 
 
@@ -109,6 +118,12 @@ def _bench_forgetting(args: argparse.Namespace) -> int:
     from benchmarks.forgetting import run_from_args
 
     return run_from_args(args)
+
+
+def _no_benchmarks(args: argparse.Namespace) -> int:
+    from stream_learner.errors import ConfigError
+
+    raise ConfigError("the benchmarks run from a checkout of the repository, where benchmarks/ is (pip install -e '.[dev]'; make bench-forgetting): this install holds the service only")
 
 
 def _run(args: argparse.Namespace) -> int:

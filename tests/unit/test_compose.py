@@ -115,3 +115,29 @@ def test_the_dockerfile_runs_the_cli_the_compose_file_calls() -> None:
     compose_command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["stream-learner"]["command"]
     args = build_parser().parse_args(compose_command)  # the command the container runs parses
     assert args.source == "kafka" and shlex.join(compose_command)
+
+
+def _named_mounts(compose: dict[str, Any], service: str) -> dict[str, str]:
+    """container path -> named volume, for the service's mounts of the file's named volumes."""
+    mounts = (str(v).split(":")[:2] for v in compose["services"][service].get("volumes", []))
+    return {target: source for source, target in mounts if source in (compose.get("volumes") or {})}
+
+
+def _inside(path: str, folders: dict[str, str]) -> bool:
+    return any(path == folder or path.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def test_kafka_redis_and_the_recovery_state_keep_their_data_in_named_volumes(compose: dict[str, Any], service_env: dict[str, str]) -> None:
+    kafka = {k: str(v) for k, v in compose["services"]["kafka"]["environment"].items()}
+    log_dirs = kafka["KAFKA_LOG_DIRS"].split(",")
+    assert all(_inside(d, _named_mounts(compose, "kafka")) for d in log_dirs), log_dirs  # topics survive a new container
+    assert kafka["CLUSTER_ID"]  # a fixed id: the restarted broker accepts the storage it formatted
+    redis = compose["services"]["redis"]
+    assert "--appendonly" in redis["command"] and _inside("/data", _named_mounts(compose, "redis"))  # the redis image's data folder
+    assert _inside(service_env["STREAM_LEARNER_RECOVERY__DIR"], _named_mounts(compose, "stream-learner"))
+
+
+def test_the_image_installs_cpu_torch_unless_built_with_torch_cuda() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG TORCH=cpu$", text, re.M)  # compose builds with the defaults
+    assert re.search(r"cpu\) pip install --index-url https://download.pytorch.org/whl/cpu .*torch==.*torchvision==", text)
