@@ -125,11 +125,24 @@ class PendingWindow:
             self.matched += 1
             self._remember(self.labelled, event_id)
             return early[0]
+        self._keep(event_id, x, y_pred, now)
+        return None
+
+    def refuse(self, event_id: str, x: Any, y_pred: Any, now: float) -> None:
+        """The label :meth:`add` just returned is refused (a dead letter says why): it is not counted, and the prediction waits for another.
+
+        As a label refused before it reached the window (``received`` counts the labels the window took).
+        """
+        self.received -= 1
+        self.matched -= 1
+        self.labelled.pop(event_id, None)
+        self._keep(event_id, x, y_pred, now)
+
+    def _keep(self, event_id: str, x: Any, y_pred: Any, now: float) -> None:
         self.pending[event_id] = (x, y_pred, now)
         self.pending.move_to_end(event_id)
         if len(self.pending) > self.max_size:
             self._remember(self.gone, self.pending.popitem(last=False)[0])
-        return None
 
     def label(self, event_id: str, label: Any, now: float) -> tuple[Any, Any] | None:
         """A label arrived: ``(x, y_pred)`` of its pending prediction, or ``None`` (expired, duplicate or waiting)."""

@@ -243,6 +243,7 @@ class KeyedLearner:
                     problem = schema.label_problem(label)
                     if problem is not None:
                         out.dead_letters.append(self._dead_letter(Event(event_id, self.key, x, label, None, -1, -1), "schema", f"schema: {problem}", now))
+                        pending.refuse(event_id, x, y_pred, now)  # as a label refused on arrival: not counted, the prediction waits
                         label = None
             if label is not None:
                 if new_labels is not None and new_labels.update(label):

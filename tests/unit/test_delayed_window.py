@@ -12,7 +12,9 @@ from collections import OrderedDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_learner.delayed import PendingWindow
+from stream_learner.delayed import LabelRecord, PendingWindow
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.events import Event
 
 
 def accounted(window: PendingWindow) -> int:
@@ -56,6 +58,16 @@ def test_labels_after_the_stream_end_are_counted() -> None:
     assert w.counts()["unmatched"] == 2 and accounted(w) == 2
 
 
+def test_a_refused_early_label_is_not_counted_and_its_prediction_waits_for_another() -> None:
+    w = PendingWindow(max_size=10, max_age=60.0)
+    w.label("a", "yes", now=0.0)
+    assert w.add("a", {"x": 1}, 0, now=1.0) == "yes"
+    w.refuse("a", {"x": 1}, 0, now=1.0)
+    assert w.counts() == {"received": 0, "matched": 0, "expired": 0, "unmatched": 0, "waiting": 0, "pending": 1}
+    assert w.label("a", 1, now=2.0) == ({"x": 1}, 0)
+    assert w.counts()["matched"] == w.received == 1
+
+
 def test_a_window_pickled_in_the_earlier_layout_restores_with_its_counts() -> None:
     w = PendingWindow(max_size=5, max_age=60.0)
     w.label("a", 1, now=0.0)
@@ -78,6 +90,7 @@ STEPS = st.lists(
         st.tuples(st.just("label"), IDS, st.floats(0, 5)),
         st.tuples(st.just("expire"), st.just(""), st.floats(0, 5)),
         st.tuples(st.just("close"), st.just(""), st.just(0.0)),
+        st.tuples(st.just("add-refused"), IDS, st.floats(0, 5)),
     ),
     max_size=60,
 )
@@ -93,6 +106,11 @@ def test_every_label_received_is_counted_exactly_once(steps: list[tuple[str, str
         now += dt  # time never goes back
         if action == "add":
             matched += w.add(event_id, {"x": 1}, True, now) is not None
+        elif action == "add-refused":  # the engine refuses the early label add() hands back (its key's schema rejects it)
+            if w.add(event_id, {"x": 1}, True, now) is not None:
+                w.refuse(event_id, {"x": 1}, True, now)
+                labels -= 1
+                assert event_id in w.pending
         elif action == "label":
             labels += 1
             matched += w.label(event_id, True, now) is not None
@@ -104,3 +122,14 @@ def test_every_label_received_is_counted_exactly_once(steps: list[tuple[str, str
         assert w.matched == matched  # a match is counted exactly when it hands back a label or a prediction
         assert len(w.pending) <= max_size and len(w.early) <= max_size
         assert len(w.gone) <= max_size and len(w.labelled) <= max_size
+
+
+def test_a_label_the_schema_refuses_is_a_dead_letter_not_a_count_whether_it_comes_before_or_after_its_event() -> None:
+    step = KeyedLearner("k", EngineConfig(detector=None, label_window=10))
+    step.process([Event(f"e{i}", "k", {"x": float(i)}, i % 2, None, 0, i) for i in range(10)], now=0.0)  # integer labels
+    early = step.process([LabelRecord("u1", "k", "yes"), Event("u1", "k", {"x": 1.0}, None, None, 0, 10)], now=1.0)
+    late = step.process([Event("u2", "k", {"x": 2.0}, None, None, 0, 11), LabelRecord("u2", "k", "yes")], now=2.0)
+    assert [d["reason"] for d in early.dead_letters + late.dead_letters] == ["schema", "schema"]
+    assert step.pending.counts() == {"received": 0, "matched": 0, "expired": 0, "unmatched": 0, "waiting": 0, "pending": 2}
+    step.process([LabelRecord("u1", "k", 1), LabelRecord("u2", "k", 0)], now=3.0)  # the predictions still take a label that fits
+    assert step.pending.counts()["matched"] == step.pending.received == 2 and step.learned == 12
