@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import hostile_corpus
 import orjson
 import pytest
 
@@ -142,3 +143,23 @@ def test_telemetry_counts_dead_letters_by_their_reason() -> None:
     t.on_outputs([StepOutput(dead_letters=letters)])  # type: ignore[arg-type]
     counts = {r: t.sample("stream_learner_dead_letters_total", reason=r) for r in ("tombstone", "empty", "invalid_json", "not_an_object")}
     assert counts == {"tombstone": 1.0, "empty": 1.0, "invalid_json": 2.0, "not_an_object": 1.0}
+
+
+def test_the_hostile_corpus_has_sixty_kinds_and_each_decodes_to_its_outcome() -> None:
+    """Each record of the corpus the integration tests run, through the decoders alone (the schema cases need a model)."""
+    cases = hostile_corpus.input_cases() + hostile_corpus.label_cases()
+    assert len({c.kind for c in cases}) == len(cases) >= 60
+    for case in hostile_corpus.input_cases():
+        out = decode_event(case.value, ORIGIN)
+        if case.outcome == "prediction":
+            assert isinstance(out, Event) and out.id == case.id, case.kind
+        elif case.outcome in hostile_corpus.ENGINE_REASONS:
+            assert isinstance(out, Event), case.kind
+        else:
+            assert isinstance(out, dict) and out["reason"] == case.outcome, (case.kind, out)
+            assert len(orjson.dumps(out)) < 1_000_000
+    for case in hostile_corpus.label_cases():
+        message_key = case.key.decode("utf-8", "replace") if case.key else None  # as the Kafka source decodes it
+        out = decode_label(RawLabel(case.value, ORIGIN, message_key))
+        decodes = case.outcome in ("counted", hostile_corpus.SCHEMA_GUARD)  # the schema refuses a label later, in the engine
+        assert (isinstance(out, LabelRecord) if decodes else out["reason"] == case.outcome), (case.kind, out)  # type: ignore[index]
