@@ -90,3 +90,18 @@ def test_the_panic_filter_passes_lines_that_only_look_like_a_report() -> None:
     f = PanicFilter()
     text = b"a thread 'x' panicked at y\nthread 'x' is fine\nthread"
     assert f.feed(text) + f.rest() == text and not f.panicked
+
+
+def test_rust_panics_hidden_passes_on_stderr_until_a_report_and_all_of_it_again_after(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+    import sys
+
+    from stream_learner.app.execution import rust_panics_hidden
+
+    with rust_panics_hidden():
+        print("from python", file=sys.stderr)
+        os.write(2, b"straight to fd 2\n")
+        os.write(2, b"thread '<unnamed>' panicked at src/outputs.rs:364:37:\nBox<dyn Any>\n")
+        os.write(2, b"unwinding\n")
+    os.write(2, b"stream-learner: error: the cause\n")
+    assert capfd.readouterr().err == "from python\nstraight to fd 2\nstream-learner: error: the cause\n"
