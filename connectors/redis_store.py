@@ -152,11 +152,19 @@ class RedisSnapshotStore:
         """``(version, envelope)`` of ``latest``, read in one atomic step.
 
         Reading :meth:`latest` then :meth:`load` can race with retention
-        (a writer may retire that version in between); this cannot.
+        (a writer may retire that version in between); this cannot. The
+        envelope is ``None`` when the pointer names a missing version; a
+        service loads with :func:`~stream_learner.snapshot.load_latest_valid`,
+        which verifies and falls back.
         """
         k = self._keys(key)
         found = self._load_latest(keys=[k["latest"]], args=[k["v"]])
-        return (int(found[0]), found[1]) if found else None
+        if not found:
+            return None
+        try:
+            return int(found[0]), found[1]
+        except ValueError:
+            raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {found[0][:40]!r}") from None
 
     def keys(self) -> list[str]:
         return sorted(m.decode() for m in self.client.smembers(self._index()))

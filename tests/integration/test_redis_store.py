@@ -171,3 +171,13 @@ def test_a_version_missing_but_still_indexed_is_refused_and_listed_as_bad(store:
     assert main(["snapshots", "show", "m", "--redis-url", redis_url, "--app", store.app, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["version"], shown["verified"]) == (5, False)  # the newest indexed, shown as bad
+
+
+def test_load_latest_says_what_is_wrong_with_the_pointer(store: RedisSnapshotStore) -> None:
+    _fill(store)
+    latest = store._keys("m")["latest"]
+    store.client.set(latest, b"five")
+    with pytest.raises(SnapshotError, match="latest pointer of 'm' is not a version number"):
+        store.load_latest("m")
+    store.client.set(latest, b"99")
+    assert store.load_latest("m") == (99, None)  # names a missing version: no envelope
