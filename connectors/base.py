@@ -21,9 +21,9 @@ DEFAULT_BATCH_SIZE = 1000
 
 @dataclass(slots=True)
 class RawRecord:
-    """Raw bytes from a source and where they came from."""
+    """Raw bytes from a source (``None``: a Kafka tombstone) and where they came from."""
 
-    value: bytes
+    value: bytes | None
     origin: Origin
 
 

@@ -123,7 +123,7 @@ def test_the_engine_s_dead_letter_of_a_large_valid_event_is_small() -> None:
 def test_decode_batch_applies_the_limit_and_splits_every_record_once() -> None:
     items = [
         RawRecord(VALID, Origin("in", 0, 0)),
-        RawRecord(None, Origin("in", 0, 1)),  # type: ignore[arg-type]
+        RawRecord(None, Origin("in", 0, 1)),
         RawRecord(b"x" * 200, Origin("in", 0, 2)),
         RawLabel(None, Origin("labels", 0, 0), None),
         RawLabel(b'{"id": "e", "label": 1}', Origin("labels", 0, 1), "k"),
