@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stream_learner.events import MAX_RECORD_BYTES, DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter, parse_object, too_long_field
+from stream_learner.events import MAX_RECORD_BYTES, DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter, load_object, refusal, too_long_field
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,9 +68,9 @@ def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecor
     >>> decode_label(RawLabel(None, Origin("labels", 0, 5)))["reason"]
     'tombstone'
     """
-    document, letter = parse_object(raw.value, raw.origin, max_bytes, "label")
-    if letter is not None:
-        return letter
+    document = load_object(raw.value, max_bytes)
+    if type(document) is not dict:
+        return refusal(raw.value, raw.origin, max_bytes, "label")
     key = document.pop("key", None)
     if key is not None and (not isinstance(key, str) or not key):
         return dead_letter("invalid_label", f"invalid label: key must be a non-empty string, not {key!r}", raw.value, raw.origin)

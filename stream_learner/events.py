@@ -309,9 +309,9 @@ def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_
     :class:`DeadLetter` shape) whose ``reason`` is one of
     :data:`DeadLetterReason` and whose ``error`` says in one line what is wrong.
     """
-    document, letter = parse_object(raw, origin, max_bytes, "event")
-    if letter is not None:
-        return letter
+    document = load_object(raw, max_bytes)
+    if type(document) is not dict:
+        return refusal(raw, origin, max_bytes, "event")
     event = _plain_event(document, raw, origin)
     if event is None:
         try:
@@ -338,24 +338,30 @@ def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_
     return event
 
 
-def parse_object(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> tuple[dict[str, Any], None] | tuple[None, dict[str, Any]]:
-    """The JSON object a record holds, or the dead letter saying why it holds none (``what`` words it)."""
+def load_object(raw: bytes | None, max_bytes: int) -> Any:
+    """The parsed JSON of a record of at most ``max_bytes``, else ``None``; never raises (:func:`refusal` says why there is no object)."""
+    try:
+        return orjson.loads(raw) if raw and len(raw) <= max_bytes else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> dict[str, Any]:
+    """The dead letter of a record that holds no JSON object (``what`` words it): why, from the record again."""
     if raw is None:
-        return None, dead_letter("tombstone", f"invalid {what}: a null record value (a tombstone)", b"", origin)
+        return dead_letter("tombstone", f"invalid {what}: a null record value (a tombstone)", b"", origin)
     if not raw:
-        return None, dead_letter("empty", f"invalid {what}: an empty record", raw, origin)
+        return dead_letter("empty", f"invalid {what}: an empty record", raw, origin)
     if len(raw) > max_bytes:
         error = f"invalid {what}: {len(raw):,} bytes, over the limit of {max_bytes:,}"
-        return None, dead_letter("too_large", error, raw, origin, keep=min(max_bytes, DEAD_LETTER_RAW_BYTES))
+        return dead_letter("too_large", error, raw, origin, keep=min(max_bytes, DEAD_LETTER_RAW_BYTES))
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if what == "event":
-            return None, dead_letter("invalid_json", f"invalid JSON: {exc}", raw, origin)
-        return None, dead_letter("invalid_label_json", f"invalid label JSON: {exc}", raw, origin)
-    if not isinstance(document, dict):
-        return None, dead_letter("not_an_object", f"invalid {what}: must be a JSON object, not {type(document).__name__}", raw, origin)
-    return document, None
+            return dead_letter("invalid_json", f"invalid JSON: {exc}", raw, origin)
+        return dead_letter("invalid_label_json", f"invalid label JSON: {exc}", raw, origin)
+    return dead_letter("not_an_object", f"invalid {what}: must be a JSON object, not {type(document).__name__}", raw, origin)
 
 
 def too_long_field(event_id: str, key: str, label: Any) -> tuple[DeadLetterReason, str] | None:
