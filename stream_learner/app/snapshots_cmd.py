@@ -113,6 +113,8 @@ def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namesp
 def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
     """One version; by default ``latest``, or the newest stored version when the pointer is wrong."""
     versions, pointer = _pointer(store, args.key)
+    if args.version is not None and args.version not in versions:
+        raise SnapshotError(f"no snapshot version {args.version} for key {args.key!r}")
     version = args.version if args.version is not None else pointer["latest"] or (versions[-1] if versions else None)
     if version is None:
         raise SnapshotError(f"no snapshot for key {args.key!r}")

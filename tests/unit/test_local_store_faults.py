@@ -121,6 +121,11 @@ def test_snapshots_list_and_show_report_a_wrong_pointer(store: LocalSnapshotStor
     assert "k: latest None (the latest pointer of 'k'" in text and "v6" in text and "INVALID: snapshot is corrupt" in text
 
 
+def test_snapshots_show_of_a_version_that_is_not_stored_is_one_error_line(store: LocalSnapshotStore, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["snapshots", "show", "k", "--version", "2", "--dir", str(store.root), "--app", "a"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["stream-learner: error: no snapshot version 2 for key 'k'"]
+
+
 def test_snapshots_list_shows_a_version_missing_under_the_pointer_as_bad(store: LocalSnapshotStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAM_LEARNER_SNAPSHOT__SIGNING_KEY", KEY.decode())
     (store.app_dir / "k" / "v000007.snap").unlink()
