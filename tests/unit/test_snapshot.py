@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 from connectors.local_store import LocalSnapshotStore
+from connectors.snapshot_writer import SnapshotWriter
+from stream_learner.engine import Snapshot
 from stream_learner.errors import SnapshotError
 from stream_learner.snapshot import load_latest_valid, open_envelope, read_header, seal
 
@@ -74,3 +78,61 @@ def test_store_retains_the_last_versions_and_manages_latest(tmp_path: Path) -> N
         store.set_latest("key/with slash", 1)
     store.delete("key/with slash")
     assert store.keys() == [] and store.latest("key/with slash") is None
+
+
+class _FlakyStore(LocalSnapshotStore):
+    """A local store whose saves fail while ``down`` (a store that cannot be reached)."""
+
+    def __init__(self, root: Path, fail_first: int = 0) -> None:
+        super().__init__(root)
+        self.down = False
+        self.fail_first = fail_first
+        self.attempts = 0
+
+    def save(self, key: str, blob: bytes) -> int:
+        self.attempts += 1
+        if self.down or self.attempts <= self.fail_first:
+            raise ConnectionError("store unreachable")
+        return super().save(key, blob)
+
+
+def _snap(events: int) -> Snapshot:
+    return Snapshot("k", "river", "none", events, {0: events}, b"state-%d" % events)
+
+
+def test_a_refused_snapshot_is_retried_until_the_store_saves_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = _FlakyStore(tmp_path, fail_first=2)
+    saved: list[int | None] = []
+    writer = SnapshotWriter(store, KEY, lambda key, version: saved.append(version))
+    with caplog.at_level(logging.WARNING):
+        writer.submit([_snap(7)])
+        writer.close()
+    assert saved == [None, None, 1] and store.attempts == 3
+    assert open_envelope(store.load("k", 1), signing_key=KEY)[1] == b"state-7"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "not saved (store unreachable): retrying" in messages[0] and "saves again, after 2 failed" in messages[1]
+
+
+def test_a_newer_snapshot_replaces_one_waiting_for_a_retry(tmp_path: Path) -> None:
+    store = _FlakyStore(tmp_path)
+    store.down = True
+    writer = SnapshotWriter(store, KEY)
+    writer.submit([_snap(1)])
+    while store.attempts == 0:
+        threading.Event().wait(0.01)
+    writer.submit([_snap(2)])
+    store.down = False
+    writer.close()
+    assert store.versions("k") == [1]
+    assert open_envelope(store.load("k", 1), signing_key=KEY)[0].events_seen == 2
+
+
+def test_closing_gives_up_on_a_store_that_stays_down_and_names_the_keys(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = _FlakyStore(tmp_path)
+    store.down = True
+    writer = SnapshotWriter(store, KEY)
+    with caplog.at_level(logging.WARNING):
+        writer.submit([_snap(1)])
+        writer.close(timeout=0.5)
+    assert store.versions("k") == []
+    assert "the final snapshots of ['k'] were not saved" in caplog.records[-1].getMessage()
