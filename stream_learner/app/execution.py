@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -100,44 +101,48 @@ def graceful_signals(stop: threading.Event | None) -> Iterator[None]:
         restore()
 
 
-_PANIC_LINE = b"thread '"  # how Rust's panic report starts: "thread '<name>' panicked at src/....rs:L:C:"
-_PANICKED = b"' panicked at "
+_PANIC = re.compile(rb"thread '[^'\n]*' panicked at ")  # how Rust's panic report starts: "thread '<name>' panicked at src/....rs:L:C:"
+_THREAD, _PANICKED = b"thread '", b"' panicked at "
 _END = b"\0stream-learner: end of the hidden panics\0"  # in-band: everything written before it has been passed on
 
 
 class PanicFilter:
-    """What to pass on of a byte stream: everything before the first line that starts a Rust panic report, nothing from there on.
+    """What to pass on of a byte stream: everything before the first Rust panic report, nothing from there on.
 
-    A partial line that may still become such a line is held until it ends.
+    A report may start mid-line (after a progress bar's line, which ends
+    without a newline); what may still become its start is held until it
+    decides.
 
     >>> f = PanicFilter()
-    >>> f.feed(b"metrics ok\\nthre"), f.feed(b"ad 'main' panicked at src/run.rs:1:2:\\n"), f.feed(b"Box<dyn Any>\\n")
-    (b'metrics ok\\n', b'', b'')
-    >>> PanicFilter().feed(b"\\r  1,000 events"), PanicFilter().feed(b"thread 'x' said hi\\n")
-    (b'\\r  1,000 events', b"thread 'x' said hi\\n")
+    >>> f.feed(b"metrics ok\\n\\r  1,000 events thre"), f.feed(b"ad 'main' panicked at src/run.rs:1:2:\\n"), f.feed(b"Box<dyn Any>\\n")
+    (b'metrics ok\\n\\r  1,000 events ', b'', b'')
+    >>> f = PanicFilter(); f.feed(b"thread 'x' said hi\\nthread 'y"), f.rest()
+    (b"thread 'x' said hi\\n", b"thread 'y")
     """
 
     def __init__(self) -> None:
         self.panicked = False
-        self._held = b""  # the start of a line that may be a panic's
-        self._line_start = True  # the next byte starts a line
+        self._held = b""  # what may be the start of a report
 
     def feed(self, data: bytes) -> bytes:
         """The part of ``data`` to pass on now."""
         if self.panicked:
             return b""
         data, self._held = self._held + data, b""
-        out = bytearray()
-        for line in data.splitlines(keepends=True):
-            if self._line_start and line.startswith(_PANIC_LINE) and _PANICKED in line:
-                self.panicked = True
-                break
-            if self._line_start and not line.endswith(b"\n") and (_PANIC_LINE.startswith(line) or line.startswith(_PANIC_LINE)):
-                self._held = line  # the rest of the line decides
-                break
-            out += line
-            self._line_start = line.endswith(b"\n")
-        return bytes(out)
+        match = _PANIC.search(data)
+        if match is not None:
+            self.panicked = True
+            return data[: match.start()]
+        hold = len(data)
+        start = data.rfind(_THREAD)
+        if start >= 0 and b"\n" not in data[start:]:
+            close = data.find(b"'", start + len(_THREAD))
+            if close < 0 or _PANICKED.startswith(data[close:]):  # the thread's name, or the words after it, still arriving
+                hold = start
+        if hold == len(data):  # a start of "thread '" at the very end
+            hold = next((i for i in range(max(0, len(data) - len(_THREAD) + 1), len(data)) if _THREAD.startswith(data[i:])), len(data))
+        self._held = data[hold:]
+        return data[:hold]
 
     def rest(self) -> bytes:
         """What is held at the stream's end."""

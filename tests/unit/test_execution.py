@@ -88,8 +88,16 @@ def test_the_panic_filter_passes_lines_that_only_look_like_a_report() -> None:
     from stream_learner.app.execution import PanicFilter
 
     f = PanicFilter()
-    text = b"a thread 'x' panicked at y\nthread 'x' is fine\nthread"
+    text = b"thread 'x' is fine\nthread 'x' panicked\nthe thread 'y' panic\nthread"
     assert f.feed(text) + f.rest() == text and not f.panicked
+
+
+def test_the_panic_filter_hides_a_report_that_starts_after_a_progress_line() -> None:
+    from stream_learner.app.execution import PanicFilter
+
+    f = PanicFilter()
+    passed = f.feed(b"\r\x1b[2K  1,200 events   600 ev/s") + f.feed(b"thread '<unnamed>' panicked at src/operators.rs:1:2:\nBox<dyn Any>\n")
+    assert passed == b"\r\x1b[2K  1,200 events   600 ev/s" and f.panicked
 
 
 def test_rust_panics_hidden_passes_on_stderr_until_a_report_and_all_of_it_again_after(capfd: pytest.CaptureFixture[str]) -> None:
