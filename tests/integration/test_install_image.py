@@ -80,6 +80,8 @@ def test_the_project_comes_from_the_wheel_alone(installed: tuple[Path, dict[str,
     venv = str(bin_dir.parent)
     assert all(found[n].startswith(venv) for n in ("stream_learner", "connectors", "strategies")), found
     assert found["benchmarks"] is None  # the wheel holds the service only
+    package = Path(found["stream_learner"]).parent
+    assert (package / "py.typed").exists() and (package / "app" / "static" / "index.html").exists()  # its data files too (the dashboard)
 
 
 def test_the_installed_command_runs_help_strategies_and_an_embedded_run(installed: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
