@@ -65,7 +65,7 @@ import threading
 from collections.abc import Iterable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
