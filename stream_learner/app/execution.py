@@ -6,6 +6,11 @@ for signals: every wake-up makes the worker hand the GIL over. One worker
 in one process therefore runs on the calling thread (``run_main``), where
 nothing competes for the GIL: 8% more events/s on the embedded logreg run.
 The collector is tuned for the stream the whole time (:mod:`.gc_tuning`).
+
+Stopping and failing: SIGTERM and SIGINT finish the stream instead of
+killing it (:func:`graceful_signals`); an error of ours that Bytewax
+wrapped is found in the chain (:func:`our_error`), and the CLI hides the
+panic report Bytewax's Rust code writes to stderr (:func:`rust_panics_hidden`).
 """
 
 from __future__ import annotations
