@@ -40,7 +40,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from connectors.base import RawRecord
 from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
-from connectors.kafka_producer import GZIP_LEVEL, ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
+from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
 from stream_learner.delayed import RawLabel
 from stream_learner.errors import OffsetOutOfRangeError, SourceError
 from stream_learner.events import Origin
@@ -178,10 +178,11 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         now = time.monotonic()
         if fetched is None:
             self._report_lag()
-            if not self._fetcher.ready(self._slot):
-                self._last_data = now  # the idle time counts from when the child fetches
+            watch = source.watch
+            if not self._fetcher.ready(self._slot) or watch.out:
+                self._last_data = now  # the idle time counts from when the child fetches, and not while the cluster is lost
             idle = source.idle_timeout
-            if (idle is not None and now - self._last_data >= idle) or (self._is_labels and source.inputs_done()):
+            if (idle is not None and now - max(self._last_data, watch.back_at) >= idle) or (self._is_labels and source.inputs_done()):
                 self._end()  # idle, or caught up with the labels of a finished input
             self._awake = datetime.now(timezone.utc) + IDLE_POLL
             return []
@@ -264,6 +265,8 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         offset_out_of_range: what a resume offset the partition does not hold does:
             ``error`` (the run stops), ``earliest`` or ``latest`` (a warning).
         on_offset_reset: called with ``(topic, partition, policy)`` for each such offset that was reset.
+        outage_timeout_s: how long the consumer waits for a cluster that stopped answering.
+        watch: told when the cluster stops answering (shared with the sinks' producer, so an outage is said once).
     """
 
     def __init__(
@@ -282,6 +285,8 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         on_lag: Callable[[str, int, int], None] | None = None,
         offset_out_of_range: str = "error",
         on_offset_reset: Callable[[str, int, str], None] | None = None,
+        outage_timeout_s: float = OUTAGE_TIMEOUT_S,
+        watch: OutageWatch | None = None,
     ) -> None:
         self.client_config = client_config
         self.input_topic = input_topic
@@ -296,6 +301,8 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.on_lag = on_lag
         self.offset_out_of_range = offset_out_of_range
         self.on_offset_reset = on_offset_reset
+        self.outage_timeout_s = outage_timeout_s
+        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
         self.bounds: dict[int, tuple[int, int]] = {}  # the input partitions' first and next offsets when the run started
         self.name = input_topic
         self.stop = threading.Event()
@@ -335,7 +342,12 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
             if self._fetcher is None:
                 config = {**self.client_config, **({"group_id": self.group_id} if self.group_id else {})}
                 self._fetcher = ConsumerProcess(
-                    config, batch_size=self.batch_size, offset_out_of_range=self.offset_out_of_range, on_reset=self.on_offset_reset
+                    config,
+                    batch_size=self.batch_size,
+                    offset_out_of_range=self.offset_out_of_range,
+                    on_reset=self.on_offset_reset,
+                    outage_timeout_s=self.outage_timeout_s,
+                    watch=self.watch,
                 )
             return self._fetcher
 

@@ -25,6 +25,11 @@ child itself decodes each fetched record batch in one tight loop
   :class:`~stream_learner.errors.OffsetOutOfRangeError` (``error``) or
   goes on from the partition's first or next offset (``earliest``,
   ``latest``), which the parent logs as a warning and reports to ``on_reset``.
+* A cluster that stops answering is noticed within seconds (a partition
+  with nothing to fetch asks for its end offset every ``_PROBE_AFTER_S``)
+  and told to the :class:`~connectors.kafka_producer.OutageWatch`; kafka-python
+  reconnects by itself. After ``outage_timeout_s`` without an answer the
+  child stops with :class:`~stream_learner.errors.KafkaUnavailableError`.
 * A consumer error in the child, or its death, is raised in the parent as
   :class:`~stream_learner.errors.SourceError`. The child ignores SIGINT
   and exits as soon as its parent dies.
@@ -44,13 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.jsonl_writer import widen_pipe
-from connectors.kafka_producer import CONTEXT, ChildHandle, exit_with_parent
-from stream_learner.errors import OffsetOutOfRangeError, SourceError
+from connectors.kafka_producer import CONTEXT, OUTAGE_TIMEOUT_S, ChildHandle, OutageWatch, exit_with_parent
+from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,9 @@ Start = int | str  # an offset, or "earliest", "latest", "committed"
 _IDLE_POLL_MS = 50  # the child's poll timeout while it has partitions and nothing arrives
 _FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wait for the child to stop
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
-_OFFSETS_TIMEOUT_MS = 10_000  # looking up a partition's first and next offsets
+_PROBE_AFTER_S = 2.0  # the cluster has sent nothing for this long: ask it for an end offset
+_PROBE_TIMEOUT_MS = 2000  # no answer within this: the cluster is unreachable
+_ERRORS = {"offsets": OffsetOutOfRangeError, "outage": KafkaUnavailableError}
 OUT_OF_RANGE = ("error", "earliest", "latest")
 
 
@@ -106,10 +114,12 @@ class ConsumerProcess(ChildHandle):
         client_config: kafka-python client arguments (servers, security, SASL/SSL; ``group_id`` for commits).
         batch_size: most records per batch.
         max_buffered: batches a partition may buffer in the parent before the child pauses it.
-        timeout_s: longest wait for the child to resolve a start offset.
+        timeout_s: longest wait for the child to resolve a start offset (default: ``outage_timeout_s`` and a minute).
         offset_out_of_range: what an offset the partition does not hold does: ``error``,
             ``earliest`` or ``latest`` (see the module's docstring).
         on_reset: called with ``(topic, partition, policy)`` when a partition's offset was reset.
+        outage_timeout_s: how long the child waits for a cluster that stopped answering.
+        watch: told when the cluster stops answering and answers again (default: one of its own).
 
     Each source partition :meth:`assign`\\ s its Kafka partition (a slot) and
     :meth:`release`\\ s it when done; the last release stops the child.
@@ -121,18 +131,22 @@ class ConsumerProcess(ChildHandle):
         *,
         batch_size: int = 1000,
         max_buffered: int = 8,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
         offset_out_of_range: str = "error",
         on_reset: Callable[[str, int, str], None] | None = None,
+        outage_timeout_s: float = OUTAGE_TIMEOUT_S,
+        watch: OutageWatch | None = None,
     ) -> None:
         if offset_out_of_range not in OUT_OF_RANGE:
             raise ValueError(f"offset_out_of_range must be one of {', '.join(OUT_OF_RANGE)}, not {offset_out_of_range!r}")
         self.client_config = client_config
         self.batch_size = batch_size
         self.max_buffered = max_buffered
-        self.timeout_s = timeout_s
+        self.timeout_s = outage_timeout_s + 60 if timeout_s is None else timeout_s
         self.offset_out_of_range = offset_out_of_range
         self.on_reset = on_reset
+        self.outage_timeout_s = outage_timeout_s
+        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
         self._lock = threading.RLock()
         self._process: Any = None
         self._commands: Any = None
@@ -243,7 +257,7 @@ class ConsumerProcess(ChildHandle):
         commands_r, self._commands = CONTEXT.Pipe(duplex=False)
         self._results, results_w = CONTEXT.Pipe(duplex=False)
         widen_pipe(results_w)
-        args = (commands_r, results_w, self.client_config, self.batch_size, self.offset_out_of_range)
+        args = (commands_r, results_w, self.client_config, self.batch_size, self.offset_out_of_range, self.outage_timeout_s)
         self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-consumer", daemon=True)
         self._process.start()
         results_w.close()  # the child holds the only writer: its exit is our EOF
@@ -288,10 +302,14 @@ class ConsumerProcess(ChildHandle):
                 state.batches.append(Fetched((), [], None, reset=target))
             if self.on_reset is not None:
                 self.on_reset(topic, partition, policy)
+        elif kind == "down":
+            self.watch.down("consumer", rest[0])
+        elif kind == "up":
+            self.watch.up("consumer")
         elif kind == "warning":
             logger.warning("%s", rest[0])
         elif kind == "error":
-            self._error = (OffsetOutOfRangeError if rest[1:] == ["offsets"] else SourceError)(rest[0])
+            self._error = _ERRORS.get(rest[1] if len(rest) > 1 else "", SourceError)(rest[0])
         return True
 
     def _raise_if_failed(self) -> None:
@@ -310,11 +328,16 @@ class _Child:
     a resumed partition here).
     """
 
-    def __init__(self, consumer: KafkaConsumer, results: Any, batch_size: int, offset_out_of_range: str = "error") -> None:
+    def __init__(
+        self, consumer: KafkaConsumer, results: Any, batch_size: int, offset_out_of_range: str = "error", outage_timeout_s: float = OUTAGE_TIMEOUT_S
+    ) -> None:
         self.consumer = consumer
         self.results = results
         self.batch_size = batch_size
         self.offset_out_of_range = offset_out_of_range
+        self.outage_timeout_s = outage_timeout_s
+        self.heard = time.monotonic()  # when the cluster last answered
+        self.silent = False  # whether the parent was told it does not
         self.slots: dict[TopicPartition, tuple[int, bool]] = {}  # partition -> (slot, with keys)
         self.keyed: set[TopicPartition] = set()  # the partitions fetched with their keys
         self.tps: dict[int, TopicPartition] = {}
@@ -333,6 +356,8 @@ class _Child:
         kind, slot, *rest = message
         if kind == "assign":
             topic, partition, start, keys = rest
+            if not self.fetching:  # the cluster's silence counts from when the child asks it something
+                self.heard = time.monotonic()
             tp = TopicPartition(topic, partition)
             self.slots[tp], self.tps[slot] = (slot, keys), tp
             if keys:
@@ -377,12 +402,12 @@ class _Child:
         if isinstance(start, int):
             return start
         if start == "committed":
-            committed = self.consumer.committed(tp)
+            committed = self._ask(lambda timeout_ms: self.consumer.committed(tp, timeout_ms=timeout_ms))
             if committed is not None:
                 return committed
             start = "earliest"
-        offsets = self.consumer.beginning_offsets([tp]) if start == "earliest" else self.consumer.end_offsets([tp])
-        return offsets[tp]
+        ask = self.consumer.beginning_offsets if start == "earliest" else self.consumer.end_offsets
+        return self._ask(lambda timeout_ms: ask([tp], timeout_ms=timeout_ms))[tp]
 
     def _committed(self, offsets: Any, response: Any) -> None:
         if isinstance(response, Exception):
@@ -408,10 +433,55 @@ class _Child:
                 first = offsets[0]
                 consecutive = offsets[-1] - first == len(offsets) - 1
                 send(("batch", slot, first, None if consecutive else offsets, chunk.values, chunk.keys, high))
-        if not polled:
+        if polled:
+            self._answered()
+        else:
             self._report_highs()
+            if time.monotonic() - self.heard >= _PROBE_AFTER_S:
+                self._probe()
         if self.unchecked:
             self._check_positions()
+
+    def _probe(self) -> None:
+        """Nothing came for a while: ask for the partitions' end offsets, to tell an idle topic from a cluster that does not answer."""
+        tps = [tp for tp in self.slots if tp not in self.paused]
+        try:
+            self.consumer.end_offsets(tps, timeout_ms=_PROBE_TIMEOUT_MS)
+        except KafkaError as exc:
+            self._unanswered(exc)
+            return
+        self._answered()
+
+    def _ask(self, question: Callable[[int], Any]) -> Any:
+        """``question(timeout_ms)``'s answer from the cluster, asked again while it does not answer, for up to ``outage_timeout_s``."""
+        while True:
+            try:
+                answer = question(_PROBE_TIMEOUT_MS)
+            except KafkaError as exc:
+                self._unanswered(exc)
+                continue
+            self._answered()
+            return answer
+
+    def _unanswered(self, exc: KafkaError) -> None:
+        """A question timed out: tell the parent, or stop once the cluster has been silent for ``outage_timeout_s``."""
+        if not (isinstance(exc, KafkaTimeoutError) or exc.retriable):
+            raise exc
+        silent = time.monotonic() - self.heard
+        if silent >= self.outage_timeout_s:
+            raise _Stop(f"the Kafka cluster at {self.servers} has not answered the consumer for {silent:.0f} s (kafka.outage_timeout_s); stopping", "outage")
+        self.silent = True
+        self.results.send(("down", None, silent))
+
+    def _answered(self) -> None:
+        self.heard = time.monotonic()
+        if self.silent:
+            self.silent = False
+            self.results.send(("up", None))
+
+    @property
+    def servers(self) -> str:
+        return ",".join(self.consumer.config["bootstrap_servers"])
 
     def _check_positions(self) -> None:
         """Stored offsets past their partition's end, once a fetch told the end.
@@ -432,9 +502,9 @@ class _Child:
         entry = self.slots.get(tp)
         if entry is None:
             return
-        first = self.consumer.beginning_offsets([tp], timeout_ms=_OFFSETS_TIMEOUT_MS)[tp]
+        first = self._ask(lambda timeout_ms: self.consumer.beginning_offsets([tp], timeout_ms=timeout_ms))[tp]
         # a fetch's high watermark where known: Tansu's end offsets can lag it
-        end = max(self.consumer.end_offsets([tp], timeout_ms=_OFFSETS_TIMEOUT_MS)[tp], self.consumer.highwater(tp) or 0)
+        end = max(self._ask(lambda timeout_ms: self.consumer.end_offsets([tp], timeout_ms=timeout_ms))[tp], self.consumer.highwater(tp) or 0)
         where = out_of_range(tp.topic, tp.partition, offset, first, end)
         policy = self.offset_out_of_range
         if policy == "error":
@@ -463,7 +533,9 @@ class _Stop(Exception):
     """The child stops: its message, and the kind of error the parent raises (``offsets``: :class:`OffsetOutOfRangeError`)."""
 
 
-def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batch_size: int, offset_out_of_range: str = "error") -> None:
+def _child_main(
+    commands: Any, results: Any, client_config: dict[str, Any], batch_size: int, offset_out_of_range: str = "error", outage_timeout_s: float = OUTAGE_TIMEOUT_S
+) -> None:
     """The fetch loop: apply the parent's commands, fetch, stop on ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
@@ -474,7 +546,7 @@ def _child_main(commands: Any, results: Any, client_config: dict[str, Any], batc
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", None, f"cannot start a Kafka consumer for {servers}: {type(exc).__name__}: {exc}"))
         return
-    child = _Child(consumer, results, batch_size, offset_out_of_range)
+    child = _Child(consumer, results, batch_size, offset_out_of_range, outage_timeout_s)
     try:
         while True:
             while commands.poll(0 if child.fetching else 0.2):

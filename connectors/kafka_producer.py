@@ -20,7 +20,15 @@ encoding leaves the parent too), and asks it to flush:
   everything sent before it, or raises.
 * A broker or producer error in the child, or the child's death, is
   raised in the parent as :class:`~stream_learner.errors.SinkError` from
-  the next ``send`` or ``flush``; no call waits longer than ``timeout_s``.
+  the next ``send`` or ``flush``; no call waits longer than ``timeout_s``
+  without progress.
+* A lost cluster is waited for: the producer retries what it holds for up
+  to ``outage_timeout_s`` (an :class:`OutageWatch` says so, in warning
+  lines), then the child stops with
+  :class:`~stream_learner.errors.KafkaUnavailableError`. A producer whose
+  state the cluster lost (an unknown producer id, sequence or epoch) is
+  replaced and everything not yet acknowledged is sent again (outputs are
+  at-least-once; :attr:`ProducerProcess.resent` counts the records).
 * The child is started with ``spawn``, which re-imports the parent's main
   module: a script that runs a Kafka sink needs the usual
   ``if __name__ == "__main__":`` guard (and starts faster with its heavy
@@ -51,10 +59,11 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka import errors as Errors
 from kafka.partitioner.default import murmur2
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
-from stream_learner.errors import SinkError
+from stream_learner.errors import KafkaUnavailableError, SinkError
 from stream_learner.predictions import Predictions, records_of
 
 logger = logging.getLogger(__name__)
@@ -63,25 +72,87 @@ Pair = tuple[bytes | None, bytes]
 CONTEXT = multiprocessing.get_context("spawn")  # the parent runs Bytewax's Rust threads: never fork it
 _POLL_S = 0.2  # how often a waiting parent checks that the child is still alive
 GZIP_LEVEL = 1  # the producer process's default gzip level (see ProducerProcess)
+OUTAGE_TIMEOUT_S = 600.0  # how long a lost cluster is waited for (kafka.outage_timeout_s)
+STALL_WARN_S = 5.0  # no answer from the cluster for this long: an outage, said at once
+WARN_EVERY_S = 30.0  # and said again this often while it lasts
+_FLUSH_STEP_S = 2.0  # the child's flush waits in steps this long, looking at the clock in between
+# A record the cluster cannot take now but may once it is back, or once a new producer sends it again.
+_PRODUCER_STATE_ERRORS = (Errors.UnknownProducerIdError, Errors.OutOfOrderSequenceNumberError, Errors.InvalidProducerEpochError, Errors.KafkaTimeoutError)
 
 
-def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5) -> KafkaProducer:
-    """An idempotent, batching, compressing producer."""
+def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5, outage_timeout_s: float = OUTAGE_TIMEOUT_S) -> KafkaProducer:
+    """An idempotent, batching, compressing producer that keeps retrying a record through an outage of ``outage_timeout_s``."""
     return KafkaProducer(
         enable_idempotence=True,
         acks="all",
         compression_type=compression,
         linger_ms=linger_ms,
         batch_size=256 * 1024,
-        **client_config,
+        **{"delivery_timeout_ms": round((outage_timeout_s + 60) * 1000), **client_config},
     )
 
 
-def default_timeout(client_config: dict[str, Any]) -> float:
-    """Seconds a flush may take: the producer's own block and delivery timeouts, and a margin."""
-    block = client_config.get("max_block_ms", 60_000)
-    delivery = client_config.get("delivery_timeout_ms", 120_000)
-    return (block + delivery) / 1000 + 10
+class OutageWatch:
+    """Says when the Kafka cluster stops answering: one warning line at once, one every ``every_s`` while it lasts, one when it is back.
+
+    The consumer and the producer report to the same watch (thread-safe), so
+    an outage both notice is said once.
+
+    >>> watch = OutageWatch("kafka:9092", timeout_s=600)
+    >>> watch.down("producer", 5.2)
+    >>> watch.out, watch.lines[-1]
+    (True, 'the Kafka cluster at kafka:9092 has not answered the producer for 5 s; retrying for up to 600 s (kafka.outage_timeout_s)')
+    >>> watch.down("consumer", 9.0)  # said less than 30 s ago
+    >>> watch.up("producer"); watch.out
+    True
+    >>> watch.up("consumer"); watch.out, watch.lines[-1]
+    (False, 'the Kafka cluster at kafka:9092 answers again')
+    """
+
+    def __init__(self, servers: str, timeout_s: float = OUTAGE_TIMEOUT_S, every_s: float = WARN_EVERY_S, clock: Any = time.monotonic) -> None:
+        self.servers = servers
+        self.timeout_s = timeout_s
+        self.every_s = every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._down: set[str] = set()
+        self._said: float | None = None  # when the last warning was said
+        self.back_at = 0.0  # when the cluster last answered again after an outage
+        self.lines: list[str] = []  # what was said (the last few)
+
+    @property
+    def out(self) -> bool:
+        """Whether some side has not heard from the cluster for ``STALL_WARN_S`` or more."""
+        return bool(self._down)
+
+    def down(self, side: str, seconds: float) -> None:
+        """``side`` (``consumer``, ``producer``) has had no answer for ``seconds``."""
+        now = self._clock()
+        with self._lock:
+            self._down.add(side)
+            if self._said is not None and now - self._said < self.every_s:
+                return
+            self._said = now
+        self._say(
+            logging.WARNING,
+            f"the Kafka cluster at {self.servers} has not answered the {side} for {seconds:.0f} s; retrying for up to {self.timeout_s:.0f} s (kafka.outage_timeout_s)",
+        )
+
+    def up(self, side: str) -> None:
+        """``side`` hears from the cluster again."""
+        with self._lock:
+            if side not in self._down:
+                return
+            self._down.discard(side)
+            if self._down:
+                return
+            self._said = None
+            self.back_at = self._clock()
+        self._say(logging.WARNING, f"the Kafka cluster at {self.servers} answers again")
+
+    def _say(self, level: int, line: str) -> None:
+        logger.log(level, "%s", line)
+        self.lines = [*self.lines[-9:], line]
 
 
 class ChildHandle:
@@ -118,8 +189,10 @@ class ProducerProcess(ChildHandle):
             for batches about 8% larger.
         linger_ms: the producer's batching delay.
         max_pending: most batches waiting for the child before ``send`` blocks.
-        timeout_s: longest wait without progress (default: the producer's
-            ``max_block_ms + delivery_timeout_ms`` and 10 s).
+        outage_timeout_s: how long the child keeps retrying while the cluster does not answer.
+        watch: the :class:`OutageWatch` told when the cluster stops answering (default: one of its own).
+        timeout_s: longest wait without progress before the parent gives up on the child
+            (default: ``outage_timeout_s`` and a minute).
 
     The child starts on :meth:`start`, or the first :meth:`acquire` or
     :meth:`send`. Each user :meth:`acquire`s it and :meth:`release`s it
@@ -135,6 +208,8 @@ class ProducerProcess(ChildHandle):
         gzip_level: int = GZIP_LEVEL,
         linger_ms: int = 5,
         max_pending: int = 16,
+        outage_timeout_s: float = OUTAGE_TIMEOUT_S,
+        watch: OutageWatch | None = None,
         timeout_s: float | None = None,
     ) -> None:
         if not 1 <= gzip_level <= 9:
@@ -144,7 +219,10 @@ class ProducerProcess(ChildHandle):
         self.gzip_level = gzip_level
         self.linger_ms = linger_ms
         self.max_pending = max_pending
-        self.timeout_s = default_timeout(client_config) if timeout_s is None else timeout_s
+        self.outage_timeout_s = outage_timeout_s
+        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
+        self.timeout_s = outage_timeout_s + 60 if timeout_s is None else timeout_s
+        self.resent = 0  # records sent again by a new producer (duplicates, where the first send had landed)
         self._lock = threading.Lock()  # orders sends and flush marks in the queue
         self._cond = threading.Condition()  # guards what the child reported
         self._process: Any = None
@@ -153,7 +231,9 @@ class ProducerProcess(ChildHandle):
         self._seq = 0  # the number of the last batch or flush mark queued
         self._flush_mark = 0  # the last flush mark queued
         self._acked = 0  # every message up to this number is acknowledged by the broker
+        self._progress = time.monotonic()  # when the child last took a batch or reported an acknowledgement
         self._error: str | None = None  # what the child reported
+        self._error_type: type[SinkError] | type[KafkaUnavailableError] = SinkError
         self._failure: SinkError | None = None  # what a closing flush met
         self._exited = False
         self._closed = False
@@ -268,7 +348,7 @@ class ProducerProcess(ChildHandle):
             return
         self._commands = CONTEXT.Queue(self.max_pending)
         results_r, results_w = CONTEXT.Pipe(duplex=False)
-        args = (self._commands, results_w, self.client_config, self.compression, self.gzip_level, self.linger_ms, self.timeout_s)
+        args = (self._commands, results_w, self.client_config, self.compression, self.gzip_level, self.linger_ms, self.outage_timeout_s)
         self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-producer", daemon=True)
         self._process.start()
         results_w.close()  # the child holds the only writer: its exit is our EOF
@@ -286,26 +366,36 @@ class ProducerProcess(ChildHandle):
 
     def _put(self, message: Any) -> None:
         """Queue one message, waiting (back-pressure) while the child is busy, never past ``timeout_s`` without progress."""
-        deadline = time.monotonic() + self.timeout_s
+        started = time.monotonic()
         while True:
             self._raise_if_failed()
             try:
                 self._commands.put(message, timeout=_POLL_S)
+                self._progress = time.monotonic()
                 return
             except queue.Full:
-                if time.monotonic() > deadline:
-                    raise SinkError(f"the Kafka producer process took no batch for {self.timeout_s:.0f}s") from None
+                self._stalled("the Kafka producer process took no batch", started)
 
     def _read_results(self, results: Any) -> None:
         try:
             while True:
                 kind, value = results.recv()
+                if kind == "resent":
+                    count, cause = value
+                    self.resent += count
+                    logger.warning("Kafka producer replaced (%s): %d records not yet acknowledged sent again (duplicates where they had landed)", cause, count)
+                    continue
                 with self._cond:
                     if kind == "flushed":
                         self._acked = max(self._acked, value)
+                        self._progress = time.monotonic()
+                    elif kind == "outage":
+                        self._error, self._error_type = value, KafkaUnavailableError
                     else:
                         self._error = value
                     self._cond.notify_all()
+                if kind == "flushed":
+                    self.watch.up("producer")
         except (EOFError, OSError):
             pass
         finally:
@@ -315,21 +405,28 @@ class ProducerProcess(ChildHandle):
                 self._cond.notify_all()
 
     def _wait_for(self, done: Any, what: str) -> None:
-        deadline = time.monotonic() + self.timeout_s
+        started = time.monotonic()
         with self._cond:
             while not done():
                 self._raise_if_failed(locked=True)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SinkError(f"the Kafka producer process timed out after {self.timeout_s:.0f}s {what}")
-                self._cond.wait(min(left, _POLL_S))
+                self._cond.wait(_POLL_S)
+                if not done():
+                    self._stalled(f"the Kafka producer process timed out {what}", started)
+
+    def _stalled(self, what: str, started: float) -> None:
+        """No progress since ``started`` or later: an outage from ``STALL_WARN_S`` on (the watch says so), a failed child past ``timeout_s``."""
+        stalled = time.monotonic() - max(self._progress, started)
+        if stalled >= self.timeout_s:
+            raise SinkError(f"{what} after {stalled:.0f}s without progress")
+        if stalled >= STALL_WARN_S:
+            self.watch.down("producer", stalled)
 
     def _raise_if_failed(self, locked: bool = False) -> None:
         if not locked:
             with self._cond:
                 return self._raise_if_failed(locked=True)
         if self._error is not None:
-            raise SinkError(self._error)
+            raise self._error_type(self._error)
         if self._exited and not self._closed:  # the child's end of the results pipe closed: it is gone
             self._process.join(1.0)
             raise SinkError(f"the Kafka producer process exited unexpectedly (exit code {self._process.exitcode})")
@@ -441,21 +538,18 @@ def _use_gzip_level(level: int) -> None:
 
 
 def _child_main(
-    commands: Any, results: Any, client_config: dict[str, Any], compression: str, gzip_level: int, linger_ms: int, timeout_s: float
+    commands: Any, results: Any, client_config: dict[str, Any], compression: str, gzip_level: int, linger_ms: int, outage_timeout_s: float
 ) -> None:
     """The producer loop: send each batch, flush on request, report errors, stop on ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
     _use_gzip_level(gzip_level)
-    servers = ",".join(client_config.get("bootstrap_servers") or [])
+    child = _Child(client_config, None if compression == "none" else compression, linger_ms, outage_timeout_s, results)
     try:
-        producer = make_producer(client_config, None if compression == "none" else compression, linger_ms)
+        child.start()
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
-        results.send(("error", f"cannot start a Kafka producer for {servers}: {type(exc).__name__}: {exc}"))
+        results.send(("error", f"cannot start a Kafka producer for {child.servers}: {type(exc).__name__}: {exc}"))
         return
-    pending: deque[Any] = deque()
-    send, append = producer.send, BulkAppender(producer).append
-    routes = _Routes(producer, custom="partitioner" in client_config or not can_bulk_append(producer))
     topic: str | None = None
     try:
         while True:
@@ -463,31 +557,102 @@ def _child_main(
             if message is None:
                 break
             seq, topic, pairs = message
-            if isinstance(pairs, bytes):  # parts of records, marshalled by send_parts
-                pairs = encode_records(record for part in marshal.loads(pairs) for record in records_of(part))
             if topic is None:  # a flush mark: everything before it must be acknowledged
-                producer.flush(max(1.0, timeout_s - 5))  # before the parent gives up waiting: the broker's error wins
-                for future in pending:
-                    if future.failed():
-                        raise SinkError(_failure(future))
-                pending.clear()
+                child.flush()
                 results.send(("flushed", seq))
                 continue
-            for partition, run in _runs(pairs, routes.route(topic)):
-                if partition is None:  # no key, a user's partitioner, or no bulk append: the producer places it
-                    pending.extend(send(topic, value=value, key=key) for key, value in run)
-                else:
-                    pending.extend(append(topic, partition, run))
-            while pending and pending[0].is_done:  # report failures early, keep the list short
-                if pending[0].failed():
-                    raise SinkError(_failure(pending[0]))
-                if getattr(pending[0], "split", False):  # a part of its batch may still fail: checked at the next flush
-                    break
-                pending.popleft()
+            if isinstance(pairs, bytes):  # parts of records, marshalled by send_parts
+                pairs = encode_records(record for part in marshal.loads(pairs) for record in records_of(part))
+            child.send(topic, pairs)
+    except _Outage as exc:
+        results.send(("outage", str(exc)))
     except SinkError as exc:
         results.send(("error", str(exc)))
     except Exception as exc:  # noqa: BLE001
         where = f" on topic {topic!r}" if topic else ""
-        results.send(("error", f"the Kafka producer failed{where} ({servers}): {type(exc).__name__}: {exc}"))
+        results.send(("error", f"the Kafka producer failed{where} ({child.servers}): {type(exc).__name__}: {exc}"))
     finally:
-        producer.close(timeout=1.0)
+        child.close()
+
+
+class _Outage(Exception):
+    """The cluster did not acknowledge anything for ``outage_timeout_s``."""
+
+
+class _Child:
+    """The child's producer, and what it sent since the last flush mark (sent again by a new producer if the cluster lost the first's state)."""
+
+    def __init__(self, client_config: dict[str, Any], compression: str | None, linger_ms: int, outage_timeout_s: float, results: Any) -> None:
+        self.client_config = client_config
+        self.compression = compression
+        self.linger_ms = linger_ms
+        self.outage_timeout_s = outage_timeout_s
+        self.results = results
+        self.servers = ",".join(client_config.get("bootstrap_servers") or [])
+        self.producer: Any = None
+        self.pending: deque[Any] = deque()  # futures of what was sent since the last flush mark
+        self.unacked: list[tuple[str, list[Pair]]] = []  # and the records themselves
+
+    def start(self) -> None:
+        self.producer = make_producer(self.client_config, self.compression, self.linger_ms, self.outage_timeout_s)
+        self._send, self._append = self.producer.send, BulkAppender(self.producer).append
+        self._routes = _Routes(self.producer, custom="partitioner" in self.client_config or not can_bulk_append(self.producer))
+
+    def send(self, topic: str, pairs: list[Pair]) -> None:
+        self.unacked.append((topic, pairs))
+        self._queue(topic, pairs)
+        pending = self.pending
+        while pending and pending[0].is_done:  # report failures early, keep the list short
+            if pending[0].failed():
+                if _recoverable(pending[0].exception):
+                    break  # sent again at the flush mark
+                raise SinkError(_failure(pending[0]))
+            if getattr(pending[0], "split", False):  # a part of its batch may still fail: checked at the next flush
+                break
+            pending.popleft()
+
+    def _queue(self, topic: str, pairs: list[Pair]) -> None:
+        for partition, run in _runs(pairs, self._routes.route(topic)):
+            if partition is None:  # no key, a user's partitioner, or no bulk append: the producer places it
+                self.pending.extend(self._send(topic, value=value, key=key) for key, value in run)
+            else:
+                self.pending.extend(self._append(topic, partition, run))
+
+    def flush(self) -> None:
+        """Return once everything sent is acknowledged; through an outage of up to ``outage_timeout_s``, and a lost producer state."""
+        deadline = time.monotonic() + self.outage_timeout_s
+        while True:
+            try:
+                self.producer.flush(_FLUSH_STEP_S)
+            except Errors.KafkaTimeoutError:
+                if time.monotonic() < deadline:
+                    continue
+                raise _Outage(
+                    f"the Kafka cluster at {self.servers} acknowledged no output for {self.outage_timeout_s:.0f} s (kafka.outage_timeout_s); stopping"
+                ) from None
+            failed = next((f for f in self.pending if f.failed()), None)
+            if failed is None:
+                break
+            if not _recoverable(failed.exception):
+                raise SinkError(_failure(failed))
+            self._replace(f"{type(failed.exception).__name__}: {failed.exception}")
+        self.pending.clear()
+        self.unacked.clear()
+
+    def _replace(self, cause: str) -> None:
+        """A new producer (a new producer id) sends again everything not yet acknowledged."""
+        self.producer.close(timeout=0)
+        self.start()
+        self.pending.clear()
+        for topic, pairs in self.unacked:
+            self._queue(topic, pairs)
+        self.results.send(("resent", (sum(len(pairs) for _, pairs in self.unacked), cause)))
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close(timeout=1.0)
+
+
+def _recoverable(exc: BaseException | None) -> bool:
+    """Whether a new producer may deliver what failed with ``exc`` (the cluster lost this one's state, or its retries ran out)."""
+    return isinstance(exc, _PRODUCER_STATE_ERRORS) or bool(getattr(exc, "retriable", False))

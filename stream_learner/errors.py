@@ -58,3 +58,7 @@ class ClusterError(StreamLearnerError):
 
 class OffsetOutOfRangeError(SourceError):
     """A stored Kafka offset (recovery state, snapshot, committed) lies outside what its partition holds."""
+
+
+class KafkaUnavailableError(StreamLearnerError):
+    """The Kafka cluster stayed unreachable for longer than ``kafka.outage_timeout_s``."""

@@ -122,8 +122,11 @@ def run_kafka(
         on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
         offset_out_of_range=k.offset_out_of_range,
         on_offset_reset=telemetry.on_offset_reset if telemetry is not None else None,
+        outage_timeout_s=k.outage_timeout_s,
     )
-    producer = ProducerProcess(client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level)  # one child process for every output topic
+    producer = ProducerProcess(  # one child process for every output topic
+        client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level, outage_timeout_s=k.outage_timeout_s, watch=source.watch
+    )
     # Both children start first: their start-up (a fresh interpreter importing kafka-python,
     # then connecting) overlaps everything below, the model's imports included.
     producer.start()
@@ -203,6 +206,7 @@ def run_kafka(
     summary["delayed_labels"] = _label_totals(stats)
     summary["restored_keys"] = sorted(restored_keys)
     summary["snapshot_refusals"] = refusals
+    summary["outputs_resent"] = producer.resent  # by a producer that replaced one whose state the cluster lost: duplicates where they had landed
     summary["first_event_seconds"] = round(first_batch[0] - started, 3) if first_batch else None
     summary["out"] = f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}"
     if telemetry is not None:
