@@ -40,7 +40,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from connectors.base import RawRecord
 from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
-from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer  # noqa: F401 - make_producer is re-exported
+from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer, servers_of  # noqa: F401 - make_producer is re-exported
 from stream_learner.delayed import RawLabel
 from stream_learner.errors import OffsetOutOfRangeError, SourceError
 from stream_learner.events import Origin
@@ -302,7 +302,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.offset_out_of_range = offset_out_of_range
         self.on_offset_reset = on_offset_reset
         self.outage_timeout_s = outage_timeout_s
-        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
+        self.watch = watch if watch is not None else OutageWatch(servers_of(client_config), outage_timeout_s)
         self.bounds: dict[int, tuple[int, int]] = {}  # the input partitions' first and next offsets when the run started
         self.name = input_topic
         self.stop = threading.Event()

@@ -55,7 +55,7 @@ from kafka.structs import OffsetAndMetadata
 
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.jsonl_writer import widen_pipe
-from connectors.kafka_producer import CONTEXT, OUTAGE_TIMEOUT_S, ChildHandle, OutageWatch, exit_with_parent
+from connectors.kafka_producer import CONTEXT, OUTAGE_TIMEOUT_S, ChildHandle, OutageWatch, exit_with_parent, servers_of
 from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError
 
 logger = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class ConsumerProcess(ChildHandle):
         self.offset_out_of_range = offset_out_of_range
         self.on_reset = on_reset
         self.outage_timeout_s = outage_timeout_s
-        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
+        self.watch = watch if watch is not None else OutageWatch(servers_of(client_config), outage_timeout_s)
         self._lock = threading.RLock()
         self._process: Any = None
         self._commands: Any = None
@@ -481,7 +481,7 @@ class _Child:
 
     @property
     def servers(self) -> str:
-        return ",".join(self.consumer.config["bootstrap_servers"])
+        return servers_of(self.consumer.config)
 
     def _check_positions(self) -> None:
         """Stored offsets past their partition's end, once a fetch told the end.
@@ -539,7 +539,7 @@ def _child_main(
     """The fetch loop: apply the parent's commands, fetch, stop on ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
-    servers = ",".join(client_config.get("bootstrap_servers") or [])
+    servers = servers_of(client_config)
     try:
         # no automatic reset: an offset out of range is handled (and said) by _Child._out_of_range
         consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **client_config)

@@ -80,6 +80,15 @@ _FLUSH_STEP_S = 2.0  # the child's flush waits in steps this long, looking at th
 _PRODUCER_STATE_ERRORS = (Errors.UnknownProducerIdError, Errors.OutOfOrderSequenceNumberError, Errors.InvalidProducerEpochError, Errors.KafkaTimeoutError)
 
 
+def servers_of(client_config: dict[str, Any]) -> str:
+    """The bootstrap servers of kafka-python client arguments, as one string (for messages).
+
+    >>> servers_of({"bootstrap_servers": ["a:9092", "b:9092"]})
+    'a:9092,b:9092'
+    """
+    return ",".join(client_config.get("bootstrap_servers") or [])
+
+
 def make_producer(client_config: dict[str, Any], compression: str | None = "gzip", linger_ms: int = 5, outage_timeout_s: float = OUTAGE_TIMEOUT_S) -> KafkaProducer:
     """An idempotent, batching, compressing producer that keeps retrying a record through an outage of ``outage_timeout_s``."""
     return KafkaProducer(
@@ -220,7 +229,7 @@ class ProducerProcess(ChildHandle):
         self.linger_ms = linger_ms
         self.max_pending = max_pending
         self.outage_timeout_s = outage_timeout_s
-        self.watch = watch if watch is not None else OutageWatch(",".join(client_config.get("bootstrap_servers") or []), outage_timeout_s)
+        self.watch = watch if watch is not None else OutageWatch(servers_of(client_config), outage_timeout_s)
         self.timeout_s = outage_timeout_s + 60 if timeout_s is None else timeout_s
         self.resent = 0  # records sent again by a new producer (duplicates, where the first send had landed)
         self._lock = threading.Lock()  # orders sends and flush marks in the queue
@@ -588,7 +597,7 @@ class _Child:
         self.linger_ms = linger_ms
         self.outage_timeout_s = outage_timeout_s
         self.results = results
-        self.servers = ",".join(client_config.get("bootstrap_servers") or [])
+        self.servers = servers_of(client_config)
         self.producer: Any = None
         self.pending: deque[Any] = deque()  # futures of what was sent since the last flush mark
         self.unacked: list[tuple[str, list[Pair]]] = []  # and the records themselves

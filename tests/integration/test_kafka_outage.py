@@ -73,6 +73,14 @@ class Stderr(threading.Thread):
                 pipe.close()
 
 
+def kill_left(*processes: subprocess.Popen[bytes]) -> None:
+    """Kill those still running (a failed test's)."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def topics_for(unique: str) -> dict[str, str]:
     return {name: f"{name}-{unique}" for name in ("in", "pred", "metrics", "dlq")}
 
@@ -149,15 +157,12 @@ def test_a_30_second_cut_mid_stream_loses_nothing_and_is_said(proxied: tuple[str
         assert feeder.wait(180) == 0
         assert process.wait(240) == 0, errors.text()
     finally:
-        for child in (process, feeder):
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+        kill_left(process, feeder)
         errors.close()
     counts = tally(bootstrap, unique)
-    print(f"30 s cut: {counts}, exit {process.returncode}")
-    print(errors.text())
     warnings = [(at - cut, line) for at, line in errors.lines if "WARNING" in line and at > cut]
+    print(f"30 s cut: {counts}, exit {process.returncode}, first warning {warnings[0][0] if warnings else None} s after the cut")
+    print(errors.text())
     assert warnings and warnings[0][0] <= 10, errors.text()
     assert counts["lost"] == 0 and counts["unknown"] == 0, counts
 
@@ -179,10 +184,7 @@ def test_a_cut_longer_than_the_outage_timeout_stops_the_service_with_one_line(
         proxy.cut()
         status = process.wait(120)
     finally:
-        for child in (process, feeder):
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+        kill_left(process, feeder)
         errors.close()
     text = errors.text()
     print(f"cut past the 5 s outage timeout: exit {status}")
