@@ -49,6 +49,8 @@ MAX_KEY_LENGTH = 256
 """The longest model key (characters): a key names a learner, its snapshots and its metric labels."""
 MAX_LABEL_LENGTH = 256
 """The longest string label (characters): a learned label comes back in every later prediction."""
+MAX_CLASSES = 1000
+"""The most classes a model key learns: a prediction's ``proba`` holds one entry per class, each label up to :data:`MAX_LABEL_LENGTH`."""
 DEAD_LETTER_RAW_BYTES = 64 << 10
 """The most raw bytes a dead letter carries; JSON-escaped that is at most six times as many (far below a Kafka producer's 1 MB)."""
 MAX_ERROR_LENGTH = 500

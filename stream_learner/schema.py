@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_learner.events import MAX_CLASSES
 from stream_learner.learners.base import Task
 
 _NUMBER = (int, float)
@@ -119,6 +120,8 @@ class Schema:
             return None
         if not self.classes:
             return None
+        if y not in self.classes and len(self.classes) >= MAX_CLASSES:  # every prediction carries a probability per class
+            return f"label {_show(y)} would be this key's class {len(self.classes) + 1:,}, over the limit of {MAX_CLASSES:,}"
         kind = _label_kind(y)
         known = {_label_kind(label): t for label, t in self.classes.items()}
         if kind in known:

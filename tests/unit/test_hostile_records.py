@@ -18,7 +18,8 @@ from stream_learner.app.dataflow import decode_batch
 from stream_learner.app.telemetry import Telemetry
 from stream_learner.delayed import LabelRecord, RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
-from stream_learner.events import DEAD_LETTER_RAW_BYTES, MAX_ID_LENGTH, DeadLetter, Event, Origin, dead_letter, decode_event
+from stream_learner.events import DEAD_LETTER_RAW_BYTES, MAX_CLASSES, MAX_ID_LENGTH, MAX_LABEL_LENGTH, DeadLetter, Event, Origin, dead_letter, decode_event
+from stream_learner.learners.base import LearnerSpec
 
 ORIGIN = Origin("in", 0, 9)
 VALID = b'{"features": {"a": 1}, "label": true}'
@@ -163,3 +164,17 @@ def test_the_hostile_corpus_has_sixty_kinds_and_each_decodes_to_its_outcome() ->
         out = decode_label(RawLabel(case.value, ORIGIN, message_key))
         decodes = case.outcome in ("counted", hostile_corpus.SCHEMA_GUARD)  # the schema refuses a label later, in the engine
         assert (isinstance(out, LabelRecord) if decodes else out["reason"] == case.outcome), (case.kind, out)  # type: ignore[index]
+
+
+def test_a_key_learns_at_most_max_classes_so_a_prediction_stays_small() -> None:
+    """Each class adds a probability to every prediction: 1,000 labels of 256 characters still fit a producer, the next is refused."""
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"), detector=None, forgetting_every=0))
+    labels = [f"{i:04d}".ljust(MAX_LABEL_LENGTH, "L") for i in range(MAX_CLASSES + 1)]
+    out = step.process([Event(f"e{i}", "k", {"a": float(i % 7)}, y, None, 0, i) for i, y in enumerate(labels)], now=0.0)
+    [letter] = out.dead_letters
+    assert letter["reason"] == "schema" and "over the limit of 1,000" in letter["error"] and letter["origin"]["offset"] == MAX_CLASSES
+    assert step.learned == MAX_CLASSES and len(step.schema.classes) == MAX_CLASSES
+    out = step.process([Event("next", "k", {"a": 1.0}, labels[0], None, 0, MAX_CLASSES + 1)], now=1.0)  # a known class is still learned
+    event_id, prediction, proba, version, concept = out.predictions.rows[0]
+    record = {"id": event_id, "key": "k", "prediction": prediction, "proba": proba, "model_version": version, "concept": concept, "ts": 1.0}
+    assert len(proba) == MAX_CLASSES and len(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)) < 400_000
