@@ -132,7 +132,7 @@ def test_dead_letters_are_counted_by_reason_and_the_page_state_matches(tmp_path:
     expected: dict[str, int] = {}
     for d in dead:
         expected[d["reason"]] = expected.get(d["reason"], 0) + 1
-    assert expected == {"invalid_json": 1, "invalid_event": 1, "not_an_object": 1, "model_error": 1}
+    assert expected == {"invalid_json": 1, "invalid_event": 1, "not_an_object": 1, "schema": 1}
     assert {labels["reason"]: v for labels, v in samples["stream_learner_dead_letters_total"]} == expected
     assert _total(samples, "stream_learner_events_total") == summary["events"] == 304
     assert _total(samples, "stream_learner_predictions_total") == summary["predictions"] == 300
