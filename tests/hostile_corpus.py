@@ -24,7 +24,7 @@ from typing import Any, Literal
 import orjson
 
 MB = 1_000_000
-SCHEMA_GUARD = "schema"  # outcomes that need the per-key schema guard (stream_learner/schema.py)
+SCHEMA_GUARD = "schema"  # the outcome of a record its key's schema refuses (stream_learner/schema.py)
 ENGINE_REASONS = (SCHEMA_GUARD, "model_error")  # dead letters of records that decode, made by the learner step
 
 

@@ -10,7 +10,6 @@ or counted in its key's ``delayed_labels``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,8 +30,6 @@ from connectors.redis_store import RedisSnapshotStore
 
 pytestmark = pytest.mark.integration
 
-GUARDED = importlib.util.find_spec("stream_learner.schema") is not None
-needs_guard = pytest.mark.xfail(not GUARDED, reason="the per-key schema guard (stream_learner/schema.py, issue 14 item 3) is not in yet", strict=True)
 SIGNING_KEY = "hostile-signing-key"
 
 
@@ -122,7 +119,6 @@ def test_through_a_file_every_input_ends_as_one_prediction_or_one_dead_letter(fi
     check_every_input_ends_once(file_run)
 
 
-@needs_guard
 def test_through_a_file_schema_changes_are_schema_dead_letters(file_run: Run) -> None:
     check_schema_cases(file_run)
 
@@ -188,7 +184,6 @@ def test_through_kafka_every_label_record_is_a_dead_letter_or_counted(kafka_run:
     assert late["matched"] >= 1 and late["unmatched"] >= 2  # the unknown id and the second label of late-15
 
 
-@needs_guard
 def test_through_kafka_schema_changes_are_schema_dead_letters(kafka_run: Run) -> None:
     check_schema_cases(kafka_run)
     late = [d for d in kafka_run.dead if d["reason"] == "schema" and d["origin"]["offset"] < 0]  # the delayed "yes" for schema-late
