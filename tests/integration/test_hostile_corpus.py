@@ -188,3 +188,19 @@ def test_through_kafka_schema_changes_are_schema_dead_letters(kafka_run: Run) ->
     check_schema_cases(kafka_run)
     late = [d for d in kafka_run.dead if d["reason"] == "schema" and d["origin"]["offset"] < 0]  # the delayed "yes" for schema-late
     assert len(late) == 1 and '"yes"' in late[0]["raw"]
+
+
+def test_max_record_bytes_is_the_run_s_limit(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    small, big = hostile_corpus.ev("small"), hostile_corpus.ev("big", features={"a": 1.0, "pad": "p" * 2000})
+    path.write_bytes(small + b"\n" + big + b"\n")
+    process = _cli("--source", f"file:{path}", "--out", str(tmp_path / "out"), "--max-record-bytes", "1000")
+    assert process.returncode == 0, process.stderr
+    [letter] = [json.loads(line) for line in (tmp_path / "out" / "dead_letters.jsonl").read_text().splitlines()]
+    assert letter["reason"] == "too_large" and letter["raw_bytes"] == len(big) and letter["raw"] == big[:1000].decode()
+    assert [json.loads(line)["id"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()] == ["small"]
+    refused = _cli("--source", f"file:{path}", "--out", str(tmp_path / "out2"), "--max-record-bytes", "0")
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "stream-learner run: error: argument --max-record-bytes: expected at least 1 byte (see stream-learner run --help)"
+    ]
+    assert not (tmp_path / "out2").exists()
