@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stream_learner.events import MAX_RECORD_BYTES, DEFAULT_KEY, DelayedLabel, Origin, _describe, dead_letter, load_object, refusal, too_long_field
+from stream_learner.events import DEFAULT_KEY, MAX_RECORD_BYTES, DelayedLabel, Origin, _describe, dead_letter, load_object, refusal, too_long_field
 
 
 @dataclass(slots=True, frozen=True)
