@@ -21,6 +21,7 @@ The signing key that signs a local store's snapshots lives outside it, in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -51,6 +52,8 @@ class LocalSnapshotStore:
     def save(self, key: str, blob: bytes) -> int:
         directory = self._dir(key)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.name != _quoted(key) and not (directory / _KEY_FILE).exists():
+            _atomic_write(directory / _KEY_FILE, key.encode())
         existing = self.versions(key)
         version = (existing[-1] if existing else 0) + 1
         _atomic_write(directory / f"v{version:06d}.snap", blob)
@@ -84,7 +87,8 @@ class LocalSnapshotStore:
     def keys(self) -> list[str]:
         if not self.app_dir.is_dir():
             return []
-        return sorted(urllib.parse.unquote(p.name) for p in self.app_dir.iterdir() if (p / "LATEST").exists() or self.versions(urllib.parse.unquote(p.name)))
+        found = (_key_of(p) for p in self.app_dir.iterdir() if p.is_dir())
+        return sorted(key for key in found if (self._dir(key) / "LATEST").exists() or self.versions(key))
 
     def delete(self, key: str, version: int | None = None) -> None:
         directory = self._dir(key)
@@ -151,8 +155,44 @@ def _pointer_or_none(store: LocalSnapshotStore, key: str) -> int | None:
         return None
 
 
-def _safe(name: str) -> str:
+_KEY_FILE = "KEY"  # the model key, in a folder whose name could not hold it
+_MAX_NAME = 200  # bytes; file systems allow 255 per name, and a snapshot's temporary file adds to it
+
+
+def _quoted(name: str) -> str:
     return urllib.parse.quote(name, safe="")
+
+
+def _safe(name: str) -> str:
+    """A folder name for ``name`` that stays inside its parent and fits a file system's name limit.
+
+    Names are percent-quoted, so ``/`` cannot lead out; ``.`` and ``..``
+    (which quoting leaves as they are) have their dots quoted; a name too
+    long for a folder becomes a prefix and a hash (a ``+``, which quoting
+    never leaves, keeps it apart from every quoted name), and the folder
+    keeps the name itself in its ``KEY`` file.
+
+    >>> _safe("sensor/1"), _safe(".."), _safe("."), _safe("a.b")
+    ('sensor%2F1', '%2E%2E', '%2E', 'a.b')
+    >>> long = _safe("é" * 256)
+    >>> len(long) <= _MAX_NAME and "+" in long
+    True
+    """
+    quoted = _quoted(name)
+    if quoted in (".", ".."):
+        return quoted.replace(".", "%2E")
+    if len(quoted) > _MAX_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"{quoted[:100]}+{digest}"
+    return quoted
+
+
+def _key_of(folder: Path) -> str:
+    """The model key a key folder holds (see :func:`_safe`)."""
+    try:
+        return (folder / _KEY_FILE).read_bytes().decode("utf-8", "surrogatepass")
+    except FileNotFoundError:
+        return urllib.parse.unquote(folder.name)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -195,3 +195,15 @@ def test_an_old_key_inside_the_store_is_still_read_with_a_warning(tmp_path: Path
         assert LocalSnapshotStore(root).signing_key() == b"old-key"
     [record] = caplog.records
     assert "lies in the directory it protects" in record.getMessage()
+
+
+@pytest.mark.parametrize("key", ["..", ".", "a/../../b", "é" * 256, "k" * 256])
+def test_any_model_key_stays_in_its_own_folder_and_round_trips(tmp_path: Path, key: str) -> None:
+    store = LocalSnapshotStore(tmp_path / "snaps", app="demo")
+    assert store.save(key, b"blob") == 1
+    assert store.save("other", b"other") == 1
+    assert store.keys() == sorted([key, "other"])
+    assert store.load(key, 1) == b"blob" and store.latest(key) == 1
+    key_folders = [p for p in (tmp_path / "snaps" / "demo").iterdir()]
+    assert len(key_folders) == 2 and all(p.is_dir() for p in key_folders)
+    assert not list((tmp_path / "snaps").glob("*.snap")) and not list((tmp_path / "snaps" / "demo").glob("*.snap"))
