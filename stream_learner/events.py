@@ -333,10 +333,9 @@ def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_
             offset=origin.offset,
             raw=raw,
         )
-    label = event.label
-    if len(event.id) > MAX_ID_LENGTH or len(event.key) > MAX_KEY_LENGTH or (type(label) is str and len(label) > MAX_LABEL_LENGTH):
-        reason, message = too_long_field(event.id, event.key, label)  # type: ignore[misc]
-        return dead_letter(reason, f"invalid event: {message}", raw, origin)
+    too_long = too_long_field(event.id, event.key, event.label)
+    if too_long is not None:
+        return dead_letter(too_long[0], f"invalid event: {too_long[1]}", raw, origin)
     return event
 
 
