@@ -54,6 +54,7 @@ class DriftMonitor:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad parameters for drift detector {name!r}: {exc}") from None
         self.name = name
+        self.params = params  # what reset builds afresh from
         self.binary = name in BINARY_ONLY
         self._check_rise = only_increases and name == "adwin"
         self._sum, self._count = 0.0, 0  # the errors in ADWIN's window (see update)
@@ -61,33 +62,32 @@ class DriftMonitor:
     def update(self, error: float) -> bool:
         """Feed one error; return True when a drift is detected here.
 
-        For ADWIN with ``only_increases`` this is river 0.26's ``ADWIN.update``
-        inlined: it resets its whole window after a detection, so until the
-        next detection the window holds every error since the last one, and
-        the mean before this error is kept here as a running sum instead of
-        read through ``estimation`` (the same detections as the public
-        ``estimation``/``update``/``estimation`` calls, tested against them,
-        for a third of the cost).
+        With ``only_increases`` ADWIN's detections count only where the
+        window's mean after the cut exceeds the mean before this error. ADWIN
+        starts a fresh window at the update after a detection, so until the
+        next one its window holds every error since the last: that mean is
+        kept here as a running sum rather than asked of ``estimation`` before
+        every update.
         """
         detector = self.detector
         if not self._check_rise:
             detector.update(error > 0 if self.binary else error)
             return detector.drift_detected
-        if detector._drift_detected:
-            detector._reset()
+        if detector.drift_detected:  # this update starts ADWIN's fresh window
             self._sum, self._count = 0.0, 0
         total, count = self._sum, self._count
-        helper = detector._helper
-        detected = detector._drift_detected = helper.update(error)
+        detector.update(error)
         self._sum, self._count = total + error, count + 1
-        if not detected:
-            return False
-        width = helper.get_width()
-        return (helper.get_total() / width if width else 0.0) > (total / count if count else 0.0)
+        return detector.drift_detected and detector.estimation > (total / count if count else 0.0)
 
     def reset(self) -> None:
-        """Start afresh: a boundary found otherwise (a new label) began a new concept."""
-        self.detector._reset()
+        """Start afresh: a boundary found otherwise (a new label) began a new concept.
+
+        A new detector from the same parameters: river's ``clone()`` would
+        copy KSWIN's current window, which it keeps under its ``window``
+        parameter's name.
+        """
+        self.detector = type(self.detector)(**self.params)
         self._sum, self._count = 0.0, 0
 
 

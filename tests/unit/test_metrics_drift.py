@@ -105,6 +105,44 @@ def test_adwin_rise_detections_equal_rivers_public_adwin(kind: str) -> None:
     assert monitor.detector.estimation == reference.estimation and monitor.detector.width == reference.width
 
 
+class _PublicOnly:
+    """A river detector seen only through its public names: a private one read or written fails the test."""
+
+    def __init__(self, detector: object) -> None:
+        object.__setattr__(self, "_detector", detector)
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AssertionError(f"the monitor read the detector's private {name!r}")
+        return getattr(object.__getattribute__(self, "_detector"), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AssertionError(f"the monitor wrote the detector's {name!r}")
+
+
+@pytest.mark.parametrize("name", ["adwin", "page_hinkley", "ddm", "eddm", "kswin"])
+def test_the_monitor_uses_only_rivers_public_detector_api(name: str) -> None:
+    errors = _error_stream(0.1, 0.6, n=3000, seed=3) + _error_stream(0.6, 0.05, n=3000, seed=4) + _error_stream(0.05, 0.5, n=3000, seed=5)
+    guarded, plain = DriftMonitor(name), DriftMonitor(name)
+    guarded.detector = _PublicOnly(guarded.detector)  # type: ignore[assignment]
+    hits = [i for i, e in enumerate(errors) if guarded.update(e)]
+    assert hits == [i for i, e in enumerate(errors) if plain.update(e)] and hits
+
+
+@pytest.mark.parametrize("name", ["adwin", "page_hinkley", "ddm", "eddm", "kswin"])
+def test_a_reset_monitor_detects_as_a_new_one_does(name: str) -> None:
+    """``reset`` keeps nothing of the errors before it (river's ``clone()`` would keep KSWIN's window)."""
+    first, second = _error_stream(0.05, 0.8, seed=8), _error_stream(0.1, 0.7, n=3000, seed=9)
+    params = {"delta": 0.01} if name == "adwin" else None
+    used = DriftMonitor(name, params)
+    for e in first[:1500]:
+        used.update(e)
+    used.reset()
+    hits = [i for i, e in enumerate(second) if used.update(e)]
+    fresh = DriftMonitor(name, params)
+    assert hits == [i for i, e in enumerate(second) if fresh.update(e)] and hits
+
+
 def test_errors_counted_in_bulk_equal_errors_counted_one_at_a_time() -> None:
     """The learner step appends errors to ``pending`` in runs of any length; the figures are those of one update at a time."""
     rng = random.Random(7)
