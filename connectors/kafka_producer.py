@@ -108,14 +108,14 @@ class OutageWatch:
     an outage both notice is said once.
 
     >>> watch = OutageWatch("kafka:9092", timeout_s=600)
-    >>> watch.down("producer", 5.2)
-    >>> watch.out, watch.lines[-1]
-    (True, 'the Kafka cluster at kafka:9092 has not answered the producer for 5 s; retrying for up to 600 s (kafka.outage_timeout_s)')
-    >>> watch.down("consumer", 9.0)  # said less than 30 s ago
-    >>> watch.up("producer"); watch.out
+    >>> watch.down("producer", 5.2), watch.out
+    ('the Kafka cluster at kafka:9092 has not answered the producer for 5 s; retrying for up to 600 s (kafka.outage_timeout_s)', True)
+    >>> watch.down("consumer", 9.0) is None  # said less than 30 s ago
     True
-    >>> watch.up("consumer"); watch.out, watch.lines[-1]
-    (False, 'the Kafka cluster at kafka:9092 answers again')
+    >>> watch.up("producer"), watch.out
+    (None, True)
+    >>> watch.up("consumer"), watch.out
+    ('the Kafka cluster at kafka:9092 answers again', False)
     """
 
     def __init__(self, servers: str, timeout_s: float = OUTAGE_TIMEOUT_S, every_s: float = WARN_EVERY_S, clock: Any = time.monotonic) -> None:
@@ -127,41 +127,38 @@ class OutageWatch:
         self._down: set[str] = set()
         self._said: float | None = None  # when the last warning was said
         self.back_at = 0.0  # when the cluster last answered again after an outage
-        self.lines: list[str] = []  # what was said (the last few)
 
     @property
     def out(self) -> bool:
         """Whether some side has not heard from the cluster for ``STALL_WARN_S`` or more."""
         return bool(self._down)
 
-    def down(self, side: str, seconds: float) -> None:
-        """``side`` (``consumer``, ``producer``) has had no answer for ``seconds``."""
+    def down(self, side: str, seconds: float) -> str | None:
+        """``side`` (``consumer``, ``producer``) has had no answer for ``seconds``; the warning said, if one was."""
         now = self._clock()
         with self._lock:
             self._down.add(side)
             if self._said is not None and now - self._said < self.every_s:
-                return
+                return None
             self._said = now
-        self._say(
-            logging.WARNING,
-            f"the Kafka cluster at {self.servers} has not answered the {side} for {seconds:.0f} s; retrying for up to {self.timeout_s:.0f} s (kafka.outage_timeout_s)",
-        )
+        return _warn(f"the Kafka cluster at {self.servers} has not answered the {side} for {seconds:.0f} s; retrying for up to {self.timeout_s:.0f} s (kafka.outage_timeout_s)")
 
-    def up(self, side: str) -> None:
-        """``side`` hears from the cluster again."""
+    def up(self, side: str) -> str | None:
+        """``side`` hears from the cluster again; the line said, if the cluster is back for every side."""
         with self._lock:
             if side not in self._down:
-                return
+                return None
             self._down.discard(side)
             if self._down:
-                return
+                return None
             self._said = None
             self.back_at = self._clock()
-        self._say(logging.WARNING, f"the Kafka cluster at {self.servers} answers again")
+        return _warn(f"the Kafka cluster at {self.servers} answers again")
 
-    def _say(self, level: int, line: str) -> None:
-        logger.log(level, "%s", line)
-        self.lines = [*self.lines[-9:], line]
+
+def _warn(line: str) -> str:
+    logger.warning("%s", line)
+    return line
 
 
 class ChildHandle:

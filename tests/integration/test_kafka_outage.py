@@ -126,15 +126,15 @@ def feed(bootstrap: str, topic: str, values: list[bytes], pause_s: float, tmp_pa
     return subprocess.Popen([sys.executable, "-c", FEEDER, bootstrap, topic, str(path), str(CHUNK), str(pause_s)])
 
 
-def tally(bootstrap: str, unique: str) -> dict[str, Any]:
-    """Inputs, and how many ended as predictions or dead letters: lost, duplicated."""
+def tally(bootstrap: str, unique: str, events: int = EVENTS) -> dict[str, Any]:
+    """The first ``events`` inputs, and how many ended as predictions or dead letters: lost, duplicated."""
     t = topics_for(unique)
     predicted = Counter(r["id"] for r in read_topic(bootstrap, t["pred"]))
     dead = Counter(r["origin"]["offset"] for r in read_topic(bootstrap, t["dlq"]))
-    valid = {f"e-{i}" for i in range(EVENTS) if i % BAD_EVERY != BAD_EVERY - 1}
-    bad = EVENTS - len(valid)
+    valid = {f"e-{i}" for i in range(events) if i % BAD_EVERY != BAD_EVERY - 1}
+    bad = events - len(valid)
     return {
-        "inputs": EVENTS,
+        "inputs": events,
         "lost": len(valid - set(predicted)) + bad - len(dead),
         "duplicated": sum(n - 1 for n in predicted.values()) + sum(n - 1 for n in dead.values()),
         "unknown": len(set(predicted) - valid),
@@ -187,13 +187,16 @@ def test_a_cut_longer_than_the_outage_timeout_stops_the_service_with_one_line(
         kill_left(process, feeder)
         errors.close()
     text = errors.text()
-    print(f"cut past the 5 s outage timeout: exit {status}")
+    proxy.restore()
+    counts = tally(bootstrap, unique, 500)  # what the service had read before the cut
+    print(f"cut past the 5 s outage timeout: {counts}, exit {status}")
     print(text)
     assert status == 2, text
     failures = [line for _, line in errors.lines if line.startswith("stream-learner: error:")]
     assert len(failures) == 1 and "kafka.outage_timeout_s" in failures[0] and "has not answered" in failures[0], text
     assert "panicked" not in text and "Traceback" not in text and "backtrace" not in text, text
     assert all(line.startswith(("WARNING ", "stream-learner: error:")) for _, line in errors.lines), text
+    assert counts["lost"] == 0 and counts["unknown"] == 0, counts
 
 
 def test_a_broker_back_without_its_data_gets_every_output_sent_since(broker_behind: Callable[[int], str], unique: str) -> None:
