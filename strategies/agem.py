@@ -143,6 +143,11 @@ def _plugin_class() -> type:
 class AGEM(Rewinding, AvalancheStrategy):
     """Averaged GEM (Avalanche AGEMPlugin): project gradients that would raise the loss on memory."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"sample_size": 8, "patterns_per_experience": 10, "max_experiences": 3}
+
     def __init__(self, patterns_per_experience: int = 100, sample_size: int = 64, max_experiences: int = 10, rewind: int = 100) -> None:
         if int(patterns_per_experience) < 1 or int(sample_size) < 1 or int(max_experiences) < 1:
             raise ConfigError("A-GEM's patterns_per_experience, sample_size and max_experiences must be at least 1")

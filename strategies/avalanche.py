@@ -29,6 +29,11 @@ _PLAIN = (int, float, str, bool, type(None))
 class AvalanchePlugin(AvalancheStrategy):
     """Any Avalanche plugin by dotted path: avalanche:avalanche.training.plugins.NAME (parameters as strategy params)."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"target": "avalanche.training.plugins.MASPlugin", "lambda_reg": 1.0}
+
     def __init__(self, target: str = "", **params: Any) -> None:
         if not target:
             raise ConfigError("the avalanche strategy needs a plugin: --strategy avalanche:package.module.PluginClass")

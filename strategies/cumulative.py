@@ -29,6 +29,11 @@ from stream_learner.learners.strategy import TorchStrategy, TrainStep
 class Cumulative(TorchStrategy):
     """Cumulative upper bound: each micro-batch also replays past concepts, as many updates as Avalanche's Cumulative."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"max_size": 40, "max_rounds": 3}
+
     def __init__(self, max_size: int = 20_000, max_rounds: int = 10) -> None:
         if int(max_size) < 1 or int(max_rounds) < 1:
             raise ConfigError(f"cumulative needs max_size and max_rounds of at least 1 (got {max_size}, {max_rounds})")

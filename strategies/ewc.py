@@ -36,6 +36,11 @@ from strategies._changepoint import Rewinding
 class EWC(Rewinding, AvalancheStrategy):
     """Elastic weight consolidation (Avalanche EWCPlugin): online, or separate with bounded anchors."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"mode": "separate", "max_anchors": 2}
+
     rewind_parameters = True
 
     def __init__(
@@ -76,6 +81,8 @@ class EWC(Rewinding, AvalancheStrategy):
         return 0 if self.template is None else len([v for v in self.plugins[0].saved_params.values() if v])
 
     def state_dict(self) -> dict[str, Any]:
+        if self.template is None:  # no model yet: nothing consolidated (the engine snapshots a learner as soon as it is built)
+            return super().state_dict()
         plugin = self.plugins[0]
         return {
             **super().state_dict(),

@@ -23,6 +23,11 @@ from strategies._avalanche import AvalancheStrategy, quietly
 class GEM(AvalancheStrategy):
     """Gradient episodic memory (Avalanche GEMPlugin): project gradients so no stored experience's loss rises."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"patterns_per_experience": 10, "max_experiences": 3}
+
     def __init__(self, patterns_per_experience: int = 100, memory_strength: float = 0.5, max_experiences: int = 10) -> None:
         if int(patterns_per_experience) < 1 or int(max_experiences) < 1:
             raise ConfigError("GEM's patterns_per_experience and max_experiences must be at least 1")

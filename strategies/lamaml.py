@@ -83,6 +83,11 @@ def _template_class() -> type:
 class LaMAML(TorchStrategy):
     """La-MAML meta-learning (Avalanche lamaml_v2): look-ahead updates with learned learning rates."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"n_inner_updates": 2, "second_order": False, "max_buffer_size": 20, "buffer_mb_size": 5}
+
     def __init__(
         self,
         n_inner_updates: int = 5,

@@ -25,6 +25,11 @@ from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, w
 class Replay(AvalancheStrategy):
     """Experience replay (Avalanche storage policies) with a reservoir or class-balanced buffer."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"mem_size": 20}
+
     POLICIES = ("reservoir", "class_balanced")
 
     def __init__(self, mem_size: int = 200, policy: str = "reservoir", batch_size_mem: int | None = None) -> None:

@@ -25,6 +25,11 @@ class ResetOnDrift(RiverStrategy):
 class Ensemble(RiverStrategy):
     """Wrap the model in a river drift-adaptive ensemble (ADWIN or leveraging bagging)."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """Small settings for :mod:`stream_learner.checks`."""
+        return {"n_models": 2}
+
     METHODS = {"adwin_bagging": "ADWINBaggingClassifier", "leveraging_bagging": "LeveragingBaggingClassifier"}
 
     def __init__(self, n_models: int = 5, method: str = "adwin_bagging", seed: int = 42) -> None:
