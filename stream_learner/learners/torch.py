@@ -263,24 +263,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def mode_switch(model: nn.Module) -> Callable[[bool], Any]:
-    """A fast ``model.train(mode)``: set each module's flag directly, unless a module overrides ``train``.
-
-    >>> net = MLP(2, 2, hidden=[2]); mode_switch(net)(False)
-    >>> [m.training for m in net.modules()]
-    [False, False, False, False, False]
-    """
-    modules = list(model.modules())
-    if any(type(m).train is not nn.Module.train for m in modules):
-        return model.train
-
-    def switch(mode: bool) -> None:
-        for module in modules:
-            module.__dict__["training"] = mode  # what nn.Module.train sets, without its per-call overhead
-
-    return switch
-
-
 class TorchLearner:
     """Test-then-train with a PyTorch network and continual-learning strategies.
 
@@ -308,7 +290,6 @@ class TorchLearner:
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._outputs = 0  # the output layer's width
-        self._train_mode: Callable[[bool], Any] = lambda mode: None
         self._version = 0  # bumped whenever the model (or the scaler) changes
         self._ahead: dict[int, int] = {}  # lookahead: id of an announced dict -> its position
         self._ahead_xs: list[dict[Any, Any]] = []
@@ -433,10 +414,10 @@ class TorchLearner:
             y = torch.tensor([c for _, c, _ in self.window], dtype=torch.long, device=self.device)
             t = torch.tensor([k for _, _, k in self.window], dtype=torch.long, device=self.device)
             with self._rng():
-                self._train_mode(True)
+                self.model.train()
                 for strategy in self.strategies:
                     strategy.on_boundary(x, y, t)
-                self._train_mode(False)
+                self.model.eval()
             self._version += 1
         self.window.clear()
         self.concept = concept
@@ -492,7 +473,7 @@ class TorchLearner:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, task: torch.Tensor) -> None:
         model, optimizer, hooks = self.model, self.optimizer, self._hooks
-        self._train_mode(True)
+        model.train()
         step = TrainStep(model, optimizer, self.criterion, x, y, task, new=x.shape[0])
         for replay_samples in hooks["replay_samples"]:
             extra = replay_samples(step)
@@ -518,7 +499,7 @@ class TorchLearner:
             optimizer.step()
         for after_step in hooks["after_step"]:
             after_step(step)
-        self._train_mode(False)
+        model.eval()
         self.updates += 1
         self._version += 1
 
@@ -539,7 +520,6 @@ class TorchLearner:
         for strategy in self.strategies:
             strategy.setup(self.model, self.optimizer, self.criterion, self.device)
         self.model.eval()
-        self._train_mode = mode_switch(self.model)
         self._version += 1
 
     def _grow(self, n_classes: int) -> None:
@@ -572,7 +552,6 @@ class TorchLearner:
         for strategy in self.strategies:
             strategy.setup(self.model, self.optimizer, self.criterion, self.device)
         self._outputs = n_classes
-        self._train_mode = mode_switch(self.model)
         self._version += 1
 
     # -- snapshots ------------------------------------------------------------

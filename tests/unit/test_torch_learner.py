@@ -14,7 +14,7 @@ from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec, build_learner
-from stream_learner.learners.torch import FeatureEncoder, TorchLearner, mode_switch, output_layer, resolve_device
+from stream_learner.learners.torch import PRESETS, FeatureEncoder, TorchLearner, output_layer, resolve_device
 
 
 def _learner(**params: object) -> TorchLearner:
@@ -214,14 +214,23 @@ def test_announced_events_that_fail_fail_alone_and_new_classes_refresh_the_predi
     assert set(learner.predict(good)[1]) == {0, 1, 5}  # the grown model, not the announced batch's
 
 
-def test_mode_switch_sets_every_module_and_defers_to_custom_train_methods() -> None:
+def test_the_network_learns_in_train_mode_predicts_in_eval_mode_and_a_custom_train_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     class Frozen(torch.nn.Linear):
         def train(self, mode: bool = True) -> Frozen:
             return super().train(False)
 
-    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
-    mode_switch(net)(True)
-    assert all(m.training for m in net.modules())
-    frozen = torch.nn.Sequential(Frozen(2, 2))
-    mode_switch(frozen)(True)
-    assert frozen.training and not frozen[0].training
+    modes: list[tuple[bool, bool]] = []
+
+    def recorded(n_inputs: int, n_outputs: int) -> torch.nn.Module:
+        net = torch.nn.Sequential(Frozen(n_inputs, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, n_outputs))
+        net.register_forward_hook(lambda module, args, out: modes.append((net[0].training, net[1].training)))
+        return net
+
+    monkeypatch.setitem(PRESETS, "recorded", recorded)
+    learner = build_learner(LearnerSpec("torch:recorded", {"batch_size": 4}, seed=3))
+    for x, y in _stream(8, classes=2):
+        learner.learn(x, y)
+    assert modes == [(False, True)] * 2  # two micro-batches, dropout on, the frozen layer left as its train() says
+    modes.clear()
+    learner.predict(_stream(1)[0][0])
+    assert modes == [(False, False)]
