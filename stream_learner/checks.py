@@ -9,9 +9,9 @@ learner family it claims, and raises :class:`CheckFailed` (an
 
     check_strategy(Mine)  # or check_strategy("mine"), its entry-point name
 
-``yield_checks`` gives them one by one, for ``pytest.mark.parametrize``::
+``list_checks`` lists them, for ``pytest.mark.parametrize``::
 
-    @pytest.mark.parametrize("check", yield_checks(Mine), ids=str)
+    @pytest.mark.parametrize("check", list_checks(Mine), ids=str)
     def test_mine(check):
         check()
 
@@ -21,7 +21,7 @@ that name. It runs with the parameters its ``unit_test_params()`` classmethod
 returns (small settings so the checks stay fast; none if it has no such
 method), or with ``params`` when given.
 
->>> [str(check) for check in yield_checks("reset")]  # doctest: +NORMALIZE_WHITESPACE
+>>> [str(check) for check in list_checks("reset")]  # doctest: +NORMALIZE_WHITESPACE
 ['reset-river-predicting_before_learning_works', 'reset-river-predicting_is_pure',
  'reset-river-snapshot_round_trip_is_exact', 'reset-river-clones_are_independent',
  'reset-river-memory_stays_bounded', 'reset-river-boundary_mid_batch_is_as_one_per_call']
@@ -33,14 +33,14 @@ import copy
 import math
 import pickle
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from stream_learner.learners.base import Learner, LearnerSpec, build_learner
 from stream_learner.learners.strategy import GROUP, available, load_class
 
-__all__ = ["MODELS", "Check", "CheckFailed", "check_strategy", "yield_checks"]
+__all__ = ["MODELS", "Check", "CheckFailed", "check_strategy", "list_checks"]
 
 MODELS = {
     "torch": LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=1),
@@ -249,7 +249,7 @@ def _name_of(strategy: type | str) -> str:
     )
 
 
-def yield_checks(strategy: type | str, params: dict[str, Any] | None = None) -> Iterator[Check]:
+def list_checks(strategy: type | str, params: dict[str, Any] | None = None) -> list[Check]:
     """Every check of ``strategy`` (its class or entry-point name), for each learner family it claims.
 
     ``params`` are the strategy's parameters; by default what its
@@ -263,13 +263,11 @@ def yield_checks(strategy: type | str, params: dict[str, Any] | None = None) -> 
     families = [f for f in sorted(cls.families) if f in MODELS]
     if not families:
         raise CheckFailed(f"strategy {name!r} claims no family these checks know ({', '.join(sorted(cls.families))}; known: {', '.join(MODELS)})")
-    for family in families:
-        spec = replace(MODELS[family], strategy=name, strategy_params=params)
-        for function in CHECKS:
-            yield Check(function.__name__, name, family, spec, function)
+    specs = {family: replace(MODELS[family], strategy=name, strategy_params=params) for family in families}
+    return [Check(function.__name__, name, family, spec, function) for family, spec in specs.items() for function in CHECKS]
 
 
 def check_strategy(strategy: type | str, params: dict[str, Any] | None = None) -> None:
     """Run every check of ``strategy``; raise :class:`CheckFailed` naming the first that fails."""
-    for check in yield_checks(strategy, params):
+    for check in list_checks(strategy, params):
         check()

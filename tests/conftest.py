@@ -7,6 +7,8 @@ from typing import Any, Iterator
 
 import pytest
 
+collect_ignore = ["plugin_pkg/tests"]  # the sample plug-in's own tests run in its installed copy (test_strategies_plugin.py)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def signing_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

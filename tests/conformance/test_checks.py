@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_learner.checks import CheckFailed, check_strategy, yield_checks
+from stream_learner.checks import CheckFailed, check_strategy, list_checks
 
 BROKEN = {
     "checks_forgetful": "Forgetful",
@@ -31,7 +31,7 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(strategy: str, check: str) -> str:
-    (found,) = [c for c in yield_checks(strategy) if c.name == check]
+    (found,) = [c for c in list_checks(strategy) if c.name == check]
     with pytest.raises(CheckFailed) as failed:
         found()
     return str(failed.value)
@@ -70,9 +70,9 @@ def test_a_strategy_class_not_registered_is_one_clear_failure() -> None:
 
 
 def test_params_override_unit_test_params() -> None:
-    (check,) = [c for c in yield_checks("ensemble", {"n_models": 3}) if c.name == "predicting_is_pure"]
+    (check,) = [c for c in list_checks("ensemble", {"n_models": 3}) if c.name == "predicting_is_pure"]
     assert check.spec.strategy_params == {"n_models": 3} and check.spec.model == "logreg"
-    assert [c.spec.strategy_params for c in yield_checks("ensemble")][0] == {"n_models": 2}
+    assert [c.spec.strategy_params for c in list_checks("ensemble")][0] == {"n_models": 2}
 
 
 def test_importing_the_checks_imports_no_pytest() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from stream_learner.checks import Check, yield_checks
+from stream_learner.checks import Check, list_checks
 from strategies.registry import available
 
-CHECKS = [check for info in available() if info.families for check in yield_checks(info.name)]
+CHECKS = [check for info in available() if info.families for check in list_checks(info.name)]
 
 
 def test_every_strategy_of_both_families_is_checked() -> None:

@@ -22,18 +22,18 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     source = tmp_path_factory.mktemp("plugin") / "pkg"
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(source))
     assert result.returncode == 0, result.stderr[-2000:]
     try:
-        yield
+        yield source
     finally:
         _pip("uninstall", "-y", "sl-shrink-strategy")
 
 
-def test_the_plug_in_is_listed_with_its_origin(installed: None) -> None:
+def test_the_plug_in_is_listed_with_its_origin(installed: Path) -> None:
     result = subprocess.run([*CLI, "strategies"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
@@ -42,7 +42,7 @@ def test_the_plug_in_is_listed_with_its_origin(installed: None) -> None:
     assert "cannot load" in rows["shrink_broken"] and "ewc" in rows
 
 
-def test_the_plug_in_runs_end_to_end_combined_with_a_built_in(installed: None, tmp_path: Path) -> None:
+def test_the_plug_in_runs_end_to_end_combined_with_a_built_in(installed: Path, tmp_path: Path) -> None:
     cmd = [
         *CLI, "run", "--source", "synthetic:sea?every=300&concepts=2", "--model", "torch:mlp", "--model-params", '{"hidden": [8]}',
         "--strategy", "shrink+replay", "--strategy-param", "strength=0.01", "--strategy-param", "replay.mem_size=30",
@@ -59,7 +59,7 @@ def test_the_plug_in_runs_end_to_end_combined_with_a_built_in(installed: None, t
     assert headers and {h.strategy for h in headers} == {"shrink+replay"} and {h.learner_kind for h in headers} == {"torch"}
 
 
-def test_a_broken_plug_in_is_one_clear_error(installed: None, tmp_path: Path) -> None:
+def test_a_broken_plug_in_is_one_clear_error(installed: Path, tmp_path: Path) -> None:
     cmd = [*CLI, "run", "--model", "torch:mlp", "--strategy", "shrink_broken", "--out", str(tmp_path), "--max-events", "10"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
@@ -69,3 +69,10 @@ def test_a_broken_plug_in_is_one_clear_error(installed: None, tmp_path: Path) ->
     ]
     result = subprocess.run([*CLI, "run", "--model", "logreg", "--strategy", "shrink", "--out", str(tmp_path), "--max-events", "10"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "supports torch models, not river models" in result.stderr
+
+
+def test_the_plug_in_passes_the_strategy_checks_in_its_own_test_suite(installed: Path) -> None:
+    """Its tests/ run stream_learner.checks as a third-party package's would: pytest in the installed package's folder."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=installed, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.stdout.strip().splitlines()[-1].startswith("6 passed")  # every check, the torch family only

@@ -10,6 +10,11 @@ from strategies import TorchStrategy, TrainStep
 class Shrink(TorchStrategy):
     """L2 pull towards zero whose strength doubles at each boundary (a test plug-in)."""
 
+    @classmethod
+    def unit_test_params(cls) -> dict[str, Any]:
+        """What stream_learner.checks runs it with: strong enough that a lost boundary count shows."""
+        return {"strength": 0.05}
+
     def __init__(self, strength: float = 0.001) -> None:
         self.strength = float(strength)
         self.boundaries = 0
