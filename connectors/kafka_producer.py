@@ -107,11 +107,14 @@ class OutageWatch:
     The consumer and the producer report to the same watch (thread-safe), so
     an outage both notice is said once.
 
-    >>> watch = OutageWatch("kafka:9092", timeout_s=600)
+    >>> now = [100.0]
+    >>> watch = OutageWatch("kafka:9092", timeout_s=600, clock=lambda: now[0])
     >>> watch.down("producer", 5.2), watch.out
     ('the Kafka cluster at kafka:9092 has not answered the producer for 5 s; retrying for up to 600 s (kafka.outage_timeout_s)', True)
-    >>> watch.down("consumer", 9.0) is None  # said less than 30 s ago
+    >>> now[0] += 20; watch.down("consumer", 9.0) is None  # said less than 30 s ago
     True
+    >>> now[0] += 10; watch.down("consumer", 19.0)
+    'the Kafka cluster at kafka:9092 has not answered the consumer for 19 s; retrying for up to 600 s (kafka.outage_timeout_s)'
     >>> watch.up("producer"), watch.out
     (None, True)
     >>> watch.up("consumer"), watch.out
