@@ -1,11 +1,11 @@
-"""Running a dataflow to its end, the cheapest way its shape allows.
+"""Running a dataflow to its end through Bytewax's public entry point.
 
-Bytewax's ``cluster_main`` runs the workers on threads of their own while
-the calling thread wakes up many times a second to take the GIL and look
-for signals: every wake-up makes the worker hand the GIL over. One worker
-in one process therefore runs on the calling thread (``run_main``), where
-nothing competes for the GIL: 8% more events/s on the embedded logreg run.
-The collector is tuned for the stream the whole time (:mod:`.gc_tuning`).
+``bytewax.run.cli_main`` (what ``python -m bytewax.run`` calls) runs one
+worker in one process on the calling thread, where nothing competes for
+the GIL, and otherwise starts worker threads, in a cluster where there are
+addresses. A lost cluster peer is known only by the panic text Bytewax
+gives it (:func:`peer_lost`). The collector is tuned for the stream the
+whole time (:mod:`.gc_tuning`).
 
 Stopping and failing: SIGTERM and SIGINT finish the stream instead of
 killing it (:func:`graceful_signals`); an error of ours that Bytewax
@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from bytewax.dataflow import Dataflow
-from bytewax.testing import cluster_main, run_main
+from bytewax.run import cli_main
 
 from connectors.jsonl_writer import widen_pipe
 from stream_learner.app.gc_tuning import streaming_gc
@@ -54,22 +54,18 @@ def execute(
     """
     epoch = timedelta(seconds=epoch_seconds)
     with streaming_gc(), graceful_signals(stop):
-        if workers > 1 or addresses:
-            try:
-                cluster_main(flow, list(addresses), process_id, epoch_interval=epoch, recovery_config=recovery_config, worker_count_per_proc=workers)
-            except BaseException as exc:
-                if addresses and _peer_lost(exc):
-                    raise ClusterError(
-                        f"process {process_id} lost its connection to the cluster ({exc}): another process stopped or cannot be reached;"
-                        " start every process again with the same --addresses and its own --process-id and --recovery-dir"
-                        " to resume from the last closed epoch"
-                    ) from None
-                raise
-            return
         try:
-            run_main(flow, epoch_interval=epoch, recovery_config=recovery_config)
-        except Exception as exc:
-            # on this thread a Ctrl-C lands inside an operator, and Bytewax wraps it in its own errors
+            cli_main(
+                flow, workers_per_process=workers, process_id=process_id, addresses=list(addresses) or None, epoch_interval=epoch, recovery_config=recovery_config
+            )
+        except BaseException as exc:
+            if addresses and peer_lost(exc):
+                raise ClusterError(
+                    f"process {process_id} lost its connection to the cluster ({exc}): another process stopped or cannot be reached;"
+                    " start every process again with the same --addresses and its own --process-id and --recovery-dir"
+                    " to resume from the last closed epoch"
+                ) from None
+            # on the calling thread a Ctrl-C lands inside an operator, and Bytewax wraps it in its own errors
             if _interrupted(exc):
                 raise KeyboardInterrupt from None
             raise
@@ -241,8 +237,14 @@ def our_error(exc: BaseException | None) -> StreamLearnerError | None:
     return None
 
 
-def _peer_lost(exc: BaseException) -> bool:
-    """Bytewax's panic when a cluster connection breaks (pyo3's ``PanicException``: "Send thread panic", "Receive thread panic")."""
+def peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is Bytewax's panic when a cluster connection breaks.
+
+    Bytewax gives it no type of its own: it is pyo3's ``PanicException``
+    with timely's text, "Send thread panic" or "Receive thread panic". Read
+    against Bytewax ==0.21.1, the version pyproject pins; a test runs a real
+    two-process cluster and kills one.
+    """
     return type(exc).__name__ == "PanicException" and "thread panic" in str(exc)
 
 

@@ -113,3 +113,76 @@ def test_rust_panics_hidden_passes_on_stderr_until_a_report_and_all_of_it_again_
         os.write(2, b"unwinding\n")
     os.write(2, b"stream-learner: error: the cause\n")
     assert capfd.readouterr().err == "from python\nstraight to fd 2\nstream-learner: error: the cause\n"
+
+
+_PEER = """
+import sys, time, pathlib
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, TestingSink
+from stream_learner.app.execution import execute
+from stream_learner.errors import ClusterError
+
+addresses, process_id, mark = sys.argv[1].split(","), int(sys.argv[2]), pathlib.Path(sys.argv[3])
+
+def step(x):
+    mark.write_text(str(x))
+    time.sleep(0.01)
+    return x
+
+flow = Dataflow("peers")
+keyed = op.key_on("key", op.map("step", op.input("in", flow, TestingSource(range(100_000))), step), lambda x: str(x % 7))
+op.output("out", op.stateful_map("count", keyed, lambda n, x: ((n or 0) + 1, x)), TestingSink([]))
+try:
+    execute(flow, epoch_seconds=1.0, addresses=addresses, process_id=process_id)
+except ClusterError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("killed", [0, 1])
+def test_a_killed_cluster_peer_is_one_cluster_error_in_the_other_process(killed: int, tmp_path) -> None:
+    """A real two-process Bytewax cluster; SIGKILL one mid-stream: the other recognises the lost peer (:func:`peer_lost`) and stops."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ports = {_free_port(), _free_port()}
+    assert len(ports) == 2
+    addresses = ",".join(f"127.0.0.1:{port}" for port in ports)
+    marks = [tmp_path / f"mark-{i}" for i in range(2)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", _PEER, addresses, str(i), str(marks[i])], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not any(mark.exists() for mark in marks):  # the stream is flowing: both processes joined
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.05)
+        processes[killed].send_signal(signal.SIGKILL)
+        out, _ = processes[1 - killed].communicate(timeout=60)
+    finally:
+        for p in processes:
+            p.kill()
+            p.communicate()
+    assert processes[1 - killed].returncode == 3, out
+    line = out.decode().splitlines()[-1]  # timely's "retrying" lines may come first
+    assert line.startswith(f"process {1 - killed} lost its connection to the cluster (") and " thread panic" in line, out
+
+
+def test_only_bytewaxs_connection_panic_is_a_lost_peer() -> None:
+    from stream_learner.app.execution import peer_lost
+
+    assert not peer_lost(RuntimeError("Send thread panic"))  # the text alone: not Bytewax's panic
+    assert not peer_lost(ValueError("boom"))
+    assert not peer_lost(KeyboardInterrupt())
