@@ -238,7 +238,6 @@ CHECKS = (
 def _name_of(strategy: type | str) -> str:
     """The entry-point name a strategy class is registered under."""
     if isinstance(strategy, str):
-        load_class(strategy)
         return strategy
     for info in available():
         if info.families and load_class(info.name) is strategy:
