@@ -39,15 +39,15 @@ from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
 
-from connectors.kafka_records import ESTIMATE_OVERHEAD, Pair, RecordEncoder, estimated_size, internals_known
+from connectors.kafka_records import ESTIMATE_OVERHEAD, Pair, RecordEncoder, estimated_size, fast_paths
 
 # A record's kafka-python size estimate exceeds its encoded size by at most this (see _check_sizes).
 _ESTIMATE_SLACK = ESTIMATE_OVERHEAD - 3
 
 
 def can_bulk_append(producer: KafkaProducer) -> bool:
-    """Whether ``producer`` writes v2 batches outside transactions (idempotent or not), as :class:`BulkAppender` needs."""
-    if not internals_known():
+    """Whether the fast paths are on and ``producer`` writes v2 batches outside transactions (idempotent or not), as :class:`BulkAppender` needs."""
+    if not fast_paths():
         return False
     manager = producer._transaction_manager
     return producer._accumulator.config["message_version"] == 2 and not (manager is not None and manager.is_transactional())

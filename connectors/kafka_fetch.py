@@ -38,7 +38,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka import errors as Errors
 from kafka.consumer.fetcher import Fetcher
 
-from connectors.kafka_records import decode_records, internals_known
+from connectors.kafka_records import decode_records, fast_paths
 
 
 @dataclass
@@ -51,9 +51,9 @@ class Chunk:
 
 
 def can_chunk(consumer: KafkaConsumer) -> bool:
-    """Whether :func:`chunked` may serve ``consumer``: raw bytes, uncommitted reads."""
+    """Whether :func:`chunked` may serve ``consumer``: the fast paths on, raw bytes, uncommitted reads."""
     config = consumer.config
-    return internals_known() and config["key_deserializer"] is None and config["value_deserializer"] is None and config["isolation_level"] == "read_uncommitted"
+    return fast_paths() and config["key_deserializer"] is None and config["value_deserializer"] is None and config["isolation_level"] == "read_uncommitted"
 
 
 def chunked(consumer: KafkaConsumer, size: int, keyed: Container[TopicPartition] = ()) -> KafkaConsumer:

@@ -7,9 +7,10 @@ context: the parent runs Bytewax's Rust threads, so it is never forked)
 that owns one idempotent, batching, compressing producer, and there skips
 ``send()`` for keyed records: it groups each batch's records by partition
 (the default partitioner's, memoised) and appends each group to the
-producer's batches in one piece (:mod:`connectors.kafka_append`, ~1 µs a
-record instead of ~15). The parent hands it batches of records for one
-topic, as encoded ``(key bytes | None, value bytes)`` pairs or as JSON-able
+producer's batches in one piece (:mod:`connectors.kafka_append`; it steps
+aside for ``send()`` where its kafka-python internals are not as they were
+read, and ``STREAM_LEARNER_KAFKA_FAST_PATHS=0`` turns it off). The parent
+hands it batches of records for one topic, as encoded ``(key bytes | None, value bytes)`` pairs or as JSON-able
 dicts that the child encodes (:meth:`ProducerProcess.send_parts`: the
 encoding leaves the parent too), and asks it to flush:
 
@@ -63,6 +64,7 @@ from kafka import errors as Errors
 from kafka.partitioner.default import murmur2
 
 from connectors.kafka_append import BulkAppender, can_bulk_append
+from connectors.kafka_records import fast_paths
 from stream_learner.errors import KafkaUnavailableError, SinkError
 from stream_learner.predictions import Predictions, records_of
 
@@ -223,6 +225,7 @@ class ProducerProcess(ChildHandle):
     ) -> None:
         if not 1 <= gzip_level <= 9:
             raise ValueError(f"gzip_level must be between 1 and 9, not {gzip_level}")
+        fast_paths()  # a bad STREAM_LEARNER_KAFKA_FAST_PATHS stops here, before the children start
         self.client_config = client_config
         self.compression = compression
         self.gzip_level = gzip_level
@@ -389,6 +392,9 @@ class ProducerProcess(ChildHandle):
         try:
             while True:
                 kind, value = results.recv()
+                if kind == "warning":
+                    logger.warning("%s", value)
+                    continue
                 if kind == "resent":
                     count, cause = value
                     self.resent += count
@@ -604,8 +610,18 @@ class _Child:
 
     def start(self) -> None:
         self.producer = make_producer(self.client_config, self.compression, self.linger_ms, self.outage_timeout_s)
-        self._send, self._append = self.producer.send, BulkAppender(self.producer).append
-        self._routes = _Routes(self.producer, custom="partitioner" in self.client_config or not can_bulk_append(self.producer))
+        self._send, self._append = self.producer.send, self._bulk_append()
+        self._routes = _Routes(self.producer, custom=self._append is None)
+
+    def _bulk_append(self) -> Any:
+        """The fast path's append, or None where ``send()`` places every record (a user's partitioner, the fast paths off or not fitting)."""
+        if "partitioner" in self.client_config:
+            return None
+        try:
+            return BulkAppender(self.producer).append if can_bulk_append(self.producer) else None
+        except (AttributeError, KeyError, TypeError) as exc:  # a kafka-python internal not as it was read: step aside
+            self.results.send(("warning", f"the Kafka producer's fast path stepped aside ({type(exc).__name__}: {exc}); kafka-python's send() places every record"))
+            return None
 
     def send(self, topic: str, pairs: list[Pair]) -> None:
         self.unacked.append((topic, pairs))

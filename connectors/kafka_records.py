@@ -21,19 +21,36 @@ length -1.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from itertools import islice
 
 import kafka
 
+from stream_learner.errors import ConfigError
+
 INTERNALS_VERSION = "3.0."
 """The kafka-python releases whose internals the fast paths (:mod:`connectors.kafka_append`,
-:mod:`connectors.kafka_fetch`) were written against; elsewhere the children use the public API."""
+:mod:`connectors.kafka_fetch`) were written against (pyproject pins this range); elsewhere the children use the public API."""
+
+FAST_PATHS_ENV = "STREAM_LEARNER_KAFKA_FAST_PATHS"
+"""``0`` turns every fast path off: the children use kafka-python's public API alone."""
 
 
 def internals_known() -> bool:
     """Whether the installed kafka-python is one whose internals the fast paths rely on."""
     return kafka.__version__.startswith(INTERNALS_VERSION)
+
+
+def fast_paths() -> bool:
+    """Whether the fast paths may serve: :data:`FAST_PATHS_ENV` is not ``0`` and :func:`internals_known`.
+
+    Another value of :data:`FAST_PATHS_ENV` than ``0`` or ``1`` is a :class:`~stream_learner.errors.ConfigError`.
+    """
+    value = os.environ.get(FAST_PATHS_ENV, "1")
+    if value not in ("0", "1"):
+        raise ConfigError(f"{FAST_PATHS_ENV} must be 0 (kafka-python's public API only) or 1 (the default), not {value!r}")
+    return value == "1" and internals_known()
 
 
 Pair = tuple[bytes | None, bytes | None]
