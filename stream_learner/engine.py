@@ -30,8 +30,8 @@ from stream_learner.drift import DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, DeadLetterReason, Event, EventBatch, EventRow, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
-from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
-from stream_learner.learners.base import Journal, Learner, LearnerSpec, build_learner
+from stream_learner.forked_pickle import ForkedPickle
+from stream_learner.learners.base import Journal, Learner, LearnerSpec, build_learner, forkable
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.schema import Schema
@@ -164,7 +164,7 @@ class KeyedLearner:
         self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=self.learner.task)
         self.schema = Schema(self.learner.task)
         self.failures = 0  # model failures outside an event's own step (a boundary, an evaluation), logged
-        self.journal = Journal(self.learner)
+        self.journal = Journal(lambda: learner_factory(config.learner))
         self._changes = 0  # counts replacements of the learner's model (boundaries, rollbacks): bound methods go stale
 
     def __getstate__(self) -> dict[str, Any]:
@@ -182,7 +182,7 @@ class KeyedLearner:
                 self.schema.learn_label(y)
         self.failures = state.get("failures", 0)
         self._changes = 0
-        self.journal = Journal(self.learner)
+        self.journal = Journal.at(self.learner)
 
     def process(self, events: list[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
@@ -274,7 +274,7 @@ class KeyedLearner:
                     out.metrics.append(self.metrics_record(now))
                 if forgetting_every and learned % forgetting_every == 0:
                     self.evaluate_concepts()
-        if len(self.journal.log) >= self.journal.limit:
+        if self.journal.due():
             self.journal.checkpoint(self.learner)
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
@@ -357,7 +357,7 @@ class KeyedLearner:
         the model is not on a GPU; the stream then pays for ``fork()`` only.
         """
         self._since_snapshot = 0
-        forked = background and CAN_FORK and getattr(getattr(self.learner, "device", None), "type", "cpu") == "cpu"
+        forked = background and forkable(self.learner)
         return Snapshot(
             key=self.key,
             learner_kind=self.learner.family,
@@ -491,7 +491,11 @@ class KeyedLearner:
 
     def _roll_back(self) -> None:
         """The model raised mid-step: put it back as it was before that step (see :class:`~stream_learner.learners.base.Journal`)."""
-        self.learner = self.journal.rollback()
+        try:
+            self.learner = self.journal.rollback()
+        except Exception as exc:  # the checkpoint cannot be rebuilt or replayed: the model stays as the failed step left it
+            self._failed("rolling the model back", exc)
+            return
         self._changes += 1
 
     def _failed(self, what: str, exc: Exception) -> None:

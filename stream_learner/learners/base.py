@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
 from stream_learner.errors import ConfigError, parse_json_object
+from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 
 Task = Literal["classification", "regression"]
 
@@ -91,48 +93,79 @@ def build_learner(spec: LearnerSpec) -> Learner:
     return learner
 
 
+
+def forkable(learner: Any) -> bool:
+    """Whether ``learner`` may be pickled in a forked child (:mod:`stream_learner.forked_pickle`): the platform allows it and the model is not on a GPU."""
+    return CAN_FORK and getattr(getattr(learner, "device", None), "type", "cpu") == "cpu"
+
+
 class Journal:
-    """Undo for a learner whose ``learn`` or ``on_boundary`` raised: a pickled checkpoint and every step since.
+    """Undo for a learner whose ``learn`` or ``on_boundary`` raised: a checkpoint and every step since.
 
     The engine appends each step that succeeded to :attr:`log` (``(x, y)`` a
     learned example, ``(None, concept)`` a boundary); :meth:`rollback`
-    unpickles the checkpoint and replays the log, which gives the learner as
+    rebuilds the checkpoint and replays the log, which gives the learner as
     it was before the step that failed: exactly, for a deterministic learner
     (a river model with its seeded RNG; the torch learner, which carries its
-    RNG state). Once the log holds :attr:`limit` steps the engine takes a new
-    checkpoint; the limit grows with the pickle's size, so that pickling
-    costs a small, similar share of any model's learning time, and the log
-    stays at most :data:`MAX_LOG` steps.
+    RNG state). The first checkpoint is ``origin``, a function building the
+    learner as the log starts (a fresh one from its spec). Once a checkpoint
+    is :meth:`due` (a second after the last, or :data:`MAX_LOG` steps), the
+    engine takes a new one: pickled in a forked child where it can be, since
+    pickling in the stream's process would slow the model for good (see
+    :mod:`stream_learner.forked_pickle`).
 
-    >>> learner = build_learner(LearnerSpec("logreg"))
-    >>> journal = Journal(learner)
+    >>> spec = LearnerSpec("logreg")
+    >>> learner = build_learner(spec)
+    >>> journal = Journal(lambda: build_learner(spec))
     >>> for x, y in [({"x": 1.0}, True), ({"x": -1.0}, False)]:
     ...     learner.learn(x, y); journal.log.append((x, y))
     >>> before = learner.predict({"x": 1.0})
     >>> learner.model["LogisticRegression"].intercept = -50.0  # a learn that raised half-way
     >>> learner.predict({"x": 1.0}) == before
     False
-    >>> learner = journal.rollback()
-    >>> learner.predict({"x": 1.0}) == before
+    >>> journal.checkpoint(journal.rollback()); journal.log
+    []
+    >>> journal.rollback().predict({"x": 1.0}) == before
     True
     """
 
-    MIN_LOG = 1_000
+    CHECKPOINT_SECONDS = 1.0
     MAX_LOG = 100_000
-    PICKLE_BYTES_PER_STEP = 8
 
-    def __init__(self, learner: Learner) -> None:
-        self.checkpoint(learner)
+    def __init__(self, origin: Callable[[], Learner]) -> None:
+        self._origin = origin
+        self._forked: ForkedPickle | None = None
+        self.log: list[tuple[Any, Any]] = []
+        self._taken = time.perf_counter()
+
+    @classmethod
+    def at(cls, learner: Learner) -> Journal:
+        """A journal whose first checkpoint is ``learner`` as it is now (a restored one)."""
+        journal = cls(lambda: learner)
+        journal.checkpoint(learner)
+        return journal
+
+    def due(self) -> bool:
+        """Whether the engine should take a new checkpoint now."""
+        return len(self.log) >= self.MAX_LOG or (bool(self.log) and time.perf_counter() - self._taken >= self.CHECKPOINT_SECONDS)
 
     def checkpoint(self, learner: Learner) -> None:
         """Start again from ``learner`` as it is now."""
-        self._pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
-        self.log: list[tuple[Any, Any]] = []
-        self.limit = min(self.MAX_LOG, max(self.MIN_LOG, len(self._pickled) // self.PICKLE_BYTES_PER_STEP))
+        if self._forked is not None:
+            self._forked.discard()
+            self._forked = None
+        if forkable(learner):
+            forked = self._forked = ForkedPickle.start(learner)
+            self._origin = lambda: pickle.loads(forked.result())
+        else:
+            pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+            self._origin = lambda: pickle.loads(pickled)
+        self.log = []
+        self._taken = time.perf_counter()
 
     def rollback(self) -> Learner:
         """A new learner: the checkpoint with the logged steps replayed."""
-        learner: Learner = pickle.loads(self._pickled)
+        learner = self._origin()
         for x, y in self.log:
             if x is None:
                 learner.on_boundary(y)

@@ -71,9 +71,9 @@ def _feed(step: KeyedLearner, events: list[Any], batch: int = 10) -> tuple[dict[
     return predictions, dead
 
 
-@pytest.mark.parametrize("min_log", [Journal.MIN_LOG, 7])  # 7: several checkpoints come before the failure
-def test_a_learn_that_raises_half_way_leaves_the_model_as_if_the_event_never_came(monkeypatch: pytest.MonkeyPatch, min_log: int) -> None:
-    monkeypatch.setattr(Journal, "MIN_LOG", min_log)
+@pytest.mark.parametrize("max_log", [Journal.MAX_LOG, 7])  # 7: several checkpoints come before the failure
+def test_a_learn_that_raises_half_way_leaves_the_model_as_if_the_event_never_came(monkeypatch: pytest.MonkeyPatch, max_log: int) -> None:
+    monkeypatch.setattr(Journal, "MAX_LOG", max_log)
     pairs = _pairs(60)
     boom = ({"x": 1000.0, "boom": 1.0, "bad": 0.0}, "b")
     step = _step()
@@ -85,7 +85,7 @@ def test_a_learn_that_raises_half_way_leaves_the_model_as_if_the_event_never_cam
     assert (model.counts, model.seen) == (clean_model.counts, clean_model.seen)  # 1000.0 and its count are gone
     assert [predictions[f"e{i + 1}"] for i in range(33, 60)] == [clean_predictions[f"e{i}"] for i in range(33, 60)]
     assert (step.events, step.learned, step.metrics.labelled) == (60, 60, 60)
-    if min_log == 7:
+    if max_log == 7:
         assert len(step.journal.log) < 60  # the rollback replayed from a checkpoint, not from the start
 
 
