@@ -63,8 +63,16 @@ def _template_module() -> Any:
     return quietly(load)
 
 
+# Avalanche's private names (read against avalanche-lib ==0.6.0, which pyproject pins) are each used
+# through one function below, each tested in tests/unit/test_private_touches.py.
+
+
 def window_dataset(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> Any:
-    """An Avalanche classification dataset over tensors (``(x, y, t)`` items)."""
+    """An Avalanche classification dataset over tensors (``(x, y, t)`` items).
+
+    Avalanche 0.6 builds a task-aware tensor dataset only through
+    ``_make_taskaware_tensor_classification_dataset`` (in its module's ``__all__``).
+    """
     from avalanche.benchmarks.utils.classification_dataset import _make_taskaware_tensor_classification_dataset
 
     if len(y) == 0:
@@ -72,6 +80,46 @@ def window_dataset(x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> Any:
 
         return concat_datasets([])
     return quietly(lambda: _make_taskaware_tensor_classification_dataset(x.detach().cpu(), y.cpu(), targets=y.tolist(), task_labels=t.tolist()))
+
+
+def reservoir_weights(storage: Any) -> torch.Tensor:
+    """A copy of a reservoir buffer's sampling weights (``ReservoirSamplingBuffer._buffer_weights``: no public accessor)."""
+    return storage._buffer_weights.clone()
+
+
+def restore_reservoir(storage: Any, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> None:
+    """Give a reservoir buffer back its samples and their weights, which decide what a later concept's samples replace."""
+    storage.buffer = window_dataset(x, y, t)
+    storage._buffer_weights = weights
+
+
+def begin_experience(template: Any) -> None:
+    """Run a template's before-training-experience step (``_before_training_exp``: its plugins' hooks and its own set-up)."""
+    template._before_training_exp()
+
+
+def end_experience(template: Any) -> None:
+    """Run a template's after-training-experience step (``_after_training_exp``: its plugins' hooks and its own boundary work)."""
+    template._after_training_exp()
+
+
+def meta_iteration(template: Any) -> Any:
+    """One iteration of Avalanche's ``MetaUpdate.training_epoch`` on ``template.mbatch``; returns its loss.
+
+    Avalanche runs the iteration only inside its dataloader loop; here are
+    its private steps in its order, less the forward it adds for its metrics.
+    """
+    template._before_training_iteration()
+    template.optimizer.zero_grad()
+    template.loss = template._make_empty_loss()
+    template._before_inner_updates()
+    template._inner_updates()
+    template._after_inner_updates()
+    template._before_outer_update()
+    template._outer_update()
+    template._after_outer_update()
+    template._after_training_iteration()
+    return template.loss
 
 
 def dataset_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -22,11 +22,24 @@ import torch
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.strategy import TorchStrategy, TrainStep
-from strategies._avalanche import dataset_tensors, point_at_window, quietly, window_dataset, without_evaluation
+from strategies._avalanche import (
+    begin_experience,
+    dataset_tensors,
+    end_experience,
+    meta_iteration,
+    point_at_window,
+    quietly,
+    reservoir_weights,
+    restore_reservoir,
+    window_dataset,
+    without_evaluation,
+)
 
 
 @lru_cache(maxsize=1)
 def _template_class() -> type:
+    """Avalanche's La-MAML template, its private experience steps overridden (avalanche-lib ==0.6.0, pinned; tested)."""
+
     def load() -> type:
         from avalanche.training.supervised.lamaml_v2 import Buffer
         from avalanche.training.supervised.lamaml_v2 import LaMAML as AvalancheLaMAML
@@ -123,22 +136,13 @@ class LaMAML(TorchStrategy):
         else:
             self.template.model = model
             self.template.optimizer = optimizer
-        self.template._before_training_exp()  # creates or widens the per-parameter learning rates
+        begin_experience(self.template)  # creates or widens the per-parameter learning rates
 
     def train_step(self, step: TrainStep) -> Any:
         t = self.template
         t.mbatch = [step.x, step.y, step.task]
-        t._before_training_iteration()
-        t.optimizer.zero_grad()
-        t.loss = t._make_empty_loss()
-        t._before_inner_updates()
-        t._inner_updates()
-        t._after_inner_updates()
-        t._before_outer_update()
-        t._outer_update()
-        t._after_outer_update()
-        t._after_training_iteration()
-        loss, t.loss, t.mbatch = t.loss, None, None
+        loss = meta_iteration(t)
+        t.loss, t.mbatch = None, None
         t.meta_losses = []
         t.initial_fast_params = None
         return loss
@@ -149,10 +153,10 @@ class LaMAML(TorchStrategy):
             return
         point_at_window(t, x, y, task)
         try:
-            quietly(t._after_training_exp)
+            quietly(lambda: end_experience(t))
             storage = t.buffer.storage_policy
             storage.buffer = window_dataset(*dataset_tensors(storage.buffer))
-            t._before_training_exp()
+            begin_experience(t)
         finally:
             t.experience = None
             t.adapted_dataset = None
@@ -168,7 +172,7 @@ class LaMAML(TorchStrategy):
         return {
             "experiences": t.clock.train_exp_counter,
             "alpha": {k: v.detach().clone() for k, v in t.alpha_params.items()},
-            "buffer": [*dataset_tensors(storage.buffer), storage._buffer_weights.clone()],
+            "buffer": [*dataset_tensors(storage.buffer), reservoir_weights(storage)],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -178,7 +182,4 @@ class LaMAML(TorchStrategy):
             for k, v in state["alpha"].items():
                 t.alpha_params[k] = torch.nn.Parameter(v.to(t.device).clone(), requires_grad=True)
         t.optimizer_alpha = torch.optim.SGD(t.alpha_params.parameters(), lr=t.lr_alpha)
-        x, y, task, w = state["buffer"]
-        storage = t.buffer.storage_policy
-        storage.buffer = window_dataset(x, y, task)
-        storage._buffer_weights = w
+        restore_reservoir(t.buffer.storage_policy, *state["buffer"])

@@ -19,7 +19,7 @@ import torch
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.strategy import TrainStep
-from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, window_dataset
+from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, reservoir_weights, restore_reservoir, window_dataset
 
 
 class Replay(AvalancheStrategy):
@@ -92,12 +92,12 @@ class Replay(AvalancheStrategy):
         if storage is None:
             return state
         if self.policy == "reservoir":
-            state["buffer"] = [*self.memory, storage._buffer_weights.clone()]
+            state["buffer"] = [*self.memory, reservoir_weights(storage)]
         else:
             groups = {}
             for c, group in storage.buffer_groups.items():
                 gx, gy, gt = dataset_tensors(group.buffer)
-                groups[int(c)] = [gx, gy, gt, group._buffer_weights.clone(), int(group.max_size)]
+                groups[int(c)] = [gx, gy, gt, reservoir_weights(group), int(group.max_size)]
             state["groups"] = groups
             state["seen"] = sorted(int(c) for c in storage.seen_classes)
         return state
@@ -109,16 +109,14 @@ class Replay(AvalancheStrategy):
         storage = self.storage
         if self.policy == "reservoir":
             x, y, t, w = state["buffer"]
-            storage.buffer = window_dataset(x, y, t)
-            storage._buffer_weights = w
+            restore_reservoir(storage, x, y, t, w)
             self.memory = (x, y, t)
             return
         storage.buffer_groups = {}
         parts = []
         for c, (gx, gy, gt, w, size) in state["groups"].items():
             group = ReservoirSamplingBuffer(size)
-            group.buffer = window_dataset(gx, gy, gt)
-            group._buffer_weights = w
+            restore_reservoir(group, gx, gy, gt, w)
             storage.buffer_groups[c] = group
             parts.append((gx, gy, gt))
         storage.seen_classes = set(state["seen"])
