@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -32,7 +31,6 @@ from stream_learner.errors import ConfigError
 
 ENV_PREFIX = "STREAM_LEARNER_"
 ENV_DELIMITER = "__"
-_LOCK = threading.Lock()
 
 
 class _Section(BaseModel):
@@ -156,9 +154,6 @@ class Settings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     labels: LabelSettings = LabelSettings()
 
-    _file_data: ClassVar[dict[str, Any]] = {}
-    _environ: ClassVar[Mapping[str, str] | None] = None
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -168,7 +163,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, _EnvSource(settings_cls, cls._environ), _FileSource(settings_cls, cls._file_data)
+        # load_settings hands over flags, environment and config file already merged (one call's own data, no shared state)
+        return (init_settings,)
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain JSON-able data, secrets shown as ``**********``."""
@@ -190,40 +186,35 @@ def _sections_checked(data: dict[str, Any], where: str) -> dict[str, Any]:
     return data
 
 
-class _EnvSource(EnvSettingsSource):
-    """The environment source (``os.environ``, or a given mapping), its sections checked."""
+def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings in ``environ`` (default ``os.environ``), read by pydantic-settings' environment source, sections checked.
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
-        self._given = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        if self._given is None:
-            return super()._load_env_vars()
-        return {k.lower(): v for k, v in self._given.items()}
-
-    def __call__(self) -> dict[str, Any]:
-        try:
-            data = super().__call__()
-        except SettingsError as exc:  # a section's variable that is not JSON
-            field = re.search(r'field "(\w+)"', str(exc))
-            variable = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a variable"
-            raise ConfigError(f"invalid settings in the environment: {variable} is not a JSON object") from None
-        return _sections_checked(data, f"the environment ({ENV_PREFIX}*)")
+    >>> read_environment({"STREAM_LEARNER_KAFKA__GZIP_LEVEL": "6", "HOME": "/root"})
+    {'kafka': {'gzip_level': '6'}}
+    """
+    source = EnvSettingsSource(Settings)
+    if environ is not None:
+        source.env_vars = {k.lower(): v for k, v in environ.items()}  # the variables it reads, as it keeps them (case-insensitive)
+    try:
+        data = source()
+    except SettingsError as exc:  # a section's variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "a variable"
+        raise ConfigError(f"invalid settings in the environment: {variable} is not a JSON object") from None
+    return _sections_checked(data, f"the environment ({ENV_PREFIX}*)")
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    """A config file's content, already parsed, as the lowest-priority source."""
+def merged(lower: Mapping[str, Any], higher: Mapping[str, Any]) -> dict[str, Any]:
+    """``higher`` over ``lower``, tables merged key by key (as pydantic-settings merges its sources).
 
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self.data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self.data)
+    >>> merged({"kafka": {"start": "latest", "linger_ms": 5}, "app": "a"}, {"kafka": {"linger_ms": 0}})
+    {'kafka': {'start': 'latest', 'linger_ms': 0}, 'app': 'a'}
+    """
+    out = dict(lower)
+    for name, value in higher.items():
+        below = out.get(name)
+        out[name] = merged(below, value) if isinstance(value, Mapping) and isinstance(below, Mapping) else value
+    return out
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -253,14 +244,11 @@ def load_settings(
     :class:`ConfigError` naming the setting.
     """
     file_data = _sections_checked(read_config_file(config_file), f"config file {config_file}") if config_file is not None else {}
-    with _LOCK:
-        Settings._file_data, Settings._environ = file_data, environ
-        try:
-            return Settings(**dict(overrides or {}))
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
-        finally:
-            Settings._file_data, Settings._environ = {}, None
+    values = merged(merged(file_data, read_environment(environ)), overrides or {})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
 
 
 def _describe(exc: ValidationError) -> str:

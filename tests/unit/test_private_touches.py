@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +156,22 @@ def test_the_private_names_used_exist_in_the_pinned_avalanche() -> None:
     assert isinstance(ReservoirSamplingBuffer(3)._buffer_weights, torch.Tensor)
     stream = _template_class()
     assert {"_before_training_exp", "_after_training_exp"} <= {name for cls in stream.__mro__[:3] for name in vars(cls)}
+
+
+# -- pydantic-settings ----------------------------------------------------------------------------
+
+
+def test_settings_loaded_at_once_on_many_threads_each_see_their_own_environment_and_file(tmp_path: Path) -> None:
+    """No per-call state on the class (the environment and file once went through class attributes under a lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stream_learner.settings import load_settings
+
+    def load(i: int) -> tuple[int, int, str]:
+        config = tmp_path / f"{i}.json"
+        config.write_text(json.dumps({"kafka": {"input_topic": f"in-{i}", "linger_ms": 1}}))
+        s = load_settings(config, {"kafka": {"linger_ms": i}}, environ={"STREAM_LEARNER_KAFKA__GZIP_LEVEL": str(1 + i % 9)})
+        return s.kafka.linger_ms, s.kafka.gzip_level, s.kafka.input_topic
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(load, range(64))) == [(i, 1 + i % 9, f"in-{i}") for i in range(64)]
