@@ -343,7 +343,8 @@ class _Child:
         self.tps: dict[int, TopicPartition] = {}
         self.paused: dict[TopicPartition, int] = {}  # partition -> next offset to fetch
         self.highs: dict[TopicPartition, int | None] = {}
-        self.unchecked: set[TopicPartition] = set()  # positioned at a stored offset, not yet compared with the partition's end
+        self.unchecked: set[TopicPartition] = set()  # positioned at a stored offset, nothing read from it yet
+        self.positions: dict[TopicPartition, int] = {}  # the next offset of each partition (what kafka-python's position() says, without its look-ups)
         self.chunks = can_chunk(consumer)
         if self.chunks:  # poll() returns Chunks of at most batch_size records
             chunked(consumer, batch_size, self.keyed)
@@ -365,6 +366,7 @@ class _Child:
             self._assign()
             offset = self._resolve(tp, start)
             self.consumer.seek(tp, offset)
+            self.positions[tp] = offset
             if start not in ("earliest", "latest"):  # a stored offset, which the partition may no longer hold
                 self.unchecked.add(tp)
             self.results.send(("start", slot, offset))
@@ -378,6 +380,7 @@ class _Child:
             del self.slots[tp]
             self.keyed.discard(tp)
             self.unchecked.discard(tp)
+            self.positions.pop(tp, None)
             self.paused.pop(tp, None)
             self._assign()
         elif kind == "pause" and slot in self.tps:
@@ -389,6 +392,7 @@ class _Child:
             offset = self.paused.pop(tp)
             self._assign()
             self.consumer.seek(tp, offset)
+            self.positions[tp] = offset
         elif kind == "commit":
             tp = self.tps.get(slot)
             if tp is not None:
@@ -419,7 +423,7 @@ class _Child:
             polled = self.consumer.poll(timeout_ms=_IDLE_POLL_MS, max_records=_CHUNKS_PER_POLL if self.chunks else self.batch_size)
         except KafkaOffsetOutOfRange as exc:  # kafka-python raises it only for records it has not returned yet
             for tp, offset in exc.args[0].items():
-                self._out_of_range(tp, offset)
+                self._out_of_range(tp, offset, stored=tp in self.unchecked)
             return
         send, highwater = self.results.send, self.consumer.highwater
         for tp, fetched in polled.items():
@@ -433,14 +437,16 @@ class _Child:
                 first = offsets[0]
                 consecutive = offsets[-1] - first == len(offsets) - 1
                 send(("batch", slot, first, None if consecutive else offsets, chunk.values, chunk.keys, high))
+            self.positions[tp] = offsets[-1] + 1
+            if self.unchecked:
+                self.unchecked.discard(tp)
         if polled:
             self._answered()
         else:
             self._report_highs()
+            self._check_positions()
             if time.monotonic() - self.heard >= _PROBE_AFTER_S:
                 self._probe()
-        if self.unchecked:
-            self._check_positions()
 
     def _probe(self) -> None:
         """Nothing came for a while: ask for the partitions' end offsets, to tell an idle topic from a cluster that does not answer."""
@@ -484,21 +490,33 @@ class _Child:
         return servers_of(self.consumer.config)
 
     def _check_positions(self) -> None:
-        """Stored offsets past their partition's end, once a fetch told the end.
+        """Positions past their partition's end: a stored offset the partition no longer holds, or a cluster back without its data.
 
         A Kafka broker answers a fetch there with OFFSET_OUT_OF_RANGE; some
-        Kafka-protocol brokers (Tansu) answer with no records, for ever.
+        Kafka-protocol brokers (Tansu) answer with no records, for ever, so
+        an idle partition compares its position with the fetches' end. (A
+        partition refilled past the position meanwhile cannot be told.)
         """
-        for tp in list(self.unchecked):
+        for tp in self.slots:
+            if tp in self.paused:  # out of the consumer's assignment
+                continue
             high = self.consumer.highwater(tp)
-            if high is not None:
+            if high is None:
+                continue
+            position = self.positions[tp]
+            if position > high:
+                self._out_of_range(tp, position, stored=tp in self.unchecked)
+            else:
                 self.unchecked.discard(tp)
-                position = self.consumer.position(tp)
-                if position > high:
-                    self._out_of_range(tp, position)
 
-    def _out_of_range(self, tp: TopicPartition, offset: int) -> None:
-        """``tp``'s fetch offset is outside the partition: stop (``error``) or seek to one of its ends, said out loud."""
+    def _out_of_range(self, tp: TopicPartition, offset: int, *, stored: bool) -> None:
+        """``tp``'s fetch offset is outside the partition: stop (``error``) or seek to one of its ends, said out loud.
+
+        ``stored``: the offset the partition started from (recovery state,
+        committed). One this run read up to always stops the run: its
+        learners remember offsets up to there and would skip the partition's
+        new records as already learned; restarted, they move with it.
+        """
         entry = self.slots.get(tp)
         if entry is None:
             return
@@ -507,10 +525,16 @@ class _Child:
         end = max(self._ask(lambda timeout_ms: self.consumer.end_offsets([tp], timeout_ms=timeout_ms))[tp], self.consumer.highwater(tp) or 0)
         where = out_of_range(tp.topic, tp.partition, offset, first, end)
         policy = self.offset_out_of_range
+        if not stored:
+            where += ", after this run read up to it: the cluster lost records, or retention deleted some not yet read"
+            if policy != "error":
+                raise _Stop(f"{where}; restarted, the service goes on from the partition's {'first' if policy == 'earliest' else 'next'} offset (kafka.offset_out_of_range={policy})", "offsets")
         if policy == "error":
             raise _Stop(f"{where}; {OUT_OF_RANGE_HINT}", "offsets")
         target = first if policy == "earliest" else end
         self.consumer.seek(tp, target)
+        self.positions[tp] = target
+        self.unchecked.discard(tp)
         self.results.send(("reset", entry[0], tp.topic, tp.partition, policy, target, f"{where}; kafka.offset_out_of_range={policy}: reading on from offset {target}"))
 
     def _report_highs(self) -> None:

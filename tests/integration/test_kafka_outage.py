@@ -109,7 +109,7 @@ import sys, time
 from connectors.kafka import make_producer
 bootstrap, topic, path, chunk, pause = sys.argv[1:]
 values = open(path, "rb").read().split(b"\\n")
-producer = make_producer({"bootstrap_servers": [bootstrap]})
+producer = make_producer({"bootstrap_servers": [bootstrap], "reconnect_backoff_max_ms": 500})  # back as soon as the proxy is
 for start in range(0, len(values), int(chunk)):
     for value in values[start : start + int(chunk)]:
         producer.send(topic, value=value)
@@ -145,7 +145,7 @@ def test_a_30_second_cut_mid_stream_loses_nothing_and_is_said(proxied: tuple[str
     bootstrap, proxy = proxied
     t = topics_for(unique)
     ensure_topics({"bootstrap_servers": [bootstrap]}, t.values(), partitions=1)
-    process = service(bootstrap, redis_url, unique, idle_s=8)
+    process = service(bootstrap, redis_url, unique, idle_s=15)  # the feeder may come back a little after the service
     errors = Stderr(process)
     try:
         feeder = feed(bootstrap, t["in"], inputs(), pause_s=0.4, tmp_path=tmp_path)
@@ -223,3 +223,39 @@ def test_a_broker_back_without_its_data_gets_every_output_sent_since(broker_behi
         ids = Counter(r["id"] for r in read_topic(bootstrap, topic))
     print(f"broker back empty: 100 outputs sent after it, {sum(ids[f'after-{i}'] > 0 for i in range(100))} arrived, resent {resent}, ids {dict(Counter(ids.values()))}")
     assert all(ids[f"after-{i}"] >= 1 for i in range(100)), ids
+
+
+def test_a_cluster_back_without_its_data_stops_the_service_with_one_line(
+    broker_behind: Callable[[int], str], redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    """The partition's end is now below what the service read: never read on silently from there (its learners would skip the new records)."""
+    with TcpProxy() as proxy:
+        host, port = broker_behind(proxy.port).rsplit(":", 1)
+        proxy.upstream = (host, int(port))
+        bootstrap = f"127.0.0.1:{proxy.port}"
+        t = topics_for(unique)
+        ensure_topics({"bootstrap_servers": [bootstrap]}, t.values(), partitions=1)
+        process = service(bootstrap, redis_url, unique, idle_s=60, STREAM_LEARNER_KAFKA__OFFSET_OUT_OF_RANGE="earliest")
+        errors = Stderr(process)
+        feeder = feed(bootstrap, t["in"], inputs()[:500], pause_s=0.1, tmp_path=tmp_path)
+        try:
+            assert feeder.wait(60) == 0
+            deadline = time.monotonic() + 60
+            while len(read_topic(bootstrap, t["pred"])) < 490:  # the service has read them (10 are dead letters)
+                assert time.monotonic() < deadline and process.poll() is None, errors.text()
+            proxy.cut()
+            host, port = broker_behind(proxy.port).rsplit(":", 1)  # a new, empty broker behind the same address
+            proxy.upstream = (host, int(port))
+            proxy.restore()
+            ensure_topics({"bootstrap_servers": [bootstrap]}, t.values(), partitions=1)
+            status = process.wait(120)
+        finally:
+            kill_left(process, feeder)
+            errors.close()
+    text = errors.text()
+    print(f"cluster back without its data: exit {status}")
+    print(text)
+    failures = [line for _, line in errors.lines if line.startswith("stream-learner: error:")]
+    assert status == 2 and len(failures) == 1, text
+    assert f"offset 500 of Kafka partition {t['in']}:0 is out of range: the partition is empty (next offset 0), after this run read up to it" in failures[0], text
+    assert "restarted, the service goes on from the partition's first offset (kafka.offset_out_of_range=earliest)" in failures[0], text
