@@ -25,8 +25,8 @@ it but adds nothing.
 
 >>> schema = Schema("classification")
 >>> schema.learn({"x": 1.0, "colour": "red"}, 1)
->>> schema.fits({"x": 2.0}, 1), schema.problem({"x": 2, "colour": "blue", "new": "ok"}, 0.0)
-(True, None)
+>>> schema.problem({"x": 2, "colour": "blue", "new": "ok"}, 0.0) is None
+True
 >>> schema.problem({"x": 1.0}, "yes")
 "label is str ('yes') but this key's labels are int"
 >>> schema.problem({"x": "2"}, None)
@@ -63,9 +63,11 @@ class Schema:
     """One model key's label kind, class set and feature kinds.
 
     Plain sets and a dict: it pickles with the learner it belongs to, so
-    snapshots and Bytewax recovery restore it. :meth:`fits` is the cheap
-    test of every event; :meth:`problem` words what is wrong;
-    :meth:`learn` records what a labelled event added.
+    snapshots and Bytewax recovery restore it. The learner step first tries
+    a quick, sufficient test on each event (its label a known class of the
+    same type, every feature a known numeric one, no string among the
+    values); only an event that fails it goes to :meth:`problem`, which
+    words what is wrong; :meth:`learn` records what a labelled event added.
     """
 
     __slots__ = ("classifier", "classes", "numeric", "categorical")
@@ -75,27 +77,6 @@ class Schema:
         self.classes: dict[Any, type] = {}  # class -> its label's type, the first seen (a regression model keeps none)
         self.numeric: set[Any] = set()
         self.categorical: set[Any] = set()
-
-    def fits(self, x: dict[Any, Any], y: Any) -> bool:
-        """True when ``x`` and ``y`` hold nothing new and nothing contradicting (a quick, sufficient test).
-
-        False means "look closer" (:meth:`problem`): something may be new
-        or wrong. Every feature being a known numeric one and ``sum`` of the
-        values not raising (it does on any string) is one pass in C.
-        """
-        if y is not None:
-            if self.classifier:
-                if self.classes.get(y) is not type(y):
-                    return False
-            elif type(y) is not float and type(y) is not int:
-                return False
-        if not self.numeric.issuperset(x):
-            return False
-        try:
-            sum(x.values())
-        except (TypeError, OverflowError):
-            return False
-        return True
 
     def problem(self, x: dict[Any, Any], y: Any) -> str | None:
         """Why ``x`` or ``y`` contradicts this schema, in one line; ``None`` when they do not."""

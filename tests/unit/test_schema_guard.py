@@ -202,12 +202,21 @@ def test_a_string_label_among_integers_is_rejected_for_a_torch_learner_too() -> 
     _same_later_predictions(predictions, clean_predictions, 60)
 
 
-def test_fits_is_a_sufficient_test_and_problem_finds_every_contradiction() -> None:
+def test_problem_accepts_what_is_new_and_finds_every_contradiction() -> None:
     schema = Schema("classification")
+    assert schema.problem({"n": "2"}, "x") is None  # nothing learned yet: anything goes
     schema.learn({"n": 1.0, "c": "x"}, 1)
-    assert schema.fits({"n": 2}, 0) is False  # class 0 is new: problem() has the last word
-    assert schema.problem({"n": 2}, 0) is None
-    schema.learn({"n": 2}, 0)
-    assert schema.fits({"n": 2.5}, 0) and schema.fits({"n": True}, None)
-    assert not schema.fits({"n": "2"}, 0) and not schema.fits({"c": "y"}, 0)  # a string, or a categorical feature: look closer
-    assert schema.problem({"c": "y", "n": 1}, 1.0) is None
+    assert schema.problem({"n": 2, "c": "y", "new": "z", "other": 3.5}, 0) is None and schema.problem({"n": True}, 1.0) is None
+    assert schema.problem({"n": "2"}, None) == "feature 'n' is str ('2') but this key has learned it as a number"
+    assert schema.problem({"c": False}, None) == "feature 'c' is bool (False) but this key has learned it as a string (categorical)"
+    assert schema.problem({"n": 1.0}, False) == "label is bool (False) but this key's labels are int"
+    long = "y" * 100
+    assert schema.problem({"n": 1.0}, long) == f"label is str ('{long[:36]}...) but this key's labels are int"
+
+
+def test_the_quick_test_sends_what_it_cannot_decide_to_the_full_check() -> None:
+    """Labels 1 and 1.0 (one class, two types), a huge integer (sum() overflows), strings in categorical features: all learned, none rejected."""
+    pairs = [({"n": float(i), "c": "ab"[i % 2]}, [1, 1.0, 0][i % 3]) for i in range(30)] + [({"n": 10**30, "c": "a"}, 0), ({"n": 1.0, "c": "b"}, 1.0)]
+    step, predictions, dead = _run("hoeffding_tree", pairs)
+    assert (len(predictions), dead, step.learned) == (32, [], 32)
+    assert step.schema.classes == {1: int, 0: int}
