@@ -109,10 +109,12 @@ class Journal:
     (a river model with its seeded RNG; the torch learner, which carries its
     RNG state). The first checkpoint is ``origin``, a function building the
     learner as the log starts (a fresh one from its spec). Once a checkpoint
-    is :meth:`due` (a second after the last, or :data:`MAX_LOG` steps), the
-    engine takes a new one: pickled in a forked child where it can be, since
-    pickling in the stream's process would slow the model for good (see
-    :mod:`stream_learner.forked_pickle`).
+    is :meth:`due` (a second after the last and :attr:`MIN_LOG` steps, or
+    :attr:`MAX_LOG` steps), the engine takes a new one: pickled in a forked
+    child where it can be, since pickling in the stream's process would slow
+    the model for good (see :mod:`stream_learner.forked_pickle`). A fork
+    costs a few milliseconds, so a key forks at most once a second and once
+    per ``MIN_LOG`` steps; the log holds at most ``MAX_LOG`` steps.
 
     >>> spec = LearnerSpec("logreg")
     >>> learner = build_learner(spec)
@@ -130,6 +132,7 @@ class Journal:
     """
 
     CHECKPOINT_SECONDS = 1.0
+    MIN_LOG = 10_000
     MAX_LOG = 100_000
 
     def __init__(self, origin: Callable[[], Learner]) -> None:
@@ -147,7 +150,8 @@ class Journal:
 
     def due(self) -> bool:
         """Whether the engine should take a new checkpoint now."""
-        return len(self.log) >= self.MAX_LOG or (bool(self.log) and time.perf_counter() - self._taken >= self.CHECKPOINT_SECONDS)
+        steps = len(self.log)
+        return steps >= self.MAX_LOG or (steps >= self.MIN_LOG and time.perf_counter() - self._taken >= self.CHECKPOINT_SECONDS)
 
     def checkpoint(self, learner: Learner) -> None:
         """Start again from ``learner`` as it is now."""
