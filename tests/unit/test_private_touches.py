@@ -175,3 +175,15 @@ def test_settings_loaded_at_once_on_many_threads_each_see_their_own_environment_
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(load, range(64))) == [(i, 1 + i % 9, f"in-{i}") for i in range(64)]
+
+
+# -- Bytewax (pinned ==0.21.1) --------------------------------------------------------------------
+
+
+def test_the_service_runs_dataflows_without_bytewaxs_testing_module() -> None:
+    """``bytewax.testing``'s run_main and cluster_main are for unit tests; the service runs through ``bytewax.run.cli_main``."""
+    import subprocess
+    import sys
+
+    probe = "import sys, stream_learner.app.cli, stream_learner.app.runner, stream_learner.app.kafka_run; print('bytewax.testing' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
