@@ -285,8 +285,10 @@ class KeyedLearner:
                     out.metrics.append(self.metrics_record(now))
                 if forgetting_every and learned % forgetting_every == 0:
                     self.evaluate_concepts()
-        if self.journal.due():
-            self.journal.checkpoint(self.learner)
+        journal = self.journal
+        journal.settle()  # the last checkpoint's child had this batch's time to finish
+        if journal.due():
+            journal.checkpoint(self.learner)
         every, seconds = self.config.snapshot_every, self.config.snapshot_seconds
         if self._since_snapshot and ((every and self._since_snapshot >= every) or (seconds and now - self._snapshot_at >= seconds)):
             self._snapshot_at = now
@@ -318,6 +320,7 @@ class KeyedLearner:
         """The stream ended: final metrics and a final snapshot."""
         if self.pending is not None:
             self.pending.close()
+        self.journal.settle()
         self.evaluate_concepts()
         return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
 

@@ -143,21 +143,26 @@ class Journal:
 
     @classmethod
     def at(cls, learner: Learner) -> Journal:
-        """A journal whose first checkpoint is ``learner`` as it is now (a restored one)."""
-        journal = cls(lambda: learner)
-        journal.checkpoint(learner)
-        return journal
+        """A journal whose first checkpoint is ``learner`` as it is now: a restored one, pickled here (unpickling already gave its objects dictionaries)."""
+        pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
+        return cls(lambda: pickle.loads(pickled))
 
     def due(self) -> bool:
         """Whether the engine should take a new checkpoint now."""
         steps = len(self.log)
         return steps >= self.MAX_LOG or (steps >= self.MIN_LOG and time.perf_counter() - self._taken >= self.CHECKPOINT_SECONDS)
 
+    def settle(self) -> None:
+        """Collect a forked checkpoint's bytes, so that its child is reaped and its file closed (the engine calls it a batch after :meth:`checkpoint`)."""
+        forked = self._forked
+        if forked is not None:
+            self._forked = None
+            pickled = forked.result()
+            self._origin = lambda: pickle.loads(pickled)
+
     def checkpoint(self, learner: Learner) -> None:
         """Start again from ``learner`` as it is now."""
-        if self._forked is not None:
-            self._forked.discard()
-            self._forked = None
+        self.settle()
         if forkable(learner):
             forked = self._forked = ForkedPickle.start(learner)
             self._origin = lambda: pickle.loads(forked.result())
