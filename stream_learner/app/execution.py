@@ -226,15 +226,28 @@ def _write_all(fd: int, data: bytes) -> int:
     return fd
 
 
-def our_error(exc: BaseException | None) -> StreamLearnerError | None:
-    """The :class:`StreamLearnerError` in ``exc``'s chain (e.g. a sink's, which Bytewax wrapped in its own), if any."""
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then its cause (else its context), and so on; each exception once, so a cycle ends.
+
+    >>> try:
+    ...     try:
+    ...         raise KeyError("inner")
+    ...     except KeyError as inner:
+    ...         raise RuntimeError("outer") from inner
+    ... except RuntimeError as outer:
+    ...     [type(e).__name__ for e in exception_chain(outer)]
+    ['RuntimeError', 'KeyError']
+    """
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, StreamLearnerError):
-            return exc
         seen.add(id(exc))
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return None
+
+
+def our_error(exc: BaseException | None) -> StreamLearnerError | None:
+    """The :class:`StreamLearnerError` in ``exc``'s chain (e.g. a sink's, which Bytewax wrapped in its own), if any."""
+    return next((e for e in exception_chain(exc) if isinstance(e, StreamLearnerError)), None)
 
 
 def peer_lost(exc: BaseException) -> bool:
@@ -248,9 +261,5 @@ def peer_lost(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException" and "thread panic" in str(exc)
 
 
-def _interrupted(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+def _interrupted(exc: BaseException) -> bool:
+    return any(isinstance(e, KeyboardInterrupt) for e in exception_chain(exc))

@@ -1,7 +1,7 @@
 """The deployed run: Kafka in, Kafka topics out, Redis snapshots, Bytewax recovery.
 
-The same dataflow as the embedded run (:func:`~stream_learner.app.dataflow.build_dataflow`);
-only the connectors differ.
+The same run as the embedded one (:mod:`~stream_learner.app.assembly`);
+only the profile differs (:class:`KafkaProfile`).
 
 Guarantees:
 
@@ -23,7 +23,9 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -33,9 +35,8 @@ from connectors.kafka_producer import ProducerProcess
 from connectors.outputs import ConsoleSink
 from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
-from connectors.snapshot_writer import BackgroundSnapshotSink
-from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
-from stream_learner.app.execution import execute, our_error
+from stream_learner.app.assembly import Profile, closing, run_profile
+from stream_learner.app.dataflow import RunStats, Sinks
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.settings import Settings
@@ -99,130 +100,145 @@ def run_kafka(
 
     ``telemetry`` (a :class:`~stream_learner.app.telemetry.Telemetry`) is fed like the embedded run's.
     """
-    started = time.perf_counter()
-    k = settings.kafka
-    client = k.client_config()
-    first_batch: list[float] = []
+    return run_profile(KafkaProfile(settings, engine, max_events, workers, addresses, process_id, println, handle_signals, telemetry))
 
-    def on_read(n: int) -> None:  # reads start with the dataflow, once ``stats`` exists
-        if not first_batch:
-            first_batch.append(time.perf_counter())
-        stats.add_read(n)
 
-    source = KafkaSource(
-        client,
-        k.input_topic,
-        labels_topic=k.labels_topic,
-        start=k.start,
-        group_id=k.group_id,
-        batch_size=k.poll_max_records,
-        max_events=max_events,
-        idle_timeout=k.idle_timeout_s,
-        on_read=on_read,
-        on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
-        offset_out_of_range=k.offset_out_of_range,
-        on_offset_reset=telemetry.on_offset_reset if telemetry is not None else None,
-        outage_timeout_s=k.outage_timeout_s,
-    )
-    producer = ProducerProcess(  # one child process for every output topic
-        client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level, outage_timeout_s=k.outage_timeout_s, watch=source.watch
-    )
-    # Both children start first: their start-up (a fresh interpreter importing kafka-python,
-    # then connecting) overlaps everything below, the model's imports included.
-    producer.start()
-    source.start_fetcher()
-    snapshots: BackgroundSnapshotSink | None = None
-    store: RedisSnapshotStore | None = None
-    refusals: list[str] = []
-    restored_keys: list[str] = []
-    try:
+class KafkaProfile(Profile):
+    """The deployed run: a Kafka source, Kafka sinks through one producer child, Redis snapshots, Bytewax recovery."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: EngineConfig,
+        max_events: int | None,
+        workers: int,
+        addresses: Sequence[str],
+        process_id: int,
+        println: Callable[[str], None] | None,
+        handle_signals: bool,
+        telemetry: Any,
+    ) -> None:
+        """The arguments of :func:`run_kafka`."""
+        self.started = time.perf_counter()
+        self.settings = settings
+        self.engine = engine
+        self.max_events = max_events
+        self.workers = workers
+        self.addresses = addresses
+        self.process_id = process_id
+        self.println = println
+        self.handle_signals = handle_signals
+        self.telemetry = telemetry
+        self.epoch_seconds = settings.recovery.epoch_seconds
+        self.client = settings.kafka.client_config()
+        self.first_batch: float | None = None
+        self.refusals: list[str] = []
+        self.restored_keys: list[str] = []
+
+    def open(self, stack: ExitStack) -> tuple[RedisSnapshotStore, bytes]:
+        k, telemetry = self.settings.kafka, self.telemetry
+        self.kafka_source = source = KafkaSource(
+            self.client,
+            k.input_topic,
+            labels_topic=k.labels_topic,
+            start=k.start,
+            group_id=k.group_id,
+            batch_size=k.poll_max_records,
+            max_events=self.max_events,
+            idle_timeout=k.idle_timeout_s,
+            on_read=self._on_read,
+            on_lag=telemetry.set_consumer_lag if telemetry is not None else None,
+            offset_out_of_range=k.offset_out_of_range,
+            on_offset_reset=telemetry.on_offset_reset if telemetry is not None else None,
+            outage_timeout_s=k.outage_timeout_s,
+        )
+        self.producer = producer = ProducerProcess(  # one child process for every output topic
+            self.client, compression=k.compression, linger_ms=k.linger_ms, gzip_level=k.gzip_level, outage_timeout_s=k.outage_timeout_s, watch=source.watch
+        )
+        # after a run that went well: a final flush, raising what it (or an earlier one) met; after a failure: stopped at once
+        stack.push(lambda exc_type, exc, tb: producer.close(flush=exc is None))
+        closing(stack, source.close, "the Kafka consumer")
+        # Both children start first: their start-up (a fresh interpreter importing kafka-python,
+        # then connecting) overlaps everything below, the model's imports included.
+        producer.start()
+        source.start_fetcher()
         if k.create_topics:
-            ensure_topics(client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+            ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
-        store = open_store(settings)
-        key = signing_key(settings)
-        stats = RunStats(telemetry)  # the run's clock starts here, as the embedded run's does once its store is open
-        config = engine_config(settings, engine)
-        KeyedLearner("probe", config)  # fail fast on a bad model or detector, before the dataflow starts
+        self.store = open_store(self.settings)
+        closing(stack, self.store.close, "the Redis snapshot store")
+        self.signing_key = signing_key(self.settings)
+        return self.store, self.signing_key
+
+    def _on_read(self, n: int) -> None:  # reads start with the dataflow, once ``stats`` exists
+        if self.first_batch is None:
+            self.first_batch = time.perf_counter()
+        self.stats.add_read(n)
+
+    def source(self, stats: RunStats) -> KafkaSource:
+        self.stats = stats  # the run's clock starts once the store is open, as the embedded run's does
+        return self.kafka_source
+
+    def engine_config(self) -> EngineConfig:
+        return engine_config(self.settings, self.engine)
+
+    def sinks(self, stats: RunStats) -> Sinks:
+        k = self.settings.kafka
+
+        def sink(topic: str) -> KafkaSink:
+            return KafkaSink(self.client, topic, producer=self.producer)
+
+        return Sinks(
+            predictions=[sink(k.predictions_topic)],
+            metrics=[sink(k.metrics_topic)] + ([ConsoleSink(self.println)] if self.println is not None else []),
+            dead_letters=[sink(k.dead_letter_topic)],
+        )
+
+    def recovery(self) -> RecoveryConfig | None:
+        directory = self.settings.recovery.dir
+        if directory is None:
+            return None
+        directory = private_directory(directory, "recovery directory")  # it holds pickles
+        lock_directory(directory, "recovery directory")  # two services on one directory would both process everything
+        if not any(directory.glob("part-*.sqlite3")):
+            init_db_dir(directory, self.settings.recovery.partitions)
+        return RecoveryConfig(str(directory))
+
+    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+        if not self.settings.snapshot.resume:
+            return lambda model_key: None
 
         def restored(model_key: str) -> KeyedLearner | None:
-            if not settings.snapshot.resume:
-                return None
-            found = load_latest_valid(store, model_key, key)
+            found = load_latest_valid(self.store, model_key, self.signing_key)
             if found is None:
                 return None
             header, payload, refused = found
             for line in refused:
                 logger.warning(line)
-            refusals.extend(refused)
-            restored_keys.append(model_key)
+            self.refusals.extend(refused)
+            self.restored_keys.append(model_key)
             learner = KeyedLearner.restore(payload, config)
-            source.check_offsets(learner.next_offsets, f"the snapshot of model key {model_key!r}")
+            self.kafka_source.check_offsets(learner.next_offsets, f"the snapshot of model key {model_key!r}")
             return learner
 
-        def sink(topic: str) -> KafkaSink:
-            return KafkaSink(client, topic, producer=producer)
+        return restored
 
-        snapshots = BackgroundSnapshotSink(store, key, stats.snapshot_saved)
-        sinks = Sinks(
-            predictions=[sink(k.predictions_topic)],
-            metrics=[sink(k.metrics_topic)] + ([ConsoleSink(println)] if println is not None else []),
-            dead_letters=[sink(k.dead_letter_topic)],
-            snapshots=[snapshots],
-        )
-        recovery = _recovery(settings)
-        flow = build_dataflow(
-            source,
-            config,
-            sinks,
-            stats,
-            restored=restored,
-            recovered=lambda learner: source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True),
-            recoverable=recovery is not None,
-        )
-        execute(
-            flow,
-            epoch_seconds=settings.recovery.epoch_seconds,
-            workers=workers,
-            addresses=addresses,
-            process_id=process_id,
-            recovery_config=recovery,
-            stop=source.stop if handle_signals else None,
-        )
-        producer.close()  # stopped when the stream ended; raises what its last flush met, if anything
-    except Exception as exc:
-        ours = our_error(exc)
-        if ours is None:
-            raise
-        raise ours from None  # e.g. the broker's error from the producer process, rather than Bytewax's wrapper
-    finally:
-        producer.close(flush=False)  # after a failure: stop it now
-        source.close()
-        if snapshots is not None:
-            snapshots.close()  # drains the writer threads, which use the store
-        if store is not None:
-            store.close()
-    summary = stats.summary()
-    summary["delayed_labels"] = _label_totals(stats)
-    summary["restored_keys"] = sorted(restored_keys)
-    summary["snapshot_refusals"] = refusals
-    summary["outputs_resent"] = producer.resent  # by a producer that replaced one whose state the cluster lost: duplicates where they had landed
-    summary["first_event_seconds"] = round(first_batch[0] - started, 3) if first_batch else None
-    summary["out"] = f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}"
-    if telemetry is not None:
-        telemetry.mark_finished(summary)
-    return summary
+    def recovered(self, learner: KeyedLearner) -> None:
+        self.kafka_source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True)
 
+    def stop(self) -> threading.Event | None:
+        return self.kafka_source.stop if self.handle_signals else None
 
-def _recovery(settings: Settings) -> RecoveryConfig | None:
-    directory = settings.recovery.dir
-    if directory is None:
-        return None
-    directory = private_directory(directory, "recovery directory")  # it holds pickles
-    lock_directory(directory, "recovery directory")  # two services on one directory would both process everything
-    if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, settings.recovery.partitions)
-    return RecoveryConfig(str(directory))
+    def summary(self, stats: RunStats) -> dict[str, Any]:
+        k = self.settings.kafka
+        return {
+            "delayed_labels": _label_totals(stats),
+            "restored_keys": sorted(self.restored_keys),
+            "snapshot_refusals": self.refusals,
+            "outputs_resent": self.producer.resent,  # by a producer that replaced one whose state the cluster lost: duplicates where they had landed
+            "first_event_seconds": round(self.first_batch - self.started, 3) if self.first_batch is not None else None,
+            "out": f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}",
+        }
 
 
 def _label_totals(stats: RunStats) -> dict[str, int] | None:

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,10 +22,9 @@ from connectors.files import JsonlSink
 from connectors.local_store import LocalSnapshotStore
 from connectors.outputs import ConsoleSink
 from connectors.private_dir import lock_directory, private_directory
-from connectors.snapshot_writer import BackgroundSnapshotSink
 from connectors.sources import parse_source
-from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
-from stream_learner.app.execution import execute
+from stream_learner.app.assembly import Profile, run_profile
+from stream_learner.app.dataflow import RunStats, Sinks
 from stream_learner.app.progress import Progress, render_stats
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
@@ -62,54 +62,85 @@ def run(options: RunOptions, println: Callable[[str], None] | None = None, sourc
 
     ``source`` replaces ``options.source`` (benchmarks and tests stream in-memory records).
     """
-    if options.workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    if options.max_events is not None and options.max_events < 0:
-        raise ConfigError("--max-events must not be negative")
-    out = Path(options.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
-    snapshot_dir = private_directory(options.snapshot_dir or out / "snapshots", "snapshot directory")
-    lock_directory(snapshot_dir, "snapshot directory")
-    store = LocalSnapshotStore(snapshot_dir, app=options.app, retain=options.retain)
-    signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
-    payloads, start = _latest_payloads(store, signing_key) if options.resume else ({}, 0)
+    return run_profile(EmbeddedProfile(options, println, source))
 
-    stats = RunStats(options.telemetry)
-    limit = None if options.max_events is None else start + options.max_events
-    if source is None:
-        source = parse_source(options.source, seed=options.seed, start=start, max_events=limit)
-    else:
-        source.start = start
-        source.max_events = limit if source.max_events is None else source.max_events
-    source.on_read = stats.add_read if not options.rate else _Throttle(stats.add_read, options.rate, source.stop)
-    if options.rate:
-        source.batch_size = max(1, min(source.batch_size, int(options.rate / 20)))
-    config = EngineConfig(**{**options.engine.__dict__, "source": source.name})
-    KeyedLearner("probe", config)  # fail fast on a bad model or detector, before any thread starts
 
-    progress = Progress(lambda: render_stats(stats.summary()), enabled=options.progress)
-    println = println or progress.println
-    append = options.resume  # a resumed run adds to the outputs of the runs before it
-    sinks = Sinks(
-        predictions=[JsonlSink(out / "predictions.jsonl", append=append)],
-        # a writer process for the predictions only: the others' records are few (see connectors.jsonl_writer)
-        metrics=[JsonlSink(out / "metrics.jsonl", process=False, append=append)] + ([ConsoleSink(println)] if options.console else []),
-        dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False, append=append)],
-        snapshots=[BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)],
-    )
-    # restored under this run's configuration (its source name goes into dead letters)
-    restored = {key: KeyedLearner.restore(payload, config) for key, payload in payloads.items()}
-    flow = build_dataflow(source, config, sinks, stats, restored=restored.get)
-    with progress:
-        execute(flow, epoch_seconds=options.epoch_seconds, workers=options.workers, stop=source.stop)
-    summary = stats.summary()
-    summary["out"] = str(out)
-    if options.telemetry is not None:
-        options.telemetry.mark_finished(summary)
-    return summary
+class EmbeddedProfile(Profile):
+    """The embedded run: a file, dataset or synthetic source, JSONL and console outputs, a local snapshot directory."""
+
+    def __init__(self, options: RunOptions, println: Callable[[str], None] | None, source: OffsetSource | None) -> None:
+        self.options = options
+        self.println = println
+        self.given_source = source
+        self.telemetry = options.telemetry
+        self.epoch_seconds = options.epoch_seconds
+        self.workers = options.workers
+        self.out = Path(options.out)
+        self.payloads: dict[str, bytes] = {}
+        self.start = 0
+        self.progress: Progress | None = None
+        self._source: OffsetSource
+
+    def open(self, stack: ExitStack) -> tuple[LocalSnapshotStore, bytes]:
+        options = self.options
+        if options.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if options.max_events is not None and options.max_events < 0:
+            raise ConfigError("--max-events must not be negative")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the output folder {self.out}: {exc.strerror or exc}") from None
+        snapshot_dir = private_directory(options.snapshot_dir or self.out / "snapshots", "snapshot directory")
+        lock_directory(snapshot_dir, "snapshot directory")
+        store = LocalSnapshotStore(snapshot_dir, app=options.app, retain=options.retain)
+        signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
+        if options.resume:
+            self.payloads, self.start = _latest_payloads(store, signing_key)
+        return store, signing_key
+
+    def source(self, stats: RunStats) -> OffsetSource:
+        options, start = self.options, self.start
+        limit = None if options.max_events is None else start + options.max_events
+        source = self.given_source
+        if source is None:
+            source = parse_source(options.source, seed=options.seed, start=start, max_events=limit)
+        else:
+            source.start = start
+            source.max_events = limit if source.max_events is None else source.max_events
+        source.on_read = stats.add_read if not options.rate else _Throttle(stats.add_read, options.rate, source.stop)
+        if options.rate:
+            source.batch_size = max(1, min(source.batch_size, int(options.rate / 20)))
+        self._source = source
+        return source
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(**{**self.options.engine.__dict__, "source": self._source.name})
+
+    def stop(self) -> threading.Event:
+        return self._source.stop
+
+    def sinks(self, stats: RunStats) -> Sinks:
+        options, out = self.options, self.out
+        self.progress = Progress(lambda: render_stats(stats.summary()), enabled=options.progress)
+        println = self.println or self.progress.println
+        append = options.resume  # a resumed run adds to the outputs of the runs before it
+        return Sinks(
+            predictions=[JsonlSink(out / "predictions.jsonl", append=append)],
+            # a writer process for the predictions only: the others' records are few (see connectors.jsonl_writer)
+            metrics=[JsonlSink(out / "metrics.jsonl", process=False, append=append)] + ([ConsoleSink(println)] if options.console else []),
+            dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False, append=append)],
+        )
+
+    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+        # restored under this run's configuration (its source name goes into dead letters)
+        return {key: KeyedLearner.restore(payload, config) for key, payload in self.payloads.items()}.get
+
+    def running(self) -> AbstractContextManager[Any]:
+        return self.progress or nullcontext()
+
+    def summary(self, stats: RunStats) -> dict[str, Any]:
+        return {"out": str(self.out)}
 
 
 class _Throttle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -72,7 +73,7 @@ def test_the_page_server_serves_only_its_own_files() -> None:
 
 def test_the_throttle_holds_reading_to_its_rate() -> None:
     seen: list[int] = []
-    throttle = _Throttle(seen.append, rate=2000)
+    throttle = _Throttle(seen.append, rate=2000, stop=threading.Event())
     started = time.monotonic()
     for _ in range(10):
         throttle(100)

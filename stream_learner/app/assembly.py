@@ -1,0 +1,148 @@
+"""One run, whatever its source: the steps every run takes, in their order, and what it holds open.
+
+A :class:`Profile` says what differs: the embedded run
+(:class:`~stream_learner.app.runner.EmbeddedProfile`: a file or synthetic
+source, JSONL and console sinks, a local snapshot directory) and the
+deployed one (:class:`~stream_learner.app.kafka_run.KafkaProfile`: Kafka in
+and out, Redis snapshots, Bytewax recovery). :func:`run_profile` takes the
+steps: open (options checked, the store and its signing key), stats,
+source, engine configuration (a probe learner fails fast on a bad model),
+sinks, dataflow, execution (SIGTERM/SIGINT finish the stream), summary.
+
+Everything a run opens goes on one :class:`~contextlib.ExitStack`: closed
+in reverse order, each one even when an earlier close raised; after the
+run failed, a close that fails too is logged, never reported instead of
+the run's own error (:func:`closing`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from types import TracebackType
+from typing import Any, Callable
+
+from bytewax.inputs import Source
+
+from connectors.snapshot_writer import BackgroundSnapshotSink
+from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+from stream_learner.app.execution import execute, our_error
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.snapshot import SnapshotStore
+
+logger = logging.getLogger(__name__)
+
+
+class Profile(ABC):
+    """What one kind of run brings to :func:`run_profile`, which calls these in the order they are listed."""
+
+    telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by the run (Prometheus, dashboard)
+    epoch_seconds: float = 10.0
+    workers: int = 1
+    addresses: Sequence[str] = ()
+    process_id: int = 0
+
+    @abstractmethod
+    def open(self, stack: ExitStack) -> tuple[SnapshotStore, bytes]:
+        """Check the options and open what comes before the run's clock starts (closed by ``stack``); the snapshot store and its signing key."""
+
+    @abstractmethod
+    def source(self, stats: RunStats) -> Source[Any]:
+        """The source, reporting its reads to ``stats``."""
+
+    @abstractmethod
+    def engine_config(self) -> EngineConfig:
+        """The engine configuration of this run (its source is known by now)."""
+
+    @abstractmethod
+    def sinks(self, stats: RunStats) -> Sinks:
+        """Where predictions, metrics and dead letters go (snapshots go to the store)."""
+
+    @abstractmethod
+    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+        """For a model key, the learner resumed from its snapshot, or ``None`` to start it afresh."""
+
+    def recovered(self, learner: KeyedLearner) -> None:
+        """Sees each learner Bytewax's recovery state restored."""
+
+    def recovery(self) -> Any:
+        """The Bytewax ``RecoveryConfig`` of the run, or ``None``."""
+        return None
+
+    @abstractmethod
+    def stop(self) -> threading.Event | None:
+        """The source's stop event, which SIGTERM and SIGINT set to finish the stream (``None``: leave the signals alone)."""
+
+    def running(self) -> AbstractContextManager[Any]:
+        """Entered while the dataflow runs (a progress display)."""
+        return nullcontext()
+
+    @abstractmethod
+    def summary(self, stats: RunStats) -> dict[str, Any]:
+        """What this kind of run adds to the summary, after the run's resources are closed."""
+
+
+def run_profile(profile: Profile) -> dict[str, Any]:
+    """Run to the end of the source; return the summary.
+
+    An error of ours that Bytewax wrapped is raised as itself.
+    """
+    try:
+        with ExitStack() as stack:
+            store, signing_key = profile.open(stack)
+            stats = RunStats(profile.telemetry)
+            source = profile.source(stats)
+            config = profile.engine_config()
+            KeyedLearner("probe", config)  # fail fast on a bad model or detector, before the dataflow starts
+            sinks = profile.sinks(stats)
+            snapshots = BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)
+            closing(stack, snapshots.close, "the snapshot writer")  # drains the writer threads, which use the store
+            sinks.snapshots = [snapshots]
+            recovery = profile.recovery()
+            restored = profile.restored(config)
+            flow = build_dataflow(source, config, sinks, stats, restored=restored, recovered=profile.recovered, recoverable=recovery is not None)
+            with profile.running():
+                execute(
+                    flow,
+                    epoch_seconds=profile.epoch_seconds,
+                    workers=profile.workers,
+                    addresses=profile.addresses,
+                    process_id=profile.process_id,
+                    recovery_config=recovery,
+                    stop=profile.stop(),
+                )
+    except Exception as exc:
+        ours = our_error(exc)
+        if ours is None:
+            raise
+        raise ours from None  # e.g. the broker's error from the producer process, rather than Bytewax's wrapper
+    summary = stats.summary()
+    summary.update(profile.summary(stats))
+    if profile.telemetry is not None:
+        profile.telemetry.mark_finished(summary)
+    return summary
+
+
+def closing(stack: ExitStack, close: Callable[[], object], what: str) -> None:
+    """Have ``stack`` call ``close`` on its way out; a failed close after the run failed is logged, not raised.
+
+    >>> with ExitStack() as stack:
+    ...     closing(stack, lambda: print("first opened, closed last"), "first")
+    ...     closing(stack, lambda: print("second"), "second")
+    second
+    first opened, closed last
+    """
+
+    def exit_(exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        try:
+            close()
+        except Exception as error:
+            if exc is None:
+                raise
+            logger.error("%s could not be closed after the run failed: %s", what, error)
+        return False
+
+    stack.push(exit_)
