@@ -120,6 +120,7 @@ class SnapshotSettings(_Section):
     retain: int = Field(5, ge=1)
     signing_key: SecretStr | None = None
     resume: bool = True
+    outage_timeout_s: float = Field(600.0, gt=0)  # how long a model key's first event waits for Redis to load its snapshot
 
 
 class RecoverySettings(_Section):

@@ -15,7 +15,9 @@ Guarantees:
 * Redis snapshots serve other purposes: a *new* replica (no recovery
   state) starts each model from its latest valid snapshot, skipping the
   events that snapshot had already learned; other services load the
-  current model from Redis. When a recovery state exists it wins.
+  current model from Redis. When a recovery state exists it wins. A key
+  whose first event comes while Redis does not answer waits for its
+  snapshot (:class:`SnapshotLoader`), never starts afresh.
 * SIGTERM / SIGINT stop reading, finish the stream (final metrics and a
   final snapshot of every model) and drain the snapshot writer.
 """
@@ -28,6 +30,7 @@ import time
 from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
+import redis
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
@@ -38,9 +41,9 @@ from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.dataflow import RunStats, Sinks
 from stream_learner.engine import EngineConfig, KeyedLearner
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.settings import Settings
-from stream_learner.snapshot import load_latest_valid
+from stream_learner.snapshot import SnapshotHeader, load_latest_valid
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +210,10 @@ class KafkaProfile(Profile):
     def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
         if not self.settings.snapshot.resume:
             return lambda model_key: None
+        loader = SnapshotLoader(self.store, self.signing_key, self.settings.snapshot.outage_timeout_s)
 
         def restored(model_key: str) -> KeyedLearner | None:
-            found = load_latest_valid(self.store, model_key, self.signing_key)
+            found = loader.load(model_key)
             if found is None:
                 return None
             header, payload, refused = found
@@ -239,6 +243,56 @@ class KafkaProfile(Profile):
             "first_event_seconds": round(self.first_batch - self.started, 3) if self.first_batch is not None else None,
             "out": f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}",
         }
+
+
+class SnapshotLoader:
+    """Loads model keys' latest valid snapshots, waiting out a Redis that does not answer.
+
+    A key whose snapshot cannot be read may have one: starting it afresh
+    would learn its stream again from nothing. So the load is tried again
+    every ``retry_s`` until Redis answers, with one warning line when an
+    outage starts and one when Redis answers again (as the snapshot writer
+    says them), and after ``timeout_s`` it raises :class:`SnapshotError`.
+    Thread-safe: the dataflow's workers share one loader.
+    """
+
+    def __init__(self, store: RedisSnapshotStore, signing_key: bytes, timeout_s: float, retry_s: float = 1.0) -> None:
+        self.store = store
+        self.signing_key = signing_key
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self._lock = threading.Lock()
+        self._failing = 0  # failed loads since Redis last answered
+
+    def load(self, model_key: str) -> tuple[SnapshotHeader, bytes, list[str]] | None:
+        """:func:`~stream_learner.snapshot.load_latest_valid` of ``model_key``, once Redis answers."""
+        give_up_at = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                found = load_latest_valid(self.store, model_key, self.signing_key)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:  # unreachable, timed out, loading its data
+                self._failed(model_key, exc)
+                left = give_up_at - time.monotonic()
+                if left <= 0:
+                    raise SnapshotError(
+                        f"cannot load the snapshot of model key {model_key!r}: Redis has not answered for {self.timeout_s:g} s (snapshot.outage_timeout_s): {exc}"
+                    ) from None
+                time.sleep(min(self.retry_s, left))
+                continue
+            with self._lock:
+                failed, self._failing = self._failing, 0
+            if failed:
+                logger.warning("snapshot store answers again, after %d failed loads", failed)
+            return found
+
+    def _failed(self, model_key: str, exc: Exception) -> None:
+        with self._lock:
+            self._failing += 1
+            first = self._failing == 1
+        if first:
+            logger.warning(
+                "snapshot of model key %r not loaded (%s): retrying for up to %g s (snapshot.outage_timeout_s) rather than start it afresh", model_key, exc, self.timeout_s
+            )
 
 
 def _label_totals(stats: RunStats) -> dict[str, int] | None:

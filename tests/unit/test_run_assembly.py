@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import socket
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from connectors.memory import MemorySource
+from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import closing, run_profile
 from stream_learner.app.execution import exception_chain, our_error
+from stream_learner.app.kafka_run import SnapshotLoader
 from stream_learner.app.runner import EmbeddedProfile, RunOptions
 from stream_learner.engine import EngineConfig
-from stream_learner.errors import SinkError, StreamLearnerError
+from stream_learner.errors import SinkError, SnapshotError, StreamLearnerError
 from stream_learner.learners.base import LearnerSpec
 
 
@@ -75,3 +78,17 @@ def test_the_chain_is_walked_once_through_a_cycle_cause_before_context() -> None
     ours = StreamLearnerError("ours")
     cause.__cause__ = ours
     assert list(exception_chain(outer)) == [outer, cause, ours] and our_error(outer) is ours
+
+
+def test_a_load_that_redis_never_answers_stops_with_one_line_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """A real client against a port where nothing listens: tried several times, said once, then one error line (never a fresh start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = RedisSnapshotStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1.0)
+    loader = SnapshotLoader(store, b"key", timeout_s=0.3, retry_s=0.05)
+    with pytest.raises(SnapshotError) as caught:
+        loader.load("a")
+    assert str(caught.value).startswith("cannot load the snapshot of model key 'a': Redis has not answered for 0.3 s (snapshot.outage_timeout_s): ")
+    lines = [r.getMessage() for r in caplog.records if r.name == "stream_learner.app.kafka_run"]
+    assert len(lines) == 1 and lines[0].startswith("snapshot of model key 'a' not loaded ("), lines
