@@ -199,7 +199,7 @@ class KeyedLearner:
         changes = self._changes
         schema = self.schema
         known_class, known_numeric = schema.classes.get, schema.numeric.issuperset
-        log_append = self.journal.log.append  # the journal starts a new log only after this loop
+        log_x, log_y = self.journal.xs.append, self.journal.ys.append  # Journal.record, inlined; a new log starts only after this loop
         observe = self.forgetting.observe
         append = predictions.rows.append
         with_proba = self.config.with_proba
@@ -268,7 +268,8 @@ class KeyedLearner:
                         self._roll_back()
                         out.dead_letters.append(self._model_error(event or events.event(event_id), exc, now))  # type: ignore[union-attr]
                         continue
-                    log_append((x, label))
+                    log_x(x)
+                    log_y(label)
                 if not known:
                     schema.learn(x, label)
             self.events += 1
@@ -431,7 +432,7 @@ class KeyedLearner:
                 self._roll_back()
                 out.dead_letters.append(self._model_error(event, exc, now))
                 return
-            self.journal.log.append((x, record.label))
+            self.journal.record(x, record.label)
         self.schema.learn(x, record.label)
         self._score(record.label, y_pred, out, now)
 
@@ -487,7 +488,7 @@ class KeyedLearner:
             self._roll_back()
             self._failed(f"the boundary of concept {concept}", exc)
             return
-        self.journal.log.append((None, concept))
+        self.journal.record(None, concept)
 
     def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}

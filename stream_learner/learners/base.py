@@ -102,8 +102,10 @@ def forkable(learner: Any) -> bool:
 class Journal:
     """Undo for a learner whose ``learn`` or ``on_boundary`` raised: a checkpoint and every step since.
 
-    The engine appends each step that succeeded to :attr:`log` (``(x, y)`` a
-    learned example, ``(None, concept)`` a boundary); :meth:`rollback`
+    The engine records each step that succeeded (:meth:`record`: ``x, y`` a
+    learned example, ``None, concept`` a boundary; two lists, not a list of
+    pairs, since a tuple per event made the garbage collector run more
+    often); :meth:`rollback`
     rebuilds the checkpoint and replays the log, which gives the learner as
     it was before the step that failed: exactly, for a deterministic learner
     (a river model with its seeded RNG; the torch learner, which carries its
@@ -120,12 +122,12 @@ class Journal:
     >>> learner = build_learner(spec)
     >>> journal = Journal(lambda: build_learner(spec))
     >>> for x, y in [({"x": 1.0}, True), ({"x": -1.0}, False)]:
-    ...     learner.learn(x, y); journal.log.append((x, y))
+    ...     learner.learn(x, y); journal.record(x, y)
     >>> before = learner.predict({"x": 1.0})
     >>> learner.model["LogisticRegression"].intercept = -50.0  # a learn that raised half-way
     >>> learner.predict({"x": 1.0}) == before
     False
-    >>> journal.checkpoint(journal.rollback()); journal.log
+    >>> journal.checkpoint(journal.rollback()); journal.xs
     []
     >>> journal.rollback().predict({"x": 1.0}) == before
     True
@@ -138,7 +140,8 @@ class Journal:
     def __init__(self, origin: Callable[[], Learner]) -> None:
         self._origin = origin
         self._forked: ForkedPickle | None = None
-        self.log: list[tuple[Any, Any]] = []
+        self.xs: list[Any] = []
+        self.ys: list[Any] = []
         self._taken = time.perf_counter()
 
     @classmethod
@@ -147,9 +150,14 @@ class Journal:
         pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
         return cls(lambda: pickle.loads(pickled))
 
+    def record(self, x: Any, y: Any) -> None:
+        """One step that succeeded: ``learn(x, y)``, or ``on_boundary(y)`` when ``x`` is ``None``."""
+        self.xs.append(x)
+        self.ys.append(y)
+
     def due(self) -> bool:
         """Whether the engine should take a new checkpoint now."""
-        steps = len(self.log)
+        steps = len(self.xs)
         return steps >= self.MAX_LOG or (steps >= self.MIN_LOG and time.perf_counter() - self._taken >= self.CHECKPOINT_SECONDS)
 
     def settle(self) -> None:
@@ -169,13 +177,13 @@ class Journal:
         else:
             pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
             self._origin = lambda: pickle.loads(pickled)
-        self.log = []
+        self.xs, self.ys = [], []
         self._taken = time.perf_counter()
 
     def rollback(self) -> Learner:
         """A new learner: the checkpoint with the logged steps replayed."""
         learner = self._origin()
-        for x, y in self.log:
+        for x, y in zip(self.xs, self.ys):
             if x is None:
                 learner.on_boundary(y)
             else:
