@@ -8,6 +8,9 @@ file keeping the snapshot).
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,9 +18,10 @@ from typing import Any
 
 import orjson
 import pytest
-from test_kafka_e2e import ENGINE, produce_all, read_topic, settings_for
+from test_kafka_e2e import ENGINE, SIGNING_KEY, produce_all, read_topic, settings_for
 from test_store_faults import RedisServer, own_redis  # noqa: F401 - the fixture
 
+from connectors.kafka import ensure_topics
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.snapshot import read_header
@@ -84,3 +88,46 @@ def test_a_new_key_during_a_redis_outage_resumes_from_its_snapshot_once_redis_is
     store = RedisSnapshotStore.from_url(own_redis.url, app=settings.app)
     assert read_header(store.load_latest("a")[1]).events_seen == 800  # the final snapshot
     store.close()
+
+
+def test_a_new_key_while_redis_stays_down_stops_the_service_with_one_line_and_a_restart_predicts_its_events(
+    kafka_bootstrap: str, own_redis: RedisServer, unique: str, tmp_path: Path  # noqa: F811
+) -> None:
+    settings = settings_for(kafka_bootstrap, own_redis.url, unique, topic_partitions=1, group_id=f"group-{unique}", start="committed", idle_timeout_s=8.0)
+    k = settings.kafka
+    ensure_topics(k.client_config(), [k.input_topic, k.predictions_topic, k.metrics_topic, k.dead_letter_topic], partitions=1)
+    produce_all(settings, _events("b", 10))
+    command = [
+        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+        "--bootstrap-servers", kafka_bootstrap, "--app", settings.app, "--redis-url", own_redis.url,
+        "--input-topic", k.input_topic, "--predictions-topic", k.predictions_topic, "--metrics-topic", k.metrics_topic,
+        "--dead-letter-topic", k.dead_letter_topic, "--group-id", k.group_id or "", "--start", "committed",
+        "--stop-when-idle", "8", "--snapshot-seconds", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY, "STREAM_LEARNER_SNAPSHOT__OUTAGE_TIMEOUT_S": "3"}
+    with (tmp_path / "service.log").open("wb") as log:
+        service = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_topic(kafka_bootstrap, k.predictions_topic)) < 10:  # the service reads: b's predictions
+            assert service.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
+        own_redis.stop()
+        produce_all(settings, _events("a", 100))
+        out, _ = service.communicate(timeout=120)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate(timeout=10)
+    stderr = (tmp_path / "service.log").read_text().splitlines()
+    assert (service.returncode, out) == (2, b""), stderr
+    assert len(stderr) == 2, stderr  # the outage's warning, then the error
+    assert "snapshot of model key 'a' not loaded" in stderr[0]
+    assert stderr[1].startswith("stream-learner: error: cannot load the snapshot of model key 'a': Redis has not answered for 3 s (snapshot.outage_timeout_s): ")
+    assert [p for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"] == []  # not started from zero
+
+    own_redis.start()
+    summary = run_kafka(settings, ENGINE, handle_signals=False)  # restarted: from the committed offsets
+    predictions = read_topic(kafka_bootstrap, k.predictions_topic)
+    a_ids = [p["id"] for p in predictions if p["key"] == "a"]
+    assert sorted(a_ids) == sorted(f"a-{i}" for i in range(100))  # every event of a predicted, once
+    assert summary["predictions"] == summary["events"] >= 100
