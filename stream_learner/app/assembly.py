@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Callable
 
 from bytewax.inputs import Source
+from bytewax.recovery import RecoveryConfig
 
 from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
@@ -61,16 +62,16 @@ class Profile(ABC):
     def sinks(self, stats: RunStats) -> Sinks:
         """Where predictions, metrics and dead letters go (snapshots go to the store)."""
 
+    def recovery(self) -> RecoveryConfig | None:
+        """Where Bytewax keeps the run's recovery state, if anywhere."""
+        return None
+
     @abstractmethod
     def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
         """For a model key, the learner resumed from its snapshot, or ``None`` to start it afresh."""
 
     def recovered(self, learner: KeyedLearner) -> None:
-        """Sees each learner Bytewax's recovery state restored."""
-
-    def recovery(self) -> Any:
-        """The Bytewax ``RecoveryConfig`` of the run, or ``None``."""
-        return None
+        """Sees each learner Bytewax's recovery state restored (called from the dataflow)."""
 
     @abstractmethod
     def stop(self) -> threading.Event | None:
