@@ -6,47 +6,11 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import sys
 import traceback
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """Wrong arguments give one readable line, not usage plus a traceback."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
-def _byte_count(text: str) -> int:
-    value = _positive_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected at least 1 byte")
-    return value
-
-
-def seconds_argument(text: str) -> float:
-    """An argparse type: a finite, non-negative number (seconds, or a rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
-    return value
+from stream_learner.app.args import EXIT_USAGE, Parser, byte_count, non_negative_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,9 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     from stream_learner.events import MAX_RECORD_BYTES
     from stream_learner.learners.river import PRESETS
 
-    parser = _Parser(prog="stream-learner", description="Continual / online learning over event streams.")
+    parser = Parser(prog="stream-learner", description="Continual / online learning over event streams.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr (kafka-python's records from INFO up: its debug records hold passwords), and show an error's whole trace, Bytewax's Rust panic reports included")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
     run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL), river:DATASET, or kafka (see the Kafka flags) (default: %(default)s)")
@@ -66,20 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy-param", action="append", default=[], metavar="K=V", help="a strategy parameter (value parsed as JSON when it can be, else a string); repeat for more; NAME.K=V targets one strategy of a combination")
     run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
     run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
-    run.add_argument("--new-label-gap", type=_positive_int, default=0, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
-    run.add_argument("--max-events", type=_positive_int, default=None, metavar="N", help="stop after N events")
-    run.add_argument("--max-record-bytes", type=_byte_count, default=MAX_RECORD_BYTES, metavar="N", help="the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: %(default)s, 1 MiB)")
+    run.add_argument("--new-label-gap", type=non_negative_int, default=0, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
+    run.add_argument("--max-events", type=non_negative_int, default=None, metavar="N", help="stop after N events")
+    run.add_argument("--max-record-bytes", type=byte_count, default=MAX_RECORD_BYTES, metavar="N", help="the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: %(default)s, 1 MiB)")
     run.add_argument("--seed", type=int, default=42, help="seed of synthetic streams and seeded models (default: %(default)s)")
     run.add_argument("--out", default="out", metavar="DIR", help="predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: %(default)s)")
     run.add_argument("--snapshot-dir", default=None, metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
     run.add_argument("--resume", action="store_true", help="resume every model from its latest snapshot, and the source from where they stopped")
-    run.add_argument("--workers", type=_positive_int, default=1, help="Bytewax worker threads (default: %(default)s)")
-    run.add_argument("--window", type=_positive_int, default=1000, help="sliding accuracy window (default: %(default)s)")
-    run.add_argument("--metrics-every", type=_positive_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
-    run.add_argument("--snapshot-every", type=_positive_int, default=0, metavar="N", help="also snapshot every N events (default: 0, by time only: --snapshot-seconds)")
+    run.add_argument("--workers", type=non_negative_int, default=1, help="Bytewax worker threads (default: %(default)s)")
+    run.add_argument("--window", type=non_negative_int, default=1000, help="sliding accuracy window (default: %(default)s)")
+    run.add_argument("--metrics-every", type=non_negative_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
+    run.add_argument("--snapshot-every", type=non_negative_int, default=0, metavar="N", help="also snapshot every N events (default: 0, by time only: --snapshot-seconds)")
     run.add_argument("--no-proba", action="store_true", help="leave class probabilities out of predictions")
-    run.add_argument("--forgetting-every", type=_positive_int, default=10_000, metavar="N", help="evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: %(default)s)")
-    run.add_argument("--forgetting-sample", type=_positive_int, default=100, metavar="N", help="labelled events sampled per concept for the forgetting metrics (default: %(default)s)")
+    run.add_argument("--forgetting-every", type=non_negative_int, default=10_000, metavar="N", help="evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: %(default)s)")
+    run.add_argument("--forgetting-sample", type=non_negative_int, default=100, metavar="N", help="labelled events sampled per concept for the forgetting metrics (default: %(default)s)")
     run.add_argument("--holdout", action="store_true", help="keep the sampled events out of training (default: they are learned too, test-then-train)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
     run.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
@@ -96,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_run_arguments(run)
     dashboard.add_parser(commands)
     bench = commands.add_parser("bench", help="offline, seeded benchmarks", description="Offline, seeded benchmarks (see benchmarks/README.md).")
-    benches = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
     try:
         from benchmarks.forgetting import add_arguments as add_forgetting_arguments
     except ModuleNotFoundError as exc:  # an install without the checkout's benchmarks/: any arguments get the line that says so

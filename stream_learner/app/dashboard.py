@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_learner.app.cli import seconds_argument
+from stream_learner.app.args import seconds_argument
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -325,7 +325,7 @@ _FLAGS: dict[str, tuple[str, ...]] = {
 
 def add_arguments(run: Any) -> None:
     """Add the Kafka deployment flags to the ``run`` parser (used with ``--source kafka``)."""
-    from stream_learner.app.cli import seconds_argument
+    from stream_learner.app.args import seconds_argument
 
     group = run.add_argument_group(
         "Kafka deployment (--source kafka)",
