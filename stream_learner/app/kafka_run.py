@@ -40,37 +40,13 @@ from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.dataflow import RunStats, Sinks
+from stream_learner.app.stores import open_store, signing_key
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.settings import Settings
 from stream_learner.snapshot import SnapshotHeader, load_latest_valid
 
 logger = logging.getLogger(__name__)
-
-def signing_key(settings: Settings) -> bytes:
-    """The snapshot HMAC key, ``snapshot.signing_key`` (one-line error when missing)."""
-    key = settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key is not None else b""
-    if not key:
-        raise ConfigError("snapshots need a signing key: set STREAM_LEARNER_SNAPSHOT__SIGNING_KEY (or snapshot.signing_key in the config file)")
-    return key
-
-
-def open_store(settings: Settings) -> RedisSnapshotStore:
-    """The Redis snapshot store the settings name (reachable, or a one-line error)."""
-    r = settings.redis
-    store = RedisSnapshotStore.from_url(
-        r.url.get_secret_value(),
-        app=settings.app,
-        retain=settings.snapshot.retain,
-        password=r.password.get_secret_value() if r.password else None,
-        ssl_ca_certs=r.ssl_ca_certs,
-        ssl_certfile=r.ssl_certfile,
-        ssl_keyfile=r.ssl_keyfile,
-        socket_timeout=r.socket_timeout_s,
-    )
-    store.ping()
-    return store
-
 
 def engine_config(settings: Settings, engine: EngineConfig) -> EngineConfig:
     """The engine configuration of a Kafka run: snapshot cadence and label window from the settings."""

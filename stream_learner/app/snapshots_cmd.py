@@ -51,6 +51,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
+    from stream_learner.app.stores import configured_signing_key, open_store
     from stream_learner.settings import load_settings
 
     overrides: dict[str, Any] = {}
@@ -59,14 +60,12 @@ def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
     if args.app:
         overrides["app"] = args.app
     settings = load_settings(args.config, overrides)
-    key = settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key else None
+    key = configured_signing_key(settings)
     if args.dir:
         from connectors.local_store import LocalSnapshotStore
 
         local = LocalSnapshotStore(args.dir, app=settings.app, retain=settings.snapshot.retain)
         return local, key or local.signing_key(create=False)
-    from stream_learner.app.kafka_run import open_store
-
     return open_store(settings), key
 
 
