@@ -36,7 +36,8 @@ from connectors.synthetic import SyntheticSource
 from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
 from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig
-from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
 
 
 def sea_events(n: int, seed: int = 42) -> list[tuple[dict[str, Any], Any]]:

@@ -37,7 +37,8 @@ import torch
 
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import Event
-from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
 
 BATCH = 10
 BOUNDARY_EVERY = 600

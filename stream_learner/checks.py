@@ -37,7 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stream_learner.learners.base import Learner, LearnerSpec, build_learner
+from stream_learner.learners.base import Learner, LearnerSpec
+from stream_learner.learners.factory import build_learner
 from stream_learner.learners.strategy import GROUP, available, load_class
 
 __all__ = ["MODELS", "Check", "CheckFailed", "check_strategy", "list_checks"]

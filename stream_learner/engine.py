@@ -31,7 +31,8 @@ from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, DeadLetterReason, Event, EventBatch, EventRow, Origin, dead_letter
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.forked_pickle import ForkedPickle
-from stream_learner.learners.base import Journal, Learner, LearnerSpec, build_learner, forkable
+from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
+from stream_learner.learners.factory import build_learner
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.schema import Schema

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
-from stream_learner.errors import ConfigError, parse_json_object
+from stream_learner.errors import parse_json_object
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 
 Task = Literal["classification", "regression"]
@@ -67,33 +67,6 @@ class LearnerSpec:
         return cls(model=model, params=params, seed=seed, strategy=strategy, strategy_params=dict(strategy_params or {}))
 
 
-def build_learner(spec: LearnerSpec) -> Learner:
-    """Build the learner a spec names.
-
-    ``torch:NAME`` specs build a torch learner (torch is imported only then);
-    a ``strategy`` is loaded through the ``stream_learner.strategies`` entry points.
-
-    >>> build_learner(LearnerSpec("logreg")).family
-    'river'
-    """
-    if spec.strategy_params and not spec.strategy:
-        raise ConfigError("strategy parameters were given without a strategy (--strategy NAME)")
-    if spec.model.startswith("torch:"):
-        from stream_learner.learners.torch import build_torch_learner
-
-        return build_torch_learner(spec)
-    from stream_learner.learners.river import RiverLearner, build_river_learner
-
-    learner = build_river_learner(spec)
-    if spec.strategy:
-        from stream_learner.learners.strategy import RiverStrategyLearner, load_strategies
-
-        strategies = load_strategies(spec.strategy, spec.strategy_params, "river")
-        return RiverStrategyLearner(learner.model, strategies, RiverLearner)
-    return learner
-
-
-
 def forkable(learner: Any) -> bool:
     """Whether ``learner`` may be pickled in a forked child (:mod:`stream_learner.forked_pickle`): the platform allows it and the model is not on a GPU."""
     return CAN_FORK and getattr(getattr(learner, "device", None), "type", "cpu") == "cpu"
@@ -118,6 +91,7 @@ class Journal:
     costs a few milliseconds, so a key forks at most once a second and once
     per ``MIN_LOG`` steps; the log holds at most ``MAX_LOG`` steps.
 
+    >>> from stream_learner.learners.factory import build_learner
     >>> spec = LearnerSpec("logreg")
     >>> learner = build_learner(spec)
     >>> journal = Journal(lambda: build_learner(spec))

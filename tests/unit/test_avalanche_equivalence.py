@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from strategies._avalanche import _template_module, quietly, window_dataset
-from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
 from stream_learner.learners.torch import MLP, TorchLearner
 
 B, N, CLASSES, INPUTS, HIDDEN, LR, SEED = 32, 64, 3, 4, 16, 0.1, 0

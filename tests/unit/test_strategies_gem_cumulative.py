@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from stream_learner.errors import ConfigError
-from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
 from stream_learner.learners.strategy import TrainStep
 
 

@@ -91,7 +91,8 @@ def test_agem_resume_continues_as_the_uninterrupted_plugin(drawn: int) -> None:
 
 
 def _lamaml_learner() -> object:
-    from stream_learner.learners.base import LearnerSpec, build_learner
+    from stream_learner.learners.base import LearnerSpec
+    from stream_learner.learners.factory import build_learner
 
     spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=4, strategy="lamaml", strategy_params={"max_buffer_size": 12, "buffer_mb_size": 5})
     return build_learner(spec)

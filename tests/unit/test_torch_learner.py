@@ -13,7 +13,8 @@ import torch
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.events import Event
-from stream_learner.learners.base import LearnerSpec, build_learner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
 from stream_learner.learners.torch import PRESETS, FeatureEncoder, TorchLearner, output_layer, resolve_device
 
 
@@ -151,7 +152,7 @@ def test_too_many_classes_become_dead_letters_in_the_engine() -> None:
 
 
 def test_river_models_do_not_import_torch() -> None:
-    script = "import sys\nfrom stream_learner.learners.base import LearnerSpec, build_learner\nbuild_learner(LearnerSpec('logreg'))\nimport stream_learner.engine\nassert 'torch' not in sys.modules, 'torch imported'\nassert 'avalanche' not in sys.modules\n"
+    script = "import sys\nfrom stream_learner.learners.base import LearnerSpec\nfrom stream_learner.learners.factory import build_learner\nbuild_learner(LearnerSpec('logreg'))\nimport stream_learner.engine\nassert 'torch' not in sys.modules, 'torch imported'\nassert 'avalanche' not in sys.modules\n"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
