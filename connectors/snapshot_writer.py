@@ -25,8 +25,7 @@ from typing import Callable
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from stream_learner.engine import Snapshot
-from stream_learner.snapshot import SnapshotStore, seal
+from stream_learner.snapshot import Snapshot, SnapshotStore, seal
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,7 @@ from stream_learner.learners.factory import build_learner
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.schema import Schema
+from stream_learner.snapshot import Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -102,32 +103,6 @@ class StepOutput:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     snapshot: Snapshot | None = None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A learner's pickled state and the bookkeeping that goes in its envelope.
-
-    ``pickled`` is the bytes, or a :class:`~stream_learner.forked_pickle.ForkedPickle`
-    still being made; :attr:`payload` waits for it.
-    """
-
-    key: str
-    learner_kind: str
-    strategy: str
-    events_seen: int
-    source_offsets: dict[int, int]
-    pickled: bytes | ForkedPickle
-
-    @property
-    def payload(self) -> bytes:
-        pickled = self.pickled
-        return pickled if isinstance(pickled, bytes) else pickled.result()
-
-    def discard(self) -> None:
-        """Nobody will read this snapshot (a newer one replaced it)."""
-        if not isinstance(self.pickled, bytes):
-            self.pickled.discard()
 
 
 class KeyedLearner:

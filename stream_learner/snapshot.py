@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from stream_learner.errors import SnapshotError
+from stream_learner.forked_pickle import ForkedPickle
 
 FORMAT_VERSION = 1
 MAGIC = b"SLSNAP"
@@ -46,6 +47,32 @@ class SnapshotHeader:
     created_at: float
     checksum: str
     signature: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A learner's pickled state and the bookkeeping that goes in its envelope.
+
+    ``pickled`` is the bytes, or a :class:`~stream_learner.forked_pickle.ForkedPickle`
+    still being made; :attr:`payload` waits for it.
+    """
+
+    key: str
+    learner_kind: str
+    strategy: str
+    events_seen: int
+    source_offsets: dict[int, int]
+    pickled: bytes | ForkedPickle
+
+    @property
+    def payload(self) -> bytes:
+        pickled = self.pickled
+        return pickled if isinstance(pickled, bytes) else pickled.result()
+
+    def discard(self) -> None:
+        """Nobody will read this snapshot (a newer one replaced it)."""
+        if not isinstance(self.pickled, bytes):
+            self.pickled.discard()
 
 
 def seal(

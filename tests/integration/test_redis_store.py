@@ -10,9 +10,8 @@ import pytest
 
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
-from stream_learner.engine import Snapshot
 from stream_learner.errors import SnapshotError
-from stream_learner.snapshot import SnapshotStore, load_latest_valid, open_envelope, seal
+from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, seal
 
 pytestmark = pytest.mark.integration
 

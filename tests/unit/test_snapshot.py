@@ -8,9 +8,8 @@ import pytest
 
 from connectors.local_store import LocalSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
-from stream_learner.engine import Snapshot
 from stream_learner.errors import SnapshotError
-from stream_learner.snapshot import load_latest_valid, open_envelope, read_header, seal
+from stream_learner.snapshot import Snapshot, load_latest_valid, open_envelope, read_header, seal
 
 KEY = b"secret"
 
