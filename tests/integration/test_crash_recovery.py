@@ -215,7 +215,7 @@ def _during_the_final_flush(crash: _Crash) -> None:
 KILL_POINTS = (_before_the_first_epoch, _mid_stream, _during_a_snapshot_write, _right_after_a_snapshot, _during_the_final_flush)
 MODELS = {
     "hoeffding_tree": ("--model", "hoeffding_tree"),
-    "torch:mlp+replay": ("--model", "torch:mlp", "--model-params", '{"hidden": [16], "batch_size": 10}', "--strategy", "replay"),
+    "torch:mlp+ewc": ("--model", "torch:mlp", "--model-params", '{"hidden": [16], "batch_size": 10}', "--strategy", "ewc"),
 }
 
 
