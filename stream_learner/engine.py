@@ -156,6 +156,10 @@ class KeyedLearner:
                 self.schema.learn_features(x)
             for y in self.forgetting.sample_labels():
                 self.schema.learn_label(y)
+        monitor = self.monitor
+        if monitor is not None and not hasattr(monitor, "params"):  # a snapshot of an earlier version: reset builds from these
+            config = self.config
+            monitor.params = DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed).params
         self.failures = state.get("failures", 0)
         self._changes = 0
         self.journal = Journal.at(self.learner)
