@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 	$(BIN)/stream-learner run $(ARGS)
 
 test: $(VENV)/.installed-dev browser-deps
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev

@@ -178,7 +178,7 @@ def run_avalanche(scenario: Scenario, strategy: str, params: dict[str, Any], see
     seconds = 0.0
     for experience in experiences:
         started = time.perf_counter()
-        quietly(lambda: template.train(experience, eval_streams=[], shuffle=shuffle))
+        quietly(lambda experience=experience: template.train(experience, eval_streams=[], shuffle=shuffle))
         seconds += time.perf_counter() - started
         matrix.append(_evaluate(model, tests, scenario.task_aware))
     events = sum(len(t.y_train) for t in tasks)

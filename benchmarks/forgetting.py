@@ -185,10 +185,10 @@ def _warm_up() -> None:
     if _warm:
         return
     _warm.append(True)
+    from strategies._avalanche import _template_module
     from stream_learner.engine import EngineConfig, KeyedLearner
     from stream_learner.events import Event
     from stream_learner.learners.base import LearnerSpec
-    from strategies._avalanche import _template_module
 
     _template_module()
     spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 2, "threads": 1}, seed=0, strategy="naive")

@@ -53,8 +53,8 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
-from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.jsonl_writer import widen_pipe
+from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.kafka_producer import CONTEXT, OUTAGE_TIMEOUT_S, ChildHandle, OutageWatch, exit_with_parent, servers_of
 from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError
 

@@ -43,9 +43,9 @@ from typing import Any
 
 import torch
 
-from stream_learner.errors import ConfigError
 from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, window_dataset
 from strategies._changepoint import Rewinding
+from stream_learner.errors import ConfigError
 
 
 @contextmanager

@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from stream_learner.errors import ConfigError, StrategyLoadError
 from strategies._avalanche import AvalancheStrategy, _template_module, pack, quietly, unpack
+from stream_learner.errors import ConfigError, StrategyLoadError
 
 _PLAIN = (int, float, str, bool, type(None))
 

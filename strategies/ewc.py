@@ -28,9 +28,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from stream_learner.errors import ConfigError
 from strategies._avalanche import AvalancheStrategy, pack, quietly, unpack
 from strategies._changepoint import Rewinding
+from stream_learner.errors import ConfigError
 
 
 class EWC(Rewinding, AvalancheStrategy):

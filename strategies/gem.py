@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_learner.errors import ConfigError
 from strategies._avalanche import AvalancheStrategy, quietly
+from stream_learner.errors import ConfigError
 
 
 class GEM(AvalancheStrategy):

@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 
-from stream_learner.errors import ConfigError
-from stream_learner.learners.strategy import TorchStrategy, TrainStep
 from strategies._avalanche import (
     begin_experience,
     dataset_tensors,
@@ -34,6 +32,8 @@ from strategies._avalanche import (
     window_dataset,
     without_evaluation,
 )
+from stream_learner.errors import ConfigError
+from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 
 @lru_cache(maxsize=1)

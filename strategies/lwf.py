@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import nn
 
+from strategies._avalanche import AvalancheStrategy, quietly
 from stream_learner.errors import ConfigError
 from stream_learner.learners.torch import output_layer
-from strategies._avalanche import AvalancheStrategy, quietly
 
 
 class LwF(AvalancheStrategy):

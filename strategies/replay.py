@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
+from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, reservoir_weights, restore_reservoir, window_dataset
 from stream_learner.errors import ConfigError
 from stream_learner.learners.strategy import TrainStep
-from strategies._avalanche import AvalancheStrategy, dataset_tensors, quietly, reservoir_weights, restore_reservoir, window_dataset
 
 
 class Replay(AvalancheStrategy):

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import orjson

@@ -70,7 +70,7 @@ class Profile(ABC):
     def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
         """For a model key, the learner resumed from its snapshot, or ``None`` to start it afresh."""
 
-    def recovered(self, learner: KeyedLearner) -> None:
+    def recovered(self, learner: KeyedLearner) -> None:  # noqa: B027 (a hook a profile may leave as it is)
         """Sees each learner Bytewax's recovery state restored (called from the dataflow)."""
 
     @abstractmethod

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream_learner.checks import Check, list_checks
 from strategies.registry import available
+from stream_learner.checks import Check, list_checks
 
 CHECKS = [check for info in available() if info.families for check in list_checks(info.name)]
 

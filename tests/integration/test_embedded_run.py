@@ -8,8 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from river import metrics, tree
-from river import linear_model, preprocessing
+from river import linear_model, metrics, preprocessing, tree
 
 from connectors.synthetic import SyntheticSource
 from stream_learner.app.runner import RunOptions, run

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
-import bytewax.operators as op
 from bytewax.testing import TestingSink, run_main
 
 from connectors.kafka import KafkaSource, ensure_topics, make_producer

@@ -14,14 +14,13 @@ from pathlib import Path
 import orjson
 import pytest
 from sklearn.datasets import load_digits
+from test_kafka_e2e import SIGNING_KEY, last_metrics, produce_all, read_topic, settings_for
 
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.snapshot import load_latest_valid
-
-from test_kafka_e2e import SIGNING_KEY, last_metrics, produce_all, read_topic, settings_for
 
 pytestmark = pytest.mark.integration
 

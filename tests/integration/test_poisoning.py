@@ -21,6 +21,7 @@ import orjson
 import pytest
 from river import base
 from river.datasets import synth
+from test_kafka_e2e import produce_all, read_topic, settings_for
 
 from connectors.local_store import LocalSnapshotStore
 from stream_learner.app.kafka_run import run_kafka
@@ -28,7 +29,6 @@ from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.snapshot import load_latest_valid
-from test_kafka_e2e import produce_all, read_topic, settings_for
 
 pytestmark = pytest.mark.integration
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 import pytest
+from partitions import one_partition_per_key
+from test_kafka_e2e import read_topic
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
-from partitions import one_partition_per_key
-from test_kafka_e2e import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -21,13 +21,13 @@ from typing import Any, Callable
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from test_kafka_e2e import read_topic
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.local_store import LocalSnapshotStore
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.settings import load_settings
 from stream_learner.snapshot import load_latest_valid
-from test_kafka_e2e import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,7 @@ def test_live_tracker_agrees_with_the_offline_definitions() -> None:
     memory: dict[int, int] = {}
     matrix, ends, current = [], {}, 0
     for concept in range(3):
-        for step in range(4):
+        for _step in range(4):
             for _ in range(100):
                 x = rng.randrange(1000) + 1000 * concept
                 tracker.observe(concept, x, x % 2)

@@ -7,11 +7,11 @@ from importlib import metadata
 import pytest
 import torch
 
+from strategies.registry import available, table
 from stream_learner.errors import ConfigError, StrategyLoadError
 from stream_learner.learners import strategy as registry
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
-from strategies.registry import available, table
 
 BUILTINS = {"naive", "ewc", "replay", "lwf", "agem", "lamaml", "avalanche", "reset", "ensemble"}
 

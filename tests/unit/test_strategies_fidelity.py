@@ -7,9 +7,9 @@ import random
 
 import torch
 
+from strategies._avalanche import _template_module, quietly, window_dataset
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
-from strategies._avalanche import _template_module, quietly, window_dataset
 
 _template_module()  # Avalanche's first import, without its import-time warnings
 
