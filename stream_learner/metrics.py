@@ -51,10 +51,14 @@ class Prequential:
             return 0 if y_pred == y else 1
         return abs(y - y_pred) if y_pred is not None else math.inf
 
+    def record(self, error: float) -> None:
+        """Record the error of one labelled prediction (as :meth:`error` gives it)."""
+        self.pending.append(error)  # type: ignore[arg-type]
+
     def update(self, y: Any, y_pred: Any) -> float:
         """Record one labelled prediction; return its error."""
         error = self.error(y, y_pred)
-        self.pending.append(error)  # type: ignore[arg-type]
+        self.record(error)
         return error
 
     @property
