@@ -78,6 +78,31 @@ class Schema:
         self.numeric: set[Any] = set()
         self.categorical: set[Any] = set()
 
+    def fits(self, x: dict[Any, Any], y: Any) -> bool:
+        """A quick, sufficient test that ``x`` and ``y`` fit: ``False`` means :meth:`problem` has the last word.
+
+        The label a known class of its type (a regression model's: a number),
+        every feature a known numeric one, and no string among the values.
+
+        >>> schema = Schema("classification")
+        >>> schema.learn({"x": 1.0}, True)
+        >>> schema.fits({"x": 0.5}, True), schema.fits({"x": 0.5}, None), schema.fits({"x": 0.5}, 1), schema.fits({"y": 0.5}, None)
+        (True, True, False, False)
+        """
+        if y is not None:
+            if self.classifier:
+                if self.classes.get(y) is not type(y):
+                    return False
+            elif type(y) is not float and type(y) is not int:
+                return False
+        if not self.numeric.issuperset(x):
+            return False
+        try:
+            sum(x.values())  # raises on a string among the values
+        except (TypeError, OverflowError):
+            return False
+        return True
+
     def problem(self, x: dict[Any, Any], y: Any) -> str | None:
         """Why ``x`` or ``y`` contradicts this schema, in one line; ``None`` when they do not."""
         if y is not None:
