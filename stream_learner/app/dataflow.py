@@ -114,6 +114,7 @@ class RunStats:
                 "accuracy": accuracy,
                 "mae": sum(m["mae"] * m["labelled"] for m in mae) / sum(m["labelled"] for m in mae) if mae else None,
                 "drifts": sum(m["drifts"] for m in metrics),
+                "failures": sum(m.get("failures", 0) for m in metrics),  # model failures at boundaries and evaluations
                 "concepts": sum(m["concepts"] for m in metrics),
                 "forgetting": _forgetting_summary(metrics),
                 "keys": len(metrics),
