@@ -1,0 +1,79 @@
+"""The Python API: an Engine fed from Python behaves as the service's learner step, and run() is the embedded run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from river import datasets
+
+import stream_learner
+from stream_learner.errors import StreamLearnerError
+
+
+def test_pairs_get_the_predictions_of_an_embedded_run_of_the_same_stream(tmp_path: Path) -> None:
+    summary = stream_learner.run("river:phishing", model="hoeffding_tree", out=tmp_path)
+    served = [json.loads(line)["prediction"] for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    engine = stream_learner.Engine(model="hoeffding_tree")
+    fed = [o.record["prediction"] for o in engine.learn_many(datasets.Phishing()) if o.kind == "prediction"]
+    assert len(fed) == summary["events"] == len(served) == 1250
+    assert fed == served
+    assert engine.metrics()["accuracy"] == pytest.approx(summary["accuracy"])
+
+
+def test_dicts_are_validated_as_records_are_and_keyed() -> None:
+    engine = stream_learner.Engine(detector=None)
+    events = [
+        {"features": {"x": 1.0}, "label": True, "key": "a"},
+        {"features": {"x": 0.0}, "label": False, "key": "b"},
+        {"features": [1, 2], "label": True, "key": "c"},
+        {"label": True},  # no features
+        {"features": {"x": 1.0}, "label": {"nested": 1}},
+        {"features": {"x": 2.0}, "label": True, "key": "a", "id": "given"},
+        {"features": {"x": float("nan")}, "label": True},  # JSON has no NaN: the service could not receive it either
+    ]
+    outputs = list(engine.learn_many(events))
+    kinds = [o.kind for o in outputs]
+    assert kinds.count("prediction") == 4 and kinds.count("dead_letter") == 3
+    assert {o.record["reason"] for o in outputs if o.kind == "dead_letter"} == {"invalid_event"}
+    assert "finite number" in outputs[-1].record["error"]
+    assert sorted(engine.learners) == ["a", "b", "c", "default"]
+    assert engine.metrics("a")["labelled"] == 2 and engine.metrics("b")["labelled"] == 1
+    assert [o.record["id"] for o in outputs if o.kind == "prediction"] == ["python:0:0", "python:0:1", "python:0:2", "given"]
+
+
+def test_a_task_switch_is_one_drift_record_and_a_new_concept() -> None:
+    engine = stream_learner.Engine(detector=None)
+    events = [{"features": {"x": float(i % 2)}, "label": bool(i % 2), "task": i // 50} for i in range(100)]
+    outputs = list(engine.learn_many(events))
+    drifts = [o.record for o in outputs if o.kind == "drift"]
+    assert [(d["detector"], d["at_event"], d["concept"]) for d in drifts] == [("task", 50, 1)]
+    assert engine.metrics()["concepts"] == 2
+
+
+def test_learn_one_and_predict_one_are_river_like() -> None:
+    engine = stream_learner.Engine(model="hoeffding_tree", detector=None)
+    assert engine.predict_one({"x": 1.0}) is None  # nothing learned yet
+    for i in range(200):
+        engine.learn_one({"x": float(i % 2)}, bool(i % 2))
+    assert engine.metrics()["labelled"] == 200
+    assert engine.predict_one({"x": 1.0}) is True and engine.predict_one({"x": 0.0}) is False
+    assert engine.metrics()["events"] == 200  # predicting learned nothing
+    assert engine.predict_proba_one({"x": 1.0})[True] > 0.5
+    with pytest.raises(ValueError, match="features must be a dict"):
+        engine.learn_one([1.0], True)  # type: ignore[arg-type]
+
+
+def test_a_wrong_model_fails_when_the_engine_is_built() -> None:
+    with pytest.raises(StreamLearnerError):
+        stream_learner.Engine(model="no_such_model")
+    with pytest.raises(TypeError, match="no_such_option"):
+        stream_learner.Engine(no_such_option=1)
+
+
+def test_finish_gives_each_keys_final_metrics() -> None:
+    engine = stream_learner.Engine(detector=None)
+    list(engine.learn_many([({"x": 1.0}, True)] * 10, key="k"))
+    final = list(engine.finish())
+    assert [(o.kind, o.record["key"], o.record["labelled"]) for o in final] == [("metrics", "k", 10)]
