@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, Union
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from stream_learner.records import DeadLetterDict, DeadLetterReason, OriginDict
 
 DEFAULT_KEY = "default"
 
@@ -55,25 +57,6 @@ DEAD_LETTER_RAW_BYTES = 64 << 10
 """The most raw bytes a dead letter carries; JSON-escaped that is at most six times as many (far below a Kafka producer's 1 MB)."""
 MAX_ERROR_LENGTH = 500
 """The longest dead-letter ``error`` line (characters)."""
-
-DeadLetterReason = Literal[
-    "tombstone",  # a null record value (a Kafka tombstone)
-    "empty",  # a record of zero bytes
-    "too_large",  # a record over the size limit
-    "invalid_json",
-    "not_an_object",  # valid JSON, but not an object
-    "invalid_event",
-    "id_too_long",
-    "key_too_long",
-    "label_too_long",
-    "invalid_label_json",
-    "invalid_label",
-    "unjoinable_label",  # a delayed label in a run that joins none
-    "schema",  # contradicts what the key's model has learned
-    "model_error",
-]
-"""Why a record became a dead letter: a fixed set (also the ``reason`` label of the dead-letter metric)."""
-REASONS: tuple[str, ...] = get_args(DeadLetterReason)
 
 Label = Union[StrictBool, float, str]
 
@@ -120,9 +103,14 @@ class InputEvent(BaseModel):
     @field_validator("label", mode="before")
     @classmethod
     def _check_label(cls, value: Any) -> Any:
-        if value is not None and not _is_scalar(value):
-            raise ValueError(f"must be a finite number, a string, a boolean or null, not {value!r}")
-        return value
+        return _checked_label(value)
+
+
+def _checked_label(value: Any) -> Any:
+    """``value`` if it can be a label (a finite number, a string, a boolean or null), else a ``ValueError`` that says why."""
+    if value is not None and not _is_scalar(value):
+        raise ValueError(f"must be a finite number, a string, a boolean or null, not {value!r}")
+    return value
 
 
 def _is_scalar(value: Any) -> bool:
@@ -139,7 +127,10 @@ class DelayedLabel(BaseModel):
     id: str
     label: Any
 
-    _check_label = field_validator("label", mode="before")(InputEvent._check_label.__func__)
+    @field_validator("label", mode="before")
+    @classmethod
+    def _check_label(cls, value: Any) -> Any:
+        return _checked_label(value)
 
 
 class Prediction(BaseModel):
@@ -172,6 +163,17 @@ class ForgettingSummary(BaseModel):
     matrix: list[list[float | None]] = Field(default_factory=list)
 
 
+class DelayedLabelCounts(BaseModel):
+    """What a run's delayed-label window has received, joined, expired and holds (see :mod:`stream_learner.delayed`)."""
+
+    received: int
+    matched: int
+    expired: int
+    unmatched: int
+    waiting: int
+    pending: int
+
+
 class MetricsRecord(BaseModel):
     """Prequential metrics of one model key, published periodically."""
 
@@ -188,6 +190,8 @@ class MetricsRecord(BaseModel):
     drifts: int
     forgetting: ForgettingSummary = Field(default_factory=ForgettingSummary)
     ts: float
+    delayed_labels: DelayedLabelCounts | None = None  # only in a run that joins delayed labels
+    failures: int = 0  # model failures no event carries (a boundary, an evaluation); left out while 0
 
 
 class DriftRecord(BaseModel):
@@ -304,15 +308,15 @@ class EventBatch:
         return [Event(id_, self.key, x, y, None, self.partition, offset) for offset, (id_, x, y, _) in enumerate(self.rows(), start=self.first_offset)]
 
 
-def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_BYTES) -> Event | dict[str, Any]:
+def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_BYTES) -> Event | DeadLetterDict:
     """Decode one raw JSON record; never raises.
 
-    Returns an :class:`Event`, or a dead letter (a dict of the
-    :class:`DeadLetter` shape) whose ``reason`` is one of
+    Returns an :class:`Event`, or a dead letter (of the :class:`DeadLetter`
+    contract) whose ``reason`` is one of
     :data:`DeadLetterReason` and whose ``error`` says in one line what is wrong.
     """
     document = load_object(raw, max_bytes)
-    if type(document) is not dict:
+    if type(document) is not dict or raw is None:  # an object comes from bytes: the second test is for the type checker
         return refusal(raw, origin, max_bytes, "event")
     event = _plain_event(document, raw, origin)
     if event is None:
@@ -320,9 +324,7 @@ def decode_event(raw: bytes | None, origin: Origin, max_bytes: int = MAX_RECORD_
             parsed = InputEvent.model_validate(document)
         except ValidationError as exc:
             return dead_letter("invalid_event", _describe(exc), raw, origin)
-        features = parsed.features
-        if isinstance(features, list):
-            features = dict(enumerate(features))
+        features: dict[Any, Any] = dict(enumerate(parsed.features)) if isinstance(parsed.features, list) else parsed.features
         event = Event(
             id=parsed.id if parsed.id is not None else origin.event_id(),
             key=parsed.key or DEFAULT_KEY,
@@ -347,7 +349,7 @@ def load_object(raw: bytes | None, max_bytes: int) -> Any:
         return None
 
 
-def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> dict[str, Any]:
+def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> DeadLetterDict:
     """The dead letter of a record that holds no JSON object (``what`` words it): why, from the record again."""
     if raw is None:
         return dead_letter("tombstone", f"invalid {what}: a null record value (a tombstone)", b"", origin)
@@ -428,8 +430,8 @@ def _plain_event(document: dict[str, Any], raw: bytes, origin: Origin) -> Event 
 
 def dead_letter(
     reason: DeadLetterReason, error: str, raw: bytes | str, origin: Origin, ts: float | None = None, keep: int = DEAD_LETTER_RAW_BYTES
-) -> dict[str, Any]:
-    """A dead-letter record of the :class:`DeadLetter` shape, whatever the inputs, small enough for any sink.
+) -> DeadLetterDict:
+    """A dead-letter record of the :class:`DeadLetter` contract, whatever the inputs, small enough for any sink.
 
     The raw record is kept as text (bytes decoded leniently), cut to its
     first ``keep`` bytes (at most :data:`DEAD_LETTER_RAW_BYTES`) with its
@@ -441,17 +443,14 @@ def dead_letter(
     ('two lines', '\\\\xff{')
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    letter: dict[str, Any] = {"reason": reason, "error": _one_line(error)}
+    line = _one_line(error)
+    where: OriginDict = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset}
+    stamp = time.time() if ts is None else ts
     keep = min(keep, DEAD_LETTER_RAW_BYTES)
-    if len(data) > keep:
-        letter["raw"] = _text(data[:keep])
-        letter["raw_bytes"] = len(data)
-        letter["raw_sha256"] = hashlib.sha256(data).hexdigest()
-    else:
-        letter["raw"] = _text(data)
-    letter["origin"] = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset}
-    letter["ts"] = time.time() if ts is None else ts
-    return letter
+    if len(data) <= keep:
+        return {"reason": reason, "error": line, "raw": _text(data), "origin": where, "ts": stamp}
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    return {"reason": reason, "error": line, "raw": _text(data[:keep]), "raw_bytes": size, "raw_sha256": digest, "origin": where, "ts": stamp}
 
 
 def _text(data: bytes) -> str:

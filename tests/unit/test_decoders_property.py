@@ -20,13 +20,13 @@ from stream_learner.events import (
     MAX_ID_LENGTH,
     MAX_KEY_LENGTH,
     MAX_LABEL_LENGTH,
-    REASONS,
     DeadLetter,
     Event,
     Origin,
     Prediction,
     decode_event,
 )
+from stream_learner.records import REASONS
 
 ORIGIN = Origin("in", 3, 17)
 KAFKA_MAX_REQUEST = 1_048_576

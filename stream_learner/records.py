@@ -1,0 +1,133 @@
+"""The output records as the engine builds them: plain dicts, typed.
+
+Each ``TypedDict`` here is the dict form of one pydantic contract in
+:mod:`stream_learner.events` (:class:`~stream_learner.events.Prediction`,
+:class:`~stream_learner.events.MetricsRecord`,
+:class:`~stream_learner.events.DriftRecord`,
+:class:`~stream_learner.events.DeadLetter`). The engine builds the dicts
+themselves, which a sink encodes as they are; the pydantic models validate
+them at the edges and in tests. ``tests/unit/test_records.py`` checks that each
+pair names the same fields, so a field added to one and not the other fails.
+
+A key that is :class:`~typing.NotRequired` here is one the builder leaves out
+when it has nothing to say; its contract field has a default.
+
+>>> record: DriftDict = {"type": "drift", "key": "default", "detector": "adwin", "at_event": 5, "concept": 1, "ts": 0.0}
+>>> from stream_learner.events import DriftRecord
+>>> DriftRecord.model_validate(record).at_event
+5
+"""
+
+# No `from __future__ import annotations` here: TypedDict reads NotRequired[...] from the evaluated annotations
+# (with string annotations, Python 3.11 counts every key as required).
+from typing import Any, Literal, NotRequired, TypedDict, get_args
+
+DeadLetterReason = Literal[
+    "tombstone",  # a null record value (a Kafka tombstone)
+    "empty",  # a record of zero bytes
+    "too_large",  # a record over the size limit
+    "invalid_json",
+    "not_an_object",  # valid JSON, but not an object
+    "invalid_event",
+    "id_too_long",
+    "key_too_long",
+    "label_too_long",
+    "invalid_label_json",
+    "invalid_label",
+    "unjoinable_label",  # a delayed label in a run that joins none
+    "schema",  # contradicts what the key's model has learned
+    "model_error",
+]
+"""Why a record became a dead letter: a fixed set (also the ``reason`` label of the dead-letter metric)."""
+REASONS: tuple[str, ...] = get_args(DeadLetterReason)
+
+
+class PredictionDict(TypedDict):
+    """One prediction per valid input event (:class:`~stream_learner.events.Prediction`)."""
+
+    id: str
+    key: str
+    prediction: Any  # a label: a bool, a number or a string; None before the model has learned a class
+    proba: dict[Any, float] | None
+    model_version: int
+    concept: int
+    ts: float
+
+
+class ForgettingDict(TypedDict):
+    """Forgetting, backward transfer and the accuracy matrix (:class:`~stream_learner.events.ForgettingSummary`)."""
+
+    average: float | None
+    bwt: float | None
+    average_accuracy: float | None
+    average_mae: float | None
+    metric: Literal["accuracy", "mae"]
+    concepts: int
+    columns: list[int]
+    matrix: list[list[float | None]]
+
+
+class DelayedLabelCountsDict(TypedDict):
+    """What the delayed-label window has joined, expired and holds (:class:`~stream_learner.events.DelayedLabelCounts`)."""
+
+    received: int
+    matched: int
+    expired: int
+    unmatched: int
+    waiting: int
+    pending: int
+
+
+class MetricsDict(TypedDict):
+    """Prequential metrics of one model key (:class:`~stream_learner.events.MetricsRecord`)."""
+
+    type: Literal["metrics"]
+    key: str
+    events: int
+    labelled: int
+    accuracy: float | None
+    accuracy_window: float | None
+    mae: float | None
+    rmse: float | None
+    concept: int
+    concepts: int
+    drifts: int
+    forgetting: ForgettingDict
+    ts: float
+    delayed_labels: NotRequired[DelayedLabelCountsDict]  # only in a run that joins delayed labels
+    failures: NotRequired[int]  # only once a model failure no event carries has happened
+
+
+class DriftDict(TypedDict):
+    """A detected concept drift or an explicit task switch (:class:`~stream_learner.events.DriftRecord`)."""
+
+    type: Literal["drift"]
+    key: str
+    detector: str
+    at_event: int
+    concept: int
+    ts: float
+
+
+class OriginDict(TypedDict):
+    """Where a record came from (:class:`~stream_learner.events.OriginModel`)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class DeadLetterDict(TypedDict):
+    """A record that could not be used, why, and where it came from (:class:`~stream_learner.events.DeadLetter`)."""
+
+    reason: DeadLetterReason
+    error: str
+    raw: str
+    raw_bytes: NotRequired[int]  # with raw_sha256, only when raw is a prefix of a longer record
+    raw_sha256: NotRequired[str]
+    origin: OriginDict
+    ts: float
+
+
+MetricsOutput = MetricsDict | DriftDict
+"""What the metrics output carries: metrics and drift records, told apart by ``type``."""
