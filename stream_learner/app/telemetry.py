@@ -25,8 +25,9 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from stream_learner.errors import ConfigError
+from stream_learner.records import DriftDict, MetricsDict
 
-LATENCY_BUCKETS = (
+PER_EVENT_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 )
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -50,10 +51,10 @@ class Telemetry:
         self.dead_letters = Counter("stream_learner_dead_letters", "Records sent to the dead-letter output.", ["reason"], registry=r)
         self.drifts = Counter("stream_learner_drifts", "Concept drifts detected.", ["key", "detector"], registry=r)
         self.task_switches = Counter("stream_learner_task_switches", "Explicit task switches (events with a new task).", ["key"], registry=r)
-        self.latency = Histogram(
-            "stream_learner_prediction_latency_seconds",
-            "Predict-then-learn time per event, averaged over each learner batch (one observation per batch).",
-            ["key"], buckets=LATENCY_BUCKETS, registry=r,
+        self.step_per_event = Histogram(
+            "stream_learner_step_per_event_seconds",
+            "Learner step time per event: each batch's step time divided by its events, one observation per batch (a batch average, not a per-event latency).",
+            ["key"], buckets=PER_EVENT_BUCKETS, registry=r,
         )
         self.step = Histogram(
             "stream_learner_learner_batch_duration_seconds", "Time the learner step spent on one batch of events.",
@@ -115,7 +116,7 @@ class Telemetry:
                     self._totals["predictions"] += len(out.predictions)
                     self._history(key)["predictions"] += len(out.predictions)
                 for dead in out.dead_letters:
-                    reason = dead["reason"]  # one of stream_learner.events.REASONS
+                    reason = dead["reason"]  # one of stream_learner.records.REASONS
                     self.dead_letters.labels(reason).inc()
                     self._totals["dead_letters"] += 1
                     self._reasons[reason] = self._reasons.get(reason, 0) + 1
@@ -133,7 +134,7 @@ class Telemetry:
         """The learner step of ``key`` took ``seconds`` for a batch of ``events``."""
         self.step.labels(key).observe(seconds)
         if events:
-            self.latency.labels(key).observe(seconds / events)
+            self.step_per_event.labels(key).observe(seconds / events)
 
     def on_snapshot(self, key: str, version: int | None) -> None:
         """A snapshot of ``key`` was saved (``version``) or failed (``None``)."""
@@ -206,35 +207,33 @@ class Telemetry:
             h = self._keys[key] = {"predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "latest": None}
         return h
 
-    def _on_metrics(self, record: dict[str, Any]) -> None:
+    def _on_metrics(self, record: MetricsDict) -> None:
         key = record["key"]
-        for gauge, field in ((self.accuracy, "accuracy"), (self.accuracy_window, "accuracy_window"), (self.mae, "mae")):
-            value = record.get(field)
-            if value is not None:
+        forgetting = record["forgetting"]
+        for gauge, value in (
+            (self.accuracy, record["accuracy"]),
+            (self.accuracy_window, record["accuracy_window"]),
+            (self.mae, record["mae"]),
+            (self.forgetting, forgetting["average"]),
+            (self.bwt, forgetting["bwt"]),
+            (self.average_accuracy, forgetting["average_accuracy"]),
+            (self.average_mae, forgetting["average_mae"]),
+        ):
+            if value is not None:  # a null (not measured yet) leaves the gauge unset
                 gauge.labels(key).set(value)
         self.labelled.labels(key).set(record["labelled"])
         self.concept.labels(key).set(record["concept"])
         self.concepts.labels(key).set(record["concepts"])
-        forgetting = record.get("forgetting") or {}
-        if forgetting.get("average") is not None:
-            self.forgetting.labels(key).set(forgetting["average"])
-        if forgetting.get("bwt") is not None:
-            self.bwt.labels(key).set(forgetting["bwt"])
-        if forgetting.get("average_accuracy") is not None:
-            self.average_accuracy.labels(key).set(forgetting["average_accuracy"])
-        if forgetting.get("average_mae") is not None:
-            self.average_mae.labels(key).set(forgetting["average_mae"])
-        matrix = forgetting.get("matrix") or []
-        if matrix:
-            self._set_matrix_row(key, matrix[-1], forgetting.get("columns") or list(range(len(matrix[-1]))))
+        if forgetting["matrix"]:
+            self._set_matrix_row(key, forgetting["matrix"][-1], forgetting["columns"])
         h = self._history(key)
         h["latest"] = {k: v for k, v in record.items() if k != "type"}
         points = h["points"]
-        points.append([record["events"], record.get("accuracy"), record.get("accuracy_window"), record["concept"], record["ts"]])
+        points.append([record["events"], record["accuracy"], record["accuracy_window"], record["concept"], record["ts"]])
         if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
             h["points"] = points[1::2]
 
-    def _set_matrix_row(self, key: str, row: list[float | None], columns: list[Any]) -> None:
+    def _set_matrix_row(self, key: str, row: list[float | None], columns: list[int]) -> None:
         cells: set[str] = set()
         for concept, value in zip(columns, row):
             if value is not None:
@@ -244,7 +243,7 @@ class Telemetry:
             self.matrix.remove(key, gone)
         self._matrix_cells[key] = cells
 
-    def _on_drift(self, record: dict[str, Any]) -> None:
+    def _on_drift(self, record: DriftDict) -> None:
         key = record["key"]
         if record["detector"] == "task":
             self.task_switches.labels(key).inc()

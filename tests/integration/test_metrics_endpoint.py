@@ -101,7 +101,7 @@ def test_cli_metrics_match_the_run_summary(tmp_path: Path) -> None:
     assert _total(samples, "stream_learner_accuracy_window_ratio", key="default") == last["accuracy_window"]
     assert _total(samples, "stream_learner_concept", key="default") == last["concept"] == summary["concepts"] - 1
     # histograms: observations, and buckets consistent with the count
-    for name in ("stream_learner_prediction_latency_seconds", "stream_learner_learner_batch_duration_seconds"):
+    for name in ("stream_learner_step_per_event_seconds", "stream_learner_learner_batch_duration_seconds"):
         count = _total(samples, f"{name}_count", key="default")
         assert count >= 1
         assert _total(samples, f"{name}_sum", key="default") > 0

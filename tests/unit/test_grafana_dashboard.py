@@ -29,7 +29,10 @@ def _fed_telemetry() -> Telemetry:
     record = {
         "type": "metrics", "key": "default", "events": 10, "labelled": 10, "accuracy": 0.8, "accuracy_window": 0.7, "mae": 0.5,
         "rmse": 0.6, "concept": 1, "concepts": 2, "drifts": 1, "ts": 1.0,
-        "forgetting": {"average": 0.1, "bwt": -0.1, "average_accuracy": 0.75, "concepts": 2, "columns": [0, 1], "matrix": [[0.9, None], [0.8, 0.7]]},
+        "forgetting": {
+            "average": 0.1, "bwt": -0.1, "average_accuracy": 0.75, "average_mae": 0.2, "metric": "accuracy", "concepts": 2, "columns": [0, 1],
+            "matrix": [[0.9, None], [0.8, 0.7]],
+        },
     }
     drift = {"type": "drift", "key": "default", "detector": "adwin", "at_event": 5, "concept": 1, "ts": 1.0}
     task = {**drift, "detector": "task"}
@@ -89,7 +92,7 @@ def test_every_query_names_a_metric_the_engine_exports(dashboard: dict[str, Any]
 def test_the_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any]) -> None:
     exprs = " ".join(expr for _, expr in _queries(dashboard))
     for needed in (
-        "stream_learner_events_total", "stream_learner_predictions_total", "stream_learner_prediction_latency_seconds_bucket",
+        "stream_learner_events_total", "stream_learner_predictions_total", "stream_learner_step_per_event_seconds_bucket",
         "stream_learner_accuracy_ratio", "stream_learner_accuracy_window_ratio", "stream_learner_drifts_total",
         "stream_learner_concept", "stream_learner_forgetting_average_ratio", "stream_learner_backward_transfer_ratio",
         "stream_learner_concept_accuracy_ratio", "stream_learner_dead_letters_total", "stream_learner_last_snapshot_timestamp_seconds",
@@ -98,6 +101,16 @@ def test_the_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any])
         assert re.search(rf"\b{needed}\b", exprs), needed
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
     assert any("stream_learner_drifts_total" in a.get("expr", "") for a in dashboard["annotations"]["list"])
+
+
+def test_the_per_event_step_time_is_not_presented_as_a_latency(dashboard: dict[str, Any]) -> None:
+    """The engine measures each batch's step time divided by its events: a batch average, which no panel may call a latency."""
+    panels = [p for p in _panels(dashboard) if any("stream_learner_step_per_event_seconds" in t["expr"] for t in p.get("targets", []))]
+    assert panels
+    for panel in panels:
+        words = " ".join([panel["title"], panel["description"], *(t.get("legendFormat", "") for t in panel["targets"])]).lower()
+        assert "latency" not in words, panel["title"]
+        assert "per event" in panel["title"].lower() and "batch" in panel["title"].lower(), panel["title"]
 
 
 def test_panels_are_well_formed_and_do_not_overlap(dashboard: dict[str, Any]) -> None:

@@ -14,14 +14,19 @@ from stream_learner.app.dashboard import DashboardServer
 from stream_learner.app.runner import _Throttle
 from stream_learner.app.telemetry import MAX_POINTS, Telemetry
 from stream_learner.engine import StepOutput
+from stream_learner.records import MetricsDict
 
 
-def _record(events: int, columns: list[int], row: list[float | None]) -> dict:
+def _record(events: int, columns: list[int], row: list[float | None]) -> MetricsDict:
+    """A metrics record as the engine builds it (``tests/unit/test_records.py`` holds the shape to its contract)."""
     return {
         "type": "metrics", "key": "k", "events": events, "labelled": events, "accuracy": 0.5, "accuracy_window": 0.5,
-        "concept": 0, "concepts": 1, "drifts": 0, "ts": float(events),
-        "forgetting": {"average": None, "bwt": None, "columns": columns, "matrix": [row]},
-    }
+        "mae": None, "rmse": None, "concept": 0, "concepts": 1, "drifts": 0, "ts": float(events),
+        "forgetting": {
+            "average": None, "bwt": None, "average_accuracy": None, "average_mae": None, "metric": "accuracy",
+            "concepts": len(columns), "columns": columns, "matrix": [row],
+        },
+    }  # fmt: skip
 
 
 def test_the_matrix_row_follows_the_kept_concepts() -> None:
@@ -47,7 +52,7 @@ def test_a_regression_model_reports_its_average_error_not_an_accuracy() -> None:
 
 def test_a_long_run_keeps_its_whole_accuracy_history_at_lower_resolution() -> None:
     t = Telemetry()
-    t.on_outputs([StepOutput(metrics=[_record(i, [], [None]) for i in range(1, 2 * MAX_POINTS + 1)])])
+    t.on_outputs([StepOutput(metrics=[_record(i, [0], [None]) for i in range(1, 2 * MAX_POINTS + 1)])])
     points = t.state()["keys"]["k"]["points"]
     assert len(points) == MAX_POINTS
     assert points[0][0] == 2 and points[-1][0] == 2 * MAX_POINTS
