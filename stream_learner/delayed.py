@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stream_learner.events import DEFAULT_KEY, MAX_RECORD_BYTES, DelayedLabel, Origin, _describe, dead_letter, load_object, refusal, too_long_field
+from stream_learner.state import expect_version
 
 
 @dataclass(slots=True, frozen=True)
@@ -88,7 +89,7 @@ def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecor
 
 
 class PendingWindow:
-    """The bounded join of one model key (plain data: it pickles with its learner).
+    """The bounded join of one model key.
 
     Every label received is counted exactly once, as ``matched``,
     ``expired``, ``unmatched`` or (until one of those) ``waiting``. The first
@@ -111,12 +112,34 @@ class PendingWindow:
         self.expired = 0
         self.unmatched = 0
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """A window pickled before ``labelled`` and ``received`` existed restores with them derived."""
-        self.__dict__.update(state)
-        if "labelled" not in state:
-            self.labelled = OrderedDict()
-            self.received = self.matched + self.expired + self.unmatched + len(self.early)
+    def state_dict(self) -> dict[str, Any]:
+        """The pending predictions, waiting labels, remembered ids and counts, oldest first, as plain values."""
+        return {
+            "version": 1,
+            "max_size": self.max_size,
+            "max_age": self.max_age,
+            "pending": [[event_id, x, y_pred, at] for event_id, (x, y_pred, at) in self.pending.items()],
+            "early": [[event_id, label, at] for event_id, (label, at) in self.early.items()],
+            "gone": list(self.gone),
+            "labelled": list(self.labelled),
+            "received": self.received,
+            "matched": self.matched,
+            "expired": self.expired,
+            "unmatched": self.unmatched,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PendingWindow:
+        """The window :meth:`state_dict` describes."""
+        expect_version(state, "the delayed-label window", 1)
+        window = cls(state["max_size"], state["max_age"])
+        window.pending.update((event_id, (x, y_pred, at)) for event_id, x, y_pred, at in state["pending"])
+        window.early.update((event_id, (label, at)) for event_id, label, at in state["early"])
+        window.gone.update(dict.fromkeys(state["gone"]))
+        window.labelled.update(dict.fromkeys(state["labelled"]))
+        window.received, window.matched = state["received"], state["matched"]
+        window.expired, window.unmatched = state["expired"], state["unmatched"]
+        return window
 
     def add(self, event_id: str, x: Any, y_pred: Any, now: float) -> Any:
         """An unlabelled prediction: returns the label if it already arrived, else keeps it pending."""

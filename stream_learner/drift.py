@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 from stream_learner.errors import ConfigError, parse_json_object
+from stream_learner.state import expect_version, from_river_blob, river_blob, sorted_values
 
 DETECTORS: dict[str, str] = {
     "adwin": "river.drift.ADWIN",
@@ -55,6 +56,7 @@ class DriftMonitor:
             raise ConfigError(f"bad parameters for drift detector {name!r}: {exc}") from None
         self.name = name
         self.params = params  # what reset builds afresh from
+        self.only_increases = only_increases
         self.binary = name in BINARY_ONLY
         self._check_rise = only_increases and name == "adwin"
         self._sum, self._count = 0.0, 0  # the errors in ADWIN's window (see update)
@@ -89,6 +91,27 @@ class DriftMonitor:
         """
         self.detector = type(self.detector)(**self.params)
         self._sum, self._count = 0.0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The detector (one river blob), its parameters and the running mean since its last detection."""
+        return {
+            "version": 1,
+            "name": self.name,
+            "params": dict(self.params),
+            "only_increases": self.only_increases,
+            "detector": river_blob(self.detector),
+            "sum": self._sum,
+            "count": self._count,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DriftMonitor:
+        """The monitor :meth:`state_dict` describes."""
+        expect_version(state, "the drift monitor", 1)
+        monitor = cls(state["name"], state["params"], state["only_increases"])
+        monitor.detector = from_river_blob(state["detector"])
+        monitor._sum, monitor._count = state["sum"], state["count"]
+        return monitor
 
 
 class NewLabelWatch:
@@ -130,6 +153,18 @@ class NewLabelWatch:
     def boundary(self) -> None:
         """A new concept began here (whatever marked it)."""
         self.since = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The labels seen and the count since the last boundary (the gap is the run's setting, given to :meth:`from_state`)."""
+        return {"version": 1, "seen": sorted_values(self.seen), "since": self.since}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], gap: int) -> NewLabelWatch:
+        """The watch :meth:`state_dict` describes, under this run's ``gap``."""
+        expect_version(state, "the new-label watch", 1)
+        watch = cls(gap, seen=set(state["seen"]))
+        watch.since = state["since"]
+        return watch
 
 
 def parse_detector_params(text: str | None) -> dict[str, Any]:

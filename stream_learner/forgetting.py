@@ -38,6 +38,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from stream_learner.state import expect_version
+
 Row = list[float | None]
 
 
@@ -132,14 +134,11 @@ class ForgettingTracker:
     ({0: 0.5}, 'mae')
     """
 
-    metric = "accuracy"  # class defaults: what a tracker unpickled from an older snapshot lacks
-    _sign = 1
-
     def __init__(
         self, sample_size: int = 100, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42, task: str = "classification"
     ) -> None:
-        if task == "regression":
-            self.metric, self._sign = "mae", -1  # lower is better: best and end-of-concept values compared negated
+        self.task = task
+        self.metric, self._sign = ("mae", -1) if task == "regression" else ("accuracy", 1)  # lower MAE is better: compared negated
         self.sample_size = sample_size
         self.max_concepts = max_concepts
         self.holdout = holdout
@@ -223,6 +222,47 @@ class ForgettingTracker:
             "matrix": matrix,
             "columns": concepts,
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The samples, the matrix and its bookkeeping, and the sampling RNG, as plain values."""
+        rng_version, rng_words, gauss = self._rng.getstate()
+        return {
+            "version": 1,
+            "task": self.task,
+            "sample_size": self.sample_size,
+            "max_concepts": self.max_concepts,
+            "max_rows": self.rows.maxlen,
+            "holdout": self.holdout,
+            "rng": [rng_version, list(rng_words), gauss],
+            "samples": [
+                [c, {"capacity": s.capacity, "seen": s.seen, "items": [[x, y] for x, y in s.items], "next_pick": s.next_pick, "weight": s.weight}]
+                for c, s in self._samples.items()
+            ],
+            "best": list(map(list, self._best.items())),
+            "at_end": list(map(list, self._at_end.items())),
+            "rows": [list(map(list, row.items())) for row in self.rows],
+            "evaluations": self.evaluations,
+            "current": self.current,
+            "forgetting": list(self._forgetting),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ForgettingTracker:
+        """The tracker :meth:`state_dict` describes."""
+        expect_version(state, "the forgetting tracker", 1)
+        tracker = cls(state["sample_size"], state["max_concepts"], state["max_rows"], state["holdout"], task=state["task"])
+        rng_version, rng_words, gauss = state["rng"]
+        tracker._rng.setstate((rng_version, tuple(rng_words), gauss))
+        for concept, s in state["samples"]:
+            items = [(x, y) for x, y in s["items"]]
+            tracker._samples[concept] = _Reservoir(s["capacity"], s["seen"], items, s["next_pick"], s["weight"])
+        tracker._best = dict(state["best"])
+        tracker._at_end = dict(state["at_end"])
+        tracker.rows.extend(dict(row) for row in state["rows"])
+        tracker.evaluations, tracker.current = state["evaluations"], state["current"]
+        forgetting, backward = state["forgetting"]
+        tracker._forgetting = (forgetting, backward)
+        return tracker
 
     def _forget_oldest(self) -> None:
         while len(self._samples) > self.max_concepts:

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from stream_learner.learners.base import Task
+from stream_learner.state import expect_version
 
 
 class Prequential:
@@ -98,14 +99,31 @@ class Prequential:
         ring[: n - first] = errors[first:]
         self._at = (at + n) % size
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot, also one pickled before errors were counted in bulk."""
-        for name in ("labelled", "correct", "abs_error", "sq_error"):
-            if name in state:
-                state[f"_{name}"] = state.pop(name)
-        state.pop("_wrong_in_window", None)
-        state.setdefault("pending", bytearray() if state["_classification"] else [])
-        self.__dict__.update(state)
+    def state_dict(self) -> dict[str, Any]:
+        """The counts (pending errors counted first), as plain values."""
+        self._count()
+        return {
+            "version": 1,
+            "task": self.task,
+            "window": self.window,
+            "labelled": self._labelled,
+            "correct": self._correct,
+            "abs_error": self._abs_error,
+            "sq_error": self._sq_error,
+            "ring": bytes(self._ring),
+            "at": self._at,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Prequential:
+        """The metrics :meth:`state_dict` describes."""
+        expect_version(state, "the prequential metrics", 1)
+        metrics = cls(state["task"], state["window"])
+        metrics._labelled, metrics._correct = state["labelled"], state["correct"]
+        metrics._abs_error, metrics._sq_error = state["abs_error"], state["sq_error"]
+        metrics._ring[:] = state["ring"]
+        metrics._at = state["at"]
+        return metrics
 
     @property
     def accuracy(self) -> float | None:

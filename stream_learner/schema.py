@@ -43,9 +43,11 @@ from typing import Any
 
 from stream_learner.events import MAX_CLASSES
 from stream_learner.learners.base import Task
+from stream_learner.state import expect_version, sorted_values
 
 _NUMBER = (int, float)
 _KIND_NAMES = {bool: "bool", str: "str"}
+_LABEL_TYPES = {t.__name__: t for t in (bool, int, float, str)}
 
 
 def _label_kind(label: Any) -> type:
@@ -62,8 +64,8 @@ def _show(value: Any) -> str:
 class Schema:
     """One model key's label kind, class set and feature kinds.
 
-    Plain sets and a dict: it pickles with the learner it belongs to, so
-    snapshots and Bytewax recovery restore it. The learner step first tries
+    Its state (:meth:`state_dict`) goes into snapshots and Bytewax
+    recovery with the learner's. The learner step first tries
     a quick, sufficient test on each event (its label a known class of the
     same type, every feature a known numeric one, no string among the
     values); only an event that fails it goes to :meth:`problem`, which
@@ -77,6 +79,26 @@ class Schema:
         self.classes: dict[Any, type] = {}  # class -> its label's type, the first seen (a regression model keeps none)
         self.numeric: set[Any] = set()
         self.categorical: set[Any] = set()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The classes (each with its label's type, by name) and the feature kinds, as plain values."""
+        return {
+            "version": 1,
+            "classifier": self.classifier,
+            "classes": [[label, kind.__name__] for label, kind in self.classes.items()],
+            "numeric": sorted_values(self.numeric),
+            "categorical": sorted_values(self.categorical),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Schema:
+        """The schema :meth:`state_dict` describes."""
+        expect_version(state, "the schema", 1)
+        schema = cls("classification" if state["classifier"] else "regression")
+        schema.classes = {label: _LABEL_TYPES[kind] for label, kind in state["classes"]}
+        schema.numeric = set(state["numeric"])
+        schema.categorical = set(state["categorical"])
+        return schema
 
     def fits(self, x: dict[Any, Any], y: Any) -> bool:
         """A quick, sufficient test that ``x`` and ``y`` fit: ``False`` means :meth:`problem` has the last word.

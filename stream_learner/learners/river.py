@@ -18,6 +18,7 @@ from river import base, compose
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec, Task
+from stream_learner.state import expect_version, from_river_blob, river_blob
 
 
 def _preset(module: str, name: str, seeded: bool = False) -> Callable[[dict[str, Any], int | None], Any]:
@@ -91,6 +92,16 @@ class RiverLearner:
 
     def on_boundary(self, concept: int) -> None:
         """River models adapt on their own; strategies may act here."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The river model, as one blob."""
+        return {"version": 1, "family": self.family, "model": river_blob(self.model)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RiverLearner:
+        """The learner :meth:`state_dict` describes."""
+        expect_version(state, "the river learner", 1)
+        return cls(from_river_blob(state["model"]))
 
 
 def argmax(proba: dict[Any, float]) -> Any:

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, ClassVar, Iterable
 
-from stream_learner.errors import ConfigError, StrategyLoadError
+from stream_learner.errors import ConfigError, SnapshotError, StrategyLoadError
+from stream_learner.state import expect_version, from_river_blob, river_blob
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ GROUP = "stream_learner.strategies"
 """The entry-point group every strategy (built-in or third-party) registers under."""
 
 TORCH_HOOKS = ("setup", "replay_samples", "before_step", "penalty", "after_backward", "after_step", "on_boundary", "state_dict", "load_state_dict")
-RIVER_HOOKS = ("wrap", "on_boundary")
+RIVER_HOOKS = ("wrap", "on_boundary", "state_dict", "load_state_dict")
 STEP_HOOKS = ("replay_samples", "before_step", "penalty", "after_backward", "after_step")
 """The torch hooks called at every micro-batch; the learner calls only those a strategy overrides."""
 
@@ -142,6 +143,13 @@ class RiverStrategy:
     def on_boundary(self, model: Any) -> Any:
         """A new concept starts: return a replacement estimator, or ``None`` to keep ``model``."""
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the strategy itself learned, as plain values (river objects as :func:`~stream_learner.state.river_blob`)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 @dataclass(frozen=True)
@@ -326,6 +334,32 @@ class RiverStrategyLearner:
     def model(self) -> Any:
         """The river estimator currently learning."""
         return self.inner.model
+
+    def state_dict(self) -> dict[str, Any]:
+        """The current (wrapped) river model as one blob, and each strategy's state."""
+        return {
+            "version": 1,
+            "family": self.family,
+            "model": river_blob(self.inner.model),
+            "strategies": [strategy.state_dict() for strategy in self.strategies],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], spec: Any) -> RiverStrategyLearner:
+        """The learner :meth:`state_dict` describes; ``spec`` (a :class:`~stream_learner.learners.base.LearnerSpec`) names its strategies."""
+        from stream_learner.learners.river import RiverLearner
+
+        expect_version(state, "the river strategy learner", 1)
+        strategies = load_strategies(spec.strategy, spec.strategy_params, "river")
+        if len(strategies) != len(state["strategies"]):
+            raise SnapshotError(f"the snapshot holds the state of {len(state['strategies'])} strategies, but this run asks for {spec.strategy!r}")
+        for strategy, strategy_state in zip(strategies, state["strategies"]):
+            strategy.load_state_dict(strategy_state)
+        learner = cls.__new__(cls)
+        learner.strategies = strategies
+        learner._learner_cls = RiverLearner
+        learner._bind(RiverLearner(from_river_blob(state["model"])))  # wrapped already: the strategies' wrap is not called again
+        return learner
 
     def on_boundary(self, concept: int) -> None:
         model = self.inner.model

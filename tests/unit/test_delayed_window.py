@@ -6,9 +6,6 @@ of predictions, labels, expiries and closes; the first label of an id wins.
 
 from __future__ import annotations
 
-import pickle
-from collections import OrderedDict
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,21 +63,6 @@ def test_a_refused_early_label_is_not_counted_and_its_prediction_waits_for_anoth
     assert w.counts() == {"received": 0, "matched": 0, "expired": 0, "unmatched": 0, "waiting": 0, "pending": 1}
     assert w.label("a", 1, now=2.0) == ({"x": 1}, 0)
     assert w.counts()["matched"] == w.received == 1
-
-
-def test_a_window_pickled_in_the_earlier_layout_restores_with_its_counts() -> None:
-    w = PendingWindow(max_size=5, max_age=60.0)
-    w.label("a", 1, now=0.0)
-    w.add("b", {"x": 1}, 0, now=0.0)
-    w.label("b", 1, now=0.0)
-    old = w.__dict__.copy()
-    del old["labelled"], old["received"]
-    older = PendingWindow.__new__(PendingWindow)
-    older.__dict__.update(old)
-    restored = pickle.loads(pickle.dumps(older))
-    assert restored.received == 2 and restored.labelled == OrderedDict()
-    restored.label("c", 1, now=1.0)
-    assert accounted(restored) == restored.received == 3
 
 
 IDS = st.sampled_from(["a", "b", "c", "d", "e", "f"])

@@ -157,20 +157,3 @@ def test_errors_counted_in_bulk_equal_errors_counted_one_at_a_time() -> None:
         assert (bulk.labelled, bulk.correct, bulk.accuracy_window) == (single.labelled, single.correct, single.accuracy_window)
         assert bulk.accuracy_window == pytest.approx(1 - sum(errors[-37:]) / len(errors[-37:]))
         assert bulk.accuracy == pytest.approx(1 - sum(errors) / len(errors))
-
-
-def test_a_snapshot_pickled_before_bulk_counting_restores_and_goes_on() -> None:
-    """A learner pickled by an earlier version kept its counts under other names and a running count of the window's wrong ones."""
-    old = Prequential.__new__(Prequential)
-    ring = bytearray([1, 0, 1, 0])
-    old.__setstate__(
-        {"task": "classification", "window": 4, "labelled": 10, "correct": 6, "abs_error": 0.0, "sq_error": 0.0,
-         "_classification": True, "_ring": ring, "_at": 1, "_wrong_in_window": 2}
-    )
-    assert (old.labelled, old.accuracy, old.accuracy_window) == (10, 0.6, 0.5)
-    old.update(1, 1)  # right: replaces the oldest error, the right one at 1
-    assert (old.labelled, old.correct, old.accuracy_window) == (11, 7, 0.5)
-    old.update(1, 1)  # right: replaces the wrong one at 2
-    assert (old.labelled, old.correct, old.accuracy_window) == (12, 8, 0.75)
-    old.update(1, 0)  # wrong: replaces the right one at 3
-    assert (old.labelled, old.correct, old.accuracy_window) == (13, 8, 0.5)
