@@ -17,9 +17,7 @@ is drawn. The reference gradient and the projection are Avalanche's own.
 
 A drift detector fires some events after the change, so a detected window
 ends with events of the new concept, which would enter the memory of the
-concept that ended (on Split-Digits ADWIN fires 15-27 events late, and the
-memory of each task then holds some of the next one's events). So each
-boundary first looks, within the last ``rewind`` events,
+concept that ended. So each boundary first looks, within the last ``rewind`` events,
 for where the prequential error rose (:class:`~strategies._changepoint.Rewinding`,
 as EWC does), and the memory samples only the events before it. At an
 explicit task boundary the error does not rise: nothing changes.

@@ -79,7 +79,7 @@ class Cumulative(TorchStrategy):
         if not self._current:
             return
         parts = [self.memory, *self._current]
-        self.memory = tuple(torch.cat([p[i] for p in parts if len(p[1])]) for i in range(3))  # type: ignore[assignment]
+        self.memory = _joined([p for p in parts if len(p[1])])
         self._current = []
         self.past += 1
         self._order = torch.zeros(0, dtype=torch.long)
@@ -121,7 +121,7 @@ class Cumulative(TorchStrategy):
             target, j = self.memory, j
         else:
             if len(self._current) > 1:
-                self._current = [tuple(torch.cat([p[i] for p in self._current]) for i in range(3))]  # type: ignore[list-item]
+                self._current = [_joined(self._current)]
             target, j = self._current[0], j - n
         target[0][j], target[1][j], target[2][j] = x, y, t
 
@@ -138,8 +138,14 @@ class Cumulative(TorchStrategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.past, self.seen, self._cursor = state["past"], state["seen"], state["cursor"]
-        self.memory = tuple(m.clone() for m in state["memory"])  # type: ignore[assignment]
+        x, y, t = state["memory"]
+        self.memory = (x.clone(), y.clone(), t.clone())
         x, y, t = state["current"]
         self._current = [(x.clone(), y.clone(), t.clone())] if len(y) else []
         self._size = len(self.memory[1]) + len(y)
         self._order = state["order"].clone()
+
+
+def _joined(parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``(x, y, task)`` parts concatenated, in order."""
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])

@@ -62,11 +62,12 @@ def _template_class() -> type:
                 stored = self.storage_policy.buffer
                 if len(stored) == 0:
                     return super().get_buffer_batch()  # Avalanche's own (it cannot stack an empty batch)
-                if stored is not self.source:
+                tensors = self.tensors
+                if stored is not self.source or tensors is None:
                     x, y, t = dataset_tensors(stored)
-                    self.tensors = x.to(self.device), y.to(self.device).long(), t.to(self.device).long()
+                    tensors = self.tensors = x.to(self.device), y.to(self.device).long(), t.to(self.device).long()
                     self.source = stored
-                x, y, t = self.tensors
+                x, y, t = tensors
                 rnd_ind = torch.randperm(len(stored))[: self.buffer_mb_size]
                 return x[rnd_ind], y[rnd_ind], t[rnd_ind]
 

@@ -11,10 +11,6 @@ class ConfigError(StreamLearnerError):
     """A setting, CLI argument or model/source specification is invalid."""
 
 
-class SchemaError(StreamLearnerError):
-    """An input record does not match the event contract."""
-
-
 class SnapshotError(StreamLearnerError):
     """A snapshot is missing, corrupt, tampered with, or incompatible."""
 

@@ -264,9 +264,10 @@ class EventBatch:
     """Trusted events of one model key at consecutive offsets of one source partition, as ``(features, label)`` pairs.
 
     What an in-process source (a synthetic stream, a bundled dataset, a
-    memory source) hands the learner instead of an :class:`Event` per event,
-    which would cost as much to build as a tenth of a logistic regression's
-    step. Event ``i`` has offset ``first_offset + i``, id
+    memory source) hands the learner instead of an :class:`Event` per event:
+    its events are trusted, so the batch carries only what the learner reads
+    (what an :class:`Event` costs: ``benchmarks/README.md``, "Decoding and
+    events"). Event ``i`` has offset ``first_offset + i``, id
     ``topic:partition:offset`` and no task.
 
     >>> batch = EventBatch("synthetic:sea", "default", 0, 7, [({"x": 1.0}, True), ({"x": 2.0}, False)])
@@ -389,8 +390,9 @@ def _plain_event(document: dict[str, Any], raw: bytes, origin: Origin) -> Event 
     """The event of a document that plainly satisfies :class:`InputEvent`, else ``None``.
 
     A shortcut for the common shape (string id and key, numeric or string
-    features, a scalar label, a string or integer task, a numeric ``ts``):
-    pydantic's validation costs about ten times the JSON parsing. It accepts
+    features, a scalar label, a string or integer task, a numeric ``ts``),
+    because pydantic's validation costs several times the JSON parsing (see
+    ``benchmarks/README.md``, "Decoding and events"). It accepts
     a subset of what :class:`InputEvent` accepts, with the same result
     (tested against it); anything else goes through pydantic, which also
     words the errors.

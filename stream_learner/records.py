@@ -127,7 +127,3 @@ class DeadLetterDict(TypedDict):
     raw_sha256: NotRequired[str]
     origin: OriginDict
     ts: float
-
-
-MetricsOutput = MetricsDict | DriftDict
-"""What the metrics output carries: metrics and drift records, told apart by ``type``."""

@@ -11,6 +11,7 @@ or one elsewhere, read through its ``/metrics`` (:class:`RemoteEngine`).
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import logging
@@ -27,10 +28,13 @@ from typing import Any, Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.args import seconds_argument
+from stream_learner.app.telemetry import MAX_POINTS, MAX_THROUGHPUT, MetricsServer, Telemetry
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+MAX_MATRIX_ROWS = 20
+"""Evaluations (accuracy-matrix rows) a remote engine's page keeps per key."""
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
@@ -105,9 +109,9 @@ def _handler(state: Callable[[], dict[str, Any]], metrics: Callable[[], bytes] |
                 self._send(200, "application/json", body)
             elif path == "/metrics" and metrics is not None:
                 self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics())
-            elif path.startswith("/static/") and (body := _static(path.removeprefix("/static/"))) is not None:
+            elif path.startswith("/static/") and (static := _static(path.removeprefix("/static/"))) is not None:
                 ext = path[path.rfind(".") :]
-                self._send(200, STATIC_TYPES[ext], body)
+                self._send(200, STATIC_TYPES[ext], static)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
@@ -200,7 +204,7 @@ class RemoteEngine:
             "dead_letters": sum(self._reasons.values()),
         }
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
-        del self._throughput[:-600]
+        del self._throughput[:-MAX_THROUGHPUT]
         for key in sorted(set(predictions) | set(accuracy)):
             h = self._keys.setdefault(key, {"predictions": 0, "points": [], "drifts": [], "latest": None, "drift_count": 0.0, "rows": []})
             at = int(predictions.get(key, 0))
@@ -210,11 +214,11 @@ class RemoteEngine:
             h["drift_count"] = drifts.get(key, 0.0)
             if key in accuracy and (not h["points"] or h["points"][-1][0] != at):
                 h["points"].append([at, accuracy[key], window.get(key), c, now])
-                del h["points"][:-2000]
+                del h["points"][:-MAX_POINTS]
             row = rows.get(key, {})
             if row and (not h["rows"] or h["rows"][-1] != row):  # a new evaluation: a new row of the matrix
                 h["rows"].append(row)
-                del h["rows"][:-20]
+                del h["rows"][:-MAX_MATRIX_ROWS]
             columns = sorted({c for r in h["rows"] for c in r})
             matrix = [[r.get(c) for c in columns] for r in h["rows"]]
             h["predictions"] = at
@@ -248,8 +252,6 @@ DEFAULT_DASHBOARD_PORT = 8765
 
 
 def _port(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -281,8 +283,6 @@ class Serving:
     """
 
     def __init__(self, args: Any, say: Callable[[str], None]) -> None:
-        from stream_learner.app.telemetry import MetricsServer, Telemetry
-
         self.linger = getattr(args, "linger", 0.0) or 0.0
         self.say = say
         self.telemetry: Any = None
