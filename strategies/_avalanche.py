@@ -27,6 +27,7 @@ import torch
 from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 HOOKS = (
+    "before_training",
     "before_training_iteration",
     "before_forward",
     "after_forward",
@@ -144,6 +145,15 @@ def without_evaluation(template: Any) -> Any:
     return template
 
 
+def overrides_hook(cls: type, hook: str) -> bool:
+    """Whether the plugin class ``cls`` does something in ``hook`` (replaces the base plugins' no-op)."""
+    from avalanche.core import BasePlugin
+    from avalanche.training.plugins import SupervisedPlugin
+
+    method = getattr(cls, hook, None)
+    return method is not None and method is not getattr(SupervisedPlugin, hook, None) and method is not getattr(BasePlugin, hook, None)
+
+
 class WindowExperience:
     """The minimum of an Avalanche experience that plugins read at a boundary."""
 
@@ -204,19 +214,8 @@ class AvalancheStrategy(TorchStrategy):
 
     def _index_hooks(self) -> None:
         """For each hook, the plugin methods that do something (the clock last, as Avalanche requires)."""
-        from avalanche.core import BasePlugin
-        from avalanche.training.plugins import SupervisedPlugin
-
         members = [*self.plugins, self.template.clock]
-        self._hooks: dict[str, list[Callable[..., Any]]] = {}
-        for name in HOOKS:
-            found = []
-            for plugin in members:
-                method = getattr(type(plugin), name, None)
-                if method is None or method is getattr(SupervisedPlugin, name, None) or method is getattr(BasePlugin, name, None):
-                    continue
-                found.append(getattr(plugin, name))
-            self._hooks[name] = found
+        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [getattr(p, name) for p in members if overrides_hook(type(p), name)] for name in HOOKS}
 
     def _run(self, name: str) -> None:
         template = self.template
