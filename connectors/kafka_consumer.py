@@ -1,14 +1,13 @@
 """Kafka fetching and record parsing in a child process, off the learner's interpreter and GIL.
 
-kafka-python parses record batches in pure Python, several microseconds
-per record: as much as a fifth of the learner's worker thread. One
-:class:`ConsumerProcess` per service process moves it to a child
-(``spawn`` context, like :mod:`connectors.kafka_producer`) that owns one
-consumer with manual assignment and hands the parent, per batch, the
-first offset and the values (and keys, where asked for) as lists of
-bytes: one pickle per batch instead of Python parsing per record. The
-child itself decodes each fetched record batch in one tight loop
-(:mod:`connectors.kafka_fetch`, ~1.5 µs a record instead of ~8).
+kafka-python parses record batches in pure Python, record by record: a
+large share of the learner's worker thread. One :class:`ConsumerProcess`
+per service process moves it to a child (:mod:`connectors.child_process`,
+spawned) that owns one consumer with manual assignment and hands the
+parent, per batch, the first offset and the values (and keys, where asked
+for) as lists of bytes: one pickle per batch instead of Python parsing per
+record. The child itself decodes each fetched record batch in one tight
+loop (:mod:`connectors.kafka_fetch`).
 
 * The source partitions (:class:`connectors.kafka.KafkaSource`) keep their
   own next offset as Bytewax resume state: the child only reads ahead.
@@ -31,8 +30,8 @@ child itself decodes each fetched record batch in one tight loop
   reconnects by itself. After ``outage_timeout_s`` without an answer the
   child stops with :class:`~stream_learner.errors.KafkaUnavailableError`.
 * A consumer error in the child, or its death, is raised in the parent as
-  :class:`~stream_learner.errors.SourceError`. The child ignores SIGINT
-  and exits as soon as its parent dies.
+  :class:`~stream_learner.errors.SourceError`. The child ignores Ctrl-C
+  and exits as soon as its parent dies (:mod:`connectors.child_process`).
 
 This module imports no Bytewax: the child imports only kafka-python.
 """
@@ -40,7 +39,6 @@ This module imports no Bytewax: the child imports only kafka-python.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections import deque
@@ -53,9 +51,9 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.errors import OffsetOutOfRangeError as KafkaOffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
-from connectors.jsonl_writer import widen_pipe
+from connectors.child_process import ChildHandle, ChildProcess
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
-from connectors.kafka_producer import CONTEXT, OUTAGE_TIMEOUT_S, ChildHandle, OutageWatch, exit_with_parent, servers_of
+from connectors.kafka_producer import OUTAGE_TIMEOUT_S, OutageWatch, servers_of
 from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError
 
 logger = logging.getLogger(__name__)
@@ -148,7 +146,7 @@ class ConsumerProcess(ChildHandle):
         self.outage_timeout_s = outage_timeout_s
         self.watch = watch if watch is not None else OutageWatch(servers_of(client_config), outage_timeout_s)
         self._lock = threading.RLock()
-        self._process: Any = None
+        self._child: ChildProcess | None = None
         self._commands: Any = None
         self._results: Any = None
         self._slots: dict[int, _Slot] = {}
@@ -231,20 +229,15 @@ class ConsumerProcess(ChildHandle):
             if self._closed:
                 return
             self._closed = True
-            process = self._process
-            if process is None:
+            if self._child is None:
                 return
             try:
                 self._commands.send(None)
             except (OSError, ValueError):
                 pass
-            process.join(2.0)
-            if process.is_alive():
-                process.kill()
-                process.join(5.0)
+            self._child.stop(2.0)
             self._commands.close()
             self._results.close()
-            logger.debug("Kafka consumer process %d stopped (exit code %s)", process.pid, process.exitcode)
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -252,17 +245,12 @@ class ConsumerProcess(ChildHandle):
         """Start the child (called with ``_lock`` held)."""
         if self._closed:
             raise SourceError("the Kafka consumer process is closed")
-        if self._process is not None:
+        if self._child is not None:
             return
-        commands_r, self._commands = CONTEXT.Pipe(duplex=False)
-        self._results, results_w = CONTEXT.Pipe(duplex=False)
-        widen_pipe(results_w)
-        args = (commands_r, results_w, self.client_config, self.batch_size, self.offset_out_of_range, self.outage_timeout_s)
-        self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-consumer", daemon=True)
-        self._process.start()
-        results_w.close()  # the child holds the only writer: its exit is our EOF
-        commands_r.close()
-        logger.debug("Kafka consumer process %d started", self._process.pid)
+        args = (self.client_config, self.batch_size, self.offset_out_of_range, self.outage_timeout_s)
+        self._child = ChildProcess.spawn("the Kafka consumer process", _child_main, args, name="stream-learner-kafka-consumer", wide_results=True)
+        self._commands, self._results = self._child.commands, self._child.results
+        logger.debug("Kafka consumer process %d started", self._child.pid)
 
     def _command(self, message: Any) -> None:
         try:
@@ -280,8 +268,7 @@ class ConsumerProcess(ChildHandle):
                 return False
             message = self._results.recv()
         except (EOFError, OSError):
-            self._process.join(1.0)
-            self._error = SourceError(f"the Kafka consumer process exited unexpectedly (exit code {self._process.exitcode})")
+            self._error = SourceError(self._child.exit_message())  # type: ignore[union-attr]  # started, since it sent
             return False
         kind, slot, *rest = message
         state = self._slots.get(slot)
@@ -561,8 +548,6 @@ def _child_main(
     commands: Any, results: Any, client_config: dict[str, Any], batch_size: int, offset_out_of_range: str = "error", outage_timeout_s: float = OUTAGE_TIMEOUT_S
 ) -> None:
     """The fetch loop: apply the parent's commands, fetch, stop on ``None``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_parent()
     servers = servers_of(client_config)
     try:
         # no automatic reset: an offset out of range is handled (and said) by _Child._out_of_range

@@ -1,10 +1,9 @@
 """Kafka production in a child process, off the learner's interpreter and GIL.
 
-kafka-python's ``KafkaProducer.send()`` costs tens of microseconds of
-pure-Python CPU per message, about as much as the learner step itself.
-:class:`ProducerProcess` moves production to a child process (``spawn``
-context: the parent runs Bytewax's Rust threads, so it is never forked)
-that owns one idempotent, batching, compressing producer, and there skips
+kafka-python's ``KafkaProducer.send()`` runs pure Python per message, as
+much CPU as a learner step. :class:`ProducerProcess` moves production to a
+child process (:mod:`connectors.child_process`, spawned) that owns one
+idempotent, batching, compressing producer, and there skips
 ``send()`` for keyed records: it groups each batch's records by partition
 (the default partitioner's, memoised) and appends each group to the
 producer's batches in one piece (:mod:`connectors.kafka_append`; it steps
@@ -30,14 +29,10 @@ encoding leaves the parent too), and asks it to flush:
   state the cluster lost (an unknown producer id, sequence or epoch) is
   replaced and everything not yet acknowledged is sent again (outputs are
   at-least-once; :attr:`ProducerProcess.resent` counts the records).
-* The child is started with ``spawn``, which re-imports the parent's main
-  module: a script that runs a Kafka sink needs the usual
-  ``if __name__ == "__main__":`` guard (and starts faster with its heavy
-  imports inside it; ``stream-learner`` itself is light to import).
-* The child ignores SIGINT (a terminal's Ctrl-C reaches the whole
-  process group; the parent finishes the stream and stops the child) and
-  exits as soon as its parent dies (it watches the parent's sentinel), so
-  a ``kill -9`` of the service leaves no orphan.
+* The child is spawned, ignores Ctrl-C and exits with its parent, as
+  :mod:`connectors.child_process` says: a script that runs a Kafka sink
+  needs the ``if __name__ == "__main__":`` guard, and a ``kill -9`` of the
+  service leaves no orphan.
 
 This module imports no Bytewax: the child imports only kafka-python.
 """
@@ -47,15 +42,11 @@ from __future__ import annotations
 import functools
 import logging
 import marshal
-import multiprocessing
-import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from multiprocessing.connection import wait
 from typing import Any
 
 import orjson
@@ -63,6 +54,7 @@ from kafka import KafkaProducer
 from kafka import errors as Errors
 from kafka.partitioner.default import murmur2
 
+from connectors.child_process import ChildHandle, ChildProcess, bounded_queue
 from connectors.kafka_append import BulkAppender, can_bulk_append
 from connectors.kafka_records import fast_paths
 from stream_learner.errors import KafkaUnavailableError, SinkError
@@ -71,7 +63,6 @@ from stream_learner.predictions import Predictions, records_of
 logger = logging.getLogger(__name__)
 
 Pair = tuple[bytes | None, bytes]
-CONTEXT = multiprocessing.get_context("spawn")  # the parent runs Bytewax's Rust threads: never fork it
 _POLL_S = 0.2  # how often a waiting parent checks that the child is still alive
 GZIP_LEVEL = 1  # the producer process's default gzip level (see ProducerProcess)
 OUTAGE_TIMEOUT_S = 600.0  # how long a lost cluster is waited for (kafka.outage_timeout_s)
@@ -166,29 +157,6 @@ def _warn(line: str) -> str:
     return line
 
 
-class ChildHandle:
-    """What the handles of the Kafka child processes share: the child's pid, and starting it early.
-
-    A subclass sets ``_lock`` and ``_process`` and implements ``_start`` (idempotent).
-    """
-
-    _lock: Any
-    _process: Any
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id, once started."""
-        return self._process.pid if self._process is not None else None
-
-    def start(self) -> None:
-        """Start the child now rather than on first use (its start-up then overlaps the caller's)."""
-        with self._lock:
-            self._start()
-
-    def _start(self) -> None:
-        raise NotImplementedError
-
-
 class ProducerProcess(ChildHandle):
     """One Kafka producer in a child process, shared by the sink partitions of this process (thread-safe).
 
@@ -237,8 +205,8 @@ class ProducerProcess(ChildHandle):
         self.resent = 0  # records sent again by a new producer (duplicates, where the first send had landed)
         self._lock = threading.Lock()  # orders sends and flush marks in the queue
         self._cond = threading.Condition()  # guards what the child reported
-        self._process: Any = None
-        self._commands: Any = None
+        self._child: ChildProcess | None = None
+        self._commands: Any = None  # the child's bounded queue of batches and flush marks
         self._reader: threading.Thread | None = None
         self._seq = 0  # the number of the last batch or flush mark queued
         self._flush_mark = 0  # the last flush mark queued
@@ -334,19 +302,15 @@ class ProducerProcess(ChildHandle):
                 self._failure = exc
         with self._lock:
             self._closed = True
-            process, commands = self._process, self._commands
-            if process is not None:
+            child, commands = self._child, self._commands
+            if child is not None:
                 try:
                     commands.put(None, timeout=1.0)  # stop
                 except (queue.Full, ValueError, OSError):
                     pass
-                process.join(5.0 if flush and self._failure is None else 0.5)
-                if process.is_alive():
-                    process.kill()
-                    process.join(5.0)
+                child.stop(5.0 if flush and self._failure is None else 0.5)
                 commands.cancel_join_thread()  # never wait on a queue nobody reads any more
                 commands.close()
-                logger.debug("Kafka producer process %d stopped (exit code %s)", process.pid, process.exitcode)
         if flush and self._failure is not None:
             raise self._failure
 
@@ -356,17 +320,14 @@ class ProducerProcess(ChildHandle):
         """Start the child (called with ``_lock`` held)."""
         if self._closed:
             raise SinkError("the Kafka producer process is closed")
-        if self._process is not None:
+        if self._child is not None:
             return
-        self._commands = CONTEXT.Queue(self.max_pending)
-        results_r, results_w = CONTEXT.Pipe(duplex=False)
-        args = (self._commands, results_w, self.client_config, self.compression, self.gzip_level, self.linger_ms, self.outage_timeout_s)
-        self._process = CONTEXT.Process(target=_child_main, args=args, name="stream-learner-kafka-producer", daemon=True)
-        self._process.start()
-        results_w.close()  # the child holds the only writer: its exit is our EOF
-        self._reader = threading.Thread(target=self._read_results, args=(results_r,), name="kafka-producer-results", daemon=True)
+        self._commands = bounded_queue(self.max_pending)
+        args = (self.client_config, self.compression, self.gzip_level, self.linger_ms, self.outage_timeout_s)
+        self._child = ChildProcess.spawn("the Kafka producer process", _child_main, args, name="stream-learner-kafka-producer", commands=self._commands)
+        self._reader = threading.Thread(target=self._read_results, args=(self._child.results,), name="kafka-producer-results", daemon=True)
         self._reader.start()
-        logger.debug("Kafka producer process %d started", self._process.pid)
+        logger.debug("Kafka producer process %d started", self._child.pid)
 
     def _enqueue(self, topic: str, payload: list[Pair] | bytes) -> int:
         """Queue one batch for the child: encoded pairs, or marshalled records it encodes itself."""
@@ -443,25 +404,11 @@ class ProducerProcess(ChildHandle):
         if self._error is not None:
             raise self._error_type(self._error)
         if self._exited and not self._closed:  # the child's end of the results pipe closed: it is gone
-            self._process.join(1.0)
-            raise SinkError(f"the Kafka producer process exited unexpectedly (exit code {self._process.exitcode})")
+            raise SinkError(self._child.exit_message())  # type: ignore[union-attr]  # started, since it exited
         return None
 
 
 # --- the child ------------------------------------------------------------------------------------
-
-
-def exit_with_parent() -> None:
-    """End this (child) process as soon as the parent dies (even by SIGKILL)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        wait([parent.sentinel])
-        os._exit(3)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _topic_of(future: Any) -> str:
@@ -556,8 +503,6 @@ def _child_main(
     commands: Any, results: Any, client_config: dict[str, Any], compression: str, gzip_level: int, linger_ms: int, outage_timeout_s: float
 ) -> None:
     """The producer loop: send each batch, flush on request, report errors, stop on ``None``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_parent()
     _use_gzip_level(gzip_level)
     child = _Child(client_config, None if compression == "none" else compression, linger_ms, outage_timeout_s, results)
     try:
