@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,11 +75,37 @@ def test_the_page_server_serves_only_its_own_files() -> None:
         server.close()
 
 
-def test_the_throttle_holds_reading_to_its_rate() -> None:
+class _Clock:
+    """A monotonic clock that moves only when told: by a wait, or by a read that takes time."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:  # the stop event's wait: nobody sets it here
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+
+@pytest.mark.parametrize("read_seconds", [0.0, 0.03, 0.08])
+def test_the_throttle_holds_reading_to_its_rate(monkeypatch: pytest.MonkeyPatch, read_seconds: float) -> None:
+    """1000 events at 2000/s take 0.5 s: the throttle waits what the reads did not take, and not at all when they are slower."""
+    clock = _Clock()
+    monkeypatch.setattr(time, "monotonic", clock.monotonic)
     seen: list[int] = []
-    throttle = _Throttle(seen.append, rate=2000, stop=threading.Event())
-    started = time.monotonic()
+
+    def read(n: int) -> None:
+        seen.append(n)
+        clock.now += read_seconds
+
+    throttle = _Throttle(read, rate=2000, stop=clock)  # type: ignore[arg-type]
     for _ in range(10):
         throttle(100)
     assert seen == [100] * 10
-    assert 0.45 <= time.monotonic() - started < 2.0  # 1000 events at 2000/s
+    # the rate counts from the end of the first read: the 1000 events end 0.5 s after it, or when the slower reads end
+    assert clock.now - 100.0 == pytest.approx(max(read_seconds + 0.5, 10 * read_seconds))
+    assert (clock.waits == []) == (read_seconds > 0.05)
