@@ -1,18 +1,20 @@
 """Pickling in a forked child, as Redis's ``BGSAVE`` does.
 
-Pickling a learner in the stream's own process costs twice: the stall
-while ``pickle.dumps`` runs, and, on CPython 3.11, a lasting slowdown:
-pickling reads every object's ``__dict__``, which turns the object's
-compact inline attributes into a real dictionary for good, and from then
-on every attribute access of the model is slower (a river Hoeffding tree
-learned 15-20% slower after its first snapshot). A forked child sees the
-same objects (copy-on-write), pickles them and writes the bytes to a
-temporary file; the parent pays for ``fork()`` only, and its objects stay
-as they were.
+Pickling a learner (its snapshot's state, or the rollback journal's
+checkpoint) in the stream's own process costs twice: the stall while the
+pickler runs, and, on CPython 3.11, a lasting slowdown: pickling reads
+every object's ``__dict__``, which turns the object's compact inline
+attributes into a real dictionary for good, and from then on every
+attribute access of the model is slower (see benchmarks/README.md). A
+forked child sees the same objects (copy-on-write), makes the bytes and
+writes them to a temporary file; the parent pays for ``fork()`` only, and
+its objects stay as they were.
 
 >>> pending = ForkedPickle.start({"weights": [1.0, 2.0]})
 >>> pickle.loads(pending.result())
 {'weights': [1.0, 2.0]}
+>>> ForkedPickle.call(lambda: b"made in the child").result()
+b'made in the child'
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import pickle
 import sys
 import tempfile
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from stream_learner.errors import SnapshotError
 
@@ -29,7 +31,7 @@ CAN_FORK = sys.platform == "linux"  # macOS forbids fork after threads touched s
 
 
 class ForkedPickle:
-    """The pickle of an object as it was at :meth:`start`, made by a child process.
+    """Bytes made by a child process from the parent's objects as they were at :meth:`call` (:meth:`start`: an object's pickle).
 
     The child writes the bytes to an unnamed temporary file and exits at
     once, so the parent's pages are shared copy-on-write for as short a
@@ -45,12 +47,18 @@ class ForkedPickle:
 
     @classmethod
     def start(cls, obj: Any) -> ForkedPickle:
+        """The pickle of ``obj``."""
+        return cls.call(lambda: pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @classmethod
+    def call(cls, produce: Callable[[], bytes]) -> ForkedPickle:
+        """What ``produce()`` returns, called in the child."""
         spool = tempfile.TemporaryFile()
         pid = os.fork()
-        if pid == 0:  # the child: pickle, write, and leave without running any cleanup of the parent's
+        if pid == 0:  # the child: produce, write, and leave without running any cleanup of the parent's
             code = 1
             try:
-                spool.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+                spool.write(produce())
                 spool.flush()
                 code = 0
             finally:
@@ -58,7 +66,7 @@ class ForkedPickle:
         return cls(pid, spool)
 
     def result(self) -> bytes:
-        """The pickled bytes (waits for the child the first time)."""
+        """The bytes (waits for the child the first time)."""
         if self._data is None:
             status = self._reap()
             if status != 0:

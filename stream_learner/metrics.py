@@ -100,8 +100,7 @@ class Prequential:
         self._at = (at + n) % size
 
     def state_dict(self) -> dict[str, Any]:
-        """The counts (pending errors counted first), as plain values."""
-        self._count()
+        """The counts and the errors recorded but not counted yet, as plain values."""
         return {
             "version": 1,
             "task": self.task,
@@ -112,6 +111,7 @@ class Prequential:
             "sq_error": self._sq_error,
             "ring": bytes(self._ring),
             "at": self._at,
+            "pending": bytes(self.pending) if self._classification else list(self.pending),
         }
 
     @classmethod
@@ -123,6 +123,7 @@ class Prequential:
         metrics._abs_error, metrics._sq_error = state["abs_error"], state["sq_error"]
         metrics._ring[:] = state["ring"]
         metrics._at = state["at"]
+        metrics.pending.extend(state["pending"])
         return metrics
 
     @property

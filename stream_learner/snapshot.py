@@ -2,9 +2,11 @@
 
 A snapshot is a signed envelope: a JSON header (format version, learner
 kind, strategy, events seen, source offsets, created-at, payload checksum,
-HMAC-SHA256 signature) and the payload. The payload is pickled, so it is
-only ever unpickled after :func:`open_envelope` has checked both the
-checksum and the signature.
+HMAC-SHA256 signature) and the payload: a learner's state as
+:func:`stream_learner.state.encode` writes it. River models inside it are
+pickles (and a format-1 payload is one pickle), so a payload is only ever
+decoded after :func:`open_envelope` has checked both the checksum and the
+signature.
 
 >>> blob = seal(b"state", signing_key=b"k", key="default", learner_kind="river",
 ...             strategy="none", events_seen=3, source_offsets={0: 3}, created_at=1.0)
@@ -23,14 +25,17 @@ import hashlib
 import hmac
 import time
 from dataclasses import asdict, dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import orjson
 
 from stream_learner.errors import SnapshotError
 from stream_learner.forked_pickle import ForkedPickle
+from stream_learner.state import encode
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The envelope :func:`seal` writes: 2 holds an encoded state; 1 (still read) a pickled learner."""
+READABLE_FORMATS = (1, 2)
 MAGIC = b"SLSNAP"
 
 
@@ -51,10 +56,11 @@ class SnapshotHeader:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A learner's pickled state and the bookkeeping that goes in its envelope.
+    """A learner's encoded state and the bookkeeping that goes in its envelope.
 
-    ``pickled`` is the bytes, or a :class:`~stream_learner.forked_pickle.ForkedPickle`
-    still being made; :attr:`payload` waits for it.
+    ``pickled`` is the bytes (:func:`stream_learner.state.encode`), or a
+    :class:`~stream_learner.forked_pickle.ForkedPickle` still making them;
+    :attr:`payload` waits for it.
     """
 
     key: str
@@ -63,6 +69,30 @@ class Snapshot:
     events_seen: int
     source_offsets: dict[int, int]
     pickled: bytes | ForkedPickle
+
+    @classmethod
+    def of_state(
+        cls,
+        state: Callable[[], dict[str, Any]],
+        *,
+        key: str,
+        learner_kind: str,
+        strategy: str,
+        events_seen: int,
+        source_offsets: dict[int, int],
+        background: bool,
+    ) -> Snapshot:
+        """The snapshot of the state ``state()`` returns, encoded in a forked child when ``background``, else here.
+
+        In the child, the stream pays for ``fork()`` only and its objects are
+        not touched (see :mod:`stream_learner.forked_pickle`); the caller
+        checks that it may fork (the platform, a model on a GPU).
+        """
+
+        def produce() -> bytes:
+            return encode(state())
+
+        return cls(key, learner_kind, strategy, events_seen, dict(source_offsets), ForkedPickle.call(produce) if background else produce())
 
     @property
     def payload(self) -> bytes:
@@ -114,8 +144,8 @@ def read_header(blob: bytes) -> SnapshotHeader:
         header = SnapshotHeader(**raw)
     except (ValueError, TypeError, KeyError) as exc:
         raise SnapshotError(f"snapshot is corrupt: {exc}") from None
-    if header.format_version != FORMAT_VERSION:
-        raise SnapshotError(f"snapshot format {header.format_version} is not supported (this version reads {FORMAT_VERSION})")
+    if header.format_version not in READABLE_FORMATS:
+        raise SnapshotError(f"snapshot format {header.format_version} is not supported (this release reads formats {READABLE_FORMATS[0]} to {READABLE_FORMATS[-1]})")
     return header
 
 

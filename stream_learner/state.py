@@ -16,9 +16,10 @@ River blobs are real pickles: they are unpickled only by the part that owns
 them, after the snapshot's signature verified (see :mod:`stream_learner.snapshot`).
 
 This module is also the one place that knows older formats: :func:`decode`
-converts a payload of format 1 (a pickled ``KeyedLearner`` object) into the
-current state, and :func:`migrate` and :func:`expect_version` refuse what
-they cannot read with one line naming the version.
+converts a payload of format 1 (a pickled ``KeyedLearner`` object, in any
+of the layouts the last release of that format read) into the current
+state, and refuses a format it cannot read; :func:`expect_version` refuses
+a part's layout it cannot read. Each refusal is one line naming the version.
 
 >>> payload = encode({"version": 1, "counts": [1, 2], "blob": river_blob({"a": 1.5})})
 >>> state = decode(payload)
@@ -111,11 +112,6 @@ def decode(payload: bytes) -> dict[str, Any]:
         state = _PlainUnpickler(io.BytesIO(body), torch_side).load()
     except (pickle.UnpicklingError, EOFError, IndexError) as exc:
         raise SnapshotError(f"learner state is corrupt: {exc}") from None
-    return migrate(state)
-
-
-def migrate(state: dict[str, Any]) -> dict[str, Any]:
-    """A decoded state in the current layout. Every layout so far is the current one; a later one is refused."""
     return state
 
 
@@ -186,5 +182,176 @@ def _load_torch_side(tensors: bytes) -> list[Any]:
 # -- format 1: a pickled KeyedLearner ------------------------------------------
 
 
+class _Old:
+    """An object of an earlier release, as its pickle describes it: its class's name and its attributes."""
+
+    qualname = ""
+
+    def __init__(self, *args: Any) -> None:
+        self.fields: dict[str, Any] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple):  # (__dict__, __slots__ values)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        self.fields = dict(state)
+
+
+_OLD_CLASSES: dict[str, type[_Old]] = {}
+
+
+class _Format1Unpickler(pickle.Unpickler):
+    """Our own classes become :class:`_Old` records; everything else (river, numpy, the standard library) is what it was."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.partition(".")[0] in ("stream_learner", "strategies"):
+            qualname = f"{module}.{name}"
+            if qualname not in _OLD_CLASSES:
+                _OLD_CLASSES[qualname] = type(name, (_Old,), {"qualname": qualname})
+            return _OLD_CLASSES[qualname]
+        if (module, name) == ("builtins", "getattr"):
+            return _old_getattr
+        return super().find_class(module, name)
+
+
+def _old_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as a pickle calls it (a bound method kept as an attribute); an old record has no methods: ``None``."""
+    return None if isinstance(obj, _Old) else getattr(obj, name)
+
+
 def _from_pickled_learner(payload: bytes) -> dict[str, Any]:
-    raise SnapshotError("learner state format 1 (a pickled learner) cannot be read yet")
+    """The current state of a format-1 payload (a pickled ``KeyedLearner``)."""
+    try:
+        old = _Format1Unpickler(io.BytesIO(payload)).load()
+    except Exception as exc:  # anything a pickle of another release may raise
+        raise SnapshotError(f"learner state of format 1 cannot be read: {type(exc).__name__}: {exc}") from None
+    if not isinstance(old, _Old) or old.qualname != "stream_learner.engine.KeyedLearner":
+        raise SnapshotError(f"snapshot holds a {getattr(old, 'qualname', type(old).__name__)}, not a learner")
+    f = old.fields
+    config = f["config"].fields
+    spec = config["learner"].fields
+    metrics = _prequential(f["metrics"].fields)
+    forgetting = _forgetting(f["forgetting"].fields, metrics["task"])
+    monitor = f["monitor"]
+    pending = f.get("pending")
+    new_labels = f.get("new_labels")
+    schema = f.get("schema")
+    return {
+        "version": 1,
+        "key": f["key"],
+        "spec": {name: spec[name] for name in ("model", "params", "seed", "strategy", "strategy_params")},
+        "learner": _learner(f["learner"]),
+        "events": f["events"],
+        "learned": f["learned"],
+        "failures": f.get("failures", 0),
+        "metrics": metrics,
+        "monitor": None if monitor is None else _monitor(monitor.fields, config["detector_params"], spec["seed"]),
+        "forgetting": forgetting,
+        "schema": _schema(schema.fields) if schema is not None else _schema_of_samples(forgetting, metrics["task"]),
+        "pending": None if pending is None else _pending(pending.fields),
+        "concepts": {
+            "version": 1,
+            "concept": f["concept"],
+            "concepts": f["concepts"],
+            "drifts": f["drifts"],
+            "tasks": [[task, concept] for task, concept in f["tasks"].items()],
+            "new_labels": None if new_labels is None else {"version": 1, "seen": sorted_values(new_labels.fields["seen"]), "since": new_labels.fields["since"]},
+        },
+        "resume": {"version": 1, "next_offsets": [[p, o] for p, o in f["next_offsets"].items()]},
+        "cadence": {"version": 1, "since_metrics": f["_since_metrics"], "since_snapshot": f["_since_snapshot"], "snapshot_at": f["_snapshot_at"]},
+    }
+
+
+def _learner(old: _Old) -> dict[str, Any]:
+    f = old.fields
+    if old.qualname == "stream_learner.learners.river.RiverLearner":
+        return {"version": 1, "family": "river", "model": river_blob(f["model"])}
+    if old.qualname == "stream_learner.learners.strategy.RiverStrategyLearner":
+        return {"version": 1, "family": "river", "model": river_blob(f["inner"].fields["model"]), "strategies": [{} for _ in f["strategies"]]}
+    if old.qualname == "stream_learner.learners.torch.TorchLearner":
+        return {"version": 1, "family": "torch", **_load_torch_side(f["state"])}
+    raise SnapshotError(f"learner state of format 1 holds a {old.qualname}, which this release cannot read")
+
+
+def _prequential(f: dict[str, Any]) -> dict[str, Any]:
+    """Older layouts kept the counts without the underscore and counted each error as it came (no ``pending``)."""
+    classification = f["_classification"]
+    counts = {name: f[f"_{name}"] if f"_{name}" in f else f[name] for name in ("labelled", "correct", "abs_error", "sq_error")}
+    pending = f.get("pending", b"" if classification else [])
+    return {
+        "version": 1, "task": f["task"], "window": f["window"], **counts, "ring": bytes(f["_ring"]), "at": f["_at"],
+        "pending": bytes(pending) if classification else list(pending),
+    }  # fmt: skip
+
+
+def _monitor(f: dict[str, Any], detector_params: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """A monitor from before it kept its parameters gets them as the run's configuration gave them (the constructor's defaults)."""
+    name = f["name"]
+    only_increases = f["_check_rise"] if name == "adwin" else True
+    params = f.get("params")
+    if params is None:
+        params = dict(detector_params)
+        if name == "kswin":
+            params.setdefault("seed", seed)
+        if name == "page_hinkley":
+            params.setdefault("mode", "up")
+    return {"version": 1, "name": name, "params": params, "only_increases": only_increases, "detector": river_blob(f["detector"]), "sum": f["_sum"], "count": f["_count"]}
+
+
+def _forgetting(f: dict[str, Any], task: str) -> dict[str, Any]:
+    rng_version, rng_words, gauss = f["_rng"].getstate()
+    return {
+        "version": 1,
+        "task": task,
+        "sample_size": f["sample_size"],
+        "max_concepts": f["max_concepts"],
+        "max_rows": f["rows"].maxlen,
+        "holdout": f["holdout"],
+        "rng": [rng_version, list(rng_words), gauss],
+        "samples": [[c, {**s.fields, "items": [[x, y] for x, y in s.fields["items"]]}] for c, s in f["_samples"].items()],
+        "best": [[c, v] for c, v in f["_best"].items()],
+        "at_end": [[c, v] for c, v in f["_at_end"].items()],
+        "rows": [[[c, v] for c, v in row.items()] for row in f["rows"]],
+        "evaluations": f["evaluations"],
+        "current": f["current"],
+        "forgetting": list(f["_forgetting"]),
+    }
+
+
+def _pending(f: dict[str, Any]) -> dict[str, Any]:
+    """An older window had no ``labelled`` ids, and counted no ``received`` labels: every one was matched, expired, unmatched or waiting."""
+    early = f["early"]
+    received = f.get("received", f["matched"] + f["expired"] + f["unmatched"] + len(early))
+    return {
+        "version": 1,
+        "max_size": f["max_size"],
+        "max_age": f["max_age"],
+        "pending": [[event_id, x, y_pred, at] for event_id, (x, y_pred, at) in f["pending"].items()],
+        "early": [[event_id, label, at] for event_id, (label, at) in early.items()],
+        "gone": list(f["gone"]),
+        "labelled": list(f.get("labelled", ())),
+        "received": received,
+        "matched": f["matched"],
+        "expired": f["expired"],
+        "unmatched": f["unmatched"],
+    }
+
+
+def _schema(f: dict[str, Any]) -> dict[str, Any]:
+    classes = [[label, kind.__name__] for label, kind in f["classes"].items()]
+    return {"version": 1, "classifier": f["classifier"], "classes": classes, "numeric": sorted_values(f["numeric"]), "categorical": sorted_values(f["categorical"])}
+
+
+def _schema_of_samples(forgetting: dict[str, Any], task: str) -> dict[str, Any]:
+    """A learner from before schemas: its forgetting samples are what is known of its schema (the first type a label or feature came with)."""
+    classifier = task == "classification"
+    classes: dict[Any, str] = {}
+    numeric: set[Any] = set()
+    categorical: set[Any] = set()
+    for _, sample in forgetting["samples"]:
+        for x, y in sample["items"]:
+            if classifier:
+                classes.setdefault(y, type(y).__name__)
+            for name, value in x.items():
+                if name not in numeric and name not in categorical:
+                    (categorical if type(value) is str else numeric).add(name)
+    return {"version": 1, "classifier": classifier, "classes": list(map(list, classes.items())), "numeric": sorted_values(numeric), "categorical": sorted_values(categorical)}

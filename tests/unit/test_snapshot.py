@@ -21,7 +21,7 @@ def _blob(payload: bytes, events: int = 1) -> bytes:
 def test_envelope_round_trip_carries_the_header() -> None:
     header, payload = open_envelope(_blob(b"state", 7), signing_key=KEY)
     assert payload == b"state"
-    assert (header.format_version, header.key, header.learner_kind, header.events_seen, header.source_offsets) == (1, "k", "river", 7, {0: 7})
+    assert (header.format_version, header.key, header.learner_kind, header.events_seen, header.source_offsets) == (2, "k", "river", 7, {0: 7})
     assert header.created_at > 0 and len(header.checksum) == 64 and len(header.signature) == 64
 
 
