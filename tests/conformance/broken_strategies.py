@@ -71,3 +71,26 @@ class Impure(RiverStrategy):
 
     def wrap(self, model: Any) -> Any:
         return Flickering(model)
+
+
+class RiverBoundaryRaises(RiverStrategy):
+    """At a boundary: teaches the model a bogus example, then raises."""
+
+    def on_boundary(self, model: Any) -> Any:
+        model.learn_one({"f0": 1e6, "f1": -1e6}, True)
+        raise RuntimeError("consolidation failed")
+
+
+class TorchBoundaryRaises(TorchStrategy):
+    """At a boundary: shifts every weight of the model, then raises."""
+
+    def setup(self, model: Any, optimizer: Any, criterion: Any, device: Any) -> None:
+        self.model = model
+
+    def on_boundary(self, x: Any, y: Any, task: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            for parameter in self.model.parameters():
+                parameter.add_(1.0)
+        raise RuntimeError("consolidation failed")

@@ -86,7 +86,7 @@ def test_a_learn_that_raises_half_way_leaves_the_model_as_if_the_event_never_cam
     assert [predictions[f"e{i + 1}"] for i in range(33, 60)] == [clean_predictions[f"e{i}"] for i in range(33, 60)]
     assert (step.events, step.learned, step.metrics.labelled) == (60, 60, 60)
     if max_log == 7:
-        assert len(step.journal.xs) < 60  # the rollback replayed from a checkpoint, not from the start
+        assert len(step.guard.journal.xs) < 60  # the rollback replayed from a checkpoint, not from the start
 
 
 def test_a_predict_that_raises_makes_a_dead_letter_and_nothing_is_learned() -> None:

@@ -90,7 +90,7 @@ def test_a_learner_restored_from_a_snapshot_without_a_watch_knows_its_labels_fro
     assert _drifts(out) == [("new_label", 200)]  # labels 0 and 1 are not new after the restore; label 2 or 3 is
 
     again = KeyedLearner.restore(pickle.dumps(restored), EngineConfig(learner=NO_CHANGE))
-    assert again.new_labels is None  # a run without the option drops the watch
+    assert again.concept_tracker.new_labels is None  # a run without the option drops the watch
 
 
 def test_a_new_label_arriving_late_on_the_labels_topic_marks_the_boundary_too() -> None:

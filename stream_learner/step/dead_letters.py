@@ -1,0 +1,49 @@
+"""The dead letters the learner step makes: events the schema or the model refused, labels nothing can join.
+
+Each carries the event's raw bytes where the source kept them, else the
+event rebuilt as JSON, and its origin in the source (partition and offset;
+-1 for a delayed label, which has none of its own).
+
+>>> from stream_learner.events import Event
+>>> letters = DeadLetters("in")
+>>> letter = letters.model_error(Event("e1", "k", {"x": 1.0}, True, None, 0, 7), ValueError("no"), now=0.0)
+>>> letter["reason"], letter["error"], letter["origin"]["offset"], letter["raw"]
+('model_error', 'model error: ValueError: no', 7, '{"id":"e1","key":"k","features":{"x":1.0},"label":true,"task":null}')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream_learner.delayed import LabelRecord
+from stream_learner.events import DeadLetterReason, Event, Origin, dead_letter
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """Dead letters of events from ``source`` (the name their origin carries)."""
+
+    source: str
+
+    def schema(self, event: Event, problem: str, now: float) -> dict[str, Any]:
+        """``event`` contradicts its key's schema (``problem`` says how)."""
+        return self._of(event, "schema", f"schema: {problem}", now)
+
+    def model_error(self, event: Event, exc: Exception, now: float) -> dict[str, Any]:
+        """The model raised ``exc`` on ``event``."""
+        return self._of(event, "model_error", f"model error: {type(exc).__name__}: {exc}", now)
+
+    def unjoinable_label(self, record: LabelRecord, now: float) -> dict[str, Any]:
+        """A delayed label, but this run joins none (no label window)."""
+        raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
+        return dead_letter("unjoinable_label", "delayed label, but this run joins none (no label window)", raw, Origin(self.source, -1, -1), now)
+
+    def _of(self, event: Event, reason: DeadLetterReason, error: str, now: float) -> dict[str, Any]:
+        raw = event.raw
+        if raw is None:
+            rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
+            raw = orjson.dumps(rebuilt, option=orjson.OPT_NON_STR_KEYS, default=str)
+        return dead_letter(reason, error, raw, Origin(self.source, event.partition, event.offset), now)
