@@ -61,8 +61,7 @@ class EngineConfig:
         snapshot_seconds: snapshot when this many seconds passed since the
             last snapshot and events came in (0: only every N events). Time,
             not throughput, sets the default cadence: a snapshot costs the
-            same at any rate, and at 100k events/s "every 10,000 events"
-            would be ten a second. The end of a stream always snapshots.
+            same at any rate. The end of a stream always snapshots.
         forgetting_every: evaluate every concept's sample every N labelled
             events (0: only at boundaries and at the end); see
             :mod:`stream_learner.forgetting`.
