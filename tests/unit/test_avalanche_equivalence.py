@@ -165,3 +165,120 @@ def test_agem_matches_avalanche_until_the_reference_batches_are_drawn() -> None:
     learner = _engine("agem", {"patterns_per_experience": N, "sample_size": 3 * N})
     template, model = _avalanche(lambda **kw: AGEM(**kw, patterns_per_exp=N, sample_size=3 * N))
     _train_side_by_side(learner, template, lambda k: _same(learner, model, exact=k == 0))
+
+
+# -- the online strategies: each micro-batch is one of Avalanche's online experiences ---------------------------
+
+OB = 8  # events per micro-batch (and per online experience)
+
+
+def _online_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Micro-batches of a class-incremental stream: all three classes first (the head starts at three units), then old and new ones apart."""
+    g = torch.Generator().manual_seed(5)
+    plan = [[0, 1, 2], [0, 1], [0, 1], [0, 1], [2], [2], [1, 2], [2], [0, 2]]
+    out = []
+    for classes in plan:
+        y = torch.tensor([classes[i % len(classes)] for i in range(OB)])
+        x = torch.randn(OB, INPUTS, generator=g) * 0.3
+        x[torch.arange(OB), y] += 1.0
+        out.append((x.float(), y.long()))
+    return out
+
+
+def _online_side_by_side(learner: TorchLearner, template: Any, check: Callable[[int], None]) -> None:
+    """Each micro-batch: the learner learns its events one by one, Avalanche trains on it as one experience; then ``check(k)``."""
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+    data = _online_batches()
+    datasets = [window_dataset(x, y, torch.zeros(OB, dtype=torch.long)) for x, y in data]
+    stream = list(quietly(lambda: benchmark_from_datasets(train=datasets)).train_stream)
+    for k, ((x, y), experience) in enumerate(zip(data, stream)):
+        for row, label in zip(x.tolist(), y.tolist()):
+            learner.learn({f"f{j}": v for j, v in enumerate(row)}, label)
+        quietly(lambda e=experience: template.train(e, eval_streams=[], shuffle=False))
+        check(k)
+
+
+def _online_engine(strategy: str, params: dict[str, Any]) -> TorchLearner:
+    spec = LearnerSpec("torch:mlp", {"hidden": [HIDDEN], "batch_size": OB, "lr": LR, "scale": False}, seed=SEED, strategy=strategy, strategy_params=params)
+    learner = build_learner(spec)
+    assert isinstance(learner, TorchLearner)
+    return learner
+
+
+def _same_memory(ours: Any, storage: Any) -> None:
+    x, y, _ = ours.tensors()
+    theirs = [(item[0], int(item[1])) for item in storage.buffer]
+    assert len(theirs) == len(y)
+    assert torch.equal(x, torch.stack([r for r, _ in theirs])) and y.tolist() == [c for _, c in theirs]
+
+
+def test_er_ace_is_avalanches_online_er_ace_exactly() -> None:
+    from avalanche.training.supervised import ER_ACE
+
+    learner = _online_engine("er_ace", {"mem_size": 10, "batch_size_mem": 4})
+    template, model = _avalanche(lambda **kw: ER_ACE(**{**kw, "train_mb_size": OB}, mem_size=10, batch_size_mem=4))
+
+    def check(k: int) -> None:
+        _same(learner, model)
+        _same_memory(learner.strategies[0].memory, template.storage_policy)
+
+    _online_side_by_side(learner, template, check)
+    assert len(learner.strategies[0].memory) == 10
+
+
+def test_mir_is_avalanches_online_mir_exactly() -> None:
+    from avalanche.training import Naive
+    from avalanche.training.plugins import MIRPlugin
+
+    learner = _online_engine("mir", {"mem_size": 12, "subsample": 6, "batch_size_mem": 3})
+    plugin = MIRPlugin(batch_size_mem=3, mem_size=12, subsample=6)
+    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": OB}, plugins=[plugin]))
+    replayed: list[int] = []
+
+    def check(k: int) -> None:
+        _same(learner, model)
+        _same_memory(learner.strategies[0].memory, plugin.storage_policy)
+        replayed.append(plugin.replay_loader is not None)
+
+    _online_side_by_side(learner, template, check)
+    assert sum(replayed) >= 4  # the interfered events were chosen and replayed on most micro-batches
+
+
+def test_gdumb_is_avalanches_gdumb_exactly_with_one_micro_batch_per_experience() -> None:
+    """Each micro-batch is an experience ending in a boundary: reset, then Avalanche's shuffled epochs over the same memory."""
+    from avalanche.training import Naive
+    from avalanche.training.plugins import GDumbPlugin
+
+    learner = _online_engine("gdumb", {"mem_size": 10, "epochs": 2, "batch_size": 4})
+    plugin = GDumbPlugin(mem_size=10)
+    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": 4, "train_epochs": 2}, plugins=[plugin]))
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+
+    data = _online_batches()
+    datasets = [window_dataset(x, y, torch.zeros(OB, dtype=torch.long)) for x, y in data]
+    stream = list(quietly(lambda: benchmark_from_datasets(train=datasets)).train_stream)
+    for k, ((x, y), experience) in enumerate(zip(data, stream)):
+        for row, label in zip(x.tolist(), y.tolist()):
+            learner.learn({f"f{j}": v for j, v in enumerate(row)}, label)
+        learner.on_boundary(k + 1)
+        quietly(lambda e=experience: template.train(e, eval_streams=[], shuffle=True))
+        _same(learner, template.model)  # GDumb's reset gives Avalanche's template a new model object
+        _same_memory(learner.strategies[0].memory, plugin.storage_policy)
+
+
+def test_slda_has_avalanches_statistics_and_scores() -> None:
+    """The engine's head is Avalanche's StreamingLDA over the same features: equal statistics, equal scores to float rounding."""
+    from avalanche.training import StreamingLDA
+
+    learner = _online_engine("slda", {"shrinkage": 1e-3})
+    torch.manual_seed(SEED)
+    body = MLP(INPUTS, CLASSES, hidden=[HIDDEN]).body  # the engine's body, built from the same seed
+    template = quietly(lambda: StreamingLDA(slda_model=body, criterion=torch.nn.CrossEntropyLoss(), input_size=HIDDEN, num_classes=CLASSES, shrinkage_param=1e-3, train_mb_size=OB, device="cpu", evaluator=None))
+    _online_side_by_side(learner, template, lambda k: None)
+    ours = learner.strategies[0]
+    assert torch.equal(ours.means, template.muK) and torch.equal(ours.counts, template.cK) and torch.equal(ours.sigma, template.Sigma)
+    x = torch.stack([torch.cat([b[0] for b in _online_batches()])]).squeeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(learner.model(x), template.predict(body(x)), rtol=1e-4, atol=1e-4)
+    assert ours.updates == 9 * OB
