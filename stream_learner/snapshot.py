@@ -82,17 +82,8 @@ class Snapshot:
         source_offsets: dict[int, int],
         background: bool,
     ) -> Snapshot:
-        """The snapshot of the state ``state()`` returns, encoded in a forked child when ``background``, else here.
-
-        In the child, the stream pays for ``fork()`` only and its objects are
-        not touched (see :mod:`stream_learner.forked_pickle`); the caller
-        checks that it may fork (the platform, a model on a GPU).
-        """
-
-        def produce() -> bytes:
-            return encode(state())
-
-        return cls(key, learner_kind, strategy, events_seen, dict(source_offsets), ForkedPickle.call(produce) if background else produce())
+        """The snapshot of the state ``state()`` returns, encoded in a forked child when ``background`` (see :func:`encoding`)."""
+        return cls(key, learner_kind, strategy, events_seen, dict(source_offsets), encoding(state, forked=background))
 
     @property
     def payload(self) -> bytes:
@@ -103,6 +94,20 @@ class Snapshot:
         """Nobody will read this snapshot (a newer one replaced it)."""
         if not isinstance(self.pickled, bytes):
             self.pickled.discard()
+
+
+def encoding(state: Callable[[], dict[str, Any]], forked: bool) -> bytes | ForkedPickle:
+    """The encoded state ``state()`` returns (:func:`stream_learner.state.encode`): made in a forked child when ``forked``, else here.
+
+    In the child, the stream pays for ``fork()`` only and its objects are
+    not touched (see :mod:`stream_learner.forked_pickle`); the caller
+    checks that it may fork (:func:`~stream_learner.learners.base.forkable`).
+    """
+
+    def produce() -> bytes:
+        return encode(state())
+
+    return ForkedPickle.call(produce) if forked else produce()
 
 
 def seal(
