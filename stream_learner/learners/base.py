@@ -20,7 +20,10 @@ class Learner(Protocol):
     ``predict`` must be pure (it never changes what the model will do next);
     ``learn`` updates the model with one labelled example;
     ``on_boundary`` is called when a new concept starts (drift or task switch).
-    A learner must pickle: pickling is its snapshot.
+    ``state_dict`` is its snapshot: plain values with a ``"version"`` (see
+    :mod:`stream_learner.state`), which its class's ``from_state`` rebuilds.
+    A learner must also pickle: the rollback :class:`Journal` keeps its
+    checkpoints so.
 
     Optionally, ``lookahead(xs)`` is told the feature dicts of a batch
     before they are predicted one by one, so that a learner may predict
@@ -40,6 +43,10 @@ class Learner(Protocol):
 
     def on_boundary(self, concept: int) -> None:
         """A new concept starts; consolidate what was learned on the previous one."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the next prediction and update, as plain values."""
         ...
 
 
