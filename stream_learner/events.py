@@ -205,6 +205,25 @@ class DriftRecord(BaseModel):
     ts: float
 
 
+class FeatureScore(BaseModel):
+    """One feature that moved, and its statistic (the population stability index)."""
+
+    name: str
+    psi: float
+
+
+class FeatureDriftRecord(BaseModel):
+    """The distribution of the features moved (input drift, see :mod:`stream_learner.feature_drift`), labels or not."""
+
+    type: Literal["feature_drift"] = "feature_drift"
+    key: str
+    features: list[FeatureScore]  # highest first
+    statistic: Literal["psi"] = "psi"
+    at_event: int
+    concept: int  # after any boundary the drift started
+    ts: float
+
+
 class DeadLetter(BaseModel):
     """A record that could not be used, why, and where it came from.
 

@@ -109,6 +109,25 @@ class DriftDict(TypedDict):
     ts: float
 
 
+class FeatureScoreDict(TypedDict):
+    """One feature that moved and how far (:class:`~stream_learner.events.FeatureScore`)."""
+
+    name: str
+    psi: float
+
+
+class FeatureDriftDict(TypedDict):
+    """The features' distribution moved (:class:`~stream_learner.events.FeatureDriftRecord`), labels or not."""
+
+    type: Literal["feature_drift"]
+    key: str
+    features: list[FeatureScoreDict]  # the features that moved, highest statistic first
+    statistic: Literal["psi"]
+    at_event: int
+    concept: int  # after any boundary the drift started
+    ts: float
+
+
 class OriginDict(TypedDict):
     """Where a record came from (:class:`~stream_learner.events.OriginModel`)."""
 

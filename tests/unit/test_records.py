@@ -26,6 +26,8 @@ from stream_learner.events import (
     DeadLetter,
     DelayedLabelCounts,
     DriftRecord,
+    FeatureDriftRecord,
+    FeatureScore,
     ForgettingSummary,
     MetricsRecord,
     OriginModel,
@@ -39,6 +41,8 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (records.ForgettingDict, ForgettingSummary),
     (records.DelayedLabelCountsDict, DelayedLabelCounts),
     (records.DriftDict, DriftRecord),
+    (records.FeatureDriftDict, FeatureDriftRecord),
+    (records.FeatureScoreDict, FeatureScore),
     (records.DeadLetterDict, DeadLetter),
     (records.OriginDict, OriginModel),
 ]
@@ -87,6 +91,10 @@ def test_a_record_with_a_key_outside_its_type_fails_the_conformance_check() -> N
         _conforms({**drift, "surplus": 1}, records.DriftDict)
     with pytest.raises(AssertionError, match="origin"):
         _conforms({"reason": "empty", "error": "e", "raw": "", "origin": {"topic": "t", "partition": 0}, "ts": 0.0}, records.DeadLetterDict)
+    feature_drift = {"type": "feature_drift", "key": "k", "statistic": "psi", "at_event": 1, "concept": 0, "ts": 0.0}
+    _conforms({**feature_drift, "features": [{"name": "a", "psi": 0.5}]}, records.FeatureDriftDict)
+    with pytest.raises(AssertionError, match=r"features\[1\]: missing \['psi'\]"):
+        _conforms({**feature_drift, "features": [{"name": "a", "psi": 0.5}, {"name": "b"}]}, records.FeatureDriftDict)
 
 
 def test_the_records_of_a_real_run_have_exactly_their_typed_keys_and_validate_against_their_contracts(tmp_path: Path) -> None:
@@ -122,8 +130,12 @@ def test_the_records_of_a_real_run_have_exactly_their_typed_keys_and_validate_ag
 
 
 def _members(hint: Any) -> tuple[Any, ...]:
-    """The members of a union (``X | None`` too), or the hint itself."""
-    return get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    """The types a value of ``hint`` holds, through unions (``X | None`` too) and lists: ``list[X] | None`` gives ``X, None``."""
+    if get_origin(hint) in (Union, types.UnionType):
+        return tuple(m for arg in get_args(hint) for m in _members(arg))
+    if get_origin(hint) is list:
+        return _members(get_args(hint)[0])
+    return (hint,)
 
 
 def _conforms(record: dict[str, Any], typed: Any, where: str = "record") -> None:
@@ -132,6 +144,8 @@ def _conforms(record: dict[str, Any], typed: Any, where: str = "record") -> None
     assert keys <= set(get_type_hints(typed)), f"{where}: keys outside {typed.__name__}: {sorted(keys - set(get_type_hints(typed)))}"
     assert typed.__required_keys__ <= keys, f"{where}: missing {sorted(typed.__required_keys__ - keys)}"
     for name, hint in get_type_hints(typed).items():
-        for member in _members(hint):
-            if is_typeddict(member) and isinstance(record.get(name), dict):
-                _conforms(record[name], member, f"{where}.{name}")
+        for member in filter(is_typeddict, _members(hint)):
+            value = record.get(name)
+            for i, item in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(item, dict):
+                    _conforms(item, member, f"{where}.{name}[{i}]" if isinstance(value, list) else f"{where}.{name}")
