@@ -1,8 +1,8 @@
 """A kafka-python consumer that hands out fetched records in chunks of parallel lists, not one object per record.
 
 kafka-python's fetcher turns every record into a ``DefaultRecord`` and then
-a ``ConsumerRecord``, reading each varint through a function call: ~8 µs
-of pure Python per record, nine tenths of the consumer child's CPU.
+a ``ConsumerRecord``, reading each varint through a function call: pure
+Python per record, which is most of what the consumer child does.
 :func:`chunked` replaces, on one consumer, the fetcher's per-partition
 record reader (``Fetcher.PartitionRecords``) with one that keeps
 kafka-python's batch handling (CRC check, decompression, control batches,

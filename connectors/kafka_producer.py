@@ -1,7 +1,8 @@
 """Kafka production in a child process, off the learner's interpreter and GIL.
 
-kafka-python's ``KafkaProducer.send()`` runs pure Python per message, as
-much CPU as a learner step. :class:`ProducerProcess` moves production to a
+kafka-python's ``KafkaProducer.send()`` runs pure Python for every
+message, CPU the learner's interpreter would otherwise spend learning.
+:class:`ProducerProcess` moves production to a
 child process (:mod:`connectors.child_process`, spawned) that owns one
 idempotent, batching, compressing producer, and there skips
 ``send()`` for keyed records: it groups each batch's records by partition
@@ -164,8 +165,8 @@ class ProducerProcess(ChildHandle):
         client_config: kafka-python client arguments (servers, security, SASL/SSL).
         compression: ``gzip``, ``snappy``, ``lz4``, ``zstd`` or ``none``.
         gzip_level: the gzip level, 1 (fastest) to 9 (kafka-python's own, fixed,
-            level). Level 1 costs a sixth of level 9's CPU on JSON outputs
-            for batches about 8% larger.
+            level). Level 1 trades slightly larger batches for much less
+            CPU on JSON outputs.
         linger_ms: the producer's batching delay.
         max_pending: most batches waiting for the child before ``send`` blocks.
         outage_timeout_s: how long the child keeps retrying while the cluster does not answer.
@@ -257,10 +258,9 @@ class ProducerProcess(ChildHandle):
     def send_parts(self, topic: str, parts: list[list[dict[str, Any]] | Predictions]) -> int:
         """Queue parts of records (lists of JSON-able dicts, :class:`Predictions`) for ``topic`` as one batch, encoded by the child as :func:`encode_records` does; return the batch's number.
 
-        They travel marshalled, which costs the caller half of encoding them
-        (a quarter for predictions, which go as their rows), and the queue's
-        pickling of the encoded pairs; a batch that marshal cannot carry (a
-        value of another type) is encoded here.
+        They travel marshalled, which costs the caller less than encoding
+        them and pickling the encoded pairs (predictions go as their rows); a
+        batch that marshal cannot carry (a value of another type) is encoded here.
         """
         try:
             payload: list[Pair] | bytes = marshal.dumps([part.to_wire() if type(part) is Predictions else part for part in parts])
@@ -425,9 +425,8 @@ def _failure(future: Any) -> str:
 class _Routes:
     """The Kafka partition of each (topic, key), as kafka-python's default partitioner picks it, memoised.
 
-    The default partitioner hashes every key with a pure-Python murmur2 (a
-    fifth of ``send()``); model keys are few, so each is hashed once per
-    topic layout. The layout is read once per batch, so a topic that gains
+    The default partitioner hashes every key with a pure-Python murmur2 on
+    every record; model keys are few, so each is hashed once per topic layout. The layout is read once per batch, so a topic that gains
     partitions is followed from the next batch. Records without a key are
     left to the producer (sticky partitioning).
     """

@@ -2,7 +2,7 @@
 
 kafka-python encodes each record on its own: type checks, a ``bytearray``
 grown byte by byte through ``encode_varint`` callbacks, a size check, a
-``DefaultRecordMetadata``: a few microseconds of pure Python per record.
+``DefaultRecordMetadata``: pure Python per record.
 :class:`RecordEncoder` writes the records of a run ``(key, value), ...`` as
 one ``bytes``, with every varint taken from a precomputed table and each
 distinct key's length prefix computed once. The bytes are exactly those
@@ -73,7 +73,8 @@ def zigzag_varint(n: int) -> bytes:
 
 
 TABLE_SIZE = 1 << 14  # record lengths and offset deltas below this (all but huge records and batches) come from the table
-# zigzag_varint(i) for every i below TABLE_SIZE (z = 2i): one, two or three bytes, written out (a sixth of the import time)
+# zigzag_varint(i) for every i below TABLE_SIZE (z = 2i): one, two or three bytes, written out rather than by calling
+# zigzag_varint, because the service and both Kafka children import this module at their start
 VARINTS = [
     bytes((z,)) if z < 0x80 else bytes(((z & 0x7F) | 0x80, z >> 7)) if z < 0x4000 else bytes(((z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14))
     for z in range(0, 2 * TABLE_SIZE, 2)
