@@ -56,7 +56,7 @@ def average_forgetting(matrix: list[Row], current: int) -> float | None:
     for i, now in enumerate(last):
         if i == current or now is None:
             continue
-        earlier = [row[i] for row in matrix[:-1] if i < len(row) and row[i] is not None]
+        earlier = [a for row in matrix[:-1] if i < len(row) and (a := row[i]) is not None]
         if earlier:
             drops.append(max(earlier) - now)
     return sum(drops) / len(drops) if drops else None
@@ -68,7 +68,9 @@ def bwt(matrix: list[Row], current: int, ends: dict[int, int]) -> float | None:
     ``ends[i]`` is the row index of concept ``i``'s last evaluation while current.
     """
     last = matrix[-1]
-    deltas = [last[i] - matrix[e][i] for i, e in ends.items() if i != current and i < len(last) and last[i] is not None and matrix[e][i] is not None]
+    deltas = [
+        latest - at_end for i, e in ends.items() if i != current and i < len(last) and (latest := last[i]) is not None and (at_end := matrix[e][i]) is not None
+    ]
     return sum(deltas) / len(deltas) if deltas else None
 
 

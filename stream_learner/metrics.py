@@ -79,9 +79,9 @@ class Prequential:
         if not n:
             return
         self._labelled += n
-        if self._classification:
-            self._correct += n - errors.count(1)  # type: ignore[arg-type]
-            self._push_ring(errors)  # type: ignore[arg-type]
+        if isinstance(errors, bytearray):  # a classifier's
+            self._correct += n - errors.count(1)
+            self._push_ring(errors)
         else:
             for error in errors:  # one at a time: the same rounding as adding each error as it came
                 self._abs_error += error
@@ -111,7 +111,7 @@ class Prequential:
             "sq_error": self._sq_error,
             "ring": bytes(self._ring),
             "at": self._at,
-            "pending": bytes(self.pending) if self._classification else list(self.pending),
+            "pending": bytes(self.pending) if isinstance(self.pending, bytearray) else list(self.pending),
         }
 
     @classmethod

@@ -170,7 +170,7 @@ class _PlainUnpickler(pickle.Unpickler):
         raise SnapshotError(f"learner state names {module}.{name}, which is not plain data")
 
 
-def _load_torch_side(tensors: bytes) -> list[Any]:
+def _load_torch_side(tensors: bytes) -> Any:
     import torch
 
     try:
