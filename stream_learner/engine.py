@@ -3,7 +3,7 @@
 One :class:`KeyedLearner` per model key. It takes events in order and
 returns what should be published: predictions, metrics, drift events,
 dead letters (for events the model itself rejects) and, every
-``snapshot_every`` events, its own pickled state.
+``snapshot_every`` events, its state (:meth:`KeyedLearner.state_dict`).
 
 >>> step = KeyedLearner("default", EngineConfig(metrics_every=2))
 >>> events = [Event(str(i), "default", {"x": float(i % 2)}, bool(i % 2), None, 0, i) for i in range(4)]
@@ -16,7 +16,6 @@ dead letters (for events the model itself rejects) and, every
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,13 +25,15 @@ from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, EventRow
 from stream_learner.forgetting import ForgettingTracker
-from stream_learner.forked_pickle import ForkedPickle
 from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.river import RiverLearner
+from stream_learner.learners.strategy import RiverStrategyLearner
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot
+from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
@@ -103,6 +104,10 @@ class StepOutput:
     snapshot: Snapshot | None = None
 
 
+VERSION = 1
+"""The layout of :meth:`KeyedLearner.state_dict`."""
+
+
 class KeyedLearner:
     """Test-then-train for one model key, with drift and concept tracking.
 
@@ -162,19 +167,6 @@ class KeyedLearner:
     def next_offsets(self) -> dict[int, int]:
         """Per source partition, the offset after the last event this learner took."""
         return self.resume.next_offsets
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if "schema" not in state:  # a snapshot of an earlier version: its forgetting samples are what is known of its schema
-            self.schema = Schema(self.learner.task)
-            for x in self.forgetting.sample_features():
-                self.schema.learn_features(x)
-            for y in self.forgetting.sample_labels():
-                self.schema.learn_label(y)
-        monitor = self.monitor
-        if monitor is not None and not hasattr(monitor, "params"):  # a snapshot of an earlier version: reset builds from these
-            config = self.config
-            monitor.params = DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed).params
 
     def process(self, events: list[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
@@ -388,44 +380,78 @@ class KeyedLearner:
         }
 
     def snapshot(self, background: bool = False) -> Snapshot:
-        """Pickle this learner (model, metrics, detector, counters).
+        """This learner's state (:meth:`state_dict`), encoded.
 
-        ``background``: pickle it in a forked child (see
-        :mod:`stream_learner.forked_pickle`), where the platform allows and
-        the model is not on a GPU; the stream then pays for ``fork()`` only.
+        ``background``: encoded in a forked child, where the platform allows
+        and the model is not on a GPU; the stream then pays for ``fork()``
+        only and its objects are not touched (see :mod:`stream_learner.forked_pickle`).
         """
         self.cadence.snapshot_taken()
-        forked = background and forkable(self.learner)
-        return Snapshot(
+        return Snapshot.of_state(
+            self.state_dict,
             key=self.key,
             learner_kind=self.learner.family,
             strategy=self.config.learner.strategy or "none",
             events_seen=self.events,
             source_offsets=dict(self.next_offsets),
-            pickled=ForkedPickle.start(self) if forked else pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL),
+            background=background and forkable(self.learner),
         )
 
     @classmethod
     def restore(cls, payload: bytes, config: EngineConfig) -> KeyedLearner:
-        """Unpickle a *verified* snapshot payload and apply the current reporting settings.
+        """The learner of a *verified* snapshot payload (any format :func:`~stream_learner.state.decode` reads), under this run's configuration."""
+        return cls.from_state(decode(payload), config)
 
-        The model must be the one the configuration asks for.
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides what this learner does next, as plain values (see :mod:`stream_learner.state`)."""
+        spec = self.config.learner
+        return {
+            "version": VERSION,
+            "key": self.key,
+            "spec": {"model": spec.model, "params": dict(spec.params), "seed": spec.seed, "strategy": spec.strategy, "strategy_params": dict(spec.strategy_params)},
+            "learner": self.learner.state_dict(),  # type: ignore[attr-defined]
+            "events": self.events,
+            "learned": self.learned,
+            "failures": self.guard.failures,
+            "metrics": self.metrics.state_dict(),
+            "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "forgetting": self.forgetting.state_dict(),
+            "schema": self.schema.state_dict(),
+            "pending": self.pending.state_dict() if self.pending is not None else None,
+            "concepts": self.concept_tracker.state_dict(),
+            "resume": self.resume.state_dict(),
+            "cadence": self.cadence.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: EngineConfig, learner_factory: Callable[[LearnerSpec], Learner] = build_learner) -> KeyedLearner:
+        """The learner :meth:`state_dict` describes, under this run's reporting settings.
+
+        The model must be the one the configuration asks for. A run that
+        joins delayed labels but restores a state without a label window
+        starts one; the new-label watch follows this run's gap (see
+        :func:`_new_label_watch`).
         """
-        learner = pickle.loads(payload)
-        if not isinstance(learner, cls):
-            raise SnapshotError(f"snapshot holds a {type(learner).__name__}, not a learner")
-        if learner.config.learner != config.learner:
+        expect_version(state, "the learner step", VERSION)
+        spec = LearnerSpec(**state["spec"])
+        if spec != config.learner:
             raise SnapshotError(
-                f"snapshot of key {learner.key!r} holds model {learner.config.learner.model!r} "
-                f"{learner.config.learner.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
+                f"snapshot of key {state['key']!r} holds model {spec.model!r} {spec.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
-        learner.config = config
-        learner.concept_tracker.new_labels = _restored_watch(learner, config.new_label_gap)
-        learner.cadence = Cadence.from_state(learner.cadence.state_dict(), *_cadence_settings(config))
-        learner.dead_letters = DeadLetters(config.source)
-        if getattr(learner, "pending", None) is None:
-            learner.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
-        return learner
+        step = cls(state["key"], config, learner_factory)
+        learner = _learner_from_state(state["learner"], spec)
+        step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
+        step.metrics = Prequential.from_state(state["metrics"])
+        step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
+        step.forgetting = ForgettingTracker.from_state(state["forgetting"])
+        step.schema = Schema.from_state(state["schema"])
+        if state["pending"] is not None:
+            step.pending = PendingWindow.from_state(state["pending"])
+        step.events, step.learned = state["events"], state["learned"]
+        step.concept_tracker = ConceptTracker.from_state(state["concepts"], _new_label_watch(state, config.new_label_gap, step.forgetting))
+        step.resume = ResumeFilter.from_state(state["resume"])
+        step.cadence = Cadence.from_state(state["cadence"], *_cadence_settings(config))
+        return step
 
 
 def _check(config: EngineConfig, task: str) -> None:
@@ -441,19 +467,35 @@ def _cadence_settings(config: EngineConfig) -> tuple[int, int, int, float]:
     return config.metrics_every, config.forgetting_every, config.snapshot_every, config.snapshot_seconds
 
 
-def _restored_watch(learner: KeyedLearner, gap: int) -> NewLabelWatch | None:
-    """The restored learner's new-label watch under this run's gap.
+def _new_label_watch(state: dict[str, Any], gap: int, forgetting: ForgettingTracker) -> NewLabelWatch | None:
+    """A restored learner's new-label watch under this run's ``gap`` (0: none).
 
-    A snapshot taken without one knows its labels only from its forgetting
+    A state taken without one knows its labels only from its forgetting
     samples: those count as seen, so an old label is not taken for a new one;
     its last boundary is the stream's start if it had none, else taken to be
     ``gap`` events back.
     """
     if not gap:
         return None
-    watch = learner.concept_tracker.new_labels
-    if watch is None:
-        watch = NewLabelWatch(gap, seen=learner.forgetting.sample_labels())
-        watch.since = learner.learned if learner.concepts == 1 else gap
-    watch.gap = gap
+    concepts = state["concepts"]
+    if concepts["new_labels"] is not None:
+        return NewLabelWatch.from_state(concepts["new_labels"], gap=gap)
+    watch = NewLabelWatch(gap, seen=forgetting.sample_labels())
+    watch.since = state["learned"] if concepts["concepts"] == 1 else gap
     return watch
+
+
+def _learner_from_state(state: dict[str, Any], spec: LearnerSpec) -> Learner:
+    """The model a learner's state describes; ``spec`` names its family and strategies."""
+    if spec.model.startswith("torch:"):
+        from stream_learner.learners.torch import TorchLearner, build_torch_learner
+
+        from_state = getattr(TorchLearner, "from_state", None)
+        if from_state is not None:
+            return from_state(state, spec)
+        learner = build_torch_learner(spec)
+        learner.load_state_dict(state)
+        return learner
+    if spec.strategy:
+        return RiverStrategyLearner.from_state(state, spec)
+    return RiverLearner.from_state(state)

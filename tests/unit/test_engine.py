@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 from river import linear_model, tree
 
-from stream_learner.drift import DriftMonitor
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import DriftRecord, Event, MetricsRecord, Prediction
@@ -246,14 +245,3 @@ def test_metrics_count_errors_in_learning_order_when_delayed_labels_interleave_w
                 expected.append((reference.labelled, reference.accuracy, reference.accuracy_window))
     assert len(expected) > 50 and reference.labelled == step.metrics.labelled
     assert [(r["labelled"], r["accuracy"], r["accuracy_window"]) for r in records] == expected
-
-
-def test_a_snapshot_whose_drift_monitor_predates_its_params_still_resets_at_a_boundary() -> None:
-    config = EngineConfig(learner=LearnerSpec("logreg"), detector="adwin", new_label_gap=5)
-    learner = KeyedLearner("k", config)
-    learner.process([Event(f"e{i}", "k", {"x": float(i % 2)}, i % 2, None, 0, i) for i in range(20)], now=0.0)
-    del learner.monitor.params  # the layout snapshots had before the monitor kept its parameters
-    restored = KeyedLearner.restore(pickle.dumps(learner), config)
-    out = restored.process([Event("e20", "k", {"x": 1.0}, 2, None, 0, 20)], now=0.0)  # a new label: a boundary resets the monitor
-    assert [m["detector"] for m in out.metrics if m["type"] == "drift"] == ["new_label"] and restored.failures == 0
-    assert restored.monitor.params == DriftMonitor("adwin").params

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import random
 from typing import Any
 
@@ -81,15 +80,15 @@ def test_a_regression_model_refuses_new_label_boundaries() -> None:
         KeyedLearner("default", EngineConfig(learner=LearnerSpec("linreg"), new_label_gap=100))
 
 
-def test_a_learner_restored_from_a_snapshot_without_a_watch_knows_its_labels_from_its_samples() -> None:
+def test_a_learner_restored_from_a_run_without_a_watch_knows_its_labels_from_its_samples() -> None:
     events = _class_incremental(tasks=2, per_task=200)
     before = KeyedLearner("default", EngineConfig(learner=NO_CHANGE))
     before.process(events[:200], now=0.0)
-    restored = KeyedLearner.restore(pickle.dumps(before), EngineConfig(learner=NO_CHANGE, new_label_gap=50))
+    restored = KeyedLearner.restore(before.snapshot().payload, EngineConfig(learner=NO_CHANGE, new_label_gap=50))
     out = restored.process(events[200:], now=0.0)
     assert _drifts(out) == [("new_label", 200)]  # labels 0 and 1 are not new after the restore; label 2 or 3 is
 
-    again = KeyedLearner.restore(pickle.dumps(restored), EngineConfig(learner=NO_CHANGE))
+    again = KeyedLearner.restore(restored.snapshot().payload, EngineConfig(learner=NO_CHANGE))
     assert again.concept_tracker.new_labels is None  # a run without the option drops the watch
 
 

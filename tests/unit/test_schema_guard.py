@@ -182,13 +182,6 @@ def test_the_schema_is_part_of_a_snapshot_and_restored_with_it() -> None:
     assert [d["reason"] for d in out.dead_letters] == ["schema"] and not out.predictions
 
 
-def test_a_snapshot_from_before_schemas_gets_one_from_its_forgetting_samples() -> None:
-    step, _, _ = _run("hoeffding_tree", [({"x": float(i), "c": "ab"[i % 2]}, i % 2) for i in range(30)])
-    del step.schema  # what a snapshot of the earlier version holds
-    restored = KeyedLearner.restore(step.snapshot().payload, EngineConfig(learner=LearnerSpec("hoeffding_tree")))
-    assert (restored.schema.classes, restored.schema.numeric, restored.schema.categorical) == ({0: int, 1: int}, {"x"}, {"c"})
-
-
 def test_a_string_label_among_integers_is_rejected_for_a_torch_learner_too() -> None:
     spec = "torch:mlp"
     pairs = [({"a": float(i % 5), "b": float(i % 3)}, i % 3) for i in range(120)]
