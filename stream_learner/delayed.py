@@ -38,6 +38,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stream_learner.events import DEFAULT_KEY, MAX_RECORD_BYTES, DelayedLabel, Origin, _describe, dead_letter, load_object, refusal, too_long_field
+from stream_learner.records import DeadLetterDict, DelayedLabelCountsDict
 from stream_learner.state import expect_version
 
 
@@ -59,7 +60,7 @@ class LabelRecord:
     label: Any
 
 
-def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecord | dict[str, Any]:
+def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecord | DeadLetterDict:
     """Decode one label message; never raises (a dead letter says what is wrong).
 
     >>> decode_label(RawLabel(b'{"id": "e1", "label": 1}', Origin("labels", 0, 3), "k7"))
@@ -69,22 +70,23 @@ def decode_label(raw: RawLabel, max_bytes: int = MAX_RECORD_BYTES) -> LabelRecor
     >>> decode_label(RawLabel(None, Origin("labels", 0, 5)))["reason"]
     'tombstone'
     """
-    document = load_object(raw.value, max_bytes)
-    if type(document) is not dict:
-        return refusal(raw.value, raw.origin, max_bytes, "label")
+    value = raw.value
+    document = load_object(value, max_bytes)
+    if value is None or type(document) is not dict:
+        return refusal(value, raw.origin, max_bytes, "label")
     key = document.pop("key", None)
     if key is not None and (not isinstance(key, str) or not key):
-        return dead_letter("invalid_label", f"invalid label: key must be a non-empty string, not {key!r}", raw.value, raw.origin)
+        return dead_letter("invalid_label", f"invalid label: key must be a non-empty string, not {key!r}", value, raw.origin)
     try:
         parsed = DelayedLabel.model_validate(document)
     except ValidationError as exc:
-        return dead_letter("invalid_label", _describe(exc).replace("invalid event", "invalid label", 1), raw.value, raw.origin)
+        return dead_letter("invalid_label", _describe(exc).replace("invalid event", "invalid label", 1), value, raw.origin)
     if parsed.label is None:
-        return dead_letter("invalid_label", "invalid label: label must not be null", raw.value, raw.origin)
+        return dead_letter("invalid_label", "invalid label: label must not be null", value, raw.origin)
     record = LabelRecord(id=parsed.id, key=key or raw.message_key or DEFAULT_KEY, label=parsed.label)
     too_long = too_long_field(record.id, record.key, record.label)
     if too_long is not None:
-        return dead_letter(too_long[0], f"invalid label: {too_long[1]}", raw.value, raw.origin)
+        return dead_letter(too_long[0], f"invalid label: {too_long[1]}", value, raw.origin)
     return record
 
 
@@ -202,7 +204,7 @@ class PendingWindow:
         self.unmatched += len(self.early)
         self.early.clear()
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> DelayedLabelCountsDict:
         """``received``, ``matched``, ``expired``, ``unmatched``, ``waiting`` labels and ``pending`` predictions."""
         return {
             "received": self.received,

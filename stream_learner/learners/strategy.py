@@ -180,7 +180,7 @@ def _describe(obj: Any) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-def load_class(name: str, family: str | None = None) -> type:
+def load_class(name: str, family: str | None = None) -> type[Any]:
     """Import one strategy class by its entry-point name and validate it.
 
     Raises:
