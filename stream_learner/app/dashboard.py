@@ -28,7 +28,7 @@ from typing import Any, Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.args import seconds_argument
-from stream_learner.app.telemetry import MAX_POINTS, MAX_THROUGHPUT, MetricsServer, Telemetry
+from stream_learner.app.telemetry import MAX_DRIFTS, MAX_POINTS, MAX_THROUGHPUT, MetricsServer, Telemetry
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ class RemoteEngine:
 
     For ``stream-learner dashboard --engine URL``: accuracy points are placed
     at each key's prediction count; a drift marker where a key's
-    ``stream_learner_drifts_total`` went up between two polls.
+    ``stream_learner_drifts_total`` went up between two polls, and one
+    feature-drift marker (naming the features, without their statistic) where
+    its ``stream_learner_feature_drifts_total`` did.
     """
 
     def __init__(self, url: str, interval: float = 1.0, timeout: float = 5.0) -> None:
@@ -194,6 +196,9 @@ class RemoteEngine:
         accuracy, window = by_key("stream_learner_accuracy_ratio"), by_key("stream_learner_accuracy_window_ratio")
         concept, concepts = by_key("stream_learner_concept"), by_key("stream_learner_concepts")
         forgetting, bwt = by_key("stream_learner_forgetting_average_ratio"), by_key("stream_learner_backward_transfer_ratio")
+        feature_counts: dict[str, dict[str, float]] = {}
+        for labels, value in samples.get("stream_learner_feature_drifts_total", []):
+            feature_counts.setdefault(labels["key"], {})[labels["feature"]] = value
         rows: dict[str, dict[int, float]] = {}
         for labels, value in samples.get("stream_learner_concept_accuracy_ratio", []):
             rows.setdefault(labels["key"], {})[int(labels["concept"])] = value
@@ -206,12 +211,22 @@ class RemoteEngine:
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
         del self._throughput[:-MAX_THROUGHPUT]
         for key in sorted(set(predictions) | set(accuracy)):
-            h = self._keys.setdefault(key, {"predictions": 0, "points": [], "drifts": [], "latest": None, "drift_count": 0.0, "rows": []})
+            h = self._keys.setdefault(
+                key,
+                {"predictions": 0, "points": [], "drifts": [], "feature_drifts": [], "latest": None, "drift_count": 0.0, "feature_counts": {}, "rows": []},
+            )
             at = int(predictions.get(key, 0))
             c = int(concept.get(key, 0))
             for _ in range(int(drifts.get(key, 0.0) - h["drift_count"])):  # drifts since the last poll, placed here
                 h["drifts"].append({"at_event": at, "concept": c, "detector": "detector", "ts": now})
             h["drift_count"] = drifts.get(key, 0.0)
+            del h["drifts"][:-MAX_DRIFTS]
+            counts = feature_counts.get(key, {})
+            moved = sorted(f for f, n in counts.items() if n > h["feature_counts"].get(f, 0.0))
+            if moved:  # feature drifts since the last poll, one marker here
+                h["feature_drifts"].append({"at_event": at, "concept": c, "features": [{"name": f, "psi": None} for f in moved], "ts": now})
+                del h["feature_drifts"][:-MAX_DRIFTS]
+            h["feature_counts"] = counts
             if key in accuracy and (not h["points"] or h["points"][-1][0] != at):
                 h["points"].append([at, accuracy[key], window.get(key), c, now])
                 del h["points"][:-MAX_POINTS]
@@ -240,7 +255,7 @@ class RemoteEngine:
                 "throughput": [list(s) for s in self._throughput],
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": []},
                 "keys": {
-                    key: {k: (list(v) if isinstance(v, list) else v) for k, v in h.items() if k not in ("drift_count", "rows")}
+                    key: {k: (list(v) if isinstance(v, list) else v) for k, v in h.items() if k not in ("drift_count", "feature_counts", "rows")}
                     for key, h in self._keys.items()
                 },
             }

@@ -6,8 +6,9 @@ not share counters. The dataflow feeds it through :class:`RunStats`'s
 listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``).
 
 Labels stay bounded: the model key, the dead-letter reason (a fixed set),
-the drift detector, the Kafka topic and partition, and the concepts kept in
-the (bounded) accuracy matrix; never an event id.
+the drift detector, the Kafka topic and partition, the concepts kept in
+the (bounded) accuracy matrix, and the first :data:`MAX_FEATURE_LABELS`
+feature names seen drifting (any later one is ``other``); never an event id.
 
 >>> t = Telemetry()
 >>> t.on_read(3)
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from stream_learner.errors import ConfigError
-from stream_learner.records import DriftDict, MetricsDict
+from stream_learner.records import DriftDict, FeatureDriftDict, MetricsDict
 
 PER_EVENT_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -37,6 +38,11 @@ MAX_DRIFTS = 500
 MAX_THROUGHPUT = 600
 MAX_RECENT_DEAD = 20
 THROUGHPUT_EVERY = 0.5
+MAX_FEATURES_PER_DRIFT = 3
+"""The features of a feature-drift record that are counted (the record ranks them, highest first)."""
+MAX_FEATURE_LABELS = 50
+"""Distinct ``feature`` label values of the feature-drift counter; features beyond them are counted as :data:`OTHER_FEATURE`."""
+OTHER_FEATURE = "other"
 
 
 class Telemetry:
@@ -50,6 +56,12 @@ class Telemetry:
         self.predictions = Counter("stream_learner_predictions", "Predictions published.", ["key"], registry=r)
         self.dead_letters = Counter("stream_learner_dead_letters", "Records sent to the dead-letter output.", ["reason"], registry=r)
         self.drifts = Counter("stream_learner_drifts", "Concept drifts detected.", ["key", "detector"], registry=r)
+        self.feature_drifts = Counter(
+            "stream_learner_feature_drifts",
+            f"Input (feature) drifts, counted once for each of a drift's {MAX_FEATURES_PER_DRIFT} top features "
+            f"(past {MAX_FEATURE_LABELS} distinct features, feature=\"{OTHER_FEATURE}\").",
+            ["key", "feature"], registry=r,
+        )
         self.task_switches = Counter("stream_learner_task_switches", "Explicit task switches (events with a new task).", ["key"], registry=r)
         self.step_per_event = Histogram(
             "stream_learner_step_per_event_seconds",
@@ -87,6 +99,7 @@ class Telemetry:
 
         self._lock = threading.Lock()
         self._matrix_cells: dict[str, set[str]] = {}
+        self._feature_labels: set[str] = set()
         self._keys: dict[str, dict[str, Any]] = {}
         self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
@@ -128,6 +141,8 @@ class Telemetry:
                         self._on_metrics(record)
                     elif record["type"] == "drift":
                         self._on_drift(record)
+                    elif record["type"] == "feature_drift":
+                        self._on_feature_drift(record)
             self._sample_throughput(force=False)
 
     def on_step(self, key: str, events: int, seconds: float) -> None:
@@ -193,6 +208,7 @@ class Telemetry:
                         "predictions": h["predictions"],
                         "points": [list(p) for p in h["points"]],
                         "drifts": list(h["drifts"]),
+                        "feature_drifts": list(h["feature_drifts"]),
                         "latest": h["latest"],
                     }
                     for key, h in sorted(self._keys.items())
@@ -204,7 +220,9 @@ class Telemetry:
     def _history(self, key: str) -> dict[str, Any]:
         h = self._keys.get(key)
         if h is None:
-            h = self._keys[key] = {"predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "latest": None}
+            h = self._keys[key] = {
+                "predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
+            }  # fmt: skip
         return h
 
     def _on_metrics(self, record: MetricsDict) -> None:
@@ -252,6 +270,20 @@ class Telemetry:
         self._history(key)["drifts"].append(
             {"at_event": record["at_event"], "concept": record["concept"], "detector": record["detector"], "ts": record["ts"]}
         )
+
+    def _on_feature_drift(self, record: FeatureDriftDict) -> None:
+        key = record["key"]
+        for feature in record["features"][:MAX_FEATURES_PER_DRIFT]:
+            self.feature_drifts.labels(key, self._feature_label(feature["name"])).inc()
+        self._history(key)["feature_drifts"].append(
+            {"at_event": record["at_event"], "concept": record["concept"], "features": record["features"][:MAX_FEATURES_PER_DRIFT], "ts": record["ts"]}
+        )
+
+    def _feature_label(self, name: str) -> str:
+        """``name`` while fewer than :data:`MAX_FEATURE_LABELS` features have drifted (or it is one of them), else :data:`OTHER_FEATURE`."""
+        if name not in self._feature_labels and len(self._feature_labels) < MAX_FEATURE_LABELS:
+            self._feature_labels.add(name)
+        return name if name in self._feature_labels else OTHER_FEATURE
 
     def _sample_throughput(self, force: bool) -> None:
         now = self._clock()

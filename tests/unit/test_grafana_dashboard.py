@@ -23,7 +23,7 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def _fed_telemetry() -> Telemetry:
-    """A Telemetry fed what a run feeds it: reads, predictions, metrics and drift records, dead letters, steps, snapshots, lag."""
+    """A Telemetry fed what a run feeds it: reads, predictions, metrics, drift and feature-drift records, dead letters, steps, snapshots, lag."""
     t = Telemetry()
     t.on_read(10)
     record = {
@@ -36,8 +36,9 @@ def _fed_telemetry() -> Telemetry:
     }
     drift = {"type": "drift", "key": "default", "detector": "adwin", "at_event": 5, "concept": 1, "ts": 1.0}
     task = {**drift, "detector": "task"}
+    inputs = {"type": "feature_drift", "key": "default", "features": [{"name": "x", "psi": 0.4}], "statistic": "psi", "at_event": 7, "concept": 1, "ts": 1.0}
     dead = {"reason": "invalid_json", "error": "invalid JSON: x", "raw": "x", "origin": {"topic": "t", "partition": 0, "offset": 1}, "ts": 1.0}
-    t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, record]), StepOutput(dead_letters=[dead])])
+    t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, inputs, record]), StepOutput(dead_letters=[dead])])
     t.on_step("default", 9, 0.01)
     t.on_snapshot("default", 1)
     t.on_snapshot("default", None)
@@ -96,11 +97,12 @@ def test_the_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any])
         "stream_learner_accuracy_ratio", "stream_learner_accuracy_window_ratio", "stream_learner_drifts_total",
         "stream_learner_concept", "stream_learner_forgetting_average_ratio", "stream_learner_backward_transfer_ratio",
         "stream_learner_concept_accuracy_ratio", "stream_learner_dead_letters_total", "stream_learner_last_snapshot_timestamp_seconds",
-        "stream_learner_snapshot_failures_total", "stream_learner_kafka_consumer_lag_messages",
+        "stream_learner_snapshot_failures_total", "stream_learner_kafka_consumer_lag_messages", "stream_learner_feature_drifts_total",
     ):
         assert re.search(rf"\b{needed}\b", exprs), needed
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
-    assert any("stream_learner_drifts_total" in a.get("expr", "") for a in dashboard["annotations"]["list"])
+    for counter in ("stream_learner_drifts_total", "stream_learner_feature_drifts_total"):  # error and input drifts, each its own marker
+        assert any(counter in a.get("expr", "") for a in dashboard["annotations"]["list"]), counter
 
 
 def test_the_per_event_step_time_is_not_presented_as_a_latency(dashboard: dict[str, Any]) -> None:
@@ -153,4 +155,4 @@ def test_metrics_are_registered_per_telemetry_not_on_import() -> None:
     assert REGISTRY.get_sample_value("stream_learner_events_total") is None
     labels = {name for family in a.registry.collect() for s in family.samples for name in s.labels}
     fed = {name for family in _fed_telemetry().registry.collect() for s in family.samples for name in s.labels}
-    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "le"}
+    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "le"}

@@ -9,11 +9,11 @@ import urllib.request
 
 import pytest
 
-from stream_learner.app.dashboard import DashboardServer
+from stream_learner.app.dashboard import DashboardServer, RemoteEngine
 from stream_learner.app.runner import _Throttle
-from stream_learner.app.telemetry import MAX_POINTS, Telemetry
+from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, OTHER_FEATURE, MetricsServer, Telemetry
 from stream_learner.engine import StepOutput
-from stream_learner.records import MetricsDict
+from stream_learner.records import FeatureDriftDict, FeatureScoreDict, MetricsDict
 
 
 def _record(events: int, columns: list[int], row: list[float | None]) -> MetricsDict:
@@ -47,6 +47,48 @@ def test_a_regression_model_reports_its_average_error_not_an_accuracy() -> None:
     assert t.sample("stream_learner_average_mae", key="k") == 0.875
     assert t.sample("stream_learner_average_accuracy_ratio", key="k") is None
     assert t.sample("stream_learner_forgetting_average_ratio", key="k") == 1.0
+
+
+def _feature_drift(at_event: int, names: list[str]) -> FeatureDriftDict:
+    features: list[FeatureScoreDict] = [{"name": name, "psi": 1.0 - i / 10} for i, name in enumerate(names)]
+    return {"type": "feature_drift", "key": "k", "features": features, "statistic": "psi", "at_event": at_event, "concept": 0, "ts": 1.0}
+
+
+def test_feature_drifts_count_each_drifts_top_features_under_a_bounded_set_of_labels() -> None:
+    t = Telemetry()
+    first = _feature_drift(10, ["a", "b", "c", "d"])
+    fresh = [_feature_drift(20 + i, [f"f{i}"]) for i in range(MAX_FEATURE_LABELS)]  # past the bound from f47 on
+    t.on_outputs([StepOutput(metrics=[first, *fresh, _feature_drift(99, ["a", "f49"])])])
+
+    def count(feature: str) -> float | None:
+        return t.sample("stream_learner_feature_drifts_total", key="k", feature=feature)
+
+    assert (count("a"), count("b"), count("c"), count("d")) == (2.0, 1.0, 1.0, None)  # only a drift's top three
+    assert count("f46") == 1.0 and count("f47") is None
+    assert count(OTHER_FEATURE) == 4  # f47, f48, f49, and f49 again
+    labels = {s.labels["feature"] for family in t.registry.collect() for s in family.samples if "feature" in s.labels}
+    assert len(labels) == MAX_FEATURE_LABELS + 1
+    markers = t.state()["keys"]["k"]["feature_drifts"]
+    assert [m["at_event"] for m in markers] == [10, *range(20, 20 + MAX_FEATURE_LABELS), 99]
+    assert markers[0]["features"] == first["features"][:3] and t.state()["keys"]["k"]["drifts"] == []
+
+
+def test_a_remote_page_marks_a_feature_drift_where_the_engines_counter_went_up() -> None:
+    engine = Telemetry()
+    server = MetricsServer(engine, 0, "127.0.0.1")
+    remote = RemoteEngine(f"http://127.0.0.1:{server.port}/metrics")
+    try:
+        engine.on_outputs([StepOutput(predictions=[{"key": "k"}] * 5, metrics=[_record(5, [0], [0.5])])])
+        remote.poll()
+        engine.on_outputs([StepOutput(predictions=[{"key": "k"}] * 5, metrics=[_feature_drift(8, ["b", "a"])])])
+        remote.poll()
+        remote.poll()  # nothing new: no second marker
+        [marker] = remote.state()["keys"]["k"]["feature_drifts"]
+        assert marker["at_event"] == 10 and marker["features"] == [{"name": "a", "psi": None}, {"name": "b", "psi": None}]
+        assert "feature_counts" not in remote.state()["keys"]["k"]
+    finally:
+        remote.close()
+        server.close()
 
 
 def test_a_long_run_keeps_its_whole_accuracy_history_at_lower_resolution() -> None:

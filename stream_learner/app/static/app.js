@@ -2,9 +2,12 @@
 "use strict";
 
 const DRIFT_COLOR = "#d62728";
+const FEATURE_DRIFT_COLOR = "#9467bd";
 const POLL_MS = 1000;
 // What the page last drew, for people poking around in the console (and for the browser test).
-window.dashboard = { polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, matrixCells: 0, throughputPoints: 0, lastError: null, state: null };
+window.dashboard = {
+  polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, throughputPoints: 0, lastError: null, state: null,
+};
 
 const $ = (id) => document.getElementById(id);
 let selectedKey = null;
@@ -30,6 +33,25 @@ function rates(throughput) {
 function accuracyFloor(points) {
   const values = points.flatMap((p) => [p[1], p[2]]).filter((v) => v !== null && v !== undefined);
   return values.length ? Math.max(0, Math.floor((Math.min(...values) - 0.05) * 10) / 10) : 0;
+}
+
+// An error drift (or task switch) marker: red, labelled on the top row.
+function driftMarker(m) {
+  const what = m.detector === "task" ? "task switch" : `drift (${m.detector})`;
+  return {
+    x: m.at_event, color: DRIFT_COLOR, label: m.detector === "task" ? "task " + m.concept : "drift \u2192 c" + m.concept,
+    title: `${what} at event ${m.at_event.toLocaleString("en")}: concept ${m.concept}`,
+  };
+}
+
+// An input (feature) drift marker: purple, dotted, labelled on the second row with the features that moved most.
+// (A page reading a remote engine's /metrics knows the features, not their PSI.)
+function featureDriftMarker(m) {
+  const features = m.features.map((f) => (f.psi === null ? f.name : `${f.name} (psi ${f.psi.toFixed(2)})`)).join(", ");
+  return {
+    x: m.at_event, color: FEATURE_DRIFT_COLOR, dash: [2, 3], row: 1, label: "inputs: " + m.features.map((f) => f.name).join(", "),
+    title: `feature drift at event ${m.at_event.toLocaleString("en")}: ${features}`,
+  };
 }
 
 function keySelect(keys) {
@@ -66,26 +88,31 @@ function render(state) {
   $("t-window").textContent = pct(latest.accuracy_window);
   $("t-concept").textContent = latest.concept ?? "-";
   $("t-drifts").textContent = h ? num(h.drifts.length) : "-";
+  $("t-feature-drifts").textContent = h ? num(h.feature_drifts.length) : "-";
   $("t-forgetting").textContent = signed(forgetting.average);
   $("t-bwt").textContent = signed(forgetting.bwt);
   $("t-dead").textContent = num(state.totals.dead_letters);
 
   const points = h ? h.points : [];
   const drifts = h ? h.drifts : [];
+  const featureDrifts = h ? h.feature_drifts : [];
   const acc = $("accuracy");
-  const markers = Charts.line(acc, {
+  const drawn = Charts.line(acc, {
     series: [
       { points: points.map((p) => [p[0], p[1]]), color: "#1f77b4", width: 2 },
       { points: points.map((p) => [p[0], p[2]]), color: "#ff7f0e", width: 1.5 },
     ],
-    markers: drifts.map((m) => ({ x: m.at_event, label: m.detector === "task" ? "task " + m.concept : "drift \u2192 c" + m.concept, color: DRIFT_COLOR })),
+    markers: [...drifts.map(driftMarker), ...featureDrifts.map(featureDriftMarker)],
     xMin: 0, yMin: accuracyFloor(points), yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
     emptyText: "waiting for the first metrics record",
   });
   d.accuracyPoints = points.filter((p) => p[1] !== null).length;
-  d.driftMarkers = markers;
+  // the chart draws every marker, or none before the first metrics record
+  d.driftMarkers = drawn ? drifts.length : 0;
+  d.featureDriftMarkers = drawn ? featureDrifts.length : 0;
   acc.dataset.points = d.accuracyPoints;
-  acc.dataset.driftMarkers = markers;
+  acc.dataset.driftMarkers = d.driftMarkers;
+  acc.dataset.featureDriftMarkers = d.featureDriftMarkers;
 
   const thr = $("throughput");
   Charts.line(thr, { series: [{ points: perSecond.map((p) => [p[0] - t0, p[1]]), color: "#10b981", width: 2 }], yMin: 0, xLabel: "seconds", emptyText: "waiting for events" });

@@ -45,13 +45,26 @@ const Charts = (() => {
     ctx.fillText(text, w / 2, h / 2);
   }
 
-  // series: [{points: [[x, y], ...], color, width}]; markers: [{x, label, color}]
+  // A marker's title is the canvas's tooltip while the pointer is within a few pixels of its line.
+  function hoverTitles(canvas, placed) {
+    canvas.markerTitles = placed;
+    if (canvas.dataset.hoverTitles) return;
+    canvas.dataset.hoverTitles = "on";
+    canvas.addEventListener("mousemove", (e) => {
+      const near = canvas.markerTitles.find((m) => m.title && Math.abs(m.x - e.offsetX) <= 4);
+      canvas.title = near ? near.title : "";
+    });
+  }
+
+  // series: [{points: [[x, y], ...], color, width}]
+  // markers: [{x, label, color, title?, dash?, row?}]: a dashed vertical line; its label on text row `row` (0 at the top), its title a tooltip
   function line(canvas, opts) {
     const { ctx, w, h } = setup(canvas);
     const pad = { l: 44, r: 12, t: 16, b: 26 };
     const all = opts.series.flatMap((s) => s.points.filter((p) => p[1] !== null && p[1] !== undefined));
     if (!all.length) {
       empty(ctx, w, h, opts.emptyText || "waiting for data");
+      hoverTitles(canvas, []);
       return 0;
     }
     let xMin = opts.xMin ?? Math.min(...all.map((p) => p[0]));
@@ -78,20 +91,21 @@ const Charts = (() => {
     for (const t of niceTicks(xMin, xMax, 6)) ctx.fillText(fmt(t), X(t), h - pad.b + 6);
     if (opts.xLabel) { ctx.textAlign = "right"; ctx.fillText(opts.xLabel, w - pad.r, h - 12); }
 
-    let markers = 0;
+    const placed = [];
     for (const m of opts.markers || []) {
       const x = Math.round(X(m.x)) + 0.5;
       ctx.strokeStyle = m.color;
       ctx.lineWidth = 2;
-      ctx.setLineDash([5, 3]);
+      ctx.setLineDash(m.dash || [5, 3]);
       ctx.beginPath(); ctx.moveTo(x, pad.t); ctx.lineTo(x, h - pad.b); ctx.stroke();
       ctx.setLineDash([]);
       ctx.fillStyle = m.color;
       ctx.textAlign = "left";
       ctx.textBaseline = "top";
-      if (m.label) ctx.fillText(m.label, x + 3, pad.t);
-      markers += 1;
+      if (m.label) ctx.fillText(m.label, x + 3, pad.t + 14 * (m.row || 0));
+      placed.push({ x, title: m.title });
     }
+    hoverTitles(canvas, placed);
     for (const s of opts.series) {
       const pts = s.points.filter((p) => p[1] !== null && p[1] !== undefined);
       if (!pts.length) continue;
@@ -102,7 +116,7 @@ const Charts = (() => {
       ctx.stroke();
       if (pts.length === 1) { ctx.fillStyle = s.color; ctx.fillRect(X(pts[0][0]) - 2, Y(pts[0][1]) - 2, 4, 4); }
     }
-    return markers;
+    return placed.length;
   }
 
   // Accuracy 0 -> 1 on a dark-purple, teal, yellow ramp (viridis-like).
