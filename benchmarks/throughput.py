@@ -9,9 +9,7 @@ snapshots) over the same events from memory. Prints events/s of the best of
 ``--repeat`` interleaved runs and their ratio; the median of the ratios of
 each back-to-back pair (on a shared machine whose speed drifts, the fairer
 figure: both runs of a pair meet the same load); and the ratio of their CPU
-time in this process, which other jobs distort far less. The engine's JSONL
-writer process (:mod:`connectors.jsonl_writer`) encodes and writes the
-predictions on another core; its CPU per event is printed apart. It also
+time in this process, which other jobs distort far less. It also
 measures what Bytewax's per-epoch state snapshots would cost with recovery
 on, at a 10 s epoch (the default) and at a 0.1 s one.
 """
@@ -20,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import resource
 import statistics
 import tempfile
 import time
@@ -44,12 +41,6 @@ def sea_events(n: int, seed: int = 42) -> list[tuple[dict[str, Any], Any]]:
     """``n`` SEA events, four concepts, materialised once for every contender."""
     source = SyntheticSource("sea", seed=seed, every=max(1, n // 4), concepts=4)
     return [(e.features, e.label) for e in itertools.islice(source.read_from(0), n)]
-
-
-def children_cpu() -> float:
-    """CPU seconds of this process's ended and reaped children (the JSONL writer processes)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Timed:
@@ -98,16 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     events = sea_events(args.events)
     print(f"{args.events:,} SEA drift events, {args.repeat} interleaved runs each")
-    print(f"{'model':<16}{'plain river ev/s':>18}{'engine ev/s':>14}{'ratio':>8}{'paired':>8}{'CPU ratio':>11}   accuracy (plain / engine)   engine's own CPU   writers' CPU")
+    print(f"{'model':<16}{'plain river ev/s':>18}{'engine ev/s':>14}{'ratio':>8}{'paired':>8}{'CPU ratio':>11}   accuracy (plain / engine)   engine's own CPU")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             plain, ours = [], []
-            writers_before = children_cpu()
             for i in range(args.repeat):  # interleaved, so a busy spell on a shared machine hits both
                 plain.append(plain_loop(name, events))
                 ours.append(engine(name, events, Path(tmp) / f"{name}{i}"))
-            time.sleep(0.5)  # the last writer process exits and is reaped
-            writers = (children_cpu() - writers_before) / args.repeat / args.events * 1e6
             p_secs, o_secs = min(t.wall for t, _ in plain), min(t.wall for t, _ in ours)
             paired = statistics.median(p.wall / o.wall for (p, _), (o, _) in zip(plain, ours))  # each pair ran back to back
             p_cpu, o_cpu = min(t.cpu for t, _ in plain), min(t.cpu for t, _ in ours)  # what other jobs on a shared machine distort least
@@ -115,10 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             added = (o_cpu - p_cpu) / args.events * 1e6
             print(
                 f"{name:<16}{p_rate:>18,.0f}{o_rate:>14,.0f}{o_rate / p_rate:>8.2f}{paired:>8.2f}{p_cpu / o_cpu:>11.2f}"
-                f"   {plain[0][1]:.4f} / {ours[0][1]:.4f}   +{added:.1f} us/event       +{writers:.1f} us/event"
+                f"   {plain[0][1]:.4f} / {ours[0][1]:.4f}   +{added:.1f} us/event"
             )
     print()
-    print("Bytewax state snapshots with recovery on (pickling the learner at each epoch close):")
+    print("Bytewax state snapshots with recovery on (each learner's state at each epoch close):")
     for name in args.models:
         rates = {epoch: args.events / engine_with_epoch_snapshots(name, events, epoch) for epoch in (10.0, 0.1)}
         print(f"{name:<16} epoch 10 s: {rates[10.0]:>9,.0f} ev/s   epoch 0.1 s: {rates[0.1]:>9,.0f} ev/s   ({rates[0.1] / rates[10.0]:.2f}x)")

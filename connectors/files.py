@@ -9,8 +9,7 @@ from typing import Any, Iterator
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from connectors.base import OffsetSource, RawRecord
-from connectors.jsonl_child import cannot_write
-from connectors.jsonl_writer import InlineJsonlWriter, Item, JsonlWriter, complete_lines_size
+from connectors.jsonl_writer import Item, JsonlWriter, cannot_write, complete_lines_size
 from stream_learner.errors import SinkError, SourceError
 from stream_learner.events import Origin
 
@@ -43,17 +42,10 @@ class JsonlFileSource(OffsetSource):
 
 
 class _JsonlPartition(StatefulSinkPartition[Item, int]):
-    """Appends records; its state is the file size, so a recovered run rewrites nothing twice.
+    """Appends records with a :class:`~connectors.jsonl_writer.JsonlWriter`; its state is the file size, so a recovered run rewrites nothing twice."""
 
-    With ``process`` the records are encoded and written by a child process
-    (:class:`~connectors.jsonl_writer.JsonlWriter`): ``write_batch`` only
-    marshals and sends them; ``snapshot`` returns once they are in the file.
-    Without, they are encoded and written here (:class:`~connectors.jsonl_writer.InlineJsonlWriter`).
-    """
-
-    def __init__(self, path: Path, resume_size: int | None, process: bool = True) -> None:
-        writer = JsonlWriter if process else InlineJsonlWriter
-        self._writer = writer(path, resume_size)  # truncates what was written after the recovered epoch
+    def __init__(self, path: Path, resume_size: int | None) -> None:
+        self._writer = JsonlWriter(path, resume_size)  # truncates what was written after the recovered epoch
 
     def write_batch(self, items: list[Item]) -> None:
         self._writer.write(items)
@@ -78,18 +70,14 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
     """Writes lists of records to one JSONL file (one partition, so one writer).
 
     Takes ``(key, [record, ...])`` or ``(key, Predictions)`` items; every item goes to the single partition.
-    ``process``: encode and write in a child process (:mod:`connectors.jsonl_writer`), for a file
-    that receives a record per event (predictions); ``False`` writes in the worker thread, for one
-    that receives a few (metrics, dead letters), where the child's start-up would cost more.
     ``append``: keep what the file holds and write after it (a resumed run), else start it empty;
     a recovered partition's state (a size) wins over both.
     A file that cannot be written is a :class:`~stream_learner.errors.SinkError`
     here, before the dataflow runs (inside it, Bytewax would wrap it in a panic).
     """
 
-    def __init__(self, path: str | Path, process: bool = True, append: bool = False) -> None:
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
-        self.process = process
         self.append = append
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,4 +95,4 @@ class JsonlSink(FixedPartitionedSink[Item, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _JsonlPartition:
         if resume_state is None and self.append:
             resume_state = complete_lines_size(self.path)
-        return _JsonlPartition(self.path, resume_state, self.process)
+        return _JsonlPartition(self.path, resume_state)
