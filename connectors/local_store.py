@@ -3,8 +3,8 @@
 Layout: ``ROOT/APP/KEY/v000001.snap`` and ``ROOT/APP/KEY/LATEST`` (the
 latest version's number). Both are written to a temporary file and
 renamed, so a crash never leaves a half-written snapshot or pointer.
-Directories are created ``0700`` and files ``0600``: a snapshot holds a
-pickle, so the directory must be writable by its owner only
+Directories are created ``0700`` and files ``0600``: a snapshot holds
+pickles (river models), so the directory must be writable by its owner only
 (:func:`connectors.private_dir.private_directory`, checked by the run).
 
 The signing key that signs a local store's snapshots lives outside it, in

@@ -1,6 +1,6 @@
 """Snapshots written off the hot path.
 
-:class:`BackgroundSnapshotSink` hands each :class:`~stream_learner.engine.Snapshot`
+:class:`BackgroundSnapshotSink` hands each :class:`~stream_learner.snapshot.Snapshot`
 to a writer thread that seals and saves it, so the dataflow worker only
 pays for a dictionary insert. While a write is in flight, a newer snapshot
 of the same key replaces the queued one (the older one would be superseded
@@ -136,7 +136,7 @@ class SnapshotWriter:
                 events_seen=snap.events_seen,
                 source_offsets=snap.source_offsets,
             )
-        except Exception as exc:  # noqa: BLE001 - a state that cannot be pickled must not stop learning
+        except Exception as exc:  # noqa: BLE001 - a state that cannot be encoded must not stop learning
             logger.error("snapshot of key %r failed: %s", snap.key, exc)
         else:
             try:

@@ -59,9 +59,13 @@ class ForkedPickle:
             code = 1
             try:
                 spool.write(produce())
-                spool.flush()
                 code = 0
+            except BaseException as exc:  # noqa: BLE001 - whatever it is, the parent says it; the child must leave here
+                spool.seek(0)
+                spool.truncate()
+                spool.write(f"{type(exc).__name__}: {exc}".encode(errors="replace"))
             finally:
+                spool.flush()
                 os._exit(code)
         return cls(pid, spool)
 
@@ -69,11 +73,13 @@ class ForkedPickle:
         """The bytes (waits for the child the first time)."""
         if self._data is None:
             status = self._reap()
-            if status != 0:
-                raise SnapshotError(f"the snapshot's child process failed (wait status {status})")
             self._spool.seek(0)
-            self._data = self._spool.read()
+            data = self._spool.read()
             self._spool.close()
+            if status != 0:
+                why = data.decode(errors="replace") if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1 else f"wait status {status}"
+                raise SnapshotError(f"the snapshot's child process failed: {why}")
+            self._data = data
         return self._data
 
     def discard(self) -> None:

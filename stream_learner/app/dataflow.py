@@ -9,7 +9,6 @@ Bytewax overhead is paid per group, not per event.
 
 from __future__ import annotations
 
-import pickle
 import threading
 import time
 from collections import defaultdict
@@ -27,7 +26,9 @@ from connectors.base import RawRecord
 from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
+from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
+from stream_learner.snapshot import encoding
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
@@ -218,8 +219,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         # Bytewax calls this at every epoch close; without recovery it would be thrown away.
         if self.learner is None or not self.recoverable:
             return None
-        # Pickled as is: KeyedLearner.snapshot() would also restart its snapshot-every-N count.
-        return pickle.dumps(self.learner, protocol=pickle.HIGHEST_PROTOCOL)
+        # The learner's state, encoded as its snapshots are (in a forked child where it may fork: pickling its model here
+        # would slow it for good); not KeyedLearner.snapshot(), which also restarts the snapshot cadence.
+        encoded = encoding(self.learner.state_dict, forked=forkable(self.learner.learner))
+        return encoded if isinstance(encoded, bytes) else encoded.result()
 
 
 def build_dataflow(

@@ -6,9 +6,11 @@ import pickle
 import pytest
 
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import SnapshotError
 from stream_learner.events import Event
 from stream_learner.forked_pickle import CAN_FORK, ForkedPickle
 from stream_learner.learners.base import LearnerSpec
+from stream_learner.state import encode
 
 pytestmark = pytest.mark.skipif(not CAN_FORK, reason="forked snapshots are for Linux")
 
@@ -42,13 +44,19 @@ def test_a_discarded_pickle_ends_its_child() -> None:
     assert _gone(pending._pid)
 
 
-def test_the_learners_periodic_snapshot_is_forked_and_equals_pickling_it_in_place() -> None:
+def test_the_learners_periodic_snapshot_is_forked_and_equals_encoding_its_state_in_place() -> None:
     step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("hoeffding_tree"), snapshot_every=500))
     events = [Event(str(i), "k", {"a": float(i % 7), "b": float(i % 3)}, i % 7 > 3, None, 0, i) for i in range(500)]
     out = step.process(events, now=0.0)
     assert isinstance(out.snapshot.pickled, ForkedPickle)
-    in_place = pickle.dumps(step, protocol=pickle.HIGHEST_PROTOCOL)
-    assert out.snapshot.payload == in_place
+    assert out.snapshot.payload == encode(step.state_dict())
     restored = KeyedLearner.restore(out.snapshot.payload, step.config)
     assert restored.events == 500 and restored.learner.predict({"a": 5.0, "b": 1.0}) == step.learner.predict({"a": 5.0, "b": 1.0})
     assert isinstance(step.finish(now=1.0).snapshot.pickled, bytes)  # the last one is made in place
+
+
+def test_a_failure_in_the_child_is_raised_in_the_parent_with_its_reason() -> None:
+    pending = ForkedPickle.call(lambda: encode({"model": object()}))
+    with pytest.raises(SnapshotError, match=r"^the snapshot's child process failed: TypeError: a learner state holds a builtins.object, which is not plain data$"):
+        pending.result()
+    assert _gone(pending._pid)

@@ -60,6 +60,18 @@ def _outputs(step: KeyedLearner, batches: list[list[Any]], now: float) -> dict[s
 
 
 @pytest.mark.parametrize("name", CASES)
+def test_a_format_1_snapshot_goes_on_exactly_as_the_release_that_wrote_it(name: str) -> None:
+    document, payload = _case(name)
+    step = KeyedLearner.restore(payload, _config(document["config"]))
+    batches = [[_item(item) for item in batch] for batch in document["later"]]
+    got, expected = _outputs(step, batches, now=2.0e9), document["expected"]
+    assert len(got["predictions"]) == len(expected["predictions"]) > 0
+    assert got["predictions"] == expected["predictions"]
+    assert got["metrics"] == expected["metrics"]
+    assert got["dead_letters"] == expected["dead_letters"]
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_a_format_1_payload_decodes_into_plain_data_that_encodes_again(name: str) -> None:
     _, payload = _case(name)
     state = decode(payload)
