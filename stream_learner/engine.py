@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, EventRow
+from stream_learner.feature_drift import Drift, FeatureDriftMonitor
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
@@ -39,6 +40,8 @@ from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
 from stream_learner.step.guarded import GuardedLearner
 from stream_learner.step.resume import ResumeFilter
+
+Boundaries = Literal["error", "feature", "both"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,13 @@ class EngineConfig:
             :class:`~stream_learner.drift.NewLabelWatch`.
         max_record_bytes: the largest input record decoded; a larger one is
             a ``too_large`` dead letter (see :mod:`stream_learner.events`).
+        feature_drift: watch the features' distribution with these
+            :class:`~stream_learner.feature_drift.FeatureDriftMonitor`
+            parameters (``None``: off); each drift is a ``feature_drift`` record.
+        boundaries: which signals start a concept: ``"error"`` (the error
+            detector's drifts), ``"feature"`` (the features' drifts; the error
+            detector is not run) or ``"both"``. Explicit tasks and new labels
+            mark boundaries whatever this says.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -92,6 +102,8 @@ class EngineConfig:
     forgetting_holdout: bool = False
     new_label_gap: int = 0
     max_record_bytes: int = MAX_RECORD_BYTES
+    feature_drift: dict[str, Any] | None = None
+    boundaries: Boundaries = "error"
 
 
 @dataclass
@@ -112,7 +124,8 @@ class KeyedLearner:
     """Test-then-train for one model key, with drift and concept tracking.
 
     Its parts, one job each: the model with undo (:attr:`guard`), the
-    prequential :attr:`metrics`, the drift :attr:`monitor`, the concepts
+    prequential :attr:`metrics`, the error drift :attr:`monitor`, the
+    :attr:`feature_monitor`, the concepts
     (:attr:`concept_tracker`), the :attr:`forgetting` tracker, the
     :attr:`schema`, the delayed labels' :attr:`pending` window, the
     :attr:`resume` filter and the reporting :attr:`cadence`.
@@ -130,7 +143,8 @@ class KeyedLearner:
         self.config = config
         self.guard = GuardedLearner(key, learner, Journal(lambda: learner_factory(config.learner)))
         self.metrics = Prequential(learner.task, config.window)
-        self.monitor = DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed) if config.detector else None
+        self.monitor = DriftMonitor(config.detector, config.detector_params, seed=config.learner.seed) if config.detector and config.boundaries != "feature" else None
+        self.feature_monitor = _feature_monitor(config.feature_drift)
         self.concept_tracker = ConceptTracker(NewLabelWatch(config.new_label_gap) if config.new_label_gap else None)
         self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=learner.task)
         self.schema = Schema(learner.task)
@@ -221,6 +235,10 @@ class KeyedLearner:
             if problem is not None:
                 out.dead_letters.append(self.dead_letters.schema(event or source.event(event_id), problem, now))  # type: ignore[union-attr]
                 return
+        if self.feature_monitor is not None:
+            drift = self.feature_monitor.update(x)
+            if drift is not None:  # a boundary it starts comes before this event, as an explicit task's would
+                self._on_feature_drift(drift, out, now)
         try:
             y_pred, proba = self.guard.learner.predict(x)
         except Exception as exc:  # a model rejecting an event must not stop the stream; predicting changed nothing
@@ -258,7 +276,7 @@ class KeyedLearner:
         when the configuration says so. ``fits``: the schema knows all of it already.
         """
         if self.concept_tracker.is_new_label(label):
-            self._on_new_label(out, now)
+            self._on_input_change("new_label", out, now)
         if not self.forgetting.observe(self.concept_tracker.concept, x, label):
             failed = self.guard.learn(x, label)
             if failed is not None:
@@ -317,16 +335,24 @@ class KeyedLearner:
         out.metrics.append(self._drift_record(detector, now))
         out.metrics.append(self.metrics_record(now))
 
-    def _on_new_label(self, out: StepOutput, now: float) -> None:
-        """A label never seen before: a new concept, which this event's label is the first to be learned in."""
+    def _on_input_change(self, detector: str, out: StepOutput, now: float) -> None:
+        """A drift the error detector did not find (a label never seen before, the features' distribution): a new concept, which this event is the first of."""
         if self.monitor is not None:
             self.monitor.reset()  # the error detector starts on the new concept, not amid its first errors
-        self._on_drift("new_label", out, now)
+        self._on_drift(detector, out, now)
+
+    def _on_feature_drift(self, drift: Drift, out: StepOutput, now: float) -> None:
+        if self.config.boundaries != "error":
+            self._on_input_change("feature", out, now)
+        features = [{"name": str(name), "psi": psi} for name, psi in drift]
+        out.metrics.append({"type": "feature_drift", "key": self.key, "features": features, "statistic": "psi", "at_event": self.events, "concept": self.concept, "ts": now})
 
     def _boundary(self, concept: int) -> None:
         """A new concept starts, whatever marked it: the one that ends is evaluated, then the model is told (rolled back where it raises)."""
         self.evaluate_concepts()  # the last row of the concept that ends here
         self.concept_tracker.enter(concept)
+        if self.feature_monitor is not None:
+            self.feature_monitor.reset()  # the new concept is its new reference
         self.guard.boundary(concept)
 
     def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
@@ -415,6 +441,7 @@ class KeyedLearner:
             "failures": self.guard.failures,
             "metrics": self.metrics.state_dict(),
             "monitor": self.monitor.state_dict() if self.monitor is not None else None,
+            "feature_monitor": self.feature_monitor.state_dict() if self.feature_monitor is not None else None,
             "forgetting": self.forgetting.state_dict(),
             "schema": self.schema.state_dict(),
             "pending": self.pending.state_dict() if self.pending is not None else None,
@@ -443,6 +470,8 @@ class KeyedLearner:
         step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
+        if step.feature_monitor is not None and state["feature_monitor"] is not None and state["feature_monitor"]["params"] == step.feature_monitor.params:
+            step.feature_monitor = FeatureDriftMonitor.from_state(state["feature_monitor"])  # else this run's settings start afresh
         step.forgetting = ForgettingTracker.from_state(state["forgetting"])
         step.schema = Schema.from_state(state["schema"])
         if state["pending"] is not None:
@@ -455,11 +484,24 @@ class KeyedLearner:
 
 
 def _check(config: EngineConfig, task: str) -> None:
-    """Refuse what a model of ``task`` cannot do."""
+    """Refuse a configuration that contradicts itself, or asks what a model of ``task`` cannot do."""
+    if config.boundaries not in get_args(Boundaries):
+        raise ConfigError(f"boundaries must be one of {', '.join(get_args(Boundaries))}, not {config.boundaries!r}")
+    if config.boundaries != "error" and config.feature_drift is None:
+        raise ConfigError(f"boundaries {config.boundaries!r} need the features' drift watched (feature_drift)")
     if config.detector in BINARY_ONLY and task == "regression":
         raise ConfigError(f"drift detector {config.detector!r} needs a classification model")
     if config.new_label_gap and task == "regression":
         raise ConfigError("new-label boundaries need a classification model")
+
+
+def _feature_monitor(params: dict[str, Any] | None) -> FeatureDriftMonitor | None:
+    if params is None:
+        return None
+    try:
+        return FeatureDriftMonitor(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad parameters for feature drift: {exc}") from None
 
 
 def _cadence_settings(config: EngineConfig) -> tuple[int, int, int, float]:

@@ -26,7 +26,9 @@ from stream_learner.step.resume import ResumeFilter
 
 CASES = {
     "logreg, tasks, delayed labels": EngineConfig(learner=LearnerSpec("logreg"), detector=None, label_window=50, metrics_every=40),
-    "hoeffding_tree+reset, drift, new labels": EngineConfig(learner=LearnerSpec("hoeffding_tree", strategy="reset"), new_label_gap=60, metrics_every=40),
+    "hoeffding_tree+reset, drift, new labels, feature drift": EngineConfig(
+        learner=LearnerSpec("hoeffding_tree", strategy="reset"), new_label_gap=60, metrics_every=40, feature_drift={"window": 40, "every": 20}, boundaries="both"
+    ),
     "torch:mlp+ewc": EngineConfig(learner=LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=1, strategy="ewc"), metrics_every=40),
 }
 
