@@ -17,7 +17,7 @@ never points at a missing or half-written version, and retention (the last
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -140,10 +140,11 @@ class RedisSnapshotStore:
             raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {value[:40]!r}") from None
 
     def versions(self, key: str) -> list[int]:
-        return sorted(int(v) for v in self.client.zrange(self._keys(key)["versions"], 0, -1))
+        members = cast(list[bytes], self.client.zrange(self._keys(key)["versions"], 0, -1))  # the client returns bytes (decode_responses off)
+        return sorted(int(v) for v in members)
 
     def load(self, key: str, version: int) -> bytes:
-        blob = self.client.get(f"{self._keys(key)['v']}{version}")
+        blob = cast(bytes | None, self.client.get(f"{self._keys(key)['v']}{version}"))
         if blob is None:
             raise SnapshotError(f"no snapshot version {version} for key {key!r}")
         return blob
@@ -167,7 +168,7 @@ class RedisSnapshotStore:
             raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {found[0][:40]!r}") from None
 
     def keys(self) -> list[str]:
-        return sorted(m.decode() for m in self.client.smembers(self._index()))
+        return sorted(m.decode() for m in cast(set[bytes], self.client.smembers(self._index())))
 
     def delete(self, key: str, version: int | None = None) -> None:
         k = self._keys(key)
