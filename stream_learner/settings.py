@@ -1,4 +1,7 @@
-"""The deployment settings tree: flags > environment > config file > defaults.
+"""The settings tree: flags > environment > config file > defaults.
+
+Every ``run`` option is here (section ``run``), with the deployment's
+Kafka, Redis, snapshot, recovery and label-window sections.
 
 Environment variables use the prefix ``STREAM_LEARNER_`` and ``__`` between
 levels (``STREAM_LEARNER_KAFKA__BOOTSTRAP_SERVERS``). Secrets are
@@ -138,6 +141,40 @@ class LabelSettings(_Section):
     window_seconds: float = Field(3600.0, gt=0)
 
 
+DEFAULT_MODEL = "hoeffding_tree"
+"""The model of a run that names none: binary, multi-class and string labels alike (benchmarks/default_model.py)."""
+
+
+class RunSettings(_Section):
+    """The options of ``stream-learner run`` (each has a flag of the same name, ``--model-params`` for ``model_params``)."""
+
+    source: str = Field("synthetic:sea", min_length=1)
+    model: str = Field(DEFAULT_MODEL, min_length=1)
+    model_params: dict[str, Any] = {}
+    strategy: str | None = None
+    strategy_params: dict[str, Any] = {}
+    drift_detector: str = "adwin"  # a name of stream_learner.drift.DETECTORS, or "none"
+    drift_params: dict[str, Any] = {}
+    new_label_gap: int = Field(0, ge=0)
+    max_events: int | None = Field(None, ge=0)
+    max_record_bytes: int = Field(1 << 20, ge=1)  # events.MAX_RECORD_BYTES
+    seed: int = 42
+    out: str = Field("out", min_length=1)
+    predictions: str | None = None  # where predictions go: a JSONL file, "-" for stdout (default: OUT/predictions.jsonl)
+    snapshot_dir: str | None = None
+    resume: bool = False
+    workers: int = Field(1, ge=1)
+    window: int = Field(1000, ge=1)
+    metrics_every: int = Field(1000, ge=1)
+    no_proba: bool = False
+    forgetting_every: int = Field(10_000, ge=0)
+    forgetting_sample: int = Field(100, ge=1)
+    holdout: bool = False
+    max_dead_letter_ratio: float | None = Field(None, ge=0, le=1)
+    quiet: bool = False
+    json_summary: bool = False  # --json
+
+
 class Settings(BaseSettings):
     """Everything a deployed service reads; one tree, validated once."""
 
@@ -154,6 +191,7 @@ class Settings(BaseSettings):
     snapshot: SnapshotSettings = SnapshotSettings()
     recovery: RecoverySettings = RecoverySettings()
     labels: LabelSettings = LabelSettings()
+    run: RunSettings = RunSettings()
 
     @classmethod
     def settings_customise_sources(

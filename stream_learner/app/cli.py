@@ -6,54 +6,82 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from stream_learner.app.args import EXIT_USAGE, Parser, byte_count, non_negative_int
+from stream_learner.app.args import (
+    EXIT_USAGE,
+    STDIO,
+    MergeParams,
+    Parser,
+    byte_count,
+    json_object_argument,
+    non_negative_int,
+    positive_int,
+    ratio_argument,
+    strategy_param,
+)
+from stream_learner.app.run_settings import default_of
+
+if TYPE_CHECKING:
+    from stream_learner.engine import EngineConfig
+    from stream_learner.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from stream_learner import __version__
     from stream_learner.drift import DETECTORS
-    from stream_learner.events import MAX_RECORD_BYTES
     from stream_learner.learners.river import PRESETS
 
     parser = Parser(prog="stream-learner", description="Continual / online learning over event streams.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr (kafka-python's records from INFO up: its debug records hold passwords), and show an error's whole trace, Bytewax's Rust panic reports included")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = commands.add_parser("run", help="run the engine on a source", description="Predict, then learn, on every event of a source.")
-    run.add_argument("--source", default="synthetic:sea", help="synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL), river:DATASET, or kafka (see the Kafka flags) (default: %(default)s)")
-    run.add_argument("--model", default="logreg", help=f"a river preset ({', '.join(PRESETS)}), a dotted path to a river estimator, torch:mlp, torch:linear or torch:module:factory (default: %(default)s)")
-    run.add_argument("--model-params", default=None, metavar="JSON", help="the model's parameters as a JSON object")
-    run.add_argument("--strategy", default=None, help="continual-learning strategy: a name from `stream-learner strategies`, names joined by '+' (ewc+replay), or avalanche:DOTTED.PLUGIN (default: none)")
-    run.add_argument("--strategy-param", action="append", default=[], metavar="K=V", help="a strategy parameter (value parsed as JSON when it can be, else a string); repeat for more; NAME.K=V targets one strategy of a combination")
-    run.add_argument("--drift-detector", default="adwin", choices=[*DETECTORS, "none"], help="detector over the error stream (default: %(default)s)")
-    run.add_argument("--drift-params", default=None, metavar="JSON", help="the detector's parameters as a JSON object")
-    run.add_argument("--new-label-gap", type=non_negative_int, default=0, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
-    run.add_argument("--max-events", type=non_negative_int, default=None, metavar="N", help="stop after N events")
-    run.add_argument("--max-record-bytes", type=byte_count, default=MAX_RECORD_BYTES, metavar="N", help="the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: %(default)s, 1 MiB)")
-    run.add_argument("--seed", type=int, default=42, help="seed of synthetic streams and seeded models (default: %(default)s)")
-    run.add_argument("--out", default="out", metavar="DIR", help="predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: %(default)s)")
-    run.add_argument("--snapshot-dir", default=None, metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
+    run = commands.add_parser(
+        "run",
+        help="run the engine on a source",
+        description="Predict, then learn, on every event of a source. Every option can also come from the environment (STREAM_LEARNER_RUN__MODEL=arf) or a --config file ([run] model = \"arf\"); flags override the environment, which overrides the file.",
+        argument_default=argparse.SUPPRESS,  # only the flags given override the environment and the config file
+    )
+    run.add_argument("--config", metavar="FILE", help="settings file (TOML or JSON): a [run] table for these options, [kafka], [redis], [snapshot], [recovery], [labels] for the deployment")
+    run.add_argument("--print-settings", action="store_true", default=False, help="print the resolved settings (secrets masked) and exit")
+    run.add_argument("--source", help=f"synthetic:sea|agrawal|hyperplane|rbf[?every=N&concepts=K&width=W], file:PATH (JSONL; file:- reads stdin), river:DATASET, or kafka (see the Kafka flags) (default: {default_of('source')})")
+    run.add_argument("--model", help=f"a river preset ({', '.join(PRESETS)}), a dotted path to a river estimator, torch:mlp, torch:linear or torch:module:factory (default: {default_of('model')}, which learns binary, multi-class and string labels)")
+    run.add_argument("--model-params", type=json_object_argument("model parameters", '{"l2": 0.01}'), metavar="JSON", help="the model's parameters as a JSON object")
+    run.add_argument("--strategy", help="continual-learning strategy: a name from 'stream-learner strategies', names joined by '+' (ewc+replay), or avalanche:DOTTED.PLUGIN (default: none)")
+    run.add_argument("--strategy-param", dest="strategy_params", type=strategy_param, action=MergeParams, metavar="K=V", help="a strategy parameter (value parsed as JSON when it can be, else a string); repeat for more; NAME.K=V targets one strategy of a combination")
+    run.add_argument("--drift-detector", choices=[*DETECTORS, "none"], help=f"detector over the error stream (default: {default_of('drift_detector')})")
+    run.add_argument("--drift-params", type=json_object_argument("drift detector parameters", '{"delta": 0.001}'), metavar="JSON", help="the detector's parameters as a JSON object")
+    run.add_argument("--new-label-gap", type=non_negative_int, metavar="N", help="also mark a new concept where a label never seen before arrives, N or more labelled events after the last boundary: class-incremental streams, where a slow learner's error may not rise (default: 0, off)")
+    run.add_argument("--max-events", type=non_negative_int, metavar="N", help="stop after N events")
+    run.add_argument("--max-record-bytes", type=byte_count, metavar="N", help=f"the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: {default_of('max_record_bytes')}, 1 MiB)")
+    run.add_argument("--seed", type=int, help=f"seed of synthetic streams and seeded models (default: {default_of('seed')})")
+    run.add_argument("--out", metavar="DIR", help=f"predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: {default_of('out')})")
+    run.add_argument("--predictions", metavar="FILE", help="where predictions go, one JSON object a line; - for stdout (the summary then goes to stderr) (default: OUT/predictions.jsonl)")
+    run.add_argument("--snapshot-dir", metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
     run.add_argument("--resume", action="store_true", help="resume every model from its latest snapshot, and the source from where they stopped")
-    run.add_argument("--workers", type=non_negative_int, default=1, help="Bytewax worker threads (default: %(default)s)")
-    run.add_argument("--window", type=non_negative_int, default=1000, help="sliding accuracy window (default: %(default)s)")
-    run.add_argument("--metrics-every", type=non_negative_int, default=1000, metavar="N", help="publish metrics every N labelled events (default: %(default)s)")
-    run.add_argument("--snapshot-every", type=non_negative_int, default=0, metavar="N", help="also snapshot every N events (default: 0, by time only: --snapshot-seconds)")
+    run.add_argument("--workers", type=positive_int, help=f"Bytewax worker threads (default: {default_of('workers')})")
+    run.add_argument("--window", type=positive_int, help=f"sliding accuracy window, in labelled events (default: {default_of('window')})")
+    run.add_argument("--metrics-every", type=positive_int, metavar="N", help=f"publish metrics every N labelled events (default: {default_of('metrics_every')})")
+    run.add_argument("--snapshot-every", type=non_negative_int, metavar="N", help="also snapshot every N events (default: 0, by time only: --snapshot-seconds)")
     run.add_argument("--no-proba", action="store_true", help="leave class probabilities out of predictions")
-    run.add_argument("--forgetting-every", type=non_negative_int, default=10_000, metavar="N", help="evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: %(default)s)")
-    run.add_argument("--forgetting-sample", type=non_negative_int, default=100, metavar="N", help="labelled events sampled per concept for the forgetting metrics (default: %(default)s)")
+    run.add_argument("--forgetting-every", type=non_negative_int, metavar="N", help=f"evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: {default_of('forgetting_every')})")
+    run.add_argument("--forgetting-sample", type=positive_int, metavar="N", help=f"labelled events sampled per concept for the forgetting metrics (default: {default_of('forgetting_sample')})")
     run.add_argument("--holdout", action="store_true", help="keep the sampled events out of training (default: they are learned too, test-then-train)")
+    run.add_argument("--max-dead-letter-ratio", type=ratio_argument, metavar="R", help="exit with status 1 when more than this fraction of the events ended as dead letters (default: never; a run whose events are mostly dead letters always says so)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
-    run.add_argument("--json", action="store_true", help="print one JSON summary line on stdout at the end")
+    run.add_argument("--json", dest="json_summary", action="store_true", help="print one JSON summary line at the end (on stdout, or stderr when predictions go there)")
     run.set_defaults(handler=_run)
     from stream_learner.app import kafka_run, produce, snapshots_cmd
 
     kafka_run.add_arguments(run)
     produce.add_parser(commands)
     snapshots_cmd.add_parser(commands)
-    strategies = commands.add_parser("strategies", help="list installed continual-learning strategies", description="Strategies registered under the stream_learner.strategies entry points: name, learner families, origin package, description.")
+    strategies = commands.add_parser("strategies", help="list installed continual-learning strategies, or show one's parameters", description="Strategies registered under the stream_learner.strategies entry points: name, learner families, origin package, description. With a NAME: that strategy's parameters, their defaults and one line each.")
+    strategies.add_argument("name", nargs="?", metavar="NAME", help="show this strategy's parameters")
     strategies.set_defaults(handler=_strategies)
     from stream_learner.app import dashboard
 
@@ -81,7 +109,35 @@ def build_parser() -> argparse.ArgumentParser:
 def _bench_forgetting(args: argparse.Namespace) -> int:
     from benchmarks.forgetting import run_from_args
 
+    writable_folder(args.out, "--out")  # before minutes of work, not after
+    if args.readme is not None:
+        writable_file(args.readme, "--readme")
     return run_from_args(args)
+
+
+def writable_folder(path: str, flag: str) -> None:
+    """Create ``path`` if needed and check a file can be written in it; else one :class:`ConfigError` line."""
+    import tempfile
+
+    from stream_learner.errors import ConfigError
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {flag} {path}: {exc.strerror or exc}") from None
+
+
+def writable_file(path: str, flag: str) -> None:
+    """Check that the existing file ``path`` can be rewritten; else one :class:`ConfigError` line."""
+    from stream_learner.errors import ConfigError
+
+    try:
+        with open(path, "r+b"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot rewrite {flag} {path}: {exc.strerror or exc}") from None
 
 
 def _no_benchmarks(args: argparse.Namespace) -> int:
@@ -92,85 +148,101 @@ def _no_benchmarks(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from stream_learner.app.dashboard import Serving
+    from stream_learner.app.dead_letters import EXIT_DEAD_LETTERS, dead_letter_warning, ratio_exceeded
+    from stream_learner.app.run_settings import settings_from_args
 
-    with Serving(args, say=lambda line: print(line, file=sys.stderr, flush=True)) as serving:  # off unless asked
-        args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
-        return _run_engine(args)
-
-
-def _run_engine(args: argparse.Namespace) -> int:
-    from stream_learner.app.runner import RunOptions, run
-    from stream_learner.drift import parse_detector_params
-    from stream_learner.engine import EngineConfig
-    from stream_learner.learners.base import LearnerSpec
-
-    detector = None if args.drift_detector == "none" else args.drift_detector
-    engine = EngineConfig(
-        learner=LearnerSpec.parse(args.model, args.model_params, seed=args.seed, strategy=args.strategy, strategy_params=parse_strategy_params(args.strategy_param)),
-        detector=detector,
-        detector_params=parse_detector_params(args.drift_params),
-        window=max(1, args.window),
-        metrics_every=max(1, args.metrics_every),
-        snapshot_every=args.snapshot_every,
-        **({} if args.snapshot_seconds is None else {"snapshot_seconds": args.snapshot_seconds}),  # else EngineConfig's default
-        with_proba=not args.no_proba,
-        forgetting_every=args.forgetting_every,
-        forgetting_sample=max(1, args.forgetting_sample),
-        forgetting_holdout=args.holdout,
-        new_label_gap=args.new_label_gap,
-        max_record_bytes=args.max_record_bytes,
-    )
-    if args.source == "kafka":
-        from stream_learner.app.kafka_run import run_from_args
-
-        summary = run_from_args(args, engine)
-        if summary is None:  # --print-settings
-            return 0
-        print(json.dumps(summary) if args.json else _describe(summary))
+    settings = settings_from_args(args)  # every option checked before any work
+    if args.print_settings:
+        print(json.dumps(settings.masked(), indent=2))
         return 0
-    options = RunOptions(
-        source=args.source,
-        engine=engine,
-        out=args.out,
-        snapshot_dir=args.snapshot_dir,
-        max_events=args.max_events,
-        seed=args.seed,
-        workers=max(1, args.workers),
-        resume=args.resume,
-        progress=not (args.quiet or args.json),
-        console=not (args.quiet or args.json),
-        telemetry=args.telemetry,
-        rate=args.rate,
-    )
-    summary = run(options)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(_describe(summary))
+    engine = _engine_config(settings)
+    with Serving(args, say=say) as serving:  # off unless asked
+        args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
+        summary = _run_engine(args, settings, engine)
+    options = settings.run
+    # stdout carries the run's product: the predictions when they go there, else the summary
+    print(json.dumps(summary) if options.json_summary else _describe(summary), file=sys.stderr if options.predictions == STDIO else sys.stdout, flush=True)
+    warning = dead_letter_warning(summary)
+    if warning:
+        say(warning)
+    exceeded = ratio_exceeded(summary, options.max_dead_letter_ratio)
+    if exceeded:
+        say(f"stream-learner: {exceeded}")
+        return EXIT_DEAD_LETTERS
     return 0
 
 
-def parse_strategy_params(items: list[str]) -> dict[str, Any]:
-    """``K=V`` strings to a dict; a value is JSON when it parses (``100``, ``true``, ``[1, 2]``), else a string.
+def say(line: str) -> None:
+    """A console line: on stderr, in every mode, so that stdout can carry predictions or the JSON summary."""
+    print(line, file=sys.stderr, flush=True)
 
-    >>> parse_strategy_params(["ewc_lambda=100", "mode=online", "replay.mem_size=50"])
-    {'ewc_lambda': 100, 'mode': 'online', 'replay.mem_size': 50}
-    """
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    from stream_learner.drift import DETECTORS
+    from stream_learner.engine import EngineConfig
     from stream_learner.errors import ConfigError
+    from stream_learner.learners.base import LearnerSpec
 
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--strategy-param needs K=V, got {item!r}")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
+    o = settings.run
+    if o.drift_detector not in (*DETECTORS, "none"):
+        raise ConfigError(f"unknown drift detector {o.drift_detector!r} (run.drift_detector): use one of {', '.join([*DETECTORS, 'none'])}")
+    return EngineConfig(
+        learner=LearnerSpec(o.model, dict(o.model_params), seed=o.seed, strategy=o.strategy, strategy_params=dict(o.strategy_params)),
+        detector=None if o.drift_detector == "none" else o.drift_detector,
+        detector_params=dict(o.drift_params),
+        window=o.window,
+        metrics_every=o.metrics_every,
+        snapshot_every=settings.snapshot.every_events,
+        snapshot_seconds=settings.snapshot.every_seconds,
+        with_proba=not o.no_proba,
+        forgetting_every=o.forgetting_every,
+        forgetting_sample=o.forgetting_sample,
+        forgetting_holdout=o.holdout,
+        new_label_gap=o.new_label_gap,
+        max_record_bytes=o.max_record_bytes,
+    )
+
+
+def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConfig) -> dict[str, Any]:
+    from stream_learner.app.runner import RunOptions, run
+
+    o = settings.run
+    console = not (o.quiet or o.json_summary)
+    if o.source == "kafka":
+        from stream_learner.app.kafka_run import run_from_args
+        from stream_learner.errors import ConfigError
+
+        if o.predictions is not None:
+            raise ConfigError("--predictions is for runs without Kafka: a Kafka run's predictions go to its predictions topic (--predictions-topic)")
+
+        return run_from_args(args, settings, engine, println=say if console else None)
+    options = RunOptions(
+        source=o.source,
+        engine=engine,
+        out=o.out,
+        predictions=o.predictions,
+        snapshot_dir=o.snapshot_dir,
+        app=settings.app,
+        max_events=o.max_events,
+        seed=o.seed,
+        workers=o.workers,
+        resume=o.resume,
+        progress=console,
+        console=console,
+        retain=settings.snapshot.retain,
+        signing_key=settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key else None,
+        telemetry=args.telemetry,
+        rate=args.rate,
+    )
+    return run(options)
 
 
 def _strategies(args: argparse.Namespace) -> int:
+    if args.name is not None:
+        from stream_learner.app.strategy_help import describe_strategy
+
+        print(describe_strategy(args.name))
+        return 0
     from strategies.registry import available, table
 
     print(table(available()))

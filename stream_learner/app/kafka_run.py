@@ -35,11 +35,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
-from connectors.outputs import ConsoleSink
 from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
+from stream_learner.app.console import ConsoleLines
 from stream_learner.app.dataflow import RunStats, Sinks
+from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.stores import open_store, signing_key
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
@@ -113,9 +114,11 @@ class KafkaProfile(Profile):
         self.first_batch: float | None = None
         self.refusals: list[str] = []
         self.restored_keys: list[str] = []
+        self.dead_letters = DeadLetterTally()
 
     def open(self, stack: ExitStack) -> tuple[RedisSnapshotStore, bytes]:
         k, telemetry = self.settings.kafka, self.telemetry
+        self.signing_key = signing_key(self.settings)  # a missing key is one line at once, before any client starts
         self.kafka_source = source = KafkaSource(
             self.client,
             k.input_topic,
@@ -146,7 +149,6 @@ class KafkaProfile(Profile):
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
         self.store = open_store(self.settings)
         closing(stack, self.store.close, "the Redis snapshot store")
-        self.signing_key = signing_key(self.settings)
         return self.store, self.signing_key
 
     def _on_read(self, n: int) -> None:  # reads start with the dataflow, once ``stats`` exists
@@ -169,8 +171,8 @@ class KafkaProfile(Profile):
 
         return Sinks(
             predictions=[sink(k.predictions_topic)],
-            metrics=[sink(k.metrics_topic)] + ([ConsoleSink(self.println)] if self.println is not None else []),
-            dead_letters=[sink(k.dead_letter_topic)],
+            metrics=[sink(k.metrics_topic)] + ([ConsoleLines(self.println)] if self.println is not None else []),
+            dead_letters=[sink(k.dead_letter_topic), self.dead_letters],
         )
 
     def recovery(self) -> RecoveryConfig | None:
@@ -218,6 +220,8 @@ class KafkaProfile(Profile):
             "outputs_resent": self.producer.resent,  # by a producer that replaced one whose state the cluster lost: duplicates where they had landed
             "first_event_seconds": round(self.first_batch - self.started, 3) if self.first_batch is not None else None,
             "out": f"kafka:{k.predictions_topic},{k.metrics_topic},{k.dead_letter_topic}",
+            "dead_letter_reasons": self.dead_letters.reasons(),
+            "dead_letters_to": f"topic {k.dead_letter_topic}",
         }
 
 
@@ -278,25 +282,7 @@ def _label_totals(stats: RunStats) -> dict[str, int] | None:
     return {name: sum(c[name] for c in counts) for name in counts[0]}
 
 
-# --- the ``run --source kafka`` flags ----------------------------------------------------------
-
-_FLAGS: dict[str, tuple[str, ...]] = {
-    # flag dest: the setting it overrides
-    "bootstrap_servers": ("kafka", "bootstrap_servers"),
-    "input_topic": ("kafka", "input_topic"),
-    "labels_topic": ("kafka", "labels_topic"),
-    "predictions_topic": ("kafka", "predictions_topic"),
-    "metrics_topic": ("kafka", "metrics_topic"),
-    "dead_letter_topic": ("kafka", "dead_letter_topic"),
-    "group_id": ("kafka", "group_id"),
-    "start": ("kafka", "start"),
-    "stop_when_idle": ("kafka", "idle_timeout_s"),
-    "redis_url": ("redis", "url"),
-    "recovery_dir": ("recovery", "dir"),
-    "epoch_seconds": ("recovery", "epoch_seconds"),
-    "snapshot_seconds": ("snapshot", "every_seconds"),
-    "app": ("app",),
-}
+# --- the ``run --source kafka`` flags (stream_learner.app.run_settings maps them to settings) ---------
 
 
 def add_arguments(run: Any) -> None:
@@ -305,9 +291,8 @@ def add_arguments(run: Any) -> None:
 
     group = run.add_argument_group(
         "Kafka deployment (--source kafka)",
-        "Flags override STREAM_LEARNER_* variables (nested with __), which override --config.",
+        "Flags override STREAM_LEARNER_* variables (nested with __: STREAM_LEARNER_KAFKA__INPUT_TOPIC), which override --config.",
     )
-    group.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
     group.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
     group.add_argument("--input-topic", default=None, metavar="TOPIC", help="topic of input events")
     group.add_argument("--labels-topic", default=None, metavar="TOPIC", help="topic of delayed labels {id, label, key?}")
@@ -324,45 +309,20 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--app", default=None, help="application name (Redis key prefix)")
     group.add_argument("--addresses", default=None, metavar="HOST:PORT,...", help="every process of a scaled-out cluster, in order")
     group.add_argument("--process-id", type=int, default=0, help="this process's index in --addresses")
-    group.add_argument("--print-settings", action="store_true", help="print the resolved settings (secrets masked) and exit")
 
 
-def settings_from_args(args: Any, snapshot_every_default: int = 0) -> Settings:
-    """Flags (only those given) over environment over config file."""
-    from stream_learner.settings import load_settings
-
-    overrides: dict[str, Any] = {}
-    for dest, path in _FLAGS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            node = overrides
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
-    if args.snapshot_every != snapshot_every_default:  # the shared flag, when set to something else than its default
-        overrides.setdefault("snapshot", {})["every_events"] = args.snapshot_every
-    return load_settings(args.config, overrides)
-
-
-def run_from_args(args: Any, engine: EngineConfig) -> dict[str, Any] | None:
-    """``stream-learner run --source kafka ...``; ``None`` after ``--print-settings``."""
-    import json
-
-    settings = settings_from_args(args)
-    if args.print_settings:
-        print(json.dumps(settings.masked(), indent=2))
-        return None
-    quiet = args.quiet or args.json
+def run_from_args(args: Any, settings: Settings, engine: EngineConfig, println: Callable[[str], None] | None) -> dict[str, Any]:
+    """``stream-learner run --source kafka ...`` with its resolved settings; metrics lines to ``println`` (``None``: none)."""
     addresses = [a.strip() for a in args.addresses.split(",")] if args.addresses else []
     if addresses and not 0 <= args.process_id < len(addresses):
         raise ConfigError(f"--process-id must be between 0 and {len(addresses) - 1}")
     return run_kafka(
         settings,
         engine,
-        max_events=args.max_events,
-        workers=max(1, args.workers),
+        max_events=settings.run.max_events,
+        workers=settings.run.workers,
         addresses=addresses,
         process_id=args.process_id,
-        println=None if quiet else print,
+        println=println,
         telemetry=getattr(args, "telemetry", None),
     )

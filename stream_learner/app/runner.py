@@ -20,11 +20,13 @@ from typing import Any, Callable
 from connectors.base import OffsetSource
 from connectors.files import JsonlSink
 from connectors.local_store import LocalSnapshotStore
-from connectors.outputs import ConsoleSink
 from connectors.private_dir import lock_directory, private_directory
 from connectors.sources import parse_source
+from stream_learner.app.args import STDIO
 from stream_learner.app.assembly import Profile, run_profile
+from stream_learner.app.console import ConsoleLines, StdoutJsonl
 from stream_learner.app.dataflow import RunStats, Sinks
+from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.progress import Progress, render_stats
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
@@ -33,6 +35,7 @@ from stream_learner.snapshot import load_latest_valid
 logger = logging.getLogger(__name__)
 
 SIGNING_KEY_ENV = "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY"  # the settings tree's snapshot.signing_key
+STDIN_PATH = "/dev/stdin"  # file:- as the path the file source opens
 
 
 @dataclass
@@ -42,6 +45,7 @@ class RunOptions:
     source: str = "synthetic:sea"
     engine: EngineConfig = field(default_factory=EngineConfig)
     out: str | Path = "out"
+    predictions: str | Path | None = None  # default OUT/predictions.jsonl; "-" for stdout
     snapshot_dir: str | Path | None = None
     app: str = "stream-learner"
     max_events: int | None = None
@@ -79,6 +83,7 @@ class EmbeddedProfile(Profile):
         self.payloads: dict[str, bytes] = {}
         self.start = 0
         self.progress: Progress | None = None
+        self.dead_letters = DeadLetterTally()
         self._source: OffsetSource
 
     def open(self, stack: ExitStack) -> tuple[LocalSnapshotStore, bytes]:
@@ -104,7 +109,7 @@ class EmbeddedProfile(Profile):
         limit = None if options.max_events is None else start + options.max_events
         source = self.given_source
         if source is None:
-            source = parse_source(options.source, seed=options.seed, start=start, max_events=limit)
+            source = parse_source(_stdin_named(options.source), seed=options.seed, start=start, max_events=limit)
         else:
             source.start = start
             source.max_events = limit if source.max_events is None else source.max_events
@@ -126,11 +131,16 @@ class EmbeddedProfile(Profile):
         println = self.println or self.progress.println
         append = options.resume  # a resumed run adds to the outputs of the runs before it
         return Sinks(
-            predictions=[JsonlSink(out / "predictions.jsonl", append=append)],
-            # a writer process for the predictions only: the others' records are few (see connectors.jsonl_writer)
-            metrics=[JsonlSink(out / "metrics.jsonl", process=False, append=append)] + ([ConsoleSink(println)] if options.console else []),
-            dead_letters=[JsonlSink(out / "dead_letters.jsonl", process=False, append=append)],
+            predictions=[self.predictions_sink(append)],
+            metrics=[JsonlSink(out / "metrics.jsonl", append=append)] + ([ConsoleLines(println)] if options.console else []),
+            dead_letters=[JsonlSink(out / "dead_letters.jsonl", append=append), self.dead_letters],
         )
+
+    def predictions_sink(self, append: bool) -> JsonlSink | StdoutJsonl:
+        predictions = self.options.predictions
+        if predictions is None:
+            return JsonlSink(self.out / "predictions.jsonl", append=append)
+        return StdoutJsonl() if str(predictions) == STDIO else JsonlSink(predictions, append=append)
 
     def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
         # restored under this run's configuration (its source name goes into dead letters)
@@ -140,7 +150,7 @@ class EmbeddedProfile(Profile):
         return self.progress or nullcontext()
 
     def summary(self, stats: RunStats) -> dict[str, Any]:
-        return {"out": str(self.out)}
+        return {"out": str(self.out), "dead_letter_reasons": self.dead_letters.reasons(), "dead_letters_to": str(self.out / "dead_letters.jsonl")}
 
 
 class _Throttle:
@@ -161,6 +171,15 @@ class _Throttle:
         delay = self.started + self.count / self.rate - time.monotonic()
         if delay > 0:
             self.stop.wait(delay)
+
+
+def _stdin_named(source: str) -> str:
+    """``file:-`` as the file that reads this process's stdin; any other source as it is.
+
+    >>> _stdin_named("file:-"), _stdin_named("file:events.jsonl")
+    ('file:/dev/stdin', 'file:events.jsonl')
+    """
+    return f"file:{STDIN_PATH}" if source == f"file:{STDIO}" else source
 
 
 def _latest_payloads(store: LocalSnapshotStore, signing_key: bytes) -> tuple[dict[str, bytes], int]:

@@ -7,16 +7,35 @@ imports its adapter only when called, so a river run never imports torch.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import Learner, LearnerSpec
 
 
 def _torch(spec: LearnerSpec) -> Learner:
+    from stream_learner.learners.torch import PRESETS as NETWORKS
     from stream_learner.learners.torch import build_torch_learner
 
-    return build_torch_learner(spec)
+    learner = build_torch_learner(spec)
+    if spec.model.removeprefix("torch:") in NETWORKS:
+        _check_network(spec, learner.factory, learner.factory_params)
+    return learner
+
+
+def _check_network(spec: LearnerSpec, factory: Callable[..., Any], params: dict[str, Any]) -> None:
+    """Build a preset network once, small, now: it is built for real at the first event, where a bad parameter would fail every event.
+
+    Only the presets: a user's factory may be costly to call, or need the real input width.
+
+    >>> build_learner(LearnerSpec("torch:mlp", {"hidden": "x"}))
+    Traceback (most recent call last):
+    stream_learner.errors.ConfigError: bad parameters for model 'torch:mlp': the network cannot be built: ValueError: invalid literal for int() with base 10: 'x'
+    """
+    try:
+        factory(2, 2, **params)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"bad parameters for model {spec.model!r}: the network cannot be built: {type(exc).__name__}: {exc}") from None
 
 
 def _river(spec: LearnerSpec) -> Learner:

@@ -60,6 +60,17 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["run", "--model", "linreg", "--new-label-gap", "100"], "new-label boundaries need a classification model"),
         (["fly"], "invalid choice: 'fly'"),
         (["run", "--out", "a-file/out"], "cannot write to the output folder a-file/out: Not a directory"),
+        # figures that would be invented: a sample, a window or a period of 0 has nothing to report
+        (["run", "--forgetting-sample", "0"], "argument --forgetting-sample: expected a positive integer, got 0"),
+        (["run", "--window", "0"], "argument --window: expected a positive integer, got 0"),
+        (["run", "--metrics-every", "0"], "argument --metrics-every: expected a positive integer, got 0"),
+        (["run", "--workers", "0"], "argument --workers: expected a positive integer, got 0"),
+        (["run", "--model", "torch:mlp", "--model-params", '{"hidden": "x"}'], "bad parameters for model 'torch:mlp': the network cannot be built"),
+        (["run", "--config", "missing.toml"], "cannot read config file missing.toml: No such file or directory"),
+        (["run", "--max-dead-letter-ratio", "2"], "argument --max-dead-letter-ratio: expected a fraction from 0 to 1, got 2"),
+        (["run", "--source", "kafka", "--predictions", "-"], "--predictions is for runs without Kafka"),
+        (["bench", "forgetting", "--out", "/proc/nope"], "cannot write to --out /proc/nope: No such file or directory"),
+        (["strategies", "nope"], "unknown strategy 'nope'; installed strategies: "),
     ],
 )
 def test_wrong_arguments_give_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -124,3 +135,98 @@ def test_a_sink_that_fails_mid_run_is_one_line_on_stderr_and_the_whole_trace_wit
     verbose = subprocess.run([CLI, "--verbose", *command[1:]], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert verbose.returncode == 2 and verbose.stderr.splitlines()[-1] == line
     assert "panicked at" in verbose.stderr and "stack backtrace" in verbose.stderr and "Traceback" in verbose.stderr
+
+
+def _three_classes(path: Path, n: int) -> None:
+    """``n`` clean events, labels "cat", "dog" and "eel", each class around its own ``a``."""
+    centre = {"cat": 0.0, "dog": 3.0, "eel": 6.0}
+    labels = [("cat", "dog", "eel")[i % 3] for i in range(n)]
+    path.write_text("".join(json.dumps({"features": {"a": centre[y] + (i % 7) / 7, "b": i % 2}, "label": y}) + "\n" for i, y in enumerate(labels)))
+
+
+def test_the_default_model_learns_string_labels_of_three_classes(tmp_path: Path) -> None:
+    """The old default (logreg, binary) made every event of this file a dead letter."""
+    _three_classes(tmp_path / "three.jsonl", 600)
+    result = _cli("run", "--source", "file:three.jsonl", "--json", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["predictions"], summary["dead_letters"]) == (600, 0)
+    assert summary["accuracy"] > 0.8
+    assert "dead letters" not in result.stderr
+
+
+def test_a_run_of_mostly_dead_letters_says_so_and_fails_when_asked(tmp_path: Path) -> None:
+    _three_classes(tmp_path / "three.jsonl", 300)
+    common = ("run", "--source", "file:three.jsonl", "--model", "logreg", "--quiet")
+    told = _cli(*common, "--out", "a", cwd=tmp_path)
+    assert told.returncode == 0, told.stderr
+    warning = [line for line in told.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and "300 of 300 events (100%) ended as dead letters" in warning[0], told.stderr
+    assert "model_error 300 (e.g. model error: " in warning[0] and warning[0].endswith("see a/dead_letters.jsonl")
+    failed = _cli(*common, "--out", "b", "--max-dead-letter-ratio", "0.5", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[-1] == "stream-learner: 100% of the events ended as dead letters, more than --max-dead-letter-ratio 0.5"
+    assert _cli(*common, "--out", "c", "--max-dead-letter-ratio", "1", cwd=tmp_path).returncode == 0
+
+
+def test_a_task_switch_is_one_drift_line(tmp_path: Path) -> None:
+    """The detector confirms a task switch some events later: its record stays in metrics.jsonl, but the console shows the boundary once."""
+    lines = []
+    for task in range(3):  # the label's rule flips with each task, so the error detector fires after each switch too
+        for i in range(1000):
+            x = (i * 7919 % 1000) / 1000
+            lines.append(json.dumps({"features": {"x": x}, "label": int((x > 0.5) == (task % 2 == 0)), "task": task}))
+    (tmp_path / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    result = _cli("run", "--source", "file:tasks.jsonl", "--model", "logreg", "--metrics-every", "100000", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    drift_lines = [line for line in result.stderr.splitlines() if line.startswith("drift ")]
+    assert drift_lines == ["drift    key=default  at event 1000 (task) -> concept 1", "drift    key=default  at event 2000 (task) -> concept 2"], result.stderr
+    records = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["type"] == "drift" and r["detector"] == "adwin" for r in records)  # the detector's drifts are still published
+
+
+def test_version() -> None:
+    from stream_learner import __version__
+
+    result = subprocess.run([CLI, "--version"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"stream-learner {__version__}\n")
+
+
+def test_events_from_stdin_and_predictions_to_stdout(tmp_path: Path) -> None:
+    """stdout carries the predictions only; the metrics lines and the summary go to stderr."""
+    _three_classes(tmp_path / "three.jsonl", 90)
+    with (tmp_path / "three.jsonl").open("rb") as stdin:
+        result = subprocess.run([CLI, "run", "--source", "file:-", "--predictions", "-", "--metrics-every", "30", "--out", "o"], stdin=stdin, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    predictions = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(predictions) == 90 and {p["prediction"] for p in predictions[1:]} <= {"cat", "dog", "eel"}
+    assert "done: 90 events (90 labelled)" in result.stderr and result.stderr.count("metrics  key=default") >= 3
+    assert not (tmp_path / "o" / "predictions.jsonl").exists()
+
+
+def test_strategies_name_shows_its_parameters_and_defaults(tmp_path: Path) -> None:
+    result = _cli("strategies", "replay", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("replay: ")
+    table = lines[lines.index(next(line for line in lines if line.startswith("PARAMETER"))) + 1 :]
+    rows = {line.split()[0]: line.split()[1] for line in table if line.strip() and not line.startswith("set one")}
+    import inspect
+
+    from strategies.registry import load_class
+
+    expected = {name: repr(p.default) for name, p in inspect.signature(load_class("replay")).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+    assert rows == expected and rows
+
+
+def test_run_options_come_from_the_config_file_and_the_environment(tmp_path: Path) -> None:
+    """[run] in the file, overridden by STREAM_LEARNER_RUN__*, overridden by a flag."""
+    (tmp_path / "settings.toml").write_text('[run]\nsource = "synthetic:sea"\nmax_events = 300\nmodel = "logreg"\nout = "from-file"\njson_summary = true\n')
+    env = {**os.environ, "STREAM_LEARNER_RUN__MAX_EVENTS": "200", "STREAM_LEARNER_RUN__MODEL": "naive_bayes"}
+    result = subprocess.run([CLI, "run", "--config", "settings.toml", "--max-events", "100", "--print-settings"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)["run"]
+    assert (run["max_events"], run["model"], run["out"], run["json_summary"]) == (100, "naive_bayes", "from-file", True)
+    ran = subprocess.run([CLI, "run", "--config", "settings.toml"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["events"] == 200 and (tmp_path / "from-file" / "predictions.jsonl").exists()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from stream_learner.errors import ConfigError
-from stream_learner.settings import load_settings
+from stream_learner.settings import Settings, load_settings
 
 
 def test_flags_win_over_environment_over_file(tmp_path: Path) -> None:
@@ -138,3 +139,32 @@ def test_offsets_out_of_range_and_outages_have_safe_defaults_and_are_checked() -
         load_settings(environ={"STREAM_LEARNER_KAFKA__OFFSET_OUT_OF_RANGE": "skip"})
     with pytest.raises(ConfigError, match="invalid setting kafka.outage_timeout_s: Input should be greater than 0"):
         load_settings(environ={"STREAM_LEARNER_KAFKA__OUTAGE_TIMEOUT_S": "0"})
+
+
+def test_every_run_option_layers_flag_over_environment_over_file(tmp_path: Path) -> None:
+    """The run options were flags only: a model or strategy in the file or the environment was ignored."""
+    from stream_learner.app.cli import build_parser
+    from stream_learner.app.run_settings import settings_from_args
+
+    config = tmp_path / "s.toml"
+    config.write_text('[run]\nmodel = "arf"\nstrategy = "reset"\nwindow = 50\nstrategy_params = {lam = 1}\n[snapshot]\nevery_events = 7\n')
+    parse = build_parser().parse_args
+
+    def run(flags: list[str], env: dict[str, str]) -> Settings:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in [n for n in os.environ if n.startswith("STREAM_LEARNER_")]:
+                mp.delenv(name)
+            for name, value in env.items():
+                mp.setenv(name, value)
+            return settings_from_args(parse(["run", "--config", str(config), *flags]))
+
+    from_file = run([], {})
+    assert (from_file.run.model, from_file.run.strategy, from_file.run.window, from_file.run.strategy_params, from_file.snapshot.every_events) == ("arf", "reset", 50, {"lam": 1}, 7)
+    env = {"STREAM_LEARNER_RUN__MODEL": "hat", "STREAM_LEARNER_RUN__WINDOW": "60"}
+    from_env = run([], env)
+    assert (from_env.run.model, from_env.run.strategy, from_env.run.window) == ("hat", "reset", 60)
+    flagged = run(["--model", "naive_bayes", "--strategy-param", "lam=2", "--snapshot-every", "9"], env)
+    assert (flagged.run.model, flagged.run.window, flagged.run.strategy_params, flagged.snapshot.every_events) == ("naive_bayes", 60, {"lam": 2}, 9)
+    assert run([], {}).run.model == "arf" and load_settings(environ={}).run.model == "hoeffding_tree"  # the default, where nothing names one
+    with pytest.raises(ConfigError, match="invalid setting run.window: Input should be greater than or equal to 1"):
+        run([], {"STREAM_LEARNER_RUN__WINDOW": "0"})
