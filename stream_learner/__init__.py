@@ -6,9 +6,10 @@ bytes, and :mod:`stream_learner.app` wires the two into a dataflow and
 a CLI.
 
 The Python API is here at the top: :class:`Engine` (test-then-train over
-events fed from Python, see :mod:`stream_learner.api`) and :func:`run`
-(a whole embedded run, see :mod:`stream_learner.app.api`). They load on
-first use, so ``import stream_learner`` stays light.
+events fed from Python, see :mod:`stream_learner.api`), :func:`run` (a
+whole embedded run) and :func:`load_model` (a key's latest snapshot, see
+:mod:`stream_learner.app.api`). They load on first use, so
+``import stream_learner`` stays light.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "Output", "run", "__version__"]
+__all__ = ["Engine", "Output", "load_model", "run", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,8 +25,8 @@ def __getattr__(name: str) -> Any:
         from stream_learner import api
 
         return getattr(api, name)
-    if name == "run":
+    if name in ("run", "load_model"):
         from stream_learner.app import api as app_api
 
-        return app_api.run
+        return getattr(app_api, name)
     raise AttributeError(f"module 'stream_learner' has no attribute {name!r}")

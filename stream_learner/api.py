@@ -89,7 +89,7 @@ class Engine:
         self.config = engine_config(model, model_params, strategy, strategy_params, detector, detector_params, seed, source=SOURCE, **options)
         self.learners: dict[str, KeyedLearner] = {}
         self._fed = 0
-        self.learner(DEFAULT_KEY)  # a wrong model, strategy or parameter fails here, before any event
+        KeyedLearner(DEFAULT_KEY, self.config)  # a wrong model, strategy or parameter fails here, before any event
 
     def learner(self, key: str = DEFAULT_KEY) -> KeyedLearner:
         """The learner of one model key (built on first use)."""

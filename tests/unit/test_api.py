@@ -38,7 +38,7 @@ def test_dicts_are_validated_as_records_are_and_keyed() -> None:
     assert kinds.count("prediction") == 4 and kinds.count("dead_letter") == 3
     assert {o.record["reason"] for o in outputs if o.kind == "dead_letter"} == {"invalid_event"}
     assert "finite number" in outputs[-1].record["error"]
-    assert sorted(engine.learners) == ["a", "b", "c", "default"]
+    assert sorted(engine.learners) == ["a", "b", "c"]
     assert engine.metrics("a")["labelled"] == 2 and engine.metrics("b")["labelled"] == 1
     assert [o.record["id"] for o in outputs if o.kind == "prediction"] == ["python:0:0", "python:0:1", "python:0:2", "given"]
 
@@ -77,3 +77,25 @@ def test_finish_gives_each_keys_final_metrics() -> None:
     list(engine.learn_many([({"x": 1.0}, True)] * 10, key="k"))
     final = list(engine.finish())
     assert [(o.kind, o.record["key"], o.record["labelled"]) for o in final] == [("metrics", "k", 10)]
+
+
+def test_load_model_gives_the_latest_snapshot_of_a_key_to_predict_and_go_on_learning(tmp_path: Path) -> None:
+    stream = list(datasets.Phishing())
+    events = [{"features": x, "label": y, "key": "shop-1" if i % 2 else "shop-2"} for i, (x, y) in enumerate(stream)]
+    source = tmp_path / "events.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    stream_learner.run(f"file:{source}", model="hoeffding_tree", out=tmp_path / "out")
+    same = stream_learner.Engine(model="hoeffding_tree")
+    list(same.learn_many(events))
+    loaded = stream_learner.load_model(tmp_path / "out" / "snapshots", "shop-1")
+    assert loaded.metrics("shop-1")["labelled"] == same.metrics("shop-1")["labelled"] == 625
+    assert [loaded.predict_proba_one(x, key="shop-1") for x, _ in stream[:50]] == [same.predict_proba_one(x, key="shop-1") for x, _ in stream[:50]]
+    more = [e for e in events if e["key"] == "shop-1"][:40]
+    assert [o.record["prediction"] for o in loaded.learn_many(more) if o.kind == "prediction"] == [
+        o.record["prediction"] for o in same.learn_many(more) if o.kind == "prediction"
+    ]
+    assert loaded.metrics("shop-1")["labelled"] == 665
+    with pytest.raises(StreamLearnerError, match="no valid snapshot of model key 'nobody'"):
+        stream_learner.load_model(tmp_path / "out" / "snapshots", "nobody")
+    with pytest.raises(StreamLearnerError, match="no snapshot directory"):
+        stream_learner.load_model(tmp_path / "nowhere")
