@@ -38,6 +38,7 @@ stream_learner.errors.ConfigError: bad parameters for Avalanche plugin 'avalanch
 from __future__ import annotations
 
 import importlib
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -185,8 +186,10 @@ class AvalanchePlugin(AvalancheStrategy):
             current = getattr(plugin, k, None)
             if isinstance(current, tuple) and isinstance(v, list):
                 v = tuple(v)
-            elif isinstance(current, dict) and type(current) is not dict:
-                v = type(current)(current.default_factory, v) if hasattr(current, "default_factory") else v
+            elif isinstance(current, defaultdict):
+                v = defaultdict(current.default_factory, v)
+            elif isinstance(current, dict) and type(current) is not dict:  # an OrderedDict (a state_dict the plugin copied)
+                v = type(current)(v)
             setattr(plugin, k, v)
 
 
