@@ -170,6 +170,8 @@ class RunSettings(_Section):
     forgetting_every: int = Field(10_000, ge=0)
     forgetting_sample: int = Field(100, ge=1)
     holdout: bool = False
+    feature_drift: dict[str, Any] | None = None  # the input-drift monitor's parameters; None: off
+    boundaries: Literal["error", "feature", "both"] = "error"
     max_dead_letter_ratio: float | None = Field(None, ge=0, le=1)
     quiet: bool = False
     json_summary: bool = False  # --json

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--forgetting-every", type=non_negative_int, metavar="N", help=f"evaluate every concept's sample every N labelled events, 0 for only at boundaries and the end (default: {default_of('forgetting_every')})")
     run.add_argument("--forgetting-sample", type=positive_int, metavar="N", help=f"labelled events sampled per concept for the forgetting metrics (default: {default_of('forgetting_sample')})")
     run.add_argument("--holdout", action="store_true", help="keep the sampled events out of training (default: they are learned too, test-then-train)")
+    run.add_argument("--feature-drift", nargs="?", const={}, type=json_object_argument("feature drift parameters", '{"threshold": 0.2}'), metavar="JSON", help="watch the input features' distribution (PSI per feature), optionally with the monitor's parameters as a JSON object (window, every, threshold, bins, max_categories, max_features); each drift is a feature_drift record (default: off)")
+    run.add_argument("--boundaries", choices=["error", "feature", "both"], help="which drifts start a new concept: the error detector's, the features' (--feature-drift), or both; task fields always do (default: error)")
     run.add_argument("--max-dead-letter-ratio", type=ratio_argument, metavar="R", help="exit with status 1 when more than this fraction of the events ended as dead letters (default: never; a run whose events are mostly dead letters always says so)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
     run.add_argument("--json", dest="json_summary", action="store_true", help="print one JSON summary line at the end (on stdout, or stderr when predictions go there)")
@@ -200,6 +202,8 @@ def _engine_config(settings: Settings) -> EngineConfig:
         forgetting_holdout=o.holdout,
         new_label_gap=o.new_label_gap,
         max_record_bytes=o.max_record_bytes,
+        feature_drift=None if o.feature_drift is None else dict(o.feature_drift),
+        boundaries=o.boundaries,
     )
 
 
@@ -256,10 +260,24 @@ def _describe(summary: dict[str, Any]) -> str:
         f"done: {summary['events']:,} events ({summary['labelled']:,} labelled) in {summary['seconds']:.2f}s "
         f"= {summary['events_per_second'] or 0:,.0f} events/s\n"
         f"      {summary['predictions']:,} predictions, {summary['dead_letters']:,} dead letters, {quality}, "
-        f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots\n"
-        f"{_describe_forgetting(summary.get('forgetting'))}"
+        f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots{_describe_extras(summary)}\n"
+        f"{_describe_forgetting(summary.get('forgetting')) if summary['labelled'] else ''}"
         f"      outputs in {summary['out']}/"
     )
+
+
+def _describe_extras(summary: dict[str, Any]) -> str:
+    """What the done line says only where it happened: feature drifts, model failures.
+
+    >>> _describe_extras({"feature_drifts": 2, "failures": 1}), _describe_extras({"failures": 0})
+    (', 2 feature drifts, 1 model failures (see the log)', '')
+    """
+    extras = ""
+    if summary.get("feature_drifts"):
+        extras += f", {summary['feature_drifts']:,} feature drifts"
+    if summary.get("failures"):
+        extras += f", {summary['failures']:,} model failures (see the log)"
+    return extras
 
 
 def _describe_forgetting(forgetting: dict[str, Any] | None) -> str:

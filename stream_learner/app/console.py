@@ -32,7 +32,7 @@ Records = tuple[str, list[dict[str, Any]]]
 
 
 class ConsoleLines(DynamicSink[Records]):
-    """Hands each metrics record, and each drift record that opens a concept, formatted, to ``write`` (a progress bar's printer)."""
+    """Hands each metrics and feature-drift record, and each drift record that opens a concept, formatted, to ``write`` (a progress bar's printer)."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
@@ -41,6 +41,9 @@ class ConsoleLines(DynamicSink[Records]):
 
     def show(self, records: list[dict[str, Any]]) -> None:
         for record in records:
+            if record["type"] == "feature_drift":
+                self._write(format_feature_drift(record))
+                continue
             if "concept" in record:
                 with self._lock:
                     before = self._concept.get(record["key"], 0)
@@ -60,6 +63,16 @@ class _Partition(StatelessSinkPartition[Records]):
     def write_batch(self, items: list[Records]) -> None:
         for _, records in items:
             self._console.show(records)
+
+
+def format_feature_drift(record: dict[str, Any]) -> str:
+    """A feature_drift record as one console line, its features ranked as the record ranks them.
+
+    >>> format_feature_drift({"type": "feature_drift", "key": "k", "features": [{"name": "x", "psi": 0.531}, {"name": "y", "psi": 0.3}], "at_event": 900})
+    'feature drift  key=k  at event 900: x (psi 0.53), y (psi 0.30)'
+    """
+    features = ", ".join(f"{f['name']} (psi {f['psi']:.2f})" for f in record["features"])
+    return f"feature drift  key={record['key']}  at event {record['at_event']}: {features}"
 
 
 class StdoutJsonl(DynamicSink[tuple[str, Item]]):

@@ -29,7 +29,7 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 from bytewax.run import cli_main
 
-from connectors.jsonl_writer import widen_pipe
+from connectors.child_process import widen_pipe
 from stream_learner.app.gc_tuning import streaming_gc
 from stream_learner.errors import ClusterError, StreamLearnerError
 

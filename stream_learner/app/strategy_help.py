@@ -42,7 +42,7 @@ def _heading(info: StrategyInfo) -> str:
 
 def parameters_table(cls: type) -> str:
     """A plain text table of the constructor's parameters (``*args`` and ``**kwargs`` left out)."""
-    described = {**_args_section(inspect.getdoc(cls)), **_args_section(inspect.getdoc(cls.__init__))}
+    described = {**_args_section(inspect.getdoc(cls)), **_args_section(inspect.getdoc(vars(cls).get("__init__")))}
     rows = [("PARAMETER", "DEFAULT", "DESCRIPTION")]
     for p in inspect.signature(cls).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -230,3 +230,16 @@ def test_run_options_come_from_the_config_file_and_the_environment(tmp_path: Pat
     ran = subprocess.run([CLI, "run", "--config", "settings.toml"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout)["events"] == 200 and (tmp_path / "from-file" / "predictions.jsonl").exists()
+
+
+def test_feature_drift_starts_a_concept_without_labels_and_says_so_on_the_console(tmp_path: Path) -> None:
+    """Feature x moves from [0, 1) to [5, 6) at event 600; no event has a label."""
+    events = [{"features": {"x": (i * 37 % 100) / 100 + (5 if i >= 600 else 0), "y": (i * 11 % 100) / 100}} for i in range(1200)]
+    (tmp_path / "shift.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = _cli("run", "--source", "file:shift.jsonl", "--feature-drift", '{"window": 300, "every": 100}', "--boundaries", "feature", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    feature_lines = [line for line in result.stderr.splitlines() if line.startswith("feature drift  key=default  at event ")]
+    drift_lines = [line for line in result.stderr.splitlines() if line.startswith("drift ")]
+    assert len(feature_lines) == 1 and ": x (psi " in feature_lines[0], result.stderr
+    assert len(drift_lines) == 1 and drift_lines[0].endswith("(feature) -> concept 1")
+    assert "2 concepts" in result.stdout
