@@ -1,19 +1,25 @@
 # The two set-up commands: `make run` (embedded demo) and `make test` (the whole suite).
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+SUPPORTED := (3, 11) <= sys.version_info[:2] <= (3, 12)
 
 .PHONY: run test bench bench-forgetting clean browser-deps
 
+# A Python we cannot use stops here, before .venv exists; a venv that fails to build is removed, not left half-built.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(PYTHON) -c 'import sys; sys.exit(0 if $(SUPPORTED) else 1)' 2>/dev/null || { \
+	  echo "make: stream-learner needs Python 3.11 or 3.12; $(PYTHON) is $$($(PYTHON) -V 2>&1): run make PYTHON=python3.11 (or python3.12)" >&2; exit 1; }
+	@echo "make: creating $(VENV) with $$($(PYTHON) -V)" >&2
+	@$(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet --upgrade pip || { rm -rf $(VENV); exit 1; }
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "make: installing stream-learner and its dependencies into $(VENV) (torch, river, Avalanche, Bytewax: several GB, a few minutes the first time)" >&2
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@echo "make: installing stream-learner with its test and benchmark tools into $(VENV) (several GB, a few minutes the first time)" >&2
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 

@@ -1,0 +1,44 @@
+"""``make run`` on a machine whose Python cannot serve: one message, and no half-built ``.venv`` left behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make here")
+
+
+def _fake_python(folder: Path, on_check: str, otherwise: str) -> Path:
+    """A ``python`` whose version check (``-c``, ``-V``) does ``on_check`` and anything else (``-m venv``) ``otherwise``."""
+    script = folder / "python"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = "-c" ] || [ "$1" = "-V" ]; then {on_check}; fi\n{otherwise}\n')
+    script.chmod(0o755)
+    return script
+
+
+def _make(folder: Path, python: Path) -> subprocess.CompletedProcess[str]:
+    shutil.copy(ROOT / "Makefile", folder / "Makefile")
+    shutil.copy(ROOT / "pyproject.toml", folder / "pyproject.toml")
+    return subprocess.run(["make", f"PYTHON={python}", "run"], cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+def test_an_unsupported_python_stops_before_the_venv_exists(tmp_path: Path) -> None:
+    python = _fake_python(tmp_path, 'echo "Python 3.10.13"; exit 1', "mkdir -p .venv/bin; exit 0")
+    result = _make(tmp_path, python)
+    assert result.returncode != 0
+    assert "make: stream-learner needs Python 3.11 or 3.12" in result.stderr and "make PYTHON=python3.11" in result.stderr
+    assert not (tmp_path / ".venv").exists()
+
+
+def test_a_venv_that_fails_to_build_is_removed(tmp_path: Path) -> None:
+    python = _fake_python(tmp_path, f'exec {sys.executable} "$@"', 'mkdir -p .venv/bin; echo "venv failed" >&2; exit 1')
+    result = _make(tmp_path, python)
+    assert result.returncode != 0 and "venv failed" in result.stderr
+    assert "make: creating .venv with Python" in result.stderr
+    assert not (tmp_path / ".venv").exists()
