@@ -16,7 +16,7 @@ dead letters (for events the model itself rejects) and, every
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
@@ -32,6 +32,7 @@ from stream_learner.learners.river import RiverLearner
 from stream_learner.learners.strategy import RiverStrategyLearner
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
+from stream_learner.records import DeadLetterDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot
 from stream_learner.state import decode, expect_version
@@ -112,7 +113,7 @@ class StepOutput:
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[DeadLetterDict] = field(default_factory=list)
     snapshot: Snapshot | None = None
 
 
@@ -182,7 +183,7 @@ class KeyedLearner:
         """Per source partition, the offset after the last event this learner took."""
         return self.resume.next_offsets
 
-    def process(self, events: list[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
+    def process(self, events: Sequence[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
         """Predict for each event, learn from the labelled ones, in order.
 
         ``events`` is a list of :class:`~stream_learner.events.Event` or an
@@ -211,14 +212,14 @@ class KeyedLearner:
         self.cadence.counted(new)
         return batch.rows(start)
 
-    def _rows(self, items: list[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[EventRow]:
+    def _rows(self, items: Sequence[Event | LabelRecord], out: StepOutput, now: float) -> Iterator[EventRow]:
         """The rows of a list, one per event not learned yet, each once its place in the stream is reached.
 
         Lazily, in order: a delayed label is learned, and an event's task
         switches the concept, just before the events after it are read.
         """
         for item in items:
-            if type(item) is LabelRecord:
+            if isinstance(item, LabelRecord):
                 self._learn_late(item, out, now)
             elif self.resume.admit(item.partition, item.offset):
                 self.cadence.counted(1)
@@ -226,7 +227,7 @@ class KeyedLearner:
                     self._on_task(item.task, out, now)
                 yield item.id, item.features, item.label, item
 
-    def _step(self, row: EventRow, source: list[Event | LabelRecord] | EventBatch, out: StepOutput, now: float) -> None:
+    def _step(self, row: EventRow, source: Sequence[Event | LabelRecord] | EventBatch, out: StepOutput, now: float) -> None:
         """One event: checked against the schema, predicted, learned when labelled, scored."""
         event_id, x, label, event = row
         fits = self.schema.fits(x, label)
@@ -435,7 +436,7 @@ class KeyedLearner:
             "version": VERSION,
             "key": self.key,
             "spec": {"model": spec.model, "params": dict(spec.params), "seed": spec.seed, "strategy": spec.strategy, "strategy_params": dict(spec.strategy_params)},
-            "learner": self.learner.state_dict(),  # type: ignore[attr-defined]
+            "learner": self.learner.state_dict(),
             "events": self.events,
             "learned": self.learned,
             "failures": self.guard.failures,

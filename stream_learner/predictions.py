@@ -62,4 +62,6 @@ class Predictions(Sequence[dict[str, Any]]):
 
 def records_of(part: list[dict[str, Any]] | Predictions | Wire) -> Iterable[dict[str, Any]]:
     """The records of one part of a batch: a list of records, a :class:`Predictions`, or its wire tuple (marshalled)."""
-    return Predictions.from_wire(part) if type(part) is tuple else part  # type: ignore[arg-type]
+    if isinstance(part, tuple):
+        return Predictions.from_wire(part)
+    return part

@@ -14,12 +14,12 @@ event rebuilt as JSON, and its origin in the source (partition and offset;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from stream_learner.delayed import LabelRecord
 from stream_learner.events import DeadLetterReason, Event, Origin, dead_letter
+from stream_learner.records import DeadLetterDict
 
 
 @dataclass(frozen=True)
@@ -28,20 +28,20 @@ class DeadLetters:
 
     source: str
 
-    def schema(self, event: Event, problem: str, now: float) -> dict[str, Any]:
+    def schema(self, event: Event, problem: str, now: float) -> DeadLetterDict:
         """``event`` contradicts its key's schema (``problem`` says how)."""
         return self._of(event, "schema", f"schema: {problem}", now)
 
-    def model_error(self, event: Event, exc: Exception, now: float) -> dict[str, Any]:
+    def model_error(self, event: Event, exc: Exception, now: float) -> DeadLetterDict:
         """The model raised ``exc`` on ``event``."""
         return self._of(event, "model_error", f"model error: {type(exc).__name__}: {exc}", now)
 
-    def unjoinable_label(self, record: LabelRecord, now: float) -> dict[str, Any]:
+    def unjoinable_label(self, record: LabelRecord, now: float) -> DeadLetterDict:
         """A delayed label, but this run joins none (no label window)."""
         raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
         return dead_letter("unjoinable_label", "delayed label, but this run joins none (no label window)", raw, Origin(self.source, -1, -1), now)
 
-    def _of(self, event: Event, reason: DeadLetterReason, error: str, now: float) -> dict[str, Any]:
+    def _of(self, event: Event, reason: DeadLetterReason, error: str, now: float) -> DeadLetterDict:
         raw = event.raw
         if raw is None:
             rebuilt = {"id": event.id, "key": event.key, "features": event.features, "label": event.label, "task": event.task}
