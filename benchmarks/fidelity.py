@@ -11,7 +11,17 @@ and also ``random`` and numpy, which some plugins draw from).
 * Each experience holds the task's training events in the stream's order
   (a seeded shuffle) and is not reshuffled (``shuffle=False``), so both
   sides see the same micro-batches; only Cumulative, whose union of
-  experiences must be mixed, uses Avalanche's default shuffling.
+  experiences must be mixed, and GDumb, which trains epochs over its
+  memory, use Avalanche's default shuffling.
+* The online methods (:data:`ONLINE`: ER-ACE, MIR) run as Avalanche runs
+  online continual learning: each task is cut into experiences of one
+  micro-batch (``train_mb_size`` events), the accuracy row taken after each
+  task's last one. Their per-task version stores a whole experience before
+  training on it, which a stream cannot do.
+* Streaming LDA predicts with ``StreamingLDA.predict`` on the features of
+  the MLP's hidden layers (the engine's ``slda`` head has the same input).
+  It scores a class not seen yet 0 and sometimes predicts one; the engine
+  predicts only classes it has seen, so the two differ before the last task.
 * Labels are renumbered in order of first appearance in the stream, which
   is how the engine assigns output units, so "unit k" means the same class
   on both sides.
@@ -29,6 +39,10 @@ engine strategy              Avalanche counterpart
 ``gem``                      ``GEM``
 ``lamaml``                   ``lamaml_v2.LaMAML``
 ``cumulative``               ``Cumulative`` (the upper bound the engine strategy streams)
+``er_ace``                   ``ER_ACE``, online (an experience per micro-batch)
+``mir``                      ``Naive`` + ``MIRPlugin``, online (an experience per micro-batch)
+``gdumb``                    ``Naive`` + ``GDumbPlugin`` (``epochs`` epochs of ``batch_size``, shuffled)
+``slda``                     ``StreamingLDA`` on the MLP's hidden layers
 ``avalanche:PLUGIN``         ``Naive`` + that plugin
 ===========================  =========================================================
 
@@ -86,6 +100,37 @@ def _lamaml(p: dict[str, Any], kw: dict[str, Any]) -> Any:
     return LaMAML(**kw, **p)
 
 
+def _er_ace(p: dict[str, Any], kw: dict[str, Any]) -> Any:
+    from avalanche.training.supervised import ER_ACE
+
+    return ER_ACE(**kw, mem_size=int(p["mem_size"]), batch_size_mem=int(p["batch_size_mem"]))
+
+
+def _mir(p: dict[str, Any], kw: dict[str, Any]) -> Any:
+    from avalanche.training import Naive
+    from avalanche.training.plugins import MIRPlugin
+
+    return Naive(**kw, plugins=[MIRPlugin(batch_size_mem=int(p["batch_size_mem"]), mem_size=int(p["mem_size"]), subsample=int(p["subsample"]))])
+
+
+def _gdumb(p: dict[str, Any], kw: dict[str, Any]) -> Any:
+    from avalanche.training import Naive
+    from avalanche.training.plugins import GDumbPlugin
+
+    return Naive(**{**kw, "train_mb_size": int(p["batch_size"]), "train_epochs": int(p["epochs"])}, plugins=[GDumbPlugin(mem_size=int(p["mem_size"]))])
+
+
+def _slda(p: dict[str, Any], kw: dict[str, Any]) -> Any:
+    from avalanche.training import StreamingLDA
+
+    model = kw["model"]
+    return StreamingLDA(
+        slda_model=model.body, criterion=kw["criterion"], input_size=model.head.in_features, num_classes=model.head.out_features,
+        shrinkage_param=float(p["shrinkage"]), streaming_update_sigma=bool(p["streaming_update_sigma"]),
+        train_mb_size=kw["train_mb_size"], train_epochs=1, device=kw["device"], evaluator=kw["evaluator"],
+    )
+
+
 def _plugin(p: dict[str, Any], kw: dict[str, Any], target: str) -> Any:
     from avalanche.training import Naive
 
@@ -113,9 +158,17 @@ COUNTERPARTS: dict[str, Callable[..., Any]] = {
     "gem": _simple("GEM", {"patterns_per_experience": "patterns_per_exp"}, keep=("patterns_per_experience", "memory_strength")),
     "lamaml": _lamaml,
     "cumulative": _simple("Cumulative"),
+    "er_ace": _er_ace,
+    "mir": _mir,
+    "gdumb": _gdumb,
+    "slda": _slda,
     "avalanche": _plugin,
 }
 """Engine strategy name to the builder of its Avalanche counterpart."""
+ONLINE = frozenset({"er_ace", "mir"})
+"""Counterparts trained as Avalanche trains online: one experience per micro-batch."""
+SHUFFLED = frozenset({"cumulative", "gdumb"})
+"""Counterparts trained with Avalanche's default shuffling (over a union of experiences, or a memory)."""
 
 
 def has_counterpart(strategy: str) -> bool:
@@ -160,12 +213,16 @@ def run_avalanche(scenario: Scenario, strategy: str, params: dict[str, Any], see
         return COUNTERPARTS[name](p, kw, target) if name == "avalanche" else COUNTERPARTS[name](p, kw)
 
     template = quietly(load)
-    shuffle = name == "cumulative"
-    datasets = []
+    shuffle = name in SHUFFLED
+    step = BATCH if name in ONLINE else 0
+    datasets, last = [], []  # last: the index of each task's last experience
     for task in tasks:
         x = torch.tensor(np.asarray(task.x_train), dtype=torch.float32)
         y = torch.tensor([units[v] for v in task.y_train], dtype=torch.long)
-        datasets.append(window_dataset(x, y, torch.zeros(len(y), dtype=torch.long)))
+        for start in range(0, len(y), step or len(y)):
+            end = start + (step or len(y))
+            datasets.append(window_dataset(x[start:end], y[start:end], torch.zeros(len(y[start:end]), dtype=torch.long)))
+        last.append(len(datasets) - 1)
 
     def build_benchmark() -> Any:
         from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
@@ -174,13 +231,16 @@ def run_avalanche(scenario: Scenario, strategy: str, params: dict[str, Any], see
 
     experiences = list(quietly(build_benchmark).train_stream)
     tests = [(torch.tensor(np.asarray(t.x_test), dtype=torch.float32), np.array([units[v] for v in t.y_test]), [units[c] for c in t.classes]) for t in tasks]
+    # GDumb's plugin gives the template a fresh model at each experience: read the template's, never a name bound before
+    score = (lambda x: template.predict(template.model(x))) if name == "slda" else (lambda x: template.model(x))
     matrix: list[list[float]] = []
     seconds = 0.0
-    for experience in experiences:
+    for i, experience in enumerate(experiences):
         started = time.perf_counter()
         quietly(lambda experience=experience: template.train(experience, eval_streams=[], shuffle=shuffle))
         seconds += time.perf_counter() - started
-        matrix.append(_evaluate(model, tests, scenario.task_aware))
+        if i in last:
+            matrix.append(_evaluate(template.model, score, tests, scenario.task_aware))
     events = sum(len(t.y_train) for t in tasks)
     plugins = [type(p).__name__ for p in template.plugins if type(p).__name__.endswith("Plugin") and type(p).__name__ != "EvaluationPlugin"]
     return {
@@ -209,14 +269,15 @@ def quietly(call: Callable[[], Any]) -> Any:
         return call()
 
 
-def _evaluate(model: Any, tests: list[tuple[Any, np.ndarray, list[int]]], task_aware: bool) -> list[float]:
+def _evaluate(model: Any, score: Callable[[Any], Any], tests: list[tuple[Any, np.ndarray, list[int]]], task_aware: bool) -> list[float]:
+    """Accuracy of ``score``'s arg-max on each test set, ``model`` in eval mode meanwhile."""
     import torch
 
     model.eval()
     row = []
     with torch.no_grad():
         for x, y, classes in tests:
-            logits = model(x)
+            logits = score(x)
             if task_aware:
                 allowed = torch.tensor(classes)
                 predicted = allowed[logits[:, allowed].argmax(1)].numpy()

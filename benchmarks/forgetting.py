@@ -73,6 +73,10 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "gem": {"patterns_per_experience": 100, "memory_strength": 0.5},
     "agem": {"patterns_per_experience": 100, "sample_size": 64},
     "avalanche": {"lambda_reg": 0.1, "alpha": 0.5},
+    "er_ace": {"mem_size": 200, "batch_size_mem": 10},
+    "mir": {"mem_size": 200, "subsample": 50, "batch_size_mem": 10},
+    "gdumb": {"mem_size": 200, "epochs": 10, "batch_size": 10},
+    "rar": {"mem_size": 200, "batch_size_mem": 10, "repeats": 3},
     "ensemble": {"n_models": 3},
 }
 """Strategy parameters used by the suite (the rest are each strategy's defaults)."""
@@ -384,7 +388,7 @@ def execute(jobs: list[Job], workers: int = 1, on_done: Callable[[int, Job], Non
     return results  # type: ignore[return-value]
 
 
-_WEIGHTS = {"lamaml": 8.0, "gem": 3.0, "cumulative": 2.5, "agem": 2.0, "ensemble": 3.0}
+_WEIGHTS = {"lamaml": 8.0, "gem": 3.0, "cumulative": 2.5, "agem": 2.0, "ensemble": 3.0, "mir": 2.0, "rar": 2.5, "slda": 2.0}
 
 
 def _cost(job: Job) -> float:

@@ -1,8 +1,10 @@
 """The forgetting benchmark's scenarios: seeded, offline, each a list of tasks with held-out test sets.
 
 * ``split-digits``: scikit-learn's bundled ``load_digits`` (1,797 8x8 images,
-  no download), a seeded 70/30 split, 5 tasks of 2 classes (0-1, 2-3, ...),
-  class-incremental: one 10-way head, no task id at prediction.
+  no download), a seeded 70/30 split, 5 tasks of 2 classes, class-incremental:
+  one 10-way head, no task id at prediction. Seed 0 takes the classes in
+  order (0-1, 2-3, ...); every other seed in its own order
+  (:func:`class_order`), so results over seeds do not hang on one order.
 * ``split-digits-task``: the same stream, task-incremental: the task id is
   known at prediction, so a prediction is the most probable class *among
   the task's two classes* (the logits are masked to the task's classes; the
@@ -11,7 +13,8 @@
   pixel permutations (domain-incremental).
 * ``split-mnist1d``: MNIST-1D (``mnist1d.data.make_dataset``, 4,000 train and
   1,000 test sequences of 40 values), generated locally, never downloaded,
-  5 tasks of 2 classes, class-incremental.
+  5 tasks of 2 classes, class-incremental, the classes in each seed's order
+  as in Split-Digits.
 * ``sea``, ``agrawal``, ``hyperplane``, ``rbf``: river drift streams through
   :class:`connectors.synthetic.SyntheticSource` (4 concepts), for river
   learners; each concept's test set is drawn from a fresh copy of that
@@ -128,11 +131,25 @@ def _digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[train], y[train], x[test], y[test]
 
 
+def class_order(seed: int, n_classes: int = 10) -> list[int]:
+    """The order in which a split scenario's classes arrive: 0, 1, 2... for seed 0, a seeded permutation otherwise.
+
+    >>> class_order(0)
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    >>> class_order(1) != class_order(0) and sorted(class_order(1)) == class_order(0)
+    True
+    """
+    if seed == 0:
+        return list(range(n_classes))
+    return [int(c) for c in np.random.default_rng(seed + 3).permutation(n_classes)]
+
+
 def _split(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, seed: int, n_tasks: int = 5) -> list[Task]:
     rng = np.random.default_rng(seed + 2)
+    arrival = class_order(seed, 2 * n_tasks)
     tasks = []
     for k in range(n_tasks):
-        classes = (2 * k, 2 * k + 1)
+        classes = (arrival[2 * k], arrival[2 * k + 1])
         tr, te = np.flatnonzero(np.isin(ytr, classes)), np.flatnonzero(np.isin(yte, classes))
         order = rng.permutation(tr)[: _trim(len(tr))]
         tasks.append(Task(xtr[order], [int(v) for v in ytr[order]], xte[te], [int(v) for v in yte[te]], classes))
