@@ -140,9 +140,3 @@ class JsonlWriter:
         except SinkError as exc:
             self._error = exc
         raise self._error
-
-
-# Transitional, until their owners switch (asked on the board): connectors/files.py picks
-# ``InlineJsonlWriter`` for process=False, stream_learner/app/execution.py takes widen_pipe from here.
-InlineJsonlWriter = JsonlWriter
-from connectors.child_process import widen_pipe  # noqa: E402,F401
