@@ -75,7 +75,7 @@ REFUSED: dict[str, str] = {
     "EarlyStoppingPlugin": "it stops training on a validation stream's metric between epochs; a stream has neither",
     "FeCAMOracle": _FECAM,
     "FeatureDistillationPlugin": "it needs a network that keeps its features in model.features (Avalanche's FeatureExtractorModel); the learner's networks do not",
-    "GDumbPlugin": "it works only in dataset-adaptation hooks (it retrains on its class-balanced memory in place of each whole experience): it would do nothing",
+    "GDumbPlugin": "it works only in dataset-adaptation hooks (it retrains on its class-balanced memory in place of each whole experience): it would do nothing; --strategy gdumb is GDumb per micro-batch",
     "GSS_greedyPlugin": f"{_LOADER}: it would only choose samples, never replay them",
     "GenerativeReplayPlugin": "it needs a generator strategy (generator_strategy) trained on whole experiences beside the model",
     "LFLPlugin": "it needs a network with get_features() (Avalanche's BaseModel); the learner's networks have none",

@@ -86,7 +86,8 @@ def test_a_plugin_that_cannot_work_per_micro_batch_is_refused_with_its_reason(tm
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "stream-learner: error: Avalanche plugin 'avalanche.training.plugins.GDumbPlugin' cannot run per micro-batch: "
-        "it works only in dataset-adaptation hooks (it retrains on its class-balanced memory in place of each whole experience): it would do nothing"
+        "it works only in dataset-adaptation hooks (it retrains on its class-balanced memory in place of each whole experience): it would do nothing; "
+        "--strategy gdumb is GDumb per micro-batch"
     ]
 
 
