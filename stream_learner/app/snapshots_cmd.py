@@ -11,7 +11,9 @@ import json
 from typing import Any
 
 from stream_learner.errors import SnapshotError
+from stream_learner.metrics import Prequential
 from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
+from stream_learner.state import decode
 
 
 def add_parser(commands: Any) -> None:
@@ -110,14 +112,39 @@ def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namesp
 
 
 def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
-    """One version; by default ``latest``, or the newest stored version when the pointer is wrong."""
+    """One version; by default ``latest``, or the newest stored version when the pointer is wrong; what its learner holds once it verifies."""
     versions, pointer = _pointer(store, args.key)
     if args.version is not None and args.version not in versions:
         raise SnapshotError(f"no snapshot version {args.version} for key {args.key!r}")
     version = args.version if args.version is not None else pointer["latest"] or (versions[-1] if versions else None)
     if version is None:
         raise SnapshotError(f"no snapshot for key {args.key!r}")
-    return {**_describe(store, args.key, version, signing_key), **pointer}
+    info = _describe(store, args.key, version, signing_key)
+    if info["verified"] and signing_key is not None:
+        _, payload = open_envelope(store.load(args.key, version), signing_key=signing_key)
+        try:
+            info["learner"] = _learner_summary(decode(payload))
+        except (SnapshotError, KeyError) as exc:
+            info["learner_error"] = f"its learner state cannot be read: {exc}"
+    return {**info, **pointer}
+
+
+def _learner_summary(state: dict[str, Any]) -> dict[str, Any]:
+    """What a learner's state says of it, read as data (its model is not loaded)."""
+    spec, concepts = state["spec"], state["concepts"]
+    metrics = Prequential.from_state(state["metrics"])
+    return {
+        "model": spec["model"],
+        "strategy": spec["strategy"],
+        "events": state["events"],
+        "labelled": metrics.labelled,
+        "accuracy": metrics.accuracy,
+        "mae": metrics.mae,
+        "concept": concepts["concept"],
+        "concepts": concepts["concepts"],
+        "drifts": concepts["drifts"],
+        "failures": state["failures"],
+    }
 
 
 def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
