@@ -103,7 +103,9 @@ def test_the_records_of_a_real_run_have_exactly_their_typed_keys_and_validate_ag
     lines[10:10] = ["{not json", '{"features": {"a": "x"}, "label": true}', too_large]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    engine = EngineConfig(learner=LearnerSpec("logreg"), detector=None, metrics_every=20, label_window=8, with_proba=True)
+    engine = EngineConfig(
+        learner=LearnerSpec("logreg"), detector=None, metrics_every=20, label_window=8, with_proba=True, feature_drift={"window": 10, "every": 5}
+    )
     run(RunOptions(source=f"file:{path}", engine=engine, out=tmp_path / "out", progress=False, console=False))
 
     def read(name: str) -> list[dict[str, Any]]:
@@ -112,7 +114,8 @@ def test_the_records_of_a_real_run_have_exactly_their_typed_keys_and_validate_ag
     predictions, outputs, dead = read("predictions.jsonl"), read("metrics.jsonl"), read("dead_letters.jsonl")
     metrics = [r for r in outputs if r["type"] == "metrics"]
     drifts = [r for r in outputs if r["type"] == "drift"]
-    assert (len(predictions), len(dead), len(drifts)) == (60, 3, 1) and len(metrics) >= 3
+    feature_drifts = [r for r in outputs if r["type"] == "feature_drift"]  # feature a grows with every event
+    assert (len(predictions), len(dead), len(drifts)) == (60, 3, 1) and len(metrics) >= 3 and feature_drifts
     assert {d["reason"] for d in dead} == {"invalid_json", "schema", "too_large"}
     assert "delayed_labels" in metrics[-1] and "raw_sha256" in dead[-1]  # optional keys show up too
     for record in predictions:
@@ -124,6 +127,9 @@ def test_the_records_of_a_real_run_have_exactly_their_typed_keys_and_validate_ag
     for record in drifts:
         _conforms(record, records.DriftDict)
         DriftRecord.model_validate(record)
+    for record in feature_drifts:
+        _conforms(record, records.FeatureDriftDict)
+        FeatureDriftRecord.model_validate(record)
     for record in dead:
         _conforms(record, records.DeadLetterDict)
         DeadLetter.model_validate(record)
