@@ -92,7 +92,12 @@ REFUSED: dict[str, str] = {
 
 
 class AvalanchePlugin(AvalancheStrategy):
-    """Any Avalanche plugin by dotted path: avalanche:avalanche.training.plugins.NAME (parameters as strategy params)."""
+    """Any Avalanche plugin by dotted path: avalanche:avalanche.training.plugins.NAME (parameters as strategy params).
+
+    Args:
+        target: the plugin class's dotted path (the part after ``avalanche:``).
+        **params: the plugin's own constructor parameters (``--strategy-param NAME=VALUE``).
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:
