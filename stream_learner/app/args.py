@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from typing import Any, Callable, NoReturn
 
 from stream_learner.errors import ConfigError, parse_json_object
@@ -138,3 +139,14 @@ class MergeParams(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
         key, value = values
         setattr(namespace, self.dest, {**getattr(namespace, self.dest, {}), key: value})
+
+
+def plain(text: str) -> str:
+    """A docstring's text for ``--help``: reStructuredText roles and literals as plain words, lines joined.
+
+    >>> plain("``stream-learner produce``: send a stream to\\nthe :class:`~connectors.kafka.KafkaSink`'s `topic`")
+    "stream-learner produce: send a stream to the KafkaSink's topic"
+    """
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)  # :class:`~a.b.C` -> C
+    text = re.sub(r"``([^`]+)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+    return " ".join(text.split())

@@ -17,13 +17,14 @@ from typing import Any, Iterator
 
 import orjson
 
+from stream_learner.app.args import plain
 from stream_learner.errors import ConfigError
 from stream_learner.settings import Settings, load_settings
 
 
 def add_parser(commands: Any) -> None:
     """The ``produce`` subcommand."""
-    p = commands.add_parser("produce", help="send a synthetic stream or a JSONL file to the input topic", description=__doc__.split("\n\n")[0])
+    p = commands.add_parser("produce", help="send a synthetic stream or a JSONL file to the input topic", description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("--source", default="synthetic:sea?every=5000&concepts=4", help="synthetic:NAME[?every=N&concepts=K] or file:PATH (default: %(default)s)")
     p.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
     p.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]")
