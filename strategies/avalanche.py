@@ -116,6 +116,8 @@ class AvalanchePlugin(AvalancheStrategy):
             self.plugin = quietly(lambda: self.cls(**params))
         except (TypeError, ValueError, AssertionError) as exc:
             raise ConfigError(f"bad parameters for Avalanche plugin {target!r}: {exc}") from None
+        except Exception as exc:  # any other failure of third-party code building itself: still one line at start-up
+            raise StrategyLoadError(f"Avalanche plugin {target!r} failed to build: {type(exc).__name__}: {exc}") from None
         self.starting = False  # the next micro-batch starts an experience: its before-training-experience hooks run first
 
     @staticmethod

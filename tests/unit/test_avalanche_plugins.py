@@ -119,6 +119,21 @@ def test_a_bad_parameter_is_a_config_error_when_the_strategy_is_built() -> None:
         build_learner(_spec("avalanche:avalanche.training.plugins.MIRPlugin"))
 
 
+def test_a_plugin_failing_to_build_is_one_error_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from avalanche.training.plugins import SupervisedPlugin
+
+    class Unbuildable(SupervisedPlugin):
+        def __init__(self) -> None:
+            raise RuntimeError("no GPU here")
+
+        def before_backward(self, strategy: Any, **kwargs: Any) -> None:
+            raise AssertionError("never called")
+
+    _register(monkeypatch, "unbuildable_plugin", Unbuildable)
+    with pytest.raises(StrategyLoadError, match=r"^Avalanche plugin 'unbuildable_plugin.Unbuildable' failed to build: RuntimeError: no GPU here$"):
+        build_learner(_spec("avalanche:unbuildable_plugin.Unbuildable"))
+
+
 def test_a_plugin_overriding_no_hook_the_adapter_runs_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from avalanche.training.plugins import SupervisedPlugin
 
