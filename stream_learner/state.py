@@ -258,6 +258,7 @@ def _from_pickled_learner(payload: bytes) -> dict[str, Any]:
         },
         "resume": {"version": 1, "next_offsets": [[p, o] for p, o in f["next_offsets"].items()]},
         "cadence": {"version": 1, "since_metrics": f["_since_metrics"], "since_snapshot": f["_since_snapshot"], "snapshot_at": f["_snapshot_at"]},
+        "feature_monitor": None,  # format 1 had no input-drift monitor
     }
 
 

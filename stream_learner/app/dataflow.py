@@ -59,6 +59,7 @@ class RunStats:
         self.dead_letters = 0
         self.snapshots = 0
         self.snapshot_failures = 0
+        self.feature_drifts = 0  # input drifts found, over every key
         self.latest_metrics: dict[str, dict[str, Any]] = {}
 
     def add_read(self, n: int) -> None:
@@ -77,6 +78,8 @@ class RunStats:
                 for record in out.metrics:
                     if record["type"] == "metrics":
                         self.latest_metrics[record["key"]] = record
+                    elif record["type"] == "feature_drift":
+                        self.feature_drifts += 1
         if self.listener is not None:
             self.listener.on_outputs(outputs)
         return outputs
@@ -116,6 +119,7 @@ class RunStats:
                 "mae": sum(m["mae"] * m["labelled"] for m in mae) / sum(m["labelled"] for m in mae) if mae else None,
                 "drifts": sum(m["drifts"] for m in metrics),
                 "failures": sum(m.get("failures", 0) for m in metrics),  # model failures at boundaries and evaluations
+                "feature_drifts": self.feature_drifts,
                 "concepts": sum(m["concepts"] for m in metrics),
                 "forgetting": _forgetting_summary(metrics),
                 "keys": len(metrics),
