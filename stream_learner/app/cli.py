@@ -179,15 +179,24 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _engine_config(settings: Settings) -> EngineConfig:
+def _checked(settings: Settings) -> Settings:
+    """``settings``, once the run options that the settings tree cannot check alone are checked (one-line :class:`ConfigError`)."""
     from stream_learner.drift import DETECTORS
-    from stream_learner.engine import EngineConfig
     from stream_learner.errors import ConfigError
-    from stream_learner.learners.base import LearnerSpec
 
     o = settings.run
     if o.drift_detector not in (*DETECTORS, "none"):
         raise ConfigError(f"unknown drift detector {o.drift_detector!r} (run.drift_detector): use one of {', '.join([*DETECTORS, 'none'])}")
+    if o.source == "kafka" and o.predictions is not None:
+        raise ConfigError("--predictions is for runs without Kafka: a Kafka run's predictions go to its predictions topic (--predictions-topic)")
+    return settings
+
+
+def _engine_config(settings: Settings) -> EngineConfig:
+    from stream_learner.engine import EngineConfig
+    from stream_learner.learners.base import LearnerSpec
+
+    o = _checked(settings).run
     return EngineConfig(
         learner=LearnerSpec(o.model, dict(o.model_params), seed=o.seed, strategy=o.strategy, strategy_params=dict(o.strategy_params)),
         detector=None if o.drift_detector == "none" else o.drift_detector,
@@ -209,15 +218,12 @@ def _engine_config(settings: Settings) -> EngineConfig:
 
 def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConfig) -> dict[str, Any]:
     from stream_learner.app.runner import RunOptions, run
+    from stream_learner.app.stores import configured_signing_key
 
     o = settings.run
     console = not (o.quiet or o.json_summary)
     if o.source == "kafka":
         from stream_learner.app.kafka_run import run_from_args
-        from stream_learner.errors import ConfigError
-
-        if o.predictions is not None:
-            raise ConfigError("--predictions is for runs without Kafka: a Kafka run's predictions go to its predictions topic (--predictions-topic)")
 
         return run_from_args(args, settings, engine, println=say if console else None)
     options = RunOptions(
@@ -234,7 +240,7 @@ def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConf
         progress=console,
         console=console,
         retain=settings.snapshot.retain,
-        signing_key=settings.snapshot.signing_key.get_secret_value().encode() if settings.snapshot.signing_key else None,
+        signing_key=configured_signing_key(settings),
         telemetry=args.telemetry,
         rate=args.rate,
     )
