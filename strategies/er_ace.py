@@ -34,8 +34,8 @@ from stream_learner.errors import ConfigError
 from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 
-def ace_loss(out_in: torch.Tensor, y_in: torch.Tensor, out_buffer: torch.Tensor, y_buffer: torch.Tensor) -> torch.Tensor:
-    """Avalanche's ``ACECriterion``: replay over all classes, the incoming batch over its own classes only.
+def ace_loss(out_in: torch.Tensor, y_in: torch.Tensor, out_buffer: torch.Tensor, y_buffer: torch.Tensor, criterion: Any = F.cross_entropy) -> torch.Tensor:
+    """Avalanche's ``ACECriterion``: replay with ``criterion`` (the learner's), the incoming batch over its own classes only.
 
     >>> out = torch.tensor([[2.0, 0.0, 9.0]])
     >>> replayed = float(F.cross_entropy(out, torch.tensor([0])))  # class 2's logit counts against the replayed row
@@ -43,7 +43,7 @@ def ace_loss(out_in: torch.Tensor, y_in: torch.Tensor, out_buffer: torch.Tensor,
     (7.001, 3.5005)
     """
     present = torch.unique(y_in)
-    loss_buffer = F.cross_entropy(out_buffer, y_buffer)
+    loss_buffer = criterion(out_buffer, y_buffer)
     target = F.one_hot(y_in, num_classes=out_in.shape[1])[:, present]
     logits = out_in[:, present]
     # Avalanche's stable softmax then log, not log_softmax: the same floats as its criterion
@@ -82,7 +82,7 @@ class ERACE(TorchStrategy):
         if replay is None:
             loss = step.criterion(out, step.y)
         else:
-            loss = ace_loss(out, step.y, model(replay[0]), replay[1])
+            loss = ace_loss(out, step.y, model(replay[0]), replay[1], step.criterion)
         loss.backward()
         optimizer.step()
         self.steps += 1

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from strategies._memory import ClassBalancedMemory, experience_loader_draw, loader_batch
@@ -72,10 +71,16 @@ class MIR(TorchStrategy):
         params = [p for _, p in model.named_parameters()]
         grads = torch.autograd.grad(step.loss, params, retain_graph=True, allow_unused=True)
         lr = step.optimizer.param_groups[0]["lr"]
+        criterion = step.criterion
+
+        def per_event(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            """The learner's loss of each event alone (any criterion; Avalanche sets its criterion's reduction to 'none')."""
+            return torch.stack([criterion(out[i : i + 1], y[i : i + 1]) for i in range(len(y))])
+
         with torch.no_grad():
             stepped = {n: p if g is None else p - lr * g for n, p, g in zip(names, params, grads)}
-            before = F.cross_entropy(model(x), y, reduction="none")
-            after = F.cross_entropy(functional_call(model, stepped, (x,)), y, reduction="none")
+            before = per_event(model(x), y)
+            after = per_event(functional_call(model, stepped, (x,)), y)
             chosen = torch.argsort(after - before)[len(y) - self.batch_size_mem :]
         return step.criterion(model(x[chosen]), y[chosen])
 

@@ -55,11 +55,11 @@ def _engine(strategy: str | None, params: dict[str, Any]) -> TorchLearner:
     return learner
 
 
-def _avalanche(build: Callable[..., Any]) -> tuple[Any, torch.nn.Module]:
+def _avalanche(build: Callable[..., Any], outputs: int = CLASSES) -> tuple[Any, torch.nn.Module]:
     from avalanche.training.plugins import EvaluationPlugin
 
     torch.manual_seed(SEED)
-    model = MLP(INPUTS, CLASSES, hidden=[HIDDEN])
+    model = MLP(INPUTS, outputs, hidden=[HIDDEN])
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     kw = {"model": model, "optimizer": optimizer, "criterion": torch.nn.CrossEntropyLoss(), "train_mb_size": B, "train_epochs": 1, "device": "cpu"}
     return quietly(lambda: build(**kw, evaluator=EvaluationPlugin(loggers=[]))), model
@@ -170,6 +170,7 @@ def test_agem_matches_avalanche_until_the_reference_batches_are_drawn() -> None:
 # -- the online strategies: each micro-batch is one of Avalanche's online experiences ---------------------------
 
 OB = 8  # events per micro-batch (and per online experience)
+HEAD = 10  # the online cases run the suite's fixed-width head (torch:benchmarks.scenarios:mlp): it never grows, and Avalanche's is the same
 
 
 def _online_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -200,7 +201,8 @@ def _online_side_by_side(learner: TorchLearner, template: Any, check: Callable[[
 
 
 def _online_engine(strategy: str, params: dict[str, Any]) -> TorchLearner:
-    spec = LearnerSpec("torch:mlp", {"hidden": [HIDDEN], "batch_size": OB, "lr": LR, "scale": False}, seed=SEED, strategy=strategy, strategy_params=params)
+    options = {"hidden": [HIDDEN], "outputs": HEAD, "batch_size": OB, "lr": LR, "scale": False}
+    spec = LearnerSpec("torch:benchmarks.scenarios:mlp", options, seed=SEED, strategy=strategy, strategy_params=params)
     learner = build_learner(spec)
     assert isinstance(learner, TorchLearner)
     return learner
@@ -217,7 +219,7 @@ def test_er_ace_is_avalanches_online_er_ace_exactly() -> None:
     from avalanche.training.supervised import ER_ACE
 
     learner = _online_engine("er_ace", {"mem_size": 10, "batch_size_mem": 4})
-    template, model = _avalanche(lambda **kw: ER_ACE(**{**kw, "train_mb_size": OB}, mem_size=10, batch_size_mem=4))
+    template, model = _avalanche(lambda **kw: ER_ACE(**{**kw, "train_mb_size": OB}, mem_size=10, batch_size_mem=4), HEAD)
 
     def check(k: int) -> None:
         _same(learner, model)
@@ -233,7 +235,7 @@ def test_mir_is_avalanches_online_mir_exactly() -> None:
 
     learner = _online_engine("mir", {"mem_size": 12, "subsample": 6, "batch_size_mem": 3})
     plugin = MIRPlugin(batch_size_mem=3, mem_size=12, subsample=6)
-    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": OB}, plugins=[plugin]))
+    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": OB}, plugins=[plugin]), HEAD)
     replayed: list[int] = []
 
     def check(k: int) -> None:
@@ -252,7 +254,7 @@ def test_gdumb_is_avalanches_gdumb_exactly_with_one_micro_batch_per_experience()
 
     learner = _online_engine("gdumb", {"mem_size": 10, "epochs": 2, "batch_size": 4})
     plugin = GDumbPlugin(mem_size=10)
-    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": 4, "train_epochs": 2}, plugins=[plugin]))
+    template, model = _avalanche(lambda **kw: Naive(**{**kw, "train_mb_size": 4, "train_epochs": 2}, plugins=[plugin]), HEAD)
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 
     data = _online_batches()
@@ -273,8 +275,8 @@ def test_slda_has_avalanches_statistics_and_scores() -> None:
 
     learner = _online_engine("slda", {"shrinkage": 1e-3})
     torch.manual_seed(SEED)
-    body = MLP(INPUTS, CLASSES, hidden=[HIDDEN]).body  # the engine's body, built from the same seed
-    template = quietly(lambda: StreamingLDA(slda_model=body, criterion=torch.nn.CrossEntropyLoss(), input_size=HIDDEN, num_classes=CLASSES, shrinkage_param=1e-3, train_mb_size=OB, device="cpu", evaluator=None))
+    body = MLP(INPUTS, HEAD, hidden=[HIDDEN]).body  # the engine's body, built from the same seed
+    template = quietly(lambda: StreamingLDA(slda_model=body, criterion=torch.nn.CrossEntropyLoss(), input_size=HIDDEN, num_classes=HEAD, shrinkage_param=1e-3, train_mb_size=OB, device="cpu", evaluator=None))
     _online_side_by_side(learner, template, lambda k: None)
     ours = learner.strategies[0]
     assert torch.equal(ours.means, template.muK) and torch.equal(ours.counts, template.cK) and torch.equal(ours.sigma, template.Sigma)
