@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from itertools import islice
 from typing import Any
 
@@ -55,9 +54,9 @@ def test_a_restored_learner_skips_what_it_learned_within_a_batch(drift_pairs) ->
     first = _read_all(MemorySource(drift_pairs[:500], batch_size=500))[0]
     learner = KeyedLearner("default", EngineConfig())
     learner.process(EventBatch(first.topic, first.key, 0, 0, first.pairs[:320]), now=0.0)
-    restored = pickle.loads(pickle.dumps(learner))
+    restored = KeyedLearner.from_state(learner.state_dict(), learner.config)
     learned_before = EventBatch(first.topic, first.key, 0, 100, first.pairs[100:300])
-    assert not restored.process(learned_before, now=0.0).predictions and restored._since_snapshot == learner._since_snapshot
+    assert not restored.process(learned_before, now=0.0).predictions and restored.cadence.since_snapshot == learner.cadence.since_snapshot
     out = restored.process(first, now=0.0)  # the source re-reads from an earlier offset after a crash
     assert [p["id"] for p in out.predictions] == [f"memory:0:{i}" for i in range(320, 500)]
     assert restored.events == 500
