@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-record-bytes", type=byte_count, metavar="N", help=f"the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: {default_of('max_record_bytes')}, 1 MiB)")
     run.add_argument("--seed", type=int, help=f"seed of synthetic streams and seeded models (default: {default_of('seed')})")
     run.add_argument("--out", metavar="DIR", help=f"predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: {default_of('out')})")
-    run.add_argument("--predictions", metavar="FILE", help="where predictions go, one JSON object a line; - for stdout (the summary then goes to stderr) (default: OUT/predictions.jsonl)")
+    run.add_argument("--predictions", metavar="FILE", help="where predictions go, one JSON object a line; - for stdout (default: OUT/predictions.jsonl)")
     run.add_argument("--snapshot-dir", metavar="DIR", help="snapshot directory (default: OUT/snapshots)")
     run.add_argument("--resume", action="store_true", help="resume every model from its latest snapshot, and the source from where they stopped")
     run.add_argument("--workers", type=positive_int, help=f"Bytewax worker threads (default: {default_of('workers')})")
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--boundaries", choices=["error", "feature", "both"], help="which drifts start a new concept: the error detector's, the features' (--feature-drift), or both; task fields always do (default: error)")
     run.add_argument("--max-dead-letter-ratio", type=ratio_argument, metavar="R", help="exit with status 1 when more than this fraction of the events ended as dead letters (default: never; a run whose events are mostly dead letters always says so)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
-    run.add_argument("--json", dest="json_summary", action="store_true", help="print one JSON summary line at the end (on stdout, or stderr when predictions go there)")
+    run.add_argument("--json", dest="json_summary", action="store_true", help="print one JSON summary line at the end, on stdout (on stderr when the predictions go to stdout)")
     run.set_defaults(handler=_run)
     from stream_learner.app import kafka_run, produce, snapshots_cmd
 
@@ -162,8 +162,10 @@ def _run(args: argparse.Namespace) -> int:
         args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
         summary = _run_engine(args, settings, engine)
     options = settings.run
-    # stdout carries the run's product: the predictions when they go there, else the summary
-    print(json.dumps(summary) if options.json_summary else _describe(summary), file=sys.stderr if options.predictions == STDIO else sys.stdout, flush=True)
+    if options.json_summary and options.predictions != STDIO:  # stdout carries machine output only: the predictions, or else the JSON summary
+        print(json.dumps(summary), flush=True)
+    else:
+        say(json.dumps(summary) if options.json_summary else _describe(summary))
     warning = dead_letter_warning(summary)
     if warning:
         say(warning)

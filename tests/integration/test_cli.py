@@ -40,7 +40,8 @@ def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
 def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
     result = _cli("run", "--source", "river:phishing", "--max-events", "600", "--metrics-every", "200", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "done: 600 events (600 labelled)" in result.stdout
+    assert result.stdout == ""  # console lines, the summary included, go to stderr: stdout is for predictions or the JSON summary
+    assert "done: 600 events (600 labelled)" in result.stderr
     assert result.stderr.count("metrics  key=default") >= 3
 
 
@@ -242,4 +243,4 @@ def test_feature_drift_starts_a_concept_without_labels_and_says_so_on_the_consol
     drift_lines = [line for line in result.stderr.splitlines() if line.startswith("drift ")]
     assert len(feature_lines) == 1 and ": x (psi " in feature_lines[0], result.stderr
     assert len(drift_lines) == 1 and drift_lines[0].endswith("(feature) -> concept 1")
-    assert "2 concepts" in result.stdout
+    assert "2 concepts" in result.stderr
