@@ -27,7 +27,7 @@ dead letter with its ``reason``, never an exception.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,8 +36,9 @@ import orjson
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import DEFAULT_KEY, Event, Origin, dead_letter, decode_event, too_long_field
 from stream_learner.learners.base import LearnerSpec
+from stream_learner.records import DeadLetterDict, MetricsDict
 
-RecordKind = Literal["prediction", "metrics", "drift", "dead_letter"]
+RecordKind = Literal["prediction", "metrics", "drift", "feature_drift", "dead_letter"]
 
 SOURCE = "python"
 """The source name in the ids and dead letters of events fed from Python."""
@@ -48,11 +49,12 @@ class Output:
     """One record the engine publishes, with what kind it is.
 
     ``record`` has the shape of the service's output topics (see the README's
-    Contracts): a prediction, a metrics or drift record, or a dead letter.
+    Contracts): a prediction, a metrics, drift or feature-drift record (its
+    ``type`` is the kind), or a dead letter.
     """
 
     kind: RecordKind
-    record: dict[str, Any]
+    record: Mapping[str, Any]
 
 
 class Engine:
@@ -127,12 +129,12 @@ class Engine:
         """
         for event in events:
             decoded = self._decode(event, key)
-            if type(decoded) is dict:
+            if isinstance(decoded, Event):
+                yield from self._step(decoded)
+            else:
                 yield Output("dead_letter", decoded)
-                continue
-            yield from self._step(decoded)  # type: ignore[arg-type]
 
-    def metrics(self, key: str = DEFAULT_KEY) -> dict[str, Any]:
+    def metrics(self, key: str = DEFAULT_KEY) -> MetricsDict:
         """The metrics record of one model key now (accuracy, drifts, concepts, forgetting, ...)."""
         return self.learner(key).metrics_record(time.time())
 
@@ -143,7 +145,7 @@ class Engine:
             if learner.events:
                 yield from _outputs(learner.finish(now).metrics, "metrics")
 
-    def _decode(self, event: dict[str, Any] | tuple[dict[Any, Any], Any], key: str) -> Event | dict[str, Any]:
+    def _decode(self, event: dict[str, Any] | tuple[dict[Any, Any], Any], key: str) -> Event | DeadLetterDict:
         """An :class:`Event`, or a dead letter: dicts as the service decodes a record, pairs as river yields them."""
         origin = Origin(SOURCE, 0, self._fed)
         self._fed += 1
@@ -166,7 +168,7 @@ class Engine:
         yield from _outputs(out.dead_letters, "dead_letter")
         yield from _outputs(out.predictions, "prediction")
         for record in out.metrics:
-            yield Output("drift" if record.get("type") == "drift" else "metrics", record)
+            yield Output(record["type"], record)
 
 
 def engine_config(
@@ -187,5 +189,5 @@ def engine_config(
     return EngineConfig(learner=spec, detector=detector, detector_params=dict(detector_params or {}), **options)
 
 
-def _outputs(records: Iterable[dict[str, Any]], kind: RecordKind) -> Iterator[Output]:
+def _outputs(records: Iterable[Mapping[str, Any]], kind: RecordKind) -> Iterator[Output]:
     return (Output(kind, record) for record in records)

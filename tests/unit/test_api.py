@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,15 @@ def test_load_model_gives_the_latest_snapshot_of_a_key_to_predict_and_go_on_lear
         stream_learner.load_model(tmp_path / "out" / "snapshots", "nobody")
     with pytest.raises(StreamLearnerError, match="no snapshot directory"):
         stream_learner.load_model(tmp_path / "nowhere")
+
+
+def test_input_drift_without_labels_is_a_feature_drift_record_and_a_boundary() -> None:
+    rng = random.Random(2)
+    engine = stream_learner.Engine(detector=None, feature_drift={"window": 200, "every": 100}, boundaries="feature")
+    events = [{"features": {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}} for _ in range(600)]
+    events += [{"features": {"a": rng.gauss(3, 1), "b": rng.gauss(0, 1)}} for _ in range(600)]
+    outputs = list(engine.learn_many(events))
+    moved = [o.record for o in outputs if o.kind == "feature_drift"]
+    assert len(moved) == 1 and [f["name"] for f in moved[0]["features"]] == ["a"]
+    assert [o.record["detector"] for o in outputs if o.kind == "drift"] == ["feature"]
+    assert sum(1 for o in outputs if o.kind == "prediction") == 1200 and engine.metrics()["concepts"] == 2
