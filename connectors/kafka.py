@@ -398,7 +398,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
             self._inputs_open = max(0, (self._inputs_open or 1) - 1)
 
 
-class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
+class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]] | Predictions, int]):
     """One sink partition: encodes records and hands them to the producer process.
 
     ``write_batch`` only queues (back-pressure aside); ``snapshot``, called
@@ -443,7 +443,7 @@ class _ProducerPartition(StatefulSinkPartition[list[dict[str, Any]], int]):
         self._producer.release()
 
 
-class KafkaSink(FixedPartitionedSink[list[dict[str, Any]], int]):
+class KafkaSink(FixedPartitionedSink[list[dict[str, Any]] | Predictions, int]):
     """Writes ``(model key, [record, ...])`` items to one topic as JSON, keyed by ``record["key"]``.
 
     Production runs in a child process (:class:`~connectors.kafka_producer.ProducerProcess`):

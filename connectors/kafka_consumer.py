@@ -54,7 +54,7 @@ from kafka.structs import OffsetAndMetadata
 from connectors.child_process import ChildHandle, ChildProcess
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
 from connectors.kafka_producer import OUTAGE_TIMEOUT_S, OutageWatch, servers_of
-from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError
+from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError, StreamLearnerError
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ _FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wa
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
 _PROBE_AFTER_S = 2.0  # the cluster has sent nothing for this long: ask it for an end offset
 _PROBE_TIMEOUT_MS = 2000  # no answer within this: the cluster is unreachable
-_ERRORS = {"offsets": OffsetOutOfRangeError, "outage": KafkaUnavailableError}
+_ERRORS: dict[str, type[StreamLearnerError]] = {"offsets": OffsetOutOfRangeError, "outage": KafkaUnavailableError}
 OUT_OF_RANGE = ("error", "earliest", "latest")
 
 
@@ -151,7 +151,7 @@ class ConsumerProcess(ChildHandle):
         self._results: Any = None
         self._slots: dict[int, _Slot] = {}
         self._next_slot = 0
-        self._error: SourceError | None = None
+        self._error: StreamLearnerError | None = None  # what the child reported, or its death
         self._closed = False
 
     def assign(self, topic: str, partition: int, start: Start, *, keys: bool = False) -> int:

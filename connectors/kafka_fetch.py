@@ -88,7 +88,7 @@ class _ChunkedPartitionRecords(Fetcher.PartitionRecords):
         offsets: list[int] = []
         values: list[bytes | None] = []
         keys: list[bytes | None] | None = [] if tp in self.keyed else None
-        end = self.next_fetch_offset
+        end: int = self.next_fetch_offset  # type: ignore[has-type]  # kafka-python's field, set in its __init__ untyped
         batch = records.next_batch()
         while batch is not None:
             end = self._read_batch(tp, batch, offsets, keys, values, end)
