@@ -49,7 +49,9 @@ from stream_learner.predictions import Predictions
 logger = logging.getLogger(__name__)
 
 Start = Literal["earliest", "latest", "committed"]
-IDLE_POLL = timedelta(milliseconds=20)
+# How long a partition with nothing new sleeps before it asks the consumer child again: the most an
+# event waits in the child's buffer, so part of every event's latency; asking costs a lock and a pipe poll.
+IDLE_POLL = timedelta(milliseconds=5)
 _BOUNDS_FETCH_WAIT_MS = 10  # the fetch that reads the input partitions' high watermarks when the run starts
 _BOUNDS_TIMEOUT_S = 5.0
 

@@ -64,6 +64,9 @@ _FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wa
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
 _PROBE_AFTER_S = 2.0  # the cluster has sent nothing for this long: ask it for an end offset
 _PROBE_TIMEOUT_MS = 2000  # no answer within this: the cluster is unreachable
+# How long the broker may hold a fetch that finds no records. Some Kafka-protocol brokers (Tansu) answer it
+# only when this wait ends, not when records arrive, so it bounds the latency an idle partition adds to an event.
+FETCH_MAX_WAIT_MS = 10
 _ERRORS: dict[str, type[StreamLearnerError]] = {"offsets": OffsetOutOfRangeError, "outage": KafkaUnavailableError}
 OUT_OF_RANGE = ("error", "earliest", "latest")
 
@@ -551,7 +554,7 @@ def _child_main(
     servers = servers_of(client_config)
     try:
         # no automatic reset: an offset out of range is handled (and said) by _Child._out_of_range
-        consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **client_config)
+        consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **{"fetch_max_wait_ms": FETCH_MAX_WAIT_MS, **client_config})
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", None, f"cannot start a Kafka consumer for {servers}: {type(exc).__name__}: {exc}"))
         return
