@@ -55,6 +55,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -237,7 +238,7 @@ def run_avalanche(scenario: Scenario, strategy: str, params: dict[str, Any], see
     seconds = 0.0
     for i, experience in enumerate(experiences):
         started = time.perf_counter()
-        quietly(lambda experience=experience: template.train(experience, eval_streams=[], shuffle=shuffle))
+        quietly(partial(template.train, experience, eval_streams=[], shuffle=shuffle))
         seconds += time.perf_counter() - started
         if i in last:
             matrix.append(_evaluate(template.model, score, tests, scenario.task_aware))

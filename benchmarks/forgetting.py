@@ -235,7 +235,7 @@ def run_engine(scenario: Any, strategy: str, params: dict[str, Any], seed: int, 
     step = KeyedLearner(KEY, config)
     streams = [_encode(task, k, mode == "oracle", topic, sum(lengths[:k]), orjson.dumps) for k, task in enumerate(tasks)]
     tests = [([_features(x) for x in _rows(t.x_test)], list(t.y_test), list(t.classes)) for t in tasks]
-    published: list[dict[str, Any]] = []
+    published: list[Any] = []  # the records the engine published (typed dicts of several kinds)
     matrix: list[list[float]] = []
     seconds = 0.0
     dead = offset = 0
@@ -253,7 +253,7 @@ def run_engine(scenario: Any, strategy: str, params: dict[str, Any], seed: int, 
         seconds += time.perf_counter() - started
         matrix.append(_evaluate(step.learner, tests, scenario.task_aware))
     started = time.perf_counter()
-    final = step.finish(time.time()).metrics[-1]
+    final: Any = step.finish(time.time()).metrics[-1]  # the closing metrics record
     seconds += time.perf_counter() - started
     published.append(final)
     offline = summarise(matrix)
@@ -489,7 +489,7 @@ def environment() -> dict[str, Any]:
     import platform
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("stream-learner", "torch", "avalanche-lib", "river", "scikit-learn", "mnist1d", "numpy"):
         try:
             versions[package] = metadata.version(package)
@@ -505,7 +505,7 @@ def run_suite(jobs: list[Job], out: str, workers: int = 1, on_done: Callable[[in
     started = time.perf_counter()
     runs = execute(jobs, workers, on_done)
     wall = time.perf_counter() - started
-    results = {
+    results: dict[str, Any] = {
         "format": 1,
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
