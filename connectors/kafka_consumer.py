@@ -64,8 +64,8 @@ _FINAL_COMMIT_MS = 1500  # a partition's last commit, within the parent's 2 s wa
 _CHUNKS_PER_POLL = 4  # each poll also sends the next fetches (a hand-off to kafka-python's network thread): not once per chunk
 _PROBE_AFTER_S = 2.0  # the cluster has sent nothing for this long: ask it for an end offset
 _PROBE_TIMEOUT_MS = 2000  # no answer within this: the cluster is unreachable
-# How long the broker may hold a fetch that finds no records. Some Kafka-protocol brokers (Tansu) answer it
-# only when this wait ends, not when records arrive, so it bounds the latency an idle partition adds to an event.
+# How long the broker may hold a fetch that finds no records. Kafka answers it as soon as records arrive;
+# some Kafka-protocol brokers (Tansu) do not, so this wait bounds what an idle partition adds to an event's latency.
 FETCH_MAX_WAIT_MS = 10
 _ERRORS: dict[str, type[StreamLearnerError]] = {"offsets": OffsetOutOfRangeError, "outage": KafkaUnavailableError}
 OUT_OF_RANGE = ("error", "earliest", "latest")
