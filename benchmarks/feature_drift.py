@@ -22,15 +22,19 @@ a change point finds it (delay: events from the change point, the first
 detection only); any other detection is a false alarm.
 
 Cost: the monitor's update per event against the model's predict+learn step
-on the same events, by CPU time in the same run.
+on the same events, by CPU time in the same run; and whole embedded runs
+(``stream_learner.run`` on 100,000 SEA events, the default model) with
+``feature_drift`` on and off, interleaved, by events/s.
 
-Run: ``.venv/bin/python benchmarks/feature_drift.py`` (about a minute).
+Run: ``.venv/bin/python benchmarks/feature_drift.py`` (a few minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -40,6 +44,7 @@ from typing import Any
 from river import drift, tree
 from river.datasets import synth
 
+import stream_learner
 from stream_learner.feature_drift import FeatureDriftMonitor
 
 EVENTS = 100_000
@@ -135,6 +140,8 @@ def input_drift(pairs: list[Pair]) -> Outcome:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--engine-events", type=int, default=100_000, help="events of each whole run with the monitor on and off")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of whole runs, interleaved")
     args = parser.parse_args()
     print(f"{EVENTS:,} events a stream, change points every {EVERY:,}, a change found within {HORIZON:,} events; {args.seeds} seeds, totals")
     print(f"{'stream':10} {'detector':16} {'found':>7} {'mean delay':>11} {'false alarms':>13}")
@@ -163,6 +170,22 @@ def main() -> None:
     print(
         f"\ncost, CPU: input monitor {input_cpu / events * 1e6:.2f} µs/event, Hoeffding tree predict+learn+ADWIN "
         f"{error_cpu / events * 1e6:.2f} µs/event: ratio {input_cpu / error_cpu:.2f}"
+    )
+    engine_cost(args.engine_events, args.repeat)
+
+
+def engine_cost(events: int, repeat: int) -> None:
+    """Whole embedded runs with the monitor off and on, interleaved; events/s of each and the paired ratio."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            for mode, watch in (("off", None), ("on", {})):
+                summary = stream_learner.run("synthetic:sea", max_events=events, out=f"{tmp}/{mode}{i}", feature_drift=watch)
+                rates[mode].append(summary["events_per_second"])
+    paired = statistics.median(on / off for on, off in zip(rates["on"], rates["off"]))
+    print(
+        f"whole embedded runs, {events:,} SEA events, {repeat} interleaved pairs: monitor off {max(rates['off']):,.0f} ev/s, "
+        f"on {max(rates['on']):,.0f} ev/s (best of each); paired ratio on/off {paired:.2f}"
     )
 
 
