@@ -23,7 +23,6 @@ from stream_learner.app.args import (
     ratio_argument,
     strategy_param,
 )
-from stream_learner.app.run_settings import default_of
 
 if TYPE_CHECKING:
     from stream_learner.engine import EngineConfig
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
 def build_parser() -> argparse.ArgumentParser:
     from stream_learner import __version__
+    from stream_learner.app.run_settings import default_of
     from stream_learner.drift import DETECTORS
     from stream_learner.learners.river import PRESETS
 
@@ -158,17 +158,18 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(settings.masked(), indent=2))
         return 0
     engine = _engine_config(settings)
+    options = settings.run
     with Serving(args, say=say) as serving:  # off unless asked
         args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
         summary = _run_engine(args, settings, engine)
-    options = settings.run
-    if options.json_summary and options.predictions != STDIO:  # stdout carries machine output only: the predictions, or else the JSON summary
-        print(json.dumps(summary), flush=True)
-    else:
-        say(json.dumps(summary) if options.json_summary else _describe(summary))
-    warning = dead_letter_warning(summary)
-    if warning:
-        say(warning)
+        # said before Serving lingers (--linger): the summary is there while the metrics can still be read
+        if options.json_summary and options.predictions != STDIO:  # stdout carries machine output only: the predictions, or else the JSON summary
+            print(json.dumps(summary), flush=True)
+        else:
+            say(json.dumps(summary) if options.json_summary else _describe(summary))
+        warning = dead_letter_warning(summary)
+        if warning:
+            say(warning)
     exceeded = ratio_exceeded(summary, options.max_dead_letter_ratio)
     if exceeded:
         say(f"stream-learner: {exceeded}")
