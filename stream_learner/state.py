@@ -147,6 +147,7 @@ class _PlainPickler(pickle.Pickler):
         module = type(obj).__module__
         if module.partition(".")[0] == "numpy" or (getattr(obj, "__module__", None), getattr(obj, "__name__", None)) in _NUMPY:
             return NotImplemented  # an array, a scalar, a dtype, or a function they are rebuilt with
+        # an OrderedDict is what a torch module's state_dict() is (torch.load keeps its _metadata); only torch makes one here
         if module.startswith("torch") or (type(obj) is OrderedDict and "torch" in sys.modules):
             self.torch_side.append(obj)
             return _torch_ref, (len(self.torch_side) - 1,)

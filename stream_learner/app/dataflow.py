@@ -29,6 +29,7 @@ from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_ev
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
 from stream_learner.snapshot import encoding
+from stream_learner.state import decode, encode
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
@@ -177,18 +178,62 @@ def decode_batch(
     return out
 
 
+class RecoveryStates:
+    """The encoded states of one Bytewax worker's learners for its recovery store, made together at each epoch's close.
+
+    Bytewax asks each key's logic for its state at an epoch's close, one
+    after another. The first ask encodes every learner that changed since
+    its state was last made, in one forked child (see
+    :func:`stream_learner.snapshot.encoding`): a fork per key would cost a
+    fork per key and epoch, and encoding in the stream's process would slow
+    the models for good. The other asks take their bytes from that child. A
+    learner that may not fork (a model on a GPU) is encoded here.
+    """
+
+    def __init__(self) -> None:
+        self._learners: dict[str, KeyedLearner] = {}
+        self._changed: set[str] = set()  # keys whose state is not made yet
+        self._made: dict[str, bytes] = {}  # states made and not asked for yet
+
+    def changed(self, learner: KeyedLearner) -> None:
+        """``learner`` learned or moved on: its next state must be made again."""
+        self._learners[learner.key] = learner
+        self._changed.add(learner.key)
+        self._made.pop(learner.key, None)
+
+    def state(self, learner: KeyedLearner) -> bytes:
+        """The encoded state of ``learner`` as it is now."""
+        key = learner.key
+        if key not in self._made:
+            self.changed(learner)
+            self._make()
+        return self._made.pop(key)
+
+    def _make(self) -> None:
+        learners = [self._learners[key] for key in self._changed]
+        self._changed.clear()
+        forked = [learner for learner in learners if forkable(learner.learner)]
+        for learner in learners:
+            if not forkable(learner.learner):
+                self._made[learner.key] = encode(learner.state_dict())
+        if forked:
+            made = encoding(lambda: {learner.key: encode(learner.state_dict()) for learner in forked}, forked=True)
+            self._made.update(decode(made if isinstance(made, bytes) else made.result()))
+
+
 class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     """Bytewax's side of a :class:`KeyedLearner`.
 
     Bytewax builds the logic without telling it the key, so the learner is
     built (or restored) on the first batch, whose events carry the key.
+    ``states`` makes its recovery state (``None``: the run has no recovery).
     """
 
     def __init__(
         self,
         config: EngineConfig,
         restored: Callable[[str], KeyedLearner | None],
-        recoverable: bool,
+        states: RecoveryStates | None,
         resume_state: bytes | None,
         on_step: Callable[[str, int, float], None] | None = None,
         recovered: Callable[[KeyedLearner], None] = lambda learner: None,
@@ -196,7 +241,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.config = config
         self.on_step = on_step
         self.restored = restored
-        self.recoverable = recoverable
+        self.states = states
         self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
         if self.learner is not None:
             recovered(self.learner)
@@ -212,21 +257,24 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             outs.append(self.learner.process(events, time.time()))
             if self.on_step is not None:
                 self.on_step(self.learner.key, len(events), time.perf_counter() - started)
+        if self.states is not None:
+            self.states.changed(self.learner)
         return outs, self.RETAIN
 
     def on_eof(self) -> tuple[list[StepOutput], bool]:
         if self.learner is None:
             return [], self.RETAIN
-        return [self.learner.finish(time.time())], self.RETAIN
+        out = self.learner.finish(time.time())
+        if self.states is not None:
+            self.states.changed(self.learner)
+        return [out], self.RETAIN
 
     def snapshot(self) -> bytes | None:
-        # Bytewax calls this at every epoch close; without recovery it would be thrown away.
-        if self.learner is None or not self.recoverable:
+        # Bytewax calls this at every epoch close; without recovery it would be thrown away. Not KeyedLearner.snapshot(),
+        # which also restarts the snapshot cadence.
+        if self.learner is None or self.states is None:
             return None
-        # The learner's state, encoded as its snapshots are (in a forked child where it may fork: pickling its model here
-        # would slow it for good); not KeyedLearner.snapshot(), which also restarts the snapshot cadence.
-        encoded = encoding(self.learner.state_dict, forked=forkable(self.learner.learner))
-        return encoded if isinstance(encoded, bytes) else encoded.result()
+        return self.states.state(self.learner)
 
 
 def build_dataflow(
@@ -252,8 +300,15 @@ def build_dataflow(
     decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
+    worker = threading.local()  # each Bytewax worker builds and runs its logics on its own thread
+
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
-        return _LearnerLogic(config, restored, recoverable, resume_state, stats.step_done, recovered)
+        states = None
+        if recoverable:
+            states = getattr(worker, "states", None)
+            if states is None:
+                states = worker.states = RecoveryStates()
+        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
