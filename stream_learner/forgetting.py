@@ -36,8 +36,9 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
+from stream_learner.records import ForgettingDict
 from stream_learner.state import expect_version
 
 Row = list[float | None]
@@ -140,7 +141,8 @@ class ForgettingTracker:
         self, sample_size: int = 100, max_concepts: int = 10, max_rows: int = 20, holdout: bool = False, seed: int | None = 42, task: str = "classification"
     ) -> None:
         self.task = task
-        self.metric, self._sign = ("mae", -1) if task == "regression" else ("accuracy", 1)  # lower MAE is better: compared negated
+        self.metric: Literal["accuracy", "mae"] = "mae" if task == "regression" else "accuracy"
+        self._sign = -1 if task == "regression" else 1  # lower MAE is better: compared negated
         self.sample_size = sample_size
         self.max_concepts = max_concepts
         self.holdout = holdout
@@ -199,7 +201,7 @@ class ForgettingTracker:
         self.evaluations += 1
         return row
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ForgettingDict:
         """``{average, bwt, average_accuracy, average_mae, metric, concepts, columns, matrix}`` as of the latest evaluation.
 
         ``matrix`` holds the kept rows over the kept concepts; ``columns`` names
