@@ -119,14 +119,24 @@ class Trail:
 
 @contextmanager
 def rewound(model: Any, params: list[torch.Tensor] | None) -> Iterator[None]:
-    """Run with the model's parameters set to ``params`` (when given), then put the current ones back."""
+    """Run with the model's parameters set to ``params`` (when given), then put the current ones back.
+
+    The output layer may have grown since ``params`` were kept (new classes
+    arrived after the errors rose): its rows that existed then are rewound,
+    the rows added since keep their current values.
+
+    >>> layer = torch.nn.Linear(2, 3)
+    >>> with rewound(layer, [torch.zeros(2, 2), torch.zeros(2)]):
+    ...     layer.bias[:2].tolist(), bool(layer.bias[2] == layer.bias[2])
+    ([0.0, 0.0], True)
+    """
     if params is None:
         yield
         return
     current = [p.detach().clone() for p in model.parameters()]
     with torch.no_grad():
         for p, v in zip(model.parameters(), params):
-            p.copy_(v)
+            (p if p.shape == v.shape else p[: v.shape[0]]).copy_(v)
     try:
         yield
     finally:
