@@ -302,12 +302,26 @@ class NextClassLoss(nn.Module):
     level with rows the loss never had to lift far, and on inputs that are not
     standardised it overtakes every old class within a few updates.
 
+    ``reduction`` is ``mean``, ``sum`` or ``none`` (per-event losses), as for
+    torch's losses; strategies such as MIR switch it to ``none`` and back.
+
     >>> loss = NextClassLoss()(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0]))
     >>> round(float(loss), 4)  # CE over two classes, plus softplus(0 - logsumexp(2, 0))
     0.2395
     """
 
+    REDUCTIONS = ("mean", "sum", "none")
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in self.REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(self.REDUCTIONS)}, not {reduction!r}")
+        self.reduction = reduction
+
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         seen, next_class = logits[:, :-1], logits[:, -1]
         against = nn.functional.softplus(next_class - torch.logsumexp(seen.detach(), 1))
-        return nn.functional.cross_entropy(seen, y) + against.mean()
+        per_event = nn.functional.cross_entropy(seen, y, reduction="none") + against
+        if self.reduction == "none":
+            return per_event
+        return per_event.sum() if self.reduction == "sum" else per_event.mean()

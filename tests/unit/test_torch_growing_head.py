@@ -146,3 +146,13 @@ def test_ewc_rewinds_across_a_head_that_grew_inside_the_rewind_window() -> None:
     assert learner.strategies[0].anchors == 1 and learner.updates == grown_at + 6
     for p, q in zip(learner.model.parameters(), current):
         assert torch.equal(p, q)  # the model keeps what it learned since; only the consolidation was rewound
+
+
+def test_next_class_loss_reduces_as_torchs_losses_do() -> None:
+    logits, y = torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1])
+    loss = NextClassLoss()
+    per_event = NextClassLoss(reduction="none")(logits, y)
+    assert per_event.shape == (5,)
+    assert torch.allclose(per_event.mean(), loss(logits, y)) and torch.allclose(per_event.sum(), NextClassLoss("sum")(logits, y))
+    loss.reduction = "none"  # what Avalanche's MIR plugin does for its per-sample losses
+    assert torch.equal(loss(logits, y), per_event)
