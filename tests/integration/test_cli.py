@@ -244,3 +244,11 @@ def test_feature_drift_starts_a_concept_without_labels_and_says_so_on_the_consol
     assert len(feature_lines) == 1 and ": x (psi " in feature_lines[0], result.stderr
     assert len(drift_lines) == 1 and drift_lines[0].endswith("(feature) -> concept 1")
     assert "2 concepts" in result.stderr
+
+
+def test_a_kafka_run_without_a_signing_key_is_one_line_before_any_client_starts(tmp_path: Path) -> None:
+    """The README's Kafka command without the key: the key is checked first (no broker listens here; none is reached)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_LEARNER_")}
+    result = subprocess.run([CLI, "run", "--source", "kafka", "--bootstrap-servers", "127.0.0.1:1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == ["stream-learner: error: snapshots need a signing key: set STREAM_LEARNER_SNAPSHOT__SIGNING_KEY (or snapshot.signing_key in the config file)"]
