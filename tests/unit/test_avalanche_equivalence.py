@@ -49,7 +49,7 @@ def _experiences() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _engine(strategy: str | None, params: dict[str, Any]) -> TorchLearner:
-    spec = LearnerSpec("torch:mlp", {"hidden": [HIDDEN], "batch_size": B, "lr": LR, "scale": False}, seed=SEED, strategy=strategy, strategy_params=params)
+    spec = LearnerSpec("torch:mlp", {"hidden": [HIDDEN], "batch_size": B, "lr": LR, "scale": False, "next_class_row": False}, seed=SEED, strategy=strategy, strategy_params=params)
     learner = build_learner(spec)
     assert isinstance(learner, TorchLearner)
     return learner
@@ -201,7 +201,7 @@ def _online_side_by_side(learner: TorchLearner, template: Any, check: Callable[[
 
 
 def _online_engine(strategy: str, params: dict[str, Any]) -> TorchLearner:
-    options = {"hidden": [HIDDEN], "outputs": HEAD, "batch_size": OB, "lr": LR, "scale": False}
+    options = {"hidden": [HIDDEN], "outputs": HEAD, "batch_size": OB, "lr": LR, "scale": False, "next_class_row": False}
     spec = LearnerSpec("torch:benchmarks.scenarios:mlp", options, seed=SEED, strategy=strategy, strategy_params=params)
     learner = build_learner(spec)
     assert isinstance(learner, TorchLearner)

@@ -105,7 +105,7 @@ def test_rar_repeats_the_update_on_fresh_augmentations() -> None:
 
 def test_slda_predicts_each_class_with_the_lda_rule_whatever_the_order_of_the_classes() -> None:
     """A linear network: SLDA works on the encoded inputs; classes seen one after another are all kept (no forgetting)."""
-    spec = LearnerSpec("torch:linear", {"batch_size": 5, "scale": False}, seed=0, strategy="slda")
+    spec = LearnerSpec("torch:linear", {"batch_size": 5, "scale": False, "next_class_row": False}, seed=0, strategy="slda")
     learner = build_learner(spec)
     g = torch.Generator().manual_seed(0)
     centres = {c: torch.randn(4, generator=g) * 4 for c in range(4)}

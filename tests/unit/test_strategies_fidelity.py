@@ -60,7 +60,7 @@ def test_agem_snapshot_resumes_the_reference_batches_where_they_were() -> None:
 
 
 def _ewc_learner(batch_size: int, **params: object) -> object:
-    options = {"hidden": [8], "batch_size": batch_size, "scale": False, "lr": 0.5}
+    options = {"hidden": [8], "batch_size": batch_size, "scale": False, "lr": 0.5, "next_class_row": False}
     return build_learner(LearnerSpec("torch:mlp", options, seed=1, strategy="ewc", strategy_params=params))
 
 
@@ -108,7 +108,7 @@ def test_ewc_consolidates_the_concept_as_it_was_before_the_errors_rose() -> None
 
 
 def _agem_learner(**params: object) -> object:
-    options = {"hidden": [8], "batch_size": 10, "scale": False, "lr": 0.5}
+    options = {"hidden": [8], "batch_size": 10, "scale": False, "lr": 0.5, "next_class_row": False}
     return build_learner(LearnerSpec("torch:mlp", options, seed=1, strategy="agem", strategy_params={"patterns_per_experience": 100, **params}))
 
 
