@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from stream_learner.app.args import (
     EXIT_USAGE,
@@ -91,13 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_parser(commands)
     bench = commands.add_parser("bench", help="offline, seeded benchmarks", description="Offline, seeded benchmarks (see benchmarks/README.md).")
     benches = bench.add_subparsers(dest="bench", required=True, parser_class=Parser)
-    try:
-        from benchmarks.forgetting import add_arguments as add_forgetting_arguments
-    except ModuleNotFoundError as exc:  # an install without the checkout's benchmarks/: any arguments get the line that says so
-        if exc.name != "benchmarks":
-            raise
-        add_forgetting_arguments = None
-    not_here = {} if add_forgetting_arguments else {"prefix_chars": "\0", "add_help": False}  # "--jobs 2" is an argument too
+    add_forgetting_arguments = _forgetting_arguments()
+    not_here: dict[str, Any] = {} if add_forgetting_arguments is not None else {"prefix_chars": "\0", "add_help": False}  # "--jobs 2" is an argument too
     forgetting = benches.add_parser("forgetting", help="continual-learning strategies on standard scenarios: accuracy, forgetting, BWT, against Avalanche's own loop", description="Every registered strategy on Split-Digits (class- and task-incremental), Permuted-Digits, Split-MNIST-1D and river drift streams, streamed through the engine with oracle and drift-detected boundaries, next to Avalanche's own loop.", **not_here)
     if add_forgetting_arguments is None:
         forgetting.add_argument("arguments", nargs="*")
@@ -106,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         add_forgetting_arguments(forgetting)
         forgetting.set_defaults(handler=_bench_forgetting)
     return parser
+
+
+def _forgetting_arguments() -> Callable[[argparse.ArgumentParser], None] | None:
+    """The forgetting suite's argument builder, or ``None`` in an install without the checkout's benchmarks/ (any arguments then get the line that says so)."""
+    try:
+        from benchmarks.forgetting import add_arguments
+    except ModuleNotFoundError as exc:
+        if exc.name != "benchmarks":
+            raise
+        return None
+    return add_arguments
 
 
 def _bench_forgetting(args: argparse.Namespace) -> int:
