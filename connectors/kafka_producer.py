@@ -70,6 +70,7 @@ OUTAGE_TIMEOUT_S = 600.0  # how long a lost cluster is waited for (kafka.outage_
 STALL_WARN_S = 5.0  # no answer from the cluster for this long: an outage, said at once
 WARN_EVERY_S = 30.0  # and said again this often while it lasts
 _FLUSH_STEP_S = 2.0  # the child's flush waits in steps this long, looking at the clock in between
+_START_AGAIN_S = 1.0  # a producer that could not bootstrap is built again after this
 # A record the cluster cannot take now but may once it is back, or once a new producer sends it again.
 _PRODUCER_STATE_ERRORS = (Errors.UnknownProducerIdError, Errors.OutOfOrderSequenceNumberError, Errors.InvalidProducerEpochError, Errors.KafkaTimeoutError)
 
@@ -505,7 +506,7 @@ def _child_main(
     _use_gzip_level(gzip_level)
     child = _Child(client_config, None if compression == "none" else compression, linger_ms, outage_timeout_s, results)
     try:
-        child.start()
+        child.start_through_outage()
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", f"cannot start a Kafka producer for {child.servers}: {type(exc).__name__}: {exc}"))
         return
@@ -551,6 +552,21 @@ class _Child:
         self.producer: Any = None
         self.pending: deque[Any] = deque()  # futures of what was sent since the last flush mark
         self.unacked: list[tuple[str, list[Pair]]] = []  # and the records themselves
+
+    def start_through_outage(self) -> None:
+        """:meth:`start`, tried again while the cluster does not answer, for up to ``outage_timeout_s``.
+
+        A service may start while the cluster is out, as its producer may lose it later.
+        """
+        deadline = time.monotonic() + self.outage_timeout_s
+        while True:
+            try:
+                self.start()
+                return
+            except Errors.KafkaTimeoutError:  # kafka-python could not bootstrap
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_START_AGAIN_S)
 
     def start(self) -> None:
         self.producer = make_producer(self.client_config, self.compression, self.linger_ms, self.outage_timeout_s)
