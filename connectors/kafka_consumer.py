@@ -53,7 +53,7 @@ from kafka.structs import OffsetAndMetadata
 
 from connectors.child_process import ChildHandle, ChildProcess
 from connectors.kafka_fetch import Chunk, can_chunk, chunked
-from connectors.kafka_producer import OUTAGE_TIMEOUT_S, OutageWatch, servers_of
+from connectors.kafka_producer import OUTAGE_TIMEOUT_S, OutageWatch, servers_of, through_outage
 from stream_learner.errors import KafkaUnavailableError, OffsetOutOfRangeError, SourceError, StreamLearnerError
 
 logger = logging.getLogger(__name__)
@@ -554,7 +554,8 @@ def _child_main(
     servers = servers_of(client_config)
     try:
         # no automatic reset: an offset out of range is handled (and said) by _Child._out_of_range
-        consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="none", **{"fetch_max_wait_ms": FETCH_MAX_WAIT_MS, **client_config})
+        arguments = {"enable_auto_commit": False, "auto_offset_reset": "none", "fetch_max_wait_ms": FETCH_MAX_WAIT_MS, **client_config}
+        consumer = through_outage(lambda: KafkaConsumer(**arguments), outage_timeout_s)
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", None, f"cannot start a Kafka consumer for {servers}: {type(exc).__name__}: {exc}"))
         return

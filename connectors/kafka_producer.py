@@ -47,8 +47,8 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import orjson
 from kafka import KafkaProducer
@@ -64,13 +64,14 @@ from stream_learner.predictions import Predictions, records_of
 logger = logging.getLogger(__name__)
 
 Pair = tuple[bytes | None, bytes]
+T = TypeVar("T")
 _POLL_S = 0.2  # how often a waiting parent checks that the child is still alive
 GZIP_LEVEL = 1  # the producer process's default gzip level (see ProducerProcess)
 OUTAGE_TIMEOUT_S = 600.0  # how long a lost cluster is waited for (kafka.outage_timeout_s)
 STALL_WARN_S = 5.0  # no answer from the cluster for this long: an outage, said at once
 WARN_EVERY_S = 30.0  # and said again this often while it lasts
 _FLUSH_STEP_S = 2.0  # the child's flush waits in steps this long, looking at the clock in between
-_START_AGAIN_S = 1.0  # a producer that could not bootstrap is built again after this
+_START_AGAIN_S = 1.0  # a Kafka client that could not bootstrap is built again after this
 # A record the cluster cannot take now but may once it is back, or once a new producer sends it again.
 _PRODUCER_STATE_ERRORS = (Errors.UnknownProducerIdError, Errors.OutOfOrderSequenceNumberError, Errors.InvalidProducerEpochError, Errors.KafkaTimeoutError)
 
@@ -412,6 +413,22 @@ class ProducerProcess(ChildHandle):
 # --- the child ------------------------------------------------------------------------------------
 
 
+def through_outage(build: Callable[[], T], outage_timeout_s: float) -> T:
+    """``build()`` (a kafka-python client, which bootstraps as it is built), built again every ``_START_AGAIN_S`` while the cluster does not answer, for up to ``outage_timeout_s``.
+
+    A service may start while the cluster is out, as it may lose it later;
+    the Kafka children wait for it either way.
+    """
+    deadline = time.monotonic() + outage_timeout_s
+    while True:
+        try:
+            return build()
+        except Errors.KafkaTimeoutError:  # kafka-python could not bootstrap
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_START_AGAIN_S)
+
+
 def _topic_of(future: Any) -> str:
     produced = getattr(future, "_produce_future", None)
     tp = getattr(produced, "topic_partition", None)
@@ -506,7 +523,7 @@ def _child_main(
     _use_gzip_level(gzip_level)
     child = _Child(client_config, None if compression == "none" else compression, linger_ms, outage_timeout_s, results)
     try:
-        child.start_through_outage()
+        through_outage(child.start, outage_timeout_s)
     except Exception as exc:  # noqa: BLE001 - any client error is reported to the parent
         results.send(("error", f"cannot start a Kafka producer for {child.servers}: {type(exc).__name__}: {exc}"))
         return
@@ -552,21 +569,6 @@ class _Child:
         self.producer: Any = None
         self.pending: deque[Any] = deque()  # futures of what was sent since the last flush mark
         self.unacked: list[tuple[str, list[Pair]]] = []  # and the records themselves
-
-    def start_through_outage(self) -> None:
-        """:meth:`start`, tried again while the cluster does not answer, for up to ``outage_timeout_s``.
-
-        A service may start while the cluster is out, as its producer may lose it later.
-        """
-        deadline = time.monotonic() + self.outage_timeout_s
-        while True:
-            try:
-                self.start()
-                return
-            except Errors.KafkaTimeoutError:  # kafka-python could not bootstrap
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(_START_AGAIN_S)
 
     def start(self) -> None:
         self.producer = make_producer(self.client_config, self.compression, self.linger_ms, self.outage_timeout_s)
