@@ -8,8 +8,7 @@ loop. They scale with it (squared gradients of the mean loss), so
 A drift detector fires some events after the change, once the model has
 already started learning the new concept. Consolidating there anchors the
 parameters the new concept needs at their untrained values, with importances
-inflated by the old concept's now-higher loss (on Split-Digits 27 times the
-oracle boundary's), and learning stalls or SGD diverges. So each boundary
+inflated by the old concept's now-higher loss, and learning stalls or SGD diverges. So each boundary
 first looks, within the last ``rewind`` events, for where the prequential
 error rose (:class:`~strategies._changepoint.Rewinding`), and computes the
 importances and the anchor on the events before it, with the parameters from

@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec, Task
 from stream_learner.learners.strategy import load_strategies
 from stream_learner.learners.torch_parts import ClassMap, FeatureEncoder, LookaheadCache, NextClassLoss, RunningScaler, Served, output_layer
@@ -390,10 +390,7 @@ class TorchLearner:
         return learner
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` into a learner built from the same spec."""
-        version = state.get("version", self.STATE_VERSION)
-        if version != self.STATE_VERSION:
-            raise SnapshotError(f"torch learner state version {version} is not one this release reads ({self.STATE_VERSION})")
+        """Restore :meth:`state_dict` into a learner built from the same spec (older versions are migrated by :mod:`stream_learner.state`)."""
         self.encoder.load(state["encoder"])
         self.class_map = ClassMap(self.options.max_classes, state["classes"])
         self.pending = [(list(r), c) for r, c in state["pending"]]

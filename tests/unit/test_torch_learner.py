@@ -235,3 +235,36 @@ def test_the_network_learns_in_train_mode_predicts_in_eval_mode_and_a_custom_tra
     modes.clear()
     learner.predict(_stream(1)[0][0])
     assert modes == [(False, False)]
+
+
+def _same_state(a: object, b: object) -> bool:
+    """Equal state trees: tensors by value, containers item by item."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("strategy", [None, "ewc", "replay"])
+def test_from_state_round_trips_the_state_and_the_next_events(strategy: str | None) -> None:
+    spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 4}, seed=3, strategy=strategy)
+    learner = build_learner(spec)
+    data = _stream(60)
+    for xi, yi in data[:22]:
+        learner.learn(xi, yi)
+    learner.on_boundary(1)
+    for xi, yi in data[22:33]:  # a partial micro-batch pending, a window filling
+        learner.learn(xi, yi)
+    state = learner.state_dict()
+    assert state["version"] == 1 and state["family"] == "torch" and learner.buffered == 3
+    restored = TorchLearner.from_state(state, spec)
+    assert _same_state(restored.state_dict(), state)
+    for xi, yi in data[33:]:
+        assert restored.predict(xi) == learner.predict(xi)
+        learner.learn(xi, yi)
+        restored.learn(xi, yi)
+    assert _same_state(restored.state_dict(), learner.state_dict())
+
