@@ -39,7 +39,9 @@ from typing import Any
 
 from stream_learner.learners.base import Learner, LearnerSpec
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.from_state import learner_from_state
 from stream_learner.learners.strategy import GROUP, available, load_class
+from stream_learner.state import decode, encode
 
 __all__ = ["MODELS", "Check", "CheckFailed", "check_strategy", "list_checks"]
 
@@ -118,9 +120,14 @@ def _state(learner: Any) -> bytes:
     return pickle.dumps(learner)
 
 
+def _restored(learner: Any, spec: LearnerSpec) -> Any:
+    """``learner`` as a snapshot gives it back: its state, encoded and decoded (plain data only), restored by its family's ``from_state``."""
+    return learner_from_state(decode(encode(learner.state_dict())), spec)
+
+
 def predicting_before_learning_works(spec: LearnerSpec) -> None:
     """A fresh learner snapshots, predicts, takes a boundary, then learns."""
-    learner = pickle.loads(_state(build_learner(spec)))
+    learner = _restored(build_learner(spec), spec)
     _label, proba = learner.predict(_probe()[0])
     _expect(proba is None or isinstance(proba, dict), f"a prediction's probabilities are a dict or None, not {type(proba).__name__}")
     learner.on_boundary(1)
@@ -144,12 +151,12 @@ def predicting_is_pure(spec: LearnerSpec) -> None:
 
 
 def snapshot_round_trip_is_exact(spec: LearnerSpec) -> None:
-    """A learner restored from its pickle predicts and learns exactly as the original, a partial micro-batch pending."""
+    """A learner restored from its snapshot's state predicts and learns exactly as the original, a partial micro-batch pending."""
     learner = build_learner(spec)
     _feed(learner, range(3))
     for x, y in _events(7, 3, 0):
         learner.learn(x, y)
-    restored = pickle.loads(_state(learner))
+    restored = _restored(learner, spec)
     _expect(_predictions(restored) == _predictions(learner), "the restored learner predicts differently")
     _feed(learner, range(3, 5), seed=1)
     _feed(restored, range(3, 5), seed=1)

@@ -28,11 +28,10 @@ from stream_learner.feature_drift import Drift, FeatureDriftMonitor
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
-from stream_learner.learners.river import RiverLearner
-from stream_learner.learners.strategy import RiverStrategyLearner
+from stream_learner.learners.from_state import learner_from_state
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
-from stream_learner.records import DeadLetterDict
+from stream_learner.records import DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot
 from stream_learner.state import decode, expect_version
@@ -112,7 +111,7 @@ class StepOutput:
     """Everything one call of the learner step asks to publish."""
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[MetricsDict | DriftDict | FeatureDriftDict] = field(default_factory=list)
     dead_letters: list[DeadLetterDict] = field(default_factory=list)
     snapshot: Snapshot | None = None
 
@@ -345,7 +344,7 @@ class KeyedLearner:
     def _on_feature_drift(self, drift: Drift, out: StepOutput, now: float) -> None:
         if self.config.boundaries != "error":
             self._on_input_change("feature", out, now)
-        features = [{"name": str(name), "psi": psi} for name, psi in drift]
+        features: list[FeatureScoreDict] = [{"name": str(name), "psi": psi} for name, psi in drift]
         out.metrics.append({"type": "feature_drift", "key": self.key, "features": features, "statistic": "psi", "at_event": self.events, "concept": self.concept, "ts": now})
 
     def _boundary(self, concept: int) -> None:
@@ -356,7 +355,7 @@ class KeyedLearner:
             self.feature_monitor.reset()  # the new concept is its new reference
         self.guard.boundary(concept)
 
-    def _drift_record(self, detector: str, now: float) -> dict[str, Any]:
+    def _drift_record(self, detector: str, now: float) -> DriftDict:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
 
     def finish(self, now: float) -> StepOutput:
@@ -384,11 +383,11 @@ class KeyedLearner:
             self.guard.failed("evaluating the concepts' samples", exc)
             return {}
 
-    def metrics_record(self, now: float) -> dict[str, Any]:
-        """The current metrics, in the shape of :class:`~stream_learner.events.MetricsRecord`."""
+    def metrics_record(self, now: float) -> MetricsDict:
+        """The current metrics (:class:`~stream_learner.events.MetricsRecord`)."""
         self.cadence.metrics_published()
         m = self.metrics
-        return {
+        record: MetricsDict = {
             "type": "metrics",
             "key": self.key,
             "events": self.events,
@@ -402,9 +401,12 @@ class KeyedLearner:
             "drifts": self.drifts,
             "forgetting": self.forgetting.summary(),
             "ts": now,
-            **({"delayed_labels": self.pending.counts()} if self.pending is not None else {}),
-            **({"failures": self.failures} if self.failures else {}),
         }
+        if self.pending is not None:
+            record["delayed_labels"] = self.pending.counts()
+        if self.failures:
+            record["failures"] = self.failures
+        return record
 
     def snapshot(self, background: bool = False) -> Snapshot:
         """This learner's state (:meth:`state_dict`), encoded.
@@ -467,7 +469,7 @@ class KeyedLearner:
                 f"snapshot of key {state['key']!r} holds model {spec.model!r} {spec.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
         step = cls(state["key"], config, learner_factory)
-        learner = _learner_from_state(state["learner"], spec)
+        learner = learner_from_state(state["learner"], spec)
         step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
@@ -526,19 +528,3 @@ def _new_label_watch(state: dict[str, Any], gap: int, forgetting: ForgettingTrac
     watch = NewLabelWatch(gap, seen=forgetting.sample_labels())
     watch.since = state["learned"] if concepts["concepts"] == 1 else gap
     return watch
-
-
-def _learner_from_state(state: dict[str, Any], spec: LearnerSpec) -> Learner:
-    """The model a learner's state describes; ``spec`` names its family and strategies."""
-    if spec.model.startswith("torch:"):
-        from stream_learner.learners.torch import TorchLearner, build_torch_learner
-
-        from_state = getattr(TorchLearner, "from_state", None)
-        if from_state is not None:
-            return from_state(state, spec)
-        learner = build_torch_learner(spec)
-        learner.load_state_dict(state)
-        return learner
-    if spec.strategy:
-        return RiverStrategyLearner.from_state(state, spec)
-    return RiverLearner.from_state(state)

@@ -30,22 +30,13 @@ class GuardedLearner:
         self.journal = journal
         self.failures = failures
 
-    def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        del state["journal"]  # a second copy of the model and recent events: rebuilt on restore instead
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self.journal = Journal.at(self.learner)
-
     def learn(self, x: dict[object, object], y: object) -> Exception | None:
         """Learn one example; where the model raises, roll it back and return the error."""
         try:
             self.learner.learn(x, y)
         except Exception as exc:  # the model is put back as it was before this example
             self._roll_back()
-            return exc
+            return exc.with_traceback(None)  # its frames would hold this learner (and a forked checkpoint's file) in a reference cycle
         self.journal.record(x, y)
         return None
 
