@@ -51,8 +51,8 @@ PARAMS: dict[str, dict[str, Any]] = {  # settings strong enough to show in a 90-
 }
 
 
-def _spec(strategy: str | None, params: dict[str, Any] | None = None) -> LearnerSpec:
-    return LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=3, strategy=strategy, strategy_params=params or {})
+def _spec(strategy: str | None, params: dict[str, Any] | None = None, **learner: Any) -> LearnerSpec:
+    return LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5, **learner}, seed=3, strategy=strategy, strategy_params=params or {})
 
 
 def _stream(class_incremental: bool, concepts: int = 3, per_concept: int = 30) -> list[tuple[dict[str, float], int, int]]:
@@ -110,6 +110,14 @@ def test_each_plugin_works_per_micro_batch_or_is_refused_at_start_up(name: str) 
     assert _predictions(_spec(f"avalanche:{target}", PARAMS[name]), domain) != _predictions(_spec(None), domain)
     classes = _stream(class_incremental=True)
     assert len(_predictions(_spec(f"avalanche:{target}", PARAMS[name]), classes)) == len(classes)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_each_plugin_that_works_works_with_the_next_class_row_too(name: str) -> None:
+    """The learner's next-class row changes its loss (per-sample losses included: MIR asks for them) and its head's width."""
+    classes = _stream(class_incremental=True)
+    spec = _spec(f"avalanche:avalanche.training.plugins.{name}", PARAMS[name], next_class_row=True)
+    assert len(_predictions(spec, classes)) == len(classes)
 
 
 def test_a_bad_parameter_is_a_config_error_when_the_strategy_is_built() -> None:
