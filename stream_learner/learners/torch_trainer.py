@@ -141,7 +141,10 @@ class MicroBatchTrainer:
 
     def _build(self, n_inputs: int, width: int, next_row: bool) -> None:
         """Build the network asking for ``width`` outputs; with ``next_row`` its last row is the next class's if it has exactly that many."""
-        model = self.factory(n_inputs, max(width, 1), **self.factory_params)
+        try:
+            model = self.factory(n_inputs, max(width, 1), **self.factory_params)
+        except Exception as exc:  # noqa: BLE001 - the user's network code: any failure is a configuration error
+            raise ConfigError(f"model factory {self.name!r} cannot build the network for {n_inputs} inputs and {max(width, 1)} outputs: {type(exc).__name__}: {exc}") from exc
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model factory {self.name!r} returned {type(model).__name__}, not a torch.nn.Module")
         self.outputs = output_layer(model)[2].out_features

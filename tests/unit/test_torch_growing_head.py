@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.torch import NextClassLoss, TorchLearner, output_layer
@@ -156,3 +158,15 @@ def test_next_class_loss_reduces_as_torchs_losses_do() -> None:
     assert torch.allclose(per_event.mean(), loss(logits, y)) and torch.allclose(per_event.sum(), NextClassLoss("sum")(logits, y))
     loss.reduction = "none"  # what Avalanche's MIR plugin does for its per-sample losses
     assert torch.equal(loss(logits, y), per_event)
+
+
+def broken_factory(n_inputs: int, n_classes: int) -> torch.nn.Module:
+    """A user's network that cannot be built for the stream's inputs."""
+    raise ValueError(f"expected 784 inputs, got {n_inputs}")
+
+
+def test_a_factory_failing_at_the_first_build_is_a_configuration_error() -> None:
+    learner = build_learner(LearnerSpec(f"torch:{__name__}:broken_factory", {"batch_size": 2}))
+    learner.learn({"a": 1.0}, 0)
+    with pytest.raises(ConfigError, match=r"cannot build the network for 1 inputs and 2 outputs: ValueError: expected 784 inputs, got 1"):
+        learner.learn({"a": 0.0}, 1)
