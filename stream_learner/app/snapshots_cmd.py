@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from stream_learner.app.args import plain
 from stream_learner.errors import SnapshotError
 from stream_learner.metrics import Prequential
 from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
@@ -18,7 +19,7 @@ from stream_learner.state import decode
 
 def add_parser(commands: Any) -> None:
     """The ``snapshots`` subcommand and its actions."""
-    p = commands.add_parser("snapshots", help="list, show, restore or delete model snapshots", description=__doc__.split("\n\n")[0])
+    p = commands.add_parser("snapshots", help="list, show, restore or delete model snapshots", description=plain(__doc__.split("\n\n")[0]))
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
