@@ -67,6 +67,10 @@ class ForgettingDict(TypedDict):
     matrix: list[list[float | None]]
 
 
+DelayedLabelState = Literal["received", "matched", "expired", "unmatched", "waiting", "pending"]
+"""The keys of :class:`DelayedLabelCountsDict` (the ``state`` label of the delayed-label metric)."""
+
+
 class DelayedLabelCountsDict(TypedDict):
     """What the delayed-label window has joined, expired and holds (:class:`~stream_learner.events.DelayedLabelCounts`)."""
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
 from stream_learner.errors import ConfigError
-from stream_learner.records import DriftDict, FeatureDriftDict, MetricsDict
+from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict
 
 PER_EVENT_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -38,6 +38,7 @@ MAX_DRIFTS = 500
 MAX_THROUGHPUT = 600
 MAX_RECENT_DEAD = 20
 THROUGHPUT_EVERY = 0.5
+DELAYED_LABEL_STATES: tuple[DelayedLabelState, ...] = get_args(DelayedLabelState)
 MAX_FEATURES_PER_DRIFT = 3
 """The features of a feature-drift record that are counted (the record ranks them, highest first)."""
 MAX_FEATURE_LABELS = 50
@@ -84,8 +85,21 @@ class Telemetry:
         self.average_mae = Gauge("stream_learner_average_mae", "A regression model's mean absolute error over every seen concept's sample, at the latest evaluation.", ["key"], registry=r)
         self.matrix = Gauge(
             "stream_learner_concept_accuracy_ratio",
-            "Accuracy (a regression model: mean absolute error) on each concept's sample at the latest evaluation: the matrix's newest row (over time, the matrix).",
+            "A classifier's accuracy on each concept's sample at the latest evaluation: the matrix's newest row (over time, the matrix).",
             ["key", "concept"], registry=r,
+        )
+        self.matrix_mae = Gauge(
+            "stream_learner_concept_mae",
+            "A regression model's mean absolute error on each concept's sample at the latest evaluation: the matrix's newest row (over time, the matrix).",
+            ["key", "concept"], registry=r,
+        )
+        self.delayed_labels = Gauge(
+            "stream_learner_delayed_labels",
+            "The delayed-label window at the last metrics record: labels received, matched, expired and unmatched since the start; labels waiting and predictions pending now.",
+            ["key", "state"], registry=r,
+        )
+        self.last_drift_at = Gauge(
+            "stream_learner_last_drift_at_event", "The key's event count at its latest detected drift (where a remote page places the marker).", ["key"], registry=r
         )
         self.snapshots = Counter("stream_learner_snapshots", "Snapshots saved.", ["key"], registry=r)
         self.snapshot_failures = Counter("stream_learner_snapshot_failures", "Snapshots that failed to save.", ["key"], registry=r)
@@ -96,6 +110,7 @@ class Telemetry:
         )
         self.started = Gauge("stream_learner_start_time_seconds", "Unix time the run started.", registry=r)
         self.started.set(clock())
+        self.finished = Gauge("stream_learner_end_time_seconds", "Unix time the run's source ended; 0 while it runs.", registry=r)
 
         self._lock = threading.Lock()
         self._matrix_cells: dict[str, set[str]] = {}
@@ -156,8 +171,11 @@ class Telemetry:
         if version is None:
             self.snapshot_failures.labels(key).inc()
         else:
+            now = self._clock()
             self.snapshots.labels(key).inc()
-            self.snapshot_time.labels(key).set(self._clock())
+            self.snapshot_time.labels(key).set(now)
+            with self._lock:
+                self._history(key)["snapshot_at"] = now
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         """Kafka sources report how far each partition is behind its end offset."""
@@ -172,6 +190,7 @@ class Telemetry:
         with self._lock:
             self._sample_throughput(force=True)
             self._finished = dict(summary)
+        self.finished.set(self._clock())
 
     # --- reading it back ---------------------------------------------------------------------
 
@@ -209,6 +228,7 @@ class Telemetry:
                         "points": [list(p) for p in h["points"]],
                         "drifts": list(h["drifts"]),
                         "feature_drifts": list(h["feature_drifts"]),
+                        "snapshot_at": h["snapshot_at"],
                         "latest": h["latest"],
                     }
                     for key, h in sorted(self._keys.items())
@@ -222,6 +242,7 @@ class Telemetry:
         if h is None:
             h = self._keys[key] = {
                 "predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
+                "snapshot_at": None,
             }  # fmt: skip
         return h
 
@@ -243,7 +264,12 @@ class Telemetry:
         self.concept.labels(key).set(record["concept"])
         self.concepts.labels(key).set(record["concepts"])
         if forgetting["matrix"]:
-            self._set_matrix_row(key, forgetting["matrix"][-1], forgetting["columns"])
+            gauge = self.matrix_mae if forgetting["metric"] == "mae" else self.matrix
+            self._set_matrix_row(gauge, key, forgetting["matrix"][-1], forgetting["columns"])
+        delayed = record.get("delayed_labels")
+        if delayed is not None:
+            for state in DELAYED_LABEL_STATES:
+                self.delayed_labels.labels(key, state).set(delayed[state])
         h = self._history(key)
         h["latest"] = {k: v for k, v in record.items() if k != "type"}
         points = h["points"]
@@ -251,14 +277,15 @@ class Telemetry:
         if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
             h["points"] = points[1::2]
 
-    def _set_matrix_row(self, key: str, row: list[float | None], columns: list[int]) -> None:
+    def _set_matrix_row(self, gauge: Gauge, key: str, row: list[float | None], columns: list[int]) -> None:
+        """The newest row on ``gauge`` (accuracy or a regression model's error: a key's model is one or the other for good)."""
         cells: set[str] = set()
         for concept, value in zip(columns, row):
             if value is not None:
                 cells.add(str(concept))
-                self.matrix.labels(key, str(concept)).set(value)
+                gauge.labels(key, str(concept)).set(value)
         for gone in self._matrix_cells.get(key, set()) - cells:  # concepts that dropped out of the bounded matrix
-            self.matrix.remove(key, gone)
+            gauge.remove(key, gone)
         self._matrix_cells[key] = cells
 
     def _on_drift(self, record: DriftDict) -> None:
@@ -267,6 +294,7 @@ class Telemetry:
             self.task_switches.labels(key).inc()
         else:
             self.drifts.labels(key, record["detector"]).inc()
+            self.last_drift_at.labels(key).set(record["at_event"])
         self._history(key)["drifts"].append(
             {"at_event": record["at_event"], "concept": record["concept"], "detector": record["detector"], "ts": record["ts"]}
         )

@@ -33,12 +33,14 @@ def _fed_telemetry() -> Telemetry:
             "average": 0.1, "bwt": -0.1, "average_accuracy": 0.75, "average_mae": 0.2, "metric": "accuracy", "concepts": 2, "columns": [0, 1],
             "matrix": [[0.9, None], [0.8, 0.7]],
         },
+        "delayed_labels": {"received": 9, "matched": 6, "expired": 2, "unmatched": 1, "waiting": 0, "pending": 3},
     }
+    regression = {**record, "key": "regression", "forgetting": {**record["forgetting"], "metric": "mae", "matrix": [[0.3, 0.4]]}}
     drift = {"type": "drift", "key": "default", "detector": "adwin", "at_event": 5, "concept": 1, "ts": 1.0}
     task = {**drift, "detector": "task"}
     inputs = {"type": "feature_drift", "key": "default", "features": [{"name": "x", "psi": 0.4}], "statistic": "psi", "at_event": 7, "concept": 1, "ts": 1.0}
     dead = {"reason": "invalid_json", "error": "invalid JSON: x", "raw": "x", "origin": {"topic": "t", "partition": 0, "offset": 1}, "ts": 1.0}
-    t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, inputs, record]), StepOutput(dead_letters=[dead])])
+    t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, inputs, record, regression]), StepOutput(dead_letters=[dead])])
     t.on_step("default", 9, 0.01)
     t.on_snapshot("default", 1)
     t.on_snapshot("default", None)
@@ -98,6 +100,7 @@ def test_the_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any])
         "stream_learner_concept", "stream_learner_forgetting_average_ratio", "stream_learner_backward_transfer_ratio",
         "stream_learner_concept_accuracy_ratio", "stream_learner_dead_letters_total", "stream_learner_last_snapshot_timestamp_seconds",
         "stream_learner_snapshot_failures_total", "stream_learner_kafka_consumer_lag_messages", "stream_learner_feature_drifts_total",
+        "stream_learner_concept_mae", "stream_learner_delayed_labels",
     ):
         assert re.search(rf"\b{needed}\b", exprs), needed
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
@@ -113,6 +116,23 @@ def test_the_per_event_step_time_is_not_presented_as_a_latency(dashboard: dict[s
         words = " ".join([panel["title"], panel["description"], *(t.get("legendFormat", "") for t in panel["targets"])]).lower()
         assert "latency" not in words, panel["title"]
         assert "per event" in panel["title"].lower() and "batch" in panel["title"].lower(), panel["title"]
+
+
+COUNTS = re.compile(r"stream_learner_(labelled_events|delayed_labels|\w+_total)\b")
+ERRORS = re.compile(r"stream_learner_(mean_absolute_error|concept_mae|average_mae)\b")
+
+
+def test_no_panel_draws_counts_and_errors_on_one_axis(dashboard: dict[str, Any]) -> None:
+    for panel in _panels(dashboard):
+        exprs = " ".join(t["expr"] for t in panel.get("targets", []))
+        assert not (COUNTS.search(exprs) and ERRORS.search(exprs)), panel["title"]
+
+
+def test_a_panel_in_percent_shows_only_ratios(dashboard: dict[str, Any]) -> None:
+    for panel in _panels(dashboard):
+        if panel.get("fieldConfig", {}).get("defaults", {}).get("unit") == "percentunit":
+            names = {n for t in panel["targets"] for n in METRIC.findall(t["expr"])}
+            assert names and all(n.endswith("_ratio") for n in names), (panel["title"], names)
 
 
 def test_panels_are_well_formed_and_do_not_overlap(dashboard: dict[str, Any]) -> None:
@@ -155,4 +175,4 @@ def test_metrics_are_registered_per_telemetry_not_on_import() -> None:
     assert REGISTRY.get_sample_value("stream_learner_events_total") is None
     labels = {name for family in a.registry.collect() for s in family.samples for name in s.labels}
     fed = {name for family in _fed_telemetry().registry.collect() for s in family.samples for name in s.labels}
-    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "le"}
+    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "state", "le"}

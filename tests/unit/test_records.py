@@ -83,6 +83,10 @@ def test_a_nested_record_is_typed_by_its_contracts_nested_models_dict(pair: tupl
         assert [nested[d] for d in dicts] == models, name
 
 
+def test_the_delayed_label_states_are_the_keys_of_the_delayed_label_counts() -> None:
+    assert get_args(records.DelayedLabelState) == tuple(get_type_hints(records.DelayedLabelCountsDict))
+
+
 def test_a_record_with_a_key_outside_its_type_fails_the_conformance_check() -> None:
     """The check the run's records go through below is not vacuous."""
     drift = {"type": "drift", "key": "k", "detector": "adwin", "at_event": 1, "concept": 0, "ts": 0.0}

@@ -13,7 +13,7 @@ from stream_learner.app.dashboard import DashboardServer, RemoteEngine
 from stream_learner.app.runner import _Throttle
 from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, OTHER_FEATURE, MetricsServer, Telemetry
 from stream_learner.engine import StepOutput
-from stream_learner.records import FeatureDriftDict, FeatureScoreDict, MetricsDict
+from stream_learner.records import DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
 
 
 def _record(events: int, columns: list[int], row: list[float | None]) -> MetricsDict:
@@ -47,6 +47,34 @@ def test_a_regression_model_reports_its_average_error_not_an_accuracy() -> None:
     assert t.sample("stream_learner_average_mae", key="k") == 0.875
     assert t.sample("stream_learner_average_accuracy_ratio", key="k") is None
     assert t.sample("stream_learner_forgetting_average_ratio", key="k") == 1.0
+
+
+def test_a_regression_models_matrix_row_is_an_error_not_a_percentage() -> None:
+    t = Telemetry()
+    record = _record(1, [0, 1], [0.25, 1.5])
+    record["forgetting"].update(average_accuracy=None, average_mae=0.875, metric="mae")
+    t.on_outputs([StepOutput(metrics=[record])])
+    assert t.sample("stream_learner_concept_mae", key="k", concept="1") == 1.5
+    assert t.sample("stream_learner_concept_accuracy_ratio", key="k", concept="1") is None
+
+
+def test_the_delayed_label_window_the_last_drift_and_the_runs_end_are_exported() -> None:
+    clock = iter(range(100, 200)).__next__
+    t = Telemetry(clock=lambda: float(clock()))
+    record = _record(10, [0], [0.5])
+    record["delayed_labels"] = {"received": 9, "matched": 6, "expired": 2, "unmatched": 1, "waiting": 0, "pending": 3}
+    drift: DriftDict = {"type": "drift", "key": "k", "detector": "adwin", "at_event": 7, "concept": 1, "ts": 1.0}
+    task: DriftDict = {**drift, "detector": "task", "at_event": 9}  # a task switch is no detected drift
+    t.on_outputs([StepOutput(metrics=[drift, task, record])])
+    assert {state: t.sample("stream_learner_delayed_labels", key="k", state=state) for state in record["delayed_labels"]} == {
+        "received": 9.0, "matched": 6.0, "expired": 2.0, "unmatched": 1.0, "waiting": 0.0, "pending": 3.0,
+    }  # fmt: skip
+    assert t.sample("stream_learner_last_drift_at_event", key="k") == 7.0
+    assert t.sample("stream_learner_end_time_seconds") == 0.0
+    t.on_snapshot("k", 1)
+    assert t.state()["keys"]["k"]["snapshot_at"] == t.sample("stream_learner_last_snapshot_timestamp_seconds", key="k")
+    t.mark_finished({"events": 10})
+    assert t.sample("stream_learner_end_time_seconds") > 100
 
 
 def _feature_drift(at_event: int, names: list[str]) -> FeatureDriftDict:
