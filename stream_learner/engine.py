@@ -38,7 +38,7 @@ from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
-from stream_learner.step.guarded import GuardedLearner
+from stream_learner.step.guarded import GuardedLearner, LearnFailure
 from stream_learner.step.resume import ResumeFilter
 
 Boundaries = Literal["error", "feature", "both"]
@@ -249,7 +249,7 @@ class KeyedLearner:
         if label is not None:
             failed = self._learn(x, label, fits, out, now)
             if failed is not None:
-                out.dead_letters.append(self.dead_letters.model_error(event or source.event(event_id), failed, now))  # type: ignore[union-attr]
+                out.dead_letters.append(self.dead_letters.model_error(event or source.event(event_id), failed.error, now, failed.unlearned))  # type: ignore[union-attr]
                 return
         self.events += 1
         out.predictions.rows.append((event_id, y_pred, proba if self.config.with_proba else None, self.learned, self.concept_tracker.concept))  # type: ignore[union-attr]
@@ -269,8 +269,8 @@ class KeyedLearner:
         pending.refuse(event_id, x, y_pred, now)  # type: ignore[union-attr]  # as a label refused on arrival: not counted, the prediction waits
         return None
 
-    def _learn(self, x: dict[Any, Any], label: Any, fits: bool, out: StepOutput, now: float) -> Exception | None:
-        """Learn one labelled example, in the concept its label may start; where the model raises, it is rolled back and the error returned.
+    def _learn(self, x: dict[Any, Any], label: Any, fits: bool, out: StepOutput, now: float) -> LearnFailure | None:
+        """Learn one labelled example, in the concept its label may start; where the model raises, it is rolled back and the failure returned.
 
         A sampled example is held out for the forgetting evaluation instead,
         when the configuration says so. ``fits``: the schema knows all of it already.
@@ -318,7 +318,7 @@ class KeyedLearner:
             return
         failed = self._learn(x, record.label, False, out, now)
         if failed is not None:
-            out.dead_letters.append(self.dead_letters.model_error(event, failed, now))
+            out.dead_letters.append(self.dead_letters.model_error(event, failed.error, now, failed.unlearned))
             return
         self._score(record.label, y_pred, out, now)
 

@@ -32,9 +32,10 @@ class DeadLetters:
         """``event`` contradicts its key's schema (``problem`` says how)."""
         return self._of(event, "schema", f"schema: {problem}", now)
 
-    def model_error(self, event: Event, exc: Exception, now: float) -> DeadLetterDict:
-        """The model raised ``exc`` on ``event``."""
-        return self._of(event, "model_error", f"model error: {type(exc).__name__}: {exc}", now)
+    def model_error(self, event: Event, exc: Exception, now: float, unlearned: int = 0) -> DeadLetterDict:
+        """The model raised ``exc`` on ``event``; ``unlearned`` earlier examples of its micro-batch were dropped with it."""
+        dropped = f" (with its micro-batch's {unlearned} earlier examples, not learned)" if unlearned else ""
+        return self._of(event, "model_error", f"model error: {type(exc).__name__}: {exc}{dropped}", now)
 
     def unjoinable_label(self, record: LabelRecord, now: float) -> DeadLetterDict:
         """A delayed label, but this run joins none (no label window)."""

@@ -11,10 +11,19 @@ failure: the model is rolled back and the caller makes the event a dead letter.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from stream_learner.learners.base import Journal, Learner
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LearnFailure:
+    """A ``learn`` that raised: the error, and how many earlier examples of its micro-batch were dropped with it."""
+
+    error: Exception
+    unlearned: int = 0
 
 
 class GuardedLearner:
@@ -30,15 +39,30 @@ class GuardedLearner:
         self.journal = journal
         self.failures = failures
 
-    def learn(self, x: dict[object, object], y: object) -> Exception | None:
-        """Learn one example; where the model raises, roll it back and return the error."""
+    def learn(self, x: dict[object, object], y: object) -> LearnFailure | None:
+        """Learn one example; where the model raises, roll it back and say how it failed."""
         try:
             self.learner.learn(x, y)
         except Exception as exc:  # the model is put back as it was before this example
             self._roll_back()
-            return exc.with_traceback(None)  # its frames would hold this learner (and a forked checkpoint's file) in a reference cycle
+            error = exc.with_traceback(None)  # its frames would hold this learner (and a forked checkpoint's file) in a reference cycle
+            return LearnFailure(error, self._drop_micro_batch())
         self.journal.record(x, y)
         return None
+
+    def _drop_micro_batch(self) -> int:
+        """How many earlier examples of a failed micro-batch are dropped.
+
+        A learner that trains in micro-batches (with the optional
+        ``drop_buffered()``) holds them again after the rollback, one of them
+        perhaps what made the update fail: kept, they would fail the next
+        update the same way.
+        """
+        drop = getattr(self.learner, "drop_buffered", None)
+        dropped: int = drop() if drop is not None else 0
+        if dropped:
+            self.journal.checkpoint(self.learner)  # else a later rollback's replay would buffer them again
+        return dropped
 
     def boundary(self, concept: int) -> None:
         """Tell the model that ``concept`` starts; where it raises, roll it back (it skips this boundary), log and count."""

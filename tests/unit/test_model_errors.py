@@ -155,3 +155,48 @@ def test_a_strategy_that_replaces_the_model_mid_batch_gets_the_rest_of_the_batch
     assert whole.drifts == one_by_one.drifts >= 1
     assert [p["prediction"] for p in batched] == [p["prediction"] for p in single]
     assert pickle.dumps(whole.learner.model) == pickle.dumps(one_by_one.learner.model)
+
+
+class MicroBatches:
+    """Buffers labelled examples and trains on every three; an update with a ``poison`` example among them raises (after counting half of them)."""
+
+    family = "river"
+    task = "classification"
+
+    def __init__(self) -> None:
+        self.counts: Counter[Any] = Counter()
+        self.pending: list[tuple[dict[str, Any], Any]] = []
+
+    def predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None]:
+        return (self.counts.most_common(1)[0][0] if self.counts else None), None
+
+    def learn(self, x: dict[str, Any], y: Any) -> None:
+        self.pending.append((x, y))
+        if len(self.pending) == 3:
+            batch, self.pending = self.pending, []
+            self.counts.update(y for _, y in batch[:2])
+            if any(x.get("poison") for x, _ in batch):
+                raise RuntimeError("update failed")
+            self.counts.update(y for _, y in batch[2:])
+
+    def on_boundary(self, concept: int) -> None:
+        """Nothing to consolidate."""
+
+    def drop_buffered(self) -> int:
+        dropped, self.pending = len(self.pending), []
+        return dropped
+
+
+def test_a_failed_micro_batch_is_dropped_whole_and_the_next_ones_train() -> None:
+    """Its earlier examples, buffered again by the rollback, would fail every later update; they are dropped, and its dead letter says so."""
+    pairs = [({"x": float(i), "poison": float(i == 10)}, "ab"[i % 4 == 0]) for i in range(30)]
+    step = KeyedLearner("default", EngineConfig(detector=None), learner_factory=lambda spec: MicroBatches())
+    predictions, dead = _feed(step, _events(pairs))
+    assert (len(predictions), [(d["origin"]["offset"], d["error"]) for d in dead]) == (
+        29,
+        [(11, "model error: RuntimeError: update failed (with its micro-batch's 2 earlier examples, not learned)")],
+    )
+    clean = MicroBatches()
+    for x, y in pairs[:9] + pairs[12:]:
+        clean.learn(x, y)
+    assert (step.learner.counts, step.learner.pending) == (clean.counts, clean.pending)
