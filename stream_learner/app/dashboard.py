@@ -133,10 +133,13 @@ class RemoteEngine:
     """The page's state, rebuilt from a running engine's ``/metrics`` polled every ``interval`` seconds.
 
     For ``stream-learner dashboard --engine URL``: accuracy points are placed
-    at each key's prediction count; a drift marker where a key's
-    ``stream_learner_drifts_total`` went up between two polls, and one
+    at each key's prediction count; a drift marker at the key's
+    ``stream_learner_last_drift_at_event`` when its ``stream_learner_drifts_total``
+    went up between two polls (several drifts between two polls share the
+    latest one's place), and one
     feature-drift marker (naming the features, without their statistic) where
-    its ``stream_learner_feature_drifts_total`` did.
+    its ``stream_learner_feature_drifts_total`` did. The run is finished once
+    the engine's ``stream_learner_end_time_seconds`` is set.
     """
 
     def __init__(self, url: str, interval: float = 1.0, timeout: float = 5.0) -> None:
@@ -150,6 +153,7 @@ class RemoteEngine:
         self._keys: dict[str, dict[str, Any]] = {}
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
+        self._finished: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dashboard-poll", daemon=True)
 
@@ -196,12 +200,17 @@ class RemoteEngine:
         accuracy, window = by_key("stream_learner_accuracy_ratio"), by_key("stream_learner_accuracy_window_ratio")
         concept, concepts = by_key("stream_learner_concept"), by_key("stream_learner_concepts")
         forgetting, bwt = by_key("stream_learner_forgetting_average_ratio"), by_key("stream_learner_backward_transfer_ratio")
+        last_drift_at, snapshot_at = by_key("stream_learner_last_drift_at_event"), by_key("stream_learner_last_snapshot_timestamp_seconds")
+        delayed: dict[str, dict[str, int]] = {}
+        for labels, value in samples.get("stream_learner_delayed_labels", []):
+            delayed.setdefault(labels["key"], {})[labels["state"]] = int(value)
         feature_counts: dict[str, dict[str, float]] = {}
         for labels, value in samples.get("stream_learner_feature_drifts_total", []):
             feature_counts.setdefault(labels["key"], {})[labels["feature"]] = value
         rows: dict[str, dict[int, float]] = {}
-        for labels, value in samples.get("stream_learner_concept_accuracy_ratio", []):
-            rows.setdefault(labels["key"], {})[int(labels["concept"])] = value
+        for name in ("stream_learner_concept_accuracy_ratio", "stream_learner_concept_mae"):  # a key's model has one or the other
+            for labels, value in samples.get(name, []):
+                rows.setdefault(labels["key"], {})[int(labels["concept"])] = value
         self._reasons = {labels["reason"]: int(v) for labels, v in samples.get("stream_learner_dead_letters_total", [])}
         self._totals = {
             "events": int(sum(v for _, v in samples.get("stream_learner_events_total", []))),
@@ -210,6 +219,8 @@ class RemoteEngine:
         }
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
         del self._throughput[:-MAX_THROUGHPUT]
+        ended = sum(v for _, v in samples.get("stream_learner_end_time_seconds", []))
+        self._finished = {**self._totals, "ended": ended} if ended > 0 else None
         for key in sorted(set(predictions) | set(accuracy)):
             h = self._keys.setdefault(
                 key,
@@ -217,8 +228,8 @@ class RemoteEngine:
             )
             at = int(predictions.get(key, 0))
             c = int(concept.get(key, 0))
-            for _ in range(int(drifts.get(key, 0.0) - h["drift_count"])):  # drifts since the last poll, placed here
-                h["drifts"].append({"at_event": at, "concept": c, "detector": "detector", "ts": now})
+            for _ in range(int(drifts.get(key, 0.0) - h["drift_count"])):  # drifts since the last poll, at the latest one's event
+                h["drifts"].append({"at_event": int(last_drift_at.get(key, at)), "concept": c, "detector": "detector", "ts": now})
             h["drift_count"] = drifts.get(key, 0.0)
             del h["drifts"][:-MAX_DRIFTS]
             counts = feature_counts.get(key, {})
@@ -237,10 +248,12 @@ class RemoteEngine:
             columns = sorted({c for r in h["rows"] for c in r})
             matrix = [[r.get(c) for c in columns] for r in h["rows"]]
             h["predictions"] = at
+            h["snapshot_at"] = snapshot_at.get(key)
             h["latest"] = {
                 "key": key, "events": at, "accuracy": accuracy.get(key), "accuracy_window": window.get(key),
                 "concept": c, "concepts": int(concepts.get(key, 1)), "drifts": int(drifts.get(key, 0)),
                 "forgetting": {"average": forgetting.get(key), "bwt": bwt.get(key), "matrix": matrix, "columns": columns},
+                **({"delayed_labels": delayed[key]} if key in delayed else {}),
             }
 
     def state(self) -> dict[str, Any]:
@@ -248,7 +261,7 @@ class RemoteEngine:
             return {
                 "now": time.time(),
                 "started": self._started,
-                "finished": None,
+                "finished": self._finished,
                 "source": self.url,
                 "error": self._error,
                 "totals": dict(self._totals),

@@ -119,6 +119,30 @@ def test_a_remote_page_marks_a_feature_drift_where_the_engines_counter_went_up()
         server.close()
 
 
+def test_a_remote_page_places_a_drift_where_it_happened_and_sees_the_run_finish() -> None:
+    engine = Telemetry()
+    server = MetricsServer(engine, 0, "127.0.0.1")
+    remote = RemoteEngine(f"http://127.0.0.1:{server.port}/metrics")
+    try:
+        record = _record(10, [0], [0.5])
+        record["delayed_labels"] = {"received": 4, "matched": 3, "expired": 1, "unmatched": 0, "waiting": 0, "pending": 2}
+        drift: DriftDict = {"type": "drift", "key": "k", "detector": "adwin", "at_event": 7, "concept": 1, "ts": 1.0}
+        engine.on_outputs([StepOutput(predictions=[{"key": "k"}] * 10, metrics=[drift, record])])
+        engine.on_snapshot("k", 1)
+        remote.poll()
+        state = remote.state()
+        assert [m["at_event"] for m in state["keys"]["k"]["drifts"]] == [7]  # not at the 10 predictions made by the poll
+        assert state["keys"]["k"]["latest"]["delayed_labels"] == record["delayed_labels"]
+        assert state["keys"]["k"]["snapshot_at"] == engine.sample("stream_learner_last_snapshot_timestamp_seconds", key="k")
+        assert state["finished"] is None
+        engine.mark_finished({"events": 10})
+        remote.poll()
+        assert remote.state()["finished"] is not None  # the page's badge says "finished", not "live"
+    finally:
+        remote.close()
+        server.close()
+
+
 def test_a_long_run_keeps_its_whole_accuracy_history_at_lower_resolution() -> None:
     t = Telemetry()
     t.on_outputs([StepOutput(metrics=[_record(i, [0], [None]) for i in range(1, 2 * MAX_POINTS + 1)])])
