@@ -1,4 +1,4 @@
-"""The page's drift markers in a real browser (headless Chromium): error drifts and input (feature) drifts, apart.
+"""The page in a real browser (headless Chromium): error and input (feature) drift markers apart, the delayed labels, the snapshot age.
 
 Uses the Chromium fixture of ``test_dashboard_browser.py`` (skipped, with the
 reason, where Chromium cannot be had) and a fixed page state, so what is
@@ -44,16 +44,21 @@ def _state() -> dict[str, Any]:
         "points": [[1000, 0.9, 0.9, 0, 1.0], [2000, 0.85, 0.8, 0, 1.5], [3000, 0.8, 0.7, 1, 2.0]],
         "drifts": [{"at_event": 2500, "concept": 1, "detector": "adwin", "ts": 1.8}],
         "feature_drifts": [feature_drift],
-        "latest": {"key": "k", "events": 3000, "accuracy": 0.8, "accuracy_window": 0.7, "concept": 1, "concepts": 2, "drifts": 1, "forgetting": {}},
-    }
+        "snapshot_at": 10.0 - 42,
+        "latest": {
+            "key": "k", "events": 3000, "accuracy": 0.8, "accuracy_window": 0.7, "concept": 1, "concepts": 2, "drifts": 1, "forgetting": {},
+            "delayed_labels": {"received": 2900, "matched": 2700, "expired": 150, "unmatched": 50, "waiting": 12, "pending": 88},
+        },
+    }  # fmt: skip
     return {
         "now": 10.0, "started": 0.0, "finished": None, "totals": {"events": 3000, "predictions": 3000, "dead_letters": 0},
         "throughput": [], "dead_letters": {"by_reason": {}, "recent": []}, "keys": {"k": key},
     }  # fmt: skip
 
 
-def test_feature_drifts_are_drawn_apart_from_error_drifts_with_their_features_on_hover(browser: Any) -> None:  # noqa: F811
-    page = DashboardServer(_state, 0)
+def test_the_page_draws_feature_drifts_apart_and_shows_the_delayed_labels_and_the_snapshot_age(browser: Any) -> None:  # noqa: F811
+    state = _state()
+    page = DashboardServer(lambda: state, 0)
     try:
         browser.get(page.url)
         drawn = _wait("the first draw", lambda: browser.execute_script("return window.dashboard.draws >= 1 && window.dashboard"), timeout=30)
@@ -63,5 +68,13 @@ def test_feature_drifts_are_drawn_apart_from_error_drifts_with_their_features_on
         assert browser.execute_script(COLOUR_PIXELS_JS, *FEATURE_DRIFT_RGB) > 50, "no feature-drift-coloured pixels on the accuracy chart"
         assert browser.execute_script(HOVER_JS, "feature drift") == "feature drift at event 1,500: x (psi 0.53), y (psi 0.31)"
         assert browser.execute_script(HOVER_JS, "drift (adwin)") == "drift (adwin) at event 2,500: concept 1"
+        assert browser.find_element("id", "t-snapshot").text == "42 s ago"
+        assert browser.find_element("id", "delayed").is_displayed()
+        shown = {s: browser.find_element("id", f"d-{s}").text for s in ("received", "matched", "expired", "unmatched", "waiting", "pending")}
+        assert shown == {"received": "2,900", "matched": "2,700", "expired": "150", "unmatched": "50", "waiting": "12", "pending": "88"}
+        del state["keys"]["k"]["latest"]["delayed_labels"]  # a run that joins no delayed labels: no such section
+        draws = drawn["draws"]
+        _wait("the next draw", lambda: browser.execute_script("return window.dashboard.draws") > draws, timeout=30)
+        assert not browser.find_element("id", "delayed").is_displayed()
     finally:
         page.close()

@@ -14,6 +14,12 @@ let selectedKey = null;
 
 function pct(v) { return v === null || v === undefined ? "-" : (100 * v).toFixed(2) + " %"; }
 function num(v) { return v === null || v === undefined ? "-" : Math.round(v).toLocaleString("en"); }
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return "-";
+  if (seconds < 90) return Math.max(0, Math.round(seconds)) + " s ago";
+  if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
+  return (seconds / 3600).toFixed(1) + " h ago";
+}
 function signed(v) { return v === null || v === undefined ? "-" : (v >= 0 ? "+" : "") + v.toFixed(4); }
 
 // Events per second between samples at least one second apart (closer samples make noisy rates).
@@ -92,6 +98,8 @@ function render(state) {
   $("t-forgetting").textContent = signed(forgetting.average);
   $("t-bwt").textContent = signed(forgetting.bwt);
   $("t-dead").textContent = num(state.totals.dead_letters);
+  $("t-snapshot").textContent = h && h.snapshot_at ? age(state.now - h.snapshot_at) : "-";
+  renderDelayedLabels(latest.delayed_labels);
 
   const points = h ? h.points : [];
   const drifts = h ? h.drifts : [];
@@ -125,6 +133,13 @@ function render(state) {
 
   renderDeadLetters(state.dead_letters);
   d.draws += 1;
+}
+
+// The delayed-label window's counts, shown only in a run that joins delayed labels.
+const DELAYED_STATES = ["received", "matched", "expired", "unmatched", "waiting", "pending"];
+function renderDelayedLabels(counts) {
+  $("delayed").hidden = !counts;
+  for (const s of DELAYED_STATES) $("d-" + s).textContent = counts ? num(counts[s]) : "-";
 }
 
 function renderDeadLetters(dead) {
