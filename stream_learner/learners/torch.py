@@ -259,6 +259,11 @@ class TorchLearner:
         """Labelled events learned but not trained on yet (they train with the next full micro-batch or boundary)."""
         return len(self.pending)
 
+    def drop_buffered(self) -> int:
+        """Forget the events learned but not trained on yet (the rest of a micro-batch whose update failed); how many they were."""
+        dropped, self.pending = len(self.pending), []
+        return dropped
+
     # -- the Learner protocol -------------------------------------------------
 
     def predict(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None]:

@@ -268,3 +268,19 @@ def test_from_state_round_trips_the_state_and_the_next_events(strategy: str | No
         restored.learn(xi, yi)
     assert _same_state(restored.state_dict(), learner.state_dict())
 
+
+
+def test_drop_buffered_forgets_the_events_not_trained_on_yet() -> None:
+    learner, twin = _learner(), _learner()
+    data = _stream(14)
+    for xi, yi in data[:6]:
+        learner.learn(xi, yi)
+    for xi, yi in data[:4]:
+        twin.learn(xi, yi)
+    assert learner.buffered == 2 and learner.drop_buffered() == 2 and learner.buffered == 0
+    for xi, yi in data[6:]:  # the next micro-batches train as if the two dropped events never came
+        learner.learn(xi, yi)
+        twin.learn(xi, yi)
+    assert learner.updates == twin.updates == 3
+    for p, q in zip(learner.model.parameters(), twin.model.parameters()):
+        assert torch.equal(p, q)
