@@ -229,6 +229,7 @@ class Telemetry:
                         "drifts": list(h["drifts"]),
                         "feature_drifts": list(h["feature_drifts"]),
                         "snapshot_at": h["snapshot_at"],
+                        "evaluations": list(h["evaluations"]),
                         "latest": h["latest"],
                     }
                     for key, h in sorted(self._keys.items())
@@ -242,7 +243,7 @@ class Telemetry:
         if h is None:
             h = self._keys[key] = {
                 "predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
-                "snapshot_at": None,
+                "snapshot_at": None, "evaluations": deque(maxlen=MAX_POINTS),
             }  # fmt: skip
         return h
 
@@ -271,11 +272,28 @@ class Telemetry:
             for state in DELAYED_LABEL_STATES:
                 self.delayed_labels.labels(key, state).set(delayed[state])
         h = self._history(key)
+        self._note_evaluation(h["evaluations"], record)
         h["latest"] = {k: v for k, v in record.items() if k != "type"}
         points = h["points"]
         points.append([record["events"], record["accuracy"], record["accuracy_window"], record["concept"], record["ts"]])
         if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
             h["points"] = points[1::2]
+
+    @staticmethod
+    def _note_evaluation(evaluations: deque[dict[str, Any]], record: MetricsDict) -> None:
+        """The record's newest matrix row, placed at the record's event count, unless it is the row noted last.
+
+        A metrics record follows every boundary (where concepts are evaluated),
+        so its event count places the row; two evaluations between two records
+        show as the later one. These rows are the page's forgetting curves and
+        its matrix with a position per row.
+        """
+        forgetting = record["forgetting"]
+        if not forgetting["matrix"]:
+            return
+        row = {"columns": forgetting["columns"], "row": forgetting["matrix"][-1]}
+        if not evaluations or {k: evaluations[-1][k] for k in row} != row:
+            evaluations.append({"at_event": record["events"], **row})
 
     def _set_matrix_row(self, gauge: Gauge, key: str, row: list[float | None], columns: list[int]) -> None:
         """The newest row on ``gauge`` (accuracy or a regression model's error: a key's model is one or the other for good)."""

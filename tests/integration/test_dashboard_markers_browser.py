@@ -1,4 +1,4 @@
-"""The page in a real browser (headless Chromium): error and input (feature) drift markers apart, the delayed labels, the snapshot age.
+"""The page in a real browser (headless Chromium): drift markers, forgetting curves, the matrix by event position, delayed labels, snapshot age.
 
 Uses the Chromium fixture of ``test_dashboard_browser.py`` (skipped, with the
 reason, where Chromium cannot be had) and a fixed page state, so what is
@@ -45,6 +45,11 @@ def _state() -> dict[str, Any]:
         "drifts": [{"at_event": 2500, "concept": 1, "detector": "adwin", "ts": 1.8}],
         "feature_drifts": [feature_drift],
         "snapshot_at": 10.0 - 42,
+        "evaluations": [
+            {"at_event": 1500, "columns": [0], "row": [0.9]},
+            {"at_event": 2500, "columns": [0, 1], "row": [0.8, 0.6]},
+            {"at_event": 3000, "columns": [0, 1], "row": [0.75, 0.85]},
+        ],
         "latest": {
             "key": "k", "events": 3000, "accuracy": 0.8, "accuracy_window": 0.7, "concept": 1, "concepts": 2, "drifts": 1, "forgetting": {},
             "delayed_labels": {"received": 2900, "matched": 2700, "expired": 150, "unmatched": 50, "waiting": 12, "pending": 88},
@@ -69,6 +74,7 @@ def test_the_page_draws_feature_drifts_apart_and_shows_the_delayed_labels_and_th
         assert browser.execute_script(HOVER_JS, "feature drift") == "feature drift at event 1,500: x (psi 0.53), y (psi 0.31)"
         assert browser.execute_script(HOVER_JS, "drift (adwin)") == "drift (adwin) at event 2,500: concept 1"
         assert browser.find_element("id", "t-snapshot").text == "42 s ago"
+        assert (drawn["curves"], drawn["matrixRows"], drawn["matrixCells"]) == (2, 3, 5)  # a curve per concept; concept 1 unseen at 1500
         assert browser.find_element("id", "delayed").is_displayed()
         shown = {s: browser.find_element("id", f"d-{s}").text for s in ("received", "matched", "expired", "unmatched", "waiting", "pending")}
         assert shown == {"received": "2,900", "matched": "2,700", "expired": "150", "unmatched": "50", "waiting": "12", "pending": "88"}

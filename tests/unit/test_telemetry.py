@@ -77,6 +77,16 @@ def test_the_delayed_label_window_the_last_drift_and_the_runs_end_are_exported()
     assert t.sample("stream_learner_end_time_seconds") > 100
 
 
+def test_each_new_matrix_row_is_kept_once_at_its_event_position() -> None:
+    t = Telemetry()
+    rows = [_record(100, [0], [0.9]), _record(200, [0], [0.9]), _record(300, [0, 1], [0.7, 0.8]), _record(300, [0, 1], [0.7, 0.8])]
+    t.on_outputs([StepOutput(metrics=rows)])  # the run's final evaluation repeats the last row: kept once
+    assert t.state()["keys"]["k"]["evaluations"] == [
+        {"at_event": 100, "columns": [0], "row": [0.9]},
+        {"at_event": 300, "columns": [0, 1], "row": [0.7, 0.8]},
+    ]
+
+
 def _feature_drift(at_event: int, names: list[str]) -> FeatureDriftDict:
     features: list[FeatureScoreDict] = [{"name": name, "psi": 1.0 - i / 10} for i, name in enumerate(names)]
     return {"type": "feature_drift", "key": "k", "features": features, "statistic": "psi", "at_event": at_event, "concept": 0, "ts": 1.0}

@@ -6,7 +6,8 @@ const FEATURE_DRIFT_COLOR = "#9467bd";
 const POLL_MS = 1000;
 // What the page last drew, for people poking around in the console (and for the browser test).
 window.dashboard = {
-  polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, throughputPoints: 0, lastError: null, state: null,
+  polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
+  lastError: null, state: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -58,6 +59,31 @@ function featureDriftMarker(m) {
     x: m.at_event, color: FEATURE_DRIFT_COLOR, dash: [2, 3], row: 1, label: "inputs: " + m.features.map((f) => f.name).join(", "),
     title: `feature drift at event ${m.at_event.toLocaleString("en")}: ${features}`,
   };
+}
+
+const CONCEPT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+const MATRIX_ROWS = 20;
+
+// Forgetting curves: one series per concept, its accuracy (a regression model: error) at each evaluation.
+function conceptCurves(evaluations) {
+  const byConcept = new Map();
+  for (const e of evaluations) {
+    e.columns.forEach((c, j) => {
+      if (e.row[j] === null) return;
+      if (!byConcept.has(c)) byConcept.set(c, []);
+      byConcept.get(c).push([e.at_event, e.row[j]]);
+    });
+  }
+  return [...byConcept.entries()].sort((a, b) => a[0] - b[0])
+    .map(([c, points], i) => ({ points, color: CONCEPT_COLORS[i % CONCEPT_COLORS.length], width: 2, label: "concept " + c }));
+}
+
+// The latest evaluations as matrix rows over every concept they name, each labelled by its event position.
+function matrixRows(evaluations) {
+  const rows = evaluations.slice(-MATRIX_ROWS);
+  const columns = [...new Set(rows.flatMap((e) => e.columns))].sort((a, b) => a - b);
+  const matrix = rows.map((e) => columns.map((c) => { const j = e.columns.indexOf(c); return j < 0 ? null : e.row[j]; }));
+  return { matrix, columns, labels: rows.map((e) => "@ " + Charts.fmt(e.at_event)) };
 }
 
 function keySelect(keys) {
@@ -127,9 +153,21 @@ function render(state) {
   d.throughputPoints = perSecond.length;
   thr.dataset.points = perSecond.length;
 
+  const evaluations = (h && h.evaluations) || [];
   const mat = $("matrix");
-  d.matrixCells = Charts.heatmap(mat, forgetting.matrix, forgetting.columns);
+  if (evaluations.length) {  // rows placed by event position (a remote engine's page has only the matrix itself)
+    const m = matrixRows(evaluations);
+    d.matrixCells = Charts.heatmap(mat, m.matrix, m.columns, m.labels);
+    d.matrixRows = m.matrix.length;
+  } else {
+    d.matrixCells = Charts.heatmap(mat, forgetting.matrix, forgetting.columns);
+    d.matrixRows = (forgetting.matrix || []).length;
+  }
   mat.dataset.cells = d.matrixCells;
+
+  const curves = conceptCurves(evaluations);
+  Charts.line($("curves"), { series: curves, xMin: 0, yMin: 0, xLabel: "events", emptyText: "no evaluation yet (after the first boundary or forgetting period)" });
+  d.curves = curves.length;
 
   renderDeadLetters(state.dead_letters);
   d.draws += 1;

@@ -56,7 +56,7 @@ const Charts = (() => {
     });
   }
 
-  // series: [{points: [[x, y], ...], color, width}]
+  // series: [{points: [[x, y], ...], color, width, label?}] (labelled series get a legend, top right)
   // markers: [{x, label, color, title?, dash?, row?}]: a dashed vertical line; its label on text row `row` (0 at the top), its title a tooltip
   function line(canvas, opts) {
     const { ctx, w, h } = setup(canvas);
@@ -116,6 +116,9 @@ const Charts = (() => {
       ctx.stroke();
       if (pts.length === 1) { ctx.fillStyle = s.color; ctx.fillRect(X(pts[0][0]) - 2, Y(pts[0][1]) - 2, 4, 4); }
     }
+    ctx.textAlign = "right";
+    ctx.textBaseline = "top";
+    opts.series.filter((s) => s.label).forEach((s, k) => { ctx.fillStyle = s.color; ctx.fillText(s.label, w - pad.r - 2, pad.t + 2 + 13 * k); });
     return placed.length;
   }
 
@@ -129,7 +132,8 @@ const Charts = (() => {
   }
 
   // matrix: rows of numbers or null; columns: the concept of each column.
-  function heatmap(canvas, matrix, columns) {
+  // rowLabels: one per row (e.g. the event position of each evaluation); without them, rows are numbered
+  function heatmap(canvas, matrix, columns, rowLabels) {
     const { ctx, w, h } = setup(canvas);
     if (!matrix || !matrix.length || !matrix[0].length) {
       empty(ctx, w, h, "no accuracy matrix yet (published after the first evaluation)");
@@ -143,7 +147,7 @@ const Charts = (() => {
     ctx.textBaseline = "middle";
     for (let j = 0; j < cols; j++) { ctx.fillStyle = AXIS; ctx.fillText("concept " + (columns ? columns[j] : j), pad.l + (j + 0.5) * cw, pad.t / 2); }
     for (let i = 0; i < rows; i++) {
-      if (ch >= 11) { ctx.fillStyle = AXIS; ctx.textAlign = "right"; ctx.fillText("eval " + (i + 1), pad.l - 6, pad.t + (i + 0.5) * ch); ctx.textAlign = "center"; }
+      if (ch >= 11) { ctx.fillStyle = AXIS; ctx.textAlign = "right"; ctx.fillText(rowLabels ? rowLabels[i] : "eval " + (i + 1), pad.l - 6, pad.t + (i + 0.5) * ch); ctx.textAlign = "center"; }
       for (let j = 0; j < cols; j++) {
         const v = matrix[i][j];
         const x = pad.l + j * cw, y = pad.t + i * ch;
