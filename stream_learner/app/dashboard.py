@@ -154,6 +154,7 @@ class RemoteEngine:
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
         self._finished: dict[str, Any] | None = None
+        self._run: dict[str, str] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dashboard-poll", daemon=True)
 
@@ -219,6 +220,7 @@ class RemoteEngine:
         }
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
         del self._throughput[:-MAX_THROUGHPUT]
+        self._run = next((labels for labels, _ in samples.get("stream_learner_run_info", [])), None)
         ended = sum(v for _, v in samples.get("stream_learner_end_time_seconds", []))
         self._finished = {**self._totals, "ended": ended} if ended > 0 else None
         for key in sorted(set(predictions) | set(accuracy)):
@@ -262,6 +264,7 @@ class RemoteEngine:
                 "now": time.time(),
                 "started": self._started,
                 "finished": self._finished,
+                "run": self._run,
                 "source": self.url,
                 "error": self._error,
                 "totals": dict(self._totals),

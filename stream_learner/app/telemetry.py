@@ -25,6 +25,7 @@ from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
+from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict
 
@@ -111,6 +112,10 @@ class Telemetry:
         self.started = Gauge("stream_learner_start_time_seconds", "Unix time the run started.", registry=r)
         self.started.set(clock())
         self.finished = Gauge("stream_learner_end_time_seconds", "Unix time the run's source ended; 0 while it runs.", registry=r)
+        self.run_info = Gauge(
+            "stream_learner_run_info", "What this run learns: its source, model, strategy and drift detector as labels (the value is 1).",
+            ["source", "model", "strategy", "detector"], registry=r,
+        )
 
         self._lock = threading.Lock()
         self._matrix_cells: dict[str, set[str]] = {}
@@ -123,6 +128,7 @@ class Telemetry:
         self._last_sample = 0.0
         self._started = clock()
         self._finished: dict[str, Any] | None = None
+        self._run: dict[str, str] | None = None
 
     # --- the RunStats listener hooks -------------------------------------------------------
 
@@ -185,6 +191,18 @@ class Telemetry:
         """A stored offset of ``topic:partition`` was out of range and moved to its ``policy`` end."""
         self.offset_resets.labels(topic, str(partition), policy).inc()
 
+    def describe_run(self, source: str, engine: EngineConfig) -> None:
+        """What the run learns (its source, model, strategy, detector), for the page and ``stream_learner_run_info``."""
+        run = {
+            "source": source,
+            "model": engine.learner.model,
+            "strategy": engine.learner.strategy or "none",
+            "detector": engine.detector or "none",
+        }
+        self.run_info.labels(**run).set(1)
+        with self._lock:
+            self._run = run
+
     def mark_finished(self, summary: dict[str, Any]) -> None:
         """The run ended (the page shows it, the servers may linger)."""
         with self._lock:
@@ -219,6 +237,7 @@ class Telemetry:
                 "now": now,
                 "started": self._started,
                 "finished": self._finished,
+                "run": self._run,
                 "totals": dict(self._totals),
                 "throughput": [list(s) for s in self._throughput],
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": list(self._recent_dead)},

@@ -56,7 +56,8 @@ def _state() -> dict[str, Any]:
         },
     }  # fmt: skip
     return {
-        "now": 10.0, "started": 0.0, "finished": None, "totals": {"events": 3000, "predictions": 3000, "dead_letters": 0},
+        "now": 10.0, "started": 0.0, "finished": None,
+        "run": {"source": "file:events.jsonl", "model": "hoeffding_tree", "strategy": "none", "detector": "adwin"}, "totals": {"events": 3000, "predictions": 3000, "dead_letters": 0},
         "throughput": [], "dead_letters": {"by_reason": {}, "recent": []}, "keys": {"k": key},
     }  # fmt: skip
 
@@ -74,6 +75,7 @@ def test_the_page_draws_feature_drifts_apart_and_shows_the_delayed_labels_and_th
         assert browser.execute_script(HOVER_JS, "feature drift") == "feature drift at event 1,500: x (psi 0.53), y (psi 0.31)"
         assert browser.execute_script(HOVER_JS, "drift (adwin)") == "drift (adwin) at event 2,500: concept 1"
         assert browser.find_element("id", "t-snapshot").text == "42 s ago"
+        assert browser.find_element("id", "run").text == "file:events.jsonl \u00b7 hoeffding_tree \u00b7 strategy none \u00b7 detector adwin"
         assert (drawn["curves"], drawn["matrixRows"], drawn["matrixCells"]) == (2, 3, 5)  # a curve per concept; concept 1 unseen at 1500
         assert browser.find_element("id", "delayed").is_displayed()
         shown = {s: browser.find_element("id", f"d-{s}").text for s in ("received", "matched", "expired", "unmatched", "waiting", "pending")}

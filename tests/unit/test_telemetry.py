@@ -12,7 +12,8 @@ import pytest
 from stream_learner.app.dashboard import DashboardServer, RemoteEngine
 from stream_learner.app.runner import _Throttle
 from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, OTHER_FEATURE, MetricsServer, Telemetry
-from stream_learner.engine import StepOutput
+from stream_learner.engine import EngineConfig, StepOutput
+from stream_learner.learners.base import LearnerSpec
 from stream_learner.records import DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
 
 
@@ -145,9 +146,12 @@ def test_a_remote_page_places_a_drift_where_it_happened_and_sees_the_run_finish(
         assert state["keys"]["k"]["latest"]["delayed_labels"] == record["delayed_labels"]
         assert state["keys"]["k"]["snapshot_at"] == engine.sample("stream_learner_last_snapshot_timestamp_seconds", key="k")
         assert state["finished"] is None
+        engine.describe_run("file:in.jsonl", EngineConfig(learner=LearnerSpec("hoeffding_tree", strategy="reset"), detector="adwin"))
         engine.mark_finished({"events": 10})
         remote.poll()
         assert remote.state()["finished"] is not None  # the page's badge says "finished", not "live"
+        assert remote.state()["run"] == engine.state()["run"] == {"source": "file:in.jsonl", "model": "hoeffding_tree", "strategy": "reset", "detector": "adwin"}
+        assert engine.sample("stream_learner_run_info", **engine.state()["run"]) == 1.0
     finally:
         remote.close()
         server.close()

@@ -105,6 +105,8 @@ function render(state) {
   else { status.textContent = "live"; status.className = "badge live"; }
   $("error").hidden = !state.error;
   $("error").textContent = state.error || "";
+  const run = state.run;
+  $("run").textContent = run ? `${run.source} \u00b7 ${run.model} \u00b7 strategy ${run.strategy} \u00b7 detector ${run.detector}` : "";
 
   keySelect(state.keys);
   const h = selectedKey !== null ? state.keys[selectedKey] : null;
