@@ -106,9 +106,11 @@ def test_cli_metrics_match_the_run_summary(tmp_path: Path) -> None:
         assert count >= 1
         assert _total(samples, f"{name}_sum", key="default") > 0
         assert _total(samples, f"{name}_bucket", key="default", le="+Inf") == count
-    # bounded labels only: no sample carries an event id
+    # bounded labels only: no sample carries an event id (the run's description is one series)
     labels = {name for values in samples.values() for lbls, _ in values for name in lbls}
-    assert labels <= {"key", "reason", "detector", "topic", "partition", "concept", "le"}
+    run_labels = {name for lbls, _ in samples.get("stream_learner_run_info", []) for name in lbls}
+    assert labels - run_labels <= {"key", "reason", "detector", "topic", "partition", "concept", "le"}
+    assert len(samples.get("stream_learner_run_info", [])) <= 1
 
 
 def test_dead_letters_are_counted_by_reason_and_the_page_state_matches(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.telemetry import Telemetry
-from stream_learner.engine import StepOutput
+from stream_learner.engine import EngineConfig, StepOutput
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,6 +45,7 @@ def _fed_telemetry() -> Telemetry:
     t.on_snapshot("default", 1)
     t.on_snapshot("default", None)
     t.set_consumer_lag("events", 0, 42)
+    t.describe_run("synthetic:sea", EngineConfig())
     return t
 
 
@@ -175,4 +176,4 @@ def test_metrics_are_registered_per_telemetry_not_on_import() -> None:
     assert REGISTRY.get_sample_value("stream_learner_events_total") is None
     labels = {name for family in a.registry.collect() for s in family.samples for name in s.labels}
     fed = {name for family in _fed_telemetry().registry.collect() for s in family.samples for name in s.labels}
-    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "state", "le"}
+    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "state", "le", "source", "model", "strategy"}
