@@ -53,10 +53,10 @@ def test_live_figures_equal_the_offline_definitions_on_the_published_matrix() ->
 
 
 def test_holdout_events_are_not_learned() -> None:
-    config = EngineConfig(detector=None, forgetting_sample=50, forgetting_holdout=True)
+    config = EngineConfig(learner=LearnerSpec("logreg"), detector=None, forgetting_sample=50, forgetting_holdout=True)
     step = KeyedLearner("default", config)
     step.process(_task_stream(lambda u: u > 0.5, 0.0, "a", 500, 0, 3), now=0.0)
-    plain = KeyedLearner("default", EngineConfig(detector=None))
+    plain = KeyedLearner("default", EngineConfig(learner=LearnerSpec("logreg"), detector=None))
     plain.process(_task_stream(lambda u: u > 0.5, 0.0, "a", 500, 0, 3), now=0.0)
     assert step.learner.model["LogisticRegression"].weights != plain.learner.model["LogisticRegression"].weights
 

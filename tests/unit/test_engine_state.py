@@ -95,11 +95,11 @@ def test_a_restored_step_skips_what_it_learned_and_takes_this_runs_settings() ->
 
 
 def test_a_state_of_another_model_or_a_later_layout_is_refused_in_one_line() -> None:
-    state = KeyedLearner("k", EngineConfig()).state_dict()
+    state = KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg"))).state_dict()
     with pytest.raises(SnapshotError, match="^snapshot of key 'k' holds model 'logreg' {}, but this run asks for 'hoeffding_tree' {}$"):
         KeyedLearner.from_state(state, EngineConfig(learner=LearnerSpec("hoeffding_tree")))
     with pytest.raises(SnapshotError, match="the learner step"):
-        KeyedLearner.from_state({**state, "version": 2}, EngineConfig())
+        KeyedLearner.from_state({**state, "version": 2}, EngineConfig(learner=LearnerSpec("logreg")))
 
 
 def test_the_steps_parts_round_trip() -> None:
