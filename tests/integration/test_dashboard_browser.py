@@ -147,8 +147,9 @@ def test_live_page_draws_accuracy_with_drift_markers_during_a_run(browser: Any, 
         assert points[-1][1] == summary["accuracy"]
         assert done["driftMarkers"] == summary["drifts"]
         assert done["throughputPoints"] >= 2
-        matrix = done["state"]["keys"]["default"]["latest"]["forgetting"]["matrix"]
-        assert done["matrixCells"] == sum(v is not None for row in matrix for v in row)
+        evaluations = done["state"]["keys"]["default"]["evaluations"][-20:]  # the matrix as the page draws it: a row per evaluation
+        assert done["matrixCells"] == sum(v is not None for e in evaluations for v in e["row"]) and done["matrixRows"] == len(evaluations) >= 2
+        assert done["curves"] == len({c for e in evaluations for c in e["columns"]}) >= 2  # a forgetting curve per concept
         assert browser.find_element("id", "status").text == "finished"
         assert browser.find_element("id", "t-events").text == "9,000"
         assert done["lastError"] is None
