@@ -50,11 +50,16 @@ class Learner(Protocol):
         ...
 
 
+DEFAULT_MODEL = "hoeffding_tree"
+"""The model a run, the Python API and a :class:`LearnerSpec` build when none is named: it learns multi-class and string labels
+(chosen by ``benchmarks/default_model.py``)."""
+
+
 @dataclass(frozen=True)
 class LearnerSpec:
     """What to build: a model spec (preset name or dotted path) and its parameters."""
 
-    model: str = "logreg"
+    model: str = DEFAULT_MODEL
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 42
     strategy: str | None = None

@@ -312,7 +312,7 @@ def test_sigkill_of_one_cluster_process_mid_stream_changes_nothing_learned(
 
     def command(process_id: int, addresses: str) -> list[str]:
         recovery = tmp_path / f"recovery-{process_id}"
-        return _command(kafka_bootstrap, f"cluster-crash-{unique}", topics, recovery, "--model", "logreg", "--addresses", addresses, "--process-id", str(process_id))
+        return _command(kafka_bootstrap, f"cluster-crash-{unique}", topics, recovery, "--addresses", addresses, "--process-id", str(process_id))
 
     def start_cluster(round_: int, stdout: int = subprocess.DEVNULL) -> list[subprocess.Popen[bytes]]:
         addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
