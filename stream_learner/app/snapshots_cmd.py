@@ -1,17 +1,21 @@
 """``stream-learner snapshots list|show|restore|delete``: inspect and manage stored models.
 
-Works on the Redis store of the settings (``--redis-url``, ``--app``) or, with
-``--dir``, on a local snapshot directory (the embedded run's).
-"""
+Works on a local snapshot directory (``--dir``; without it and without a
+Redis store in the settings, the embedded run's, ``OUT/snapshots``) or on
+the Redis store of the settings (``--redis-url``, ``--app``); the listing
+says which."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from stream_learner.app.args import plain
-from stream_learner.errors import SnapshotError
+from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.metrics import Prequential
 from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
 from stream_learner.state import decode
@@ -25,7 +29,7 @@ def add_parser(commands: Any) -> None:
     common.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON)")
     common.add_argument("--redis-url", default=None, metavar="URL")
     common.add_argument("--app", default=None, help="application name (default: the settings' app)")
-    common.add_argument("--dir", default=None, metavar="DIR", help="a local snapshot directory instead of Redis")
+    common.add_argument("--dir", default=None, metavar="DIR", help="a local snapshot directory (default without Redis settings: the embedded run's, OUT/snapshots)")
     common.add_argument("--json", action="store_true", help="JSON output")
 
     listing = actions.add_parser("list", parents=[common], help="every model key and its versions")
@@ -39,21 +43,23 @@ def add_parser(commands: Any) -> None:
     delete = actions.add_parser("delete", parents=[common], help="delete one version, or every version of a key")
     delete.add_argument("key")
     delete.add_argument("--version", type=int, default=None, help="default: every version")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed when not run from a terminal)")
     p.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
-    store, signing_key = _open(args)
-    result = {"list": _list, "show": _show, "restore": _restore, "delete": _delete}[args.action](store, signing_key, args)
+    store, signing_key, where = _open(args)
+    result = {"list": _list, "show": _show, "restore": _restore, "delete": _delete}[args.action](store, signing_key, args, where)
     if args.json:
         print(json.dumps(result))
     else:
-        for line in _lines(args.action, result):
+        for line in _lines(args.action, result, where):
             print(line)
     return 0
 
 
-def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
+def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None, str]:
+    """The store, the signing key, and where the store is, in words."""
     from stream_learner.app.stores import configured_signing_key, open_store
     from stream_learner.settings import load_settings
 
@@ -64,12 +70,18 @@ def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None]:
         overrides["app"] = args.app
     settings = load_settings(args.config, overrides)
     key = configured_signing_key(settings)
-    if args.dir:
-        from connectors.local_store import LocalSnapshotStore
+    directory = args.dir
+    if directory is None and "url" not in settings.redis.model_fields_set:  # no Redis named anywhere: the embedded run's store
+        directory = settings.run.snapshot_dir or str(Path(settings.run.out) / "snapshots")
+    if directory is None:
+        url = urllib.parse.urlsplit(settings.redis.url.get_secret_value())
+        return open_store(settings), key, f"Redis {url.scheme}://{url.hostname}:{url.port or 6379}{url.path} (app {settings.app!r})"
+    from connectors.local_store import LocalSnapshotStore
 
-        local = LocalSnapshotStore(args.dir, app=settings.app, retain=settings.snapshot.retain)
-        return local, key or local.signing_key(create=False)
-    return open_store(settings), key
+    if not Path(directory).is_dir():
+        raise SnapshotError(f"no snapshot directory {directory}" + ("" if args.dir else " (the embedded run's; name one with --dir DIR, or Redis with --redis-url URL)"))
+    local = LocalSnapshotStore(directory, app=settings.app, retain=settings.snapshot.retain)
+    return local, key or local.signing_key(create=False), f"{directory} (app {settings.app!r})"
 
 
 def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes | None) -> dict[str, Any]:
@@ -89,12 +101,21 @@ def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes |
         if signing_key is None:
             info["verified"] = None
         else:
-            open_envelope(blob, signing_key=signing_key)
+            _, payload = open_envelope(blob, signing_key=signing_key)
             info["verified"] = True
+            info["model"] = _model(payload)
     except SnapshotError as exc:
         info["verified"] = False
         info["error"] = str(exc)
     return info
+
+
+def _model(payload: bytes) -> str | None:
+    """The model a verified snapshot's learner was built as (``None`` when its state cannot be read)."""
+    try:
+        return str(decode(payload)["spec"]["model"])
+    except (SnapshotError, KeyError, TypeError):
+        return None
 
 
 def _pointer(store: SnapshotStore, key: str) -> tuple[list[int], dict[str, Any]]:
@@ -104,7 +125,7 @@ def _pointer(store: SnapshotStore, key: str) -> tuple[list[int], dict[str, Any]]
     return versions, {"latest": latest} if problem is None else {"latest": None, "latest_error": problem}
 
 
-def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> list[dict[str, Any]]:
     listing = []
     for k in [args.key] if args.key else store.keys():
         versions, pointer = _pointer(store, k)
@@ -112,7 +133,7 @@ def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namesp
     return listing
 
 
-def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> dict[str, Any]:
     """One version; by default ``latest``, or the newest stored version when the pointer is wrong; what its learner holds once it verifies."""
     versions, pointer = _pointer(store, args.key)
     if args.version is not None and args.version not in versions:
@@ -148,7 +169,7 @@ def _learner_summary(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> dict[str, Any]:
     if signing_key is None:
         raise SnapshotError("restoring needs the signing key, to verify the version first (STREAM_LEARNER_SNAPSHOT__SIGNING_KEY)")
     open_envelope(store.load(args.key, args.version), signing_key=signing_key)
@@ -156,20 +177,33 @@ def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Nam
     return {"key": args.key, "latest": args.version}
 
 
-def _delete(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace) -> dict[str, Any]:
+def _delete(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> dict[str, Any]:
+    what = f"every version of key {args.key!r}" if args.version is None else f"version {args.version} of key {args.key!r}"
+    if not args.yes and not _confirmed(f"delete {what} from {where}?"):
+        return {"key": args.key, "deleted": None}
     store.delete(args.key, args.version)
     return {"key": args.key, "deleted": "all" if args.version is None else args.version, **_pointer(store, args.key)[1]}
 
 
-def _lines(action: str, result: Any) -> list[str]:
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; off a terminal nobody can answer: a :class:`ConfigError` says to give ``--yes``."""
+    if not sys.stdin.isatty():
+        raise ConfigError(f"snapshots delete would {question.rstrip('?')}: give --yes to confirm (no terminal to ask on)")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _lines(action: str, result: Any, where: str) -> list[str]:
     if action == "list":
         if not result:
-            return ["no snapshots"]
-        lines = []
+            return [f"no snapshots in {where}"]
+        lines = [f"snapshots in {where}:"]
         for entry in result:
             lines.append(f"{entry['key']}: latest {entry['latest']}" + (f" ({entry['latest_error']})" if "latest_error" in entry else ""))
             for v in entry["versions"]:
                 mark = {True: "ok", False: f"INVALID: {v.get('error')}", None: "unverified"}[v["verified"]]
-                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes'] if v['bytes'] is not None else '-':>9} bytes  {mark}")
+                model = f"{v.get('model') or '?'} ({v.get('strategy', '?')})"
+                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes'] if v['bytes'] is not None else '-':>9} bytes  {model:<28} {mark}")
         return lines
+    if action == "delete" and result["deleted"] is None:
+        return ["nothing deleted"]
     return [json.dumps(result, indent=2)]
