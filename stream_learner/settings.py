@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from stream_learner.errors import ConfigError
+from stream_learner.learners.base import DEFAULT_MODEL
 
 ENV_PREFIX = "STREAM_LEARNER_"
 ENV_DELIMITER = "__"
@@ -139,10 +140,6 @@ class LabelSettings(_Section):
 
     window_size: int = Field(10_000, ge=1)
     window_seconds: float = Field(3600.0, gt=0)
-
-
-DEFAULT_MODEL = "hoeffding_tree"
-"""The model of a run that names none: binary, multi-class and string labels alike (benchmarks/default_model.py)."""
 
 
 class RunSettings(_Section):

@@ -167,6 +167,9 @@ def _run(args: argparse.Namespace) -> int:
     options = settings.run
     with Serving(args, say=say) as serving:  # off unless asked
         args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
+        if serving.telemetry is not None:
+            source = f"kafka:{settings.kafka.input_topic}" if options.source == "kafka" else options.source
+            serving.telemetry.describe_run(source, engine)
         summary = _run_engine(args, settings, engine)
         # said before Serving lingers (--linger): the summary is there while the metrics can still be read
         if options.json_summary and options.predictions != STDIO:  # stdout carries machine output only: the predictions, or else the JSON summary

@@ -246,7 +246,7 @@ def test_produce_and_run_from_the_command_line(kafka_bootstrap: str, redis_url: 
     assert shown["verified"] and shown["events_seen"] == 600
     oldest = listing[0]["versions"][0]["version"]
     assert call("snapshots", "restore", "default", str(oldest))["latest"] == oldest
-    assert call("snapshots", "delete", "default")["latest"] is None
+    assert call("snapshots", "delete", "default", "--yes")["latest"] is None
 
 
 
