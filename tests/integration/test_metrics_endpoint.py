@@ -90,6 +90,9 @@ def test_cli_metrics_match_the_run_summary(tmp_path: Path) -> None:
     assert process.returncode == 0, stderr
 
     assert summary["events"] == 9000 and summary["drifts"] >= 1
+    [(run, one)] = samples["stream_learner_run_info"]  # what the run learns, for the page's header and Grafana
+    assert one == 1.0 and run == {"source": DRIFT_SOURCE, "model": "hoeffding_tree", "strategy": "none", "detector": "adwin"}
+    assert _total(samples, "stream_learner_end_time_seconds") > 0  # the source has ended: a remote page says "finished"
     assert _total(samples, "stream_learner_events_total") == summary["events"]
     assert _total(samples, "stream_learner_predictions_total", key="default") == summary["predictions"] == 9000
     assert _total(samples, "stream_learner_dead_letters_total") == summary["dead_letters"] == 0
