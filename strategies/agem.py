@@ -139,7 +139,14 @@ def _plugin_class() -> type:
 
 
 class AGEM(Rewinding, AvalancheStrategy):
-    """Averaged GEM (Avalanche AGEMPlugin): project gradients that would raise the loss on memory."""
+    """Averaged GEM (Avalanche AGEMPlugin): project gradients that would raise the loss on memory.
+
+    Args:
+        patterns_per_experience: events kept per concept, a random subset of the ended concept's window (so at most the learner's window); more is more representative, costs memory.
+        sample_size: events per reference batch, split over the stored concepts, whose gradient no update may oppose; larger is steadier but costs a bigger extra pass per micro-batch.
+        max_experiences: how many of the latest concepts keep their memory (older ones are dropped); raise it to protect more; each gives at least one event to every reference batch.
+        rewind: events a boundary looks back for where the error rose, so the memory takes only events before the change; 0 turns it off; raise it if the detector fires late.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

@@ -27,7 +27,12 @@ from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 
 class Cumulative(TorchStrategy):
-    """Cumulative upper bound: each micro-batch also replays past concepts, as many updates as Avalanche's Cumulative."""
+    """Cumulative upper bound: each micro-batch also replays past concepts, as many updates as Avalanche's Cumulative.
+
+    Args:
+        max_size: most events kept over all concepts (beyond it, a uniform reservoir sample of all seen); raise it, memory permitting, to get closer to full cumulative training.
+        max_rounds: most updates per micro-batch (one per concept seen, the current one included); bounds the time when drift detection marks many concepts.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

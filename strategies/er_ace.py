@@ -54,7 +54,12 @@ def ace_loss(out_in: torch.Tensor, y_in: torch.Tensor, out_buffer: torch.Tensor,
 
 
 class ERACE(TorchStrategy):
-    """ER-ACE (Avalanche ER_ACE, online): replay with the asymmetric cross-entropy; new classes do not push old ones down."""
+    """ER-ACE (Avalanche ER_ACE, online): replay with the asymmetric cross-entropy; new classes do not push old ones down.
+
+    Args:
+        mem_size: capacity of the class-balanced memory in events, split evenly over the classes seen; raise it to keep more events per class.
+        batch_size_mem: memory events replayed per micro-batch, from the second micro-batch on and once the memory holds that many; raise it to weigh the past more.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

@@ -33,7 +33,15 @@ from stream_learner.errors import ConfigError
 
 
 class EWC(Rewinding, AvalancheStrategy):
-    """Elastic weight consolidation (Avalanche EWCPlugin): online, or separate with bounded anchors."""
+    """Elastic weight consolidation (Avalanche EWCPlugin): online, or separate with bounded anchors.
+
+    Args:
+        ewc_lambda: weight of the penalty pulling parameters to their anchor, by importance; raise it if old concepts are forgotten, lower it if new ones learn slowly; retune it if batch_size changes.
+        mode: online keeps one anchor, its importances summed over concepts with decay_factor; separate keeps one anchor per concept, the last max_anchors (more memory and time).
+        decay_factor: online mode only: share (0 to 1) of the older importances kept at each boundary; 0 keeps only the last concept's, 1 never fades; lower it to favour recent concepts.
+        max_anchors: separate mode only: how many of the latest concepts keep an anchor; each adds a penalty term to every update, so more remembers longer but costs time and memory.
+        rewind: events a boundary looks back for where the error rose, to consolidate on the events and parameters before the change; 0 turns it off; raise it if the detector fires late.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

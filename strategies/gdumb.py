@@ -38,7 +38,14 @@ from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 
 class GDumb(TorchStrategy):
-    """GDumb (Avalanche GDumbPlugin): a class-balanced memory; at each boundary the network is retrained from scratch on it."""
+    """GDumb (Avalanche GDumbPlugin): a class-balanced memory; at each boundary the network is retrained from scratch on it.
+
+    Args:
+        mem_size: capacity of the class-balanced memory in events, split evenly over the classes seen; the network learns only from it.
+        epochs: passes over the memory when the network is retrained from its initial weights at a boundary; raise it if it underfits, lower it if boundaries are slow.
+        batch_size: events per update, in the retraining at a boundary and in the updates after each micro-batch.
+        steps: updates on class-balanced batches of the memory after each micro-batch, so the network keeps up with new classes between boundaries; more costs time per micro-batch.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

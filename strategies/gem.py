@@ -21,7 +21,13 @@ from stream_learner.errors import ConfigError
 
 
 class GEM(AvalancheStrategy):
-    """Gradient episodic memory (Avalanche GEMPlugin): project gradients so no stored experience's loss rises."""
+    """Gradient episodic memory (Avalanche GEMPlugin): project gradients so no stored experience's loss rises.
+
+    Args:
+        patterns_per_experience: events kept per concept, a random subset of the ended concept's window; every update runs an extra pass over each concept's events.
+        memory_strength: margin (0 or more; the paper's gamma) added to the projection's constraints; larger favours lowering the stored concepts' losses over the new concept.
+        max_experiences: how many of the latest concepts keep their memory, one constraint each in the quadratic programme of every update; lower it if updates are slow.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

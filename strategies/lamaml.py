@@ -95,7 +95,19 @@ def _template_class() -> type:
 
 
 class LaMAML(TorchStrategy):
-    """La-MAML meta-learning (Avalanche lamaml_v2): look-ahead updates with learned learning rates."""
+    """La-MAML meta-learning (Avalanche lamaml_v2): look-ahead updates with learned learning rates.
+
+    Args:
+        n_inner_updates: look-ahead updates per micro-batch, each on one part of it; use a divisor of the learner's batch_size (or a part can be empty); more costs time.
+        second_order: true differentiates through the look-ahead updates; false uses the first-order approximation, faster and lighter: set false for big networks.
+        grad_clip_norm: look-ahead gradients are clamped to plus or minus this value and meta-gradients clipped to this norm; lower it if training diverges.
+        learn_lr: true learns the per-parameter learning rates from the meta-loss at every micro-batch; false keeps them at alpha_init.
+        lr_alpha: learning rate of the updates to the per-parameter learning rates (with learn_lr); lower it if they swing, raise it if they adapt too slowly.
+        sync_update: true makes the meta-update with the learner's optimizer and lr; false with the learned per-parameter rates (the learner's lr then goes unused).
+        alpha_init: starting value of every per-parameter learning rate (look-ahead and meta-updates); with learn_lr false it stays the rate; lower it if training diverges.
+        max_buffer_size: capacity of the reservoir buffer in events, updated at each boundary from the ended concept's window; larger remembers more.
+        buffer_mb_size: buffer events mixed into each micro-batch's meta-loss, from the first boundary on; raise it to weigh past concepts more.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

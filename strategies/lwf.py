@@ -21,7 +21,12 @@ from stream_learner.learners.torch import output_layer
 
 
 class LwF(AvalancheStrategy):
-    """Learning without forgetting (Avalanche LwFPlugin): distil the previous concept's model."""
+    """Learning without forgetting (Avalanche LwFPlugin): distil the previous concept's model.
+
+    Args:
+        alpha: weight of the distillation loss (the model's outputs against the teacher's, the model kept at the last boundary); raise it to forget less, lower it if new concepts learn slowly.
+        temperature: softmax temperature of the distillation (above 0); higher passes on more of the teacher's ranking of unlikely classes; 2 is the usual value.
+    """
 
     def __init__(self, alpha: float = 1.0, temperature: float = 2.0) -> None:
         if float(alpha) < 0 or not float(temperature) > 0:

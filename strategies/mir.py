@@ -36,7 +36,13 @@ from stream_learner.learners.strategy import TorchStrategy, TrainStep
 
 
 class MIR(TorchStrategy):
-    """MIR (Avalanche MIRPlugin, online): replay the stored events a virtual update on the micro-batch would hurt most."""
+    """MIR (Avalanche MIRPlugin, online): replay the stored events a virtual update on the micro-batch would hurt most.
+
+    Args:
+        mem_size: capacity of the class-balanced memory in events, split evenly over the classes seen; raise it to keep more events per class.
+        subsample: memory events scored by the virtual update per micro-batch (classes just learned left out); more finds worse-hit events but costs two passes over them.
+        batch_size_mem: most-hurt candidates replayed per micro-batch (at most subsample); none until more than this many are stored; raise it to weigh the past more.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

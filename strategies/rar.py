@@ -49,7 +49,15 @@ def augment(x: torch.Tensor, noise: float, mask: float) -> torch.Tensor:
 
 
 class RAR(TorchStrategy):
-    """Repeated augmented rehearsal: replay each micro-batch several times, each with fresh memory samples and a fresh augmentation."""
+    """Repeated augmented rehearsal: replay each micro-batch several times, each with fresh memory samples and a fresh augmentation.
+
+    Args:
+        mem_size: memory capacity in events, a uniform reservoir sample of the stream (not class-balanced); raise it to remember more of the past.
+        batch_size_mem: memory events drawn afresh for each repeat and trained with the micro-batch; raise it to weigh the past more.
+        repeats: updates on each micro-batch; 1 with noise 0 and mask 0 is plain online replay; more fits the memory better at that many times the cost.
+        noise: standard deviation of the Gaussian jitter on each repeat's features, in the units the network sees (standardised if the learner scales); 0 turns it off.
+        mask: probability (0 to below 1) that each feature value of a repeat's batch is zeroed; 0 turns it off; raise it for more augmentation.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from stream_learner.learners.strategy import TrainStep
 
 
 class Replay(AvalancheStrategy):
-    """Experience replay (Avalanche storage policies) with a reservoir or class-balanced buffer."""
+    """Experience replay (Avalanche storage policies) with a reservoir or class-balanced buffer.
+
+    Args:
+        mem_size: buffer capacity in events, filled at each boundary from the ended concept's window; larger remembers more of the past but costs memory and snapshot size.
+        policy: reservoir keeps a uniform sample of past events; class_balanced splits the buffer evenly over the classes seen: use it when classes arrive one after another.
+        batch_size_mem: buffer events replayed with each micro-batch; unset, as many as the micro-batch's new events; raise it to weigh the past more.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

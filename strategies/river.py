@@ -23,7 +23,13 @@ class ResetOnDrift(RiverStrategy):
 
 
 class Ensemble(RiverStrategy):
-    """Wrap the model in a river drift-adaptive ensemble (ADWIN or leveraging bagging)."""
+    """Wrap the model in a river drift-adaptive ensemble (ADWIN or leveraging bagging).
+
+    Args:
+        n_models: copies of the model in the ensemble; more is steadier, but each event trains every copy, so time and memory grow with it.
+        method: adwin_bagging (online bagging; when ADWIN flags drift, the worst member is replaced) or leveraging_bagging (the same, heavier resampling: more diverse, slower).
+        seed: seeds the ensemble's random resampling weights, so runs repeat; change it for another draw.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

@@ -34,7 +34,12 @@ from stream_learner.learners.torch import output_layer
 
 
 class SLDA(TorchStrategy):
-    """Streaming LDA (Avalanche StreamingLDA) as the output layer, on the fixed input of the network's output layer."""
+    """Streaming LDA (Avalanche StreamingLDA) as the output layer, on the fixed input of the network's output layer.
+
+    Args:
+        shrinkage: weight (above 0, at most 1) of the identity mixed into the shared covariance before inverting it; raise it if features are many or events per class few.
+        streaming_update_sigma: true updates the shared covariance with every event; false keeps its all-ones start and learns only class means (cheaper, cruder): leave it true.
+    """
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:
