@@ -1,7 +1,6 @@
 """A snapshot store in Redis.
 
-Keys, per application and model key (the ``{...}`` hash tag keeps one model
-key's keys in one cluster slot)::
+Keys, per application and model key::
 
     PREFIX:{APP/KEY}:v:N        the envelope of version N
     PREFIX:{APP/KEY}:versions   sorted set of the stored versions
@@ -11,7 +10,10 @@ key's keys in one cluster slot)::
 
 Every change is one Lua script, so Redis runs it atomically: ``latest``
 never points at a missing or half-written version, and retention (the last
-``retain`` versions) is applied in the same step.
+``retain`` versions) is applied in the same step. The store needs one Redis
+server (with replicas or Sentinel as you like), not Redis Cluster: a save
+touches a model key's keys and the application's key set, which a cluster
+would keep in different slots.
 """
 
 from __future__ import annotations

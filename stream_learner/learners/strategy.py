@@ -282,10 +282,6 @@ def load_strategies(spec: str, params: dict[str, Any], family: str) -> list[Any]
             strategies.append(cls(**kwargs))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"bad parameters for strategy {name!r}: {exc}") from None
-        except StrategyLoadError:
-            raise
-        except ConfigError:
-            raise
     unused = sorted(set(shared) - used)
     if unused:
         raise ConfigError(f"no strategy of {spec!r} takes parameter {unused[0]!r}")
