@@ -35,7 +35,7 @@ from stream_learner.snapshot import load_latest_valid, read_header, seal
 pytestmark = pytest.mark.integration
 
 SIGNING_KEY = "e2e-signing-key"
-ENGINE = EngineConfig(metrics_every=200, snapshot_every=500)
+ENGINE = EngineConfig(learner=LearnerSpec("logreg"), metrics_every=200, snapshot_every=500)  # a linear model: the SEA drifts are ones its error shows
 PROBE = [{"0": x / 3, "1": y / 3, "2": (x * y) % 10} for x, y in itertools.product(range(30), range(30))][:200]
 
 
