@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -25,3 +26,30 @@ def drift_pairs() -> list[tuple[dict[str, Any], Any]]:
 
     source = SyntheticSource("agrawal", seed=3, every=1000, concepts=3)
     return [(e.features, e.label) for e in itertools.islice(source.read_from(0), 3000)]
+
+
+BROKEN = {
+    "checks_forgetful": "Forgetful",
+    "checks_hoarder": "Hoarder",
+    "checks_shared": "Shared",
+    "checks_impure": "Impure",
+    "checks_river_boundary_raises": "RiverBoundaryRaises",
+    "checks_torch_boundary_raises": "TorchBoundaryRaises",
+}
+"""The strategies of ``conformance/broken_strategies.py``: entry-point name -> class."""
+
+
+@pytest.fixture
+def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The strategies of ``conformance/broken_strategies.py``, registered by a distribution on ``sys.path`` as pip would install it.
+
+    Here, not in a ``conftest.py`` of ``conformance/``: with ``--doctest-modules`` every
+    conftest is collected as a module named ``conftest``, and two of them collide.
+    """
+    info = tmp_path / "broken_checks-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-checks\nVersion: 0.1\n")
+    entries = "".join(f"{name} = broken_strategies:{cls}\n" for name, cls in BROKEN.items())
+    (info / "entry_points.txt").write_text(f"[stream_learner.strategies]\n{entries}")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "conformance"))
+    monkeypatch.syspath_prepend(str(tmp_path))
