@@ -102,6 +102,8 @@ class EmbeddedProfile(Profile):
         signing_key = options.signing_key or os.environ.get(SIGNING_KEY_ENV, "").encode() or store.signing_key()
         if options.resume:
             self.payloads, self.start = _latest_payloads(store, signing_key)
+        else:
+            _warn_of_earlier_snapshots(store, snapshot_dir)
         return store, signing_key
 
     def source(self, stats: RunStats) -> OffsetSource:
@@ -180,6 +182,17 @@ def _stdin_named(source: str) -> str:
     ('file:/dev/stdin', 'file:events.jsonl')
     """
     return f"file:{STDIN_PATH}" if source == f"file:{STDIO}" else source
+
+
+def _warn_of_earlier_snapshots(store: LocalSnapshotStore, snapshot_dir: Path) -> None:
+    """A run that does not resume stacks its snapshots on what an earlier run left in the same folder: say so."""
+    keys = store.keys()
+    if keys:
+        logger.warning(
+            "%s already holds snapshots of %d model key(s) (%s) from an earlier run; this run starts afresh and adds its own as newer versions "
+            "(--resume continues them; 'stream-learner snapshots list --dir %s' shows each version's model)",
+            snapshot_dir, len(keys), ", ".join(sorted(keys)[:3]) + (", ..." if len(keys) > 3 else ""), snapshot_dir,
+        )
 
 
 def _latest_payloads(store: LocalSnapshotStore, signing_key: bytes) -> tuple[dict[str, bytes], int]:

@@ -252,3 +252,17 @@ def test_a_kafka_run_without_a_signing_key_is_one_line_before_any_client_starts(
     result = subprocess.run([CLI, "run", "--source", "kafka", "--bootstrap-servers", "127.0.0.1:1"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines() == ["stream-learner: error: snapshots need a signing key: set STREAM_LEARNER_SNAPSHOT__SIGNING_KEY (or snapshot.signing_key in the config file)"]
+
+
+def test_a_run_that_does_not_resume_says_it_stacks_on_an_earlier_runs_snapshots(tmp_path: Path) -> None:
+    first = _cli("run", "--model", "logreg", "--max-events", "500", "--quiet", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "already holds snapshots" not in first.stderr
+    second = _cli("run", "--model", "hoeffding_tree", "--max-events", "500", "--quiet", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    warning = [line for line in second.stderr.splitlines() if "already holds snapshots" in line]
+    assert len(warning) == 1 and "1 model key(s) (default)" in warning[0] and "--resume" in warning[0]
+    listing = _cli("snapshots", "list", "--dir", "out/snapshots", "--json", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    (key,) = json.loads(listing.stdout)
+    assert [version["model"] for version in key["versions"]] == ["logreg", "hoeffding_tree"]
