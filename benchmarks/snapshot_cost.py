@@ -98,7 +98,8 @@ def recovery_rates(name: str, events: list[tuple[dict[str, Any], Any]]) -> dict[
     from bytewax.testing import TestingSink, cluster_main
 
     from connectors.memory import MemorySource
-    from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+    from stream_learner.app.dataflow import Sinks, build_dataflow
+    from stream_learner.app.run_stats import RunStats
     from stream_learner.engine import EngineConfig
     from stream_learner.learners.base import LearnerSpec
 

@@ -30,7 +30,8 @@ from river import metrics
 
 from connectors.memory import MemorySource
 from connectors.synthetic import SyntheticSource
-from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+from stream_learner.app.dataflow import Sinks, build_dataflow
+from stream_learner.app.run_stats import RunStats
 from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig
 from stream_learner.learners.base import LearnerSpec

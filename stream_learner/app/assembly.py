@@ -29,8 +29,9 @@ from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig
 
 from connectors.snapshot_writer import BackgroundSnapshotSink
-from stream_learner.app.dataflow import RunStats, Sinks, build_dataflow
+from stream_learner.app.dataflow import Sinks, build_dataflow
 from stream_learner.app.execution import execute, our_error
+from stream_learner.app.run_stats import RunStats
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.snapshot import SnapshotStore
 

@@ -39,8 +39,9 @@ from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.console import ConsoleLines
-from stream_learner.app.dataflow import RunStats, Sinks
+from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
+from stream_learner.app.run_stats import RunStats
 from stream_learner.app.stores import open_store, signing_key
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError

@@ -25,9 +25,10 @@ from connectors.sources import parse_source
 from stream_learner.app.args import STDIO
 from stream_learner.app.assembly import Profile, run_profile
 from stream_learner.app.console import ConsoleLines, StdoutJsonl
-from stream_learner.app.dataflow import RunStats, Sinks
+from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.progress import Progress, render_stats
+from stream_learner.app.run_stats import RunStats
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.snapshot import load_latest_valid

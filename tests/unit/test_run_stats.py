@@ -1,6 +1,6 @@
 """RunStats.summary: the run's figures from each key's latest metrics record."""
 
-from stream_learner.app.dataflow import RunStats
+from stream_learner.app.run_stats import RunStats
 from stream_learner.engine import StepOutput
 
 
