@@ -27,6 +27,10 @@ class RunStats:
         self.snapshot_failures = 0
         self.feature_drifts = 0  # input drifts found, over every key
         self.latest_metrics: dict[str, dict[str, Any]] = {}
+        self.evictions = _Timings()
+        self.restores = _Timings()
+        self.resident = 0  # keys in memory at the latest report
+        self.resident_max = 0
 
     def add_read(self, n: int) -> None:
         """Records read from the source."""
@@ -64,6 +68,31 @@ class RunStats:
         if self.listener is not None:
             self.listener.on_snapshot(key, version)
 
+    def key_evicted(self, key: str, seconds: float) -> None:
+        """``key``'s learner left memory for the snapshot store, which took ``seconds``."""
+        with self._lock:
+            self.evictions.add(seconds)
+        self._tell("on_evicted", key, seconds)
+
+    def key_restored(self, key: str, seconds: float) -> None:
+        """``key``'s learner came back from the snapshot store on its next event, which took ``seconds``."""
+        with self._lock:
+            self.restores.add(seconds)
+        self._tell("on_restored", key, seconds)
+
+    def resident_keys(self, n: int) -> None:
+        """``n`` keys' learners are in memory now."""
+        with self._lock:
+            self.resident = n
+            self.resident_max = max(self.resident_max, n)
+        self._tell("on_resident", n)
+
+    def _tell(self, hook: str, *args: Any) -> None:
+        """Call the listener's ``hook`` where it has one (the fleet hooks are optional for listeners)."""
+        method = getattr(self.listener, hook, None)
+        if method is not None:
+            method(*args)
+
     def summary(self) -> dict[str, Any]:
         """The run's figures (accuracy weighted by labelled events across keys)."""
         with self._lock:
@@ -89,11 +118,32 @@ class RunStats:
                 "concepts": sum(m["concepts"] for m in metrics),
                 "forgetting": _forgetting_summary(metrics),
                 "keys": len(metrics),
+                "resident_keys": self.resident,
+                "resident_keys_max": self.resident_max,
+                "evictions": self.evictions.summary(),
+                "restores": self.restores.summary(),
                 "snapshots": self.snapshots,
                 "snapshot_failures": self.snapshot_failures,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
             }
+
+
+class _Timings:
+    """How often something happened, and its total and longest time in seconds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.max_seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.max_seconds = max(self.max_seconds, seconds)
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": self.count, "seconds": round(self.seconds, 6), "max_seconds": round(self.max_seconds, 6)}
 
 
 def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
