@@ -30,7 +30,7 @@ def parse_source(spec: str, *, seed: int = 42, **kwargs: Any) -> OffsetSource:
         from connectors.synthetic import SyntheticSource
 
         name, _, query = rest.partition("?")
-        options = _int_options(spec, query)
+        options: dict[str, Any] = _int_options(spec, query)  # typed loosely: SyntheticSource takes each as its own keyword
         return SyntheticSource(name, seed=seed, **options, **kwargs)
     if kind == "file" and rest:
         from connectors.files import JsonlFileSource

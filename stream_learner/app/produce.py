@@ -146,9 +146,12 @@ def _messages(source: str, seed: int, key: str, max_events: int | None) -> Itera
                 line = line.rstrip(b"\r\n")
                 yield _file_message(line)
         return
+    from connectors.base import PairSource
     from connectors.sources import parse_source
 
     src = parse_source(source, seed=seed, max_events=max_events)
+    if not isinstance(src, PairSource):  # the other sources (files) are read above, line by line
+        raise ConfigError(f"cannot produce from {source!r}")
     for event in itertools.islice(src.read_from(0), src.max_events):  # max_events None: endless
         document = {"id": event.id, "features": event.features, "label": event.label, "key": key}
         label_doc = {"id": event.id, "label": event.label, "key": key} if event.label is not None else None
