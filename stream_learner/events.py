@@ -369,7 +369,7 @@ def load_object(raw: bytes | None, max_bytes: int) -> Any:
         return None
 
 
-def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label"]) -> DeadLetterDict:
+def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["event", "label", "command"]) -> DeadLetterDict:
     """The dead letter of a record that holds no JSON object (``what`` words it): why, from the record again."""
     if raw is None:
         return dead_letter("tombstone", f"invalid {what}: a null record value (a tombstone)", b"", origin)
@@ -383,6 +383,8 @@ def refusal(raw: bytes | None, origin: Origin, max_bytes: int, what: Literal["ev
     except orjson.JSONDecodeError as exc:
         if what == "event":
             return dead_letter("invalid_json", f"invalid JSON: {exc}", raw, origin)
+        if what == "command":
+            return dead_letter("invalid_command", f"invalid control command JSON: {exc}", raw, origin)
         return dead_letter("invalid_label_json", f"invalid label JSON: {exc}", raw, origin)
     return dead_letter("not_an_object", f"invalid {what}: must be a JSON object, not {type(document).__name__}", raw, origin)
 

@@ -37,6 +37,10 @@ DeadLetterReason = Literal[
     "unjoinable_label",  # a delayed label in a run that joins none
     "schema",  # contradicts what the key's model has learned
     "model_error",
+    "invalid_command",  # a control record that is not a well-formed command
+    "unsigned_command",
+    "bad_signature",  # a control command signed with another key, or altered
+    "stale_command",  # a control command older than its time to live
 ]
 """Why a record became a dead letter: a fixed set (also the ``reason`` label of the dead-letter metric)."""
 REASONS: tuple[str, ...] = get_args(DeadLetterReason)
