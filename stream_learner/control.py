@@ -42,6 +42,8 @@ Action = Literal["promote", "rollback", "pause-learning", "resume-learning", "sn
 ACTIONS: tuple[str, ...] = get_args(Action)
 MAX_AGE = 3600.0
 """Seconds a command stays valid after ``issued_at`` (a stopped service may read it late; a replay weeks later must not act)."""
+CLOCK_SKEW = 300.0
+"""Seconds a command's ``issued_at`` may be ahead of the engine's clock (one issued far ahead would never go stale)."""
 MAX_ID_LENGTH = 200
 FIELDS = ("id", "key", "action", "arg", "issued_at")
 
@@ -84,6 +86,8 @@ def decode_command(
     if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(document, signing_key)):
         return dead_letter("bad_signature", "control command signed with another key, or altered: refused", raw, origin)
     age = now - document["issued_at"]
+    if age < -CLOCK_SKEW:
+        return dead_letter("invalid_command", f"control command issued {-age:,.0f} s in the future (clocks apart?): refused", raw, origin)
     if age > max_age:
         return dead_letter("stale_command", f"control command issued {age:,.0f} s ago, over the limit of {max_age:,.0f} s: refused", raw, origin)
     return Command(document["id"], document["key"], document["action"], document["arg"], float(document["issued_at"]))
