@@ -1,23 +1,123 @@
-"""The counts of one run, shared by the dataflow's workers, and the summary made of them."""
+"""The counts of one run, shared by the dataflow's workers, and the summary made of them.
+
+A fleet has many keys (100,000 and more), so nothing here costs O(keys) per
+event or per progress line: each key keeps a few figures from its latest
+metrics record (not the record itself), the run's totals are kept up to date
+as records arrive, and only :meth:`RunStats.summary` ranks the keys.
+
+>>> stats = RunStats(top_keys=2)
+>>> stats.observe([StepOutput(predictions=[{"key": "a"}] * 3, metrics=[
+...     {"type": "metrics", "key": "a", "events": 3, "labelled": 3, "accuracy": 0.5, "drifts": 0, "concepts": 1, "forgetting": {}}])])
+[StepOutput(...)]
+>>> summary = stats.summary()
+>>> summary["keys"], summary["accuracy_min"], summary["top_keys"]["by_events"]
+(1, 0.5, [{'key': 'a', 'events': 3, 'accuracy': 0.5}])
+"""
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from typing import Any
 
 from stream_learner.engine import StepOutput
 
+TOP_KEYS = 10
+"""Keys the summary names in each ranking (the busiest, the least accurate)."""
+DRIFT_RECENT_EVENTS = 1000
+"""A key is *in drift* while its latest detected drift is fewer than this many of its own events ago."""
+FORGETTING_FIGURES = ("average_accuracy", "average_mae", "average", "bwt")
+
+
+class _Key:
+    """One key's figures: its predictions so far and what its latest metrics and drift records said."""
+
+    __slots__ = ("predictions", "events", "labelled", "accuracy", "mae", "drifts", "failures", "concepts", "forgetting", "delayed_labels", "last_drift_at")
+
+    def __init__(self) -> None:
+        self.predictions = 0
+        self.events = 0
+        self.labelled = 0
+        self.accuracy: float | None = None
+        self.mae: float | None = None
+        self.drifts = 0
+        self.failures = 0
+        self.concepts = 0
+        self.forgetting: tuple[Any, ...] = (None,) * len(FORGETTING_FIGURES) + (0,)  # FORGETTING_FIGURES, then its concepts
+        self.delayed_labels: dict[str, int] | None = None
+        self.last_drift_at: int | None = None  # the key's event count at its latest detected drift (task switches aside)
+
+    def note_metrics(self, record: Any) -> None:
+        """Keep what a metrics record says that the summary uses (its forgetting figures without the matrix)."""
+        self.events = record.get("events", self.events)
+        self.labelled = record["labelled"]
+        self.accuracy = record["accuracy"]
+        self.mae = record.get("mae")
+        self.drifts = record["drifts"]
+        self.failures = record.get("failures", 0)
+        self.concepts = record["concepts"]
+        forgetting = record["forgetting"]
+        self.forgetting = (*(forgetting.get(name) for name in FORGETTING_FIGURES), forgetting.get("concepts", 0))
+        self.delayed_labels = record.get("delayed_labels")
+
+    def in_drift(self, recent: int) -> bool:
+        """The latest detected drift is fewer than ``recent`` events before the latest metrics record."""
+        return self.last_drift_at is not None and self.events - self.last_drift_at < recent
+
+    def weighted(self) -> tuple[float, int, int]:
+        """What this key adds to the progress line's running totals: accuracy x labelled, labelled where scored, drifts."""
+        if self.accuracy is None:
+            return 0.0, 0, self.drifts
+        return self.accuracy * self.labelled, self.labelled, self.drifts
+
+    def figures(self) -> dict[str, Any]:
+        figures = {
+            "events": max(self.events, self.predictions), "labelled": self.labelled, "accuracy": self.accuracy, "mae": self.mae,
+            "drifts": self.drifts, "failures": self.failures, "concepts": self.concepts,
+            "forgetting": {**dict(zip(FORGETTING_FIGURES, self.forgetting)), "concepts": self.forgetting[-1]},
+        }  # fmt: skip
+        if self.delayed_labels is not None:
+            figures["delayed_labels"] = dict(self.delayed_labels)
+        return figures
+
+
+class _Timings:
+    """How often something happened, and its total and longest time in seconds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.max_seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.seconds += seconds
+        self.max_seconds = max(self.max_seconds, seconds)
+
+    def summary(self) -> dict[str, Any]:
+        return {"count": self.count, "seconds": round(self.seconds, 6), "max_seconds": round(self.max_seconds, 6)}
+
 
 class RunStats:
     """Counts of one run, shared by the dataflow's workers (thread-safe).
 
     ``listener`` (e.g. :class:`~stream_learner.app.telemetry.Telemetry`) sees
-    the same reads, outputs, learner steps and snapshots.
+    the same reads, outputs, learner steps and snapshots, and, where it has
+    the hooks, evictions, restores and the resident keys.
+
+    Args:
+        listener: told of each count as it happens.
+        top_keys: keys the summary names in each ranking.
+        drift_recent_events: a key is in drift while its latest detected drift
+            is fewer than this many of its own events ago. Counted in events,
+            not seconds, so a replayed file and a live stream agree.
     """
 
-    def __init__(self, listener: Any = None) -> None:
+    def __init__(self, listener: Any = None, top_keys: int = TOP_KEYS, drift_recent_events: int = DRIFT_RECENT_EVENTS) -> None:
         self.listener = listener
+        self.top_keys = top_keys
+        self.drift_recent_events = drift_recent_events
         self._lock = threading.Lock()
         self.started = time.perf_counter()
         self.events = 0
@@ -26,11 +126,12 @@ class RunStats:
         self.snapshots = 0
         self.snapshot_failures = 0
         self.feature_drifts = 0  # input drifts found, over every key
-        self.latest_metrics: dict[str, dict[str, Any]] = {}
         self.evictions = _Timings()
         self.restores = _Timings()
         self.resident = 0  # keys in memory at the latest report
         self.resident_max = 0
+        self._keys: dict[str, _Key] = {}
+        self._running = [0.0, 0, 0]  # the progress line's totals over keys: accuracy x labelled, labelled where scored, drifts
 
     def add_read(self, n: int) -> None:
         """Records read from the source."""
@@ -45,11 +146,13 @@ class RunStats:
             for out in outputs:
                 self.predictions += len(out.predictions)
                 self.dead_letters += len(out.dead_letters)
+                if out.predictions:  # one key's step: its predictions share the key
+                    self._key(out.predictions[0]["key"]).predictions += len(out.predictions)
                 for record in out.metrics:
-                    if record["type"] == "metrics":
-                        self.latest_metrics[record["key"]] = dict(record)  # a plain dict: the summary reads it as one
-                    elif record["type"] == "feature_drift":
+                    if record["type"] == "feature_drift":
                         self.feature_drifts += 1
+                    elif record["type"] == "metrics" or record["detector"] != "task":  # a task switch is no detected drift
+                        self._note(record)
         if self.listener is not None:
             self.listener.on_outputs(outputs)
         return outputs
@@ -87,76 +190,113 @@ class RunStats:
             self.resident_max = max(self.resident_max, n)
         self._tell("on_resident", n)
 
-    def _tell(self, hook: str, *args: Any) -> None:
-        """Call the listener's ``hook`` where it has one (the fleet hooks are optional for listeners)."""
-        method = getattr(self.listener, hook, None)
-        if method is not None:
-            method(*args)
+    @property
+    def latest_metrics(self) -> dict[str, dict[str, Any]]:
+        """Each key's figures from its latest metrics record (a copy, built on each call: O(keys))."""
+        with self._lock:
+            return {name: key.figures() for name, key in self._keys.items()}
+
+    def progress(self) -> dict[str, Any]:
+        """The figures of a progress line, in constant time (:meth:`summary` goes over every key)."""
+        with self._lock:
+            seconds = time.perf_counter() - self.started
+            weighted, scored_labelled, drifts = self._running
+            return {
+                "events": self.events, "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
+                "accuracy": weighted / scored_labelled if scored_labelled else None, "drifts": drifts, "dead_letters": self.dead_letters,
+                "keys": len(self._keys),
+            }  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
-        """The run's figures (accuracy weighted by labelled events across keys)."""
+        """The run's figures (accuracy weighted by labelled events across keys), the fleet's aggregates and its top keys."""
         with self._lock:
-            metrics = list(self.latest_metrics.values())
             seconds = time.perf_counter() - self.started
-            labelled = sum(m["labelled"] for m in metrics)
-            scored = [m for m in metrics if m["accuracy"] is not None]
-            scored_labelled = sum(m["labelled"] for m in scored)
-            accuracy = sum(m["accuracy"] * m["labelled"] for m in scored) / scored_labelled if scored_labelled else None
-            if len(scored) == 1:
-                accuracy = scored[0]["accuracy"]
-            mae = [m for m in metrics if m.get("mae") is not None]
+            keys = list(self._keys.values())
+            scored = [k for k in keys if k.accuracy is not None]
+            regression = [k for k in keys if k.mae is not None]
             return {
                 "events": self.events,
-                "labelled": labelled,
+                "labelled": sum(k.labelled for k in keys),
                 "predictions": self.predictions,
                 "dead_letters": self.dead_letters,
-                "accuracy": accuracy,
-                "mae": sum(m["mae"] * m["labelled"] for m in mae) / sum(m["labelled"] for m in mae) if mae else None,
-                "drifts": sum(m["drifts"] for m in metrics),
-                "failures": sum(m.get("failures", 0) for m in metrics),  # model failures at boundaries and evaluations
+                "accuracy": _weighted_mean(scored, "accuracy"),
+                "mae": _weighted_mean(regression, "mae"),
+                "drifts": sum(k.drifts for k in keys),
+                "failures": sum(k.failures for k in keys),  # model failures at boundaries and evaluations
                 "feature_drifts": self.feature_drifts,
-                "concepts": sum(m["concepts"] for m in metrics),
-                "forgetting": _forgetting_summary(metrics),
-                "keys": len(metrics),
+                "concepts": sum(k.concepts for k in keys),
+                "forgetting": _forgetting_summary(keys),
+                "keys": len(keys),
                 "resident_keys": self.resident,
                 "resident_keys_max": self.resident_max,
                 "evictions": self.evictions.summary(),
                 "restores": self.restores.summary(),
+                "accuracy_mean": sum(k.accuracy for k in scored) / len(scored) if scored else None,  # type: ignore[misc]  # each key once
+                "accuracy_min": min((k.accuracy for k in scored), default=None),  # type: ignore[type-var]
+                "keys_in_drift": sum(k.in_drift(self.drift_recent_events) for k in keys),
+                "top_keys": self._top_keys(),
                 "snapshots": self.snapshots,
                 "snapshot_failures": self.snapshot_failures,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
             }
 
+    # --- internals (the caller holds the lock) -----------------------------------------------
 
-class _Timings:
-    """How often something happened, and its total and longest time in seconds."""
+    def _tell(self, hook: str, *args: Any) -> None:
+        """Call the listener's ``hook`` where it has one (the fleet hooks are optional for listeners)."""
+        method = getattr(self.listener, hook, None)
+        if method is not None:
+            method(*args)
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.seconds = 0.0
-        self.max_seconds = 0.0
+    def _key(self, name: str) -> _Key:
+        key = self._keys.get(name)
+        if key is None:
+            key = self._keys[name] = _Key()
+        return key
 
-    def add(self, seconds: float) -> None:
-        self.count += 1
-        self.seconds += seconds
-        self.max_seconds = max(self.max_seconds, seconds)
+    def _note(self, record: Any) -> None:
+        """Keep what a metrics or drift record says of its key; the progress line's totals move by the difference."""
+        key = self._key(record["key"])
+        if record["type"] != "metrics":
+            key.last_drift_at = record["at_event"]
+            return
+        before = key.weighted()
+        key.note_metrics(record)
+        self._running = [total - b + a for total, b, a in zip(self._running, before, key.weighted())]
 
-    def summary(self) -> dict[str, Any]:
-        return {"count": self.count, "seconds": round(self.seconds, 6), "max_seconds": round(self.max_seconds, 6)}
+    def _top_keys(self) -> dict[str, list[dict[str, Any]]]:
+        """The busiest keys, and the least accurate (ties by name, so a ranking is the same in every run)."""
+
+        def entry(name: str, key: _Key) -> dict[str, Any]:
+            return {"key": name, "events": max(key.events, key.predictions), "accuracy": key.accuracy}
+
+        busiest = heapq.nsmallest(self.top_keys, self._keys.items(), key=lambda kv: (-max(kv[1].events, kv[1].predictions), kv[0]))
+        scored = ((name, key) for name, key in self._keys.items() if key.accuracy is not None)
+        worst = heapq.nsmallest(self.top_keys, scored, key=lambda kv: (kv[1].accuracy, kv[0]))
+        return {"by_events": [entry(*kv) for kv in busiest], "worst_accuracy": [entry(*kv) for kv in worst]}
 
 
-def _forgetting_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+def _weighted_mean(keys: list[_Key], figure: str) -> float | None:
+    """``figure`` averaged over ``keys``, weighted by their labelled events; one key's own figure exactly."""
+    if len(keys) == 1:
+        return getattr(keys[0], figure)
+    labelled = sum(k.labelled for k in keys)
+    return sum(getattr(k, figure) * k.labelled for k in keys) / labelled if labelled else None
+
+
+def _forgetting_summary(keys: list[_Key]) -> dict[str, Any]:
     """The latest forgetting figures, averaged over model keys that have them."""
 
-    def mean(name: str) -> float | None:
-        values = [m["forgetting"][name] for m in metrics if m["forgetting"].get(name) is not None]
+    def mean(i: int) -> float | None:
+        values = [k.forgetting[i] for k in keys if k.forgetting[i] is not None]
         return sum(values) / len(values) if values else None
 
+    average_accuracy, average_mae, average, bwt = (mean(i) for i in range(len(FORGETTING_FIGURES)))
     return {
-        "average_accuracy": mean("average_accuracy"),
-        "average_mae": mean("average_mae"),
-        "average_forgetting": mean("average"),
-        "bwt": mean("bwt"),
-        "concepts": sum(m["forgetting"].get("concepts", 0) for m in metrics),
+        "average_accuracy": average_accuracy,
+        "average_mae": average_mae,
+        "average_forgetting": average,
+        "bwt": bwt,
+        "concepts": sum(k.forgetting[-1] for k in keys),
     }

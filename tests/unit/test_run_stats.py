@@ -65,3 +65,60 @@ def test_a_listener_without_the_fleet_hooks_is_left_alone() -> None:
     stats.key_restored("a", 0.1)
     stats.resident_keys(1)
     assert stats.summary()["evictions"]["count"] == 1
+
+
+def _record(key: str, events: int, accuracy: float | None, labelled: int | None = None) -> dict:
+    return {
+        "type": "metrics", "key": key, "events": events, "labelled": events if labelled is None else labelled, "accuracy": accuracy,
+        "drifts": 0, "concepts": 1, "forgetting": {"average": None, "bwt": None, "matrix": [[0.5]], "columns": [0]},
+    }  # fmt: skip
+
+
+def _drift(key: str, at_event: int, detector: str = "adwin") -> dict:
+    return {"type": "drift", "key": key, "detector": detector, "at_event": at_event, "concept": 1, "ts": 0.0}
+
+
+def test_the_summary_aggregates_a_fleet_and_names_its_top_keys() -> None:
+    stats = RunStats(top_keys=2)
+    outputs = [StepOutput(predictions=[{"key": f"k{i}"}] * (i + 1), metrics=[_record(f"k{i}", i + 1, 0.1 * i)]) for i in range(10)]
+    stats.observe(outputs)
+    summary = stats.summary()
+    assert summary["keys"] == 10 and summary["predictions"] == 55
+    assert summary["accuracy_min"] == 0.0 and abs(summary["accuracy_mean"] - 0.45) < 1e-12  # each key once
+    assert abs(summary["accuracy"] - sum(0.1 * i * (i + 1) for i in range(10)) / 55) < 1e-12  # weighted by labelled events
+    assert summary["top_keys"]["by_events"] == [{"key": "k9", "events": 10, "accuracy": 0.1 * 9}, {"key": "k8", "events": 9, "accuracy": 0.1 * 8}]
+    assert [e["key"] for e in summary["top_keys"]["worst_accuracy"]] == ["k0", "k1"]
+
+
+def test_the_totals_follow_each_keys_latest_record_not_the_sum_of_its_records() -> None:
+    stats = RunStats()
+    stats.observe([StepOutput(metrics=[_record("a", 10, 0.5), _record("b", 10, 0.9)])])
+    stats.observe([StepOutput(metrics=[_record("a", 30, 0.7)])])
+    summary = stats.summary()
+    assert summary["labelled"] == 40 and abs(summary["accuracy"] - (0.7 * 30 + 0.9 * 10) / 40) < 1e-12
+    assert summary["accuracy_min"] == 0.7 and stats.progress()["accuracy"] == summary["accuracy"]
+
+
+def test_one_keys_accuracy_is_its_own_figure_exactly() -> None:
+    stats = RunStats()
+    stats.observe([StepOutput(metrics=[_record("a", 3, 0.1), _record("b", 3, None)])])
+    assert stats.summary()["accuracy"] == 0.1  # not 0.1 * 3 / 3
+
+
+def test_a_key_is_in_drift_until_its_own_events_pass_the_recent_window() -> None:
+    stats = RunStats(drift_recent_events=100)
+    stats.observe([StepOutput(metrics=[_record("a", 50, 0.5), _drift("a", 60), _drift("b", 5, detector="task"), _record("b", 50, 0.5)])])
+    assert stats.summary()["keys_in_drift"] == 1  # a drifted; b's task switch is no detected drift
+    stats.observe([StepOutput(metrics=[_record("a", 159, 0.5)])])
+    assert stats.summary()["keys_in_drift"] == 1  # 99 events after its drift
+    stats.observe([StepOutput(metrics=[_record("a", 160, 0.5)])])
+    assert stats.summary()["keys_in_drift"] == 0
+
+
+def test_latest_metrics_keeps_each_keys_figures_without_the_matrix() -> None:
+    stats = RunStats()
+    record = {**_record("a", 10, 0.5), "delayed_labels": {"received": 3}}
+    stats.observe([StepOutput(metrics=[record])])
+    latest = stats.latest_metrics["a"]
+    assert latest["delayed_labels"] == {"received": 3} and latest["accuracy"] == 0.5
+    assert "matrix" not in latest["forgetting"] and latest["forgetting"]["average"] is None
