@@ -75,6 +75,48 @@ def format_feature_drift(record: dict[str, Any]) -> str:
     return f"feature drift  key={record['key']}  at event {record['at_event']}: {features}"
 
 
+def format_fleet(summary: dict[str, Any], top: int = 3) -> str:
+    """The summary's fleet lines (keys, the resident set, evictions and restores, accuracy across keys, the top keys); empty for one key.
+
+    Per-key figures stay on the metrics output: a fleet is told in aggregates and its first ``top`` keys of each ranking.
+
+    >>> print(format_fleet({
+    ...     "keys": 3, "resident_keys": 2, "resident_keys_max": 2, "accuracy_mean": 0.75, "accuracy_min": 0.5, "keys_in_drift": 1,
+    ...     "evictions": {"count": 4, "seconds": 0.012, "max_seconds": 0.004}, "restores": {"count": 3, "seconds": 0.009, "max_seconds": 0.005},
+    ...     "top_keys": {"by_events": [{"key": "a", "events": 1200, "accuracy": 0.9}, {"key": "b", "events": 300, "accuracy": None}],
+    ...                  "worst_accuracy": [{"key": "c", "events": 10, "accuracy": 0.5}]},
+    ... }))
+          fleet: 3 keys, 2 resident (at most 2), 4 evictions (12 ms, max 4 ms), 3 restores (9 ms, max 5 ms)
+          accuracy across keys: mean 0.7500, min 0.5000; 1 key in drift
+          busiest: a (1,200 events, accuracy 0.9000), b (300 events)
+          least accurate: c (0.5000, 10 events)
+    """
+    if summary.get("keys", 0) <= 1:
+        return ""
+    evictions, restores = summary["evictions"], summary["restores"]
+    lines = [f"fleet: {summary['keys']:,} keys"]
+    if evictions["count"] or restores["count"]:
+        lines[0] += f", {summary['resident_keys']:,} resident (at most {summary['resident_keys_max']:,}), {_timed(evictions, 'evictions')}, {_timed(restores, 'restores')}"
+    if summary.get("accuracy_mean") is not None:
+        in_drift = summary["keys_in_drift"]
+        lines.append(f"accuracy across keys: mean {summary['accuracy_mean']:.4f}, min {summary['accuracy_min']:.4f}; {in_drift:,} {'key' if in_drift == 1 else 'keys'} in drift")
+    ranked = summary["top_keys"]
+    if ranked["by_events"]:
+        lines.append("busiest: " + ", ".join(_busiest(k) for k in ranked["by_events"][:top]))
+    if ranked["worst_accuracy"]:
+        lines.append("least accurate: " + ", ".join(f"{k['key']} ({k['accuracy']:.4f}, {k['events']:,} events)" for k in ranked["worst_accuracy"][:top]))
+    return "".join(f"      {line}\n" for line in lines).rstrip("\n")
+
+
+def _timed(timings: dict[str, Any], what: str) -> str:
+    return f"{timings['count']:,} {what} ({1000 * timings['seconds']:,.0f} ms, max {1000 * timings['max_seconds']:,.0f} ms)"
+
+
+def _busiest(key: dict[str, Any]) -> str:
+    accuracy = f", accuracy {key['accuracy']:.4f}" if key["accuracy"] is not None else ""
+    return f"{key['key']} ({key['events']:,} events{accuracy})"
+
+
 class StdoutJsonl(DynamicSink[tuple[str, Item]]):
     """Predictions as JSONL on stdout (``--predictions -``), each batch written whole and flushed (workers share the stream).
 
