@@ -144,8 +144,8 @@ def wilcoxon(differences: Any) -> PairedTest:
 class PairedWindow:
     """The last ``size`` pairs of errors of two learners on the same labelled events, and the paired test on them.
 
-    Classification pairs are 0/1 errors, counted as they come (the test is
-    O(1)); regression pairs are absolute errors, kept in a ring and tested on
+    Classification pairs are 0/1 errors, counted as they come (the test and
+    the error rates are O(1)); regression pairs are absolute errors, kept in a ring and tested on
     demand (O(size log size)).
 
     >>> window = PairedWindow("regression", size=3)
@@ -200,10 +200,14 @@ class PairedWindow:
     @property
     def first_error(self) -> float:
         """The first learner's mean error over the window (NaN when empty)."""
+        if self._classification:
+            return (self._counts[2] + self._counts[3]) / self._n if self._n else math.nan
         return self._mean(self._first)
 
     @property
     def second_error(self) -> float:
+        if self._classification:
+            return (self._counts[1] + self._counts[3]) / self._n if self._n else math.nan
         return self._mean(self._second)
 
     def _mean(self, errors: np.ndarray) -> float:
