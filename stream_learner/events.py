@@ -192,10 +192,24 @@ class MetricsRecord(BaseModel):
     ts: float
     delayed_labels: DelayedLabelCounts | None = None  # only in a run that joins delayed labels
     failures: int = 0  # model failures no event carries (a boundary, an evaluation); left out while 0
+    candidate: str | None = None  # only where the key has challengers (see stream_learner.slot)
+    champion: bool | None = None  # with candidate
+
+
+class ReuseEvidence(BaseModel):
+    """The paired test by which a stored concept's model came back (see :mod:`stream_learner.step.recurring`)."""
+
+    test: str
+    statistic: float
+    p_value: float
+    n: int
+    alpha: float
+    live_error: float
+    stored_error: float
 
 
 class DriftRecord(BaseModel):
-    """A detected concept drift (or an explicit task switch)."""
+    """A detected concept drift (or an explicit task switch, or, with ``detector`` "recurring", an earlier concept's model back)."""
 
     type: Literal["drift"] = "drift"
     key: str
@@ -203,6 +217,10 @@ class DriftRecord(BaseModel):
     at_event: int
     concept: int
     ts: float
+    reused_concept: int | None = None  # only on a "recurring" record
+    evidence: ReuseEvidence | None = None  # only on a "recurring" record
+    candidate: str | None = None  # only where the key has challengers
+    champion: bool | None = None  # with candidate
 
 
 class FeatureScore(BaseModel):
@@ -221,6 +239,46 @@ class FeatureDriftRecord(BaseModel):
     statistic: Literal["psi"] = "psi"
     at_event: int
     concept: int  # after any boundary the drift started
+    ts: float
+    candidate: str | None = None  # only where the key has challengers
+    champion: bool | None = None  # with candidate
+
+
+class PromotionEvidence(BaseModel):
+    """The paired test on which a challenger beat the champion (see :mod:`stream_learner.evidence`)."""
+
+    window: int
+    champion_error: float
+    challenger_error: float
+    statistic: float
+    p_value: float
+    test: str
+
+
+class PromotionRecord(BaseModel):
+    """A challenger replaced a key's champion (``applied``), or is recommended to (see :mod:`stream_learner.slot`)."""
+
+    type: Literal["promotion"] = "promotion"
+    key: str
+    champion: str
+    challenger: str
+    evidence: PromotionEvidence
+    at_event: int
+    applied: bool
+    ts: float
+
+
+class ControlAnswer(BaseModel):
+    """The engine's answer to an operator's command: applied, refused (with the reason) or a duplicate (see :mod:`stream_learner.control`)."""
+
+    type: Literal["control"] = "control"
+    key: str
+    id: str
+    action: str
+    arg: str | int | None = None
+    status: Literal["applied", "refused", "duplicate"]
+    reason: str | None = None
+    at_event: int
     ts: float
 
 

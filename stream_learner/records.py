@@ -104,17 +104,35 @@ class MetricsDict(TypedDict):
     ts: float
     delayed_labels: NotRequired[DelayedLabelCountsDict]  # only in a run that joins delayed labels
     failures: NotRequired[int]  # only once a model failure no event carries has happened
+    candidate: NotRequired[str]  # only where the key has challengers: the candidate these are the metrics of
+    champion: NotRequired[bool]  # with candidate: whether it is the champion (whose predictions are published)
+
+
+class ReuseEvidenceDict(TypedDict):
+    """The paired test by which a stored concept's model came back (:class:`~stream_learner.events.ReuseEvidence`)."""
+
+    test: str  # "mcnemar_exact", "mcnemar_chi2" or "wilcoxon" (see stream_learner.evidence)
+    statistic: float
+    p_value: float  # two-sided
+    n: int  # labelled events both models predicted
+    alpha: float  # the level it passed (the run's alpha shared among the candidates and looks)
+    live_error: float  # the replaced model's error over them
+    stored_error: float  # the reinstated model's
 
 
 class DriftDict(TypedDict):
-    """A detected concept drift or an explicit task switch (:class:`~stream_learner.events.DriftRecord`)."""
+    """A detected concept drift, an explicit task switch, or an earlier concept back (:class:`~stream_learner.events.DriftRecord`)."""
 
     type: Literal["drift"]
     key: str
-    detector: str
+    detector: str  # "recurring" where a stored concept's model came back
     at_event: int
     concept: int
     ts: float
+    reused_concept: NotRequired[int]  # only where detector is "recurring": the earlier concept whose model is live again
+    evidence: NotRequired[ReuseEvidenceDict]  # with reused_concept
+    candidate: NotRequired[str]  # only where the key has challengers: the candidate that drifted
+    champion: NotRequired[bool]  # with candidate
 
 
 class FeatureScoreDict(TypedDict):
@@ -133,6 +151,49 @@ class FeatureDriftDict(TypedDict):
     statistic: Literal["psi"]
     at_event: int
     concept: int  # after any boundary the drift started
+    ts: float
+    candidate: NotRequired[str]  # only where the key has challengers: the candidate whose watch saw it
+    champion: NotRequired[bool]  # with candidate
+
+
+class PromotionEvidenceDict(TypedDict):
+    """The paired test on which a challenger beat the champion (:class:`~stream_learner.events.PromotionEvidence`)."""
+
+    window: int  # labelled events both predicted
+    champion_error: float  # its error rate (classification) or mean absolute error (regression) over them
+    challenger_error: float
+    statistic: float
+    p_value: float  # two-sided
+    test: str  # "mcnemar_exact", "mcnemar_chi2" or "wilcoxon" (see stream_learner.evidence)
+
+
+class PromotionDict(TypedDict):
+    """A challenger replaced the champion of a key, or is recommended to (:class:`~stream_learner.events.PromotionRecord`)."""
+
+    type: Literal["promotion"]
+    key: str
+    champion: str  # the candidate it replaces (or would replace)
+    challenger: str  # the candidate promoted (or recommended)
+    evidence: PromotionEvidenceDict
+    at_event: int
+    applied: bool  # False: auto-promotion is off, this is a recommendation
+    ts: float
+
+
+ControlStatus = Literal["applied", "refused", "duplicate"]
+
+
+class ControlDict(TypedDict):
+    """The engine's answer to an operator's command (:class:`~stream_learner.events.ControlAnswer`; see :mod:`stream_learner.control`)."""
+
+    type: Literal["control"]
+    key: str
+    id: str  # the command's id
+    action: str
+    arg: str | int | None
+    status: ControlStatus  # duplicate: a command with this id was applied before; nothing done
+    reason: NotRequired[str]  # why it was refused
+    at_event: int  # the key's events before the command took effect
     ts: float
 
 

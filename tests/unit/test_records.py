@@ -23,6 +23,7 @@ from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig
 from stream_learner.events import (
     MAX_RECORD_BYTES,
+    ControlAnswer,
     DeadLetter,
     DelayedLabelCounts,
     DriftRecord,
@@ -32,6 +33,9 @@ from stream_learner.events import (
     MetricsRecord,
     OriginModel,
     Prediction,
+    PromotionEvidence,
+    PromotionRecord,
+    ReuseEvidence,
 )
 from stream_learner.learners.base import LearnerSpec
 
@@ -41,8 +45,12 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (records.ForgettingDict, ForgettingSummary),
     (records.DelayedLabelCountsDict, DelayedLabelCounts),
     (records.DriftDict, DriftRecord),
+    (records.ReuseEvidenceDict, ReuseEvidence),
+    (records.PromotionDict, PromotionRecord),
+    (records.PromotionEvidenceDict, PromotionEvidence),
     (records.FeatureDriftDict, FeatureDriftRecord),
     (records.FeatureScoreDict, FeatureScore),
+    (records.ControlDict, ControlAnswer),
     (records.DeadLetterDict, DeadLetter),
     (records.OriginDict, OriginModel),
 ]
