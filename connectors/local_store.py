@@ -1,11 +1,21 @@
-"""A snapshot store in a local directory.
+"""A snapshot store in a local directory: one SQLite database per application.
 
-Layout: ``ROOT/APP/KEY/v000001.snap`` and ``ROOT/APP/KEY/LATEST`` (the
-latest version's number). Both are written to a temporary file and
-renamed, so a crash never leaves a half-written snapshot or pointer.
-Directories are created ``0700`` and files ``0600``: a snapshot holds
-pickles (river models), so the directory must be writable by its owner only
+Layout: ``ROOT/APP/snapshots.db`` (with SQLite's ``-wal`` and ``-shm``
+files beside it), a table of ``(key, version, envelope)`` rows and one of
+``latest`` pointers. A round of snapshots (:meth:`LocalSnapshotStore.save_many`)
+is one transaction: one file written and synced once, whatever the number of
+keys, and a crash in the middle of it leaves the store as it was before the
+round (SQLite's write-ahead log only ever exposes committed transactions).
+The directory is created ``0700`` and the database ``0600`` (SQLite gives
+its journal files the database's mode): a snapshot holds pickles (river
+models), so the directory must be writable by its owner only
 (:func:`connectors.private_dir.private_directory`, checked by the run).
+SQLite's locking needs a local file system, not NFS.
+
+Earlier releases wrote ``ROOT/APP/KEY/v000001.snap`` files and a
+``ROOT/APP/KEY/LATEST`` pointer per key: opening such a store moves those
+folders into the database (versions, pointers and all, damaged ones
+included), in one transaction, then removes them.
 
 The signing key that signs a local store's snapshots lives outside it, in
 ``$STREAM_LEARNER_SIGNING_KEY_FILE``, else
@@ -17,6 +27,8 @@ The signing key that signs a local store's snapshots lives outside it, in
 [1, 2, 3]
 >>> store.versions("default"), store.latest("default"), store.load("default", 3)
 ([2, 3], 3, b'snap2')
+>>> store.save_many([("a", b"a1"), ("default", b"snap3")]), store.load_latest("default")
+([1, 4], (4, b'snap3'))
 """
 
 from __future__ import annotations
@@ -26,8 +38,14 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import sqlite3
+import threading
 import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, overload
 
 from stream_learner.errors import SnapshotError
 
@@ -35,79 +53,104 @@ logger = logging.getLogger(__name__)
 
 SIGNING_KEY_FILE_ENV = "STREAM_LEARNER_SIGNING_KEY_FILE"
 LEGACY_SIGNING_KEY = ".signing-key"  # inside the store's root: read (with a warning) where it exists
+DATABASE = "snapshots.db"
 
-_VERSION_FILE = re.compile(r"v(\d+)\.snap")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (key TEXT NOT NULL, version INTEGER NOT NULL, envelope BLOB NOT NULL, PRIMARY KEY (key, version));
+CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, version NOT NULL);
+"""
+# ``latest.version`` has no type: a pointer damaged by hand (or migrated damaged) reads back as it is, and is refused as such
+_NEXT = "INSERT INTO versions SELECT ?1, coalesce(max(version), 0) + 1, ?2 FROM versions WHERE key = ?1 RETURNING version"
+_POINT = "INSERT INTO latest VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version"
+_RETIRE = "DELETE FROM versions WHERE key = ?1 AND version < (SELECT version FROM versions WHERE key = ?1 ORDER BY version DESC LIMIT 1 OFFSET ?2)"
+
+_VERSION_FILE = re.compile(r"v(\d+)\.snap")  # the layout of earlier releases
 
 
 class LocalSnapshotStore:
-    """Implements :class:`~stream_learner.snapshot.SnapshotStore` on a directory."""
+    """Implements :class:`~stream_learner.snapshot.SnapshotStore` on a directory.
+
+    Thread-safe: the writer threads and the dataflow share one connection,
+    under a lock. The database is opened on first use, and only created by
+    a save (a read of an empty directory leaves it empty).
+    """
 
     def __init__(self, root: str | Path, app: str = "stream-learner", retain: int = 5) -> None:
         if retain < 1:
             raise SnapshotError("retain must be at least 1")
         self.root = Path(root)
         self.app_dir = self.root / _safe(app)
+        self.path = self.app_dir / DATABASE
         self.retain = retain
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0  # the process that opened ``_db``: a forked child opens its own
 
     def save(self, key: str, blob: bytes) -> int:
-        directory = self._dir(key)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if directory.name != _quoted(key) and not (directory / _KEY_FILE).exists():
-            _atomic_write(directory / _KEY_FILE, key.encode())
-        existing = self.versions(key)
-        version = (existing[-1] if existing else 0) + 1
-        _atomic_write(directory / f"v{version:06d}.snap", blob)
-        _atomic_write(directory / "LATEST", str(version).encode())
-        for old in (existing + [version])[: -self.retain]:
-            (directory / f"v{old:06d}.snap").unlink(missing_ok=True)
-        return version
+        return self.save_many([(key, blob)])[0]
+
+    def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Store a new version of each key, point ``latest`` at it and apply retention, in one transaction; the versions, in order."""
+        with self._transaction() as db:
+            versions = [db.execute(_NEXT, item).fetchone()[0] for item in items]
+            db.executemany(_POINT, [(key, version) for (key, _), version in zip(items, versions)])
+            db.executemany(_RETIRE, [(key, self.retain - 1) for key in {key for key, _ in items}])
+        return versions
 
     def latest(self, key: str) -> int | None:
-        try:
-            text = (self._dir(key) / "LATEST").read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {text[:40]!r}") from None
+        with self._reading() as db:
+            row = db.execute("SELECT version FROM latest WHERE key = ?", (key,)).fetchone() if db else None
+        return None if row is None else _pointer(key, row[0])
+
+    def load_latest(self, key: str) -> tuple[int, bytes | None] | None:
+        """``(version, envelope)`` of ``latest``, read in one step; the envelope is ``None`` when the pointer names a missing version."""
+        with self._reading() as db:
+            row = db.execute(
+                "SELECT l.version, v.envelope FROM latest l LEFT JOIN versions v ON v.key = l.key AND v.version = l.version WHERE l.key = ?", (key,)
+            ).fetchone() if db else None  # fmt: skip
+        return None if row is None else (_pointer(key, row[0]), row[1])
 
     def versions(self, key: str) -> list[int]:
-        directory = self._dir(key)
-        if not directory.is_dir():
-            return []
-        return sorted(int(m[1]) for p in directory.iterdir() if (m := _VERSION_FILE.fullmatch(p.name)))
+        with self._reading() as db:
+            return [v for (v,) in db.execute("SELECT version FROM versions WHERE key = ? ORDER BY version", (key,))] if db else []
 
     def load(self, key: str, version: int) -> bytes:
-        try:
-            return (self._dir(key) / f"v{version:06d}.snap").read_bytes()
-        except FileNotFoundError:
-            raise SnapshotError(f"no snapshot version {version} for key {key!r}") from None
+        with self._reading() as db:
+            row = db.execute("SELECT envelope FROM versions WHERE key = ? AND version = ?", (key, version)).fetchone() if db else None
+        if row is None:
+            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+        return bytes(row[0])
 
     def keys(self) -> list[str]:
-        if not self.app_dir.is_dir():
-            return []
-        found = (_key_of(p) for p in self.app_dir.iterdir() if p.is_dir())
-        return sorted(key for key in found if (self._dir(key) / "LATEST").exists() or self.versions(key))
+        with self._reading() as db:
+            return [k for (k,) in db.execute("SELECT key FROM versions UNION SELECT key FROM latest ORDER BY key")] if db else []
 
     def delete(self, key: str, version: int | None = None) -> None:
-        directory = self._dir(key)
-        targets = self.versions(key) if version is None else [version]
-        if version is not None and version not in self.versions(key):
-            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
-        for v in targets:
-            (directory / f"v{v:06d}.snap").unlink(missing_ok=True)
-        remaining = self.versions(key)
-        if remaining:
-            if _pointer_or_none(self, key) not in remaining:
-                _atomic_write(directory / "LATEST", str(remaining[-1]).encode())
-        else:
-            (directory / "LATEST").unlink(missing_ok=True)
+        with self._transaction() as db:
+            if version is not None and db.execute("SELECT 1 FROM versions WHERE key = ? AND version = ?", (key, version)).fetchone() is None:
+                raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+            if version is None:
+                db.execute("DELETE FROM versions WHERE key = ?", (key,))
+            else:
+                db.execute("DELETE FROM versions WHERE key = ? AND version = ?", (key, version))
+            (newest,) = db.execute("SELECT max(version) FROM versions WHERE key = ?", (key,)).fetchone()
+            if newest is None:
+                db.execute("DELETE FROM latest WHERE key = ?", (key,))
+            elif db.execute("SELECT 1 FROM latest l JOIN versions v ON v.key = l.key AND v.version = l.version WHERE l.key = ?", (key,)).fetchone() is None:
+                db.execute(_POINT, (key, newest))  # the pointer named what is gone, or nothing readable: the newest left
 
     def set_latest(self, key: str, version: int) -> None:
-        if version not in self.versions(key):
-            raise SnapshotError(f"no snapshot version {version} for key {key!r}")
-        _atomic_write(self._dir(key) / "LATEST", str(version).encode())
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM versions WHERE key = ? AND version = ?", (key, version)).fetchone() is None:
+                raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+            db.execute(_POINT, (key, version))
+
+    def close(self) -> None:
+        """Close the database (a later call opens it again)."""
+        with self._lock:
+            if self._db is not None and self._pid == os.getpid():
+                self._db.close()
+            self._db = None
 
     def signing_key(self, create: bool = True) -> bytes | None:
         """The key that signs this store's snapshots (see :func:`signing_key_path`).
@@ -136,8 +179,105 @@ class LocalSnapshotStore:
             f.write(key)
         return key
 
-    def _dir(self, key: str) -> Path:
-        return self.app_dir / _safe(key)
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """The open database (``None`` when there is none yet), under the lock."""
+        with self._lock:
+            yield self._connection(create=False)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (committed on success, rolled back on an exception), under the lock."""
+        with self._lock:
+            db = self._connection(create=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @overload
+    def _connection(self, create: Literal[True]) -> sqlite3.Connection: ...
+    @overload
+    def _connection(self, create: bool) -> sqlite3.Connection | None: ...
+
+    def _connection(self, create: bool) -> sqlite3.Connection | None:
+        """The database, opened (and the earlier layout moved into it) on first use; ``None`` when it does not exist and ``create`` is false."""
+        if self._db is not None and self._pid == os.getpid():
+            return self._db
+        legacy = _legacy_folders(self.app_dir)
+        if not (create or legacy or self.path.exists()):
+            return None
+        try:
+            self.app_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite would create it with the umask's mode
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a committed round survives a power cut, as the files of earlier releases did
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise SnapshotError(f"cannot open the snapshot store {self.path}: {exc}") from None
+        self._db, self._pid = db, os.getpid()
+        if legacy:
+            _migrate(db, legacy)
+        return db
+
+
+def _pointer(key: str, value: object) -> int:
+    if type(value) is int:
+        return value
+    raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {str(value)[:40]!r}")
+
+
+def _legacy_folders(app_dir: Path) -> list[Path]:
+    """The key folders of the layout of earlier releases (every folder in the application's directory)."""
+    try:
+        return [p for p in app_dir.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return []
+
+
+def _migrate(db: sqlite3.Connection, folders: list[Path]) -> None:
+    """Move key folders of the earlier layout into the database, in one transaction, then remove them.
+
+    A key the database already holds was moved by a run that stopped
+    before removing its folder (or by another process just now): only its
+    folder goes.
+    """
+    moved = 0
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for folder in folders:
+            key = _key_of(folder) if folder.is_dir() else None
+            if key is None or db.execute("SELECT 1 FROM versions WHERE key = ?1 UNION SELECT 1 FROM latest WHERE key = ?1", (key,)).fetchone():
+                continue
+            for path in folder.iterdir():
+                if match := _VERSION_FILE.fullmatch(path.name):
+                    db.execute("INSERT INTO versions VALUES (?, ?, ?)", (key, int(match[1]), path.read_bytes()))
+            try:
+                text = (folder / "LATEST").read_bytes()
+            except FileNotFoundError:
+                pass
+            else:
+                db.execute(_POINT, (key, _number_or_text(text)))
+            moved += 1
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    logger.info("moved the snapshots of %d model key(s) from the folders of an earlier release into %s", moved, db.execute("PRAGMA database_list").fetchone()[2])
+
+
+def _number_or_text(pointer: bytes) -> int | str:
+    """A pointer file's version number, or its text when it holds none (refused as such when read)."""
+    try:
+        return int(pointer)
+    except ValueError:
+        return pointer.decode("utf-8", "replace")
 
 
 def signing_key_path() -> Path:
@@ -146,13 +286,6 @@ def signing_key_path() -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "stream-learner" / "signing-key"
-
-
-def _pointer_or_none(store: LocalSnapshotStore, key: str) -> int | None:
-    try:
-        return store.latest(key)
-    except SnapshotError:
-        return None
 
 
 _KEY_FILE = "KEY"  # the model key, in a folder whose name could not hold it
@@ -193,13 +326,3 @@ def _key_of(folder: Path) -> str:
         return (folder / _KEY_FILE).read_bytes().decode("utf-8", "surrogatepass")
     except FileNotFoundError:
         return urllib.parse.unquote(folder.name)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

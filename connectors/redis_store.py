@@ -10,7 +10,13 @@ Keys, per application and model key::
 
 Every change is one Lua script, so Redis runs it atomically: ``latest``
 never points at a missing or half-written version, and retention (the last
-``retain`` versions) is applied in the same step. The store needs one Redis
+``retain`` versions) is applied in the same step. A round of snapshots
+(:meth:`RedisSnapshotStore.save_many`) sends one script call per key in a
+pipeline (one round trip per :data:`PIPELINE_BYTES` of envelopes), not in
+MULTI/EXEC: each key's save is atomic already, and a transaction over the
+whole round would block every other client of the server while it ran,
+for no gain (a key's snapshot carries its own source offsets, so keys
+restore independently). The store needs one Redis
 server (with replicas or Sentinel as you like), not Redis Cluster: a save
 touches a model key's keys and the application's key set, which a cluster
 would keep in different slots.
@@ -19,11 +25,15 @@ would keep in different slots.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import redis
 
 from stream_learner.errors import ConfigError, SnapshotError
+
+PIPELINE_BYTES = 8 << 20
+"""Envelopes sent in one pipeline (at least one each): bounds the memory of a round on both sides."""
 
 _SAVE = """
 local v = redis.call('INCR', KEYS[1])
@@ -132,6 +142,21 @@ class RedisSnapshotStore:
         k = self._keys(key)
         return int(self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key]))
 
+    def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Save a round: each key's save atomic on its own, pipelined; the versions, in order.
+
+        Raises on the first pipeline Redis refuses; the pipelines before it
+        are saved (saving them again only adds a version).
+        """
+        versions: list[int] = []
+        for chunk in _chunks(items):
+            pipe = self.client.pipeline(transaction=False)
+            for key, blob in chunk:
+                k = self._keys(key)
+                self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key], client=pipe)
+            versions.extend(int(v) for v in pipe.execute())
+        return versions
+
     def latest(self, key: str) -> int | None:
         value = self.client.get(self._keys(key)["latest"])
         if value is None:
@@ -151,7 +176,7 @@ class RedisSnapshotStore:
             raise SnapshotError(f"no snapshot version {version} for key {key!r}")
         return blob
 
-    def load_latest(self, key: str) -> tuple[int, bytes] | None:
+    def load_latest(self, key: str) -> tuple[int, bytes | None] | None:
         """``(version, envelope)`` of ``latest``, read in one atomic step.
 
         Reading :meth:`latest` then :meth:`load` can race with retention
@@ -189,6 +214,18 @@ class RedisSnapshotStore:
     def _keys(self, key: str) -> dict[str, str]:
         base = f"{self.prefix}:{{{_safe(self.app)}/{_safe(key)}}}"
         return {"v": f"{base}:v:", "versions": f"{base}:versions", "seq": f"{base}:seq", "latest": f"{base}:latest"}
+
+
+def _chunks(items: Sequence[tuple[str, bytes]]) -> Iterator[Sequence[tuple[str, bytes]]]:
+    """``items`` in runs of about :data:`PIPELINE_BYTES` of envelopes."""
+    start, size = 0, 0
+    for i, (_, blob) in enumerate(items):
+        if size and size + len(blob) > PIPELINE_BYTES:
+            yield items[start:i]
+            start, size = i, 0
+        size += len(blob)
+    if start < len(items):
+        yield items[start:]
 
 
 def _safe(name: str) -> str:

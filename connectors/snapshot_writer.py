@@ -2,12 +2,14 @@
 
 :class:`BackgroundSnapshotSink` hands each :class:`~stream_learner.snapshot.Snapshot`
 to a writer thread that seals and saves it, so the dataflow worker only
-pays for a dictionary insert. While a write is in flight, a newer snapshot
-of the same key replaces the queued one (the older one would be superseded
-at once anyway). Closing the sink (end of the stream, graceful shutdown)
+pays for a dictionary insert. The writer takes every snapshot queued at
+once as one round, sealed one by one and saved in one batch
+(:meth:`~stream_learner.snapshot.SnapshotStore.save_many`). While a round is
+in flight, a newer snapshot of the same key replaces the queued one (the
+older one would be superseded at once anyway). Closing the sink (end of the stream, graceful shutdown)
 drains the queue, so the final snapshots are written before the run ends.
 
-A snapshot the store refuses (Redis unreachable, ...) is kept and tried
+A round the store refuses (Redis unreachable, ...) is kept and tried
 again, after 1 s, then up to every :data:`RETRY_MAX_SECONDS`, unless a newer
 one of its key replaces it: one warning line when an outage starts and one
 when the store saves again; learning never waits. Closing keeps trying until
@@ -41,7 +43,8 @@ class SnapshotWriter:
         self.on_saved = on_saved
         # the latest timings (bounded: a long run snapshots many times)
         self.submit_seconds: deque[float] = deque(maxlen=10_000)  # time the submitting thread spent, per snapshot
-        self.write_seconds: deque[float] = deque(maxlen=10_000)  # time each seal + save took on the writer thread
+        self.write_seconds: deque[float] = deque(maxlen=10_000)  # time each seal + save took on the writer thread (a round's time shared by its snapshots)
+        self.rounds: deque[tuple[int, float]] = deque(maxlen=10_000)  # per round: snapshots, seconds (seal + save)
         self._queued: dict[str, Snapshot] = {}
         self._superseded: list[Snapshot] = []  # replaced before they were written: discarded by the writer thread
         self._cond = threading.Condition()
@@ -81,7 +84,7 @@ class SnapshotWriter:
                 superseded, self._superseded = self._superseded, []
             for snap in superseded:
                 snap.discard()
-            retry = [kept for snap in snaps if (kept := self._write(snap)) is not None]
+            retry = self._write(snaps)
             with self._cond:
                 self._retry(retry)
 
@@ -120,34 +123,43 @@ class SnapshotWriter:
             else:
                 self._queued[snap.key] = snap
 
-    def _write(self, snap: Snapshot) -> Snapshot | None:
-        """Seal and save one snapshot; the snapshot to try again when the store refused it."""
+    def _write(self, snaps: list[Snapshot]) -> list[Snapshot]:
+        """Seal a round's snapshots and save them in one batch; the snapshots to try again when the store refused them."""
         started = time.perf_counter()
-        retry: Snapshot | None = None
-        version: int | None = None
-        try:
-            payload = snap.payload
-            blob = seal(
-                payload,
-                signing_key=self.signing_key,
-                key=snap.key,
-                learner_kind=snap.learner_kind,
-                strategy=snap.strategy,
-                events_seen=snap.events_seen,
-                source_offsets=snap.source_offsets,
-            )
-        except Exception as exc:  # noqa: BLE001 - a state that cannot be encoded must not stop learning
-            logger.error("snapshot of key %r failed: %s", snap.key, exc)
-        else:
+        sealed: list[tuple[Snapshot, bytes]] = []
+        for snap in snaps:
             try:
-                version = self.store.save(snap.key, blob)
-            except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
-                if not self._failing:
-                    logger.warning("snapshot of key %r not saved (%s): retrying until the store answers", snap.key, exc)
-                retry = replace(snap, pickled=payload)
-        self.write_seconds.append(time.perf_counter() - started)
+                payload = snap.payload
+                blob = seal(
+                    payload,
+                    signing_key=self.signing_key,
+                    key=snap.key,
+                    learner_kind=snap.learner_kind,
+                    strategy=snap.strategy,
+                    events_seen=snap.events_seen,
+                    source_offsets=snap.source_offsets,
+                )
+            except Exception as exc:  # noqa: BLE001 - a state that cannot be encoded must not stop learning
+                logger.error("snapshot of key %r failed: %s", snap.key, exc)
+                if self.on_saved is not None:
+                    self.on_saved(snap.key, None)
+                continue
+            sealed.append((replace(snap, pickled=payload), blob))
+        retry: list[Snapshot] = []
+        versions: list[int | None]
+        try:
+            versions = list(self.store.save_many([(snap.key, blob) for snap, blob in sealed])) if sealed else []
+        except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
+            if not self._failing:
+                logger.warning("snapshots of %d key(s) not saved (%s): retrying until the store answers", len(sealed), exc)
+            retry = [snap for snap, _ in sealed]
+            versions = [None] * len(sealed)
+        seconds = time.perf_counter() - started
+        self.write_seconds.extend([seconds / len(snaps)] * len(snaps))
+        self.rounds.append((len(snaps), seconds))
         if self.on_saved is not None:
-            self.on_saved(snap.key, version)
+            for (snap, _), version in zip(sealed, versions):
+                self.on_saved(snap.key, version)
         return retry
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -184,6 +185,14 @@ class SnapshotStore(Protocol):
         """Store a new version and point ``latest`` at it; return its number."""
         ...
 
+    def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        """:meth:`save` each ``(key, envelope)`` of a round, in batches; their versions, in order."""
+        ...
+
+    def load_latest(self, key: str) -> tuple[int, bytes | None] | None:
+        """``(version, envelope)`` of ``latest`` in one step (the envelope ``None`` when that version is missing); ``None`` without a pointer."""
+        ...
+
     def latest(self, key: str) -> int | None:
         """The version ``latest`` points at, if any (:class:`SnapshotError` if it is not a number)."""
         ...
@@ -233,7 +242,19 @@ def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tup
     ``None`` when the key has no snapshot. When the ``latest`` pointer is
     missing, unreadable or names no stored version, every stored version is
     a candidate; when no candidate verifies, :class:`SnapshotError`.
+    A ``latest`` that verifies costs one read (:meth:`SnapshotStore.load_latest`).
     """
+    try:
+        found = store.load_latest(key)
+    except SnapshotError:
+        found = None  # a damaged pointer: the full search below says what is wrong
+    if found is not None and found[1] is not None:
+        try:
+            header, payload = open_envelope(found[1], signing_key=signing_key)
+        except SnapshotError:
+            pass  # refused: the full search below says why and falls back
+        else:
+            return header, payload, []
     versions = store.versions(key)
     latest, problem = latest_pointer(store, key, versions)
     if not versions:

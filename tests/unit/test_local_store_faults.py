@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from store_rows import drop_version, set_envelope, set_pointer
 
 from connectors.local_store import SIGNING_KEY_FILE_ENV, LocalSnapshotStore
 from connectors.private_dir import lock_directory, private_directory
@@ -34,23 +35,19 @@ def store(tmp_path: Path) -> LocalSnapshotStore:
     return s
 
 
-def _pointer(store: LocalSnapshotStore) -> Path:
-    return store.app_dir / "k" / "LATEST"
-
-
-# every way the pointer can be wrong, and the version the store falls back to: the newest that verifies
-CORRUPTIONS = {
-    "deleted": lambda p: p.unlink(),
-    "empty": lambda p: p.write_bytes(b""),
-    "not a number": lambda p: p.write_bytes(b"seven\x00"),
-    "below every version": lambda p: p.write_bytes(b"1"),
-    "above every version": lambda p: p.write_bytes(b"99"),
+# every way the pointer can be wrong (what it is set to; None: deleted), and the version the store falls back to: the newest that verifies
+CORRUPTIONS: dict[str, object] = {
+    "deleted": None,
+    "empty": "",
+    "not a number": "seven\x00",
+    "below every version": 1,
+    "above every version": 99,
 }
 
 
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_a_wrong_pointer_falls_back_to_the_newest_valid_version_with_one_warning(store: LocalSnapshotStore, corruption: str) -> None:
-    CORRUPTIONS[corruption](_pointer(store))
+    set_pointer(store, "k", CORRUPTIONS[corruption])
     assert store.keys() == ["k"]  # still listed without a pointer
     header, payload, refusals = load_latest_valid(store, "k", KEY)
     assert (header.events_seen, payload) == (50, b"state-50")
@@ -59,9 +56,8 @@ def test_a_wrong_pointer_falls_back_to_the_newest_valid_version_with_one_warning
 
 
 def test_a_wrong_pointer_skips_newer_versions_that_do_not_verify(store: LocalSnapshotStore) -> None:
-    _pointer(store).unlink()
-    newest = store.app_dir / "k" / "v000007.snap"
-    newest.write_bytes(newest.read_bytes()[:-1] + b"!")
+    set_pointer(store, "k", None)
+    set_envelope(store, "k", 7, store.load("k", 7)[:-1] + b"!")
     header, _, refusals = load_latest_valid(store, "k", KEY)
     assert header.events_seen == 40
     assert len(refusals) == 2 and "version 7" in refusals[1] and "checksum" in refusals[1]
@@ -75,35 +71,30 @@ def test_a_valid_pointer_to_an_older_version_is_obeyed(store: LocalSnapshotStore
 
 def test_a_pointer_without_any_version_refuses_in_one_line(store: LocalSnapshotStore) -> None:
     for version in store.versions("k"):
-        (store.app_dir / "k" / f"v{version:06d}.snap").unlink()
+        drop_version(store, "k", version)
     with pytest.raises(SnapshotError, match="names version 7, which is not stored, and 'k' has no stored version"):
         load_latest_valid(store, "k", KEY)
-    _pointer(store).unlink()
+    set_pointer(store, "k", None)
     assert load_latest_valid(store, "k", KEY) is None  # nothing at all: a fresh start
 
 
-def test_stray_files_are_not_versions(store: LocalSnapshotStore) -> None:
-    (store.app_dir / "k" / "vbackup.snap").write_bytes(b"x")
-    (store.app_dir / "k" / ".v000008.snap.123.tmp").write_bytes(b"half")  # a crash mid-write
-    assert store.versions("k") == [3, 4, 5, 6, 7]
-
-
 def test_delete_with_a_wrong_pointer_repoints_it(store: LocalSnapshotStore) -> None:
-    _pointer(store).write_bytes(b"x")
+    set_pointer(store, "k", "x")
     store.delete("k", 7)
     assert store.latest("k") == 6
 
 
 def test_snapshot_files_and_directories_are_private(store: LocalSnapshotStore) -> None:
-    directory = store.app_dir / "k"
+    directory = store.app_dir
     assert directory.stat().st_mode & 0o777 == 0o700
+    assert {p.name for p in directory.iterdir()} >= {"snapshots.db", "snapshots.db-wal"}  # SQLite's journal too
     assert {p.stat().st_mode & 0o777 for p in directory.iterdir()} == {0o600}
 
 
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_snapshots_list_and_show_report_a_wrong_pointer(store: LocalSnapshotStore, corruption: str, capsys: pytest.CaptureFixture[str]) -> None:
-    CORRUPTIONS[corruption](_pointer(store))
-    (store.app_dir / "k" / "v000006.snap").write_bytes(b"garbage")
+    set_pointer(store, "k", CORRUPTIONS[corruption])
+    set_envelope(store, "k", 6, b"garbage")
     env = {"STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": KEY.decode()}
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -128,7 +119,7 @@ def test_snapshots_show_of_a_version_that_is_not_stored_is_one_error_line(store:
 
 def test_snapshots_list_shows_a_version_missing_under_the_pointer_as_bad(store: LocalSnapshotStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAM_LEARNER_SNAPSHOT__SIGNING_KEY", KEY.decode())
-    (store.app_dir / "k" / "v000007.snap").unlink()
+    drop_version(store, "k", 7)
     assert main(["snapshots", "list", "--dir", str(store.root), "--app", "a", "--json"]) == 0
     [listing] = json.loads(capsys.readouterr().out)
     assert listing["latest"] is None and "names version 7, which is not stored" in listing["latest_error"]
@@ -198,12 +189,10 @@ def test_an_old_key_inside_the_store_is_still_read_with_a_warning(tmp_path: Path
 
 
 @pytest.mark.parametrize("key", ["..", ".", "a/../../b", "é" * 256, "k" * 256])
-def test_any_model_key_stays_in_its_own_folder_and_round_trips(tmp_path: Path, key: str) -> None:
+def test_any_model_key_round_trips_and_stays_inside_the_store(tmp_path: Path, key: str) -> None:
     store = LocalSnapshotStore(tmp_path / "snaps", app="demo")
     assert store.save(key, b"blob") == 1
     assert store.save("other", b"other") == 1
     assert store.keys() == sorted([key, "other"])
     assert store.load(key, 1) == b"blob" and store.latest(key) == 1
-    key_folders = [p for p in (tmp_path / "snaps" / "demo").iterdir()]
-    assert len(key_folders) == 2 and all(p.is_dir() for p in key_folders)
-    assert not list((tmp_path / "snaps").glob("*.snap")) and not list((tmp_path / "snaps" / "demo").glob("*.snap"))
+    assert [p.name for p in (tmp_path / "snaps").iterdir()] == ["demo"]  # nothing beside the application's folder

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from store_rows import set_envelope
 
 from connectors.local_store import LocalSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
@@ -48,8 +50,7 @@ def test_store_falls_back_to_the_previous_valid_version(tmp_path: Path) -> None:
     store = LocalSnapshotStore(tmp_path, app="a")
     store.save("k", _blob(b"one", 1))
     v2 = store.save("k", _blob(b"two", 2))
-    path = tmp_path / "a" / "k" / f"v{v2:06d}.snap"
-    path.write_bytes(path.read_bytes()[:-1] + b"!")
+    set_envelope(store, "k", v2, store.load("k", v2)[:-1] + b"!")
     header, payload, refusals = load_latest_valid(store, "k", KEY)
     assert payload == b"one" and header.events_seen == 1
     assert len(refusals) == 1 and "version 2" in refusals[0]
@@ -88,11 +89,11 @@ class _FlakyStore(LocalSnapshotStore):
         self.fail_first = fail_first
         self.attempts = 0
 
-    def save(self, key: str, blob: bytes) -> int:
+    def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
         self.attempts += 1
         if self.down or self.attempts <= self.fail_first:
             raise ConnectionError("store unreachable")
-        return super().save(key, blob)
+        return super().save_many(items)
 
 
 def _snap(events: int) -> Snapshot:
