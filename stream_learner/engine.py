@@ -39,6 +39,7 @@ from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
 from stream_learner.step.guarded import GuardedLearner, LearnFailure
+from stream_learner.step.recurring import ConceptReuse, RecurringConcepts
 from stream_learner.step.resume import ResumeFilter
 
 Boundaries = Literal["error", "feature", "both"]
@@ -84,6 +85,9 @@ class EngineConfig:
             detector's drifts), ``"feature"`` (the features' drifts; the error
             detector is not run) or ``"both"``. Explicit tasks and new labels
             mark boundaries whatever this says.
+        concept_reuse: keep earlier concepts' models and reinstate one when
+            its concept comes back (``None``: off); see
+            :mod:`stream_learner.step.recurring`.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -104,6 +108,7 @@ class EngineConfig:
     max_record_bytes: int = MAX_RECORD_BYTES
     feature_drift: dict[str, Any] | None = None
     boundaries: Boundaries = "error"
+    concept_reuse: ConceptReuse | None = None
 
 
 @dataclass
@@ -152,6 +157,7 @@ class KeyedLearner:
         self.resume = ResumeFilter()
         self.cadence = Cadence(*_cadence_settings(config))
         self.dead_letters = DeadLetters(config.source)
+        self.reuse = RecurringConcepts(config.concept_reuse, config.learner, learner.task) if config.concept_reuse else None
         self.events = 0
         self.learned = 0
 
@@ -254,7 +260,7 @@ class KeyedLearner:
         self.events += 1
         out.predictions.rows.append((event_id, y_pred, proba if self.config.with_proba else None, self.learned, self.concept_tracker.concept))  # type: ignore[union-attr]
         if label is not None:
-            self._score(label, y_pred, out, now)
+            self._score(x, label, y_pred, out, now)
 
     def _wait_for_label(self, event_id: str, x: dict[Any, Any], y_pred: Any, out: StepOutput, now: float) -> Any:
         """An unlabelled event's prediction waits for its delayed label; the label, where it came first (and fits)."""
@@ -285,10 +291,12 @@ class KeyedLearner:
             self.schema.learn(x, label)
         return None
 
-    def _score(self, label: Any, y_pred: Any, out: StepOutput, now: float) -> None:
-        """A labelled example was learned: its error counts in the metrics and feeds the drift detector; reports when due."""
+    def _score(self, x: dict[Any, Any], label: Any, y_pred: Any, out: StepOutput, now: float) -> None:
+        """A labelled example was learned: its error counts in the metrics (and in a trial of stored concepts' models) and feeds the drift detector; reports when due."""
         learned = self.learned = self.learned + 1
         error = self.metrics.update(label, y_pred)
+        if self.reuse is not None and self.reuse.trial is not None:
+            self._try_stored(self.reuse, x, label, error, out, now)
         metrics_due = self.cadence.labelled()
         if self.monitor is not None and self.monitor.update(error):
             self._on_drift(self.config.detector or "none", out, now)
@@ -320,7 +328,7 @@ class KeyedLearner:
         if failed is not None:
             out.dead_letters.append(self.dead_letters.model_error(event, failed.error, now, failed.unlearned))
             return
-        self._score(record.label, y_pred, out, now)
+        self._score(x, record.label, y_pred, out, now)
 
     def _on_task(self, task: str | int, out: StepOutput, now: float) -> None:
         concept = self.concept_tracker.task(task)
@@ -353,7 +361,24 @@ class KeyedLearner:
         self.concept_tracker.enter(concept)
         if self.feature_monitor is not None:
             self.feature_monitor.reset()  # the new concept is its new reference
+        if self.reuse is not None:
+            self.reuse.leave(self.learner)  # as it served the concept that ends, before the strategy consolidates or resets it
         self.guard.boundary(concept)
+        if self.reuse is not None:
+            self.reuse.enter(concept)
+
+    def _try_stored(self, reuse: RecurringConcepts, x: dict[Any, Any], label: Any, error: float, out: StepOutput, now: float) -> None:
+        """Earlier concepts' models predict this labelled event in shadow; one proved better becomes the live model, said by a drift record."""
+        back = reuse.score(x, error, lambda y_pred: self.metrics.error(label, y_pred), self.learner)
+        if back is None:
+            return
+        self.guard.learner = back.learner
+        self.guard.journal.checkpoint(back.learner)  # a later rollback starts from the reinstated model
+        if self.monitor is not None:
+            self.monitor.reset()  # the errors so far were the replaced model's
+        record = self._drift_record("recurring", now)
+        record["reused_concept"], record["evidence"] = back.concept, back.evidence
+        out.metrics.append(record)
 
     def _drift_record(self, detector: str, now: float) -> DriftDict:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
@@ -451,6 +476,7 @@ class KeyedLearner:
             "concepts": self.concept_tracker.state_dict(),
             "resume": self.resume.state_dict(),
             "cadence": self.cadence.state_dict(),
+            "concept_reuse": self.reuse.state_dict() if self.reuse is not None else None,
         }
 
     @classmethod
@@ -483,6 +509,8 @@ class KeyedLearner:
         step.concept_tracker = ConceptTracker.from_state(state["concepts"], _new_label_watch(state, config.new_label_gap, step.forgetting))
         step.resume = ResumeFilter.from_state(state["resume"])
         step.cadence = Cadence.from_state(state["cadence"], *_cadence_settings(config))
+        if config.concept_reuse is not None and state.get("concept_reuse") is not None:  # a state of a run without reuse starts an empty library
+            step.reuse = RecurringConcepts.from_state(state["concept_reuse"], config.concept_reuse, spec, learner.task)
         return step
 
 

@@ -1,0 +1,147 @@
+"""Recurring concepts (:mod:`stream_learner.step.recurring`): a stored concept's model comes back when its concept does, and only then.
+
+The streams are built so the answer is known: concept A labels ``a > b``,
+B the opposite (so a model of B is wrong on A almost always), and the
+"never recurring" streams label each concept by a feature of its own (so
+every stored model is at chance on a later concept).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+from state_checks import assert_same_state
+
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError
+from stream_learner.events import DriftRecord, Event
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.learners.factory import build_learner
+from stream_learner.state import decode, encode
+from stream_learner.step.recurring import ConceptLibrary, ConceptReuse, RecurringConcepts
+
+SEGMENT = 1000
+TORCH = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 8, "max_classes": 2}, seed=1)
+
+
+def _abab(seed: int, concepts: str, n: int = SEGMENT) -> list[Event]:
+    """Segments of ``n`` events each: A labels ``a > b``, B labels ``a <= b``."""
+    rng = random.Random(seed)
+    events = []
+    for k in range(len(concepts) * n):
+        a, b = rng.random(), rng.random()
+        events.append(Event(str(k), "k", {"a": a, "b": b}, (a > b) == (concepts[k // n] == "A"), None, 0, k))
+    return events
+
+
+def _run(config: EngineConfig, events: list[Event]) -> tuple[list[Any], list[Any]]:
+    step = KeyedLearner("k", config)
+    out = step.process(events, now=0.0)
+    return [row["prediction"] for row in out.predictions], [r for r in out.metrics if r["type"] == "drift"]
+
+
+def _config(spec: LearnerSpec, reuse: ConceptReuse | None) -> EngineConfig:
+    return EngineConfig(learner=spec, metrics_every=10**9, forgetting_every=0, concept_reuse=reuse)
+
+
+@pytest.mark.parametrize("spec", [LearnerSpec("logreg"), TORCH], ids=["logreg", "torch:mlp"])
+def test_a_returning_concept_gets_its_model_back(spec: LearnerSpec) -> None:
+    events = _abab(0, "ABA")
+    third = slice(2 * SEGMENT, 2 * SEGMENT + 300)
+    labels = [e.label for e in events[third]]
+    accuracy = {}
+    for reuse in (None, ConceptReuse()):
+        predictions, drifts = _run(_config(spec, reuse), events)
+        accuracy[reuse is not None] = sum(p == y for p, y in zip(predictions[third], labels)) / len(labels)
+    back = [d for d in drifts if d["detector"] == "recurring"]
+    assert accuracy[True] > accuracy[False] + 0.3, accuracy
+    assert len(back) == 1 and back[0]["reused_concept"] == 0 and back[0]["concept"] == 2, drifts
+    evidence = DriftRecord.model_validate(back[0]).evidence
+    assert evidence is not None and evidence.stored_error < evidence.live_error and evidence.p_value < evidence.alpha
+    assert 2 * SEGMENT < back[0]["at_event"] <= 2 * SEGMENT + 300  # within the window after the return was detected
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_concepts_that_never_recur_never_bring_a_stored_model_back(seed: int) -> None:
+    rng = random.Random(seed)
+    events = []
+    for k in range(6 * 600):
+        x = {f"f{j}": rng.random() for j in range(6)}
+        events.append(Event(str(k), "k", x, x[f"f{k // 600}"] > 0.5, k // 600, 0, k))  # task j: the label is feature j's
+    _, drifts = _run(_config(LearnerSpec("logreg"), ConceptReuse()), events)
+    assert sum(d["detector"] == "task" for d in drifts) == 5  # each new task's first events tried every stored model
+    assert not [d for d in drifts if d["detector"] == "recurring"]
+
+
+def test_the_library_keeps_at_most_size_models_and_its_state_stops_growing() -> None:
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg"), detector=None, forgetting_every=0, concept_reuse=ConceptReuse(size=3, window=20)))
+    sizes = []
+    rng = random.Random(1)
+    for task in range(12):
+        step.process([Event(f"{task}.{i}", "k", {"a": rng.random()}, rng.random() > 0.5, task, 0, task * 50 + i) for i in range(50)], now=0.0)
+        assert step.reuse is not None and len(step.reuse.library.entries) <= 3
+        sizes.append(len(encode(step.reuse.state_dict())))  # the library's part of the snapshot (the forgetting samples grow per concept)
+    assert list(step.reuse.library.entries) == [8, 9, 10]  # the least recently used went
+    assert max(sizes[4:]) < 1.1 * sizes[4] and sizes[4] > 2 * sizes[0]
+
+
+def test_the_least_recently_used_model_goes_first_and_a_reinstated_one_counts_as_used() -> None:
+    library = ConceptLibrary(2)
+    library.store(0, {"version": 1})
+    library.store(1, {"version": 1})
+    library.use(0)
+    library.store(2, {"version": 1})
+    assert list(library.entries) == [0, 2]
+    assert list(ConceptLibrary.from_state(decode(encode(library.state_dict())), size=1).entries) == [2]
+
+
+@pytest.mark.parametrize("spec", [LearnerSpec("logreg"), TORCH], ids=["logreg", "torch:mlp"])
+def test_a_step_restored_mid_trial_goes_on_exactly_as_the_original(spec: LearnerSpec) -> None:
+    config = _config(spec, ConceptReuse())
+    events = _abab(2, "ABA")
+    step = KeyedLearner("k", config)
+    step.process(events[: 2 * SEGMENT + 40], now=0.0)  # the return to A was detected; its trial is under way
+    assert step.reuse is not None and step.reuse.trial is not None and len(step.reuse.library.entries) == 2
+    restored = KeyedLearner.from_state(decode(encode(step.state_dict())), config)
+    assert_same_state(restored.state_dict(), step.state_dict())
+    rest = events[2 * SEGMENT + 40 :]
+    original, again = step.process(rest, now=1.0), restored.process(rest, now=1.0)
+    assert list(again.predictions) == list(original.predictions) and again.metrics == original.metrics
+    assert any(r["type"] == "drift" and r["detector"] == "recurring" for r in original.metrics)
+
+
+def test_reuse_is_off_by_default_and_a_state_without_a_library_starts_an_empty_one() -> None:
+    events = _abab(3, "AB", n=300)
+    plain = KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg")))
+    plain.process(events, now=0.0)
+    assert plain.reuse is None and plain.state_dict()["concept_reuse"] is None
+    state = plain.state_dict()
+    del state["concept_reuse"]  # a state written before concept reuse existed
+    restored = KeyedLearner.from_state(state, _config(LearnerSpec("logreg"), ConceptReuse()))
+    assert restored.reuse is not None and not restored.reuse.library.entries and restored.reuse.trial is None
+
+
+def test_a_torch_models_strategy_state_comes_back_with_it() -> None:
+    spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 4, "max_classes": 2}, seed=1, strategy="ewc")
+    reuse = RecurringConcepts(ConceptReuse(size=2, window=8, looks=1), spec, "classification")
+    learner = build_learner(spec)
+    for event in _abab(4, "A", n=64):
+        learner.learn(event.features, event.label)
+    learner.on_boundary(1)  # EWC computes its importances on concept 0
+    left = copy.deepcopy(learner.state_dict())  # a torch state_dict shares the live tensors
+    reuse.leave(learner)
+    reuse.enter(2)
+    for event in _abab(5, "B", n=16):
+        learner.learn(event.features, event.label)  # the live model goes on learning: the stored copy does not change
+    assert reuse.trial is not None
+    assert_same_state(reuse.trial.candidates[0].state_dict(), left)  # weights, optimizer and EWC's importances as they left
+    assert left["strategies"][0]  # EWC had something to carry
+
+
+@pytest.mark.parametrize(("params", "message"), [({"size": 0}, "at least 1"), ({"looks": 0}, "looks"), ({"window": 3, "looks": 4}, "looks"), ({"alpha": 1.0}, "alpha")])
+def test_bad_settings_are_refused(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ConceptReuse(**params)
