@@ -41,6 +41,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from connectors.base import RawRecord
 from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
 from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer, servers_of  # noqa: F401 - make_producer is re-exported
+from stream_learner.control import RawControl
 from stream_learner.delayed import RawLabel
 from stream_learner.errors import OffsetOutOfRangeError, SourceError
 from stream_learner.events import Origin
@@ -158,14 +159,14 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         self._source = source
         self._topic = topic
         self._partition = partition
-        self._is_labels = topic == source.labels_topic and topic != source.input_topic
+        self._side = source.side_of(topic)  # "labels" or "control": a side topic ends with the input and counts in no budget
         start: int | str = source.start
         if resume_state is not None:
             start = resume_state
         elif partition in source.start_offsets.get(topic, {}):
             start = source.start_offsets[topic][partition]
         self._fetcher = source.fetcher()
-        self._slot = self._fetcher.assign(topic, partition, start, keys=self._is_labels)
+        self._slot = self._fetcher.assign(topic, partition, start, keys=self._side == "labels")
         self._offset: int | None = start if isinstance(start, int) else None  # known once the child resolved it
         self._last_data = time.monotonic()
         self._awake: datetime | None = None
@@ -174,7 +175,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
 
     def next_batch(self) -> list[Any]:
         source = self._source
-        if source.stop.is_set() or (not self._is_labels and source.budget.spent):
+        if source.stop.is_set() or (self._side is None and source.budget.spent):
             self._end()
         fetched = self._fetcher.next(self._slot)
         now = time.monotonic()
@@ -184,7 +185,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             if not self._fetcher.ready(self._slot) or watch.out:
                 self._last_data = now  # the idle time counts from when the child fetches, and not while the cluster is lost
             idle = source.idle_timeout
-            if (idle is not None and now - max(self._last_data, watch.back_at) >= idle) or (self._is_labels and source.inputs_done()):
+            if (idle is not None and now - max(self._last_data, watch.back_at) >= idle) or (self._side is not None and source.inputs_done()):
                 self._end()  # idle, or caught up with the labels of a finished input
             self._awake = datetime.now(timezone.utc) + IDLE_POLL
             return []
@@ -195,11 +196,13 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             return []
         offsets, values = fetched.offsets, fetched.values
         topic, partition = self._topic, self._partition
-        if self._is_labels:
+        if self._side == "labels":
             keys = fetched.keys or [None] * len(values)
             batch: list[Any] = [
                 RawLabel(v, Origin(topic, partition, o), k.decode("utf-8", "replace") if k else None) for v, o, k in zip(values, offsets, keys)
             ]
+        elif self._side == "control":
+            batch = [RawControl(v, Origin(topic, partition, o)) for v, o in zip(values, offsets)]
         else:
             n = source.budget.take(len(values))
             offsets, values = offsets[:n], values[:n]
@@ -224,7 +227,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if self._offset is None:  # ended before reading anything: its resume state is still where it started
             self._offset = self._fetcher.position(self._slot)
         self._release(commit=self._offset if self._source.group_id else None)  # the final snapshot cannot commit: the child may have stopped
-        if not self._is_labels and not self._ended:
+        if self._side is None and not self._ended:
             self._ended = True
             self._source.input_closed()
         raise StopIteration
@@ -255,6 +258,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         client_config: kafka-python client arguments.
         input_topic: the events topic.
         labels_topic: the delayed-labels topic, if any.
+        control_topic: the operators' commands topic, if any (read as :class:`~stream_learner.control.RawControl`).
         start: where a partition without resume state starts: ``earliest``,
             ``latest`` or the group's ``committed`` offset.
         group_id: consumer group, used only to commit offsets (never joined).
@@ -277,6 +281,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         input_topic: str,
         *,
         labels_topic: str | None = None,
+        control_topic: str | None = None,
         start: Start = "earliest",
         group_id: str | None = None,
         batch_size: int = 1000,
@@ -293,6 +298,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
         self.client_config = client_config
         self.input_topic = input_topic
         self.labels_topic = labels_topic
+        self.control_topic = control_topic
         self.start = start
         self.group_id = group_id
         self.batch_size = batch_size
@@ -315,7 +321,7 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
 
     def list_parts(self) -> list[str]:
         if self._parts is None:
-            topics = [self.input_topic] + ([self.labels_topic] if self.labels_topic else [])
+            topics = [self.input_topic] + [topic for topic in (self.labels_topic, self.control_topic) if topic]
             with first_contact(self.client_config):  # the first contact of a run that creates no topics
                 consumer = KafkaConsumer(enable_auto_commit=False, fetch_max_wait_ms=_BOUNDS_FETCH_WAIT_MS, **self.client_config)
                 try:
@@ -387,6 +393,14 @@ class KafkaSource(FixedPartitionedSource[Any, int]):
             logger.warning("%s; kafka.offset_out_of_range=%s: learning on from offset %d", where, policy, offsets[partition])
             if self.on_offset_reset is not None:
                 self.on_offset_reset(self.input_topic, partition, policy)
+
+    def side_of(self, topic: str) -> Literal["labels", "control"] | None:
+        """Which side topic ``topic`` is (``None``: the input topic)."""
+        if topic == self.input_topic:
+            return None
+        if topic == self.labels_topic:
+            return "labels"
+        return "control" if topic == self.control_topic else None
 
     def inputs_done(self) -> bool:
         """Whether every input partition of this process has ended (or reached ``max_events``)."""

@@ -49,6 +49,14 @@ FIELDS = ("id", "key", "action", "arg", "issued_at")
 
 
 @dataclass(frozen=True, slots=True)
+class RawControl:
+    """A control record's raw bytes (``None``: a tombstone) and where it came from."""
+
+    value: bytes | None
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """One operator's command for one model key.
 
