@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 
+from connectors import redis_store
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
 from stream_learner.errors import SnapshotError
@@ -180,3 +181,28 @@ def test_load_latest_says_what_is_wrong_with_the_pointer(store: RedisSnapshotSto
         store.load_latest("m")
     store.client.set(latest, b"99")
     assert store.load_latest("m") == (99, None)  # names a missing version: no envelope
+
+
+def test_a_round_is_pipelined_in_bounded_batches_with_retention(store: RedisSnapshotStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipelines: list[bool] = []
+    pipeline = store.client.pipeline
+    monkeypatch.setattr(store.client, "pipeline", lambda transaction=True: pipelines.append(transaction) or pipeline(transaction=transaction))
+    size = len(_blob(1, "k00"))  # give or take a byte of the time in it
+    monkeypatch.setattr(redis_store, "PIPELINE_BYTES", 20 * size + size // 2)  # 20 envelopes a pipeline
+    keys = [f"k{i:02d}" for i in range(100)]
+    for events in range(1, 5):
+        assert store.save_many([(k, _blob(events, k)) for k in keys]) == [events] * 100
+    assert pipelines == [False] * 20  # 5 pipelines a round, none a MULTI/EXEC
+    assert store.keys() == sorted(keys) and {tuple(store.versions(k)) for k in keys} == {(2, 3, 4)}
+    version, blob = store.load_latest("k42") or (None, None)
+    assert version == 4 and blob is not None and open_envelope(blob, signing_key=SIGNING_KEY)[0].events_seen == 4
+    assert store.save_many([]) == []
+
+
+def test_a_damaged_entry_of_a_round_is_refused_alone(store: RedisSnapshotStore) -> None:
+    store.save_many([(k, _blob(1, k)) for k in "abc"])
+    store.save_many([(k, _blob(2, k)) for k in "abc"])
+    store.client.set(f"{store._keys('b')['v']}2", _blob(2, "b")[:-1] + b"!")
+    found = {k: load_latest_valid(store, k, SIGNING_KEY) for k in "abc"}
+    assert {k: (f[0].events_seen, len(f[2])) for k, f in found.items() if f} == {"a": (2, 0), "b": (1, 1), "c": (2, 0)}
+    assert "version 2 of 'b' refused: snapshot checksum does not match" in found["b"][2][0]  # type: ignore[index]
