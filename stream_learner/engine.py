@@ -88,6 +88,18 @@ class EngineConfig:
         concept_reuse: keep earlier concepts' models and reinstate one when
             its concept comes back (``None``: off); see
             :mod:`stream_learner.step.recurring`.
+        challengers: more learners for each key, in shadow: each predicts
+            and learns every event, only the champion's predictions are
+            published (see :mod:`stream_learner.slot`); empty: the
+            ``learner`` alone, at no cost.
+        promotion_window: the last N labelled events both learners predicted
+            on which a challenger is compared with the champion.
+        promotion_alpha: the significance a challenger must be better at
+            (paired two-sided test, see :mod:`stream_learner.evidence`).
+        min_champion_events: labelled events a champion holds before any
+            challenger may replace it.
+        auto_promote: replace the champion when a challenger is better
+            (``False``: publish the recommendation only).
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -109,6 +121,11 @@ class EngineConfig:
     feature_drift: dict[str, Any] | None = None
     boundaries: Boundaries = "error"
     concept_reuse: ConceptReuse | None = None
+    challengers: tuple[LearnerSpec, ...] = ()
+    promotion_window: int = 500
+    promotion_alpha: float = 0.01
+    min_champion_events: int = 1000
+    auto_promote: bool = True
 
 
 @dataclass

@@ -1,0 +1,373 @@
+"""A model key's slot: the champion and its challengers in shadow, and promotion on evidence.
+
+With :attr:`EngineConfig.challengers <stream_learner.engine.EngineConfig.challengers>`
+set, each model key holds a :class:`Slot` instead of one
+:class:`~stream_learner.engine.KeyedLearner`: one learner step per
+candidate (the ``learner`` and each challenger), all fed the same events.
+Every candidate predicts and learns test-then-train on every event; only the
+champion's predictions and dead letters are published. Every candidate's
+metrics, drift and feature-drift records are, each with a ``candidate``
+field naming it and a ``champion`` flag.
+
+Promotion: each labelled event that the champion and a challenger both
+predicted adds a pair of errors to that challenger's
+:class:`~stream_learner.evidence.PairedWindow`. Once the champion has held
+``min_champion_events`` labelled events, a challenger whose window is full
+(``promotion_window`` pairs), whose error is lower, and whose paired test
+(McNemar, or Wilcoxon for regression) gives a p-value under
+``promotion_alpha`` replaces the champion (the one with the lowest error, if
+several qualify). A ``promotion`` record carries the evidence. The outgoing
+champion stays as a challenger (so it can come back), every window starts
+afresh, and the batch's snapshot holds the slot as it is after the promotion.
+With ``auto_promote`` off the same record says ``applied: false`` and that
+challenger's window starts afresh, so a recommendation is repeated only on
+new evidence.
+
+Whether a candidate is champion changes what is published, never what any
+candidate learns; the evidence is taken event by event, so the candidates'
+states and the promotions do not depend on how the stream was batched. A
+promotion decided within a batch publishes the new champion's predictions
+from the next batch on. Delayed labels are learned by every candidate but are
+not evidence (only labels that arrive with their event are paired).
+
+>>> from stream_learner.engine import EngineConfig
+>>> from stream_learner.events import Event
+>>> from stream_learner.learners.base import LearnerSpec
+>>> config = EngineConfig(learner=LearnerSpec("logreg"), challengers=(LearnerSpec("hoeffding_tree"),), metrics_every=4)
+>>> slot = new_step("default", config)
+>>> out = slot.process([Event(str(i), "default", {"x": float(i % 2)}, bool(i % 2), None, 0, i) for i in range(4)], now=0.0)
+>>> slot.champion_name, len(out.predictions), [(m["candidate"], m["champion"]) for m in out.metrics]
+('logreg', 4, [('logreg', True), ('hoeffding_tree', False)])
+>>> type(new_step("default", EngineConfig())).__name__
+'KeyedLearner'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, Callable, Union
+
+from stream_learner.delayed import LabelRecord
+from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
+from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.events import Event, EventBatch
+from stream_learner.evidence import PairedTest, PairedWindow
+from stream_learner.learners.base import Learner, LearnerSpec, forkable
+from stream_learner.learners.factory import build_learner
+from stream_learner.records import PromotionDict
+from stream_learner.snapshot import Snapshot
+from stream_learner.state import decode, expect_version
+from stream_learner.step.cadence import Cadence
+
+VERSION = 1
+"""The layout of :meth:`Slot.state_dict`."""
+
+Step = Union[KeyedLearner, "Slot"]
+"""A model key's learner step, as :func:`new_step` and :func:`restore_step` give it: both have the surface the dataflow uses."""
+
+
+def new_step(key: str, config: EngineConfig) -> Step:
+    """The learner step of a new model key: a :class:`Slot` when the configuration has challengers, else a plain learner step."""
+    return Slot(key, config) if config.challengers else KeyedLearner(key, config)
+
+
+def restore_step(payload: bytes, config: EngineConfig) -> Step:
+    """The learner step of a *verified* snapshot payload, under this run's configuration (see :func:`step_from_state`)."""
+    return step_from_state(decode(payload), config)
+
+
+def step_from_state(state: dict[str, Any], config: EngineConfig) -> Step:
+    """The learner step a state describes, as this run's configuration asks for it.
+
+    A slot's state under a run without challengers restores its champion
+    alone (which must be the run's model); a single learner's state under a
+    run with challengers becomes the champion of a slot whose challengers
+    start afresh.
+    """
+    if "candidates" in state:
+        if config.challengers:
+            return Slot.from_state(state, config)
+        return KeyedLearner.from_state(state["candidates"][state["champion"]]["state"], config)
+    if config.challengers:
+        return Slot.with_champion(KeyedLearner.from_state(state, _candidate_config(config, config.learner)), config)
+    return KeyedLearner.from_state(state, config)
+
+
+def candidate_names(specs: Sequence[LearnerSpec]) -> list[str]:
+    """A name per candidate: its model, ``+strategy`` where it has one, and ``#2``, ``#3``... for a name already taken.
+
+    >>> candidate_names([LearnerSpec("logreg"), LearnerSpec("logreg", strategy="reset"), LearnerSpec("logreg", {"l2": 1.0})])
+    ['logreg', 'logreg+reset', 'logreg#2']
+    """
+    names: list[str] = []
+    for spec in specs:
+        base = spec.model + (f"+{spec.strategy}" if spec.strategy else "")
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}#{n}"
+        names.append(name)
+    return names
+
+
+def _candidate_config(config: EngineConfig, spec: LearnerSpec) -> EngineConfig:
+    """One candidate's configuration: the run's reporting settings, its own model, no snapshots of its own (the slot takes them)."""
+    return replace(config, learner=spec, challengers=(), snapshot_every=0, snapshot_seconds=0.0)
+
+
+class Slot:
+    """The candidates of one model key (see the module's docstring); used where a :class:`~stream_learner.engine.KeyedLearner` is.
+
+    Attributes:
+        candidates: one learner step per candidate, in the configuration's
+            order (the run's ``learner`` first).
+        names: their names (:func:`candidate_names`).
+        champion: the index of the champion among them.
+        windows: per challenger's index, its paired errors against the champion.
+        held: labelled events the champion has held since it became champion.
+    """
+
+    def __init__(self, key: str, config: EngineConfig, learner_factory: Callable[[LearnerSpec], Learner] = build_learner) -> None:
+        _check(config)
+        specs = (config.learner, *config.challengers)
+        self.key = key
+        self.config = config
+        self.names = candidate_names(specs)
+        self.candidates = [KeyedLearner(key, _candidate_config(config, spec), learner_factory) for spec in specs]
+        tasks = {c.learner.task for c in self.candidates}
+        if len(tasks) > 1:
+            raise ConfigError(f"the champion and its challengers must all be classifiers or all regressors: {', '.join(self.names)}")
+        self.task = self.candidates[0].learner.task
+        self.champion = 0
+        self.held = 0
+        self.windows: dict[int, PairedWindow] = {}
+        self._start_windows()
+        self.cadence = Cadence(0, 0, config.snapshot_every, config.snapshot_seconds)
+        self._check_every = 1 if self.task == "classification" else max(1, config.promotion_window // 50)  # McNemar is O(1), Wilcoxon O(window)
+
+    @classmethod
+    def with_champion(cls, champion: KeyedLearner, config: EngineConfig) -> Slot:
+        """A slot whose champion is ``champion`` (a restored single learner) and whose challengers start afresh."""
+        slot = cls(champion.key, config)
+        slot.candidates[0] = champion
+        return slot
+
+    def _start_windows(self) -> None:
+        self.windows = {i: PairedWindow(self.task, self.config.promotion_window) for i in range(len(self.candidates)) if i != self.champion}
+
+    @property
+    def champion_step(self) -> KeyedLearner:
+        return self.candidates[self.champion]
+
+    @property
+    def champion_name(self) -> str:
+        return self.names[self.champion]
+
+    @property
+    def learner(self) -> Learner:
+        """The champion's model."""
+        return self.champion_step.learner
+
+    @property
+    def learners(self) -> list[Learner]:
+        """Every candidate's model."""
+        return [c.learner for c in self.candidates]
+
+    @property
+    def forkable(self) -> bool:
+        """Whether every candidate's model may be encoded in a forked child."""
+        return all(forkable(learner) for learner in self.learners)
+
+    @property
+    def events(self) -> int:
+        return self.champion_step.events
+
+    @property
+    def learned(self) -> int:
+        return self.champion_step.learned
+
+    @property
+    def next_offsets(self) -> dict[int, int]:
+        return self.champion_step.next_offsets
+
+    def process(self, events: Sequence[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
+        """Every candidate takes the events; the champion's predictions and dead letters, everyone's metrics, and any promotion, are published."""
+        champion = self.champion_step
+        admitted = champion.cadence.since_snapshot
+        outs = [c.process(events, now) for c in self.candidates]
+        self.cadence.counted(champion.cadence.since_snapshot - admitted)
+        out = StepOutput(predictions=outs[self.champion].predictions, dead_letters=outs[self.champion].dead_letters)
+        for i, o in enumerate(outs):
+            out.metrics.extend(self._tagged(o.metrics, i))
+        promotions = self._weigh(events, outs, champion.events - len(outs[self.champion].predictions), now)
+        out.metrics.extend(promotions)  # type: ignore[arg-type]  # StepOutput.metrics names the record types a KeyedLearner makes
+        if self.cadence.snapshot_due(now) or any(p["applied"] for p in promotions):
+            out.snapshot = self.snapshot(background=True)
+        return out
+
+    def _tagged(self, records: list[Any], index: int) -> list[Any]:
+        """A candidate's metrics and drift records, naming it."""
+        name, champion = self.names[index], index == self.champion
+        return [{**record, "candidate": name, "champion": champion} for record in records]
+
+    def _weigh(self, events: Sequence[Event | LabelRecord] | EventBatch, outs: list[StepOutput], events_before: int, now: float) -> list[PromotionDict]:
+        """Pair the candidates' errors on the batch's labelled events, in order; promote (or recommend) where the evidence says so."""
+        labels = _labels(events)
+        if not labels:
+            return []
+        predicted = [dict((row[0], row[1]) for row in o.predictions.rows) for o in outs]  # type: ignore[union-attr]
+        error = self.champion_step.metrics.error
+        promotions: list[PromotionDict] = []
+        at_event = events_before
+        for row in outs[self.champion].predictions.rows:  # type: ignore[union-attr]
+            at_event += 1
+            event_id = row[0]
+            label = labels.get(event_id, _UNLABELLED)
+            if label is _UNLABELLED or not all(event_id in p for p in predicted):
+                continue
+            champion = self.champion
+            champion_error = error(label, predicted[champion][event_id])
+            for i, window in self.windows.items():
+                window.add(champion_error, error(label, predicted[i][event_id]))
+            self.held += 1
+            if self.held >= self.config.min_champion_events and self.held % self._check_every == 0:
+                promotion = self._promotion(at_event, now)
+                if promotion is not None:
+                    promotions.append(promotion)
+        return promotions
+
+    def _promotion(self, at_event: int, now: float) -> PromotionDict | None:
+        """The challenger better than the champion by the paired test, if any: promoted (or recommended), and its record."""
+        best: tuple[int, PairedTest] | None = None
+        for i, window in self.windows.items():
+            if window.full and window.second_error < window.first_error:
+                test = window.test()
+                if test.second_better(self.config.promotion_alpha) and (best is None or test.second_error < best[1].second_error):
+                    best = (i, test)
+        if best is None:
+            return None
+        winner, test = best
+        record: PromotionDict = {
+            "type": "promotion",
+            "key": self.key,
+            "champion": self.champion_name,
+            "challenger": self.names[winner],
+            "evidence": {
+                "window": test.n,
+                "champion_error": test.first_error,
+                "challenger_error": test.second_error,
+                "statistic": test.statistic,
+                "p_value": test.p_value,
+                "test": test.test,
+            },
+            "at_event": at_event,
+            "applied": self.config.auto_promote,
+            "ts": now,
+        }
+        if self.config.auto_promote:
+            self.champion, self.held = winner, 0
+            self._start_windows()
+        else:
+            self.windows[winner].clear()
+        return record
+
+    def finish(self, now: float) -> StepOutput:
+        """The stream ended: every candidate's final metrics, and the slot's snapshot."""
+        out = StepOutput()
+        for i, candidate in enumerate(self.candidates):
+            final = candidate.finish(now)
+            if final.snapshot is not None:
+                final.snapshot.discard()
+            out.metrics.extend(self._tagged(final.metrics, i))
+        out.snapshot = self.snapshot()
+        return out
+
+    def metrics_record(self, now: float) -> Any:
+        """The champion's current metrics, naming it."""
+        return self._tagged([self.champion_step.metrics_record(now)], self.champion)[0]
+
+    def snapshot(self, background: bool = False) -> Snapshot:
+        """The slot's state (:meth:`state_dict`), encoded; the envelope names the champion's model family and strategy."""
+        self.cadence.snapshot_taken()
+        champion = self.champion_step
+        return Snapshot.of_state(
+            self.state_dict,
+            key=self.key,
+            learner_kind=champion.learner.family,
+            strategy=champion.config.learner.strategy or "none",
+            events_seen=self.events,
+            source_offsets=dict(self.next_offsets),
+            background=background and self.forkable,
+        )
+
+    @classmethod
+    def restore(cls, payload: bytes, config: EngineConfig) -> Step:
+        """The learner step of a *verified* snapshot payload (:func:`restore_step`)."""
+        return restore_step(payload, config)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every candidate's state, which one is champion, and the evidence gathered so far, as plain values."""
+        return {
+            "version": VERSION,
+            "key": self.key,
+            "champion": self.champion,
+            "held": self.held,
+            "candidates": [{"name": name, "state": c.state_dict()} for name, c in zip(self.names, self.candidates)],
+            "windows": {self.names[i]: w.state_dict() for i, w in self.windows.items()},
+            "cadence": self.cadence.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: EngineConfig) -> Slot:
+        """The slot :meth:`state_dict` describes, with this run's candidates.
+
+        A candidate of the state that this run also configures (the same
+        model, parameters and strategy) is restored; a new one starts
+        afresh; one the run no longer configures is dropped, unless it is
+        the champion (a :class:`~stream_learner.errors.SnapshotError`: name
+        it among the challengers, or restore the key without challengers to
+        go on with it alone).
+        """
+        expect_version(state, "the challengers' slot", VERSION)
+        slot = cls(state["key"], config)
+        specs = [c.config.learner for c in slot.candidates]
+        restored: dict[str, int] = {}  # the state's candidate name -> this slot's index
+        for entry in state["candidates"]:
+            spec = LearnerSpec(**entry["state"]["spec"])
+            if spec in specs:
+                i = specs.index(spec)
+                slot.candidates[i] = KeyedLearner.from_state(entry["state"], _candidate_config(config, spec))
+                restored[entry["name"]] = i
+        champion_name = state["candidates"][state["champion"]]["name"]
+        if champion_name not in restored:
+            raise SnapshotError(f"the champion of key {state['key']!r} is {champion_name!r}, which this run does not name among its model and challengers")
+        slot.champion = restored[champion_name]
+        slot._start_windows()
+        for name, window in state["windows"].items():
+            if name in restored and restored[name] in slot.windows and window["size"] == config.promotion_window:
+                slot.windows[restored[name]] = PairedWindow.from_state(window)
+        slot.held = state["held"]
+        slot.cadence = Cadence.from_state(state["cadence"], 0, 0, config.snapshot_every, config.snapshot_seconds)
+        return slot
+
+
+_UNLABELLED = object()
+
+
+def _labels(events: Sequence[Event | LabelRecord] | EventBatch) -> dict[str, Any]:
+    """The labels that came with the events, by event id (delayed labels are not evidence)."""
+    if type(events) is EventBatch:
+        return {event_id: y for event_id, _, y, _ in events.rows() if y is not None}
+    return {e.id: e.label for e in events if type(e) is Event and e.label is not None}  # type: ignore[union-attr]
+
+
+def _check(config: EngineConfig) -> None:
+    """Refuse promotion settings that cannot work, in one line each."""
+    if config.promotion_window < 1:
+        raise ConfigError(f"promotion_window must be at least 1, not {config.promotion_window}")
+    if not 0 < config.promotion_alpha < 1 or math.isnan(config.promotion_alpha):
+        raise ConfigError(f"promotion_alpha must be between 0 and 1, not {config.promotion_alpha}")
+    if config.min_champion_events < 0:
+        raise ConfigError(f"min_champion_events cannot be negative: {config.min_champion_events}")

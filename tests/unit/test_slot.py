@@ -1,0 +1,192 @@
+"""Challengers in shadow and promotion on evidence (stream_learner.slot), on seeded streams whose answer is known.
+
+The concept is a band, ``0.3 < x1 < 0.7``: a tree learns it, a logistic
+regression cannot (about 60% accuracy, the majority class), so a tree
+challenging a logistic champion is truly better and the reverse truly worse.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.events import Event, EventBatch, PromotionRecord
+from stream_learner.evidence import mcnemar
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.slot import Slot, new_step, restore_step, step_from_state
+from stream_learner.state import encode
+
+LOGREG, TREE = LearnerSpec("logreg"), LearnerSpec("hoeffding_tree")
+
+
+def band(seed: int, n: int, start: int = 0) -> list[Event]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(start, start + n):
+        x1, x2 = rng.random(), rng.random()
+        events.append(Event(f"e{i}", "k", {"x1": x1, "x2": x2}, 0.3 < x1 < 0.7, None, 0, i))
+    return events
+
+
+def config(champion: LearnerSpec = LOGREG, *challengers: LearnerSpec, **options: Any) -> EngineConfig:
+    settings: dict[str, Any] = {"detector": None, "metrics_every": 500, "promotion_window": 200, "min_champion_events": 200, "promotion_alpha": 0.01}
+    settings.update(options)
+    settings.setdefault("challengers", challengers or (TREE,))
+    return EngineConfig(learner=champion, **settings)
+
+
+def run(step: Any, events: list[Event], batch: int = 100) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The published predictions and metrics-topic records of ``events`` fed ``batch`` at a time."""
+    predictions: list[Any] = []
+    records: list[dict[str, Any]] = []
+    for i in range(0, len(events), batch):
+        out = step.process(events[i : i + batch], 0.0)
+        predictions.extend(row[:2] for row in out.predictions.rows)
+        records.extend(out.metrics)
+    return predictions, records
+
+
+def promotions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] == "promotion"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_truly_better_challenger_is_promoted_within_the_window(seed: int) -> None:
+    slot = new_step("k", config())
+    _, records = run(slot, band(seed, 1500))
+    [promotion] = promotions(records)
+    assert (promotion["champion"], promotion["challenger"], promotion["applied"]) == ("logreg", "hoeffding_tree", True)
+    assert promotion["at_event"] <= 200 + 200  # min_champion_events, then at most one window of evidence
+    assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree"
+    assert slot.names == ["logreg", "hoeffding_tree"]  # the outgoing champion stays, as a challenger
+    evidence = promotion["evidence"]
+    assert evidence["window"] == 200 and evidence["challenger_error"] < evidence["champion_error"] and evidence["p_value"] < 0.01
+    PromotionRecord.model_validate(promotion)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_worse_or_equal_challenger_is_never_promoted(seed: int) -> None:
+    worse = new_step("k", config(TREE, LOGREG))
+    same = new_step("k", config(LOGREG, LOGREG))  # an A/A test: identical predictions, no discordant pair
+    assert not promotions(run(worse, band(seed, 3000))[1]) and not promotions(run(same, band(seed, 1500))[1])
+    assert worse.champion_name == "hoeffding_tree" and same.names == ["logreg", "logreg#2"]
+
+
+def test_the_evidence_is_the_paired_test_on_the_last_window_of_both_candidates_errors() -> None:
+    """Recomputed from two standalone learner steps on the same events: the record's figures are McNemar's on their last 200 pairs."""
+    events = band(7, 1000)
+    _, records = run(new_step("k", config()), events)
+    [promotion] = promotions(records)
+    at = promotion["at_event"]
+    champion, challenger = KeyedLearner("k", config(challengers=())), KeyedLearner("k", EngineConfig(learner=TREE, detector=None))
+    first, second = run(champion, events[:at])[0], run(challenger, events[:at])[0]
+    pairs = [(int(p != e.label), int(q != e.label)) for (_, p), (_, q), e in zip(first, second, events[:at])][-200:]
+    expected = mcnemar(sum(1 for f, s in pairs if f and not s), sum(1 for f, s in pairs if s and not f))
+    evidence = promotion["evidence"]
+    assert (evidence["test"], evidence["statistic"], evidence["p_value"]) == (expected.test, expected.statistic, expected.p_value)
+    assert evidence["champion_error"] == sum(f for f, _ in pairs) / 200 and evidence["challenger_error"] == sum(s for _, s in pairs) / 200
+
+
+def test_only_the_champions_predictions_are_published_and_every_candidate_reports() -> None:
+    events = band(3, 1000)
+    predictions, records = run(new_step("k", config(metrics_every=100)), events)
+    at = promotions(records)[0]["at_event"]
+    alone = {spec.model: run(KeyedLearner("k", EngineConfig(learner=spec, detector=None)), events)[0] for spec in (LOGREG, TREE)}
+    switch = ((at - 1) // 100 + 1) * 100  # at_event counts from 1; a promotion publishes the new champion's predictions from the next batch on
+    assert predictions == alone["logreg"][:switch] + alone["hoeffding_tree"][switch:]
+    metrics = [r for r in records if r["type"] == "metrics"]
+    assert [m["labelled"] for m in metrics] == [n for n in range(100, 1001, 100) for _ in range(2)]
+    tags = [(m["candidate"], m["champion"]) for m in metrics]
+    assert tags[:2] == [("logreg", True), ("hoeffding_tree", False)] and tags[-2:] == [("logreg", False), ("hoeffding_tree", True)]
+
+
+def test_the_outcome_does_not_depend_on_batching() -> None:
+    events = band(5, 800)
+    one, many = new_step("k", config()), new_step("k", config())
+    run(one, events, batch=1)
+    run(many, events, batch=250)
+    first, second = promotions(run(new_step("k", config()), events, batch=1)[1]), promotions(run(new_step("k", config()), events, batch=250)[1])
+    assert first == second and first
+    assert one.state_dict()["windows"]["logreg"]["first"].tolist() == many.state_dict()["windows"]["logreg"]["first"].tolist()
+    assert run(one, band(9, 50, 800))[0] == run(many, band(9, 50, 800))[0]
+
+
+def test_an_event_batch_gives_what_its_events_give() -> None:
+    events = band(2, 600)
+    batch = EventBatch("t", "k", 0, 0, [(e.features, e.label) for e in events])
+    slot = new_step("k", config())
+    out = slot.process(batch, 0.0)
+    listed = promotions(run(new_step("k", config()), [Event(f"t:0:{i}", "k", e.features, e.label, None, 0, i) for i, e in enumerate(events)], batch=600)[1])
+    assert promotions(out.metrics) == listed and listed
+
+
+def test_recommend_only_publishes_and_changes_nothing() -> None:
+    events = band(1, 1500)
+    slot = new_step("k", config(auto_promote=False))
+    predictions, records = run(slot, events)
+    recommended = promotions(records)
+    assert recommended and all(not r["applied"] and r["challenger"] == "hoeffding_tree" for r in recommended)
+    assert all(b["at_event"] - a["at_event"] >= 200 for a, b in zip(recommended, recommended[1:]))  # repeated only on a new window
+    assert slot.champion_name == "logreg"
+    assert predictions == run(KeyedLearner("k", EngineConfig(learner=LOGREG, detector=None)), events)[0]
+
+
+def test_a_promotion_takes_a_snapshot_of_the_slot_holding_the_outgoing_champion() -> None:
+    slot = new_step("k", config(snapshot_seconds=0.0))
+    snapshots = [slot.process(chunk, 0.0).snapshot for chunk in (band(4, 1000)[i : i + 100] for i in range(0, 1000, 100))]
+    taken = [s for s in snapshots if s is not None]
+    assert len(taken) == 1
+    restored = restore_step(taken[0].payload, config())
+    assert isinstance(restored, Slot) and restored.champion_name == "hoeffding_tree" and restored.names == ["logreg", "hoeffding_tree"]
+
+
+def test_a_restored_slot_goes_on_exactly_as_the_original() -> None:
+    """Mid-window (the evidence gathered so far counts) and after a promotion alike."""
+    for cut in (300, 900):
+        events, later = band(8, cut), band(11, 700, cut)
+        original = new_step("k", config())
+        run(original, events)
+        copy = restore_step(encode(original.state_dict()), config())
+        assert run(copy, later) == run(original, later)
+        assert copy.state_dict()["held"] == original.state_dict()["held"]
+
+
+def test_states_cross_between_runs_with_and_without_challengers() -> None:
+    events = band(12, 900)
+    plain = KeyedLearner("k", config(challengers=()))
+    run(plain, events)
+    slot = step_from_state(plain.state_dict(), config())  # challengers added to a running key: they start afresh
+    assert isinstance(slot, Slot) and slot.candidates[0].events == 900 and slot.candidates[1].events == 0
+    promoted = new_step("k", config())
+    run(promoted, events)
+    assert isinstance(promoted, Slot) and promoted.champion_name == "hoeffding_tree"
+    alone = step_from_state(promoted.state_dict(), EngineConfig(learner=TREE, detector=None))  # challengers dropped: the champion goes on alone
+    assert type(alone) is KeyedLearner and alone.events == 900
+    later = band(13, 50, 900)
+    assert run(alone, later)[0] == run(promoted, later)[0]
+    with pytest.raises(SnapshotError, match="hoeffding_tree"):
+        step_from_state(promoted.state_dict(), config(LOGREG, LearnerSpec("naive_bayes")))
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="promotion_alpha"):
+        new_step("k", config(promotion_alpha=1.5))
+    with pytest.raises(ConfigError, match="promotion_window"):
+        new_step("k", config(promotion_window=0))
+    with pytest.raises(ConfigError, match="classifiers or all regressors"):
+        new_step("k", config(LOGREG, LearnerSpec("linreg")))
+
+
+def test_regression_candidates_are_compared_on_absolute_errors() -> None:
+    rng = random.Random(0)
+    events = []
+    for i in range(1500):
+        x = rng.random()
+        events.append(Event(str(i), "k", {"x": x}, 10.0 * (0.3 < x < 0.7), None, 0, i))
+    slot = new_step("k", EngineConfig(learner=LearnerSpec("linreg"), challengers=(LearnerSpec("hoeffding_tree_regressor"),), detector=None, promotion_window=200, min_champion_events=200))
+    [promotion] = promotions(run(slot, events)[1])
+    assert promotion["evidence"]["test"] == "wilcoxon" and promotion["challenger"] == "hoeffding_tree_regressor"
