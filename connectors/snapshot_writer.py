@@ -3,11 +3,14 @@
 :class:`BackgroundSnapshotSink` hands each :class:`~stream_learner.snapshot.Snapshot`
 to a writer thread that seals and saves it, so the dataflow worker only
 pays for a dictionary insert. The writer takes every snapshot queued at
-once as one round, sealed one by one and saved in one batch
-(:meth:`~stream_learner.snapshot.SnapshotStore.save_many`). While a round is
-in flight, a newer snapshot of the same key replaces the queued one (the
-older one would be superseded at once anyway). Closing the sink (end of the stream, graceful shutdown)
-drains the queue, so the final snapshots are written before the run ends.
+once as one round, and saves it in batches of up to :data:`BATCH_BYTES` of
+envelopes (:meth:`~stream_learner.snapshot.SnapshotStore.save_many`: one
+transaction of the local store, pipelines to Redis), which bounds the
+memory a round of a large fleet takes. While a round is in flight, a newer
+snapshot of the same key replaces the queued one (the older one would be
+superseded at once anyway). Closing the sink (end of the stream, graceful
+shutdown) drains the queue, so the final snapshots are written before the
+run ends.
 
 A round the store refuses (Redis unreachable, ...) is kept and tried
 again, after 1 s, then up to every :data:`RETRY_MAX_SECONDS`, unless a newer
@@ -32,6 +35,8 @@ from stream_learner.snapshot import Snapshot, SnapshotStore, seal
 logger = logging.getLogger(__name__)
 
 RETRY_MAX_SECONDS = 10.0
+BATCH_BYTES = 32 << 20
+"""Envelopes saved in one :meth:`~stream_learner.snapshot.SnapshotStore.save_many` call (at least one)."""
 
 
 class SnapshotWriter:
@@ -124,10 +129,17 @@ class SnapshotWriter:
                 self._queued[snap.key] = snap
 
     def _write(self, snaps: list[Snapshot]) -> list[Snapshot]:
-        """Seal a round's snapshots and save them in one batch; the snapshots to try again when the store refused them."""
+        """Seal a round's snapshots and save them in batches; the snapshots to try again when the store refused them.
+
+        After a refused batch the rest of the round waits for the retry
+        too: a store that is down would refuse each batch only after its
+        timeout.
+        """
         started = time.perf_counter()
-        sealed: list[tuple[Snapshot, bytes]] = []
-        for snap in snaps:
+        retry: list[Snapshot] = []
+        batch: list[tuple[Snapshot, bytes]] = []
+        size = 0
+        for i, snap in enumerate(snaps):
             try:
                 payload = snap.payload
                 blob = seal(
@@ -141,26 +153,38 @@ class SnapshotWriter:
                 )
             except Exception as exc:  # noqa: BLE001 - a state that cannot be encoded must not stop learning
                 logger.error("snapshot of key %r failed: %s", snap.key, exc)
-                if self.on_saved is not None:
-                    self.on_saved(snap.key, None)
+                self._report([snap.key], [None])
                 continue
-            sealed.append((replace(snap, pickled=payload), blob))
-        retry: list[Snapshot] = []
-        versions: list[int | None]
-        try:
-            versions = list(self.store.save_many([(snap.key, blob) for snap, blob in sealed])) if sealed else []
-        except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
-            if not self._failing:
-                logger.warning("snapshots of %d key(s) not saved (%s): retrying until the store answers", len(sealed), exc)
-            retry = [snap for snap, _ in sealed]
-            versions = [None] * len(sealed)
+            batch.append((replace(snap, pickled=payload), blob))
+            size += len(blob)
+            if size >= BATCH_BYTES:
+                if not self._save(batch):
+                    retry, batch = [snap for snap, _ in batch] + snaps[i + 1 :], []
+                    break
+                batch, size = [], 0
+        if batch and not self._save(batch):
+            retry = [snap for snap, _ in batch]
         seconds = time.perf_counter() - started
         self.write_seconds.extend([seconds / len(snaps)] * len(snaps))
         self.rounds.append((len(snaps), seconds))
-        if self.on_saved is not None:
-            for (snap, _), version in zip(sealed, versions):
-                self.on_saved(snap.key, version)
         return retry
+
+    def _save(self, batch: list[tuple[Snapshot, bytes]]) -> bool:
+        """Save one batch; whether the store took it."""
+        try:
+            versions: list[int | None] = list(self.store.save_many([(snap.key, blob) for snap, blob in batch]))
+        except Exception as exc:  # noqa: BLE001 - storage trouble must not stop learning
+            if not self._failing:
+                logger.warning("snapshots of %d key(s) not saved (%s): retrying until the store answers", len(batch), exc)
+            versions = [None] * len(batch)
+        self._report([snap.key for snap, _ in batch], versions)
+        return versions[0] is not None
+
+    def _report(self, keys: list[str], versions: list[int | None]) -> None:
+        """Tell ``on_saved`` each key's version (``None``: not saved)."""
+        if self.on_saved is not None:
+            for key, version in zip(keys, versions):
+                self.on_saved(key, version)
 
 
 class _Partition(StatelessSinkPartition[Snapshot]):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from store_rows import set_envelope
 
+from connectors import snapshot_writer
 from connectors.local_store import LocalSnapshotStore, _safe
 from connectors.snapshot_writer import SnapshotWriter
 from stream_learner.errors import SnapshotError
@@ -161,3 +162,25 @@ def test_the_writer_saves_what_is_queued_as_one_batch(tmp_path: Path) -> None:
     writer.close()
     assert store.batches == [300] and writer.rounds[0][0] == 300
     assert sorted(read_header(store.load(k, 1)).events_seen for k in store.keys()) == [1] * 100 + [2] * 200
+
+
+def test_a_large_round_goes_in_bounded_batches_and_a_refused_one_takes_the_rest_to_the_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot_writer, "BATCH_BYTES", 1)  # one envelope a batch
+    store = LocalSnapshotStore(tmp_path)
+    saved: list[tuple[str, int | None]] = []
+    batches: list[list[str]] = []
+    save_many = store.save_many
+
+    def flaky(items: Sequence[tuple[str, bytes]]) -> list[int]:
+        batches.append([key for key, _ in items])
+        if len(batches) == 2:  # the second batch is refused, once
+            raise ConnectionError("store unreachable")
+        return save_many(items)
+
+    monkeypatch.setattr(store, "save_many", flaky)
+    writer = SnapshotWriter(store, KEY, lambda key, version: saved.append((key, version)))
+    writer.submit([Snapshot(f"k{i}", "river", "none", 1, {0: 1}, b"s") for i in range(4)])
+    writer.close()
+    assert batches == [["k0"], ["k1"], ["k1"], ["k2"], ["k3"]]  # k1 refused, k2 and k3 not tried; then k1, k2, k3 after the retry delay
+    assert saved == [("k0", 1), ("k1", None), ("k1", 1), ("k2", 1), ("k3", 1)]
+    assert store.keys() == ["k0", "k1", "k2", "k3"]
