@@ -165,8 +165,8 @@ class PairedWindow:
         self.task = task
         self.size = size
         self._classification = task == "classification"
-        self._first = np.zeros(size)
-        self._second = np.zeros(size)
+        self._first = [0.0] * size
+        self._second = [0.0] * size
         self._at = 0  # where the next pair goes: the oldest once full
         self._n = 0
         self._counts = [0, 0, 0, 0]  # classification: pairs by 2 * first error + second error
@@ -185,8 +185,8 @@ class PairedWindow:
         at = self._at
         if self._classification:
             if self._n == self.size:
-                self._counts[2 * int(self._first[at]) + int(self._second[at])] -= 1
-            self._counts[2 * int(first) + int(second)] += 1
+                self._counts[int(2 * self._first[at] + self._second[at])] -= 1
+            self._counts[int(2 * first + second)] += 1
         self._first[at] = first
         self._second[at] = second
         self._at = (at + 1) % self.size
@@ -210,33 +210,33 @@ class PairedWindow:
             return (self._counts[1] + self._counts[3]) / self._n if self._n else math.nan
         return self._mean(self._second)
 
-    def _mean(self, errors: np.ndarray) -> float:
+    def _mean(self, errors: list[float]) -> float:
         if not self._n:
             return math.nan
-        return float(self._ordered(errors).mean())
+        return float(np.mean(self._ordered(errors)))
 
-    def _ordered(self, errors: np.ndarray) -> np.ndarray:
+    def _ordered(self, errors: list[float]) -> list[float]:
         """The held errors, oldest first: a restored window then sums in the same order, to the last bit."""
         if self._n < self.size:
             return errors[: self._n]  # not full yet: the held pairs fill the ring's start
-        return np.roll(errors, -self._at)
+        return errors[self._at :] + errors[: self._at]
 
     def test(self) -> PairedTest:
         """The paired test on the window's pairs (McNemar or Wilcoxon, by task), with both error rates."""
         if self._classification:
             result = mcnemar(self._counts[2], self._counts[1])
         else:
-            result = wilcoxon(self._ordered(self._first) - self._ordered(self._second))
+            result = wilcoxon(np.subtract(self._ordered(self._first), self._ordered(self._second)))
         return PairedTest(result.test, result.statistic, result.p_value, self._n, self.first_error, self.second_error)
 
     def state_dict(self) -> dict[str, Any]:
         """The window as plain values, oldest pair first."""
-        return {"version": VERSION, "task": self.task, "size": self.size, "first": self._ordered(self._first).copy(), "second": self._ordered(self._second).copy()}
+        return {"version": VERSION, "task": self.task, "size": self.size, "first": self._ordered(self._first), "second": self._ordered(self._second)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PairedWindow:
         expect_version(state, "the paired window", VERSION)
         window = cls(state["task"], state["size"])
         for first, second in zip(state["first"], state["second"]):
-            window.add(float(first), float(second))
+            window.add(first, second)
         return window

@@ -12,7 +12,8 @@ field naming it and a ``champion`` flag.
 Promotion: each labelled event that the champion and a challenger both
 predicted adds a pair of errors to that challenger's
 :class:`~stream_learner.evidence.PairedWindow`. Once the champion has held
-``min_champion_events`` labelled events, a challenger whose window is full
+``min_champion_events`` labelled events, every ``promotion_window / 50``
+labelled events (at least every event), a challenger whose window is full
 (``promotion_window`` pairs), whose error is lower, and whose paired test
 (McNemar, or Wilcoxon for regression) gives a p-value under
 ``promotion_alpha`` replaces the champion (the one with the lowest error, if
@@ -145,7 +146,7 @@ class Slot:
         self.windows: dict[int, PairedWindow] = {}
         self._start_windows()
         self.cadence = Cadence(0, 0, config.snapshot_every, config.snapshot_seconds)
-        self._check_every = 1 if self.task == "classification" else max(1, config.promotion_window // 50)  # McNemar is O(1), Wilcoxon O(window)
+        self._check_every = max(1, config.promotion_window // 50)  # a decision a fiftieth of a window late; the test is not paid on every event
 
     @classmethod
     def with_champion(cls, champion: KeyedLearner, config: EngineConfig) -> Slot:

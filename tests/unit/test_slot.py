@@ -111,7 +111,7 @@ def test_the_outcome_does_not_depend_on_batching() -> None:
     run(many, events, batch=250)
     first, second = promotions(run(new_step("k", config()), events, batch=1)[1]), promotions(run(new_step("k", config()), events, batch=250)[1])
     assert first == second and first
-    assert one.state_dict()["windows"]["logreg"]["first"].tolist() == many.state_dict()["windows"]["logreg"]["first"].tolist()
+    assert one.state_dict()["windows"]["logreg"]["first"] == many.state_dict()["windows"]["logreg"]["first"]
     assert run(one, band(9, 50, 800))[0] == run(many, band(9, 50, 800))[0]
 
 
