@@ -268,11 +268,28 @@ class Slot:
             "ts": now,
         }
         if self.config.auto_promote:
-            self.champion, self.held = winner, 0
-            self._start_windows()
+            self._crown(winner)
         else:
             self.windows[winner].clear()
         return record
+
+    def _crown(self, index: int) -> None:
+        """Candidate ``index`` is champion from now on; the evidence against the old one no longer counts."""
+        self.champion, self.held = index, 0
+        self._start_windows()
+
+    def promote(self, name: str) -> str | None:
+        """Make candidate ``name`` the champion now, whatever the evidence (an operator's command); why not, if it cannot be.
+
+        The outgoing champion stays as a challenger, as after a promotion on evidence.
+        """
+        if name not in self.names:
+            return f"model key {self.key!r} has no candidate {name!r}; its candidates: {', '.join(self.names)}"
+        index = self.names.index(name)
+        if index == self.champion:
+            return f"{name!r} is already the champion of model key {self.key!r}"
+        self._crown(index)
+        return None
 
     def finish(self, now: float) -> StepOutput:
         """The stream ended: every candidate's final metrics, and the slot's snapshot."""

@@ -190,3 +190,18 @@ def test_regression_candidates_are_compared_on_absolute_errors() -> None:
     slot = new_step("k", EngineConfig(learner=LearnerSpec("linreg"), challengers=(LearnerSpec("hoeffding_tree_regressor"),), detector=None, promotion_window=200, min_champion_events=200))
     [promotion] = promotions(run(slot, events)[1])
     assert promotion["evidence"]["test"] == "wilcoxon" and promotion["challenger"] == "hoeffding_tree_regressor"
+
+
+def test_an_operator_promotes_a_candidate_by_hand() -> None:
+    slot = new_step("k", config(LOGREG, TREE, LearnerSpec("naive_bayes")))
+    assert isinstance(slot, Slot)
+    run(slot, band(14, 150))
+    assert slot.promote("arf") == "model key 'k' has no candidate 'arf'; its candidates: logreg, hoeffding_tree, naive_bayes"
+    assert slot.promote("logreg") == "'logreg' is already the champion of model key 'k'"
+    assert slot.promote("naive_bayes") is None and slot.champion_name == "naive_bayes" and slot.held == 0
+    assert sorted(slot.windows) == [0, 1] and all(w.n == 0 for w in slot.windows.values())
+    copy = restore_step(encode(slot.state_dict()), config(LOGREG, TREE, LearnerSpec("naive_bayes")))
+    assert isinstance(copy, Slot) and copy.champion_name == "naive_bayes"
+    events, later = band(14, 150), band(15, 100, 150)
+    bayes = KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"), detector=None))
+    assert run(slot, later)[0] == run(copy, later)[0] == run(bayes, events + later)[0][150:]  # the champion's predictions are published from the next batch on
