@@ -389,13 +389,21 @@ class KeyedLearner:
         back = reuse.score(x, error, lambda y_pred: self.metrics.error(label, y_pred), self.learner)
         if back is None:
             return
-        self.guard.learner = back.learner
-        self.guard.journal.checkpoint(back.learner)  # a later rollback starts from the reinstated model
-        if self.monitor is not None:
-            self.monitor.reset()  # the errors so far were the replaced model's
+        self.install(back.learner)
         record = self._drift_record("recurring", now)
         record["reused_concept"], record["evidence"] = back.concept, back.evidence
         out.metrics.append(record)
+
+    def install(self, learner: Learner) -> None:
+        """Make ``learner`` the live model (a stored concept's model back, an operator's rollback to an earlier state).
+
+        An undo starts from it, and the error detector starts afresh: the
+        errors so far were the replaced model's.
+        """
+        self.guard.learner = learner
+        self.guard.journal.checkpoint(learner)
+        if self.monitor is not None:
+            self.monitor.reset()
 
     def _drift_record(self, detector: str, now: float) -> DriftDict:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}

@@ -19,6 +19,12 @@ A reinstated model serves its own concept's entry again: at the next
 boundary it replaces that entry, refined by what it learned since. The
 library keeps the ``size`` entries stored or reinstated most recently.
 
+The library is also a rollback: :meth:`RecurringConcepts.reinstate` brings
+back, by hand, the model that served a given concept (an operator's
+command), and :meth:`~stream_learner.engine.KeyedLearner.install` makes it
+the key's live model, as it does for a trial's winner or for the learner
+of an earlier snapshot version.
+
 A torch learner's strategies (EWC's importances, a replay buffer) are part
 of its ``state_dict()``: they come back with the model they describe, as
 they were when it left. The live model's strategies go into the library
@@ -198,7 +204,8 @@ class RecurringConcepts:
 
     The engine calls :meth:`leave` with the outgoing model before the
     strategy's boundary, :meth:`enter` after it, and :meth:`score` for each
-    labelled event while :attr:`trial` is not ``None``.
+    labelled event while :attr:`trial` is not ``None``; an operator's
+    rollback calls :meth:`reinstate`.
     """
 
     def __init__(self, settings: ConceptReuse, spec: LearnerSpec, task: Task) -> None:
@@ -234,11 +241,24 @@ class RecurringConcepts:
                 self.trial = None
             return None
         concept, test = found
+        self._swap(concept, live)
+        return Reinstated(concept, trial.candidates[concept], evidence_dict(test, trial.alpha))
+
+    def reinstate(self, concept: int, live: Learner) -> Learner:
+        """``concept``'s stored model, rebuilt, to replace ``live`` (an operator's rollback to the model that served ``concept``); ``live`` goes into the library.
+
+        Raises ``KeyError`` where the library holds no model of ``concept``.
+        """
+        learner = learner_from_state(self.library.entries[concept], self.spec)  # before live may take its entry
+        self._swap(concept, live)
+        return learner
+
+    def _swap(self, concept: int, live: Learner) -> None:
+        """``concept``'s model becomes the live one: ``live`` is stored as the model of the concept it served, the trial ends."""
         self.trial = None
         self.library.store(self.origin, _own_state(live))
         self.library.use(concept)
         self.origin = concept
-        return Reinstated(concept, trial.candidates[concept], evidence_dict(test, trial.alpha))
 
     def state_dict(self) -> dict[str, Any]:
         trial = self.trial

@@ -20,6 +20,7 @@ from stream_learner.errors import ConfigError
 from stream_learner.events import DriftRecord, Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.from_state import learner_from_state
 from stream_learner.state import decode, encode
 from stream_learner.step.recurring import ConceptLibrary, ConceptReuse, RecurringConcepts
 
@@ -145,3 +146,26 @@ def test_a_torch_models_strategy_state_comes_back_with_it() -> None:
 def test_bad_settings_are_refused(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ConceptReuse(**params)
+
+
+def test_an_operator_rolls_a_key_back_to_a_stored_concepts_model_or_an_earlier_state() -> None:
+    config = _config(LearnerSpec("logreg"), ConceptReuse())
+    events = _abab(6, "ABA")
+    step = KeyedLearner("k", config)
+    step.process(events[:1500], now=0.0)  # A, then B since its boundary
+    assert step.reuse is not None and 0 in step.reuse.library.entries
+    stored = copy.deepcopy(step.reuse.library.entries[0])
+    earlier = decode(encode(step.state_dict()))
+
+    step.install(step.reuse.reinstate(0, step.learner))  # back to the model that served concept 0
+    twin = KeyedLearner.from_state({**earlier, "learner": stored}, config)
+    rest = events[1500:1700]
+    assert [r["prediction"] for r in step.process(rest, now=1.0).predictions] == [r["prediction"] for r in twin.process(rest, now=1.0).predictions]
+    assert step.reuse.origin == 0 and 1 in step.reuse.library.entries  # the replaced model is kept as concept 1's
+
+    step.install(learner_from_state(earlier["learner"], config.learner))  # an earlier snapshot's model
+    again = KeyedLearner.from_state(earlier, config)
+    rest = events[1700:1900]
+    assert [r["prediction"] for r in step.process(rest, now=2.0).predictions] == [r["prediction"] for r in again.process(rest, now=2.0).predictions]
+    with pytest.raises(KeyError):
+        step.reuse.reinstate(7, step.learner)
