@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.local_store import LocalSnapshotStore
+
 pytestmark = pytest.mark.integration
 
 CLI = str(Path(sys.executable).with_name("stream-learner"))
@@ -34,7 +36,7 @@ def test_json_summary_is_one_line_on_stdout(tmp_path: Path) -> None:
     assert summary["forgetting"]["concepts"] == summary["concepts"] >= 2
     assert summary["forgetting"]["average_forgetting"] is not None
     assert (tmp_path / "o" / "predictions.jsonl").exists()
-    assert list((tmp_path / "o" / "snapshots" / "stream-learner" / "default").glob("v*.snap"))
+    assert LocalSnapshotStore(tmp_path / "o" / "snapshots").versions("default")
 
 
 def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:

@@ -53,9 +53,11 @@ def test_the_plug_in_runs_end_to_end_combined_with_a_built_in(installed: Path, t
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["events"] == summary["predictions"] == 600 and summary["dead_letters"] == 0
     assert summary["accuracy"] is not None
-    from stream_learner.snapshot import MAGIC, read_header
+    from connectors.local_store import LocalSnapshotStore
+    from stream_learner.snapshot import read_header
 
-    headers = [read_header(p.read_bytes()) for p in (tmp_path / "snapshots").rglob("*") if p.is_file() and p.read_bytes().startswith(MAGIC)]
+    store = LocalSnapshotStore(tmp_path / "snapshots")
+    headers = [read_header(store.load(key, version)) for key in store.keys() for version in store.versions(key)]
     assert headers and {h.strategy for h in headers} == {"shrink+replay"} and {h.learner_kind for h in headers} == {"torch"}
 
 
