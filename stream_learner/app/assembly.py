@@ -8,6 +8,10 @@ and out, Redis snapshots, Bytewax recovery). :func:`run_profile` takes the
 steps: open (options checked, the store and its signing key), stats,
 source, engine configuration (a probe learner fails fast on a bad model),
 sinks, dataflow, execution (SIGTERM/SIGINT finish the stream), summary.
+A profile's ``max_resident_keys`` bounds each worker's learners in memory:
+the run's store then goes through an
+:class:`~stream_learner.residency.EvictingStore`, which cold keys are
+evicted to and restored from.
 
 Everything a run opens goes on one :class:`~contextlib.ExitStack`: closed
 in reverse order, each one even when an earlier close raised; after the
@@ -33,6 +37,8 @@ from stream_learner.app.dataflow import Sinks, build_dataflow
 from stream_learner.app.execution import execute, our_error
 from stream_learner.app.run_stats import RunStats
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import ConfigError
+from stream_learner.residency import EvictingStore
 from stream_learner.snapshot import SnapshotStore
 
 logger = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ class Profile(ABC):
     workers: int = 1
     addresses: Sequence[str] = ()
     process_id: int = 0
+    max_resident_keys: int = 0  # learners each worker keeps in memory, the least recently used evicted to the store (0: no bound)
 
     @abstractmethod
     def open(self, stack: ExitStack) -> tuple[SnapshotStore, bytes]:
@@ -92,6 +99,8 @@ def run_profile(profile: Profile) -> dict[str, Any]:
 
     An error of ours that Bytewax wrapped is raised as itself.
     """
+    if profile.max_resident_keys < 0:
+        raise ConfigError("--max-resident-keys must not be negative (0: no bound)")
     try:
         with ExitStack() as stack:
             store, signing_key = profile.open(stack)
@@ -100,12 +109,19 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             config = profile.engine_config()
             KeyedLearner("probe", config)  # fail fast on a bad model or detector, before the dataflow starts
             sinks = profile.sinks(stats)
+            evictions = None
+            if profile.max_resident_keys:
+                store = evictions = EvictingStore(store, signing_key, config, stats.key_evicted, stats.key_restored)
             snapshots = BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)
             closing(stack, snapshots.close, "the snapshot writer")  # drains the writer threads, which use the store
             sinks.snapshots = [snapshots]
             recovery = profile.recovery()
             restored = profile.restored(config)
-            flow = build_dataflow(source, config, sinks, stats, restored=restored, recovered=profile.recovered, recoverable=recovery is not None)
+            flow = build_dataflow(
+                source, config, sinks, stats,
+                restored=restored, recovered=profile.recovered, recoverable=recovery is not None,
+                evictions=evictions, max_resident_keys=profile.max_resident_keys,
+            )  # fmt: skip
             with profile.running():
                 execute(
                     flow,

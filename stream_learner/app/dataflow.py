@@ -29,6 +29,7 @@ from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
+from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker, eviction_snapshot, parse_marker
 from stream_learner.snapshot import encoding
 from stream_learner.state import decode, encode
 
@@ -99,6 +100,12 @@ class RecoveryStates:
         self._changed.add(learner.key)
         self._made.pop(learner.key, None)
 
+    def forget(self, key: str) -> None:
+        """``key``'s learner left memory (evicted): its state is no longer made here."""
+        self._learners.pop(key, None)
+        self._changed.discard(key)
+        self._made.pop(key, None)
+
     def state(self, learner: KeyedLearner) -> bytes:
         """The encoded state of ``learner`` as it is now."""
         key = learner.key
@@ -119,12 +126,26 @@ class RecoveryStates:
             self._made.update(decode(made if isinstance(made, bytes) else made.result()))
 
 
+@dataclass
+class Residency:
+    """What bounds one worker's resident learners: the store evicted learners wait in, and this worker's :class:`ResidentSet`."""
+
+    store: EvictingStore
+    resident: ResidentSet
+
+
 class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     """Bytewax's side of a :class:`KeyedLearner`.
 
     Bytewax builds the logic without telling it the key, so the learner is
     built (or restored) on the first batch, whose events carry the key.
     ``states`` makes its recovery state (``None``: the run has no recovery).
+
+    With a ``residency``, the learner may be evicted (:meth:`evict`) by the
+    worker's resident set: its state is saved as a snapshot version, which
+    this logic keeps (:attr:`evicted`) and gives Bytewax as its recovery
+    state (:func:`~stream_learner.residency.evicted_marker`), and the key's
+    next batch restores it.
     """
 
     def __init__(
@@ -135,31 +156,75 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         resume_state: bytes | None,
         on_step: Callable[[str, int, float], None] | None = None,
         recovered: Callable[[KeyedLearner], None] = lambda learner: None,
+        residency: Residency | None = None,
     ) -> None:
         self.config = config
         self.on_step = on_step
         self.restored = restored
         self.states = states
-        self.learner = KeyedLearner.restore(resume_state, config) if resume_state is not None else None
-        if self.learner is not None:
+        self.residency = residency
+        self.learner: KeyedLearner | None = None
+        self.key = ""
+        self.evicted: int | None = None  # the snapshot version this key's learner waits in, while it is out of memory
+        marker = parse_marker(resume_state) if resume_state is not None else None
+        if marker is not None:
+            self.key, self.evicted = marker
+        elif resume_state is not None:
+            self.learner = KeyedLearner.restore(resume_state, config)
+            self.key = self.learner.key
             recovered(self.learner)
+            self._resident()
 
     def on_batch(self, groups: list[list[Event] | EventBatch]) -> tuple[list[StepOutput], bool]:
-        if self.learner is None:
-            first = groups[0]
-            key = first.key if type(first) is EventBatch else first[0].key
-            self.learner = self.restored(key) or KeyedLearner(key, self.config)
+        learner = self.learner
+        if learner is None:
+            learner = self.learner = self._bring_back(groups[0])
+            self._resident()
+        elif self.residency is not None:
+            self.residency.resident.touch(self.key)
         outs = []
         for events in groups:  # in arrival order, each group one step
             started = time.perf_counter()
-            outs.append(self.learner.process(events, time.time()))
+            outs.append(learner.process(events, time.time()))
             if self.on_step is not None:
-                self.on_step(self.learner.key, len(events), time.perf_counter() - started)
+                self.on_step(learner.key, len(events), time.perf_counter() - started)
         if self.states is not None:
-            self.states.changed(self.learner)
+            self.states.changed(learner)
         return outs, self.RETAIN
 
+    def _bring_back(self, first: list[Event] | EventBatch) -> KeyedLearner:
+        """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
+        if self.evicted is not None and self.residency is not None:
+            learner = self.residency.store.restore(self.key, self.evicted)
+            self.evicted = None
+            return learner
+        key = first.key if type(first) is EventBatch else first[0].key  # type: ignore[union-attr]
+        self.key = key
+        return self.restored(key) or KeyedLearner(key, self.config)
+
+    def _resident(self) -> None:
+        if self.residency is not None:
+            self.residency.resident.admit(self.key, self)
+
+    def evict(self) -> None:
+        """Write the learner to the snapshot store, then drop it (called by the worker's resident set; raises, keeping it, when the write failed)."""
+        if self.learner is None or self.residency is None:
+            return
+        self.evicted = self.residency.store.evict(eviction_snapshot(self.learner))
+        self.learner = None
+        if self.states is not None:
+            self.states.forget(self.key)
+
     def on_eof(self) -> tuple[list[StepOutput], bool]:
+        if self.learner is None and self.evicted is not None and self.residency is not None:
+            # an evicted key ends as a resident one does (final metrics, final snapshot), then goes straight back out:
+            # its final snapshot is its eviction
+            learner = self.residency.store.restore(self.key, self.evicted)
+            out = learner.finish(time.time())
+            if out.snapshot is not None:
+                self.evicted = self.residency.store.evict(out.snapshot)
+                out.snapshot = None
+            return [out], self.RETAIN
         if self.learner is None:
             return [], self.RETAIN
         out = self.learner.finish(time.time())
@@ -170,9 +235,26 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     def snapshot(self) -> bytes | None:
         # Bytewax calls this at every epoch close; without recovery it would be thrown away. Not KeyedLearner.snapshot(),
         # which also restarts the snapshot cadence.
-        if self.learner is None or self.states is None:
+        if self.states is None:
             return None
+        if self.learner is None:
+            return evicted_marker(self.key, self.evicted) if self.evicted is not None else None
         return self.states.state(self.learner)
+
+
+class _ResidentCount:
+    """The learners resident in every worker together, told to the run's stats."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+        self.lock = threading.Lock()
+        self.n = 0
+
+    def add(self, delta: int) -> None:
+        with self.lock:
+            self.n += delta
+            n = self.n
+        self.stats.resident_keys(n)
 
 
 def build_dataflow(
@@ -185,13 +267,21 @@ def build_dataflow(
     recovered: Callable[[KeyedLearner], None] = lambda learner: None,
     recoverable: bool = False,
     flow_id: str = "stream_learner",
+    evictions: EvictingStore | None = None,
+    max_resident_keys: int = 0,
 ) -> Dataflow:
     """Wire a source, the learner step and the sinks into one dataflow.
 
     ``restored(key)`` may return a learner restored from the snapshot store
     (``--resume``); Bytewax's own recovery state, when present, wins, and
     ``recovered(learner)`` sees each learner restored from it.
+
+    ``max_resident_keys`` (0: no bound) bounds each worker's learners in
+    memory; the least recently used are evicted to ``evictions`` and
+    restored from it (see :mod:`stream_learner.residency`).
     """
+    if max_resident_keys and evictions is None:
+        raise ValueError("a bound on resident keys needs a store to evict them to")
 
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
@@ -199,6 +289,7 @@ def build_dataflow(
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     worker = threading.local()  # each Bytewax worker builds and runs its logics on its own thread
+    resident = _ResidentCount(stats)
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
         states = None
@@ -206,7 +297,12 @@ def build_dataflow(
             states = getattr(worker, "states", None)
             if states is None:
                 states = worker.states = RecoveryStates()
-        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered)
+        residency = None
+        if max_resident_keys and evictions is not None:
+            residency = getattr(worker, "residency", None)
+            if residency is None:
+                residency = worker.residency = Residency(evictions, ResidentSet(max_resident_keys, resident.add, partial(stats.snapshot_saved, version=None)))
+        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered, residency)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)

@@ -76,12 +76,17 @@ def run_kafka(
     println: Callable[[str], None] | None = None,
     handle_signals: bool = True,
     telemetry: Any = None,
+    max_resident_keys: int = 0,
 ) -> dict[str, Any]:
     """Run until the input ends (``max_events``, idle timeout) or SIGTERM/SIGINT; return the summary.
 
     ``telemetry`` (a :class:`~stream_learner.app.telemetry.Telemetry`) is fed like the embedded run's.
+    ``max_resident_keys`` (0: no bound) keeps at most that many learners in
+    each worker's memory, the least recently used waiting in Redis.
     """
-    return run_profile(KafkaProfile(settings, engine, max_events, workers, addresses, process_id, println, handle_signals, telemetry))
+    profile = KafkaProfile(settings, engine, max_events, workers, addresses, process_id, println, handle_signals, telemetry)
+    profile.max_resident_keys = max_resident_keys
+    return run_profile(profile)
 
 
 class KafkaProfile(Profile):
@@ -326,4 +331,5 @@ def run_from_args(args: Any, settings: Settings, engine: EngineConfig, println: 
         process_id=args.process_id,
         println=println,
         telemetry=getattr(args, "telemetry", None),
+        max_resident_keys=getattr(settings.run, "max_resident_keys", 0),
     )

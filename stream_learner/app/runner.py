@@ -60,6 +60,7 @@ class RunOptions:
     signing_key: bytes | None = None
     telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by this run (Prometheus, dashboard)
     rate: float = 0.0  # read at most this many events per second (0: unlimited)
+    max_resident_keys: int = 0  # learners each worker keeps in memory; the least recently used wait in the snapshot directory (0: no bound)
 
 
 def run(options: RunOptions, println: Callable[[str], None] | None = None, source: OffsetSource | None = None) -> dict[str, Any]:
@@ -80,6 +81,7 @@ class EmbeddedProfile(Profile):
         self.telemetry = options.telemetry
         self.epoch_seconds = options.epoch_seconds
         self.workers = options.workers
+        self.max_resident_keys = options.max_resident_keys
         self.out = Path(options.out)
         self.payloads: dict[str, bytes] = {}
         self.start = 0

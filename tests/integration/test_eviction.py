@@ -1,0 +1,109 @@
+"""A bound on resident keys changes nothing a key predicts or learns (issue #17).
+
+Every key of a shuffled 30-key stream is evicted to the snapshot store and
+restored from it many times (at most 5 resident, small source batches); the
+predictions (every field but the wall-clock ``ts``), each key's final
+metrics and each key's last snapshot equal a run without the bound.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from plain_state import plain
+
+from connectors.files import JsonlFileSource
+from connectors.local_store import LocalSnapshotStore
+from stream_learner.app.runner import RunOptions, run
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.snapshot import load_latest_valid
+from stream_learner.state import decode, encode
+
+pytestmark = pytest.mark.integration
+
+SIGNING_KEY = b"eviction-test"
+KEYS = 30
+RESIDENT = 5
+
+
+def stream(events: int, keys: int, seed: int = 3) -> list[bytes]:
+    """``events`` labelled events over ``keys`` model keys in a shuffled order, each key its own concept (its own threshold)."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(events):
+        key = rng.randrange(keys)
+        x, y = rng.random(), rng.random()
+        lines.append(orjson.dumps({"id": f"e{i}", "key": f"k{key}", "features": {"x": x, "y": y}, "label": x + y > 0.5 + key / keys}))
+    return lines
+
+
+def run_file(tmp_path: Path, name: str, lines: list[bytes], engine: EngineConfig, max_resident_keys: int = 0, batch_size: int = 100) -> dict[str, Any]:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / name
+    options = RunOptions(engine=engine, out=out, progress=False, console=False, signing_key=SIGNING_KEY, max_resident_keys=max_resident_keys)
+    return run(options, source=JsonlFileSource(str(path), batch_size=batch_size))
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def without_ts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "ts"} for r in records]
+
+
+def comparable(learner: KeyedLearner) -> Any:
+    """The learner's state as plain values, but for the wall-clock time of its last snapshot."""
+    state = learner.state_dict()
+    state["cadence"] = {**state["cadence"], "snapshot_at": None}
+    return plain(decode(encode(state)))
+
+
+def last_states(out: Path, engine: EngineConfig) -> dict[str, Any]:
+    """Each key's latest snapshot, as the (comparable) state of the learner it restores to."""
+    store = LocalSnapshotStore(out / "snapshots")
+    states = {}
+    for key in store.keys():
+        found = load_latest_valid(store, key, SIGNING_KEY)
+        assert found is not None
+        states[key] = comparable(KeyedLearner.restore(found[1], engine))
+    return states
+
+
+ENGINES = {
+    "logreg": EngineConfig(learner=LearnerSpec("logreg"), metrics_every=20, snapshot_every=30, snapshot_seconds=0),
+    "hoeffding_tree": EngineConfig(learner=LearnerSpec("hoeffding_tree"), metrics_every=20, snapshot_seconds=0),
+    "torch:mlp+replay": EngineConfig(
+        learner=LearnerSpec.parse("torch:mlp", '{"hidden": [8], "batch_size": 4}', seed=42, strategy="replay", strategy_params={"mem_size": 20}),
+        metrics_every=20, snapshot_every=30, snapshot_seconds=0,
+    ),
+}  # fmt: skip
+SIZES = {"logreg": (800, KEYS, RESIDENT), "hoeffding_tree": (800, KEYS, RESIDENT), "torch:mlp+replay": (240, 10, 3)}  # events, keys, resident
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_eviction_on_and_off_give_the_same_predictions_metrics_and_snapshots(tmp_path: Path, model: str) -> None:
+    (events, keys, resident), engine = SIZES[model], ENGINES[model]
+    lines = stream(events, keys)
+    free = run_file(tmp_path, "free", lines, engine, batch_size=events // 40)
+    bound = run_file(tmp_path, "bound", lines, engine, max_resident_keys=resident, batch_size=events // 40)
+
+    # every key was evicted and restored many times, and at most `resident` were in memory at once
+    assert bound["evictions"]["count"] >= 8 * keys and bound["restores"]["count"] >= 8 * keys, bound
+    assert bound["resident_keys_max"] == resident + 1  # the key coming in, just before the coldest goes out
+    assert free["evictions"]["count"] == 0
+    predicted = without_ts(read(tmp_path / "free" / "predictions.jsonl"))
+    assert len(predicted) == len(lines)
+    assert without_ts(read(tmp_path / "bound" / "predictions.jsonl")) == predicted  # event for event, every field
+    assert without_ts(read(tmp_path / "bound" / "metrics.jsonl")) == without_ts(read(tmp_path / "free" / "metrics.jsonl"))
+    assert {k: v for k, v in bound.items() if k in ("events", "labelled", "accuracy", "drifts", "keys")} == {
+        k: v for k, v in free.items() if k in ("events", "labelled", "accuracy", "drifts", "keys")
+    }
+    # each key's last snapshot holds the learner the unbounded run ends with
+    assert last_states(tmp_path / "bound", engine) == last_states(tmp_path / "free", engine)
