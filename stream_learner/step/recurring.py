@@ -256,8 +256,8 @@ class RecurringConcepts:
     def _swap(self, concept: int, live: Learner) -> None:
         """``concept``'s model becomes the live one: ``live`` is stored as the model of the concept it served, the trial ends."""
         self.trial = None
+        self.library.use(concept)  # first: storing ``live`` in a full library evicts the least recently used
         self.library.store(self.origin, _own_state(live))
-        self.library.use(concept)
         self.origin = concept
 
     def state_dict(self) -> dict[str, Any]:

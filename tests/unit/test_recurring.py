@@ -169,3 +169,20 @@ def test_an_operator_rolls_a_key_back_to_a_stored_concepts_model_or_an_earlier_s
     assert [r["prediction"] for r in step.process(rest, now=2.0).predictions] == [r["prediction"] for r in again.process(rest, now=2.0).predictions]
     with pytest.raises(KeyError):
         step.reuse.reinstate(7, step.learner)
+
+
+def test_a_full_library_keeps_the_reinstated_model_and_drops_the_least_recently_used() -> None:
+    spec = LearnerSpec("logreg")
+    reuse = RecurringConcepts(ConceptReuse(size=2, window=40, looks=1), spec, "classification")
+    for concept, events in enumerate([_abab(7, "A", n=300), _abab(8, "B", n=300)]):
+        learner = build_learner(spec)
+        for event in events:
+            learner.learn(event.features, event.label)
+        reuse.leave(learner)
+        reuse.enter(concept + 1)
+    assert list(reuse.library.entries) == [0, 1]  # full
+    live, back = build_learner(spec), None
+    for event in _abab(9, "A", n=40):
+        back = reuse.score(event.features, float(live.predict(event.features)[0] != event.label), lambda y, e=event: float(y != e.label), live)
+    assert back is not None and back.concept == 0
+    assert list(reuse.library.entries) == [0, 2] and reuse.origin == 0  # concept 1's model went, the replaced live one is concept 2's
