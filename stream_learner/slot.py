@@ -28,8 +28,9 @@ Whether a candidate is champion changes what is published, never what any
 candidate learns; the evidence is taken event by event, so the candidates'
 states and the promotions do not depend on how the stream was batched. A
 promotion decided within a batch publishes the new champion's predictions
-from the next batch on. Delayed labels are learned by every candidate but are
-not evidence (only labels that arrive with their event are paired).
+from the next batch on. A delayed label (``label_window``) pairs the
+predictions its event had, when it arrives (the last ``label_window``
+unlabelled events' predictions wait for theirs).
 
 >>> from stream_learner.engine import EngineConfig
 >>> from stream_learner.events import Event
@@ -46,7 +47,8 @@ not evidence (only labels that arrive with their event are paired).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Callable, Union
 
@@ -145,6 +147,7 @@ class Slot:
         self.held = 0
         self.windows: dict[int, PairedWindow] = {}
         self._start_windows()
+        self._waiting: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # unlabelled events' predictions, by candidate, awaiting a delayed label
         self.cadence = Cadence(0, 0, config.snapshot_every, config.snapshot_seconds)
         self._check_every = max(1, config.promotion_window // 50)  # a decision a fiftieth of a window late; the test is not paid on every event
 
@@ -214,30 +217,49 @@ class Slot:
         return [{**record, "candidate": name, "champion": champion} for record in records]
 
     def _weigh(self, events: Sequence[Event | LabelRecord] | EventBatch, outs: list[StepOutput], events_before: int, now: float) -> list[PromotionDict]:
-        """Pair the candidates' errors on the batch's labelled events, in order; promote (or recommend) where the evidence says so."""
-        labels = _labels(events)
-        if not labels:
-            return []
+        """Pair the candidates' errors on the batch's labelled events (and delayed labels), in order; promote (or recommend) where the evidence says so."""
         predicted = [dict((row[0], row[1]) for row in o.predictions.rows) for o in outs]  # type: ignore[union-attr]
-        error = self.champion_step.metrics.error
+        published = predicted[self.champion]
         promotions: list[PromotionDict] = []
         at_event = events_before
-        for row in outs[self.champion].predictions.rows:  # type: ignore[union-attr]
-            at_event += 1
-            event_id = row[0]
-            label = labels.get(event_id, _UNLABELLED)
-            if label is _UNLABELLED or not all(event_id in p for p in predicted):
-                continue
-            champion = self.champion
-            champion_error = error(label, predicted[champion][event_id])
-            for i, window in self.windows.items():
-                window.add(champion_error, error(label, predicted[i][event_id]))
-            self.held += 1
-            if self.held >= self.config.min_champion_events and self.held % self._check_every == 0:
-                promotion = self._promotion(at_event, now)
-                if promotion is not None:
-                    promotions.append(promotion)
+        for event_id, label, late in _stream(events):
+            if late:
+                preds = self._waiting.pop(event_id, None)
+                if preds is None:
+                    continue
+            else:
+                if event_id not in published:
+                    continue  # a dead letter, or an event taken before
+                at_event += 1
+                preds = tuple(p.get(event_id, _MISSING) for p in predicted)
+                if any(y is _MISSING for y in preds):
+                    continue  # a candidate's model rejected it: no pair
+                if label is None:
+                    self._wait(event_id, preds)
+                    continue
+            promotion = self._pair(preds, label, at_event, now)
+            if promotion is not None:
+                promotions.append(promotion)
         return promotions
+
+    def _wait(self, event_id: str, preds: tuple[Any, ...]) -> None:
+        """An unlabelled event's predictions wait for its delayed label, as long as the candidates' label windows hold it (at most ``label_window``)."""
+        if not self.config.label_window:
+            return
+        self._waiting[event_id] = preds
+        if len(self._waiting) > self.config.label_window:
+            self._waiting.popitem(last=False)
+
+    def _pair(self, preds: tuple[Any, ...], label: Any, at_event: int, now: float) -> PromotionDict | None:
+        """One labelled event's errors, the champion's against each challenger's; a promotion when due and proved."""
+        error = self.champion_step.metrics.error
+        champion_error = error(label, preds[self.champion])
+        for i, window in self.windows.items():
+            window.add(champion_error, error(label, preds[i]))
+        self.held += 1
+        if self.held >= self.config.min_champion_events and self.held % self._check_every == 0:
+            return self._promotion(at_event, now)
+        return None
 
     def _promotion(self, at_event: int, now: float) -> PromotionDict | None:
         """The challenger better than the champion by the paired test, if any: promoted (or recommended), and its record."""
@@ -334,6 +356,7 @@ class Slot:
             "held": self.held,
             "candidates": [{"name": name, "state": c.state_dict()} for name, c in zip(self.names, self.candidates)],
             "windows": {self.names[i]: w.state_dict() for i, w in self.windows.items()},
+            "waiting": [(event_id, list(preds)) for event_id, preds in self._waiting.items()],
             "cadence": self.cadence.state_dict(),
         }
 
@@ -367,18 +390,26 @@ class Slot:
             if name in restored and restored[name] in slot.windows and window["size"] == config.promotion_window:
                 slot.windows[restored[name]] = PairedWindow.from_state(window)
         slot.held = state["held"]
+        if [entry["name"] for entry in state["candidates"]] == slot.names:  # the same candidates: the predictions awaiting labels still pair up
+            slot._waiting = OrderedDict((event_id, tuple(preds)) for event_id, preds in state["waiting"])
         slot.cadence = Cadence.from_state(state["cadence"], 0, 0, config.snapshot_every, config.snapshot_seconds)
         return slot
 
 
-_UNLABELLED = object()
+_MISSING = object()
 
 
-def _labels(events: Sequence[Event | LabelRecord] | EventBatch) -> dict[str, Any]:
-    """The labels that came with the events, by event id (delayed labels are not evidence)."""
-    if type(events) is EventBatch:
-        return {event_id: y for event_id, _, y, _ in events.rows() if y is not None}
-    return {e.id: e.label for e in events if type(e) is Event and e.label is not None}  # type: ignore[union-attr]
+def _stream(events: Sequence[Event | LabelRecord] | EventBatch) -> Iterator[tuple[str, Any, bool]]:
+    """``(id, label, delayed)`` of each event and delayed label, in order (anything else a step takes is no evidence)."""
+    if isinstance(events, EventBatch):
+        for event_id, _, label, _ in events.rows():
+            yield event_id, label, False
+        return
+    for item in events:
+        if type(item) is Event:
+            yield item.id, item.label, False
+        elif type(item) is LabelRecord:
+            yield item.id, item.label, True
 
 
 def _check(config: EngineConfig) -> None:

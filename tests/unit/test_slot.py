@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, EventBatch, PromotionRecord
@@ -205,3 +206,35 @@ def test_an_operator_promotes_a_candidate_by_hand() -> None:
     events, later = band(14, 150), band(15, 100, 150)
     bayes = KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"), detector=None))
     assert run(slot, later)[0] == run(copy, later)[0] == run(bayes, events + later)[0][150:]  # the champion's predictions are published from the next batch on
+
+
+def delayed(events: list[Event], late: int) -> list[Event | LabelRecord]:
+    """The events without their labels, each label ``late`` events after its event."""
+    out: list[Event | LabelRecord] = []
+    for i, e in enumerate(events):
+        out.append(Event(e.id, e.key, e.features, None, None, e.partition, e.offset))
+        if i >= late:
+            before = events[i - late]
+            out.append(LabelRecord(before.id, before.key, before.label))
+    return out
+
+
+def test_delayed_labels_are_evidence_too() -> None:
+    """Labels arriving right after their events give the very promotion immediate labels give; later ones promote too."""
+    events = band(16, 1000)
+    immediate = promotions(run(new_step("k", config()), events)[1])
+    at_once = promotions(run(new_step("k", config(label_window=50)), delayed(events, 0))[1])
+    assert immediate and at_once == immediate
+    [late] = promotions(run(new_step("k", config(label_window=50)), delayed(events, 30))[1])
+    assert late["challenger"] == "hoeffding_tree" and late["applied"]
+
+
+def test_predictions_awaiting_labels_survive_a_restore() -> None:
+    stream = delayed(band(17, 1000), 30)
+    original = new_step("k", config(label_window=50))
+    run(original, stream[:700])
+    assert len(original.state_dict()["waiting"]) == 30
+    copy = restore_step(encode(original.state_dict()), config(label_window=50))
+    assert run(copy, stream[700:]) == run(original, stream[700:])
+    assert isinstance(copy, Slot) and isinstance(original, Slot) and copy.held == original.held
+    assert copy.state_dict()["windows"] == original.state_dict()["windows"]
