@@ -1,0 +1,140 @@
+"""The resident set and the evicting store (stream_learner.residency), on a real local snapshot store."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from plain_state import plain
+
+from connectors.local_store import LocalSnapshotStore
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.events import Event
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.residency import EvictingStore, ResidentSet, eviction_snapshot
+from stream_learner.snapshot import load_latest_valid, read_header, seal
+
+SIGNING_KEY = b"residency"
+CONFIGS = {
+    "hoeffding_tree": EngineConfig(learner=LearnerSpec("hoeffding_tree"), metrics_every=50, snapshot_seconds=0),
+    "logreg+feature drift": EngineConfig(learner=LearnerSpec("logreg"), metrics_every=50, snapshot_seconds=0, feature_drift={}),
+    "torch:mlp+ewc": EngineConfig(
+        learner=LearnerSpec.parse("torch:mlp", '{"hidden": [8], "batch_size": 4}', strategy="ewc"), metrics_every=50, snapshot_seconds=0, forgetting_every=40
+    ),
+    "torch:mlp+replay": EngineConfig(
+        learner=LearnerSpec.parse("torch:mlp", '{"hidden": [8], "batch_size": 4}', strategy="replay", strategy_params={"mem_size": 30}), metrics_every=50, snapshot_seconds=0
+    ),
+}
+
+
+def events(key: str, start: int, n: int, seed: int = 1) -> list[Event]:
+    """Labelled events with an explicit task change halfway (a boundary: strategies consolidate, replay fills its buffer)."""
+    rng = random.Random(seed + start)
+    out = []
+    for i in range(start, start + n):
+        x = {"x": rng.random(), "y": rng.random()}
+        task = 1 if i >= start + n // 2 else 0
+        out.append(Event(f"e{i}", key, x, (x["x"] > x["y"]) != bool(task), task, 0, i))
+    return out
+
+
+def store_at(tmp_path: Path, config: EngineConfig, retain: int = 5) -> EvictingStore:
+    return EvictingStore(LocalSnapshotStore(tmp_path, retain=retain), SIGNING_KEY, config)
+
+
+@pytest.mark.parametrize("model", CONFIGS)
+def test_a_restored_key_equals_the_evicted_one_exactly(tmp_path: Path, model: str) -> None:
+    config = CONFIGS[model]
+    learner = KeyedLearner("k", config)
+    learner.process(events("k", 0, 120), now=1.0)
+    store = store_at(tmp_path, config)
+    before = plain(learner.state_dict())
+
+    back = store.restore("k", store.evict(eviction_snapshot(learner)))
+
+    assert plain(back.state_dict()) == before  # every part: model, strategy, metrics, detectors, forgetting, offsets, cadence
+    assert plain(learner.state_dict()) == before  # evicting changed nothing in the learner (its snapshot cadence included)
+    # and it goes on exactly as the learner that never left would
+    more = events("k", 120, 40, seed=2)
+    assert back.process(more, now=2.0).predictions.rows == learner.process(more, now=2.0).predictions.rows  # type: ignore[union-attr]
+    assert plain(back.state_dict()) == plain(learner.state_dict())
+
+
+def test_an_eviction_is_a_normal_signed_snapshot_version_of_the_key(tmp_path: Path) -> None:
+    config = CONFIGS["hoeffding_tree"]
+    learner = KeyedLearner("k", config)
+    learner.process(events("k", 0, 30), now=1.0)
+    store = store_at(tmp_path, config)
+    version = store.evict(eviction_snapshot(learner))
+    header, payload, refusals = load_latest_valid(LocalSnapshotStore(tmp_path), "k", SIGNING_KEY)  # any reader of the store finds it
+    assert refusals == [] and header.events_seen == 30 and header.source_offsets == {0: 30}
+    assert LocalSnapshotStore(tmp_path).latest("k") == version
+    assert KeyedLearner.restore(payload, config).learned == 30
+
+
+def test_a_regular_snapshot_taken_before_an_eviction_never_becomes_latest_after_it(tmp_path: Path) -> None:
+    config = CONFIGS["hoeffding_tree"]
+    learner = KeyedLearner("k", config)
+    learner.process(events("k", 0, 20), now=1.0)
+    old = seal(learner.snapshot().payload, signing_key=SIGNING_KEY, key="k", learner_kind="river", strategy="none", events_seen=learner.events, source_offsets={0: 20})
+    learner.process(events("k", 20, 20), now=1.0)
+    store = store_at(tmp_path, config)
+    evicted = store.evict(eviction_snapshot(learner))
+    # the writer thread saves the older snapshot only now: skipped, the eviction stays latest
+    assert store.save("k", old) == evicted and store.latest("k") == evicted
+    assert store.save_many([("k", old)]) == [evicted] and store.versions("k") == [evicted]
+    # once restored, the key's newer snapshots are saved again
+    back = store.restore("k", evicted)
+    back.process(events("k", 40, 5), now=1.0)
+    new = seal(back.snapshot().payload, signing_key=SIGNING_KEY, key="k", learner_kind="river", strategy="none", events_seen=back.events, source_offsets={0: 45})
+    assert store.save("k", new) == evicted + 1 and read_header(store.load("k", evicted + 1)).events_seen == 45
+    assert store.save("other", old) == 1  # other keys are not concerned
+
+
+def test_a_pruned_eviction_version_restores_from_the_latest_valid_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = CONFIGS["hoeffding_tree"]
+    learner = KeyedLearner("k", config)
+    learner.process(events("k", 0, 20), now=1.0)
+    store = store_at(tmp_path, config, retain=1)
+    first = store.evict(eviction_snapshot(learner))
+    learner.process(events("k", 20, 20), now=1.0)
+    store.evict(eviction_snapshot(learner))  # retain=1: the first version is gone
+    back = store.restore("k", first)
+    assert back.events == 40 and "restored from its latest valid version" in caplog.text
+
+
+class Holder:
+    def __init__(self, key: str, evicted: list[str], refuse: bool = False) -> None:
+        self.key, self.evicted, self.refuse = key, evicted, refuse
+
+    def evict(self) -> None:
+        if self.refuse:
+            raise OSError("disk full")
+        self.evicted.append(self.key)
+
+
+def test_the_resident_set_evicts_the_least_recently_used_down_to_its_bound() -> None:
+    evicted: list[str] = []
+    counts: list[int] = []
+    resident = ResidentSet(3, counts.append)
+    for key in "abc":
+        resident.admit(key, Holder(key, evicted))
+    resident.touch("a")
+    resident.admit("d", Holder("d", evicted))
+    resident.admit("e", Holder("e", evicted))
+    assert evicted == ["b", "c"] and list(resident) == ["a", "d", "e"]
+    assert sum(counts) == len(resident) == 3
+
+
+def test_a_refused_eviction_keeps_the_key_and_is_not_retried_at_once() -> None:
+    evicted: list[str] = []
+    failed: list[str] = []
+    resident = ResidentSet(1, failed=failed.append)
+    resident.admit("a", Holder("a", evicted, refuse=True))
+    resident.admit("b", Holder("b", evicted))
+    assert failed == ["a"] and list(resident) == ["a", "b"]  # over the bound, nothing lost
+    resident.admit("c", Holder("c", evicted))  # within the back-off: no new try
+    assert failed == ["a"] and evicted == [] and len(resident) == 3
+    with pytest.raises(ValueError):
+        ResidentSet(0)
