@@ -66,6 +66,20 @@ def expect_version(state: dict[str, Any], part: str, version: int) -> None:
         raise SnapshotError(f"{part}' state has version {found}; this release reads version {version} (a snapshot of a newer release?)")
 
 
+def torch_learner_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A torch learner's state in the current layout (its ``"version"`` 1, refused otherwise).
+
+    A state from before the next-class row (no ``next_class_row``) has an
+    output layer exactly as wide as the classes seen: it keeps growing that
+    way, so a restored learner behaves as the one that was saved.
+
+    >>> torch_learner_state({"version": 1, "n_outputs": 2})["next_class_row"]
+    False
+    """
+    expect_version(state, "the torch learner", 1)
+    return state if "next_class_row" in state else {**state, "next_class_row": False}
+
+
 def sorted_values(values: Any) -> list[Any]:
     """The members of a set as a list in an order that does not depend on how the set was built (labels and feature names: numbers, strings, bools).
 

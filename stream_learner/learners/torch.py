@@ -12,10 +12,16 @@ and must return an ``nn.Module`` whose *last* ``nn.Linear`` is the output layer.
   statistics updated when learning (never when predicting).
 * The class set grows during the stream (class-incremental): an unseen
   label widens the output layer, keeping every existing weight and the
-  optimizer's state. With ``next_class_row`` the layer keeps one row more
-  than the classes seen, trained against every event as a fixed head's
-  unused outputs are, and each new class starts from it
-  (:class:`~stream_learner.learners.torch_parts.NextClassLoss`). A network
+  optimizer's state. The layer keeps one row more than the classes seen
+  (``next_class_row``, on by default): the next new class's row. The loss
+  is the cross-entropy over every row, so that row is pushed down on every
+  event as a fixed head's unused outputs are, and each new class starts as
+  a copy of it, below the classes already learned. (A row added fresh
+  starts level with them, and with a loss over the seen classes only it
+  soon outscores them all on inputs that are not standardised: replay then
+  keeps little more than the last task.) Predictions cover the seen
+  classes only. With ``next_class_row`` off the layer grows to exactly the
+  classes seen, as Avalanche's ``IncrementalClassifier`` does. A network
   that already has more outputs than classes is a fixed head: its loss
   spans all its outputs and it grows only when the classes outnumber them.
 * ``predict`` runs one forward pass under ``torch.no_grad()`` and changes
@@ -71,10 +77,11 @@ from torch import nn
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec, Task
 from stream_learner.learners.strategy import load_strategies
-from stream_learner.learners.torch_parts import ClassMap, FeatureEncoder, LookaheadCache, NextClassLoss, RunningScaler, Served, output_layer
+from stream_learner.learners.torch_parts import ClassMap, FeatureEncoder, LookaheadCache, RunningScaler, Served, output_layer
 from stream_learner.learners.torch_trainer import MakeOptimizer, MicroBatchTrainer
+from stream_learner.state import torch_learner_state
 
-__all__ = ["MLP", "PRESETS", "FeatureEncoder", "NextClassLoss", "TorchLearner", "TorchOptions", "build_torch_learner", "output_layer", "resolve_device"]
+__all__ = ["MLP", "PRESETS", "FeatureEncoder", "TorchLearner", "TorchOptions", "build_torch_learner", "output_layer", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -97,9 +104,12 @@ class TorchOptions:
             micro-batches this small only lose time to more threads, and the
             engine scales by processes. ``0`` leaves torch's setting alone.
         next_class_row: a head the learner grows keeps one row more than the
-            classes seen, the next new class's row, trained as a fixed head's
-            unused outputs are (see :class:`NextClassLoss`); off by default
-            until the tests comparing with Avalanche's loop pin it off.
+            classes seen, the next new class's row, in the cross-entropy
+            over every row as a fixed head's unused outputs are; each new
+            class starts as a copy of it. Off, the head grows to exactly the
+            classes seen and the loss spans only them (Avalanche's
+            ``IncrementalClassifier``), which forgets badly on inputs that
+            are not standardised.
     """
 
     batch_size: int = 10
@@ -113,7 +123,7 @@ class TorchOptions:
     max_categories: int = 16
     max_classes: int = 1000
     threads: int = 1
-    next_class_row: bool = False
+    next_class_row: bool = True
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -395,7 +405,8 @@ class TorchLearner:
         return learner
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` into a learner built from the same spec (older versions are migrated by :mod:`stream_learner.state`)."""
+        """Restore :meth:`state_dict` into a learner built from the same spec (older layouts are migrated by :mod:`stream_learner.state`)."""
+        state = torch_learner_state(state)
         self.encoder.load(state["encoder"])
         self.class_map = ClassMap(self.options.max_classes, state["classes"])
         self.pending = [(list(r), c) for r, c in state["pending"]]

@@ -19,7 +19,7 @@ from torch import nn
 
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.learners.strategy import STEP_HOOKS, TrainStep, overrides
-from stream_learner.learners.torch_parts import NextClassLoss, grow_output_layer, output_layer
+from stream_learner.learners.torch_parts import grow_output_layer, output_layer
 
 MakeOptimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -35,7 +35,8 @@ class MicroBatchTrainer:
         device: where the network lives.
         seed: seeds the trainer's own RNG state.
         next_class_row: a head the trainer grows keeps one row more than the
-            classes seen, trained with :class:`NextClassLoss`.
+            classes seen, the next new class's, in the cross-entropy over
+            every row; a new class starts as a copy of it.
     """
 
     def __init__(
@@ -60,9 +61,9 @@ class MicroBatchTrainer:
         self._owner = next((s for s in strategies if overrides(s, "train_step")), None)
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.criterion: nn.Module = nn.CrossEntropyLoss()
+        self.criterion: nn.Module = nn.CrossEntropyLoss()  # over every row of the output layer, the next class's included
         self.outputs = 0  # the output layer's width
-        self.next_row = False  # the output layer's last row is the next new class's (NextClassLoss)
+        self.next_row = False  # the output layer's last row is the next new class's
         self.updates = 0
         self.version = 0  # bumped whenever the model changes
         self.rng_state = torch.Generator().manual_seed(seed).get_state()
@@ -149,13 +150,19 @@ class MicroBatchTrainer:
             raise ConfigError(f"model factory {self.name!r} returned {type(model).__name__}, not a torch.nn.Module")
         self.outputs = output_layer(model)[2].out_features
         self.next_row = next_row and self.outputs == width  # a wider head is a fixed one: its unused rows are in the loss already
-        self.criterion = NextClassLoss() if self.next_row else nn.CrossEntropyLoss()
         self.model = model.to(self.device)
         self.optimizer = self.make_optimizer(self.model.parameters())
         self._setup_strategies()
 
     def _grow(self, width: int) -> None:
-        """Widen the output layer; with a next-class row every added row starts as a copy of it."""
+        """Widen the output layer; with a next-class row every added row starts as a copy of it.
+
+        The next-class row has been pushed down on every event learned, as a
+        fixed head's unused outputs are, so a class starting from it starts
+        below the classes already learned; a freshly initialised row would
+        start level with them and, on inputs that are not standardised, soon
+        outscore them everywhere.
+        """
         copy_row = self.outputs - 1 if self.next_row else None
         self.model, self.optimizer = grow_output_layer(self.model, self.optimizer, width, self.make_optimizer, copy_row)  # type: ignore[arg-type]
         self.outputs = width
@@ -184,7 +191,7 @@ class MicroBatchTrainer:
         self.updates = state["updates"]
         if state["model"] is not None:
             with self.own_rng():
-                self._build(n_inputs, state["n_outputs"], state.get("next_class_row", False))
+                self._build(n_inputs, state["n_outputs"], state["next_class_row"])
             self.model.load_state_dict(state["model"])  # type: ignore[union-attr]
             self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[union-attr]
             if len(state["strategies"]) != len(self.strategies):

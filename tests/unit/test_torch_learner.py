@@ -68,15 +68,15 @@ def test_micro_batches_and_class_incremental_growth_keep_weights() -> None:
     assert learner.updates == 2 and sorted(learner.classes) == [0, 1]
     head = output_layer(learner.model)[2]
     old_w = head.weight.detach().clone()
-    assert head.out_features == 2
+    assert head.out_features == 3  # the two classes and the next new class's row
     for xi, yi in _stream(3, classes=1, offset=5):
         learner.learn(xi, yi)
     assert learner.updates == 2 and len(learner.pending) == 3  # not a full micro-batch yet
     learner.learn(*_stream(1, classes=1, offset=5)[0])
     head = output_layer(learner.model)[2]
-    assert head.out_features == 3 and learner.classes[-1] == 5
+    assert head.out_features == 4 and learner.classes[-1] == 5
     # the old rows were carried over (then moved by one small SGD step), not re-initialised
-    assert (head.weight[:2] - old_w).abs().max() < 0.1
+    assert (head.weight[:3] - old_w).abs().max() < 0.1
     assert (old_w.abs().max()) > 0.1
     label, proba = learner.predict(_stream(1)[0][0])
     assert set(proba) == {0, 1, 5} and abs(sum(proba.values()) - 1) < 1e-5
@@ -87,7 +87,7 @@ def test_growth_keeps_adam_state() -> None:
     for xi, yi in _stream(8, classes=2):
         learner.learn(xi, yi)
     learner.learn(*_stream(1, classes=1, offset=9)[0])
-    learner.on_boundary(1)  # flushes the pending event: the head grows to 3
+    learner.on_boundary(1)  # flushes the pending event: the head grows to 4
     head = output_layer(learner.model)[2]
     state = learner.optimizer.state[head.weight]
     assert state["exp_avg"].shape == head.weight.shape
@@ -125,7 +125,7 @@ def test_user_factory_and_a_bare_linear_network() -> None:
     learner = build_learner(LearnerSpec("torch:torch.nn:Linear", {"batch_size": 2}))
     for xi, yi in _stream(6, classes=2) + _stream(2, classes=1, offset=4):
         learner.learn(xi, yi)
-    assert isinstance(learner.model, torch.nn.Linear) and learner.model.out_features == 3
+    assert isinstance(learner.model, torch.nn.Linear) and learner.model.out_features == 4  # three classes and the next one's row
 
 
 @pytest.mark.parametrize(
