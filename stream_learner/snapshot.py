@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import orjson
@@ -133,9 +133,9 @@ def seal(
         created_at=time.time() if created_at is None else created_at,
         checksum=hashlib.sha256(payload).hexdigest(),
     )
-    unsigned = _header_bytes(header)
+    unsigned = _header_bytes(header, signature="")
     signature = hmac.new(signing_key, unsigned + b"\n" + payload, hashlib.sha256).hexdigest()
-    signed = _header_bytes(SnapshotHeader(**{**asdict(header), "signature": signature}))
+    signed = _header_bytes(header, signature=signature)
     return MAGIC + b"\n" + signed + b"\n" + payload
 
 
@@ -161,15 +161,20 @@ def open_envelope(blob: bytes, *, signing_key: bytes) -> tuple[SnapshotHeader, b
     payload = blob.split(b"\n", 2)[2]
     if hashlib.sha256(payload).hexdigest() != header.checksum:
         raise SnapshotError("snapshot checksum does not match its payload (the snapshot is corrupt or was altered)")
-    unsigned = _header_bytes(SnapshotHeader(**{**asdict(header), "signature": ""}))
+    unsigned = _header_bytes(header, signature="")
     expected = hmac.new(signing_key, unsigned + b"\n" + payload, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, header.signature):
         raise SnapshotError("snapshot signature does not verify (wrong signing key, or the snapshot was altered)")
     return header, payload
 
 
-def _header_bytes(header: SnapshotHeader) -> bytes:
-    return orjson.dumps(asdict(header), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+def _header_bytes(header: SnapshotHeader, signature: str) -> bytes:
+    """The header as signed (with ``signature`` in its place): JSON, keys sorted.
+
+    A shallow copy of the fields, not :func:`dataclasses.asdict`, whose deep
+    copy was half the cost of sealing a small state; the bytes are the same.
+    """
+    return orjson.dumps({**vars(header), "signature": signature}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
 @runtime_checkable
