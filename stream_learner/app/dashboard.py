@@ -1,8 +1,10 @@
 """The built-in live page: a small HTTP server on localhost.
 
 ``GET /`` is the page (``static/index.html`` with its own script and style,
-nothing from a CDN), ``GET /api/state`` the JSON the page polls every
-second, ``GET /metrics`` the Prometheus exposition of the same run.
+nothing from a CDN), ``GET /api/state?key=K`` the JSON the page polls every
+second (the run, and one key's history), ``GET /api/keys?q=TEXT&limit=N`` the
+keys containing TEXT (a fleet's 100,000 keys never travel at once),
+``GET /metrics`` the Prometheus exposition of the same run.
 
 The state comes from a callable, so the page can show an engine running in
 this process (:meth:`Telemetry.state <stream_learner.app.telemetry.Telemetry.state>`)
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import inspect
 import json
 import logging
 import math
@@ -20,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -28,7 +32,7 @@ from typing import Any, Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.args import seconds_argument
-from stream_learner.app.telemetry import MAX_DRIFTS, MAX_POINTS, MAX_THROUGHPUT, MetricsServer, Telemetry
+from stream_learner.app.telemetry import MAX_DRIFTS, MAX_POINTS, MAX_THROUGHPUT, SEARCH_LIMIT, TOP_KEYS, MetricsServer, Telemetry
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -46,8 +50,17 @@ def _static(name: str) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+State = Callable[..., dict[str, Any]]
+"""``state()`` or ``state(key)``: the page's JSON; ``key`` (from ``?key=``) picks the model key it shows, where it takes one."""
+Search = Callable[[str, int], dict[str, Any]]
+"""``search(query, limit)``: ``{"keys": [the first matching names], "matches": n, "total": n}``."""
+
+
 class DashboardServer:
-    """Serves the page, its JSON state and (optionally) ``/metrics`` on a background thread.
+    """Serves the page, its JSON state, the key search and (optionally) ``/metrics`` on a background thread.
+
+    Without ``search``, the keys searched are those of ``state()["keys"]``
+    (a state that lists every key: a test's, or a small run's).
 
     Raises :class:`~stream_learner.errors.ConfigError` with one readable line
     when the port is taken.
@@ -55,12 +68,13 @@ class DashboardServer:
 
     def __init__(
         self,
-        state: Callable[[], dict[str, Any]],
+        state: State,
         port: int,
         host: str = "127.0.0.1",
         metrics: Callable[[], bytes] | None = None,
+        search: Search | None = None,
     ) -> None:
-        handler = _handler(state, metrics)
+        handler = _handler(state, metrics, search or _search_state(state))
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -93,20 +107,31 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _handler(state: Callable[[], dict[str, Any]], metrics: Callable[[], bytes] | None) -> type[BaseHTTPRequestHandler]:
+def _search_state(state: State) -> Search:
+    """A search over the keys ``state()`` lists."""
+
+    def search(query: str, limit: int) -> dict[str, Any]:
+        names = sorted(state().get("keys", {}))
+        matching = [n for n in names if query.lower() in n.lower()]
+        return {"keys": matching[:limit], "matches": len(matching), "total": len(names)}
+
+    return search
+
+
+def _handler(state: State, metrics: Callable[[], bytes] | None, search: Search) -> type[BaseHTTPRequestHandler]:
+    takes_key = bool(inspect.signature(state).parameters)  # a state of one key at a time (Telemetry's), or of them all
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
+            params = {name: values[-1] for name, values in urllib.parse.parse_qs(query).items()}
             if path in ("/", "/index.html"):
                 self._send(200, STATIC_TYPES[".html"], _static("index.html") or b"")
             elif path == "/api/state":
-                try:
-                    body = json.dumps(_finite(state()), allow_nan=False).encode()
-                except Exception as exc:  # noqa: BLE001 - the page shows it instead of a broken connection
-                    logger.warning("dashboard state failed: %s", exc)
-                    self._send(503, "application/json", json.dumps({"error": str(exc)}).encode())
-                    return
-                self._send(200, "application/json", body)
+                self._json(lambda: state(params["key"]) if takes_key and "key" in params else state())
+            elif path == "/api/keys":
+                limit = int(params["limit"]) if params.get("limit", "").isdigit() else SEARCH_LIMIT
+                self._json(lambda: search(params.get("q", ""), min(limit, 10 * SEARCH_LIMIT)))
             elif path == "/metrics" and metrics is not None:
                 self._send(200, "text/plain; version=0.0.4; charset=utf-8", metrics())
             elif path.startswith("/static/") and (static := _static(path.removeprefix("/static/"))) is not None:
@@ -114,6 +139,15 @@ def _handler(state: Callable[[], dict[str, Any]], metrics: Callable[[], bytes] |
                 self._send(200, STATIC_TYPES[ext], static)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+        def _json(self, answer: Callable[[], dict[str, Any]]) -> None:
+            try:
+                body = json.dumps(_finite(answer()), allow_nan=False).encode()
+            except Exception as exc:  # noqa: BLE001 - the page shows it instead of a broken connection
+                logger.warning("dashboard state failed: %s", exc)
+                self._send(503, "application/json", json.dumps({"error": str(exc)}).encode())
+                return
+            self._send(200, "application/json", body)
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
@@ -140,6 +174,9 @@ class RemoteEngine:
     feature-drift marker (naming the features, without their statistic) where
     its ``stream_learner_feature_drifts_total`` did. The run is finished once
     the engine's ``stream_learner_end_time_seconds`` is set.
+
+    Its keys are the engine's ``key`` labels: at most the engine's top keys
+    and ``other``, so its state lists them all, whatever key the page asks for.
     """
 
     def __init__(self, url: str, interval: float = 1.0, timeout: float = 5.0) -> None:
@@ -155,6 +192,7 @@ class RemoteEngine:
         self._reasons: dict[str, int] = {}
         self._finished: dict[str, Any] | None = None
         self._run: dict[str, str] | None = None
+        self._fleet: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dashboard-poll", daemon=True)
 
@@ -221,6 +259,16 @@ class RemoteEngine:
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
         del self._throughput[:-MAX_THROUGHPUT]
         self._run = next((labels for labels, _ in samples.get("stream_learner_run_info", [])), None)
+
+        def one(name: str) -> int | None:
+            values = [v for _, v in samples.get(name, [])]
+            return int(values[0]) if values else None
+
+        self._fleet = {
+            "keys": one("stream_learner_keys"), "resident": one("stream_learner_resident_keys") or None,
+            "in_drift": one("stream_learner_keys_in_drift"), "evictions": one("stream_learner_key_eviction_seconds_count"),
+            "restores": one("stream_learner_key_restore_seconds_count"),
+        }  # fmt: skip
         ended = sum(v for _, v in samples.get("stream_learner_end_time_seconds", []))
         self._finished = {**self._totals, "ended": ended} if ended > 0 else None
         for key in sorted(set(predictions) | set(accuracy)):
@@ -258,7 +306,8 @@ class RemoteEngine:
                 **({"delayed_labels": delayed[key]} if key in delayed else {}),
             }
 
-    def state(self) -> dict[str, Any]:
+    def state(self, key: str | None = None) -> dict[str, Any]:
+        """The page's state, every key's history in it (``key`` changes nothing: see the class)."""
         with self._lock:
             return {
                 "now": time.time(),
@@ -270,6 +319,7 @@ class RemoteEngine:
                 "totals": dict(self._totals),
                 "throughput": [list(s) for s in self._throughput],
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": []},
+                "fleet": dict(self._fleet),
                 "keys": {
                     key: {k: (list(v) if isinstance(v, list) else v) for k, v in h.items() if k not in ("drift_count", "feature_counts", "rows")}
                     for key, h in self._keys.items()
@@ -321,14 +371,15 @@ class Serving:
         metrics_port, dashboard_port = getattr(args, "metrics_port", None), getattr(args, "dashboard", None)
         if metrics_port is None and dashboard_port is None:
             return
-        self.telemetry = Telemetry()
+        top_keys = getattr(args, "metrics_top_keys", None)
+        self.telemetry = Telemetry(top_keys=TOP_KEYS if top_keys is None else top_keys)
         try:
             if metrics_port is not None:
                 server = MetricsServer(self.telemetry, metrics_port, args.metrics_host)
                 self._servers.append(server)
                 say(f"metrics: http://{args.metrics_host}:{server.port}/metrics")
             if dashboard_port is not None:
-                page = DashboardServer(self.telemetry.state, dashboard_port, metrics=self.telemetry.exposition)
+                page = DashboardServer(self.telemetry.state, dashboard_port, metrics=self.telemetry.exposition, search=self.telemetry.search_keys)
                 self._servers.append(page)
                 say(f"dashboard: {page.url}")
         except BaseException:

@@ -30,6 +30,15 @@ DRIFT_RECENT_EVENTS = 1000
 FORGETTING_FIGURES = ("average_accuracy", "average_mae", "average", "bwt")
 
 
+def drift_is_recent(events: int, last_drift_at: int | None, recent: int = DRIFT_RECENT_EVENTS) -> bool:
+    """Whether a key whose latest metrics record counted ``events`` is *in drift*: its latest detected drift is fewer than ``recent`` events old.
+
+    >>> drift_is_recent(1500, 600), drift_is_recent(1500, 400), drift_is_recent(1500, None)
+    (True, False, False)
+    """
+    return last_drift_at is not None and events - last_drift_at < recent
+
+
 class _Key:
     """One key's figures: its predictions so far and what its latest metrics and drift records said."""
 
@@ -62,8 +71,7 @@ class _Key:
         self.delayed_labels = record.get("delayed_labels")
 
     def in_drift(self, recent: int) -> bool:
-        """The latest detected drift is fewer than ``recent`` events before the latest metrics record."""
-        return self.last_drift_at is not None and self.events - self.last_drift_at < recent
+        return drift_is_recent(self.events, self.last_drift_at, recent)
 
     def weighted(self) -> tuple[float, int, int]:
         """What this key adds to the progress line's running totals: accuracy x labelled, labelled where scored, drifts."""
@@ -151,7 +159,7 @@ class RunStats:
                 for record in out.metrics:
                     if record["type"] == "feature_drift":
                         self.feature_drifts += 1
-                    elif record["type"] == "metrics" or record["detector"] != "task":  # a task switch is no detected drift
+                    elif record["type"] == "metrics" or (record["type"] == "drift" and record["detector"] != "task"):  # a task switch is no detected drift
                         self._note(record)
         if self.listener is not None:
             self.listener.on_outputs(outputs)

@@ -5,26 +5,40 @@ registered when this module is imported, and two runs in one process do
 not share counters. The dataflow feeds it through :class:`RunStats`'s
 listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``).
 
-Labels stay bounded: the model key, the dead-letter reason (a fixed set),
-the drift detector, the Kafka topic and partition, the concepts kept in
+Labels stay bounded: the model key (the first ``top_keys`` keys seen; any
+later one is counted under ``key="other"``), the dead-letter reason (a fixed
+set), the drift detector, the Kafka topic and partition, the concepts kept in
 the (bounded) accuracy matrix, and the first :data:`MAX_FEATURE_LABELS`
 feature names seen drifting (any later one is ``other``); never an event id.
+The first keys rather than the busiest: a key's series never changes its
+label, so counters only go up and ``rate()`` stays right.
 
->>> t = Telemetry()
->>> t.on_read(3)
->>> t.sample("stream_learner_events_total")
-3.0
+The page's history is bounded the same way: the labelled keys keep their whole
+history, the page's last :data:`MAX_WATCHED` other keys theirs from when it
+showed them, and every other key only its latest figures.
+
+>>> from stream_learner.engine import StepOutput
+>>> t = Telemetry(top_keys=1)
+>>> t.on_outputs([StepOutput(predictions=[{"key": k}]) for k in ("a", "b", "c")])
+>>> t.sample("stream_learner_predictions_total", key="a"), t.sample("stream_learner_predictions_total", key="other")
+(1.0, 2.0)
+>>> t.search_keys("b")
+{'keys': ['b'], 'matches': 1, 'total': 3}
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from functools import partial
 from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
+from stream_learner.app.run_stats import drift_is_recent
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict
@@ -45,13 +59,80 @@ MAX_FEATURES_PER_DRIFT = 3
 MAX_FEATURE_LABELS = 50
 """Distinct ``feature`` label values of the feature-drift counter; features beyond them are counted as :data:`OTHER_FEATURE`."""
 OTHER_FEATURE = "other"
+TOP_KEYS = 100
+"""Keys with their own ``key`` label (and a whole history on the page), by default; later keys count as :data:`OTHER_KEY`."""
+OTHER_KEY = "other"
+MAX_WATCHED = 10
+"""Keys beyond the labelled ones whose history the page keeps, from the moment it shows them (the least recently shown go first)."""
+SEARCH_LIMIT = 50
+EVICTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _Series:
+    """The series of one ``key`` label that every batch touches (looked up once, not per batch)."""
+
+    __slots__ = ("label", "predictions", "step", "step_per_event", "snapshots")
+
+    def __init__(self, telemetry: Telemetry, label: str) -> None:
+        self.label = label
+        self.predictions = telemetry.predictions.labels(label)
+        self.step = telemetry.step.labels(label)
+        self.step_per_event = telemetry.step_per_event.labels(label)
+        self.snapshots = telemetry.snapshots.labels(label)  # (not the last snapshot's time: a 0 there would read as a snapshot in 1970)
+
+
+class _Key:
+    """What the telemetry keeps of every key: its series (its own, or those of ``key="other"``), its counts and its latest figures (no history)."""
+
+    __slots__ = ("series", "predictions", "figures", "events", "concept", "ts", "last_drift_at", "drift_count", "feature_drift_count", "snapshot_at")
+
+    def __init__(self, series: _Series) -> None:
+        self.series = series
+        self.predictions = 0
+        self.figures: tuple[Any, ...] | None = None  # the latest metrics record's figures, in the order of Telemetry._aggregated
+        self.events = 0
+        self.concept = 0
+        self.ts: float | None = None
+        self.last_drift_at: int | None = None
+        self.drift_count = 0  # drift records seen (task switches included: the page marks both)
+        self.feature_drift_count = 0
+        self.snapshot_at: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.series.label
+
+    def in_drift(self) -> bool:
+        return drift_is_recent(self.events, self.last_drift_at)
+
+
+def _figures(record: MetricsDict) -> tuple[Any, ...]:
+    """A metrics record's figures that ``key="other"`` aggregates (the order of ``Telemetry._aggregated``)."""
+    forgetting = record["forgetting"]
+    delayed = record.get("delayed_labels")
+    return (
+        record["accuracy"], record["accuracy_window"], record["mae"], forgetting["average"], forgetting["bwt"],
+        forgetting["average_accuracy"], forgetting["average_mae"], record["labelled"], record["concepts"],
+        *((delayed[state] if delayed is not None else None) for state in DELAYED_LABEL_STATES),
+    )  # fmt: skip
 
 
 class Telemetry:
-    """The engine's Prometheus metrics (in a registry of its own) and the dashboard's recent history."""
+    """The engine's Prometheus metrics (in a registry of its own) and the dashboard's recent history.
 
-    def __init__(self, registry: CollectorRegistry | None = None, clock: Any = time.time) -> None:
+    Args:
+        registry: where the metrics are registered (a new one by default).
+        clock: Unix time (tests pass their own).
+        top_keys: keys that get their own ``key`` label and a whole history
+            on the page, the first ones seen; the others are counted under
+            ``key="other"``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Any = time.time, top_keys: int = TOP_KEYS) -> None:
+        if top_keys < 0:
+            raise ConfigError(f"metrics_top_keys must be 0 or more, got {top_keys}")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.top_keys = top_keys
         self._clock = clock
         r = self.registry
         self.events = Counter("stream_learner_events", "Input records read from the source (valid or not).", registry=r)
@@ -116,11 +197,40 @@ class Telemetry:
             "stream_learner_run_info", "What this run learns: its source, model, strategy and drift detector as labels (the value is 1).",
             ["source", "model", "strategy", "detector"], registry=r,
         )
+        self.keys = Gauge("stream_learner_keys", "Model keys seen so far.", registry=r)
+        self.resident = Gauge("stream_learner_resident_keys", "Model keys whose learners are in memory (a bounded resident set evicts the others).", registry=r)
+        self.keys_in_drift = Gauge(
+            "stream_learner_keys_in_drift", "Model keys whose latest detected drift is fewer than 1,000 of their own events old.", registry=r
+        )
+        self.eviction_time = Histogram(
+            "stream_learner_key_eviction_seconds", "Time to write one evicted key's learner to the snapshot store (_count: evictions).",
+            buckets=EVICTION_BUCKETS, registry=r,
+        )
+        self.restore_time = Histogram(
+            "stream_learner_key_restore_seconds", "Time to load one key's learner back from the snapshot store on its next event (_count: restores).",
+            buckets=EVICTION_BUCKETS, registry=r,
+        )
+        # the per-key gauges key="other" aggregates over the keys without a label of their own: ratios by their mean, counts by their sum
+        self._aggregated: list[tuple[Gauge, tuple[str, ...], bool]] = [
+            *((gauge, (), False) for gauge in (self.accuracy, self.accuracy_window, self.mae, self.forgetting, self.bwt, self.average_accuracy, self.average_mae)),
+            (self.labelled, (), True), (self.concepts, (), True),
+            *((self.delayed_labels, (state,), True) for state in DELAYED_LABEL_STATES),
+        ]  # fmt: skip
+        self._other_gauges = [False] * len(self._aggregated)  # whether key="other" has the series yet (made when first given a value)
+        self._other_sums = [0.0] * len(self._aggregated)
+        self._other_counts = [0] * len(self._aggregated)
 
         self._lock = threading.Lock()
         self._matrix_cells: dict[str, set[str]] = {}
         self._feature_labels: set[str] = set()
-        self._keys: dict[str, dict[str, Any]] = {}
+        self._keys: dict[str, _Key] = {}
+        self._labelled = 0
+        self._other: _Series | None = None  # the series of key="other", from the first key past top_keys
+        self._histories: dict[str, dict[str, Any]] = {}  # the labelled keys', and the watched ones'
+        self._watched: OrderedDict[str, None] = OrderedDict()  # keys the page showed, beyond the labelled ones; the latest shown last
+        self._in_drift = 0
+        self._resident: int | None = None  # None: the run bounds no resident set
+        self._evictions = self._restores = 0
         self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
@@ -144,11 +254,11 @@ class Telemetry:
         now = self._clock()
         with self._lock:
             for out in outputs:
-                if out.predictions:
-                    key = out.predictions[0]["key"]
-                    self.predictions.labels(key).inc(len(out.predictions))
+                if out.predictions:  # one key's step: its predictions share the key
+                    key = self._key(out.predictions[0]["key"])
+                    key.series.predictions.inc(len(out.predictions))
                     self._totals["predictions"] += len(out.predictions)
-                    self._history(key)["predictions"] += len(out.predictions)
+                    key.predictions += len(out.predictions)
                 for dead in out.dead_letters:
                     reason = dead["reason"]  # one of stream_learner.records.REASONS
                     self.dead_letters.labels(reason).inc()
@@ -168,20 +278,40 @@ class Telemetry:
 
     def on_step(self, key: str, events: int, seconds: float) -> None:
         """The learner step of ``key`` took ``seconds`` for a batch of ``events``."""
-        self.step.labels(key).observe(seconds)
+        with self._lock:
+            series = self._key(key).series
+        series.step.observe(seconds)
         if events:
-            self.step_per_event.labels(key).observe(seconds / events)
+            series.step_per_event.observe(seconds / events)
 
     def on_snapshot(self, key: str, version: int | None) -> None:
         """A snapshot of ``key`` was saved (``version``) or failed (``None``)."""
-        if version is None:
-            self.snapshot_failures.labels(key).inc()
-        else:
-            now = self._clock()
-            self.snapshots.labels(key).inc()
-            self.snapshot_time.labels(key).set(now)
-            with self._lock:
-                self._history(key)["snapshot_at"] = now
+        with self._lock:
+            k = self._key(key)
+            if version is None:
+                self.snapshot_failures.labels(k.label).inc()
+            else:
+                k.snapshot_at = self._clock()
+                k.series.snapshots.inc()
+                self.snapshot_time.labels(k.label).set(k.snapshot_at)  # key="other": the latest of those keys'
+
+    def on_evicted(self, key: str, seconds: float) -> None:
+        """``key``'s learner was written to the snapshot store to free memory, in ``seconds``."""
+        self.eviction_time.observe(seconds)
+        with self._lock:
+            self._evictions += 1
+
+    def on_restored(self, key: str, seconds: float) -> None:
+        """``key``'s learner was loaded back from the snapshot store, in ``seconds``."""
+        self.restore_time.observe(seconds)
+        with self._lock:
+            self._restores += 1
+
+    def on_resident(self, n: int) -> None:
+        """``n`` keys' learners are in memory."""
+        self.resident.set(n)
+        with self._lock:
+            self._resident = n
 
     def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
         """Kafka sources report how far each partition is behind its end offset."""
@@ -227,12 +357,21 @@ class Telemetry:
             names.add(family.name + "_total" if family.type == "counter" else family.name)
         return names
 
-    def state(self) -> dict[str, Any]:
-        """What the dashboard page draws, as plain JSON-able data."""
+    def state(self, key: str | None = None) -> dict[str, Any]:
+        """What the dashboard page draws, as plain JSON-able data: the run, and one key (``key``, else the first seen).
+
+        A key beyond the labelled ones is watched from then on: the page
+        keeps its history while it is among the last :data:`MAX_WATCHED` shown.
+        """
         now = self._clock()
         with self._lock:
             if self._finished is None:
                 self._sample_throughput(force=False)
+            name = key if key in self._keys else next(iter(self._keys), None)
+            if name is not None and name not in self._histories:
+                self._watch(name)
+            elif name is not None and name in self._watched:
+                self._watched.move_to_end(name)
             return {
                 "now": now,
                 "started": self._started,
@@ -241,32 +380,114 @@ class Telemetry:
                 "totals": dict(self._totals),
                 "throughput": [list(s) for s in self._throughput],
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": list(self._recent_dead)},
-                "keys": {
-                    key: {
-                        "predictions": h["predictions"],
-                        "points": [list(p) for p in h["points"]],
-                        "drifts": list(h["drifts"]),
-                        "feature_drifts": list(h["feature_drifts"]),
-                        "snapshot_at": h["snapshot_at"],
-                        "evaluations": list(h["evaluations"]),
-                        "latest": h["latest"],
-                    }
-                    for key, h in sorted(self._keys.items())
-                },
+                "fleet": self._fleet(),
+                "keys": {name: self._entry(name)} if name is not None else {},
             }
 
-    # --- internals ---------------------------------------------------------------------------
+    def search_keys(self, query: str = "", limit: int = SEARCH_LIMIT) -> dict[str, Any]:
+        """The first ``limit`` keys (in order) containing ``query`` (any case), how many do, and how many keys there are."""
+        needle = query.lower()
+        with self._lock:
+            names = list(self._keys)
+        matching = [name for name in names if needle in name.lower()] if needle else names
+        return {"keys": heapq.nsmallest(limit, matching), "matches": len(matching), "total": len(names)}
 
-    def _history(self, key: str) -> dict[str, Any]:
-        h = self._keys.get(key)
-        if h is None:
-            h = self._keys[key] = {
-                "predictions": 0, "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
-                "snapshot_at": None, "evaluations": deque(maxlen=MAX_POINTS),
-            }  # fmt: skip
-        return h
+    # --- internals (the caller holds the lock) -------------------------------------------------
+
+    def _key(self, name: str) -> _Key:
+        """The key's record; a new key gets its own label (and a history) while fewer than ``top_keys`` have one."""
+        key = self._keys.get(name)
+        if key is None:
+            if self._labelled < self.top_keys:
+                self._labelled += 1
+                key = self._keys[name] = _Key(_Series(self, name))
+                self._histories[name] = self._new_history()
+            else:
+                if self._other is None:
+                    self._other = _Series(self, OTHER_KEY)
+                key = self._keys[name] = _Key(self._other)
+            self.keys.set(len(self._keys))
+        return key
+
+    @staticmethod
+    def _new_history() -> dict[str, Any]:
+        return {
+            "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
+            "evaluations": deque(maxlen=MAX_POINTS),
+        }  # fmt: skip
+
+    def _watch(self, name: str) -> None:
+        """Keep ``name``'s history from now on, dropping the least recently shown watched key's past :data:`MAX_WATCHED`."""
+        self._histories[name] = self._new_history()
+        self._watched[name] = None
+        if len(self._watched) > MAX_WATCHED:
+            gone, _ = self._watched.popitem(last=False)
+            del self._histories[gone]
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        key = self._keys[name]
+        h = self._histories[name]
+        return {
+            "predictions": key.predictions,
+            "points": [list(p) for p in h["points"]],
+            "drifts": list(h["drifts"]),
+            "feature_drifts": list(h["feature_drifts"]),
+            "drift_count": key.drift_count,
+            "feature_drift_count": key.feature_drift_count,
+            "snapshot_at": key.snapshot_at,
+            "evaluations": list(h["evaluations"]),
+            "latest": h["latest"] or self._light_latest(name, key),
+            "history": "whole run" if key.label != OTHER_KEY else "since shown",
+        }
+
+    @staticmethod
+    def _light_latest(name: str, key: _Key) -> dict[str, Any] | None:
+        """A watched key's latest figures until its next metrics record (the matrix is not kept for unlabelled keys)."""
+        if key.figures is None:
+            return None
+        accuracy, window, mae, average, bwt, average_accuracy, average_mae, labelled, concepts, *delayed = key.figures
+        latest = {
+            "key": name, "events": key.events, "labelled": labelled, "accuracy": accuracy, "accuracy_window": window, "mae": mae,
+            "concept": key.concept, "concepts": concepts, "ts": key.ts,
+            "forgetting": {"average": average, "bwt": bwt, "average_accuracy": average_accuracy, "average_mae": average_mae, "matrix": [], "columns": []},
+        }  # fmt: skip
+        if delayed[0] is not None:
+            latest["delayed_labels"] = dict(zip(DELAYED_LABEL_STATES, delayed))
+        return latest
+
+    def _fleet(self) -> dict[str, Any]:
+        return {
+            "keys": len(self._keys),
+            "labelled_keys": self._labelled,
+            "resident": self._resident,
+            "in_drift": self._in_drift,
+            "evictions": self._evictions,
+            "restores": self._restores,
+        }
 
     def _on_metrics(self, record: MetricsDict) -> None:
+        name = record["key"]
+        key = self._key(name)
+        was_in_drift = key.in_drift()
+        before, key.figures = key.figures, _figures(record)
+        key.events, key.concept, key.ts = record["events"], record["concept"], record["ts"]
+        self._tally_drift(was_in_drift, key)
+        if key.label == OTHER_KEY:
+            self._aggregate_other(before, key.figures)
+        else:
+            self._set_key_gauges(record)
+        h = self._histories.get(name)
+        if h is None:
+            return
+        self._note_evaluation(h["evaluations"], record)
+        h["latest"] = {k: v for k, v in record.items() if k != "type"}
+        points = h["points"]
+        points.append([record["events"], record["accuracy"], record["accuracy_window"], record["concept"], record["ts"]])
+        if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
+            h["points"] = points[1::2]
+
+    def _set_key_gauges(self, record: MetricsDict) -> None:
+        """A labelled key's gauges, from its metrics record."""
         key = record["key"]
         forgetting = record["forgetting"]
         for gauge, value in (
@@ -290,13 +511,36 @@ class Telemetry:
         if delayed is not None:
             for state in DELAYED_LABEL_STATES:
                 self.delayed_labels.labels(key, state).set(delayed[state])
-        h = self._history(key)
-        self._note_evaluation(h["evaluations"], record)
-        h["latest"] = {k: v for k, v in record.items() if k != "type"}
-        points = h["points"]
-        points.append([record["events"], record["accuracy"], record["accuracy_window"], record["concept"], record["ts"]])
-        if len(points) >= 2 * MAX_POINTS:  # keep the whole run, at half the resolution
-            h["points"] = points[1::2]
+
+    def _aggregate_other(self, before: tuple[Any, ...] | None, after: tuple[Any, ...]) -> None:
+        """Move key="other"'s sums by what one of its keys' figures changed from ``before`` to ``after`` (its gauges read them when scraped)."""
+        sums, counts = self._other_sums, self._other_counts
+        for i, new in enumerate(after):
+            old = before[i] if before is not None else None
+            if old == new:
+                continue
+            if old is not None:
+                sums[i] -= old
+                counts[i] -= 1
+            if new is not None:
+                sums[i] += new
+                counts[i] += 1
+                if not self._other_gauges[i]:
+                    gauge, labels, is_sum = self._aggregated[i]
+                    gauge.labels(OTHER_KEY, *labels).set_function(partial(self._other_value, i, is_sum))
+                    self._other_gauges[i] = True
+
+    def _other_value(self, i: int, is_sum: bool) -> float:
+        """key="other"'s value of the ``i``-th aggregated gauge: its keys' sum, or their mean (NaN while none has one)."""
+        with self._lock:
+            count = self._other_counts[i]
+            return self._other_sums[i] if is_sum else (self._other_sums[i] / count if count else math.nan)
+
+    def _tally_drift(self, was_in_drift: bool, key: _Key) -> None:
+        now_in_drift = key.in_drift()
+        if now_in_drift != was_in_drift:
+            self._in_drift += 1 if now_in_drift else -1
+            self.keys_in_drift.set(self._in_drift)
 
     @staticmethod
     def _note_evaluation(evaluations: deque[dict[str, Any]], record: MetricsDict) -> None:
@@ -326,23 +570,31 @@ class Telemetry:
         self._matrix_cells[key] = cells
 
     def _on_drift(self, record: DriftDict) -> None:
-        key = record["key"]
+        key = self._key(record["key"])
+        key.drift_count += 1
         if record["detector"] == "task":
-            self.task_switches.labels(key).inc()
+            self.task_switches.labels(key.label).inc()
         else:
-            self.drifts.labels(key, record["detector"]).inc()
-            self.last_drift_at.labels(key).set(record["at_event"])
-        self._history(key)["drifts"].append(
-            {"at_event": record["at_event"], "concept": record["concept"], "detector": record["detector"], "ts": record["ts"]}
-        )
+            self.drifts.labels(key.label, record["detector"]).inc()
+            was_in_drift = key.in_drift()
+            key.last_drift_at = record["at_event"]
+            self._tally_drift(was_in_drift, key)
+            if key.label != OTHER_KEY:  # an event position of one key's stream: no sum or mean of them means anything
+                self.last_drift_at.labels(key.label).set(record["at_event"])
+        h = self._histories.get(record["key"])
+        if h is not None:
+            h["drifts"].append({"at_event": record["at_event"], "concept": record["concept"], "detector": record["detector"], "ts": record["ts"]})
 
     def _on_feature_drift(self, record: FeatureDriftDict) -> None:
-        key = record["key"]
+        key = self._key(record["key"])
+        key.feature_drift_count += 1
         for feature in record["features"][:MAX_FEATURES_PER_DRIFT]:
-            self.feature_drifts.labels(key, self._feature_label(feature["name"])).inc()
-        self._history(key)["feature_drifts"].append(
-            {"at_event": record["at_event"], "concept": record["concept"], "features": record["features"][:MAX_FEATURES_PER_DRIFT], "ts": record["ts"]}
-        )
+            self.feature_drifts.labels(key.label, self._feature_label(feature["name"])).inc()
+        h = self._histories.get(record["key"])
+        if h is not None:
+            h["feature_drifts"].append(
+                {"at_event": record["at_event"], "concept": record["concept"], "features": record["features"][:MAX_FEATURES_PER_DRIFT], "ts": record["ts"]}
+            )
 
     def _feature_label(self, name: str) -> str:
         """``name`` while fewer than :data:`MAX_FEATURE_LABELS` features have drifted (or it is one of them), else :data:`OTHER_FEATURE`."""

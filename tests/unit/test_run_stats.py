@@ -122,3 +122,10 @@ def test_latest_metrics_keeps_each_keys_figures_without_the_matrix() -> None:
     latest = stats.latest_metrics["a"]
     assert latest["delayed_labels"] == {"received": 3} and latest["accuracy"] == 0.5
     assert "matrix" not in latest["forgetting"] and latest["forgetting"]["average"] is None
+
+
+def test_records_of_other_kinds_on_the_metrics_output_are_passed_by() -> None:
+    stats = RunStats()
+    promotion = {"type": "promotion", "key": "a", "ts": 0.0}
+    stats.observe([StepOutput(metrics=[promotion, _record("a", 10, 0.5)])])
+    assert stats.summary()["keys"] == 1 and stats.summary()["drifts"] == 0

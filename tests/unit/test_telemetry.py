@@ -8,10 +8,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.dashboard import DashboardServer, RemoteEngine
+from stream_learner.app.run_stats import RunStats
 from stream_learner.app.runner import _Throttle
-from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, OTHER_FEATURE, MetricsServer, Telemetry
+from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, MAX_WATCHED, OTHER_FEATURE, OTHER_KEY, MetricsServer, Telemetry
 from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.records import DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
@@ -218,3 +220,129 @@ def test_the_throttle_holds_reading_to_its_rate(monkeypatch: pytest.MonkeyPatch,
     assert clock.now - 100.0 == pytest.approx(read_seconds + max(0.5, 0.05 + 9 * read_seconds))
     if read_seconds > 0.05:
         assert clock.waits == [pytest.approx(0.05)]  # only the first read's share: the slower reads keep below the rate by themselves
+
+
+_BASE = _record(0, [0], [0.5])
+
+
+def _key_record(key: str, events: int, accuracy: float, labelled: int, delayed: int | None = None) -> MetricsDict:
+    record = {**_BASE, "key": key, "events": events, "labelled": labelled, "accuracy": accuracy, "accuracy_window": accuracy}
+    if delayed is not None:
+        record["delayed_labels"] = dict.fromkeys(("received", "matched", "expired", "unmatched", "waiting", "pending"), delayed)
+    return record  # type: ignore[return-value]
+
+
+def _key_labels(t: Telemetry) -> dict[str, set[str]]:
+    """Each metric family's distinct ``key`` label values in the exposition."""
+    out: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(t.exposition().decode()):
+        for s in family.samples:
+            if "key" in s.labels:
+                out.setdefault(family.name, set()).add(s.labels["key"])
+    return out
+
+
+def test_a_fleet_of_100000_keys_keeps_the_key_label_to_the_top_n_and_other() -> None:
+    n, top = 100_000, 100
+    t = Telemetry(top_keys=top)
+    outputs = []
+    for i in range(n):
+        key = f"user-{i}"
+        drift: DriftDict = {"type": "drift", "key": key, "detector": "adwin", "at_event": 1, "concept": 1, "ts": 1.0}
+        outputs.append(StepOutput(predictions=[{"key": key}] * (1 + i % 3), metrics=[drift, _key_record(key, 3, (i % 10) / 10, labelled=2, delayed=i % 2)]))
+    t.on_outputs(outputs)
+    for i in range(n):
+        t.on_step(f"user-{i}", 1, 0.001)
+        t.on_snapshot(f"user-{i}", 1)
+    labels = _key_labels(t)
+    assert labels and all(len(values) <= top + 1 for values in labels.values()), {name: len(v) for name, v in labels.items()}
+    assert labels["stream_learner_predictions"] == {f"user-{i}" for i in range(top)} | {OTHER_KEY}
+    # the counts add up: every key's, split between its own series and "other"
+    others = range(top, n)
+    assert t.sample("stream_learner_predictions_total", key=OTHER_KEY) == sum(1 + i % 3 for i in others)
+    assert sum(t.sample("stream_learner_predictions_total", key=f"user-{i}") for i in range(top)) + t.sample(  # type: ignore[misc]
+        "stream_learner_predictions_total", key=OTHER_KEY
+    ) == sum(1 + i % 3 for i in range(n))
+    assert t.sample("stream_learner_drifts_total", key=OTHER_KEY, detector="adwin") == n - top
+    assert t.sample("stream_learner_snapshots_total", key=OTHER_KEY) == n - top
+    assert t.sample("stream_learner_learner_batch_duration_seconds_count", key=OTHER_KEY) == n - top
+    # gauges: a ratio is the mean over the other keys, a count their sum
+    assert t.sample("stream_learner_accuracy_ratio", key=OTHER_KEY) == pytest.approx(sum((i % 10) / 10 for i in others) / len(others))
+    assert t.sample("stream_learner_labelled_events", key=OTHER_KEY) == 2 * len(others)
+    assert t.sample("stream_learner_delayed_labels", key=OTHER_KEY, state="pending") == sum(i % 2 for i in others)
+    assert t.sample("stream_learner_accuracy_ratio", key="user-7") == 0.7
+    assert t.sample("stream_learner_keys") == n and t.sample("stream_learner_keys_in_drift") == n
+    # the page's history is kept for the labelled keys only
+    assert len(t._histories) == top
+
+
+def test_other_keys_gauges_follow_each_keys_latest_figures() -> None:
+    t = Telemetry(top_keys=1)
+    t.on_outputs([StepOutput(metrics=[_key_record("a", 10, 0.9, 10), _key_record("b", 10, 0.5, 10), _key_record("c", 10, 0.7, 10)])])
+    assert t.sample("stream_learner_accuracy_ratio", key=OTHER_KEY) == pytest.approx(0.6)
+    t.on_outputs([StepOutput(metrics=[_key_record("b", 20, 0.8, 20)])])  # b's newer record replaces its older one
+    assert t.sample("stream_learner_accuracy_ratio", key=OTHER_KEY) == pytest.approx(0.75)
+    assert t.sample("stream_learner_labelled_events", key=OTHER_KEY) == 30
+    assert t.sample("stream_learner_concept_accuracy_ratio", key=OTHER_KEY, concept="0") is None  # a matrix is one key's
+
+
+def test_the_fleet_hooks_feed_the_fleet_metrics_and_the_page() -> None:
+    t = Telemetry()
+    stats = RunStats(t)
+    stats.key_evicted("a", 0.002)
+    stats.key_evicted("b", 0.003)
+    stats.key_restored("a", 0.004)
+    stats.resident_keys(7)
+    assert t.sample("stream_learner_key_eviction_seconds_count") == 2 and t.sample("stream_learner_key_restore_seconds_count") == 1
+    assert t.sample("stream_learner_key_eviction_seconds_sum") == pytest.approx(0.005)
+    assert t.sample("stream_learner_resident_keys") == 7
+    assert t.state()["fleet"] == {"keys": 0, "labelled_keys": 0, "resident": 7, "in_drift": 0, "evictions": 2, "restores": 1}
+
+
+def test_a_key_is_in_drift_for_its_next_thousand_events() -> None:
+    t = Telemetry()
+    drift: DriftDict = {"type": "drift", "key": "k", "detector": "adwin", "at_event": 100, "concept": 1, "ts": 1.0}
+    t.on_outputs([StepOutput(metrics=[drift, _record(100, [0], [0.5])])])
+    assert t.sample("stream_learner_keys_in_drift") == 1
+    t.on_outputs([StepOutput(metrics=[_record(1099, [0], [0.5])])])
+    assert t.sample("stream_learner_keys_in_drift") == 1
+    t.on_outputs([StepOutput(metrics=[_record(1100, [0], [0.5])])])
+    assert t.sample("stream_learner_keys_in_drift") == 0
+
+
+def test_the_page_state_holds_one_key_and_the_search_finds_any() -> None:
+    t = Telemetry(top_keys=2)
+    t.on_outputs([StepOutput(predictions=[{"key": f"sensor-{i:03d}"}], metrics=[_key_record(f"sensor-{i:03d}", 1, 0.5, 1)]) for i in range(300)])
+    state = t.state()
+    assert list(state["keys"]) == ["sensor-000"] and state["keys"]["sensor-000"]["history"] == "whole run"
+    assert state["fleet"]["keys"] == 300 and state["fleet"]["labelled_keys"] == 2
+    assert t.search_keys("SENSOR-1", limit=5) == {"keys": [f"sensor-{i}" for i in range(100, 105)], "matches": 100, "total": 300}
+    assert t.search_keys("-29")["keys"] == [f"sensor-{i}" for i in range(290, 300)]
+    assert t.search_keys("nothing") == {"keys": [], "matches": 0, "total": 300}
+    # an unlabelled key shows its latest figures at once, and its history from when the page first shows it
+    shown = t.state("sensor-250")["keys"]["sensor-250"]
+    assert shown["history"] == "since shown" and shown["points"] == [] and shown["latest"]["accuracy"] == 0.5
+    assert shown["latest"]["forgetting"]["matrix"] == []
+    t.on_outputs([StepOutput(metrics=[_key_record("sensor-250", 2, 0.75, 2)])])
+    assert [p[:2] for p in t.state("sensor-250")["keys"]["sensor-250"]["points"]] == [[2, 0.75]]
+    for i in range(MAX_WATCHED + 1):  # showing more keys forgets the least recently shown one's history
+        t.state(f"sensor-{100 + i}")
+    assert "sensor-250" not in t._histories and len(t._histories) == 2 + MAX_WATCHED
+    assert t.state("no such key")["keys"].keys() == {"sensor-000"}
+
+
+def test_the_page_server_searches_keys_and_passes_the_key_asked_for() -> None:
+    t = Telemetry(top_keys=1)
+    t.on_outputs([StepOutput(predictions=[{"key": name}]) for name in ("alpha", "beta", "gamma")])
+    server = DashboardServer(t.state, 0, search=t.search_keys)
+    plain = DashboardServer(lambda: {"keys": {"x": {}, "y": {}, "xy": {}}}, 0)  # a state listing its keys: searched as they are
+    try:
+        with urllib.request.urlopen(server.url + "api/keys?q=ETA&limit=5", timeout=5) as r:
+            assert json.loads(r.read()) == {"keys": ["beta"], "matches": 1, "total": 3}
+        with urllib.request.urlopen(server.url + "api/state?key=gamma", timeout=5) as r:
+            assert list(json.loads(r.read())["keys"]) == ["gamma"]
+        with urllib.request.urlopen(plain.url + "api/keys?q=x", timeout=5) as r:
+            assert json.loads(r.read()) == {"keys": ["x", "xy"], "matches": 2, "total": 3}
+    finally:
+        server.close()
+        plain.close()

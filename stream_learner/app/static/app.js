@@ -4,14 +4,18 @@
 const DRIFT_COLOR = "#d62728";
 const FEATURE_DRIFT_COLOR = "#9467bd";
 const POLL_MS = 1000;
+const KEY_LIMIT = 50;  // keys listed at once: a fleet's keys are searched on the server, never sent all at once
+const KEYS_EVERY_MS = 5000;  // the list is refreshed this often while the run adds keys
 // What the page last drew, for people poking around in the console (and for the browser test).
 window.dashboard = {
-  polls: 0, draws: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
+  polls: 0, draws: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
   lastError: null, state: null,
 };
 
 const $ = (id) => document.getElementById(id);
-let selectedKey = null;
+let selectedKey = null;  // null until the first state: the server shows its first key
+let keyQuery = "";
+let keyNames = [];  // the latest search's keys
 
 function pct(v) { return v === null || v === undefined ? "-" : (100 * v).toFixed(2) + " %"; }
 function num(v) { return v === null || v === undefined ? "-" : Math.round(v).toLocaleString("en"); }
@@ -86,14 +90,45 @@ function matrixRows(evaluations) {
   return { matrix, columns, labels: rows.map((e) => "@ " + Charts.fmt(e.at_event)) };
 }
 
-function keySelect(keys) {
+// The key list: the server's first KEY_LIMIT keys containing the filter's text.
+async function searchKeys() {
+  const query = keyQuery;
+  const response = await fetch(`/api/keys?q=${encodeURIComponent(query)}&limit=${KEY_LIMIT}`, { cache: "no-store" });
+  if (!response.ok) throw new Error(`/api/keys answered ${response.status}`);
+  const found = await response.json();
+  if (query !== keyQuery) return;  // the filter changed meanwhile: its own search follows
+  const d = window.dashboard;
+  d.keySearches += 1;
+  d.keyMatches = found.matches;
+  keyNames = found.keys;
+  const moved = query && keyNames.length && !keyNames.includes(selectedKey);
+  if (moved) selectedKey = keyNames[0];  // show a key the filter matches
+  $("key-count").textContent = query
+    ? `${found.matches.toLocaleString("en")} of ${found.total.toLocaleString("en")} keys` + (found.matches > keyNames.length ? `, first ${keyNames.length} listed` : "")
+    : `${found.total.toLocaleString("en")} keys`;
+  keySelect();
+  if (moved) poll(false);
+}
+
+function keySelect() {
   const sel = $("key");
-  const names = Object.keys(keys);
-  if (selectedKey === null || !names.includes(selectedKey)) selectedKey = names[0] || null;
+  const names = selectedKey !== null && !keyNames.includes(selectedKey) ? [selectedKey, ...keyNames] : keyNames;
   if (sel.options.length !== names.length || names.some((n, i) => sel.options[i].value !== n)) {
     sel.replaceChildren(...names.map((n) => new Option(n, n)));
   }
   if (selectedKey !== null) sel.value = selectedKey;
+  window.dashboard.keyOptions = names.length;
+}
+
+function renderFleet(fleet) {
+  const shown = !!fleet && (fleet.keys > 1 || fleet.resident !== null && fleet.resident !== undefined);
+  $("fleet").hidden = !shown;
+  if (!shown) return;
+  $("f-keys").textContent = num(fleet.keys);
+  $("f-resident").textContent = num(fleet.resident);
+  $("f-evictions").textContent = num(fleet.evictions);
+  $("f-restores").textContent = num(fleet.restores);
+  $("f-in-drift").textContent = num(fleet.in_drift);
 }
 
 function render(state) {
@@ -108,8 +143,14 @@ function render(state) {
   const run = state.run;
   $("run").textContent = run ? `${run.source} \u00b7 ${run.model} \u00b7 strategy ${run.strategy} \u00b7 detector ${run.detector}` : "";
 
-  keySelect(state.keys);
-  const h = selectedKey !== null ? state.keys[selectedKey] : null;
+  const names = Object.keys(state.keys);
+  if (selectedKey === null || !names.includes(selectedKey)) selectedKey = names[0] ?? null;  // the server's choice, or a key it no longer has
+  keySelect();
+  renderFleet(state.fleet);
+  const h = selectedKey !== null && state.keys[selectedKey] ? state.keys[selectedKey] : null;
+  const note = $("history-note");
+  note.hidden = !h || h.history !== "since shown";
+  note.textContent = "This key has no label of its own (beyond --metrics-top-keys): its history is kept from when this page first showed it.";
   const latest = (h && h.latest) || {};
   const forgetting = latest.forgetting || {};
   const perSecond = rates(state.throughput);
@@ -121,8 +162,8 @@ function render(state) {
   $("t-accuracy").textContent = pct(latest.accuracy);
   $("t-window").textContent = pct(latest.accuracy_window);
   $("t-concept").textContent = latest.concept ?? "-";
-  $("t-drifts").textContent = h ? num(h.drifts.length) : "-";
-  $("t-feature-drifts").textContent = h ? num(h.feature_drifts.length) : "-";
+  $("t-drifts").textContent = h ? num(h.drift_count ?? h.drifts.length) : "-";
+  $("t-feature-drifts").textContent = h ? num(h.feature_drift_count ?? h.feature_drifts.length) : "-";
   $("t-forgetting").textContent = signed(forgetting.average);
   $("t-bwt").textContent = signed(forgetting.bwt);
   $("t-dead").textContent = num(state.totals.dead_letters);
@@ -211,23 +252,35 @@ function renderDeadLetters(dead) {
   }));
 }
 
-async function poll() {
+async function poll(again = true) {
   try {
-    const response = await fetch("/api/state", { cache: "no-store" });
+    const asked = selectedKey;
+    const query = asked === null ? "" : "?key=" + encodeURIComponent(asked);
+    const response = await fetch("/api/state" + query, { cache: "no-store" });
     if (!response.ok) throw new Error(`/api/state answered ${response.status}`);
     const state = await response.json();
     window.dashboard.polls += 1;
     window.dashboard.lastError = null;
-    render(state);
+    if (asked === selectedKey) render(state);  // else the selection changed meanwhile: its own poll follows
   } catch (err) {
     window.dashboard.lastError = String(err);
     $("status").textContent = "disconnected";
     $("status").className = "badge down";
   } finally {
-    setTimeout(poll, POLL_MS);
+    if (again) setTimeout(poll, POLL_MS);
   }
 }
 
-$("key").addEventListener("change", (e) => { selectedKey = e.target.value; if (window.dashboard.state) render(window.dashboard.state); });
+async function pollKeys() {
+  try { await searchKeys(); } catch (err) { window.dashboard.lastError = String(err); } finally { setTimeout(pollKeys, KEYS_EVERY_MS); }
+}
+
+let filterTimer = null;
+$("key-filter").addEventListener("input", (e) => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => { keyQuery = e.target.value.trim(); searchKeys().catch((err) => { window.dashboard.lastError = String(err); }); }, 200);
+});
+$("key").addEventListener("change", (e) => { selectedKey = e.target.value; poll(false); });
 window.addEventListener("resize", () => { if (window.dashboard.state) render(window.dashboard.state); });
 poll();
+pollKeys();
