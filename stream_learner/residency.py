@@ -14,6 +14,7 @@ key's ``latest`` over the newer, evicted state.
 
 >>> import tempfile
 >>> from connectors.local_store import LocalSnapshotStore
+>>> from stream_learner.engine import KeyedLearner
 >>> from stream_learner.events import Event
 >>> config = EngineConfig(metrics_every=10)
 >>> store = EvictingStore(LocalSnapshotStore(tempfile.mkdtemp()), b"key", config)
@@ -36,8 +37,9 @@ from typing import Any, Callable, Protocol
 
 import orjson
 
-from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.engine import EngineConfig
 from stream_learner.errors import SnapshotError
+from stream_learner.slot import Slot, Step, restore_step
 from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, read_header, seal
 
 logger = logging.getLogger(__name__)
@@ -65,13 +67,14 @@ def parse_marker(state: bytes) -> tuple[str, int] | None:
     return str(fields["key"]), int(fields["version"])
 
 
-def eviction_snapshot(learner: KeyedLearner) -> Snapshot:
+def eviction_snapshot(learner: Step) -> Snapshot:
     """``learner``'s full state as a snapshot, encoded here and now, its snapshot cadence untouched (an eviction changes nothing the learner does next)."""
+    champion = learner.champion_step if isinstance(learner, Slot) else learner  # the envelope names the published model, as Slot.snapshot's does
     return Snapshot.of_state(
         learner.state_dict,
         key=learner.key,
-        learner_kind=learner.learner.family,
-        strategy=learner.config.learner.strategy or "none",
+        learner_kind=champion.learner.family,
+        strategy=champion.config.learner.strategy or "none",
         events_seen=learner.events,
         source_offsets=learner.next_offsets,
         background=False,
@@ -117,7 +120,7 @@ class EvictingStore:
             self.on_evicted(snapshot.key, time.perf_counter() - started)
         return version
 
-    def restore(self, key: str, version: int) -> KeyedLearner:
+    def restore(self, key: str, version: int) -> Step:
         """The learner ``key`` was evicted as (``version``); the newest valid version if that one is gone."""
         started = time.perf_counter()
         try:
@@ -128,7 +131,7 @@ class EvictingStore:
                 raise SnapshotError(f"model key {key!r} was evicted as snapshot version {version}, which cannot be read ({exc}), and it has no other") from None
             logger.warning("model key %r was evicted as snapshot version %d, which cannot be read (%s): restored from its latest valid version", key, version, exc)
             _, payload, _ = found
-        learner = KeyedLearner.restore(payload, self.config)
+        learner = restore_step(payload, self.config)
         with self._lock:
             self._floors[key] = (learner.events, version)  # its own snapshots from here on are newer
         if self.on_restored is not None:

@@ -36,9 +36,10 @@ from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import Sinks, build_dataflow
 from stream_learner.app.execution import execute, our_error
 from stream_learner.app.run_stats import RunStats
-from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.residency import EvictingStore
+from stream_learner.slot import Step, new_step
 from stream_learner.snapshot import SnapshotStore
 
 logger = logging.getLogger(__name__)
@@ -75,10 +76,10 @@ class Profile(ABC):
         return None
 
     @abstractmethod
-    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+    def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         """For a model key, the learner resumed from its snapshot, or ``None`` to start it afresh."""
 
-    def recovered(self, learner: KeyedLearner) -> None:  # noqa: B027 (a hook a profile may leave as it is)
+    def recovered(self, learner: Step) -> None:  # noqa: B027 (a hook a profile may leave as it is)
         """Sees each learner Bytewax's recovery state restored (called from the dataflow)."""
 
     @abstractmethod
@@ -107,7 +108,7 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             stats = RunStats(profile.telemetry)
             source = profile.source(stats)
             config = profile.engine_config()
-            KeyedLearner("probe", config)  # fail fast on a bad model or detector, before the dataflow starts
+            new_step("probe", config)  # fail fast on a bad model or detector (or challengers), before the dataflow starts
             sinks = profile.sinks(stats)
             evictions = None
             if profile.max_resident_keys:

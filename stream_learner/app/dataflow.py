@@ -25,11 +25,12 @@ from bytewax.outputs import Sink
 from connectors.base import RawRecord
 from stream_learner.app.run_stats import RunStats
 from stream_learner.delayed import RawLabel, decode_label
-from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
+from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
 from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker, eviction_snapshot, parse_marker
+from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import encoding
 from stream_learner.state import decode, encode
 
@@ -90,11 +91,11 @@ class RecoveryStates:
     """
 
     def __init__(self) -> None:
-        self._learners: dict[str, KeyedLearner] = {}
+        self._learners: dict[str, Step] = {}
         self._changed: set[str] = set()  # keys whose state is not made yet
         self._made: dict[str, bytes] = {}  # states made and not asked for yet
 
-    def changed(self, learner: KeyedLearner) -> None:
+    def changed(self, learner: Step) -> None:
         """``learner`` learned or moved on: its next state must be made again."""
         self._learners[learner.key] = learner
         self._changed.add(learner.key)
@@ -106,7 +107,7 @@ class RecoveryStates:
         self._changed.discard(key)
         self._made.pop(key, None)
 
-    def state(self, learner: KeyedLearner) -> bytes:
+    def state(self, learner: Step) -> bytes:
         """The encoded state of ``learner`` as it is now."""
         key = learner.key
         if key not in self._made:
@@ -117,9 +118,9 @@ class RecoveryStates:
     def _make(self) -> None:
         learners = [self._learners[key] for key in self._changed]
         self._changed.clear()
-        forked = [learner for learner in learners if forkable(learner.learner)]
+        forked = [learner for learner in learners if _forkable(learner)]
         for learner in learners:
-            if not forkable(learner.learner):
+            if not _forkable(learner):
                 self._made[learner.key] = encode(learner.state_dict())
         if forked:
             made = encoding(lambda: {learner.key: encode(learner.state_dict()) for learner in forked}, forked=True)
@@ -134,8 +135,13 @@ class Residency:
     resident: ResidentSet
 
 
+def _forkable(step: Step) -> bool:
+    """Whether ``step``'s state may be made in a forked child (no model of it on a GPU)."""
+    return step.forkable if isinstance(step, Slot) else forkable(step.learner)
+
+
 class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
-    """Bytewax's side of a :class:`KeyedLearner`.
+    """Bytewax's side of a :class:`Step`.
 
     Bytewax builds the logic without telling it the key, so the learner is
     built (or restored) on the first batch, whose events carry the key.
@@ -151,11 +157,11 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     def __init__(
         self,
         config: EngineConfig,
-        restored: Callable[[str], KeyedLearner | None],
+        restored: Callable[[str], Step | None],
         states: RecoveryStates | None,
         resume_state: bytes | None,
         on_step: Callable[[str, int, float], None] | None = None,
-        recovered: Callable[[KeyedLearner], None] = lambda learner: None,
+        recovered: Callable[[Step], None] = lambda learner: None,
         residency: Residency | None = None,
     ) -> None:
         self.config = config
@@ -163,14 +169,14 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.restored = restored
         self.states = states
         self.residency = residency
-        self.learner: KeyedLearner | None = None
+        self.learner: Step | None = None
         self.key = ""
         self.evicted: int | None = None  # the snapshot version this key's learner waits in, while it is out of memory
         marker = parse_marker(resume_state) if resume_state is not None else None
         if marker is not None:
             self.key, self.evicted = marker
         elif resume_state is not None:
-            self.learner = KeyedLearner.restore(resume_state, config)
+            self.learner = restore_step(resume_state, config)
             self.key = self.learner.key
             recovered(self.learner)
             self._resident()
@@ -192,7 +198,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             self.states.changed(learner)
         return outs, self.RETAIN
 
-    def _bring_back(self, first: list[Event] | EventBatch) -> KeyedLearner:
+    def _bring_back(self, first: list[Event] | EventBatch) -> Step:
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
         if self.evicted is not None and self.residency is not None:
             learner = self.residency.store.restore(self.key, self.evicted)
@@ -200,7 +206,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             return learner
         key = first.key if type(first) is EventBatch else first[0].key  # type: ignore[union-attr]
         self.key = key
-        return self.restored(key) or KeyedLearner(key, self.config)
+        return self.restored(key) or new_step(key, self.config)
 
     def _resident(self) -> None:
         if self.residency is not None:
@@ -233,7 +239,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         return [out], self.RETAIN
 
     def snapshot(self) -> bytes | None:
-        # Bytewax calls this at every epoch close; without recovery it would be thrown away. Not KeyedLearner.snapshot(),
+        # Bytewax calls this at every epoch close; without recovery it would be thrown away. Not Step.snapshot(),
         # which also restarts the snapshot cadence.
         if self.states is None:
             return None
@@ -263,8 +269,8 @@ def build_dataflow(
     sinks: Sinks,
     stats: RunStats,
     *,
-    restored: Callable[[str], KeyedLearner | None] = lambda key: None,
-    recovered: Callable[[KeyedLearner], None] = lambda learner: None,
+    restored: Callable[[str], Step | None] = lambda key: None,
+    recovered: Callable[[Step], None] = lambda learner: None,
     recoverable: bool = False,
     flow_id: str = "stream_learner",
     evictions: EvictingStore | None = None,

@@ -43,9 +43,10 @@ from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.run_stats import RunStats
 from stream_learner.app.stores import open_store, signing_key
-from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.settings import Settings
+from stream_learner.slot import Step, restore_step
 from stream_learner.snapshot import SnapshotHeader, load_latest_valid
 
 logger = logging.getLogger(__name__)
@@ -191,12 +192,12 @@ class KafkaProfile(Profile):
             init_db_dir(directory, self.settings.recovery.partitions)
         return RecoveryConfig(str(directory))
 
-    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+    def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         if not self.settings.snapshot.resume:
             return lambda model_key: None
         loader = SnapshotLoader(self.store, self.signing_key, self.settings.snapshot.outage_timeout_s)
 
-        def restored(model_key: str) -> KeyedLearner | None:
+        def restored(model_key: str) -> Step | None:
             found = loader.load(model_key)
             if found is None:
                 return None
@@ -205,13 +206,13 @@ class KafkaProfile(Profile):
                 logger.warning(line)
             self.refusals.extend(refused)
             self.restored_keys.append(model_key)
-            learner = KeyedLearner.restore(payload, config)
+            learner = restore_step(payload, config)
             self.kafka_source.check_offsets(learner.next_offsets, f"the snapshot of model key {model_key!r}")
             return learner
 
         return restored
 
-    def recovered(self, learner: KeyedLearner) -> None:
+    def recovered(self, learner: Step) -> None:
         self.kafka_source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True)
 
     def stop(self) -> threading.Event | None:

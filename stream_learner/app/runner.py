@@ -29,8 +29,9 @@ from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.progress import Progress, render_stats
 from stream_learner.app.run_stats import RunStats
-from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
+from stream_learner.slot import Step, restore_step
 from stream_learner.snapshot import load_latest_valid
 
 logger = logging.getLogger(__name__)
@@ -147,9 +148,9 @@ class EmbeddedProfile(Profile):
             return JsonlSink(self.out / "predictions.jsonl", append=append)
         return StdoutJsonl() if str(predictions) == STDIO else JsonlSink(predictions, append=append)
 
-    def restored(self, config: EngineConfig) -> Callable[[str], KeyedLearner | None]:
+    def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         # restored under this run's configuration (its source name goes into dead letters)
-        return {key: KeyedLearner.restore(payload, config) for key, payload in self.payloads.items()}.get
+        return {key: restore_step(payload, config) for key, payload in self.payloads.items()}.get
 
     def running(self) -> AbstractContextManager[Any]:
         return self.progress or nullcontext()
