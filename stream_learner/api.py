@@ -38,7 +38,7 @@ from stream_learner.events import DEFAULT_KEY, Event, Origin, dead_letter, decod
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.records import DeadLetterDict, MetricsDict
 
-RecordKind = Literal["prediction", "metrics", "drift", "feature_drift", "dead_letter"]
+RecordKind = Literal["prediction", "metrics", "drift", "feature_drift", "promotion", "control", "dead_letter"]
 
 SOURCE = "python"
 """The source name in the ids and dead letters of events fed from Python."""

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
+from stream_learner.control import Command
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
@@ -31,7 +32,7 @@ from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
-from stream_learner.records import DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
+from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot
 from stream_learner.state import decode, expect_version
@@ -39,6 +40,7 @@ from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
 from stream_learner.step.guarded import GuardedLearner, LearnFailure
+from stream_learner.step.operator import Operator
 from stream_learner.step.recurring import ConceptReuse, RecurringConcepts
 from stream_learner.step.resume import ResumeFilter
 
@@ -133,7 +135,7 @@ class StepOutput:
     """Everything one call of the learner step asks to publish."""
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[MetricsDict | DriftDict | FeatureDriftDict] = field(default_factory=list)
+    metrics: list[MetricsDict | DriftDict | FeatureDriftDict | PromotionDict | ControlDict] = field(default_factory=list)
     dead_letters: list[DeadLetterDict] = field(default_factory=list)
     snapshot: Snapshot | None = None
 
@@ -158,8 +160,11 @@ class KeyedLearner:
         key: str,
         config: EngineConfig,
         learner_factory: Callable[[LearnerSpec], Learner] = build_learner,
+        learner: Learner | None = None,
     ) -> None:
-        learner = learner_factory(config.learner)
+        """``learner``: the model to start from (a restored one); ``None``: a new one from ``learner_factory``."""
+        if learner is None:
+            learner = learner_factory(config.learner)
         _check(config, learner.task)
         self.key = key
         self.config = config
@@ -174,9 +179,11 @@ class KeyedLearner:
         self.resume = ResumeFilter()
         self.cadence = Cadence(*_cadence_settings(config))
         self.dead_letters = DeadLetters(config.source)
+        self.operator = Operator()
         self.reuse = RecurringConcepts(config.concept_reuse, config.learner, learner.task) if config.concept_reuse else None
         self.events = 0
         self.learned = 0
+        self.idle = False  # restored (from_state) and given nothing since: see finish
 
     @property
     def learner(self) -> Learner:
@@ -213,6 +220,7 @@ class KeyedLearner:
         delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
         joined to their pending prediction when ``config.label_window`` is set.
         """
+        self.idle = False
         out = StepOutput(predictions=Predictions(self.key, now))
         if self.pending is not None:
             self.pending.expire(now)
@@ -300,7 +308,7 @@ class KeyedLearner:
         """
         if self.concept_tracker.is_new_label(label):
             self._on_input_change("new_label", out, now)
-        if not self.forgetting.observe(self.concept_tracker.concept, x, label):
+        if not self.forgetting.observe(self.concept_tracker.concept, x, label) and not self.operator.paused:
             failed = self.guard.learn(x, label)
             if failed is not None:
                 return failed
@@ -345,6 +353,7 @@ class KeyedLearner:
         if failed is not None:
             out.dead_letters.append(self.dead_letters.model_error(event, failed.error, now, failed.unlearned))
             return
+        self.cadence.counted(1)  # it changed the model as an event does: a snapshot is due for it too
         self._score(x, record.label, y_pred, out, now)
 
     def _on_task(self, task: str | int, out: StepOutput, now: float) -> None:
@@ -394,6 +403,53 @@ class KeyedLearner:
         record["reused_concept"], record["evidence"] = back.concept, back.evidence
         out.metrics.append(record)
 
+    def apply(self, command: Command, now: float, version: dict[str, Any] | None = None) -> StepOutput:
+        """Obey an operator's command here, between two events of the key's stream; its answer is a ``control`` record.
+
+        ``pause-learning``: events are still predicted and scored, and the
+        model learns none of them until ``resume-learning``. ``snapshot``:
+        this step's state now. ``rollback``: the model of ``version`` (the
+        :meth:`state_dict` of the snapshot version the command names, read
+        from the store by the caller; ``None`` where there is none) becomes
+        the live model, as :meth:`install` says; the metrics, concepts and
+        the stream's position go on. ``promote`` needs challengers (see
+        :mod:`stream_learner.slot`). A command whose id was applied before
+        is answered as a duplicate and does nothing.
+        """
+        out = StepOutput()
+        status: ControlStatus = "duplicate"
+        reason = None
+        if self.operator.first_time(command.id):
+            reason = self._obey(command, version, out)
+            status = "applied" if reason is None else "refused"
+        out.metrics.append(self.control_answer(command, status, reason, now))
+        return out
+
+    def _obey(self, command: Command, version: dict[str, Any] | None, out: StepOutput) -> str | None:
+        """Carry out ``command``; why not, where it cannot be."""
+        action = command.action
+        if action in ("pause-learning", "resume-learning"):
+            self.operator.paused = action == "pause-learning"
+        elif action == "snapshot":
+            out.snapshot = self.snapshot(background=True)
+        elif action == "rollback":
+            if version is None or "learner" not in version:
+                return f"model key {self.key!r} has no snapshot version {command.arg} of a single learner"
+            spec = LearnerSpec(**version["spec"])
+            if spec != self.config.learner:
+                return f"snapshot version {command.arg} of key {self.key!r} holds model {spec.model!r} {spec.params}, not this run's {self.config.learner.model!r}"
+            self.install(learner_from_state(version["learner"], spec))
+        else:
+            return f"model key {self.key!r} has no challengers to promote (run with --challenger)"
+        return None
+
+    def control_answer(self, command: Command, status: ControlStatus, reason: str | None, now: float) -> ControlDict:
+        """The ``control`` record answering ``command`` (:class:`~stream_learner.events.ControlAnswer`)."""
+        answer: ControlDict = {"type": "control", "key": self.key, "id": command.id, "action": command.action, "arg": command.arg, "status": status, "at_event": self.events, "ts": now}
+        if reason is not None:
+            answer["reason"] = reason
+        return answer
+
     def install(self, learner: Learner) -> None:
         """Make ``learner`` the live model (a stored concept's model back, an operator's rollback to an earlier state).
 
@@ -409,7 +465,14 @@ class KeyedLearner:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
 
     def finish(self, now: float) -> StepOutput:
-        """The stream ended: final metrics and a final snapshot."""
+        """The stream ended: final metrics, a last evaluation of the concepts and a final snapshot.
+
+        A learner restored from a snapshot (:meth:`snapshot`: nothing counted
+        since) and given nothing since has all of that already: it publishes
+        its metrics only, so that the end of a fleet writes only the keys that moved.
+        """
+        if self.idle and not self.cadence.since_snapshot:
+            return StepOutput(metrics=[self.metrics_record(now)])
         if self.pending is not None:
             self.pending.close()
         self.guard.journal.settle()
@@ -502,6 +565,7 @@ class KeyedLearner:
             "resume": self.resume.state_dict(),
             "cadence": self.cadence.state_dict(),
             "concept_reuse": self.reuse.state_dict() if self.reuse is not None else None,
+            "operator": self.operator.state_dict(),
         }
 
     @classmethod
@@ -519,8 +583,9 @@ class KeyedLearner:
             raise SnapshotError(
                 f"snapshot of key {state['key']!r} holds model {spec.model!r} {spec.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
-        step = cls(state["key"], config, learner_factory)
         learner = learner_from_state(state["learner"], spec)
+        step = cls(state["key"], config, learner_factory, learner)
+        step.idle = True
         step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
@@ -536,6 +601,8 @@ class KeyedLearner:
         step.cadence = Cadence.from_state(state["cadence"], *_cadence_settings(config))
         if config.concept_reuse is not None and state.get("concept_reuse") is not None:  # a state of a run without reuse starts an empty library
             step.reuse = RecurringConcepts.from_state(state["concept_reuse"], config.concept_reuse, spec, learner.task)
+        if state.get("operator") is not None:  # a state taken before operators' commands: none applied, learning on
+            step.operator = Operator.from_state(state["operator"])
         return step
 
 
