@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from typing import Any
 
 from river.datasets import synth
@@ -68,25 +69,33 @@ def config(champion: str, *challengers: str) -> EngineConfig:
     return EngineConfig(learner=LearnerSpec(champion), challengers=tuple(LearnerSpec(c) for c in challengers), snapshot_seconds=0.0)
 
 
-def accuracy(seed: int, length: int) -> None:
-    stream = phases(seed, length)
-    pairs = [pair for phase in stream for pair in phase]
+def mean(values: list[bool]) -> float:
+    return sum(values) / len(values)
+
+
+def accuracy(seed: int, length: int, **promotion: Any) -> tuple[dict[str, list[bool]], str]:
+    """Whether each published prediction was right, per setting (each candidate alone, the slot, the oracle); and the champion at the end.
+
+    ``promotion``: the slot's promotion settings (EngineConfig fields), the run's defaults otherwise.
+    """
+    pairs = [pair for phase in phases(seed, length) for pair in phase]
     alone = {name: published(KeyedLearner("k", config(name)), pairs) for name in CANDIDATES[:2]}
-    slot = new_step("k", config("logreg", "hoeffding_tree"))
-    with_challenger = published(slot, pairs)
+    slot = new_step("k", replace(config("logreg", "hoeffding_tree"), **promotion))
+    rows = {f"{name} alone": right for name, right in alone.items()}
+    rows["logreg + tree challenger"] = published(slot, pairs)
+    best = [max((right[p * length : (p + 1) * length] for right in alone.values()), key=mean) for p in range(4)]
+    rows["oracle (best per phase)"] = [r for phase in best for r in phase]
+    assert isinstance(slot, Slot)
+    return rows, slot.champion_name
 
-    def mean(values: list[bool]) -> float:
-        return sum(values) / len(values)
 
-    oracle = [max((alone[name][p * length : (p + 1) * length] for name in alone), key=mean) for p in range(4)]
+def report_accuracy(seed: int, length: int) -> None:
+    rows, champion = accuracy(seed, length)
     print(f"accuracy, 4 phases of {length:,} events (linear, tree, linear, tree), seed {seed}")
     print(f"{'':28}{'all':>8}" + "".join(f"{f'phase {p + 1}':>10}" for p in range(4)))
-    rows = {**{f"{name} alone": right for name, right in alone.items()}, "logreg + tree challenger": with_challenger}
-    rows["oracle (best per phase)"] = [r for phase in oracle for r in phase]
     for name, right in rows.items():
         print(f"{name:28}{mean(right):8.4f}" + "".join(f"{mean(right[p * length : (p + 1) * length]):10.4f}" for p in range(4)))
-    assert isinstance(slot, Slot)
-    print(f"champion at the end: {slot.champion_name}")
+    print(f"champion at the end: {champion}")
 
 
 def cost(seed: int, events: int, repeat: int) -> None:
@@ -119,7 +128,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    accuracy(args.seed, args.phase)
+    report_accuracy(args.seed, args.phase)
     cost(args.seed, args.events, args.repeat)
 
 
