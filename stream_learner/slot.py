@@ -206,7 +206,7 @@ class Slot:
         for i, o in enumerate(outs):
             out.metrics.extend(self._tagged(o.metrics, i))
         promotions = self._weigh(events, outs, champion.events - len(outs[self.champion].predictions), now)
-        out.metrics.extend(promotions)  # type: ignore[arg-type]  # StepOutput.metrics names the record types a KeyedLearner makes
+        out.metrics.extend(promotions)
         if self.cadence.snapshot_due(now) or any(p["applied"] for p in promotions):
             out.snapshot = self.snapshot(background=True)
         return out
