@@ -19,6 +19,13 @@ strategy that supports the scenario's learner family, and each seed:
 * **through Avalanche's own loop** (torch strategies, :mod:`benchmarks.fidelity`):
   the fidelity column.
 
+The torch scenarios run the fixed-head MLP Avalanche's loop runs too; the
+``-mlp`` and ``-mlp-scaled`` scenarios run the same streams through the
+engine's default learner ``torch:mlp`` (a head growing with the classes, raw
+or standardised inputs), with no Avalanche counterpart. The default set has
+them on Split-Digits; ``--scenarios all`` adds them on Permuted-Digits and
+Split-MNIST-1D.
+
 **Live and offline agree** means two things, both checked per run:
 
 1. *Consistent* (exact): the live figures the engine published (average
@@ -127,10 +134,13 @@ def plan(
     from stream_learner.errors import ConfigError
     from stream_learner.learners.strategy import load_class
 
-    names = scenarios or list(SCENARIOS)
+    if scenarios == ["all"]:
+        names = list(SCENARIOS)
+    else:
+        names = scenarios or [n for n, s in SCENARIOS.items() if s.in_default]
     unknown = [s for s in names if s not in SCENARIOS]
     if unknown:
-        raise ConfigError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+        raise ConfigError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}, or all")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {seeds}")
     bad = [m for m in modes if m not in MODES]
@@ -150,6 +160,7 @@ def plan(
     jobs = []
     for name in names:
         family = SCENARIOS[name].family
+        comparable = family == "torch" and SCENARIOS[name].learner == "fixed"  # Avalanche's loop runs the fixed-head MLP only
         chosen = families.get(family, [])
         if not chosen:
             raise ConfigError(f"no chosen strategy supports scenario {name!r} ({family} learners)")
@@ -158,7 +169,7 @@ def plan(
             for seed in range(seeds):
                 for mode in modes:
                     jobs.append(Job(name, strategy, seed, mode, params, max_per_task))
-                if fidelity and family == "torch" and has_counterpart(strategy):
+                if fidelity and comparable and has_counterpart(strategy):
                     jobs.append(Job(name, strategy, seed, "avalanche", params, max_per_task))
     return jobs
 
@@ -392,7 +403,10 @@ _WEIGHTS = {"lamaml": 8.0, "gem": 3.0, "cumulative": 2.5, "agem": 2.0, "ensemble
 
 
 def _cost(job: Job) -> float:
-    size = {"permuted-digits": 5.0, "split-mnist1d": 3.2, "sea": 3.0, "agrawal": 3.0, "hyperplane": 3.0, "rbf": 3.0}.get(job.scenario, 1.0)
+    from benchmarks.scenarios import SCENARIOS
+
+    scenario = SCENARIOS[job.scenario]
+    size = {"permuted-digits": 5.0, "split-mnist1d": 3.2, "sea": 3.0, "agrawal": 3.0, "hyperplane": 3.0, "rbf": 3.0}.get(scenario.stream or scenario.name, 1.0)
     return size * _WEIGHTS.get(job.strategy.partition(":")[0], 1.0) * (0.5 if job.mode == "avalanche" else 1.0)
 
 
@@ -539,7 +553,14 @@ def run_suite(jobs: list[Job], out: str, workers: int = 1, on_done: Callable[[in
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``stream-learner bench forgetting``."""
-    parser.add_argument("--scenarios", default=None, metavar="A,B", help="comma-separated scenarios (default: all): split-digits, split-digits-task, permuted-digits, split-mnist1d, sea, agrawal, hyperplane, rbf")
+    parser.add_argument(
+        "--scenarios",
+        default=None,
+        metavar="A,B",
+        help="comma-separated scenarios, or all (default: every one but the default learner's on permuted-digits and split-mnist1d): split-digits, split-digits-task, "
+        "permuted-digits, split-mnist1d (the fixed-head MLP); split-digits-mlp, split-digits-mlp-scaled, permuted-digits-mlp, permuted-digits-mlp-scaled, "
+        "split-mnist1d-mlp, split-mnist1d-mlp-scaled (the default learner torch:mlp, raw or standardised inputs); sea, agrawal, hyperplane, rbf",
+    )
     parser.add_argument("--strategies", default=None, metavar="A,B", help="comma-separated registered strategies (default: every one supporting each scenario's learner family; avalanche means avalanche:...MASPlugin)")
     parser.add_argument("--seeds", default=3, type=int, metavar="N", help="seeds 0..N-1 for every run (default: %(default)s)")
     parser.add_argument("--boundaries", default=",".join(MODES), metavar="oracle,drift", help="oracle (events carry their task), drift (the detector marks concepts), or both (default)")

@@ -15,6 +15,15 @@
   1,000 test sequences of 40 values), generated locally, never downloaded,
   5 tasks of 2 classes, class-incremental, the classes in each seed's order
   as in Split-Digits.
+* ``split-digits-mlp``, ``split-digits-mlp-scaled`` (and, outside the
+  default set, the same for ``split-mnist1d`` and ``permuted-digits``): the
+  stream of the scenario named first, learned by the engine's default
+  learner ``torch:mlp`` instead of the fixed-head MLP: its output layer
+  grows with the classes (one row ahead, the next class's), inputs as they
+  come (``-mlp``) or standardised with running statistics (``-mlp-scaled``,
+  the learner's own default). Same hidden layer, learning rate and
+  micro-batch as the fixed-head runs, so the head and the scaling are the
+  only differences; Avalanche's loop has no counterpart for them.
 * ``sea``, ``agrawal``, ``hyperplane``, ``rbf``: river drift streams through
   :class:`connectors.synthetic.SyntheticSource` (4 concepts), for river
   learners; each concept's test set is drawn from a fresh copy of that
@@ -46,6 +55,13 @@ BATCH = 10
 TORCH_MODEL = "torch:benchmarks.scenarios:mlp"
 TORCH_PARAMS: dict[str, Any] = {"hidden": [256], "outputs": 10, "lr": 0.1, "batch_size": BATCH, "scale": False, "threads": 1}
 """The network (MLP n-256-10, ten outputs from the start) and learner settings: SGD lr 0.1, micro-batch 10, one pass."""
+_GROWING = {k: v for k, v in TORCH_PARAMS.items() if k != "outputs"}
+LEARNERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fixed": (TORCH_MODEL, TORCH_PARAMS),
+    "mlp": ("torch:mlp", {**_GROWING, "scale": False}),
+    "mlp-scaled": ("torch:mlp", {**_GROWING, "scale": True}),
+}
+"""A torch scenario's learner: the fixed-head MLP, or the default ``torch:mlp`` (a head growing with the classes) on raw or standardised inputs."""
 
 RIVER_MODEL = "logreg"
 
@@ -91,20 +107,26 @@ class Scenario:
     task_aware: bool = False
     limit: int = 0
     """At most this many training (and test) events per task; 0 for all."""
+    learner: str = "fixed"
+    """A torch scenario's learner, a key of :data:`LEARNERS`."""
+    stream: str = ""
+    """The scenario whose stream this one learns with another learner; empty: its own."""
+    in_default: bool = True
+    """Run when no scenario is named (``--scenarios all`` runs every one)."""
 
     @property
     def model(self) -> str:
-        return TORCH_MODEL if self.family == "torch" else RIVER_MODEL
+        return LEARNERS[self.learner][0] if self.family == "torch" else RIVER_MODEL
 
     def model_params(self, tasks: list[Task]) -> dict[str, Any]:
         """The learner's parameters; the boundary window covers a whole task, as Avalanche's experience does."""
         if self.family != "torch":
             return {}
-        return {**TORCH_PARAMS, "window": max(len(t.y_train) for t in tasks)}
+        return {**LEARNERS[self.learner][1], "window": max(len(t.y_train) for t in tasks)}
 
     def tasks(self, seed: int) -> list[Task]:
         """The tasks for ``seed`` (cached per process)."""
-        return _cached_tasks(self.name, seed, self.limit)
+        return _cached_tasks(self.stream or self.name, seed, self.limit)
 
 
 def limited(scenario: Scenario, limit: int) -> Scenario:
@@ -243,13 +265,30 @@ def _river(name: str) -> Callable[[int], list[Task]]:
     return build
 
 
+def with_default_learner(scenario: Scenario, scaled: bool, in_default: bool) -> Scenario:
+    """``scenario``'s stream learned by ``torch:mlp``, whose head grows with the classes, on raw or standardised inputs.
+
+    >>> s = with_default_learner(SCENARIOS["split-digits"], scaled=True, in_default=False)
+    >>> s.name, s.model, s.model_params(s.tasks(0))["scale"], "outputs" in s.model_params(s.tasks(0))
+    ('split-digits-mlp-scaled', 'torch:mlp', True, False)
+    """
+    learner = "mlp-scaled" if scaled else "mlp"
+    inputs = "inputs standardised with running statistics" if scaled else "inputs as they come"
+    description = f"{scenario.description.removesuffix(', one 10-way head')}; the default learner torch:mlp (its head grows with the classes), {inputs}"
+    return replace(scenario, name=f"{scenario.name}-{learner}", description=description, learner=learner, stream=scenario.name, in_default=in_default)
+
+
+_TORCH = [
+    Scenario("split-digits", "torch", "Split-Digits, class-incremental: 5 tasks of 2 classes, one 10-way head", split_digits),
+    Scenario("split-digits-task", "torch", "Split-Digits, task-incremental: predictions masked to the task's 2 classes", split_digits, task_aware=True),
+    Scenario("permuted-digits", "torch", "Permuted-Digits: identity + 4 fixed pixel permutations, 10 classes each", permuted_digits),
+    Scenario("split-mnist1d", "torch", "Split-MNIST-1D, class-incremental: 5 tasks of 2 classes (generated locally)", split_mnist1d),
+]
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
-        Scenario("split-digits", "torch", "Split-Digits, class-incremental: 5 tasks of 2 classes, one 10-way head", split_digits),
-        Scenario("split-digits-task", "torch", "Split-Digits, task-incremental: predictions masked to the task's 2 classes", split_digits, task_aware=True),
-        Scenario("permuted-digits", "torch", "Permuted-Digits: identity + 4 fixed pixel permutations, 10 classes each", permuted_digits),
-        Scenario("split-mnist1d", "torch", "Split-MNIST-1D, class-incremental: 5 tasks of 2 classes (generated locally)", split_mnist1d),
+        *_TORCH,
+        *[with_default_learner(s, scaled, s.name == "split-digits") for s in _TORCH if s.name != "split-digits-task" for scaled in (False, True)],
         Scenario("sea", "river", f"SEA: {RIVER_CONCEPTS} concepts (variants) of {RIVER_EVERY} events", _river("sea")),
         Scenario("agrawal", "river", f"Agrawal: {RIVER_CONCEPTS} concepts (classification functions) of {RIVER_EVERY} events", _river("agrawal")),
         Scenario("hyperplane", "river", f"Hyperplane: {RIVER_CONCEPTS} concepts (hyperplanes) of {RIVER_EVERY} events", _river("hyperplane")),
