@@ -39,6 +39,18 @@ def drift_is_recent(events: int, last_drift_at: int | None, recent: int = DRIFT_
     return last_drift_at is not None and events - last_drift_at < recent
 
 
+def is_champions(record: Any) -> bool:
+    """Whether a record on the metrics output is a key's own figures: metrics, drift or feature drift of its champion (or of its only model).
+
+    A key with challengers publishes every candidate's figures, each naming its
+    ``candidate`` and whether it is the ``champion``.
+
+    >>> is_champions({"type": "metrics"}), is_champions({"type": "metrics", "champion": False}), is_champions({"type": "control"})
+    (True, False, False)
+    """
+    return record["type"] in ("metrics", "drift", "feature_drift") and record.get("champion", True) is not False
+
+
 class _Key:
     """One key's figures: its predictions so far and what its latest metrics and drift records said."""
 
@@ -134,6 +146,8 @@ class RunStats:
         self.snapshots = 0
         self.snapshot_failures = 0
         self.feature_drifts = 0  # input drifts found, over every key
+        self.promotions = 0  # challengers that replaced their key's champion
+        self.promotion_recommendations = 0  # challengers that won while auto-promotion is off
         self.evictions = _Timings()
         self.restores = _Timings()
         self.resident = 0  # keys in memory at the latest report
@@ -157,7 +171,12 @@ class RunStats:
                 if out.predictions:  # one key's step: its predictions share the key
                     self._key(out.predictions[0]["key"]).predictions += len(out.predictions)
                 for record in out.metrics:
-                    if record["type"] == "feature_drift":
+                    if record["type"] == "promotion":
+                        self.promotions += 1 if record["applied"] else 0
+                        self.promotion_recommendations += 0 if record["applied"] else 1
+                    elif not is_champions(record):
+                        continue  # a challenger's figures are not its key's (the champion's are), nor are control answers
+                    elif record["type"] == "feature_drift":
                         self.feature_drifts += 1
                     elif record["type"] == "metrics" or (record["type"] == "drift" and record["detector"] != "task"):  # a task switch is no detected drift
                         self._note(record)
@@ -232,6 +251,8 @@ class RunStats:
                 "drifts": sum(k.drifts for k in keys),
                 "failures": sum(k.failures for k in keys),  # model failures at boundaries and evaluations
                 "feature_drifts": self.feature_drifts,
+                "promotions": self.promotions,
+                "promotion_recommendations": self.promotion_recommendations,
                 "concepts": sum(k.concepts for k in keys),
                 "forgetting": _forgetting_summary(keys),
                 "keys": len(keys),

@@ -38,10 +38,10 @@ from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from stream_learner.app.run_stats import drift_is_recent
+from stream_learner.app.run_stats import drift_is_recent, is_champions
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
-from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict
+from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict, PromotionDict
 
 PER_EVENT_BUCKETS = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -183,6 +183,15 @@ class Telemetry:
         self.last_drift_at = Gauge(
             "stream_learner_last_drift_at_event", "The key's event count at its latest detected drift (where a remote page places the marker).", ["key"], registry=r
         )
+        self.candidate_accuracy_window = Gauge(
+            "stream_learner_candidate_accuracy_window_ratio",
+            "Each candidate's prequential accuracy over the sliding window, where a key has challengers (labelled keys only: a candidate is one key's).",
+            ["key", "candidate"], registry=r,
+        )
+        self.promotions = Counter(
+            "stream_learner_promotions", "Challengers that beat their key's champion: applied=\"true\" replaced it, \"false\" recommended it (auto-promotion off).",
+            ["key", "applied"], registry=r,
+        )
         self.snapshots = Counter("stream_learner_snapshots", "Snapshots saved.", ["key"], registry=r)
         self.snapshot_failures = Counter("stream_learner_snapshot_failures", "Snapshots that failed to save.", ["key"], registry=r)
         self.snapshot_time = Gauge("stream_learner_last_snapshot_timestamp_seconds", "Unix time of the last saved snapshot.", ["key"], registry=r)
@@ -268,6 +277,13 @@ class Telemetry:
                         {"reason": reason, "error": dead["error"][:300], "origin": dead.get("origin"), "ts": dead.get("ts", now)}
                     )
                 for record in out.metrics:
+                    if record["type"] == "promotion":
+                        self._on_promotion(record)
+                        continue
+                    if record["type"] == "metrics":
+                        self._on_candidate(record)
+                    if not is_champions(record):
+                        continue  # a challenger's figures are not its key's (the champion's are), nor are control answers
                     if record["type"] == "metrics":
                         self._on_metrics(record)
                     elif record["type"] == "drift":
@@ -413,7 +429,7 @@ class Telemetry:
     def _new_history() -> dict[str, Any]:
         return {
             "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
-            "evaluations": deque(maxlen=MAX_POINTS),
+            "evaluations": deque(maxlen=MAX_POINTS), "candidates": {}, "promotions": deque(maxlen=MAX_DRIFTS),
         }  # fmt: skip
 
     def _watch(self, name: str) -> None:
@@ -436,6 +452,8 @@ class Telemetry:
             "feature_drift_count": key.feature_drift_count,
             "snapshot_at": key.snapshot_at,
             "evaluations": list(h["evaluations"]),
+            "candidates": {candidate: [list(p) for p in points] for candidate, points in h["candidates"].items()},
+            "promotions": list(h["promotions"]),
             "latest": h["latest"] or self._light_latest(name, key),
             "history": "whole run" if key.label != OTHER_KEY else "since shown",
         }
@@ -568,6 +586,27 @@ class Telemetry:
         for gone in self._matrix_cells.get(key, set()) - cells:  # concepts that dropped out of the bounded matrix
             gauge.remove(key, gone)
         self._matrix_cells[key] = cells
+
+    def _on_candidate(self, record: MetricsDict) -> None:
+        """One candidate's metrics record, where the key has challengers: its gauge and its line on the page."""
+        name, candidate = record["key"], record.get("candidate")
+        if candidate is None:
+            return
+        if self._key(name).label != OTHER_KEY and record["accuracy_window"] is not None:
+            self.candidate_accuracy_window.labels(name, candidate).set(record["accuracy_window"])
+        h = self._histories.get(name)
+        if h is not None:
+            points = h["candidates"].setdefault(candidate, [])
+            points.append([record["events"], record["accuracy_window"]])
+            if len(points) >= 2 * MAX_POINTS:  # the whole run, at half the resolution
+                h["candidates"][candidate] = points[1::2]
+
+    def _on_promotion(self, record: PromotionDict) -> None:
+        key = self._key(record["key"])
+        self.promotions.labels(key.label, "true" if record["applied"] else "false").inc()
+        h = self._histories.get(record["key"])
+        if h is not None:
+            h["promotions"].append({k: record[k] for k in ("at_event", "champion", "challenger", "applied", "ts")})
 
     def _on_drift(self, record: DriftDict) -> None:
         key = self._key(record["key"])

@@ -126,6 +126,18 @@ def test_latest_metrics_keeps_each_keys_figures_without_the_matrix() -> None:
 
 def test_records_of_other_kinds_on_the_metrics_output_are_passed_by() -> None:
     stats = RunStats()
-    promotion = {"type": "promotion", "key": "a", "ts": 0.0}
-    stats.observe([StepOutput(metrics=[promotion, _record("a", 10, 0.5)])])
+    control = {"type": "control", "key": "a", "status": "applied", "ts": 0.0}
+    stats.observe([StepOutput(metrics=[control, _record("a", 10, 0.5)])])
     assert stats.summary()["keys"] == 1 and stats.summary()["drifts"] == 0
+
+
+def test_a_keys_figures_are_its_champions_and_promotions_are_counted() -> None:
+    stats = RunStats()
+    champion = {**_record("k", 100, 0.8), "candidate": "a", "champion": True}
+    challenger = {**_record("k", 100, 0.6), "candidate": "b", "champion": False}
+    promotion = {"type": "promotion", "key": "k", "champion": "a", "challenger": "b", "at_event": 100, "applied": True, "ts": 0.0, "evidence": {}}
+    recommendation = {**promotion, "applied": False}
+    stats.observe([StepOutput(metrics=[champion, challenger, {**_drift("k", 90), "champion": False}, promotion, recommendation])])
+    summary = stats.summary()
+    assert summary["accuracy"] == 0.8 and summary["keys_in_drift"] == 0
+    assert (summary["promotions"], summary["promotion_recommendations"]) == (1, 1)

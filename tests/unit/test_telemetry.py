@@ -346,3 +346,24 @@ def test_the_page_server_searches_keys_and_passes_the_key_asked_for() -> None:
     finally:
         server.close()
         plain.close()
+
+
+def test_a_keys_figures_are_its_champions_and_each_candidate_has_its_line() -> None:
+    t = Telemetry()
+    champion = {**_key_record("k", 100, 0.8, 100), "candidate": "logreg", "champion": True}
+    challenger = {**_key_record("k", 100, 0.6, 100), "candidate": "hoeffding_tree", "champion": False}
+    drift = {"type": "drift", "key": "k", "detector": "adwin", "at_event": 90, "concept": 1, "ts": 1.0, "candidate": "hoeffding_tree", "champion": False}
+    promotion = {
+        "type": "promotion", "key": "k", "champion": "logreg", "challenger": "hoeffding_tree", "at_event": 100, "applied": True, "ts": 2.0,
+        "evidence": {},
+    }  # fmt: skip
+    t.on_outputs([StepOutput(metrics=[champion, challenger, drift, promotion])])  # type: ignore[list-item]
+    assert t.sample("stream_learner_accuracy_ratio", key="k") == 0.8  # the challenger's record does not overwrite it
+    assert t.sample("stream_learner_drifts_total", key="k", detector="adwin") is None
+    assert t.sample("stream_learner_candidate_accuracy_window_ratio", key="k", candidate="hoeffding_tree") == 0.6
+    assert t.sample("stream_learner_candidate_accuracy_window_ratio", key="k", candidate="logreg") == 0.8
+    assert t.sample("stream_learner_promotions_total", key="k", applied="true") == 1
+    entry = t.state()["keys"]["k"]
+    assert entry["candidates"] == {"logreg": [[100, 0.8]], "hoeffding_tree": [[100, 0.6]]}
+    assert entry["promotions"] == [{"at_event": 100, "champion": "logreg", "challenger": "hoeffding_tree", "applied": True, "ts": 2.0}]
+    assert entry["drifts"] == [] and [p[1] for p in entry["points"]] == [0.8]

@@ -8,7 +8,7 @@ const KEY_LIMIT = 50;  // keys listed at once: a fleet's keys are searched on th
 const KEYS_EVERY_MS = 5000;  // the list is refreshed this often while the run adds keys
 // What the page last drew, for people poking around in the console (and for the browser test).
 window.dashboard = {
-  polls: 0, draws: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
+  polls: 0, draws: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, candidateLines: 0, promotionMarkers: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
   lastError: null, state: null,
 };
 
@@ -63,6 +63,24 @@ function featureDriftMarker(m) {
     x: m.at_event, color: FEATURE_DRIFT_COLOR, dash: [2, 3], row: 1, label: "inputs: " + m.features.map((f) => f.name).join(", "),
     title: `feature drift at event ${m.at_event.toLocaleString("en")}: ${features}`,
   };
+}
+
+const PROMOTION_COLOR = "#16a34a";
+const CANDIDATE_COLORS = ["#64748b", "#0d9488", "#a16207", "#7c3aed"];
+
+// A promotion marker: green, labelled on the third row with the candidate that won.
+function promotionMarker(m) {
+  const what = m.applied ? "promoted" : "recommended (auto-promotion off)";
+  return {
+    x: m.at_event, color: PROMOTION_COLOR, dash: [6, 2], row: 2, label: (m.applied ? "\u2191 " : "? ") + m.challenger,
+    title: `${m.challenger} ${what} over ${m.champion} at event ${m.at_event.toLocaleString("en")}`,
+  };
+}
+
+// Each candidate's windowed accuracy, where the key has challengers: a thin labelled line each.
+function candidateSeries(candidates) {
+  return Object.entries(candidates || {}).sort((a, b) => (a[0] < b[0] ? -1 : 1))
+    .map(([name, points], i) => ({ points, color: CANDIDATE_COLORS[i % CANDIDATE_COLORS.length], width: 1, label: name }));
 }
 
 const CONCEPT_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
@@ -173,13 +191,16 @@ function render(state) {
   const points = h ? h.points : [];
   const drifts = h ? h.drifts : [];
   const featureDrifts = h ? h.feature_drifts : [];
+  const candidates = candidateSeries(h && h.candidates);
+  const promotions = (h && h.promotions) || [];
   const acc = $("accuracy");
   const drawn = Charts.line(acc, {
     series: [
       { points: points.map((p) => [p[0], p[1]]), color: "#1f77b4", width: 2 },
       { points: points.map((p) => [p[0], p[2]]), color: "#ff7f0e", width: 1.5 },
+      ...candidates,
     ],
-    markers: [...drifts.map(driftMarker), ...featureDrifts.map(featureDriftMarker)],
+    markers: [...drifts.map(driftMarker), ...featureDrifts.map(featureDriftMarker), ...promotions.map(promotionMarker)],
     xMin: 0, yMin: accuracyFloor(points), yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
     emptyText: "waiting for the first metrics record",
   });
@@ -187,6 +208,8 @@ function render(state) {
   // the chart draws every marker, or none before the first metrics record
   d.driftMarkers = drawn ? drifts.length : 0;
   d.featureDriftMarkers = drawn ? featureDrifts.length : 0;
+  d.candidateLines = drawn ? candidates.length : 0;
+  d.promotionMarkers = drawn ? promotions.length : 0;
   acc.dataset.points = d.accuracyPoints;
   acc.dataset.driftMarkers = d.driftMarkers;
   acc.dataset.featureDriftMarkers = d.featureDriftMarkers;
