@@ -1,0 +1,116 @@
+"""Challengers in shadow and promotion on evidence through the real run: a JSONL file embedded, and Kafka with Redis.
+
+The stream's concept is a band (``0.3 < x1 < 0.7``): a Hoeffding tree learns
+it, a logistic regression cannot, so the tree challenging a logistic champion
+must be promoted, once, early; only the champion's predictions are
+published, one per event; the snapshot in the store restores the slot with
+the tree as champion; and the Kafka run promotes at the same event, on the
+same evidence, as the embedded run of the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from test_kafka_e2e import SIGNING_KEY, produce_all, read_topic, settings_for
+
+from connectors.local_store import LocalSnapshotStore
+from connectors.redis_store import RedisSnapshotStore
+from stream_learner.app.kafka_run import run_kafka
+from stream_learner.app.runner import RunOptions, run
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.events import Event, MetricsRecord, PromotionRecord
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.slot import Slot, restore_step
+from stream_learner.snapshot import load_latest_valid
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 1500
+ENGINE = EngineConfig(
+    learner=LearnerSpec("logreg"),
+    challengers=(LearnerSpec("hoeffding_tree"),),
+    detector=None,
+    metrics_every=250,
+    promotion_window=200,
+    min_champion_events=200,
+)
+
+
+def band(seed: int = 3, n: int = EVENTS) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    events = []
+    for i in range(n):
+        x1, x2 = rng.random(), rng.random()
+        events.append({"id": f"e-{i}", "features": {"x1": x1, "x2": x2}, "label": 0.3 < x1 < 0.7})
+    return events
+
+
+def check_outputs(predictions: list[dict[str, Any]], outputs: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One prediction per event, one promotion (logreg -> tree), every candidate's metrics; the promotion record."""
+    assert [p["id"] for p in predictions] == [e["id"] for e in events]
+    [promotion] = [r for r in outputs if r["type"] == "promotion"]
+    PromotionRecord.model_validate(promotion)
+    assert (promotion["champion"], promotion["challenger"], promotion["applied"]) == ("logreg", "hoeffding_tree", True)
+    assert promotion["at_event"] <= 400 and promotion["evidence"]["p_value"] < ENGINE.promotion_alpha
+    metrics = [r for r in outputs if r["type"] == "metrics"]
+    for record in metrics:
+        MetricsRecord.model_validate(record)
+    last = {r["candidate"]: r for r in metrics}
+    assert last["hoeffding_tree"]["champion"] and not last["logreg"]["champion"]
+    assert last["hoeffding_tree"]["accuracy"] > last["logreg"]["accuracy"] + 0.1
+    # the tail of the stream is published from the tree: its predictions are a standalone tree's on the same events
+    tree = KeyedLearner("default", EngineConfig(learner=LearnerSpec("hoeffding_tree"), detector=None))
+    out = tree.process([Event(e["id"], "default", e["features"], e["label"], None, 0, i) for i, e in enumerate(events)], 0.0)
+    tail = [row[1] for row in out.predictions.rows][-500:]  # type: ignore[union-attr]
+    assert [p["prediction"] for p in predictions][-500:] == tail
+    return promotion
+
+
+def embedded(tmp_path: Path, events: list[dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """The embedded run of ``events`` as a JSONL file: its output folder and summary."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    out = tmp_path / "out"
+    return out, run(RunOptions(source=f"file:{path}", engine=ENGINE, out=out, progress=False, console=False, signing_key=SIGNING_KEY.encode()))
+
+
+def read(out: Path, name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / name).read_text().splitlines()]
+
+
+def test_an_embedded_run_promotes_the_better_challenger_and_snapshots_the_slot(tmp_path: Path) -> None:
+    events = band()
+    out, summary = embedded(tmp_path, events)
+    assert summary["predictions"] == EVENTS
+    check_outputs(read(out, "predictions.jsonl"), read(out, "metrics.jsonl"), events)
+    found = load_latest_valid(LocalSnapshotStore(out / "snapshots"), "default", SIGNING_KEY.encode())
+    assert found is not None
+    slot = restore_step(found[1], ENGINE)
+    assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree" and slot.events == EVENTS
+
+
+def test_a_kafka_run_promotes_as_the_embedded_run_and_redis_holds_the_slot(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+    settings = settings_for(kafka_bootstrap, redis_url, unique)
+    events = band()
+    produce_all(settings, [(b"default", orjson.dumps(e)) for e in events])
+    summary = run_kafka(settings, ENGINE, handle_signals=False)
+    assert summary["events"] == EVENTS
+    k = settings.kafka
+    promotion = check_outputs(read_topic(kafka_bootstrap, k.predictions_topic), read_topic(kafka_bootstrap, k.metrics_topic), events)
+    out, _ = embedded(tmp_path, events)
+    [same] = [r for r in read(out, "metrics.jsonl") if r["type"] == "promotion"]
+    assert {**promotion, "ts": 0} == {**same, "ts": 0}  # the same event, on the same evidence, however the run was batched
+    store = RedisSnapshotStore.from_url(redis_url, app=settings.app)
+    try:
+        found = load_latest_valid(store, "default", SIGNING_KEY.encode())
+        assert found is not None
+        slot = restore_step(found[1], ENGINE)
+        assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree" and slot.events == EVENTS
+    finally:
+        store.delete("default")
