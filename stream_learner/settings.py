@@ -47,6 +47,7 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field("localhost:9092", min_length=1)
     input_topic: str = Field("events", min_length=1)
     labels_topic: str | None = None
+    control_topic: str | None = None  # operators' signed commands (stream-learner control); None: the engine reads none
     predictions_topic: str = Field("predictions", min_length=1)
     metrics_topic: str = Field("metrics", min_length=1)
     dead_letter_topic: str = Field("dead-letters", min_length=1)
@@ -127,6 +128,13 @@ class SnapshotSettings(_Section):
     outage_timeout_s: float = Field(600.0, gt=0)  # how long a model key's first event waits for Redis to load its snapshot
 
 
+class ControlSettings(_Section):
+    """Operators' commands on the control topic (see :mod:`stream_learner.control`)."""
+
+    signing_key: SecretStr | None = None  # the operators' key; None: the snapshot signing key
+    max_age_s: float = Field(3600.0, gt=0)  # a command older than this when read is refused
+
+
 class RecoverySettings(_Section):
     """Bytewax recovery: learner state and source offsets stored together, per epoch."""
 
@@ -170,6 +178,17 @@ class RunSettings(_Section):
     feature_drift: dict[str, Any] | None = None  # the input-drift monitor's parameters; None: off
     boundaries: Literal["error", "feature", "both"] = "error"
     max_dead_letter_ratio: float | None = Field(None, ge=0, le=1)
+    max_resident_keys: int = Field(0, ge=0)  # per worker; 0: no bound
+    challengers: list[str] = []  # more learners per key in shadow: "MODEL" or "MODEL+STRATEGY"
+    challenger_params: list[dict[str, Any]] = []  # the challengers' model parameters, in their order
+    promotion_window: int = Field(500, ge=1)
+    promotion_alpha: float = Field(0.01, gt=0, lt=1)
+    min_champion_events: int = Field(1000, ge=0)
+    auto_promote: bool = True
+    reuse_concepts: int = Field(0, ge=0)  # earlier concepts' models kept and tried at each boundary; 0: off
+    reuse_window: int = Field(200, ge=1)
+    reuse_alpha: float = Field(0.05, gt=0, lt=1)
+    metrics_top_keys: int = Field(100, ge=1)  # keys with their own Prometheus "key" label; later ones count as "other"
     quiet: bool = False
     json_summary: bool = False  # --json
 
@@ -190,6 +209,7 @@ class Settings(BaseSettings):
     snapshot: SnapshotSettings = SnapshotSettings()
     recovery: RecoverySettings = RecoverySettings()
     labels: LabelSettings = LabelSettings()
+    control: ControlSettings = ControlSettings()
     run: RunSettings = RunSettings()
 
     @classmethod

@@ -26,6 +26,7 @@ from stream_learner.app.args import (
 
 if TYPE_CHECKING:
     from stream_learner.engine import EngineConfig
+    from stream_learner.learners.base import LearnerSpec
     from stream_learner.settings import Settings
 
 
@@ -74,13 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--feature-drift", nargs="?", const={}, type=json_object_argument("feature drift parameters", '{"threshold": 0.2}'), metavar="JSON", help="watch the input features' distribution (PSI per feature), optionally with the monitor's parameters as a JSON object (window, every, threshold, bins, max_categories, max_features); each drift is a feature_drift record (default: off)")
     run.add_argument("--boundaries", choices=["error", "feature", "both"], help="which drifts start a new concept: the error detector's, the features' (--feature-drift), or both; task fields always do (default: error)")
     run.add_argument("--max-dead-letter-ratio", type=ratio_argument, metavar="R", help="exit with status 1 when more than this fraction of the events ended as dead letters (default: never; a run whose events are mostly dead letters always says so)")
+    shadow = run.add_argument_group("challengers and earlier concepts")
+    shadow.add_argument("--challenger", dest="challengers", action="append", metavar="SPEC", help="another learner per key in shadow, MODEL or MODEL+STRATEGY (torch:mlp+ewc): it predicts and learns every event, its metrics name it as candidate, and it replaces the champion when better on the same recent labelled events (repeatable)")
+    shadow.add_argument("--challenger-params", dest="challenger_params", action="append", type=json_object_argument("challenger model parameters", '{"grace_period": 50}'), metavar="JSON", help="the model parameters of the challengers, in the order of --challenger (repeatable)")
+    shadow.add_argument("--promotion-window", type=positive_int, metavar="N", help=f"labelled events on which a challenger is compared with the champion: the last N both predicted (default: {default_of('promotion_window')})")
+    shadow.add_argument("--promotion-alpha", type=float, metavar="P", help=f"significance of the paired test a challenger must pass, McNemar (Wilcoxon for regression) (default: {default_of('promotion_alpha')})")
+    shadow.add_argument("--min-champion-events", type=non_negative_int, metavar="N", help=f"labelled events a champion holds before it can be replaced, against flapping (default: {default_of('min_champion_events')})")
+    shadow.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, help="replace the champion when a challenger proves better; --no-auto-promote only recommends it, in a promotion record with applied false (default: on)")
+    shadow.add_argument("--reuse-concepts", type=non_negative_int, metavar="N", help="keep the models of the last N concepts and, at each new concept, reinstate one that proves better on its first labelled events: streams whose concepts recur (default: 0, off)")
+    shadow.add_argument("--reuse-window", type=positive_int, metavar="N", help=f"labelled events of a new concept on which the stored models are tried (default: {default_of('reuse_window')})")
+    shadow.add_argument("--reuse-alpha", type=float, metavar="P", help=f"significance a stored model must reach to come back (default: {default_of('reuse_alpha')})")
+    run.add_argument("--max-resident-keys", type=non_negative_int, metavar="N", help="keep at most N model keys' learners in memory per worker: the least recently used key is written to the snapshot store and restored exactly on its next event (default: 0, no bound)")
+    run.add_argument("--metrics-top-keys", type=positive_int, metavar="N", help=f"the first N model keys get their own Prometheus key label, every later key counts under key=\"other\", so a fleet cannot flood Prometheus (default: {default_of('metrics_top_keys')})")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
     run.add_argument("--json", dest="json_summary", action="store_true", help="print one JSON summary line at the end, on stdout (on stderr when the predictions go to stdout)")
     run.set_defaults(handler=_run)
-    from stream_learner.app import kafka_run, produce, snapshots_cmd
+    from stream_learner.app import control_cmd, kafka_run, produce, snapshots_cmd
 
     kafka_run.add_arguments(run)
     produce.add_parser(commands)
+    control_cmd.add_parser(commands)
     snapshots_cmd.add_parser(commands)
     strategies = commands.add_parser("strategies", help="list installed continual-learning strategies, or show one's parameters", description="Strategies registered under the stream_learner.strategies entry points: name, learner families, origin package, description. With a NAME: that strategy's parameters, their defaults and one line each.")
     strategies.add_argument("name", nargs="?", metavar="NAME", help="show this strategy's parameters")
@@ -165,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     engine = _engine_config(settings)
     options = settings.run
+    args.metrics_top_keys = options.metrics_top_keys  # the flag, else the environment or the config file
     with Serving(args, say=say) as serving:  # off unless asked
         args.telemetry = serving.telemetry  # a Telemetry (or None) for the run to feed
         if serving.telemetry is not None:
@@ -207,6 +222,7 @@ def _checked(settings: Settings) -> Settings:
 def _engine_config(settings: Settings) -> EngineConfig:
     from stream_learner.engine import EngineConfig
     from stream_learner.learners.base import LearnerSpec
+    from stream_learner.step.recurring import ConceptReuse
 
     o = _checked(settings).run
     return EngineConfig(
@@ -225,7 +241,33 @@ def _engine_config(settings: Settings) -> EngineConfig:
         max_record_bytes=o.max_record_bytes,
         feature_drift=None if o.feature_drift is None else dict(o.feature_drift),
         boundaries=o.boundaries,
+        challengers=_challengers(o.challengers, o.challenger_params, o.seed),
+        promotion_window=o.promotion_window,
+        promotion_alpha=o.promotion_alpha,
+        min_champion_events=o.min_champion_events,
+        auto_promote=o.auto_promote,
+        concept_reuse=ConceptReuse(size=o.reuse_concepts, window=o.reuse_window, alpha=o.reuse_alpha, looks=min(ConceptReuse.looks, o.reuse_window)) if o.reuse_concepts else None,
     )
+
+
+def _challengers(specs: list[str], params: list[dict[str, Any]], seed: int) -> tuple[LearnerSpec, ...]:
+    """The challengers' learner specs: ``MODEL`` or ``MODEL+STRATEGY`` each, with its parameters by position.
+
+    >>> [(s.model, s.strategy, s.params) for s in _challengers(["arf", "torch:mlp+ewc+replay"], [{"n_models": 3}], seed=1)]
+    [('arf', None, {'n_models': 3}), ('torch:mlp', 'ewc+replay', {})]
+    """
+    from stream_learner.errors import ConfigError
+    from stream_learner.learners.base import LearnerSpec
+
+    if len(params) > len(specs):
+        raise ConfigError(f"{len(params)} --challenger-params for {len(specs)} --challenger: one JSON object per challenger, in their order")
+    out = []
+    for i, spec in enumerate(specs):
+        model, _, strategy = spec.partition("+")
+        if not model:
+            raise ConfigError(f"challenger {spec!r}: MODEL or MODEL+STRATEGY")
+        out.append(LearnerSpec(model, dict(params[i]) if i < len(params) else {}, seed=seed, strategy=strategy or None))
+    return tuple(out)
 
 
 def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConfig) -> dict[str, Any]:
@@ -255,6 +297,7 @@ def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConf
         signing_key=configured_signing_key(settings),
         telemetry=args.telemetry,
         rate=args.rate,
+        max_resident_keys=o.max_resident_keys,
     )
     return run(options)
 
@@ -272,14 +315,18 @@ def _strategies(args: argparse.Namespace) -> int:
 
 
 def _describe(summary: dict[str, Any]) -> str:
+    from stream_learner.app.console import format_fleet
+
     accuracy = summary["accuracy"]
     quality = f"accuracy {accuracy:.4f}" if accuracy is not None else (f"MAE {summary['mae']:.4f}" if summary.get("mae") is not None else "no labels")
+    fleet = format_fleet(summary)  # empty for a single key
     return (
         f"done: {summary['events']:,} events ({summary['labelled']:,} labelled) in {summary['seconds']:.2f}s "
         f"= {summary['events_per_second'] or 0:,.0f} events/s\n"
         f"      {summary['predictions']:,} predictions, {summary['dead_letters']:,} dead letters, {quality}, "
         f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots{_describe_extras(summary)}\n"
         f"{_describe_forgetting(summary.get('forgetting')) if summary['labelled'] else ''}"
+        f"{fleet + chr(10) if fleet else ''}"
         f"      outputs in {summary['out']}/"
     )
 
