@@ -332,12 +332,18 @@ def _describe(summary: dict[str, Any]) -> str:
 
 
 def _describe_extras(summary: dict[str, Any]) -> str:
-    """What the done line says only where it happened: feature drifts, model failures.
+    """What the done line says only where it happened: promotions, feature drifts, model failures.
 
     >>> _describe_extras({"feature_drifts": 2, "failures": 1}), _describe_extras({"failures": 0})
     (', 2 feature drifts, 1 model failures (see the log)', '')
+    >>> _describe_extras({"promotions": 1, "promotion_recommendations": 0})
+    ', 1 promotions'
     """
     extras = ""
+    if summary.get("promotions"):
+        extras += f", {summary['promotions']:,} promotions"
+    if summary.get("promotion_recommendations"):
+        extras += f", {summary['promotion_recommendations']:,} recommended promotions"
     if summary.get("feature_drifts"):
         extras += f", {summary['feature_drifts']:,} feature drifts"
     if summary.get("failures"):
