@@ -215,16 +215,28 @@ class RecurringConcepts:
         self.library = ConceptLibrary(settings.size)
         self.origin = 0  # the library entry the live model belongs to
         self.trial: ShadowTrial | None = None
+        self._models: dict[int, Learner] = {}  # stored models rebuilt for a trial, kept while their entry stays: a rebuild may cost more than the trial
 
     def leave(self, learner: Learner) -> None:
         """A boundary: the outgoing model's state, as it served its concept, goes into the library."""
         self.trial = None
-        self.library.store(self.origin, _own_state(learner))
+        self._store(self.origin, learner)
 
     def enter(self, concept: int) -> None:
         """``concept`` starts with the live model the strategy left: the stored models are tried on its first labelled events."""
         self.origin = concept
-        self.trial = ShadowTrial({c: learner_from_state(state, self.spec) for c, state in self.library.entries.items()}, self.task, self.settings)
+        self.trial = ShadowTrial({c: self._model(c) for c in self.library.entries}, self.task, self.settings)
+
+    def _store(self, concept: int, learner: Learner) -> None:
+        self.library.store(concept, _own_state(learner))
+        self._models = {c: model for c, model in self._models.items() if c != concept and c in self.library.entries}
+
+    def _model(self, concept: int) -> Learner:
+        """``concept``'s stored model, rebuilt from its state once (stored models never learn)."""
+        model = self._models.get(concept)
+        if model is None:
+            model = self._models[concept] = learner_from_state(self.library.entries[concept], self.spec)
+        return model
 
     def score(self, x: dict[Any, Any], live_error: float, error: Callable[[Any], float], live: Learner) -> Reinstated | None:
         """One labelled event of the trial (``live_error``: the live model's; ``error(y_pred)``: a prediction's): a stored model reinstated, if one proved better.
@@ -249,15 +261,16 @@ class RecurringConcepts:
 
         Raises ``KeyError`` where the library holds no model of ``concept``.
         """
-        learner = learner_from_state(self.library.entries[concept], self.spec)  # before live may take its entry
+        learner = self._model(concept)  # before live may take its entry
         self._swap(concept, live)
         return learner
 
     def _swap(self, concept: int, live: Learner) -> None:
         """``concept``'s model becomes the live one: ``live`` is stored as the model of the concept it served, the trial ends."""
         self.trial = None
+        self._models.pop(concept, None)  # it learns from now on
         self.library.use(concept)  # first: storing ``live`` in a full library evicts the least recently used
-        self.library.store(self.origin, _own_state(live))
+        self._store(self.origin, live)
         self.origin = concept
 
     def state_dict(self) -> dict[str, Any]:
@@ -278,7 +291,7 @@ class RecurringConcepts:
         reuse.origin = state["origin"]
         trial = state["trial"]
         if trial is not None and all(c in reuse.library.entries and w["size"] == settings.window for c, w in trial["windows"]):  # else this run's settings drop the trial
-            candidates = {c: learner_from_state(reuse.library.entries[c], spec) for c, _ in trial["windows"]}
+            candidates = {c: reuse._model(c) for c, _ in trial["windows"]}
             reuse.trial = ShadowTrial(candidates, task, settings, {c: PairedWindow.from_state(w) for c, w in trial["windows"]}, trial["seen"])
         return reuse
 
