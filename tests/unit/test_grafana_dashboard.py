@@ -41,6 +41,12 @@ def _fed_telemetry() -> Telemetry:
     inputs = {"type": "feature_drift", "key": "default", "features": [{"name": "x", "psi": 0.4}], "statistic": "psi", "at_event": 7, "concept": 1, "ts": 1.0}
     dead = {"reason": "invalid_json", "error": "invalid JSON: x", "raw": "x", "origin": {"topic": "t", "partition": 0, "offset": 1}, "ts": 1.0}
     t.on_outputs([StepOutput(predictions=[{"key": "default"}] * 9, metrics=[drift, task, inputs, record, regression]), StepOutput(dead_letters=[dead])])
+    candidate = {**record, "candidate": "challenger", "champion": False}
+    promotion = {"type": "promotion", "key": "default", "champion": "a", "challenger": "b", "evidence": {}, "at_event": 9, "applied": True, "ts": 1.0}
+    t.on_outputs([StepOutput(metrics=[candidate, promotion])])
+    t.on_evicted("default", 0.001)
+    t.on_restored("default", 0.002)
+    t.on_resident(1)
     t.on_step("default", 9, 0.01)
     t.on_snapshot("default", 1)
     t.on_snapshot("default", None)
@@ -151,6 +157,17 @@ def test_panels_are_well_formed_and_do_not_overlap(dashboard: dict[str, Any]) ->
             cells[(x, y)] = p["title"]
 
 
+def test_the_fleet_row_shows_the_fleet_metrics(dashboard: dict[str, Any]) -> None:
+    exprs = " ".join(expr for _, expr in _queries(dashboard))
+    for needed in (
+        "stream_learner_keys", "stream_learner_resident_keys", "stream_learner_keys_in_drift", "stream_learner_key_eviction_seconds_count",
+        "stream_learner_key_restore_seconds_count", "stream_learner_key_restore_seconds_bucket", "stream_learner_candidate_accuracy_window_ratio",
+        "stream_learner_promotions_total",
+    ):  # fmt: skip
+        assert re.search(rf"\b{needed}\b", exprs), needed
+    assert any(p["type"] == "row" and p["title"] == "Fleet" for p in dashboard["panels"])
+
+
 def test_provisioning_and_scrape_config_agree() -> None:
     datasources = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"]
     assert [(d["uid"], d["type"], d["url"]) for d in datasources] == [("prometheus", "prometheus", "http://prometheus:9090")]
@@ -159,6 +176,7 @@ def test_provisioning_and_scrape_config_agree() -> None:
     scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())["scrape_configs"]
     job = next(j for j in scrape if j["job_name"] == "stream-learner")
     assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["stream-learner:9100"]
+    assert job["sample_limit"] >= 10 * 6500  # a guard well above what an engine exports (test_telemetry: 100,000 keys stay bounded)
 
 
 def test_the_readme_documents_every_metric() -> None:
@@ -176,4 +194,6 @@ def test_metrics_are_registered_per_telemetry_not_on_import() -> None:
     assert REGISTRY.get_sample_value("stream_learner_events_total") is None
     labels = {name for family in a.registry.collect() for s in family.samples for name in s.labels}
     fed = {name for family in _fed_telemetry().registry.collect() for s in family.samples for name in s.labels}
-    assert labels <= fed <= {"key", "reason", "detector", "topic", "partition", "concept", "feature", "state", "le", "source", "model", "strategy"}
+    assert labels <= fed <= {
+        "key", "reason", "detector", "topic", "partition", "concept", "feature", "state", "le", "source", "model", "strategy", "candidate", "applied",
+    }  # fmt: skip
