@@ -52,6 +52,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Callable, Union
 
+from stream_learner.control import Command
 from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.errors import ConfigError, SnapshotError
@@ -59,10 +60,12 @@ from stream_learner.events import Event, EventBatch
 from stream_learner.evidence import PairedTest, PairedWindow
 from stream_learner.learners.base import Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
-from stream_learner.records import PromotionDict
+from stream_learner.learners.from_state import learner_from_state
+from stream_learner.records import ControlStatus, PromotionDict
 from stream_learner.snapshot import Snapshot
 from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
+from stream_learner.step.operator import Operator
 
 VERSION = 1
 """The layout of :meth:`Slot.state_dict`."""
@@ -148,6 +151,7 @@ class Slot:
         self.windows: dict[int, PairedWindow] = {}
         self._start_windows()
         self._waiting: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # unlabelled events' predictions, by candidate, awaiting a delayed label
+        self.operator = Operator()  # the commands applied (each once)
         self.cadence = Cadence(0, 0, config.snapshot_every, config.snapshot_seconds)
         self._check_every = max(1, config.promotion_window // 50)  # a decision a fiftieth of a window late; the test is not paid on every event
 
@@ -313,6 +317,58 @@ class Slot:
         self._crown(index)
         return None
 
+    def apply(self, command: Command, now: float, version: dict[str, Any] | None = None) -> StepOutput:
+        """Obey an operator's command between two events (as :meth:`KeyedLearner.apply <stream_learner.engine.KeyedLearner.apply>`); one ``control`` answer.
+
+        ``promote`` makes the candidate the command names champion
+        (:meth:`promote`); ``rollback`` brings back the models of ``version``
+        (a slot's state: every candidate this run still has, and its champion;
+        a single learner's state: that model, as champion); ``snapshot``
+        snapshots the slot; pausing and resuming learning holds for every
+        candidate.
+        """
+        out = StepOutput()
+        status: ControlStatus = "duplicate"
+        reason = None
+        if self.operator.first_time(command.id):
+            reason = self._obey(command, now, version, out)
+            status = "applied" if reason is None else "refused"
+        out.metrics.append(self.champion_step.control_answer(command, status, reason, now))
+        return out
+
+    def _obey(self, command: Command, now: float, version: dict[str, Any] | None, out: StepOutput) -> str | None:
+        action = command.action
+        if action == "promote":
+            return self.promote(str(command.arg))
+        if action == "rollback":
+            return self._roll_back(command.arg, version)
+        if action == "snapshot":
+            out.snapshot = self.snapshot(background=True)
+            return None
+        for candidate in self.candidates:  # pause and resume: each candidate's own answer is not published
+            candidate.apply(command, now)
+        return None
+
+    def _roll_back(self, arg: Any, version: dict[str, Any] | None) -> str | None:
+        """The models of snapshot ``version`` live again (its champion as champion); metrics and the stream's position go on."""
+        if version is None:
+            return f"model key {self.key!r} has no snapshot version {arg}"
+        if "candidates" in version:
+            states = [entry["state"] for entry in version["candidates"]]
+            champion = states[version["champion"]]
+        else:
+            states = [champion := version]
+        specs = [candidate.config.learner for candidate in self.candidates]
+        champion_spec = LearnerSpec(**champion["spec"])
+        if champion_spec not in specs:
+            return f"snapshot version {arg} of key {self.key!r} has champion {champion_spec.model!r} {champion_spec.params}, which is not among this run's candidates"
+        for state in states:
+            spec = LearnerSpec(**state["spec"])
+            if spec in specs:
+                self.candidates[specs.index(spec)].install(learner_from_state(state["learner"], spec))
+        self._crown(specs.index(champion_spec))
+        return None
+
     def finish(self, now: float) -> StepOutput:
         """The stream ended: every candidate's final metrics, and the slot's snapshot."""
         out = StepOutput()
@@ -358,6 +414,7 @@ class Slot:
             "windows": {self.names[i]: w.state_dict() for i, w in self.windows.items()},
             "waiting": [(event_id, list(preds)) for event_id, preds in self._waiting.items()],
             "cadence": self.cadence.state_dict(),
+            "operator": self.operator.state_dict(),
         }
 
     @classmethod
@@ -393,6 +450,7 @@ class Slot:
         if [entry["name"] for entry in state["candidates"]] == slot.names:  # the same candidates: the predictions awaiting labels still pair up
             slot._waiting = OrderedDict((event_id, tuple(preds)) for event_id, preds in state["waiting"])
         slot.cadence = Cadence.from_state(state["cadence"], 0, 0, config.snapshot_every, config.snapshot_seconds)
+        slot.operator = Operator.from_state(state["operator"])
         return slot
 
 

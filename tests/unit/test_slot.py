@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from stream_learner.control import Command
 from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
@@ -238,3 +239,62 @@ def test_predictions_awaiting_labels_survive_a_restore() -> None:
     assert run(copy, stream[700:]) == run(original, stream[700:])
     assert isinstance(copy, Slot) and isinstance(original, Slot) and copy.held == original.held
     assert copy.state_dict()["windows"] == original.state_dict()["windows"]
+
+
+def command(action: str, arg: str | int | None = None, id_: str = "c-1") -> Command:
+    return Command(id_, "k", action, arg, 0.0)  # type: ignore[arg-type]
+
+
+def answers(out: Any) -> list[tuple[str, str, str | None]]:
+    return [(r["action"], r["status"], r.get("reason")) for r in out.metrics if r["type"] == "control"]
+
+
+def test_an_operator_promotes_pauses_and_snapshots_through_commands_each_once() -> None:
+    slot = new_step("k", config())
+    assert isinstance(slot, Slot)
+    run(slot, band(18, 100))
+    assert answers(slot.apply(command("promote", "hoeffding_tree"), 0.0)) == [("promote", "applied", None)]
+    assert slot.champion_name == "hoeffding_tree"
+    assert answers(slot.apply(command("promote", "logreg"), 0.0)) == [("promote", "duplicate", None)]  # the same id: nothing happens
+    assert slot.champion_name == "hoeffding_tree"
+    assert answers(slot.apply(command("promote", "arf", "c-2"), 0.0))[0][1] == "refused"
+    assert answers(slot.apply(command("pause-learning", id_="c-3"), 0.0)) == [("pause-learning", "applied", None)]
+    frozen = restore_step(encode(slot.state_dict()), config())
+    assert isinstance(frozen, Slot) and all(c.operator.paused for c in slot.candidates)
+    run(slot, band(19, 50, 100))
+    probe = [e.features for e in band(26, 30)]
+    assert slot.events == 150  # predicted, and learned by no candidate:
+    assert [[c.learner.predict(x) for x in probe] for c in slot.candidates] == [[c.learner.predict(x) for x in probe] for c in frozen.candidates]
+    copy = restore_step(encode(slot.state_dict()), config())
+    assert isinstance(copy, Slot) and answers(copy.apply(command("promote", "logreg", "c-3"), 0.0))[0][1] == "duplicate"
+    slot.apply(command("resume-learning", id_="c-4"), 0.0)
+    run(slot, band(20, 50, 150))
+    assert [[c.learner.predict(x) for x in probe] for c in slot.candidates] != [[c.learner.predict(x) for x in probe] for c in frozen.candidates]
+    snapshot = slot.apply(command("snapshot", id_="c-5"), 0.0).snapshot
+    assert snapshot is not None
+    restored = restore_step(snapshot.payload, config())
+    assert isinstance(restored, Slot) and restored.champion_name == "hoeffding_tree" and restored.events == 200
+
+
+def test_a_rollback_brings_back_an_earlier_versions_models_and_champion() -> None:
+    slot = new_step("k", config())
+    assert isinstance(slot, Slot)
+    run(slot, band(21, 150))
+    earlier = slot.state_dict()  # before any promotion: logreg is champion
+    run(slot, band(22, 850, 150))
+    assert slot.champion_name == "hoeffding_tree"
+    assert answers(slot.apply(command("rollback", 1), 0.0, earlier)) == [("rollback", "applied", None)]
+    assert slot.champion_name == "logreg" and slot.events == 1000  # the stream's position goes on
+    then = restore_step(encode(earlier), config())
+    later = band(23, 40, 1000)
+    assert run(slot, later)[0] == run(then, later)[0]  # the same next predictions as the version itself
+    alone = KeyedLearner("k", EngineConfig(learner=TREE, detector=None))
+    run(alone, band(24, 100))
+    assert answers(slot.apply(command("rollback", 2, "c-2"), 0.0, alone.state_dict()))[0][1] == "applied"  # a single learner's version
+    assert slot.champion_name == "hoeffding_tree"
+    assert run(slot, band(25, 20, 1040))[0] == run(alone, band(25, 20, 1040))[0]
+    refused = [
+        answers(slot.apply(command("rollback", 3, "c-3"), 0.0, None)),
+        answers(slot.apply(command("rollback", 4, "c-4"), 0.0, KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"))).state_dict())),
+    ]
+    assert [a[0][1] for a in refused] == ["refused", "refused"] and "naive_bayes" in str(refused[1][0][2])
