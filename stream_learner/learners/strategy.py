@@ -29,6 +29,7 @@ through the entry points, so the core stays below the strategies layer.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
@@ -164,6 +165,18 @@ class StrategyInfo:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return dict(_installed_entry_points())  # a copy: callers may not change what the next one reads
+
+
+@functools.cache
+def _installed_entry_points() -> dict[str, metadata.EntryPoint]:
+    """The installed strategies' entry points, read once per process.
+
+    Reading them scans every installed distribution (tens of milliseconds),
+    and every torch learner built (each new key of a fleet, each restore)
+    loads its strategies: a plug-in installed while a service runs is seen
+    after its restart.
+    """
     found: dict[str, metadata.EntryPoint] = {}
     for ep in metadata.entry_points(group=GROUP):
         found.setdefault(ep.name, ep)
