@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from stream_learner.slot import Slot, restore_step
 from stream_learner.snapshot import load_latest_valid
 
 pytestmark = pytest.mark.integration
+
+CLI = str(Path(sys.executable).with_name("stream-learner"))
 
 EVENTS = 1500
 ENGINE = EngineConfig(
@@ -114,3 +118,27 @@ def test_a_kafka_run_promotes_as_the_embedded_run_and_redis_holds_the_slot(kafka
         assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree" and slot.events == EVENTS
     finally:
         store.delete("default")
+
+
+def test_the_command_line_runs_challengers_and_a_resumed_run_keeps_the_promoted_champion(tmp_path: Path) -> None:
+    """``stream-learner run --challenger ...`` as users type it; ``--resume`` on more events goes on from the slot, the tree still champion."""
+    half = 1000
+    events = band(n=2 * half)
+    first, second = tmp_path / "first.jsonl", tmp_path / "all.jsonl"
+    first.write_bytes(b"\n".join(orjson.dumps(e) for e in events[:half]) + b"\n")
+    second.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")  # a file that grew: the resumed run reads on from its offsets
+    options = ["--model", "logreg", "--challenger", "hoeffding_tree", "--promotion-window", "200", "--min-champion-events", "200"]
+    options += ["--drift-detector", "none", "--metrics-every", "250", "--json", "--out", "o"]
+
+    def cli(source: Path, *more: str) -> dict[str, Any]:
+        result = subprocess.run([CLI, "run", "--source", f"file:{source}", *options, *more], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    summary = cli(first)
+    assert summary["predictions"] == half and summary["promotions"] == 1
+    resumed = cli(second, "--resume")
+    assert resumed["predictions"] == half and resumed.get("promotions", 0) == 0  # the second half only; no new promotion
+    outputs = read(tmp_path / "o", "metrics.jsonl")
+    last = [r for r in outputs if r["type"] == "metrics"][-2:]
+    assert {(r["candidate"], r["champion"], r["events"]) for r in last} == {("hoeffding_tree", True, 2 * half), ("logreg", False, 2 * half)}
