@@ -95,10 +95,18 @@ def step_from_state(state: dict[str, Any], config: EngineConfig) -> Step:
     if "candidates" in state:
         if config.challengers:
             return Slot.from_state(state, config)
-        return KeyedLearner.from_state(state["candidates"][state["champion"]]["state"], config)
+        return KeyedLearner.from_state(champion_state(state), config)
     if config.challengers:
         return Slot.with_champion(KeyedLearner.from_state(state, _candidate_config(config, config.learner)), config)
     return KeyedLearner.from_state(state, config)
+
+
+def champion_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The single learner's state that serves a key: a slot's champion's, or the state itself.
+
+    For code that loads a key's model to predict with it (its spec says which model it is).
+    """
+    return state["candidates"][state["champion"]]["state"] if "candidates" in state else state
 
 
 def candidate_names(specs: Sequence[LearnerSpec]) -> list[str]:

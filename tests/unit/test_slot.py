@@ -19,7 +19,7 @@ from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import Event, EventBatch, PromotionRecord
 from stream_learner.evidence import mcnemar
 from stream_learner.learners.base import LearnerSpec
-from stream_learner.slot import Slot, new_step, restore_step, step_from_state
+from stream_learner.slot import Slot, champion_state, new_step, restore_step, step_from_state
 from stream_learner.state import encode
 
 LOGREG, TREE = LearnerSpec("logreg"), LearnerSpec("hoeffding_tree")
@@ -170,6 +170,7 @@ def test_states_cross_between_runs_with_and_without_challengers() -> None:
     assert type(alone) is KeyedLearner and alone.events == 900
     later = band(13, 50, 900)
     assert run(alone, later)[0] == run(promoted, later)[0]
+    assert champion_state(promoted.state_dict())["spec"]["model"] == "hoeffding_tree" and champion_state(plain.state_dict()) == plain.state_dict()
     with pytest.raises(SnapshotError, match="hoeffding_tree"):
         step_from_state(promoted.state_dict(), config(LOGREG, LearnerSpec("naive_bayes")))
 
