@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 import pytest
+from test_eviction import read as read_records
+from test_eviction import run_file, without_ts
 from test_kafka_e2e import SIGNING_KEY, produce_all, read_topic, settings_for
 
 from connectors.local_store import LocalSnapshotStore
@@ -142,3 +144,19 @@ def test_the_command_line_runs_challengers_and_a_resumed_run_keeps_the_promoted_
     outputs = read(tmp_path / "o", "metrics.jsonl")
     last = [r for r in outputs if r["type"] == "metrics"][-2:]
     assert {(r["candidate"], r["champion"], r["events"]) for r in last} == {("hoeffding_tree", True, 2 * half), ("logreg", False, 2 * half)}
+
+
+def test_evicted_and_restored_slots_publish_what_resident_ones_do(tmp_path: Path) -> None:
+    """Keys with challengers, evicted to the store and restored many times (at most 3 resident of 10): the same predictions, metrics and promotions."""
+    engine = EngineConfig(
+        learner=LearnerSpec("logreg"), challengers=(LearnerSpec("hoeffding_tree"),), metrics_every=20, snapshot_seconds=0,
+        promotion_window=40, min_champion_events=40, promotion_alpha=0.05,
+    )  # fmt: skip
+    lines = [orjson.dumps({**e, "key": f"k{i % 10}"}) for i, e in enumerate(band(n=1200))]
+    free = run_file(tmp_path, "free", lines, engine, batch_size=30)
+    bound = run_file(tmp_path, "bound", lines, engine, max_resident_keys=3, batch_size=30)
+    assert bound["evictions"]["count"] >= 50 and free["evictions"]["count"] == 0
+    assert without_ts(read_records(tmp_path / "bound" / "predictions.jsonl")) == without_ts(read_records(tmp_path / "free" / "predictions.jsonl"))
+    metrics = without_ts(read_records(tmp_path / "free" / "metrics.jsonl"))
+    assert without_ts(read_records(tmp_path / "bound" / "metrics.jsonl")) == metrics
+    assert any(r["type"] == "promotion" for r in metrics)  # the promotion path ran through evictions too
