@@ -33,14 +33,15 @@ from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig
 
 from connectors.snapshot_writer import BackgroundSnapshotSink
-from stream_learner.app.dataflow import Sinks, build_dataflow
+from stream_learner.app.dataflow import Control, Sinks, build_dataflow
 from stream_learner.app.execution import execute, our_error
 from stream_learner.app.run_stats import RunStats
 from stream_learner.engine import EngineConfig
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.residency import EvictingStore
 from stream_learner.slot import Step, new_step
-from stream_learner.snapshot import SnapshotStore
+from stream_learner.snapshot import SnapshotStore, open_envelope
+from stream_learner.state import decode
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class Profile(ABC):
     def recovered(self, learner: Step) -> None:  # noqa: B027 (a hook a profile may leave as it is)
         """Sees each learner Bytewax's recovery state restored (called from the dataflow)."""
 
+    def control(self) -> tuple[bytes, float] | None:
+        """The key operators' commands are signed with and their time to live, where the source reads a control topic (``None``: no commands)."""
+        return None
+
     @abstractmethod
     def stop(self) -> threading.Event | None:
         """The source's stop event, which SIGTERM and SIGINT set to finish the stream (``None``: leave the signals alone)."""
@@ -93,6 +98,20 @@ class Profile(ABC):
     @abstractmethod
     def summary(self, stats: RunStats) -> dict[str, Any]:
         """What this kind of run adds to the summary, after the run's resources are closed."""
+
+
+def version_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, int], dict[str, Any] | None]:
+    """For a rollback: the verified state of snapshot version ``version`` of ``key``, ``None`` where there is none that verifies."""
+
+    def state(key: str, version: int) -> dict[str, Any] | None:
+        try:
+            _, payload = open_envelope(store.load(key, version), signing_key=signing_key)
+            return decode(payload)
+        except SnapshotError as exc:
+            logger.warning("rollback of key %r to version %d: %s", key, version, exc)
+            return None
+
+    return state
 
 
 def run_profile(profile: Profile) -> dict[str, Any]:
@@ -118,10 +137,12 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             sinks.snapshots = [snapshots]
             recovery = profile.recovery()
             restored = profile.restored(config)
+            commands = profile.control()
+            control = None if commands is None else Control(commands[0], version_reader(store, signing_key), commands[1])
             flow = build_dataflow(
                 source, config, sinks, stats,
                 restored=restored, recovered=profile.recovered, recoverable=recovery is not None,
-                evictions=evictions, max_resident_keys=profile.max_resident_keys,
+                evictions=evictions, max_resident_keys=profile.max_resident_keys, control=control,
             )  # fmt: skip
             with profile.running():
                 execute(

@@ -24,6 +24,7 @@ from bytewax.outputs import Sink
 
 from connectors.base import RawRecord
 from stream_learner.app.run_stats import RunStats
+from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
 from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
@@ -37,6 +38,20 @@ from stream_learner.state import decode, encode
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
 
+@dataclass(frozen=True)
+class Control:
+    """How a run takes operators' commands (see :mod:`stream_learner.control`).
+
+    ``signing_key`` checks each command's signature; ``max_age`` refuses old
+    ones; ``version_state(key, version)`` is the state of that snapshot
+    version of a key, verified, for a rollback (``None``: there is none).
+    """
+
+    signing_key: bytes
+    version_state: Callable[[str, int], dict[str, Any] | None]
+    max_age: float = MAX_AGE
+
+
 @dataclass
 class Sinks:
     """Where each output goes; each record sink takes ``(model key, [record, ...])`` items."""
@@ -48,12 +63,16 @@ class Sinks:
 
 
 def decode_batch(
-    items: list[Event | EventBatch | RawRecord | RawLabel], max_bytes: int = MAX_RECORD_BYTES
-) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput]:
-    """Decode raw records (up to ``max_bytes`` each), split off dead letters, group events by model key (order kept); an event batch stays whole."""
+    items: list[Event | EventBatch | RawRecord | RawLabel | RawControl], max_bytes: int = MAX_RECORD_BYTES, control: Control | None = None
+) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | tuple[str, Command] | StepOutput]:
+    """Decode raw records (up to ``max_bytes`` each), split off dead letters, group events by model key (order kept); an event batch stays whole.
+
+    An operator's command (checked with ``control``) goes to its key alone,
+    between the group of the key's events before it and the group after it.
+    """
     groups: dict[str, list[Event]] = defaultdict(list)
     dead: list[dict[str, Any]] = []
-    batches: list[tuple[str, list[Event]] | tuple[str, EventBatch] | StepOutput] = []
+    batches: list[tuple[str, list[Event]] | tuple[str, EventBatch] | tuple[str, Command] | StepOutput] = []
     for item in items:
         if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
             batches.append((item.key, item))
@@ -71,11 +90,26 @@ def decode_batch(
             if isinstance(item, dict):
                 dead.append(item)
                 continue
+        elif isinstance(item, RawControl):
+            command = _command(item, control, max_bytes)
+            if isinstance(command, dict):
+                dead.append(command)
+                continue
+            if command.key in groups:
+                batches.append((command.key, groups.pop(command.key)))
+            batches.append((command.key, command))
+            continue
         groups[item.key].append(item)
     out = batches + list(groups.items())
     if dead:
         out.append(StepOutput(dead_letters=dead))
     return out
+
+
+def _command(raw: RawControl, control: Control | None, max_bytes: int) -> Command | dict[str, Any]:
+    if control is None:  # a source reads a control topic only where the run takes commands
+        raise ValueError("a control record in a run that takes no commands")
+    return decode_command(raw.value, raw.origin, control.signing_key, time.time(), control.max_age, max_bytes)
 
 
 class RecoveryStates:
@@ -163,8 +197,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         on_step: Callable[[str, int, float], None] | None = None,
         recovered: Callable[[Step], None] = lambda learner: None,
         residency: Residency | None = None,
+        control: Control | None = None,
     ) -> None:
         self.config = config
+        self.control = control
         self.on_step = on_step
         self.restored = restored
         self.states = states
@@ -181,7 +217,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             recovered(self.learner)
             self._resident()
 
-    def on_batch(self, groups: list[list[Event] | EventBatch]) -> tuple[list[StepOutput], bool]:
+    def on_batch(self, groups: list[list[Event] | EventBatch | Command]) -> tuple[list[StepOutput], bool]:
         learner = self.learner
         if learner is None:
             learner = self.learner = self._bring_back(groups[0])
@@ -190,6 +226,9 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             self.residency.resident.touch(self.key)
         outs = []
         for events in groups:  # in arrival order, each group one step
+            if type(events) is Command:
+                outs.append(self._obey(learner, events))
+                continue
             started = time.perf_counter()
             outs.append(learner.process(events, time.time()))
             if self.on_step is not None:
@@ -198,13 +237,20 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             self.states.changed(learner)
         return outs, self.RETAIN
 
-    def _bring_back(self, first: list[Event] | EventBatch) -> Step:
+    def _obey(self, learner: Step, command: Command) -> StepOutput:
+        """An operator's command, with the state of the version a rollback names."""
+        version = None
+        if command.action == "rollback" and self.control is not None and isinstance(command.arg, int):
+            version = self.control.version_state(command.key, command.arg)
+        return learner.apply(command, time.time(), version)
+
+    def _bring_back(self, first: list[Event] | EventBatch | Command) -> Step:
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
         if self.evicted is not None and self.residency is not None:
             learner = self.residency.store.restore(self.key, self.evicted)
             self.evicted = None
             return learner
-        key = first.key if type(first) is EventBatch else first[0].key  # type: ignore[union-attr]
+        key = first.key if type(first) in (EventBatch, Command) else first[0].key  # type: ignore[union-attr, index]
         self.key = key
         return self.restored(key) or new_step(key, self.config)
 
@@ -275,6 +321,7 @@ def build_dataflow(
     flow_id: str = "stream_learner",
     evictions: EvictingStore | None = None,
     max_resident_keys: int = 0,
+    control: Control | None = None,
 ) -> Dataflow:
     """Wire a source, the learner step and the sinks into one dataflow.
 
@@ -285,13 +332,15 @@ def build_dataflow(
     ``max_resident_keys`` (0: no bound) bounds each worker's learners in
     memory; the least recently used are evicted to ``evictions`` and
     restored from it (see :mod:`stream_learner.residency`).
+
+    ``control``: the run takes operators' commands from its source's control records.
     """
     if max_resident_keys and evictions is None:
         raise ValueError("a bound on resident keys needs a store to evict them to")
 
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
-    decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes))
+    decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes, control=control))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     worker = threading.local()  # each Bytewax worker builds and runs its logics on its own thread
@@ -308,7 +357,7 @@ def build_dataflow(
             residency = getattr(worker, "residency", None)
             if residency is None:
                 residency = worker.residency = Residency(evictions, ResidentSet(max_resident_keys, resident.add, partial(stats.snapshot_saved, version=None)))
-        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered, residency)
+        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered, residency, control)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)

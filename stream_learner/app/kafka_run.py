@@ -39,6 +39,7 @@ from connectors.private_dir import lock_directory, private_directory
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.console import ConsoleLines
+from stream_learner.app.control_cmd import control_signing_key
 from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.run_stats import RunStats
@@ -126,10 +127,12 @@ class KafkaProfile(Profile):
     def open(self, stack: ExitStack) -> tuple[RedisSnapshotStore, bytes]:
         k, telemetry = self.settings.kafka, self.telemetry
         self.signing_key = signing_key(self.settings)  # a missing key is one line at once, before any client starts
+        self.control_key = control_signing_key(self.settings) if k.control_topic else None
         self.kafka_source = source = KafkaSource(
             self.client,
             k.input_topic,
             labels_topic=k.labels_topic,
+            control_topic=k.control_topic,
             start=k.start,
             group_id=k.group_id,
             batch_size=k.poll_max_records,
@@ -152,7 +155,7 @@ class KafkaProfile(Profile):
         producer.start()
         source.start_fetcher()
         if k.create_topics:
-            ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+            ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
         self.store = open_store(self.settings)
         closing(stack, self.store.close, "the Redis snapshot store")
@@ -214,6 +217,11 @@ class KafkaProfile(Profile):
 
     def recovered(self, learner: Step) -> None:
         self.kafka_source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True)
+
+    def control(self) -> tuple[bytes, float] | None:
+        if self.control_key is None:
+            return None
+        return self.control_key, self.settings.control.max_age_s
 
     def stop(self) -> threading.Event | None:
         return self.kafka_source.stop if self.handle_signals else None
@@ -303,6 +311,7 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
     group.add_argument("--input-topic", default=None, metavar="TOPIC", help="topic of input events")
     group.add_argument("--labels-topic", default=None, metavar="TOPIC", help="topic of delayed labels {id, label, key?}")
+    group.add_argument("--control-topic", default=None, metavar="TOPIC", help="topic of operators' signed commands (stream-learner control); default: none read")
     group.add_argument("--predictions-topic", default=None, metavar="TOPIC")
     group.add_argument("--metrics-topic", default=None, metavar="TOPIC", help="metrics and drift records")
     group.add_argument("--dead-letter-topic", default=None, metavar="TOPIC")

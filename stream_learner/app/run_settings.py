@@ -20,6 +20,7 @@ FLAG_SETTINGS: dict[str, tuple[str, ...]] = {
     "bootstrap_servers": ("kafka", "bootstrap_servers"),
     "input_topic": ("kafka", "input_topic"),
     "labels_topic": ("kafka", "labels_topic"),
+    "control_topic": ("kafka", "control_topic"),
     "predictions_topic": ("kafka", "predictions_topic"),
     "metrics_topic": ("kafka", "metrics_topic"),
     "dead_letter_topic": ("kafka", "dead_letter_topic"),
