@@ -84,12 +84,12 @@ def format_fleet(summary: dict[str, Any], top: int = 3) -> str:
     ...     "keys": 3, "resident_keys": 2, "resident_keys_max": 2, "accuracy_mean": 0.75, "accuracy_min": 0.5, "keys_in_drift": 1,
     ...     "evictions": {"count": 4, "seconds": 0.012, "max_seconds": 0.004}, "restores": {"count": 3, "seconds": 0.009, "max_seconds": 0.005},
     ...     "top_keys": {"by_events": [{"key": "a", "events": 1200, "accuracy": 0.9}, {"key": "b", "events": 300, "accuracy": None}],
-    ...                  "worst_accuracy": [{"key": "c", "events": 10, "accuracy": 0.5}]},
+    ...                  "worst_accuracy": [{"key": "c", "events": 1, "accuracy": 0.5}]},
     ... }))
           fleet: 3 keys, 2 resident (at most 2), 4 evictions (12 ms, max 4 ms), 3 restores (9 ms, max 5 ms)
           accuracy across keys: mean 0.7500, min 0.5000; 1 key in drift
           busiest: a (1,200 events, accuracy 0.9000), b (300 events)
-          least accurate: c (0.5000, 10 events)
+          least accurate: c (0.5000, 1 event)
     """
     if summary.get("keys", 0) <= 1:
         return ""
@@ -104,7 +104,7 @@ def format_fleet(summary: dict[str, Any], top: int = 3) -> str:
     if ranked["by_events"]:
         lines.append("busiest: " + ", ".join(_busiest(k) for k in ranked["by_events"][:top]))
     if ranked["worst_accuracy"]:
-        lines.append("least accurate: " + ", ".join(f"{k['key']} ({k['accuracy']:.4f}, {k['events']:,} events)" for k in ranked["worst_accuracy"][:top]))
+        lines.append("least accurate: " + ", ".join(f"{k['key']} ({k['accuracy']:.4f}, {_events(k['events'])})" for k in ranked["worst_accuracy"][:top]))
     return "".join(f"      {line}\n" for line in lines).rstrip("\n")
 
 
@@ -114,7 +114,11 @@ def _timed(timings: dict[str, Any], what: str) -> str:
 
 def _busiest(key: dict[str, Any]) -> str:
     accuracy = f", accuracy {key['accuracy']:.4f}" if key["accuracy"] is not None else ""
-    return f"{key['key']} ({key['events']:,} events{accuracy})"
+    return f"{key['key']} ({_events(key['events'])}{accuracy})"
+
+
+def _events(n: int) -> str:
+    return f"{n:,} event" if n == 1 else f"{n:,} events"
 
 
 class StdoutJsonl(DynamicSink[tuple[str, Item]]):

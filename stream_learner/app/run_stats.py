@@ -11,7 +11,7 @@ as records arrive, and only :meth:`RunStats.summary` ranks the keys.
 [StepOutput(...)]
 >>> summary = stats.summary()
 >>> summary["keys"], summary["accuracy_min"], summary["top_keys"]["by_events"]
-(1, 0.5, [{'key': 'a', 'events': 3, 'accuracy': 0.5}])
+(1, 0.5, [{'key': 'a', 'events': 3, 'accuracy': 0.5, 'labelled': 3}])
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from stream_learner.engine import StepOutput
 
 TOP_KEYS = 10
 """Keys the summary names in each ranking (the busiest, the least accurate)."""
+WORST_MIN_LABELLED = 100
+"""The least accurate keys are ranked among keys with this many labelled events, or the mean key's where fewer."""
 DRIFT_RECENT_EVENTS = 1000
 """A key is *in drift* while its latest detected drift is fewer than this many of its own events ago."""
 FORGETTING_FIGURES = ("average_accuracy", "average_mae", "average", "bwt")
@@ -295,14 +297,20 @@ class RunStats:
         self._running = [total - b + a for total, b, a in zip(self._running, before, key.weighted())]
 
     def _top_keys(self) -> dict[str, list[dict[str, Any]]]:
-        """The busiest keys, and the least accurate (ties by name, so a ranking is the same in every run)."""
+        """The busiest keys, and the least accurate (ties by name, so a ranking is the same in every run).
+
+        The least accurate are ranked among keys with at least as many labelled
+        events as the mean key (:data:`WORST_MIN_LABELLED` at most): a key
+        wrong on its only event would otherwise head the list.
+        """
 
         def entry(name: str, key: _Key) -> dict[str, Any]:
-            return {"key": name, "events": max(key.events, key.predictions), "accuracy": key.accuracy}
+            return {"key": name, "events": max(key.events, key.predictions), "accuracy": key.accuracy, "labelled": key.labelled}
 
         busiest = heapq.nsmallest(self.top_keys, self._keys.items(), key=lambda kv: (-max(kv[1].events, kv[1].predictions), kv[0]))
-        scored = ((name, key) for name, key in self._keys.items() if key.accuracy is not None)
-        worst = heapq.nsmallest(self.top_keys, scored, key=lambda kv: (kv[1].accuracy, kv[0]))
+        scored = [(name, key) for name, key in self._keys.items() if key.accuracy is not None]
+        enough = min(WORST_MIN_LABELLED, sum(key.labelled for _, key in scored) / len(scored)) if scored else 0
+        worst = heapq.nsmallest(self.top_keys, (kv for kv in scored if kv[1].labelled >= enough), key=lambda kv: (kv[1].accuracy, kv[0]))
         return {"by_events": [entry(*kv) for kv in busiest], "worst_accuracy": [entry(*kv) for kv in worst]}
 
 
