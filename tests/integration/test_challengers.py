@@ -14,6 +14,8 @@ import json
 import random
 import subprocess
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from test_eviction import read as read_records
 from test_eviction import run_file, without_ts
 from test_kafka_e2e import SIGNING_KEY, produce_all, read_topic, settings_for
 
+from connectors.kafka import make_producer
 from connectors.local_store import LocalSnapshotStore
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.kafka_run import run_kafka
 from stream_learner.app.runner import RunOptions, run
+from stream_learner.control import Command, sign_command
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import Event, MetricsRecord, PromotionRecord
 from stream_learner.learners.base import LearnerSpec
@@ -160,3 +164,35 @@ def test_evicted_and_restored_slots_publish_what_resident_ones_do(tmp_path: Path
     metrics = without_ts(read_records(tmp_path / "free" / "metrics.jsonl"))
     assert without_ts(read_records(tmp_path / "bound" / "metrics.jsonl")) == metrics
     assert any(r["type"] == "promotion" for r in metrics)  # the promotion path ran through evictions too
+
+
+def test_an_operator_promotes_a_challenger_through_the_control_topic(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
+    """Auto-promotion off: only a signed ``promote`` command makes the tree champion, applied once (its replay a duplicate); an unsigned one is a dead letter."""
+    settings = settings_for(kafka_bootstrap, redis_url, unique, control_topic=f"control-{unique}")
+    engine = replace(ENGINE, auto_promote=False)
+    events = band()
+    produce_all(settings, [(b"default", orjson.dumps(e)) for e in events])
+    promote = sign_command(Command("op-1", "default", "promote", "hoeffding_tree", time.time()), SIGNING_KEY.encode())
+    unsigned = orjson.dumps({"id": "op-2", "key": "default", "action": "promote", "arg": "logreg", "issued_at": time.time()})
+    producer = make_producer(settings.kafka.client_config())
+    for value in (promote, unsigned, promote):
+        producer.send(settings.kafka.control_topic, key=b"default", value=value)
+    producer.flush()
+    producer.close()
+
+    run_kafka(settings, engine, handle_signals=False)
+    k = settings.kafka
+    outputs = read_topic(kafka_bootstrap, k.metrics_topic)
+    answers = [(r["id"], r["status"]) for r in outputs if r["type"] == "control"]
+    assert answers == [("op-1", "applied"), ("op-1", "duplicate")]
+    assert [d["reason"] for d in read_topic(kafka_bootstrap, k.dead_letter_topic)] == ["unsigned_command"]
+    assert not any(r["applied"] for r in outputs if r["type"] == "promotion")  # recommendations at most
+    assert len(read_topic(kafka_bootstrap, k.predictions_topic)) == EVENTS
+    store = RedisSnapshotStore.from_url(redis_url, app=settings.app)
+    try:
+        found = load_latest_valid(store, "default", SIGNING_KEY.encode())
+        assert found is not None
+        slot = restore_step(found[1], engine)
+        assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree"  # only the command could have promoted it
+    finally:
+        store.delete("default")
