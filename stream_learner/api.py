@@ -27,16 +27,18 @@ dead letter with its ``reason``, never an exception.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
-from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.engine import EngineConfig
+from stream_learner.errors import ConfigError
 from stream_learner.events import DEFAULT_KEY, Event, Origin, dead_letter, decode_event, too_long_field
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.records import DeadLetterDict, MetricsDict
+from stream_learner.slot import Step, new_step
 
 RecordKind = Literal["prediction", "metrics", "drift", "feature_drift", "promotion", "control", "dead_letter"]
 
@@ -89,15 +91,15 @@ class Engine:
         # snapshots are the service's business: an Engine keeps its learners in memory
         options = {"snapshot_seconds": 0, "snapshot_every": 0, **options}
         self.config = engine_config(model, model_params, strategy, strategy_params, detector, detector_params, seed, source=SOURCE, **options)
-        self.learners: dict[str, KeyedLearner] = {}
+        self.learners: dict[str, Step] = {}
         self._fed = 0
-        KeyedLearner(DEFAULT_KEY, self.config)  # a wrong model, strategy or parameter fails here, before any event
+        new_step(DEFAULT_KEY, self.config)  # a wrong model, strategy, parameter or challenger fails here, before any event
 
-    def learner(self, key: str = DEFAULT_KEY) -> KeyedLearner:
-        """The learner of one model key (built on first use)."""
+    def learner(self, key: str = DEFAULT_KEY) -> Step:
+        """The learner of one model key (built on first use): with challengers, its slot, whose ``learner`` is the champion's model."""
         learner = self.learners.get(key)
         if learner is None:
-            learner = self.learners[key] = KeyedLearner(key, self.config)
+            learner = self.learners[key] = new_step(key, self.config)
         return learner
 
     def learn_one(self, x: dict[Any, Any], y: Any = None, *, key: str = DEFAULT_KEY) -> Any:
@@ -184,9 +186,29 @@ def engine_config(
     """The :class:`~stream_learner.engine.EngineConfig` of the CLI's model, strategy and detector options.
 
     ``options`` are the other ``EngineConfig`` fields; an unknown one is a :class:`TypeError` naming it.
+    ``challengers`` may be given as the CLI's ``--challenger`` specs (see :func:`challenger_specs`).
     """
     spec = LearnerSpec(model, dict(model_params or {}), seed, strategy, dict(strategy_params or {}))
+    if "challengers" in options:
+        options["challengers"] = tuple(c if isinstance(c, LearnerSpec) else challenger_specs([c], [], seed)[0] for c in options["challengers"])
     return EngineConfig(learner=spec, detector=detector, detector_params=dict(detector_params or {}), **options)
+
+
+def challenger_specs(specs: Sequence[str], params: Sequence[dict[str, Any]], seed: int | None) -> tuple[LearnerSpec, ...]:
+    """The learner specs of challengers given as ``MODEL`` or ``MODEL+STRATEGY`` (``--challenger``), with their model parameters by position.
+
+    >>> [(s.model, s.strategy, s.params) for s in challenger_specs(["arf", "torch:mlp+ewc+replay"], [{"n_models": 3}], seed=1)]
+    [('arf', None, {'n_models': 3}), ('torch:mlp', 'ewc+replay', {})]
+    """
+    if len(params) > len(specs):
+        raise ConfigError(f"{len(params)} --challenger-params for {len(specs)} --challenger: one JSON object per challenger, in their order")
+    out = []
+    for i, spec in enumerate(specs):
+        model, _, strategy = spec.partition("+")
+        if not model:
+            raise ConfigError(f"challenger {spec!r}: MODEL or MODEL+STRATEGY")
+        out.append(LearnerSpec(model, dict(params[i]) if i < len(params) else {}, seed=seed, strategy=strategy or None))
+    return tuple(out)
 
 
 def _outputs(records: Iterable[Mapping[str, Any]], kind: RecordKind) -> Iterator[Output]:

@@ -33,6 +33,7 @@ from stream_learner.engine import KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.events import DEFAULT_KEY
 from stream_learner.learners.base import LearnerSpec
+from stream_learner.slot import champion_state
 from stream_learner.snapshot import SnapshotStore, load_latest_valid
 from stream_learner.state import decode
 from stream_learner.step.resume import ResumeFilter
@@ -87,7 +88,7 @@ def load_model(snapshots: str | Path, key: str = DEFAULT_KEY, *, app: str = "str
     _, payload, refusals = found
     for refusal in refusals:
         logger.warning(refusal)
-    state = decode(payload)
+    state = champion_state(decode(payload))  # with challengers, the champion serves
     state["resume"] = ResumeFilter().state_dict()  # its offsets are the snapshotted run's source's: every event fed from Python is new
     spec = LearnerSpec(**state["spec"])
     engine = Engine(spec.model, model_params=spec.params, strategy=spec.strategy, strategy_params=spec.strategy_params, seed=spec.seed)

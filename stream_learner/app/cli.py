@@ -26,7 +26,6 @@ from stream_learner.app.args import (
 
 if TYPE_CHECKING:
     from stream_learner.engine import EngineConfig
-    from stream_learner.learners.base import LearnerSpec
     from stream_learner.settings import Settings
 
 
@@ -220,6 +219,7 @@ def _checked(settings: Settings) -> Settings:
 
 
 def _engine_config(settings: Settings) -> EngineConfig:
+    from stream_learner.api import challenger_specs
     from stream_learner.engine import EngineConfig
     from stream_learner.learners.base import LearnerSpec
     from stream_learner.step.recurring import ConceptReuse
@@ -241,33 +241,13 @@ def _engine_config(settings: Settings) -> EngineConfig:
         max_record_bytes=o.max_record_bytes,
         feature_drift=None if o.feature_drift is None else dict(o.feature_drift),
         boundaries=o.boundaries,
-        challengers=_challengers(o.challengers, o.challenger_params, o.seed),
+        challengers=challenger_specs(o.challengers, o.challenger_params, o.seed),
         promotion_window=o.promotion_window,
         promotion_alpha=o.promotion_alpha,
         min_champion_events=o.min_champion_events,
         auto_promote=o.auto_promote,
         concept_reuse=ConceptReuse(size=o.reuse_concepts, window=o.reuse_window, alpha=o.reuse_alpha, looks=min(ConceptReuse.looks, o.reuse_window)) if o.reuse_concepts else None,
     )
-
-
-def _challengers(specs: list[str], params: list[dict[str, Any]], seed: int) -> tuple[LearnerSpec, ...]:
-    """The challengers' learner specs: ``MODEL`` or ``MODEL+STRATEGY`` each, with its parameters by position.
-
-    >>> [(s.model, s.strategy, s.params) for s in _challengers(["arf", "torch:mlp+ewc+replay"], [{"n_models": 3}], seed=1)]
-    [('arf', None, {'n_models': 3}), ('torch:mlp', 'ewc+replay', {})]
-    """
-    from stream_learner.errors import ConfigError
-    from stream_learner.learners.base import LearnerSpec
-
-    if len(params) > len(specs):
-        raise ConfigError(f"{len(params)} --challenger-params for {len(specs)} --challenger: one JSON object per challenger, in their order")
-    out = []
-    for i, spec in enumerate(specs):
-        model, _, strategy = spec.partition("+")
-        if not model:
-            raise ConfigError(f"challenger {spec!r}: MODEL or MODEL+STRATEGY")
-        out.append(LearnerSpec(model, dict(params[i]) if i < len(params) else {}, seed=seed, strategy=strategy or None))
-    return tuple(out)
 
 
 def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConfig) -> dict[str, Any]:

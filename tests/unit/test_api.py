@@ -112,3 +112,30 @@ def test_input_drift_without_labels_is_a_feature_drift_record_and_a_boundary() -
     assert len(moved) == 1 and [f["name"] for f in moved[0]["features"]] == ["a"]
     assert [o.record["detector"] for o in outputs if o.kind == "drift"] == ["feature"]
     assert sum(1 for o in outputs if o.kind == "prediction") == 1200 and engine.metrics()["concepts"] == 2
+
+
+def _band(n: int, seed: int) -> list[tuple[dict[str, float], bool]]:
+    """A concept no linear model can learn: the label is whether ``a`` falls in a middle band."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        x = {"a": rng.random(), "b": rng.random()}
+        pairs.append((x, 0.3 < x["a"] < 0.7))
+    return pairs
+
+
+def test_an_engine_with_a_challenger_promotes_it_when_it_is_better_and_serves_it(tmp_path: Path) -> None:
+    engine = stream_learner.Engine("logreg", detector=None, challengers=["hoeffding_tree"], min_champion_events=200, promotion_window=300)
+    outputs = list(engine.learn_many(_band(3000, seed=3)))
+    promotions = [o.record for o in outputs if o.kind == "promotion"]
+    assert [(p["champion"], p["challenger"], p["applied"]) for p in promotions] == [("logreg", "hoeffding_tree", True)]
+    assert promotions[0]["evidence"]["challenger_error"] < promotions[0]["evidence"]["champion_error"]
+    assert engine.metrics()["candidate"] == "hoeffding_tree"  # the champion's metrics name it
+    probe = {"a": 0.5, "b": 0.5}
+    assert engine.predict_one(probe) is True  # the tree serves: inside the band
+
+
+def test_a_slot_snapshot_loads_as_its_champion(tmp_path: Path) -> None:
+    stream_learner.run("synthetic:sea", model="logreg", max_events=2000, out=tmp_path, challengers=["hoeffding_tree"])
+    model = stream_learner.load_model(tmp_path / "snapshots")
+    assert model.metrics()["labelled"] == 2000 and model.config.learner.model in ("logreg", "hoeffding_tree")
