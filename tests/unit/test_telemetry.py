@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 import urllib.error
@@ -10,7 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_learner.app.dashboard import DashboardServer, RemoteEngine
+from stream_learner.app.dashboard import DashboardServer, RemoteEngine, Serving
 from stream_learner.app.run_stats import RunStats
 from stream_learner.app.runner import _Throttle
 from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, MAX_WATCHED, OTHER_FEATURE, OTHER_KEY, MetricsServer, Telemetry
@@ -367,3 +368,10 @@ def test_a_keys_figures_are_its_champions_and_each_candidate_has_its_line() -> N
     assert entry["candidates"] == {"logreg": [[100, 0.8]], "hoeffding_tree": [[100, 0.6]]}
     assert entry["promotions"] == [{"at_event": 100, "champion": "logreg", "challenger": "hoeffding_tree", "applied": True, "ts": 2.0}]
     assert entry["drifts"] == [] and [p[1] for p in entry["points"]] == [0.8]
+
+
+def test_serving_takes_the_runs_metrics_top_keys() -> None:
+    args = argparse.Namespace(metrics_port=0, metrics_host="127.0.0.1", dashboard=None, metrics_top_keys=3, linger=0.0)
+    with Serving(args, say=lambda line: None) as serving:
+        serving.telemetry.on_outputs([StepOutput(predictions=[{"key": f"k{i}"}]) for i in range(5)])
+        assert serving.telemetry.top_keys == 3 and serving.telemetry.sample("stream_learner_predictions_total", key=OTHER_KEY) == 2
