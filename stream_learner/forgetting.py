@@ -89,19 +89,23 @@ class _Reservoir:
     next_pick: int = 0  # the value of ``seen`` at which the next event enters a full sample
     weight: float = 0.0  # Algorithm L's W
 
-    def take(self, x: Any, y: Any, rng: random.Random) -> None:
+    def take(self, x: Any, y: Any, random_source: Callable[[], random.Random]) -> None:
         """Put in the event just counted in ``seen``, which reached ``next_pick``.
 
         The caller counts every event and compares with ``next_pick`` itself
         (:meth:`ForgettingTracker.observe`): most events end there.
+        ``random_source()`` gives the RNG, asked for only once the sample is
+        full: a sample that never fills draws nothing.
         """
         items = self.items
         if len(items) < self.capacity:
             items.append((x, y))
             if len(items) == self.capacity:
+                rng = random_source()
                 self.weight = math.exp(math.log(1.0 - rng.random()) / self.capacity)
                 self._schedule(rng)
             return
+        rng = random_source()
         items[int(rng.random() * self.capacity)] = (x, y)
         self.weight *= math.exp(math.log(1.0 - rng.random()) / self.capacity)
         self._schedule(rng)
@@ -120,9 +124,11 @@ class ForgettingTracker:
     chosen for the sample is not learned, so the sample is truly held out.
     Memory is bounded: ``sample_size`` events per concept, the last
     ``max_concepts`` concepts, the last ``max_rows`` matrix rows.
+    A ``sample_size`` of 0 turns the tracker off, for fleets of many keys:
+    it keeps nothing, evaluates nothing, and its summary stays empty.
 
     Args:
-        sample_size: events kept per concept.
+        sample_size: events kept per concept (0: off).
         max_concepts: concepts kept (older ones drop out of the matrix).
         max_rows: evaluation rows kept in the published matrix.
         holdout: keep sampled events out of training.
@@ -135,6 +141,9 @@ class ForgettingTracker:
     ...     _ = tracker.observe(0, x, y)
     >>> tracker.evaluate(lambda x: x + 0.5, current=0), tracker.summary()["metric"]
     ({0: 0.5}, 'mae')
+    >>> off = ForgettingTracker(sample_size=0)
+    >>> off.observe(0, 1.0, True), off.evaluate(lambda x: True, current=0), off.summary()["matrix"]
+    (False, {}, [])
     """
 
     def __init__(
@@ -143,10 +152,15 @@ class ForgettingTracker:
         self.task = task
         self.metric: Literal["accuracy", "mae"] = "mae" if task == "regression" else "accuracy"
         self._sign = -1 if task == "regression" else 1  # lower MAE is better: compared negated
+        if sample_size < 0:
+            raise ValueError(f"the forgetting sample size must be 0 (off) or more, not {sample_size}")
         self.sample_size = sample_size
         self.max_concepts = max_concepts
         self.holdout = holdout
-        self._rng = random.Random(seed)
+        self._seed = seed
+        # made when first drawn from (see _random): most keys of a fleet never fill a sample; an unseeded one now, so that every state taken holds the RNG the tracker goes on with
+        self._rng: random.Random | None = random.Random() if seed is None else None
+        self._rng_state: tuple[Any, ...] | None = None  # a restored RNG's state, until then
         self._samples: dict[int, _Reservoir] = {}
         self._best: dict[int, float] = {}
         self._at_end: dict[int, float] = {}
@@ -157,6 +171,8 @@ class ForgettingTracker:
 
     def observe(self, concept: int, x: Any, y: Any) -> bool:
         """Offer one labelled event of ``concept``; True when it must not be learned (held out)."""
+        if not self.sample_size:
+            return False
         sample = self._samples.get(concept)
         if sample is None:
             sample = self._samples[concept] = _Reservoir(self.sample_size)
@@ -165,8 +181,26 @@ class ForgettingTracker:
         seen = sample.seen = sample.seen + 1
         if seen < sample.next_pick:
             return False
-        sample.take(x, y, self._rng)
+        sample.take(x, y, self._random)
         return self.holdout
+
+    def _rng_now(self) -> tuple[Any, ...]:
+        """The sampling RNG's state, whether it was made yet or not."""
+        if self._rng is not None:
+            return self._rng.getstate()
+        if self._rng_state is not None:
+            return self._rng_state
+        return random.Random(self._seed).getstate()
+
+    def _random(self) -> random.Random:
+        """The sampling RNG, made on first use: seeded with ``seed``, or set to a restored state."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self._seed)
+            if self._rng_state is not None:
+                rng.setstate(self._rng_state)
+                self._rng_state = None
+        return rng
 
     def sample_labels(self) -> set[Any]:
         """The labels of every kept sample."""
@@ -181,8 +215,11 @@ class ForgettingTracker:
 
         ``current`` is the concept being learned now. Forgetting and BWT are
         updated from the full history (best and end-of-concept values),
-        whatever part of the matrix is kept for publishing.
+        whatever part of the matrix is kept for publishing. A tracker that
+        is off adds no row.
         """
+        if not self.sample_size:
+            return {}
         score = _mean_absolute_error if self.metric == "mae" else _accuracy
         row = {c: score(predict, s.items) for c, s in self._samples.items() if s.items}
         sign = self._sign  # the bookkeeping below reads higher as better
@@ -229,7 +266,7 @@ class ForgettingTracker:
 
     def state_dict(self) -> dict[str, Any]:
         """The samples, the matrix and its bookkeeping, and the sampling RNG, as plain values."""
-        rng_version, rng_words, gauss = self._rng.getstate()
+        rng_version, rng_words, gauss = self._rng_now()
         return {
             "version": 1,
             "task": self.task,
@@ -256,7 +293,7 @@ class ForgettingTracker:
         expect_version(state, "the forgetting tracker", 1)
         tracker = cls(state["sample_size"], state["max_concepts"], state["max_rows"], state["holdout"], task=state["task"])
         rng_version, rng_words, gauss = state["rng"]
-        tracker._rng.setstate((rng_version, tuple(rng_words), gauss))
+        tracker._rng_state = (rng_version, tuple(rng_words), gauss)
         for concept, s in state["samples"]:
             items = [(x, y) for x, y in s["items"]]
             tracker._samples[concept] = _Reservoir(s["capacity"], s["seen"], items, s["next_pick"], s["weight"])

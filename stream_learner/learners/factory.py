@@ -7,18 +7,22 @@ imports its adapter only when called, so a river run never imports torch.
 
 from __future__ import annotations
 
+import pickle
+import threading
+import time
+from collections import OrderedDict
 from typing import Any, Callable
 
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import Learner, LearnerSpec
 
 
-def _torch(spec: LearnerSpec) -> Learner:
+def _torch(spec: LearnerSpec, check: bool = True) -> Learner:
     from stream_learner.learners.torch import PRESETS as NETWORKS
     from stream_learner.learners.torch import build_torch_learner
 
     learner = build_torch_learner(spec)
-    if spec.model.removeprefix("torch:") in NETWORKS:
+    if check and spec.model.removeprefix("torch:") in NETWORKS:
         _check_network(spec, learner.factory, learner.factory_params)
     return learner
 
@@ -38,7 +42,7 @@ def _check_network(spec: LearnerSpec, factory: Callable[..., Any], params: dict[
         raise ConfigError(f"bad parameters for model {spec.model!r}: the network cannot be built: {type(exc).__name__}: {exc}") from None
 
 
-def _river(spec: LearnerSpec) -> Learner:
+def _river(spec: LearnerSpec, check: bool = True) -> Learner:
     from stream_learner.learners.river import RiverLearner, build_river_learner
 
     learner = build_river_learner(spec)
@@ -49,8 +53,8 @@ def _river(spec: LearnerSpec) -> Learner:
     return RiverStrategyLearner(learner.model, load_strategies(spec.strategy, spec.strategy_params, "river"), RiverLearner)
 
 
-PREFIXES: dict[str, Callable[[LearnerSpec], Learner]] = {"torch:": _torch}
-"""Model-name prefix -> the builder of that family; any other name is a river model."""
+PREFIXES: dict[str, Callable[..., Learner]] = {"torch:": _torch}
+"""Model-name prefix -> the builder of that family (``builder(spec, check=True)``; ``check=False`` skips what only validates); any other name is a river model."""
 
 
 def build_learner(spec: LearnerSpec) -> Learner:
@@ -58,6 +62,9 @@ def build_learner(spec: LearnerSpec) -> Learner:
 
     ``torch:NAME`` specs build a torch learner (torch is imported only then);
     a ``strategy`` is loaded through the ``stream_learner.strategies`` entry points.
+    A spec of plain values (what the CLI and the settings give) is built
+    once into a :class:`LearnerPrototype`, which makes every later learner
+    of that spec (each new model key's) at less cost; another is built each time.
 
     >>> build_learner(LearnerSpec("logreg")).family
     'river'
@@ -65,7 +72,122 @@ def build_learner(spec: LearnerSpec) -> Learner:
     Traceback (most recent call last):
     stream_learner.errors.ConfigError: strategy parameters were given without a strategy (--strategy NAME)
     """
+    memo = _memo_key(spec)
+    if memo is None:
+        return _build(spec)
+    with _LOCK:
+        prototype = _PROTOTYPES.get(memo)
+        if prototype is not None:
+            _PROTOTYPES.move_to_end(memo)
+    if prototype is None:
+        prototype = LearnerPrototype(spec)  # outside the lock: a first build may import a library for seconds
+        with _LOCK:
+            _PROTOTYPES[memo] = prototype
+            while len(_PROTOTYPES) > _MAX_PROTOTYPES:
+                _PROTOTYPES.popitem(last=False)
+    return prototype.new()
+
+
+def _build(spec: LearnerSpec, check: bool = True) -> Learner:
+    """Build from the spec, validating it (``check``: also what only validates, such as building a preset network once)."""
     if spec.strategy_params and not spec.strategy:
         raise ConfigError("strategy parameters were given without a strategy (--strategy NAME)")
     builder = next((b for prefix, b in PREFIXES.items() if spec.model.startswith(prefix)), _river)
-    return builder(spec)
+    return builder(spec, check=check)
+
+
+class LearnerPrototype:
+    """New learners of one spec, each the learner ``spec`` builds, at less than the cost of building it.
+
+    The first is built from the spec, checks included. Each later one is the
+    cheaper of two ways to the same learner, timed once here: building it
+    again without the checks, or, for a river model, unpickling a copy of the
+    first. The copy of a linear preset is made ready for its first event
+    (see :data:`~stream_learner.learners.river.PURE_FIRST_PREDICTION`).
+    ``copy`` forces one way (``None``: the cheaper). A spec without a seed is
+    built each time: copies would share one random state, where learners
+    built apart draw their own.
+
+    >>> prototype = LearnerPrototype(LearnerSpec("logreg"), copy=True)
+    >>> first, second = prototype.new(), prototype.new()
+    >>> first.learn({"x": 1.0}, True)
+    >>> first.predict({"x": 1.0})[0], second.predict({"x": 1.0})[0]
+    (True, False)
+    """
+
+    def __init__(self, spec: LearnerSpec, copy: bool | None = None) -> None:
+        self.spec = spec
+        learner = _build(spec)
+        self.task = learner.task
+        self._pickled: bytes | None = None
+        if spec.seed is None or learner.family != "river" or copy is False:
+            return
+        try:
+            pickled = pickle.dumps(self._ready(learner), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a model that cannot be pickled: each is built
+            return
+        if copy is None and _seconds(self._built) <= _seconds(lambda: pickle.loads(pickled)):
+            return
+        self._pickled = pickled
+
+    @property
+    def copies(self) -> bool:
+        """Whether new learners are copies of the prototype (else they are built from the spec)."""
+        return self._pickled is not None
+
+    def new(self) -> Learner:
+        """A new learner, as ``build_learner(spec)`` would build it."""
+        if self._pickled is not None:
+            learner: Learner = pickle.loads(self._pickled)
+            return learner
+        return _build(self.spec, check=False)
+
+    def _built(self) -> Learner:
+        """A learner built from the spec, made ready for its first event as a copy is: what a built one costs by then."""
+        return self._ready(_build(self.spec, check=False))
+
+    def _ready(self, learner: Learner) -> Learner:
+        """``learner`` after the first prediction of a preset whose first prediction changes nothing else (a river pipeline then works out its execution plan, which costs more than building it)."""
+        from stream_learner.learners.river import PURE_FIRST_PREDICTION
+
+        if self.spec.model in PURE_FIRST_PREDICTION and not self.spec.strategy:
+            learner.predict({})
+        return learner
+
+
+def _seconds(make: Callable[[], Any]) -> float:
+    """The least time of three calls of ``make``."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        make()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+_PROTOTYPES: OrderedDict[bytes, LearnerPrototype] = OrderedDict()  # the last _MAX_PROTOTYPES specs built, by value
+_MAX_PROTOTYPES = 16
+_LOCK = threading.Lock()  # Bytewax workers are threads
+
+
+def _memo_key(spec: LearnerSpec) -> bytes | None:
+    """The spec as an exact key (1, 1.0 and True apart), when it holds plain values only; ``None``: build it each time.
+
+    A spec holding an object (a river optimizer, through the Python API)
+    gives every learner that same object today, which a copy would not.
+    """
+    fields = (spec.model, spec.params, spec.seed, spec.strategy, spec.strategy_params)
+    if not _plain(fields):
+        return None
+    return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made of JSON-like values only (str-keyed dicts, lists, tuples, strings, numbers, booleans, None)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return True
+    if type(value) in (list, tuple):
+        return all(_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False

@@ -37,6 +37,7 @@ class Cadence:
         self.since_metrics = 0  # labelled events
         self.since_snapshot = 0  # events
         self.snapshot_at = time.time()
+        self.finished = False  # the stream ended here, and nothing came since (the learner step sets and clears it)
 
     def labelled(self) -> bool:
         """One more labelled event; whether a metrics record is due."""
@@ -67,11 +68,12 @@ class Cadence:
         self.since_snapshot = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": VERSION, "since_metrics": self.since_metrics, "since_snapshot": self.since_snapshot, "snapshot_at": self.snapshot_at}
+        return {"version": VERSION, "since_metrics": self.since_metrics, "since_snapshot": self.since_snapshot, "snapshot_at": self.snapshot_at, "finished": self.finished}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], metrics_every: int, forgetting_every: int, snapshot_every: int, snapshot_seconds: float) -> Cadence:
         """The counts of ``state`` under this run's settings."""
         cadence = cls(metrics_every, forgetting_every, snapshot_every, snapshot_seconds)
         cadence.since_metrics, cadence.since_snapshot, cadence.snapshot_at = state["since_metrics"], state["since_snapshot"], state["snapshot_at"]
+        cadence.finished = state.get("finished", False)  # a state taken before the mark existed: not known to have finished
         return cadence
