@@ -94,11 +94,10 @@ class EngineConfig:
             and learns every event, only the champion's predictions are
             published (see :mod:`stream_learner.slot`); empty: the
             ``learner`` alone, at no cost.
-        promotion_window: the N labelled events both learners predicted on
-            which a challenger is compared with the champion, each N once.
+        promotion_window: the last N labelled events both learners predicted
+            on which a challenger is compared with the champion.
         promotion_alpha: the significance a challenger must be better at
-            (paired two-sided test, see :mod:`stream_learner.evidence`),
-            shared among the challengers.
+            (paired two-sided test, see :mod:`stream_learner.evidence`).
         min_champion_events: labelled events a champion holds before any
             challenger may replace it.
         auto_promote: replace the champion when a challenger is better
@@ -184,6 +183,7 @@ class KeyedLearner:
         self.reuse = RecurringConcepts(config.concept_reuse, config.learner, learner.task) if config.concept_reuse else None
         self.events = 0
         self.learned = 0
+        self.idle = False  # restored (from_state) and given nothing since: see finish
 
     @property
     def learner(self) -> Learner:
@@ -220,7 +220,7 @@ class KeyedLearner:
         delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
         joined to their pending prediction when ``config.label_window`` is set.
         """
-        self.cadence.finished = False
+        self.idle = False
         out = StepOutput(predictions=Predictions(self.key, now))
         if self.pending is not None:
             self.pending.expire(now)
@@ -320,7 +320,7 @@ class KeyedLearner:
         """A labelled example was learned: its error counts in the metrics (and in a trial of stored concepts' models) and feeds the drift detector; reports when due."""
         learned = self.learned = self.learned + 1
         error = self.metrics.update(label, y_pred)
-        if self.reuse is not None and self.reuse.trial is not None:
+        if self.reuse is not None:
             self._try_stored(self.reuse, x, label, error, out, now)
         metrics_due = self.cadence.labelled()
         if self.monitor is not None and self.monitor.update(error):
@@ -353,18 +353,19 @@ class KeyedLearner:
         if failed is not None:
             out.dead_letters.append(self.dead_letters.model_error(event, failed.error, now, failed.unlearned))
             return
+        self.cadence.counted(1)  # it changed the model as an event does: a snapshot is due for it too
         self._score(x, record.label, y_pred, out, now)
 
     def _on_task(self, task: str | int, out: StepOutput, now: float) -> None:
         concept = self.concept_tracker.task(task)
         if concept is not None:
-            self._boundary(concept)
+            self._boundary(concept, detected=False)
             out.metrics.append(self._drift_record("task", now))
 
     def _on_drift(self, detector: str, out: StepOutput, now: float) -> None:
         concept = self.concept_tracker.drift()
         if concept is not None:
-            self._boundary(concept)
+            self._boundary(concept, detected=detector != "new_label")
         out.metrics.append(self._drift_record(detector, now))
         out.metrics.append(self.metrics_record(now))
 
@@ -380,20 +381,26 @@ class KeyedLearner:
         features: list[FeatureScoreDict] = [{"name": str(name), "psi": psi} for name, psi in drift]
         out.metrics.append({"type": "feature_drift", "key": self.key, "features": features, "statistic": "psi", "at_event": self.events, "concept": self.concept, "ts": now})
 
-    def _boundary(self, concept: int) -> None:
-        """A new concept starts, whatever marked it: the one that ends is evaluated, then the model is told (rolled back where it raises)."""
+    def _boundary(self, concept: int, detected: bool = True) -> None:
+        """A new concept starts, whatever marked it: the one that ends is evaluated, then the model is told (rolled back where it raises).
+
+        ``detected``: a detector found it, some events after it began (not an explicit task or a new label).
+        """
         self.evaluate_concepts()  # the last row of the concept that ends here
         self.concept_tracker.enter(concept)
         if self.feature_monitor is not None:
             self.feature_monitor.reset()  # the new concept is its new reference
         if self.reuse is not None:
-            self.reuse.leave(self.learner)  # as it served the concept that ends, before the strategy consolidates or resets it
+            self.reuse.leave(self.learner, detected)  # as it served the concept that ends, before the strategy consolidates or resets it
         self.guard.boundary(concept)
         if self.reuse is not None:
             self.reuse.enter(concept)
 
     def _try_stored(self, reuse: RecurringConcepts, x: dict[Any, Any], label: Any, error: float, out: StepOutput, now: float) -> None:
-        """Earlier concepts' models predict this labelled event in shadow; one proved better becomes the live model, said by a drift record."""
+        """Earlier concepts' models predict this labelled event in shadow (during a trial); one proved better becomes the live model, said by a drift record."""
+        reuse.learned(self.learner)
+        if reuse.trial is None:
+            return
         back = reuse.score(x, error, lambda y_pred: self.metrics.error(label, y_pred), self.learner)
         if back is None:
             return
@@ -466,14 +473,12 @@ class KeyedLearner:
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics, a last evaluation of the concepts and a final snapshot.
 
-        A learner that finished and was given nothing since (restored from
-        the final snapshot of an earlier run) has all of that already: it
-        publishes its metrics only, so that the end of a fleet writes only
-        the keys that moved.
+        A learner restored from a snapshot (:meth:`snapshot`: nothing counted
+        since) and given nothing since has all of that already: it publishes
+        its metrics only, so that the end of a fleet writes only the keys that moved.
         """
-        if self.cadence.finished:
+        if self.idle and not self.cadence.since_snapshot:
             return StepOutput(metrics=[self.metrics_record(now)])
-        self.cadence.finished = True  # in the final snapshot's state
         if self.pending is not None:
             self.pending.close()
         self.guard.journal.settle()
@@ -586,6 +591,7 @@ class KeyedLearner:
             )
         learner = learner_from_state(state["learner"], spec)
         step = cls(state["key"], config, learner_factory, learner)
+        step.idle = True
         step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None

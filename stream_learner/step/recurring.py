@@ -3,7 +3,14 @@
 Seasonal streams return to concepts seen before. At each boundary the
 outgoing model's state (its learner's ``state_dict()``, as it served the
 concept that ends, before the strategy consolidates or resets it) goes
-into a bounded :class:`ConceptLibrary`. During the new concept's first
+into a bounded :class:`ConceptLibrary`. A drift is found some events after
+it began, and the model has learned those events of the new concept by
+then (a linear model trained by SGD is harmed most): so every
+``checkpoint_every`` labelled events the live model's state is copied, and
+at a detected drift the library keeps the copy taken between
+``checkpoint_every`` and twice that many events earlier, where the concept
+had begun before it (an explicit task switch has no such delay: the model
+as it is then). During the new concept's first
 ``window`` labelled events every stored model predicts the same events in
 shadow (predict only: stored models never learn), each paired with the
 live model's errors (:class:`~stream_learner.evidence.PairedWindow`). At a
@@ -76,12 +83,15 @@ class ConceptReuse:
         alpha: significance of the paired test, for all candidates and looks together.
         looks: how many times during the window the test is read (the last at its end);
             more looks reinstate sooner, each at a stricter level.
+        checkpoint_every: labelled events between copies of the live model (0: none;
+            a drift then stores the model as it is when detected).
     """
 
     size: int = 5
     window: int = 200
     alpha: float = 0.05
-    looks: int = 4
+    looks: int = 8
+    checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -90,6 +100,8 @@ class ConceptReuse:
             raise ConfigError(f"concept reuse needs 1 <= looks ({self.looks}) <= window ({self.window})")
         if not 0.0 < self.alpha < 1.0:
             raise ConfigError(f"concept reuse's alpha must be in (0, 1), not {self.alpha}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"concept reuse's checkpoint_every must be >= 0, not {self.checkpoint_every}")
 
 
 class ConceptLibrary:
@@ -202,10 +214,10 @@ class ShadowTrial:
 class RecurringConcepts:
     """A model key's library of earlier concepts' models and the trial of a new concept (see the module's docstring).
 
-    The engine calls :meth:`leave` with the outgoing model before the
-    strategy's boundary, :meth:`enter` after it, and :meth:`score` for each
-    labelled event while :attr:`trial` is not ``None``; an operator's
-    rollback calls :meth:`reinstate`.
+    The engine calls :meth:`learned` after each labelled event, :meth:`leave`
+    with the outgoing model before the strategy's boundary, :meth:`enter`
+    after it, and :meth:`score` for each labelled event while :attr:`trial`
+    is not ``None``; an operator's rollback calls :meth:`reinstate`.
     """
 
     def __init__(self, settings: ConceptReuse, spec: LearnerSpec, task: Task) -> None:
@@ -216,20 +228,39 @@ class RecurringConcepts:
         self.origin = 0  # the library entry the live model belongs to
         self.trial: ShadowTrial | None = None
         self._models: dict[int, Learner] = {}  # stored models rebuilt for a trial, kept while their entry stays: a rebuild may cost more than the trial
+        self.labelled = 0  # labelled events learned
+        self.began = 0  # ``labelled`` when the concept began
+        self.checkpoints: list[tuple[int, dict[str, Any]]] = []  # the last two copies of the live model, each with ``labelled`` when taken
 
-    def leave(self, learner: Learner) -> None:
-        """A boundary: the outgoing model's state, as it served its concept, goes into the library."""
+    def learned(self, learner: Learner) -> None:
+        """``learner``, the live model, learned one more labelled event: every ``checkpoint_every``, its state is copied."""
+        self.labelled += 1
+        every = self.settings.checkpoint_every
+        if every and not self.labelled % every:
+            self.checkpoints = [*self.checkpoints[-1:], (self.labelled, _own_state(learner))]
+
+    def leave(self, learner: Learner, detected: bool = True) -> None:
+        """A boundary: the outgoing model's state goes into the library.
+
+        ``detected``: a detector found the drift some events late, so the
+        older checkpoint (taken after the concept began) is kept, if any; else
+        the model as it is.
+        """
         self.trial = None
-        self._store(self.origin, learner)
+        older = self.checkpoints[0] if len(self.checkpoints) == 2 else None
+        self._store(self.origin, older[1] if detected and older is not None and older[0] > self.began else _own_state(learner))
+        self.began = self.labelled
 
     def enter(self, concept: int) -> None:
         """``concept`` starts with the live model the strategy left: the stored models are tried on its first labelled events."""
         self.origin = concept
         self.trial = ShadowTrial({c: self._model(c) for c in self.library.entries}, self.task, self.settings)
 
-    def _store(self, concept: int, learner: Learner) -> None:
-        self.library.store(concept, _own_state(learner))
+    def _store(self, concept: int, state: dict[str, Any]) -> None:
+        """``state`` is ``concept``'s model now; the live model's checkpoints are of no use any more."""
+        self.library.store(concept, state)
         self._models = {c: model for c, model in self._models.items() if c != concept and c in self.library.entries}
+        self.checkpoints = []
 
     def _model(self, concept: int) -> Learner:
         """``concept``'s stored model, rebuilt from its state once (stored models never learn)."""
@@ -270,7 +301,7 @@ class RecurringConcepts:
         self.trial = None
         self._models.pop(concept, None)  # it learns from now on
         self.library.use(concept)  # first: storing ``live`` in a full library evicts the least recently used
-        self._store(self.origin, live)
+        self._store(self.origin, _own_state(live))
         self.origin = concept
 
     def state_dict(self) -> dict[str, Any]:
@@ -279,6 +310,9 @@ class RecurringConcepts:
             "version": VERSION,
             "library": self.library.state_dict(),
             "origin": self.origin,
+            "labelled": self.labelled,
+            "began": self.began,
+            "checkpoints": [[at, state] for at, state in self.checkpoints],
             "trial": None if trial is None else {"seen": trial.seen, "windows": [[c, w.state_dict()] for c, w in trial.windows.items()]},
         }
 
@@ -288,7 +322,8 @@ class RecurringConcepts:
         expect_version(state, "the recurring concepts", VERSION)
         reuse = cls(settings, spec, task)
         reuse.library = ConceptLibrary.from_state(state["library"], settings.size)
-        reuse.origin = state["origin"]
+        reuse.origin, reuse.labelled, reuse.began = state["origin"], state["labelled"], state["began"]
+        reuse.checkpoints = [(at, checkpoint) for at, checkpoint in state["checkpoints"]]
         trial = state["trial"]
         if trial is not None and all(c in reuse.library.entries and w["size"] == settings.window for c, w in trial["windows"]):  # else this run's settings drop the trial
             candidates = {c: reuse._model(c) for c, _ in trial["windows"]}
