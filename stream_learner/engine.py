@@ -183,7 +183,6 @@ class KeyedLearner:
         self.reuse = RecurringConcepts(config.concept_reuse, config.learner, learner.task) if config.concept_reuse else None
         self.events = 0
         self.learned = 0
-        self.idle = False  # restored (from_state) and given nothing since: see finish
 
     @property
     def learner(self) -> Learner:
@@ -220,7 +219,7 @@ class KeyedLearner:
         delayed labels (:class:`~stream_learner.delayed.LabelRecord`),
         joined to their pending prediction when ``config.label_window`` is set.
         """
-        self.idle = False
+        self.cadence.finished = False
         out = StepOutput(predictions=Predictions(self.key, now))
         if self.pending is not None:
             self.pending.expire(now)
@@ -353,7 +352,6 @@ class KeyedLearner:
         if failed is not None:
             out.dead_letters.append(self.dead_letters.model_error(event, failed.error, now, failed.unlearned))
             return
-        self.cadence.counted(1)  # it changed the model as an event does: a snapshot is due for it too
         self._score(x, record.label, y_pred, out, now)
 
     def _on_task(self, task: str | int, out: StepOutput, now: float) -> None:
@@ -473,12 +471,14 @@ class KeyedLearner:
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics, a last evaluation of the concepts and a final snapshot.
 
-        A learner restored from a snapshot (:meth:`snapshot`: nothing counted
-        since) and given nothing since has all of that already: it publishes
-        its metrics only, so that the end of a fleet writes only the keys that moved.
+        A learner that finished and was given nothing since (restored from
+        the final snapshot of an earlier run) has all of that already: it
+        publishes its metrics only, so that the end of a fleet writes only
+        the keys that moved.
         """
-        if self.idle and not self.cadence.since_snapshot:
+        if self.cadence.finished:
             return StepOutput(metrics=[self.metrics_record(now)])
+        self.cadence.finished = True  # in the final snapshot's state
         if self.pending is not None:
             self.pending.close()
         self.guard.journal.settle()
@@ -591,7 +591,6 @@ class KeyedLearner:
             )
         learner = learner_from_state(state["learner"], spec)
         step = cls(state["key"], config, learner_factory, learner)
-        step.idle = True
         step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
