@@ -94,10 +94,11 @@ class EngineConfig:
             and learns every event, only the champion's predictions are
             published (see :mod:`stream_learner.slot`); empty: the
             ``learner`` alone, at no cost.
-        promotion_window: the last N labelled events both learners predicted
-            on which a challenger is compared with the champion.
+        promotion_window: the N labelled events both learners predicted on
+            which a challenger is compared with the champion, each N once.
         promotion_alpha: the significance a challenger must be better at
-            (paired two-sided test, see :mod:`stream_learner.evidence`).
+            (paired two-sided test, see :mod:`stream_learner.evidence`),
+            shared among the challengers.
         min_champion_events: labelled events a champion holds before any
             challenger may replace it.
         auto_promote: replace the champion when a challenger is better
