@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -52,6 +53,11 @@ class Topic:
             for messages in self.consumer.poll(timeout_ms=300).values():
                 self.records += [orjson.loads(m.value) for m in messages]
         return self.records
+
+    def drain(self, seconds: float) -> list[dict[str, Any]]:
+        """What the topic holds after reading on for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        return self.until(lambda r: time.monotonic() >= deadline, timeout=seconds + 5)
 
     def close(self) -> None:
         self.consumer.close()
@@ -154,3 +160,58 @@ def test_operators_commands_are_obeyed_once_in_order_and_answered(kafka_bootstra
     assert len({orjson.dumps(p) for p in again}) > 10  # resumed
 
     assert sorted(letter["reason"] for letter in letters) == ["bad_signature", "unsigned_command"]
+
+
+def test_a_command_survives_a_sigkill_and_a_restart_exactly_once(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+    """The service is killed right after it answered a pause: restarted on its recovery directory, the key is paused once, not lost, not twice."""
+    topics = {name: f"ctk-{name}-{unique}" for name in ("in", "pred", "metrics", "dlq", "control")}
+    config = {"bootstrap_servers": kafka_bootstrap}
+    ensure_topics(config, list(topics.values()), 1)
+    producer = make_producer(config)
+    env = {
+        **os.environ,
+        "STREAM_LEARNER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "STREAM_LEARNER_REDIS__URL": redis_url,
+        "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": KEY.decode(),
+        "STREAM_LEARNER_APP": f"ctk-{unique}",
+        "STREAM_LEARNER_KAFKA__CONTROL_TOPIC": topics["control"],
+    }
+    command = [
+        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--input-topic", topics["in"],
+        "--predictions-topic", topics["pred"], "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
+        "--model", "logreg", "--drift-detector", "none", "--recovery-dir", str(tmp_path / "recovery"), "--epoch-seconds", "0.2", "--quiet",
+    ]  # fmt: skip
+    predictions, metrics = Topic(kafka_bootstrap, topics["pred"]), Topic(kafka_bootstrap, topics["metrics"])
+    pause = Command(f"pause-{unique}", "k", "pause-learning", None, time.time())
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    second = None
+    try:
+        for value in _events("A", 300, seed=1):
+            producer.send(topics["in"], key=b"k", value=value)
+        producer.flush()
+        predictions.until(lambda r: len(r) >= 330)
+        producer.send(topics["control"], key=b"k", value=sign_command(pause, KEY))
+        producer.flush()
+        metrics.until(lambda r: bool(_answer(r, pause.id)))
+        os.killpg(first.pid, signal.SIGKILL)  # the service and its Kafka children, at once
+        first.wait(timeout=30)
+
+        second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        for value in _events("B", 200, seed=2):
+            producer.send(topics["in"], key=b"k", value=value)
+        producer.flush()
+        predictions.until(lambda r: sum(p["id"].startswith("B-") for p in r) >= 180)
+        records = metrics.drain(2.0)
+    finally:
+        producer.close()
+        predictions.close()
+        metrics.close()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+    statuses = [a["status"] for a in _answer(records, pause.id)]
+    assert statuses[0] == "applied" and set(statuses[1:]) <= {"applied", "duplicate"}  # read again after the kill: applied to a state without it, or a duplicate
+    still = {orjson.dumps(p["proba"]) for p in predictions.records if p["id"].startswith("probe-B-")}
+    assert len(still) == 1  # the restarted key is paused: the command was not lost
