@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from typing import Iterator
 
@@ -206,3 +210,42 @@ def test_a_damaged_entry_of_a_round_is_refused_alone(store: RedisSnapshotStore) 
     found = {k: load_latest_valid(store, k, SIGNING_KEY) for k in "abc"}
     assert {k: (f[0].events_seen, len(f[2])) for k, f in found.items() if f} == {"a": (2, 0), "b": (1, 1), "c": (2, 0)}
     assert "version 2 of 'b' refused: snapshot checksum does not match" in found["b"][2][0]  # type: ignore[index]
+
+
+_KILLED_WRITER = """
+import sys
+import redis
+from connectors.redis_store import RedisSnapshotStore
+from stream_learner.snapshot import seal
+
+class Stalling(list):
+    # a round whose items stop coming after the first pipeline: the parent kills the writer there
+    def __iter__(self):
+        for i, item in enumerate(list.__iter__(self)):
+            if i == 500:
+                print("stalled", flush=True)
+                sys.stdin.read()
+            yield item
+
+store = RedisSnapshotStore(redis.Redis.from_url(sys.argv[1]), app=sys.argv[2], retain=3)
+def blob(key, events):
+    return seal(b"x" * 20_000, signing_key=b"test-signing-key", key=key, learner_kind="river", strategy="none", events_seen=events, source_offsets={0: events})
+keys = [f"k{i:03d}" for i in range(600)]
+store.save_many([(k, blob(k, 1)) for k in keys])
+store.save_many(Stalling([(k, blob(k, 2)) for k in keys]))  # 8 MB pipelines: about 400 keys each
+"""
+
+
+def test_a_writer_killed_in_the_middle_of_a_round_leaves_every_key_at_a_complete_version(store: RedisSnapshotStore, redis_url: str) -> None:
+    args = [sys.executable, "-c", _KILLED_WRITER, redis_url, store.app]
+    with subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "stalled\n"
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(30)
+    loaded = {k: load_latest_valid(store, k, SIGNING_KEY) for k in store.keys()}
+    assert len(loaded) == 600
+    events = [found[0].events_seen if found and not found[2] else None for found in loaded.values()]
+    assert set(events) == {1, 2} and events == sorted(events, reverse=True)  # the round's first pipeline saved, the rest at the round before
