@@ -12,17 +12,20 @@ field naming it and a ``champion`` flag.
 Promotion: each labelled event that the champion and a challenger both
 predicted adds a pair of errors to that challenger's
 :class:`~stream_learner.evidence.PairedWindow`. Once the champion has held
-``min_champion_events`` labelled events, every ``promotion_window / 50``
-labelled events (at least every event), a challenger whose window is full
-(``promotion_window`` pairs), whose error is lower, and whose paired test
-(McNemar, or Wilcoxon for regression) gives a p-value under
-``promotion_alpha`` replaces the champion (the one with the lowest error, if
-several qualify). A ``promotion`` record carries the evidence. The outgoing
-champion stays as a challenger (so it can come back), every window starts
-afresh, and the batch's snapshot holds the slot as it is after the promotion.
-With ``auto_promote`` off the same record says ``applied: false`` and that
-challenger's window starts afresh, so a recommendation is repeated only on
-new evidence.
+``min_champion_events`` labelled events, at the end of each
+``promotion_window`` of them, a challenger whose error over that window is
+lower and whose paired test (McNemar, or Wilcoxon for regression) gives a
+p-value under ``promotion_alpha`` divided by the number of challengers
+replaces the champion (the one with the lowest error, if several qualify).
+Each test looks at pairs no earlier test saw, so between equally good
+learners a promotion happens by chance at most once in ``2 / alpha``
+windows (testing overlapping windows at every event would find a false one
+many times as often); a better challenger waits at most one window longer.
+A ``promotion`` record carries the evidence. The outgoing champion stays as
+a challenger (so it can come back), every window starts afresh, and the
+batch's snapshot holds the slot as it is after the promotion. With
+``auto_promote`` off the same record says ``applied: false``, and is said
+again only on the next window's evidence.
 
 Whether a candidate is champion changes what is published, never what any
 candidate learns; the evidence is taken event by event, so the candidates'
@@ -161,7 +164,6 @@ class Slot:
         self._waiting: OrderedDict[str, tuple[Any, ...]] = OrderedDict()  # unlabelled events' predictions, by candidate, awaiting a delayed label
         self.operator = Operator()  # the commands applied (each once)
         self.cadence = Cadence(0, 0, config.snapshot_every, config.snapshot_seconds)
-        self._check_every = max(1, config.promotion_window // 50)  # a decision a fiftieth of a window late; the test is not paid on every event
 
     @classmethod
     def with_champion(cls, champion: KeyedLearner, config: EngineConfig) -> Slot:
@@ -269,17 +271,18 @@ class Slot:
         for i, window in self.windows.items():
             window.add(champion_error, error(label, preds[i]))
         self.held += 1
-        if self.held >= self.config.min_champion_events and self.held % self._check_every == 0:
+        if self.held >= self.config.min_champion_events and self.held % self.config.promotion_window == 0:  # each window of pairs tested once
             return self._promotion(at_event, now)
         return None
 
     def _promotion(self, at_event: int, now: float) -> PromotionDict | None:
         """The challenger better than the champion by the paired test, if any: promoted (or recommended), and its record."""
         best: tuple[int, PairedTest] | None = None
+        alpha = self.config.promotion_alpha / len(self.windows)  # Bonferroni: any challenger, by chance, at most alpha
         for i, window in self.windows.items():
             if window.full and window.second_error < window.first_error:
                 test = window.test()
-                if test.second_better(self.config.promotion_alpha) and (best is None or test.second_error < best[1].second_error):
+                if test.second_better(alpha) and (best is None or test.second_error < best[1].second_error):
                     best = (i, test)
         if best is None:
             return None
@@ -303,8 +306,6 @@ class Slot:
         }
         if self.config.auto_promote:
             self._crown(winner)
-        else:
-            self.windows[winner].clear()
         return record
 
     def _crown(self, index: int) -> None:

@@ -62,7 +62,7 @@ def test_a_truly_better_challenger_is_promoted_within_the_window(seed: int) -> N
     _, records = run(slot, band(seed, 1500))
     [promotion] = promotions(records)
     assert (promotion["champion"], promotion["challenger"], promotion["applied"]) == ("logreg", "hoeffding_tree", True)
-    assert promotion["at_event"] <= 200 + 200  # min_champion_events, then at most one window of evidence
+    assert promotion["at_event"] in (200, 400)  # tested at the end of each window of 200 pairs, once min_champion_events are held
     assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree"
     assert slot.names == ["logreg", "hoeffding_tree"]  # the outgoing champion stays, as a challenger
     evidence = promotion["evidence"]
