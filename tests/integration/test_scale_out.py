@@ -30,6 +30,7 @@ from test_kafka_e2e import read_topic
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.redis_store import RedisSnapshotStore
+from stream_learner.snapshot import load_latest_valid
 
 pytestmark = pytest.mark.integration
 
@@ -120,4 +121,63 @@ def test_two_processes_share_the_partitions_and_each_key_has_one_learner(kafka_b
         assert sorted(store.keys()) == list(KEYS)
     finally:
         for key in KEYS:
+            store.delete(key)
+
+
+FLEET = 2000  # model keys in the fleet test
+ROUNDS = 3  # events per key: round r goes to partition r % 2, so every key is read by both processes
+
+
+def test_a_fleet_of_thousands_of_keys_spreads_over_the_cluster_one_learner_per_key(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
+    """2,000 keys over two processes, each bounded to 300 resident learners: every key has one learner, which saw all of its events.
+
+    Outputs are not counted here: with thousands of keys both processes write to
+    every output partition, where the test broker may hide acknowledged records
+    (the test above checks outputs with one writer per partition).
+    """
+    topics = {name: f"{name}-fleet-{unique}" for name in ("in", "pred", "metrics", "dlq")}
+    client = {"bootstrap_servers": [kafka_bootstrap]}
+    ensure_topics(client, [topics["in"]], partitions=2)
+    ensure_topics(client, [topics[name] for name in ("pred", "metrics", "dlq")], partitions=1)
+    producer = make_producer(client)
+    for i in range(FLEET * ROUNDS):
+        key, round_ = f"k{i % FLEET}", i // FLEET
+        doc = {"id": f"e{i}", "key": key, "features": {"x": (i * 7919) % 100 / 10}, "label": i % 3 == 0}
+        producer.send(topics["in"], value=orjson.dumps(doc), partition=round_ % 2)
+    producer.flush()
+    producer.close()
+
+    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    env = {**os.environ, "STREAM_LEARNER_REDIS__URL": redis_url, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
+    services = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+                "--bootstrap-servers", kafka_bootstrap, "--app", f"fleet-{unique}", "--model", "logreg",
+                "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
+                "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
+                "--stop-when-idle", "3", "--max-resident-keys", "300", "--snapshot-seconds", "0",
+                "--addresses", addresses, "--process-id", str(i),
+            ],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    summaries = []
+    for service in services:
+        out, err = service.communicate(timeout=300)
+        assert service.returncode == 0, err[-3000:]
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+
+    assert sum(s["events"] for s in summaries) == FLEET * ROUNDS and all(s["events"] > 0 for s in summaries)
+    assert sum(s["keys"] for s in summaries) == FLEET  # each key's learner in one process only
+    assert all(s["evictions"]["count"] > 0 for s in summaries)  # the bound held: keys went out and came back
+    store = RedisSnapshotStore.from_url(redis_url, app=f"fleet-{unique}")
+    try:
+        keys = store.keys()
+        assert len(keys) == FLEET
+        seen = Counter(load_latest_valid(store, key, SIGNING_KEY.encode())[0].events_seen for key in keys)  # type: ignore[index]
+        assert seen == {ROUNDS: FLEET}  # every key's one learner learned all of its events
+    finally:
+        for key in store.keys():
             store.delete(key)
