@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import orjson
 
 from stream_learner.errors import SnapshotError
 from stream_learner.forked_pickle import ForkedPickle
-from stream_learner.state import encode
+from stream_learner.state import decode, encode
 
 FORMAT_VERSION = 2
 """The envelope :func:`seal` writes: 2 holds an encoded state; 1 (still read) a pickled learner."""
@@ -60,8 +61,9 @@ class Snapshot:
     """A learner's encoded state and the bookkeeping that goes in its envelope.
 
     ``pickled`` is the bytes (:func:`stream_learner.state.encode`), or a
-    :class:`~stream_learner.forked_pickle.ForkedPickle` still making them;
-    :attr:`payload` waits for it.
+    :class:`~stream_learner.forked_pickle.ForkedPickle` (or a share of one
+    made for a whole round, :meth:`round`) still making them; :attr:`payload`
+    waits for it.
     """
 
     key: str
@@ -69,7 +71,7 @@ class Snapshot:
     strategy: str
     events_seen: int
     source_offsets: dict[int, int]
-    pickled: bytes | ForkedPickle
+    pickled: bytes | ForkedPickle | RoundShare
 
     @classmethod
     def of_state(
@@ -86,6 +88,32 @@ class Snapshot:
         """The snapshot of the state ``state()`` returns, encoded in a forked child when ``background`` (see :func:`encoding`)."""
         return cls(key, learner_kind, strategy, events_seen, dict(source_offsets), encoding(state, forked=background))
 
+    @classmethod
+    def round(cls, parts: Sequence[SnapshotPart], background: bool) -> list[Snapshot]:
+        """The snapshots of several learners as they are now, in the order of ``parts``.
+
+        With ``background``, the forkable ones are encoded together in one
+        forked child (a fleet pays one ``fork()`` per round, not one per
+        key), the others here; each snapshot takes its own bytes from that
+        child (:class:`RoundShare`), and the child is reaped once every one
+        of them took or discarded its share.
+
+        >>> state = {"w": 1}
+        >>> parts = [SnapshotPart(lambda k=k: {"key": k, **state}, k, "river", "none", 1, {0: 1}) for k in "ab"]
+        >>> snaps = Snapshot.round(parts, background=True)
+        >>> state["w"] = 2  # later changes are not in the round
+        >>> [decode(s.payload) for s in snaps]
+        [{'key': 'a', 'w': 1}, {'key': 'b', 'w': 1}]
+        """
+        forked = [part for part in parts if background and part.forkable]
+        shared = RoundEncoding(forked) if len(forked) > 1 else None  # one: a child of its own, as Snapshot.of_state
+
+        def pickled(part: SnapshotPart) -> bytes | ForkedPickle | RoundShare:
+            in_child = background and part.forkable
+            return shared.share(part.key) if shared is not None and in_child else encoding(part.state, forked=in_child)
+
+        return [cls(part.key, part.learner_kind, part.strategy, part.events_seen, dict(part.source_offsets), pickled(part)) for part in parts]
+
     @property
     def payload(self) -> bytes:
         pickled = self.pickled
@@ -95,6 +123,82 @@ class Snapshot:
         """Nobody will read this snapshot (a newer one replaced it)."""
         if not isinstance(self.pickled, bytes):
             self.pickled.discard()
+
+
+@dataclass(frozen=True, eq=False)
+class SnapshotPart:
+    """One learner's share of :meth:`Snapshot.round`: its state (called when it is encoded) and its envelope's bookkeeping, read when the part is made.
+
+    ``forkable``: whether its state may be encoded in a forked child
+    (:func:`~stream_learner.learners.base.forkable`: not a model on a GPU).
+    """
+
+    state: Callable[[], dict[str, Any]]
+    key: str
+    learner_kind: str
+    strategy: str
+    events_seen: int
+    source_offsets: dict[int, int]
+    forkable: bool = True
+
+
+class RoundEncoding:
+    """The encoded states of a round's learners, made in one forked child (see :meth:`Snapshot.round`)."""
+
+    def __init__(self, parts: Sequence[SnapshotPart]) -> None:
+        states = {part.key: part.state for part in parts}
+        self._forked = ForkedPickle.call(lambda: encode({key: encode(state()) for key, state in states.items()}))
+        self._lock = threading.Lock()  # shares are taken on the writer thread, discarded on either
+        self._open = set(states)  # keys whose share was neither taken nor discarded
+        self._made: dict[str, bytes] | SnapshotError | None = None  # the child's bytes per key, or why it failed
+
+    def share(self, key: str) -> RoundShare:
+        return RoundShare(self, key)
+
+    def take(self, key: str) -> bytes:
+        """``key``'s encoded state (the first share taken waits for the child)."""
+        with self._lock:
+            self._open.discard(key)
+            if self._made is None:
+                try:
+                    self._made = decode(self._forked.result())
+                except SnapshotError as exc:
+                    self._made = exc
+            if isinstance(self._made, SnapshotError):
+                raise self._made
+            return self._made.pop(key)
+
+    def give_up(self, key: str) -> None:
+        """Nobody will take ``key``'s share; the child is reaped once nobody will take any."""
+        with self._lock:
+            self._open.discard(key)
+            if isinstance(self._made, dict):
+                self._made.pop(key, None)
+            elif self._made is None and not self._open:
+                self._forked.discard()
+
+
+class RoundShare:
+    """One snapshot's bytes of a :class:`RoundEncoding`: ``result()`` and ``discard()``, as a :class:`~stream_learner.forked_pickle.ForkedPickle`'s."""
+
+    def __init__(self, encoding: RoundEncoding, key: str) -> None:
+        self._encoding = encoding
+        self._key = key
+        self._data: bytes | None = None
+        self._done = False
+
+    def result(self) -> bytes:
+        if self._data is None:
+            if self._done:
+                raise SnapshotError(f"the snapshot of {self._key!r} was discarded")
+            self._done = True
+            self._data = self._encoding.take(self._key)
+        return self._data
+
+    def discard(self) -> None:
+        if not self._done:
+            self._done = True
+            self._encoding.give_up(self._key)
 
 
 def encoding(state: Callable[[], dict[str, Any]], forked: bool) -> bytes | ForkedPickle:
