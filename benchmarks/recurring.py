@@ -102,7 +102,7 @@ def run(spec: LearnerSpec, reuse: ConceptReuse | None, events: list[Event]) -> R
     step = KeyedLearner("k", EngineConfig(learner=spec, metrics_every=10**9, forgetting_every=0, snapshot_seconds=0.0, concept_reuse=reuse))
     clock = [0.0]
     if step.reuse is not None:
-        for name in ("leave", "enter", "score"):
+        for name in ("learned", "leave", "enter", "score"):
             _timed(step.reuse, name, clock)
     correct: list[bool] = []
     reinstated: list[int] = []
@@ -154,7 +154,9 @@ class Row:
     reuse_seconds: float = 0.0
 
 
-def measure(names: list[str], models: list[str], seeds: int, options: Options) -> dict[tuple[str, str, bool], Row]:
+def measure(names: list[str], models: list[str], seeds: int, options: Options, reuse: ConceptReuse | None = None) -> dict[tuple[str, str, bool], Row]:
+    """The table's rows: per stream, model and reuse off/on (``reuse``: its settings, the defaults if ``None``)."""
+    reuse = reuse or ConceptReuse()
     rows: dict[tuple[str, str, bool], Row] = {}
     for name in names:
         for seed in range(seeds):
@@ -162,7 +164,7 @@ def measure(names: list[str], models: list[str], seeds: int, options: Options) -
             returns = [s * options.segment for s in range(2, options.segments)]
             for model in models:
                 for on in (False, True):
-                    result = run(MODELS[model], ConceptReuse() if on else None, events)
+                    result = run(MODELS[model], reuse if on else None, events)
                     row = rows.setdefault((name, model, on), Row([], [], []))
                     row.accuracy.append(sum(result.correct) / len(result.correct))
                     for at in returns:
@@ -203,12 +205,15 @@ def main() -> None:
     parser.add_argument("--recovery-window", type=int, default=50)
     parser.add_argument("--within", type=float, default=0.05)
     parser.add_argument("--level", type=int, default=500, help="events before a return that set the level to recover")
+    parser.add_argument("--checkpoint-every", type=int, default=ConceptReuse.checkpoint_every, help="ConceptReuse.checkpoint_every")
+    parser.add_argument("--looks", type=int, default=ConceptReuse.looks, help="ConceptReuse.looks")
     args = parser.parse_args()
+    reuse = ConceptReuse(looks=args.looks, checkpoint_every=args.checkpoint_every)
     options = Options(args.segment, args.segments, args.first, args.recovery_window, args.within, args.level)
-    rows = measure(args.streams, args.models, args.seeds, options)
+    rows = measure(args.streams, args.models, args.seeds, options, reuse)
     print(
         f"{args.seeds} seeds x {len(args.streams)} streams, {args.segments} segments of {args.segment:,} events (A, B, A, ...); "
-        f"recovery: last {args.recovery_window} events within {args.within} of the {args.level} before the return; reuse at {ConceptReuse()}"
+        f"recovery: last {args.recovery_window} events within {args.within} of the {args.level} before the return; reuse at {reuse}"
     )
     print(report(rows, options))
 

@@ -5,12 +5,13 @@ outgoing model's state (its learner's ``state_dict()``, as it served the
 concept that ends, before the strategy consolidates or resets it) goes
 into a bounded :class:`ConceptLibrary`. A drift is found some events after
 it began, and the model has learned those events of the new concept by
-then (a linear model trained by SGD is harmed most): so every
-``checkpoint_every`` labelled events the live model's state is copied, and
-at a detected drift the library keeps the copy taken between
-``checkpoint_every`` and twice that many events earlier, where the concept
-had begun before it (an explicit task switch has no such delay: the model
-as it is then). During the new concept's first
+then (a linear model trained by SGD is harmed most). With
+``checkpoint_every``, every that many labelled events the live model's
+state is copied, and at a detected drift the library keeps the copy taken
+between ``checkpoint_every`` and twice that many events earlier, where the
+concept had begun before it (an explicit task switch has no such delay:
+the model as it is then). Each copy costs a ``state_dict()``: cheap for a
+linear model, a tree's whole pickle for a tree. During the new concept's first
 ``window`` labelled events every stored model predicts the same events in
 shadow (predict only: stored models never learn), each paired with the
 live model's errors (:class:`~stream_learner.evidence.PairedWindow`). At a
@@ -83,15 +84,16 @@ class ConceptReuse:
         alpha: significance of the paired test, for all candidates and looks together.
         looks: how many times during the window the test is read (the last at its end);
             more looks reinstate sooner, each at a stricter level.
-        checkpoint_every: labelled events between copies of the live model (0: none;
-            a drift then stores the model as it is when detected).
+        checkpoint_every: labelled events between copies of the live model, so that a
+            detected drift stores the model as it was before the detector's delay
+            (0: none; the model as it is when the drift is detected).
     """
 
     size: int = 5
     window: int = 200
     alpha: float = 0.05
     looks: int = 8
-    checkpoint_every: int = 100
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 1:
