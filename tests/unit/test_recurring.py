@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 from state_checks import assert_same_state
 
+from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError
 from stream_learner.events import DriftRecord, Event
@@ -214,3 +217,13 @@ def test_a_detected_drift_stores_the_model_as_it_was_before_the_detectors_delay(
         reuse.learned(learner)
     reuse.leave(learner, detected=True)  # one checkpoint only since the concept began: the model as it is
     assert_same_state(reuse.library.entries[2], learner.state_dict())
+
+
+def test_an_embedded_run_publishes_the_return_of_a_stored_concept(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"features": e.features, "label": e.label}) + "\n" for e in _abab(0, "ABA")))
+    engine = EngineConfig(learner=LearnerSpec("logreg"), concept_reuse=ConceptReuse())
+    run(RunOptions(source=f"file:{path}", engine=engine, out=tmp_path / "out", progress=False, console=False))
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    back = [DriftRecord.model_validate(r) for r in records if r["type"] == "drift" and r["detector"] == "recurring"]
+    assert [(r.reused_concept, r.concept) for r in back] == [(0, 2)] and back[0].evidence is not None
