@@ -227,3 +227,20 @@ def test_an_embedded_run_publishes_the_return_of_a_stored_concept(tmp_path: Path
     records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     back = [DriftRecord.model_validate(r) for r in records if r["type"] == "drift" and r["detector"] == "recurring"]
     assert [(r.reused_concept, r.concept) for r in back] == [(0, 2)] and back[0].evidence is not None
+
+
+def test_a_regressor_gets_its_model_back_by_wilcoxon_as_it_was_before_the_detectors_delay() -> None:
+    rng = random.Random(0)
+    events = []
+    for k in range(3 * SEGMENT):
+        a = rng.random()
+        events.append(Event(str(k), "k", {"a": a}, (3 * a if k // SEGMENT != 1 else -3 * a) + rng.gauss(0, 0.1), None, 0, k))  # A, B, A
+    third = slice(2 * SEGMENT, 2 * SEGMENT + 300)
+    mae = {}
+    for reuse in (None, ConceptReuse(checkpoint_every=100)):
+        predictions, drifts = _run(_config(LearnerSpec("linreg"), reuse), events)
+        mae[reuse is not None] = sum(abs(p - e.label) for p, e in zip(predictions[third], events[third])) / 300
+    back = [DriftRecord.model_validate(d) for d in drifts if d["detector"] == "recurring"]
+    assert [d.reused_concept for d in back] == [0] and back[0].evidence is not None and back[0].evidence.test == "wilcoxon"
+    assert back[0].evidence.stored_error < 0.2  # the model of A before B's first events taught it otherwise
+    assert mae[True] < 0.8 * mae[False], mae
