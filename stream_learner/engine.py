@@ -34,7 +34,7 @@ from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict
 from stream_learner.schema import Schema
-from stream_learner.snapshot import Snapshot
+from stream_learner.snapshot import Snapshot, SnapshotPart
 from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
@@ -103,6 +103,11 @@ class EngineConfig:
             challenger may replace it.
         auto_promote: replace the champion when a challenger is better
             (``False``: publish the recommendation only).
+        snapshot_rounds: the caller snapshots many keys together
+            (:meth:`~stream_learner.snapshot.Snapshot.round`: one fork for a
+            fleet's due keys, not one per key): a step whose snapshot is due
+            only says so (:attr:`StepOutput.snapshot_due`) and the caller
+            takes it with :meth:`KeyedLearner.snapshot_part`. The dataflow sets it.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -129,16 +134,22 @@ class EngineConfig:
     promotion_alpha: float = 0.01
     min_champion_events: int = 1000
     auto_promote: bool = True
+    snapshot_rounds: bool = False
 
 
 @dataclass
 class StepOutput:
-    """Everything one call of the learner step asks to publish."""
+    """Everything one call of the learner step asks to publish.
+
+    ``snapshot_due``: the step's snapshot is due, for its caller to take in
+    a round (``EngineConfig.snapshot_rounds``; else it is in ``snapshot``).
+    """
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
     metrics: list[MetricsDict | DriftDict | FeatureDriftDict | PromotionDict | ControlDict] = field(default_factory=list)
     dead_letters: list[DeadLetterDict] = field(default_factory=list)
     snapshot: Snapshot | None = None
+    snapshot_due: bool = False
 
 
 VERSION = 1
@@ -233,7 +244,10 @@ class KeyedLearner:
             self._step(row, events, out, now)
         self.guard.end_batch()
         if self.cadence.snapshot_due(now):
-            out.snapshot = self.snapshot(background=True)
+            if self.config.snapshot_rounds:
+                out.snapshot_due = True
+            else:
+                out.snapshot = self.snapshot(background=True)
         return out
 
     def _batch_rows(self, batch: EventBatch) -> Iterator[EventRow]:
@@ -472,19 +486,23 @@ class KeyedLearner:
     def finish(self, now: float) -> StepOutput:
         """The stream ended: final metrics, a last evaluation of the concepts and a final snapshot.
 
-        A learner that finished and was given nothing since (restored from
-        the final snapshot of an earlier run) has all of that already: it
-        publishes its metrics only, so that the end of a fleet writes only
-        the keys that moved.
+        The end of a fleet writes only the keys that moved: a learner that
+        finished and was given nothing since (restored from the final
+        snapshot of an earlier run) publishes its metrics only; one whose
+        last snapshot already holds everything (no event since, no delayed
+        labels waiting, no new evaluation row: forgetting tracking off) writes no snapshot.
         """
         if self.cadence.finished:
             return StepOutput(metrics=[self.metrics_record(now)])
         self.cadence.finished = True  # in the final snapshot's state
+        moved = bool(self.cadence.since_snapshot) or self.pending is not None
         if self.pending is not None:
             self.pending.close()
         self.guard.journal.settle()
+        evaluations = self.forgetting.evaluations
         self.evaluate_concepts()
-        return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot())
+        moved = moved or self.forgetting.evaluations != evaluations
+        return StepOutput(metrics=[self.metrics_record(now)], snapshot=self.snapshot() if moved else None)
 
     def evaluate_concepts(self) -> dict[int, float]:
         """Evaluate the model on every concept's sample: a new accuracy-matrix row.
@@ -535,15 +553,19 @@ class KeyedLearner:
         and the model is not on a GPU; the stream then pays for ``fork()``
         only and its objects are not touched (see :mod:`stream_learner.forked_pickle`).
         """
+        return Snapshot.round([self.snapshot_part()], background)[0]
+
+    def snapshot_part(self) -> SnapshotPart:
+        """This learner's share of a snapshot round (:meth:`~stream_learner.snapshot.Snapshot.round`), as it is now: its snapshot counts as taken."""
         self.cadence.snapshot_taken()
-        return Snapshot.of_state(
+        return SnapshotPart(
             self.state_dict,
-            key=self.key,
-            learner_kind=self.learner.family,
-            strategy=self.config.learner.strategy or "none",
-            events_seen=self.events,
-            source_offsets=dict(self.next_offsets),
-            background=background and forkable(self.learner),
+            self.key,
+            self.learner.family,
+            self.config.learner.strategy or "none",
+            self.events,
+            dict(self.next_offsets),
+            forkable(self.learner),
         )
 
     @classmethod

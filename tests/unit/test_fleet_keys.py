@@ -170,3 +170,48 @@ def test_a_key_restored_from_its_final_snapshot_and_given_nothing_finishes_witho
     left = KeyedLearner.from_state(middle, config)
     ended = left.finish(1.0)
     assert ended.snapshot is not None and decode(ended.snapshot.payload)["forgetting"] == final["forgetting"]
+
+
+def test_with_forgetting_off_no_report_shows_forgetting_figures(tmp_path: Any) -> None:
+    """``--forgetting-sample 0``: the metrics records, the run's summary and its console line carry no forgetting figure (none, not a 1.0 of nothing)."""
+    import orjson
+
+    from stream_learner.app.cli import _describe_forgetting
+    from stream_learner.app.runner import RunOptions, run
+
+    config = EngineConfig(learner=LearnerSpec("logreg"), forgetting_sample=0, forgetting_every=100, metrics_every=200)
+    summary = run(RunOptions(source="synthetic:sea?every=500", engine=config, out=tmp_path, max_events=1500, progress=False, console=False))
+    assert summary["forgetting"] == {"average_accuracy": None, "average_mae": None, "average_forgetting": None, "bwt": None, "concepts": 0}
+    assert _describe_forgetting(summary["forgetting"]) == ""
+    records = [orjson.loads(line) for line in (tmp_path / "metrics.jsonl").read_bytes().splitlines()]
+    forgetting = [r["forgetting"] for r in records if r["type"] == "metrics"]
+    assert forgetting and all(f["matrix"] == [] and f["average"] is None and f["bwt"] is None and f["average_accuracy"] is None for f in forgetting)
+
+
+def test_in_snapshot_rounds_a_due_step_only_says_so() -> None:
+    """The caller takes the due keys' snapshots together (one fork for many keys), each as the key is when the round is taken."""
+    from stream_learner.snapshot import Snapshot
+
+    config = EngineConfig(learner=LearnerSpec("logreg"), snapshot_every=10, snapshot_seconds=0, snapshot_rounds=True)
+    steps = [KeyedLearner(key, config) for key in "ab"]
+    outs = [step.process(_events(12, step.key, 1), now=1.0) for step in steps]
+    assert all(out.snapshot_due and out.snapshot is None for out in outs)
+    snapshots = Snapshot.round([step.snapshot_part() for step in steps], background=True)
+    for step, snapshot in zip(steps, snapshots):
+        assert decode(snapshot.payload) == decode(encode(step.state_dict())) and snapshot.events_seen == 12
+        assert step.cadence.since_snapshot == 0
+    assert not steps[0].process(_events(3, "a", 2, start=12), now=1.0).snapshot_due
+    unrounded = KeyedLearner("c", EngineConfig(learner=LearnerSpec("logreg"), snapshot_every=10, snapshot_seconds=0))
+    out = unrounded.process(_events(12, "c", 1), now=1.0)
+    assert out.snapshot is not None and not out.snapshot_due
+
+
+def test_with_forgetting_off_a_key_snapshotted_after_its_last_event_ends_without_writing() -> None:
+    config = EngineConfig(learner=LearnerSpec("logreg"), forgetting_sample=0, snapshot_every=10, snapshot_seconds=0)
+    still = KeyedLearner("k", config)
+    assert still.process(_events(10, "k", 1), now=1.0).snapshot is not None
+    assert still.finish(1.0).snapshot is None
+    moved = KeyedLearner("k", config)
+    moved.process(_events(10, "k", 1), now=1.0)
+    assert moved.process(_events(1, "k", 1, start=10), now=1.0).snapshot is None
+    assert moved.finish(1.0).snapshot is not None
