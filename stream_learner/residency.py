@@ -2,9 +2,10 @@
 
 Each worker keeps at most ``limit`` learners resident (:class:`ResidentSet`,
 least recently used first). When a new or restored key would exceed the
-bound, the least recently used one is evicted: its full state
+bound, the least recently used ones are evicted (one, or a batch in one
+write round): each full state
 (:meth:`~stream_learner.engine.KeyedLearner.state_dict`) is written as a
-normal, signed snapshot version of the key, and only once that write
+normal, signed snapshot version of its key, and only once that write
 succeeded is the learner dropped; its holder keeps the version number. On
 the key's next event that exact version is restored
 (:meth:`EvictingStore.restore`). The run's snapshot store reaches the
@@ -20,7 +21,7 @@ key's ``latest`` over the newer, evicted state.
 >>> store = EvictingStore(LocalSnapshotStore(tempfile.mkdtemp()), b"key", config)
 >>> learner = KeyedLearner("a", config)
 >>> _ = learner.process([Event(str(i), "a", {"x": float(i % 2)}, bool(i % 2), None, 0, i) for i in range(20)], now=0.0)
->>> version = store.evict(eviction_snapshot(learner))
+>>> [version] = store.evict([eviction_snapshot(learner)])
 >>> back = store.restore("a", version)
 >>> (back.events, back.learned, back.next_offsets) == (learner.events, learner.learned, learner.next_offsets)
 True
@@ -33,6 +34,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any, Callable, Protocol
 
 import orjson
@@ -50,21 +52,21 @@ RETRY_MAX_SECONDS = 10.0
 _MARKER = b"SLEVICTED\n"  # neither a state (b"SLSTATE") nor a format-1 pickle (b"\x80")
 
 
-def evicted_marker(key: str, version: int) -> bytes:
-    """The recovery state of a key whose learner waits in the snapshot store as ``version``.
+def evicted_marker(key: str, version: int, newest: bool = False) -> bytes:
+    """The recovery state of a key whose learner waits in the snapshot store as ``version`` (``newest``: or as a newer version, its final snapshot).
 
     >>> parse_marker(evicted_marker("a", 7)), parse_marker(b"SLSTATE...")
-    (('a', 7), None)
+    (('a', 7, False), None)
     """
-    return _MARKER + orjson.dumps({"key": key, "version": version})
+    return _MARKER + orjson.dumps({"key": key, "version": version, "newest": newest})
 
 
-def parse_marker(state: bytes) -> tuple[str, int] | None:
-    """The key and version an :func:`evicted_marker` names; ``None`` for any other recovery state."""
+def parse_marker(state: bytes) -> tuple[str, int, bool] | None:
+    """The key, version and ``newest`` an :func:`evicted_marker` names; ``None`` for any other recovery state."""
     if not state.startswith(_MARKER):
         return None
     fields = orjson.loads(state[len(_MARKER) :])
-    return str(fields["key"]), int(fields["version"])
+    return str(fields["key"]), int(fields["version"]), bool(fields.get("newest", False))
 
 
 def eviction_snapshot(learner: Step) -> Snapshot:
@@ -109,27 +111,37 @@ class EvictingStore:
         self._lock = threading.Lock()  # an eviction and the writer thread's save of the same key, one after the other
         self._floors: dict[str, tuple[int, int]] = {}  # key: (events a regular snapshot must have been taken at, to be saved; the eviction's version)
 
-    def evict(self, snapshot: Snapshot) -> int:
-        """Seal and save ``snapshot`` (a learner's full state) now; its version. Raises whatever the store raises."""
-        started = time.perf_counter()
-        blob = self._seal(snapshot)
-        with self._lock:
-            version = self.store.save(snapshot.key, blob)
-            self._floors[snapshot.key] = (snapshot.events_seen + 1, version)  # until restored, nothing older or equal is saved
-        if self.on_evicted is not None:
-            self.on_evicted(snapshot.key, time.perf_counter() - started)
-        return version
+    def evict(self, snapshots: Sequence[Snapshot]) -> list[int]:
+        """Seal and save ``snapshots`` (learners' full states) now, in one round where the store has ``save_many``; their versions.
 
-    def restore(self, key: str, version: int) -> Step:
-        """The learner ``key`` was evicted as (``version``); the newest valid version if that one is gone."""
+        Raises whatever the store raises: then none of them counts as evicted.
+        """
         started = time.perf_counter()
-        try:
-            _, payload = open_envelope(self.store.load(key, version), signing_key=self.signing_key)
-        except SnapshotError as exc:  # pruned by newer versions (a crash replays an eviction), or damaged
+        blobs = [(snapshot.key, self._seal(snapshot)) for snapshot in snapshots]
+        save_many = getattr(self.store, "save_many", None)
+        with self._lock:
+            versions = list(save_many(blobs)) if save_many is not None else [self.store.save(key, blob) for key, blob in blobs]
+            for snapshot, version in zip(snapshots, versions):
+                self._floors[snapshot.key] = (snapshot.events_seen + 1, version)  # until restored, nothing older or equal is saved
+        if self.on_evicted is not None:
+            each = (time.perf_counter() - started) / max(1, len(snapshots))
+            for snapshot in snapshots:
+                self.on_evicted(snapshot.key, each)
+        return versions
+
+    def restore(self, key: str, version: int, newest: bool = False) -> Step:
+        """The learner ``key`` was evicted as (``version``); with ``newest``, or when that version is gone, its newest valid version."""
+        started = time.perf_counter()
+        payload = None
+        if not newest:
+            try:
+                _, payload = open_envelope(self.store.load(key, version), signing_key=self.signing_key)
+            except SnapshotError as exc:  # pruned by newer versions (a crash replays an eviction), or damaged
+                logger.warning("model key %r was evicted as snapshot version %d, which cannot be read (%s): restoring its latest valid version", key, version, exc)
+        if payload is None:
             found = load_latest_valid(self.store, key, self.signing_key)
             if found is None:
-                raise SnapshotError(f"model key {key!r} was evicted as snapshot version {version}, which cannot be read ({exc}), and it has no other") from None
-            logger.warning("model key %r was evicted as snapshot version %d, which cannot be read (%s): restored from its latest valid version", key, version, exc)
+                raise SnapshotError(f"model key {key!r} was evicted as snapshot version {version}, and no version of it can be read") from None
             _, payload, _ = found
         learner = restore_step(payload, self.config)
         with self._lock:
@@ -198,36 +210,55 @@ class EvictingStore:
 
 
 class Evictable(Protocol):
-    """What a :class:`ResidentSet` evicts: a key's holder, which writes its learner out and drops it (raising if the write failed)."""
+    """What a :class:`ResidentSet` evicts: a key's holder."""
 
-    def evict(self) -> None: ...
+    def leaving(self) -> Snapshot:
+        """The learner's full state, to write (:func:`eviction_snapshot`)."""
+        ...
+
+    def left(self, version: int) -> None:
+        """The state was written as ``version``: drop the learner."""
+        ...
 
 
 class ResidentSet:
     """One worker's resident learners, least recently used first, at most ``limit`` of them (not thread-safe: one per worker).
 
-    ``counted(delta)`` hears each change of the number resident. An
-    eviction that raises (the store refuses) keeps its key resident, the
-    bound is exceeded until a later admission tries again, at most every
-    1 s to :data:`RETRY_MAX_SECONDS`, and ``failed(key)`` hears of it.
+    When an admission exceeds the bound, the ``batch`` least recently used
+    others leave together: their states are written in one round
+    (``write``: :meth:`EvictingStore.evict`), then each holder drops its
+    learner. ``counted(delta)`` hears each change of the number resident.
+    A round that raises (the store refuses) keeps its keys resident and
+    ``failed(key)`` hears of each; the bound is exceeded until a later
+    admission tries again, at most every 1 s to :data:`RETRY_MAX_SECONDS`.
 
     >>> class Holder:
     ...     def __init__(self, key): self.key = key
-    ...     def evict(self): print("evict", self.key)
-    >>> resident = ResidentSet(2)
+    ...     def leaving(self): return self.key
+    ...     def left(self, version): print("evicted", self.key, "as version", version)
+    >>> resident = ResidentSet(2, lambda states: [1] * len(states))
     >>> for key in "abc":
     ...     resident.admit(key, Holder(key))
-    evict a
+    evicted a as version 1
     >>> resident.touch("b"); resident.admit("d", Holder("d"))
-    evict c
+    evicted c as version 1
     >>> list(resident)
     ['b', 'd']
     """
 
-    def __init__(self, limit: int, counted: Callable[[int], None] = lambda delta: None, failed: Callable[[str], None] = lambda key: None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        write: Callable[[list[Snapshot]], list[int]],
+        batch: int = 1,
+        counted: Callable[[int], None] = lambda delta: None,
+        failed: Callable[[str], None] = lambda key: None,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"a resident set holds at least one key, not {limit}")
         self.limit = limit
+        self.write = write
+        self.batch = max(1, min(batch, limit))
         self.counted = counted
         self.failed = failed
         self.failures = 0  # evictions the store refused
@@ -246,27 +277,31 @@ class ResidentSet:
         self._lru.move_to_end(key)
 
     def admit(self, key: str, holder: Evictable) -> None:
-        """``key``'s learner came into memory (new or restored): the least recently used others are evicted down to the bound."""
+        """``key``'s learner came into memory (new or restored): over the bound, the least recently used others leave."""
         self._lru[key] = holder
         self._lru.move_to_end(key)
         self.counted(1)
-        while len(self._lru) > self.limit and time.monotonic() >= self._retry_at:
-            cold, cold_holder = next(iter(self._lru.items()))
-            try:
-                cold_holder.evict()
-            except Exception as exc:  # noqa: BLE001 - storage trouble keeps the key in memory; learning goes on
-                self._failed(cold, exc)
-                return
-            del self._lru[cold]
-            self.counted(-1)
-            if self._delay:
-                logger.warning("model keys are evicted again, after %d failed evictions", self.failures)
-                self._delay = 0.0
+        if len(self._lru) <= self.limit or time.monotonic() < self._retry_at:
+            return
+        cold = list(islice(self._lru.items(), len(self._lru) - self.limit + self.batch - 1))
+        try:
+            versions = self.write([holder.leaving() for _, holder in cold])
+        except Exception as exc:  # noqa: BLE001 - storage trouble keeps the keys in memory; learning goes on
+            self._failed([key for key, _ in cold], exc)
+            return
+        for (cold_key, cold_holder), version in zip(cold, versions):
+            cold_holder.left(version)
+            del self._lru[cold_key]
+        self.counted(-len(cold))
+        if self._delay:
+            logger.warning("model keys are evicted again (%d evictions failed so far)", self.failures)
+            self._delay = 0.0
 
-    def _failed(self, key: str, exc: Exception) -> None:
-        self.failures += 1
-        self.failed(key)
+    def _failed(self, keys: list[str], exc: Exception) -> None:
+        self.failures += len(keys)
+        for key in keys:
+            self.failed(key)
         if not self._delay:
-            logger.warning("model key %r not evicted (%s): kept in memory, over the bound of %d, until the snapshot store saves again", key, exc, self.limit)
+            logger.warning("%d model keys not evicted (%s): kept in memory, over the bound of %d, until the snapshot store saves again", len(keys), exc, self.limit)
         self._delay = min(max(2 * self._delay, 1.0), RETRY_MAX_SECONDS)
         self._retry_at = time.monotonic() + self._delay

@@ -32,8 +32,11 @@ from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
 from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker, eviction_snapshot, parse_marker
 from stream_learner.slot import Slot, Step, new_step, restore_step
-from stream_learner.snapshot import encoding
+from stream_learner.snapshot import Snapshot, encoding
 from stream_learner.state import decode, encode
+
+EVICTION_ROUNDS = 100
+"""A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 
@@ -208,9 +211,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.learner: Step | None = None
         self.key = ""
         self.evicted: int | None = None  # the snapshot version this key's learner waits in, while it is out of memory
+        self.newest = False  # it finished out of memory: its final snapshot (a newer version, written by the snapshot writer) holds it
         marker = parse_marker(resume_state) if resume_state is not None else None
         if marker is not None:
-            self.key, self.evicted = marker
+            self.key, self.evicted, self.newest = marker
         elif resume_state is not None:
             self.learner = restore_step(resume_state, config)
             self.key = self.learner.key
@@ -247,8 +251,8 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     def _bring_back(self, first: list[Event] | EventBatch | Command) -> Step:
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
         if self.evicted is not None and self.residency is not None:
-            learner = self.residency.store.restore(self.key, self.evicted)
-            self.evicted = None
+            learner = self.residency.store.restore(self.key, self.evicted, self.newest)
+            self.evicted, self.newest = None, False
             return learner
         key = first.key if type(first) in (EventBatch, Command) else first[0].key  # type: ignore[union-attr, index]
         self.key = key
@@ -258,24 +262,24 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         if self.residency is not None:
             self.residency.resident.admit(self.key, self)
 
-    def evict(self) -> None:
-        """Write the learner to the snapshot store, then drop it (called by the worker's resident set; raises, keeping it, when the write failed)."""
-        if self.learner is None or self.residency is None:
-            return
-        self.evicted = self.residency.store.evict(eviction_snapshot(self.learner))
-        self.learner = None
+    def leaving(self) -> Snapshot:
+        """The learner's full state, for the worker's resident set to write before it drops the learner (:meth:`left`)."""
+        if self.learner is None:
+            raise RuntimeError(f"model key {self.key!r} is not in memory")  # the resident set holds only learners in memory
+        return eviction_snapshot(self.learner)
+
+    def left(self, version: int) -> None:
+        """The learner's state was written as ``version``: drop it."""
+        self.evicted, self.learner = version, None
         if self.states is not None:
             self.states.forget(self.key)
 
     def on_eof(self) -> tuple[list[StepOutput], bool]:
         if self.learner is None and self.evicted is not None and self.residency is not None:
-            # an evicted key ends as a resident one does (final metrics, final snapshot), then goes straight back out:
-            # its final snapshot is its eviction
-            learner = self.residency.store.restore(self.key, self.evicted)
-            out = learner.finish(time.time())
-            if out.snapshot is not None:
-                self.evicted = self.residency.store.evict(out.snapshot)
-                out.snapshot = None
+            # an evicted key ends as a resident one does (final metrics, a final snapshot through the snapshot writer),
+            # and stays out of memory: from now on its newest version holds it
+            out = self.residency.store.restore(self.key, self.evicted, self.newest).finish(time.time())
+            self.newest = self.newest or out.snapshot is not None
             return [out], self.RETAIN
         if self.learner is None:
             return [], self.RETAIN
@@ -290,7 +294,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         if self.states is None:
             return None
         if self.learner is None:
-            return evicted_marker(self.key, self.evicted) if self.evicted is not None else None
+            return evicted_marker(self.key, self.evicted, self.newest) if self.evicted is not None else None
         return self.states.state(self.learner)
 
 
@@ -356,7 +360,8 @@ def build_dataflow(
         if max_resident_keys and evictions is not None:
             residency = getattr(worker, "residency", None)
             if residency is None:
-                residency = worker.residency = Residency(evictions, ResidentSet(max_resident_keys, resident.add, partial(stats.snapshot_saved, version=None)))
+                keys = ResidentSet(max_resident_keys, evictions.evict, max_resident_keys // EVICTION_ROUNDS, resident.add, partial(stats.snapshot_saved, version=None))
+                residency = worker.residency = Residency(evictions, keys)
         return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered, residency, control)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)

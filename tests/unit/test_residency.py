@@ -13,7 +13,7 @@ from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.residency import EvictingStore, ResidentSet, eviction_snapshot
-from stream_learner.snapshot import load_latest_valid, read_header, seal
+from stream_learner.snapshot import Snapshot, load_latest_valid, read_header, seal
 
 SIGNING_KEY = b"residency"
 CONFIGS = {
@@ -51,7 +51,7 @@ def test_a_restored_key_equals_the_evicted_one_exactly(tmp_path: Path, model: st
     store = store_at(tmp_path, config)
     before = plain(learner.state_dict())
 
-    back = store.restore("k", store.evict(eviction_snapshot(learner)))
+    back = store.restore("k", store.evict([eviction_snapshot(learner)])[0])
 
     assert plain(back.state_dict()) == before  # every part: model, strategy, metrics, detectors, forgetting, offsets, cadence
     assert plain(learner.state_dict()) == before  # evicting changed nothing in the learner (its snapshot cadence included)
@@ -66,7 +66,7 @@ def test_an_eviction_is_a_normal_signed_snapshot_version_of_the_key(tmp_path: Pa
     learner = KeyedLearner("k", config)
     learner.process(events("k", 0, 30), now=1.0)
     store = store_at(tmp_path, config)
-    version = store.evict(eviction_snapshot(learner))
+    version = store.evict([eviction_snapshot(learner)])[0]
     header, payload, refusals = load_latest_valid(LocalSnapshotStore(tmp_path), "k", SIGNING_KEY)  # any reader of the store finds it
     assert refusals == [] and header.events_seen == 30 and header.source_offsets == {0: 30}
     assert LocalSnapshotStore(tmp_path).latest("k") == version
@@ -80,7 +80,7 @@ def test_a_regular_snapshot_taken_before_an_eviction_never_becomes_latest_after_
     old = seal(learner.snapshot().payload, signing_key=SIGNING_KEY, key="k", learner_kind="river", strategy="none", events_seen=learner.events, source_offsets={0: 20})
     learner.process(events("k", 20, 20), now=1.0)
     store = store_at(tmp_path, config)
-    evicted = store.evict(eviction_snapshot(learner))
+    evicted = store.evict([eviction_snapshot(learner)])[0]
     # the writer thread saves the older snapshot only now: skipped, the eviction stays latest
     assert store.save("k", old) == evicted and store.latest("k") == evicted
     assert store.save_many([("k", old)]) == [evicted] and store.versions("k") == [evicted]
@@ -97,44 +97,70 @@ def test_a_pruned_eviction_version_restores_from_the_latest_valid_one(tmp_path: 
     learner = KeyedLearner("k", config)
     learner.process(events("k", 0, 20), now=1.0)
     store = store_at(tmp_path, config, retain=1)
-    first = store.evict(eviction_snapshot(learner))
+    first = store.evict([eviction_snapshot(learner)])[0]
     learner.process(events("k", 20, 20), now=1.0)
-    store.evict(eviction_snapshot(learner))  # retain=1: the first version is gone
+    store.evict([eviction_snapshot(learner)])[0]  # retain=1: the first version is gone
     back = store.restore("k", first)
-    assert back.events == 40 and "restored from its latest valid version" in caplog.text
+    assert back.events == 40 and "restoring its latest valid version" in caplog.text
 
 
 class Holder:
-    def __init__(self, key: str, evicted: list[str], refuse: bool = False) -> None:
-        self.key, self.evicted, self.refuse = key, evicted, refuse
+    """A key's holder; the resident set's ``write`` is a real store's save_many."""
 
-    def evict(self) -> None:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.version: int | None = None
+
+    def leaving(self) -> Snapshot:
+        return Snapshot(self.key, "river", "none", 0, {}, b"state of " + self.key.encode())
+
+    def left(self, version: int) -> None:
+        self.version = version
+
+
+class Writes:
+    def __init__(self, store: LocalSnapshotStore, refuse: bool = False) -> None:
+        self.store, self.refuse, self.rounds = store, refuse, []
+
+    def __call__(self, snapshots: list[Snapshot]) -> list[int]:
         if self.refuse:
             raise OSError("disk full")
-        self.evicted.append(self.key)
+        self.rounds.append([s.key for s in snapshots])
+        return self.store.save_many([(s.key, s.payload) for s in snapshots])
 
 
-def test_the_resident_set_evicts_the_least_recently_used_down_to_its_bound() -> None:
-    evicted: list[str] = []
-    counts: list[int] = []
-    resident = ResidentSet(3, counts.append)
+def test_the_resident_set_evicts_the_least_recently_used_down_to_its_bound(tmp_path: Path) -> None:
+    writes, counts = Writes(LocalSnapshotStore(tmp_path)), []
+    resident = ResidentSet(3, writes, counted=counts.append)
+    holders = {key: Holder(key) for key in "abcde"}
     for key in "abc":
-        resident.admit(key, Holder(key, evicted))
+        resident.admit(key, holders[key])
     resident.touch("a")
-    resident.admit("d", Holder("d", evicted))
-    resident.admit("e", Holder("e", evicted))
-    assert evicted == ["b", "c"] and list(resident) == ["a", "d", "e"]
+    resident.admit("d", holders["d"])
+    resident.admit("e", holders["e"])
+    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["a", "d", "e"]
+    assert holders["b"].version == 1 and writes.store.load("b", 1) == b"state of b" and holders["a"].version is None
     assert sum(counts) == len(resident) == 3
 
 
-def test_a_refused_eviction_keeps_the_key_and_is_not_retried_at_once() -> None:
-    evicted: list[str] = []
+def test_a_full_resident_set_evicts_a_batch_in_one_write_round(tmp_path: Path) -> None:
+    writes = Writes(LocalSnapshotStore(tmp_path))
+    resident = ResidentSet(4, writes, batch=3)
+    for key in "abcdef":
+        resident.admit(key, Holder(key))
+    assert writes.rounds == [["a", "b", "c"]] and list(resident) == ["d", "e", "f"]
+
+
+def test_a_refused_eviction_keeps_the_keys_and_is_not_retried_at_once(tmp_path: Path) -> None:
     failed: list[str] = []
-    resident = ResidentSet(1, failed=failed.append)
-    resident.admit("a", Holder("a", evicted, refuse=True))
-    resident.admit("b", Holder("b", evicted))
-    assert failed == ["a"] and list(resident) == ["a", "b"]  # over the bound, nothing lost
-    resident.admit("c", Holder("c", evicted))  # within the back-off: no new try
-    assert failed == ["a"] and evicted == [] and len(resident) == 3
+    writes = Writes(LocalSnapshotStore(tmp_path), refuse=True)
+    resident = ResidentSet(1, writes, failed=failed.append)
+    holders = {key: Holder(key) for key in "abc"}
+    resident.admit("a", holders["a"])
+    resident.admit("b", holders["b"])
+    assert failed == ["a"] and list(resident) == ["a", "b"] and holders["a"].version is None  # over the bound, nothing dropped
+    writes.refuse = False
+    resident.admit("c", holders["c"])  # within the back-off: no new try
+    assert failed == ["a"] and writes.rounds == [] and len(resident) == 3
     with pytest.raises(ValueError):
-        ResidentSet(0)
+        ResidentSet(0, writes)

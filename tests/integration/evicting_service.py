@@ -1,0 +1,51 @@
+"""The Kafka service with a bound on resident keys, SIGKILLing itself at one eviction round (for test_eviction_crash.py).
+
+``python evicting_service.py SETTINGS_JSON MAX_RESIDENT [before|after N]``:
+settings overrides as JSON, the bound, and where to die: just before the
+N-th eviction round's write (``before``: the learner is still only in memory),
+or just after it (``after``: written to Redis, not yet dropped, the recovery
+state not yet told). Prints the run's summary as JSON when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from stream_learner.app.kafka_run import run_kafka
+from stream_learner.engine import EngineConfig
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.residency import EvictingStore
+from stream_learner.settings import load_settings
+from stream_learner.snapshot import Snapshot
+
+ENGINE = EngineConfig(learner=LearnerSpec("logreg"), metrics_every=50)
+
+
+def die_at(point: str, n: int) -> None:
+    """SIGKILL this process around the ``n``-th eviction."""
+    evict = EvictingStore.evict
+    count = 0
+
+    def evict_or_die(self: EvictingStore, snapshots: Sequence[Snapshot]) -> list[int]:
+        nonlocal count
+        count += 1
+        if point == "before" and count == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        versions = evict(self, snapshots)
+        if point == "after" and count == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return versions
+
+    EvictingStore.evict = evict_or_die  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    overrides, resident = json.loads(sys.argv[1]), int(sys.argv[2])
+    if len(sys.argv) > 3:
+        die_at(sys.argv[3], int(sys.argv[4]))
+    summary = run_kafka(load_settings(overrides=overrides, environ={}), ENGINE, handle_signals=False, max_resident_keys=resident)
+    print(json.dumps(summary, default=str))
