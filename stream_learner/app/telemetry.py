@@ -3,7 +3,10 @@
 A :class:`Telemetry` owns its own ``CollectorRegistry``: nothing is
 registered when this module is imported, and two runs in one process do
 not share counters. The dataflow feeds it through :class:`RunStats`'s
-listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``).
+listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``,
+and a bounded resident set's ``on_evicted``, ``on_restored``, ``on_resident``).
+A key's figures are its champion's; where it has challengers, each
+candidate's windowed accuracy has its own series and line on the page.
 
 Labels stay bounded: the model key (the first ``top_keys`` keys seen; any
 later one is counted under ``key="other"``), the dead-letter reason (a fixed
