@@ -109,7 +109,9 @@ class TorchOptions:
             class starts as a copy of it. Off, the head grows to exactly the
             classes seen and the loss spans only them (Avalanche's
             ``IncrementalClassifier``), which forgets badly on inputs that
-            are not standardised.
+            are not standardised. ``er_ace``, whose loss already keeps new
+            classes from pushing old ones down, learns the new classes
+            better with it off.
     """
 
     batch_size: int = 10
