@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from stream_learner.engine import StepOutput
 
@@ -297,21 +297,30 @@ class RunStats:
         self._running = [total - b + a for total, b, a in zip(self._running, before, key.weighted())]
 
     def _top_keys(self) -> dict[str, list[dict[str, Any]]]:
-        """The busiest keys, and the least accurate (ties by name, so a ranking is the same in every run).
+        return rank_keys(((name, max(k.events, k.predictions), k.accuracy, k.labelled) for name, k in self._keys.items()), self.top_keys)
 
-        The least accurate are ranked among keys with at least as many labelled
-        events as the mean key (:data:`WORST_MIN_LABELLED` at most): a key
-        wrong on its only event would otherwise head the list.
-        """
 
-        def entry(name: str, key: _Key) -> dict[str, Any]:
-            return {"key": name, "events": max(key.events, key.predictions), "accuracy": key.accuracy, "labelled": key.labelled}
+def rank_keys(keys: Iterable[tuple[str, int, float | None, int]], n: int = TOP_KEYS) -> dict[str, list[dict[str, Any]]]:
+    """The ``n`` busiest of ``(name, events, accuracy, labelled)`` keys, and the ``n`` least accurate (ties by name).
 
-        busiest = heapq.nsmallest(self.top_keys, self._keys.items(), key=lambda kv: (-max(kv[1].events, kv[1].predictions), kv[0]))
-        scored = [(name, key) for name, key in self._keys.items() if key.accuracy is not None]
-        enough = min(WORST_MIN_LABELLED, sum(key.labelled for _, key in scored) / len(scored)) if scored else 0
-        worst = heapq.nsmallest(self.top_keys, (kv for kv in scored if kv[1].labelled >= enough), key=lambda kv: (kv[1].accuracy, kv[0]))
-        return {"by_events": [entry(*kv) for kv in busiest], "worst_accuracy": [entry(*kv) for kv in worst]}
+    The least accurate are ranked among keys with at least as many labelled
+    events as the mean key (:data:`WORST_MIN_LABELLED` at most): a key wrong on
+    its only event would otherwise head the list.
+
+    >>> ranked = rank_keys([("a", 10, 0.9, 10), ("b", 30, 0.5, 30), ("c", 1, 0.0, 1)], n=1)
+    >>> [e["key"] for e in ranked["by_events"]], [e["key"] for e in ranked["worst_accuracy"]]
+    (['b'], ['b'])
+    """
+    keys = list(keys)
+    busiest = heapq.nsmallest(n, keys, key=lambda k: (-k[1], k[0]))
+    scored = [k for k in keys if k[2] is not None]
+    enough = min(WORST_MIN_LABELLED, sum(k[3] for k in scored) / len(scored)) if scored else 0
+    worst = heapq.nsmallest(n, (k for k in scored if k[3] >= enough), key=lambda k: (k[2], k[0]))
+
+    def entry(key: tuple[str, int, float | None, int]) -> dict[str, Any]:
+        return {"key": key[0], "events": key[1], "accuracy": key[2], "labelled": key[3]}
+
+    return {"by_events": [entry(k) for k in busiest], "worst_accuracy": [entry(k) for k in worst]}
 
 
 def _weighted_mean(keys: list[_Key], figure: str) -> float | None:

@@ -41,7 +41,7 @@ from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-from stream_learner.app.run_stats import drift_is_recent, is_champions
+from stream_learner.app.run_stats import drift_is_recent, is_champions, rank_keys
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.records import DelayedLabelState, DriftDict, FeatureDriftDict, MetricsDict, PromotionDict
@@ -68,6 +68,10 @@ OTHER_KEY = "other"
 MAX_WATCHED = 10
 """Keys beyond the labelled ones whose history the page keeps, from the moment it shows them (the least recently shown go first)."""
 SEARCH_LIMIT = 50
+PAGE_TOP_KEYS = 10
+"""Keys the page lists as the busiest and as the least accurate."""
+RANK_EVERY = 5.0
+"""Seconds between two rankings of the keys for the page (a ranking goes over every key)."""
 EVICTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -243,6 +247,7 @@ class Telemetry:
         self._in_drift = 0
         self._resident: int | None = None  # None: the run bounds no resident set
         self._evictions = self._restores = 0
+        self._ranking: dict[str, Any] = {"at": None, "by_events": [], "worst_accuracy": []}
         self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
@@ -357,6 +362,7 @@ class Telemetry:
         with self._lock:
             self._sample_throughput(force=True)
             self._finished = dict(summary)
+            self._ranking["at"] = None  # the page's next ranking is the run's last
         self.finished.set(self._clock())
 
     # --- reading it back ---------------------------------------------------------------------
@@ -477,7 +483,13 @@ class Telemetry:
         return latest
 
     def _fleet(self) -> dict[str, Any]:
+        now = self._clock()
+        ranked_at = self._ranking["at"]
+        if ranked_at is None or now - ranked_at >= RANK_EVERY:
+            figures = ((name, k.predictions, *((k.figures[0], k.figures[7]) if k.figures else (None, 0))) for name, k in self._keys.items())
+            self._ranking = {"at": now, **rank_keys(figures, PAGE_TOP_KEYS)}
         return {
+            "top_keys": {"by_events": self._ranking["by_events"], "worst_accuracy": self._ranking["worst_accuracy"], "ranked_at": self._ranking["at"]},
             "keys": len(self._keys),
             "labelled_keys": self._labelled,
             "resident": self._resident,

@@ -51,6 +51,14 @@ def test_the_key_filter_searches_a_large_fleet_on_the_server_and_shows_the_key_p
         assert browser.find_element("id", "key-count").text == "20,000 keys"
         assert browser.find_element("id", "f-keys").text == "20,000" and browser.find_element("id", "f-resident").text == "1,000"
 
+        # the fleet card: the busiest keys (all have 4 events: by name) and the least accurate (accuracy 0: every 4th key); a click shows one
+        assert first["rankedRows"] == 20
+        worst = browser.find_elements("css selector", "#worst tbody button.key")
+        assert [b.text for b in worst[:3]] == ["device-00000", "device-00004", "device-00008"]
+        worst[2].click()
+        _wait("device-00008 shown", lambda: "device-00008" in browser.execute_script("return window.dashboard.state.keys"), 30)
+        assert browser.find_element("id", "t-accuracy").text == "0.00 %"
+
         browser.find_element("id", "key-filter").send_keys("9999")
         _wait("the filtered list", lambda: browser.execute_script("return window.dashboard.keyMatches") == 2, 30)
         names = [o.get_attribute("value") for o in Select(browser.find_element("id", "key")).options]

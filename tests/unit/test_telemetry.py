@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_learner.app.dashboard import DashboardServer, RemoteEngine, Serving
 from stream_learner.app.run_stats import RunStats
 from stream_learner.app.runner import _Throttle
-from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, MAX_WATCHED, OTHER_FEATURE, OTHER_KEY, MetricsServer, Telemetry
+from stream_learner.app.telemetry import MAX_FEATURE_LABELS, MAX_POINTS, MAX_WATCHED, OTHER_FEATURE, OTHER_KEY, RANK_EVERY, MetricsServer, Telemetry
 from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.records import DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict
@@ -297,7 +297,10 @@ def test_the_fleet_hooks_feed_the_fleet_metrics_and_the_page() -> None:
     assert t.sample("stream_learner_key_eviction_seconds_count") == 2 and t.sample("stream_learner_key_restore_seconds_count") == 1
     assert t.sample("stream_learner_key_eviction_seconds_sum") == pytest.approx(0.005)
     assert t.sample("stream_learner_resident_keys") == 7
-    assert t.state()["fleet"] == {"keys": 0, "labelled_keys": 0, "resident": 7, "in_drift": 0, "evictions": 2, "restores": 1}
+    fleet = t.state()["fleet"]
+    assert {k: fleet[k] for k in ("keys", "labelled_keys", "resident", "in_drift", "evictions", "restores")} == {
+        "keys": 0, "labelled_keys": 0, "resident": 7, "in_drift": 0, "evictions": 2, "restores": 1,
+    }  # fmt: skip
 
 
 def test_a_key_is_in_drift_for_its_next_thousand_events() -> None:
@@ -375,3 +378,20 @@ def test_serving_takes_the_runs_metrics_top_keys() -> None:
     with Serving(args, say=lambda line: None) as serving:
         serving.telemetry.on_outputs([StepOutput(predictions=[{"key": f"k{i}"}]) for i in range(5)])
         assert serving.telemetry.top_keys == 3 and serving.telemetry.sample("stream_learner_predictions_total", key=OTHER_KEY) == 2
+
+
+def test_the_page_ranks_the_keys_every_few_seconds_and_once_more_at_the_end() -> None:
+    now = [100.0]
+    t = Telemetry(top_keys=1, clock=lambda: now[0])
+    t.on_outputs([StepOutput(predictions=[{"key": "a"}] * 5, metrics=[_key_record("a", 5, 0.9, 5)])])
+    assert [e["key"] for e in t.state()["fleet"]["top_keys"]["by_events"]] == ["a"]
+    t.on_outputs([StepOutput(predictions=[{"key": "b"}] * 9, metrics=[_key_record("b", 9, 0.4, 9)])])
+    now[0] += RANK_EVERY / 2
+    assert [e["key"] for e in t.state()["fleet"]["top_keys"]["by_events"]] == ["a"]  # not ranked again yet
+    now[0] += RANK_EVERY / 2
+    ranked = t.state()["fleet"]["top_keys"]
+    assert [e["key"] for e in ranked["by_events"]] == ["b", "a"] and ranked["ranked_at"] == now[0]
+    assert [(e["key"], e["accuracy"]) for e in ranked["worst_accuracy"]] == [("b", 0.4)]  # a has fewer labelled events than the mean key
+    t.on_outputs([StepOutput(predictions=[{"key": "c"}] * 20)])
+    t.mark_finished({})
+    assert t.state()["fleet"]["top_keys"]["by_events"][0]["key"] == "c"  # the end ranks at once

@@ -8,7 +8,7 @@ const KEY_LIMIT = 50;  // keys listed at once: a fleet's keys are searched on th
 const KEYS_EVERY_MS = 5000;  // the list is refreshed this often while the run adds keys
 // What the page last drew, for people poking around in the console (and for the browser test).
 window.dashboard = {
-  polls: 0, draws: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, candidateLines: 0, promotionMarkers: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
+  polls: 0, draws: 0, rankedRows: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, candidateLines: 0, promotionMarkers: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
   lastError: null, state: null,
 };
 
@@ -138,7 +138,28 @@ function keySelect() {
   window.dashboard.keyOptions = names.length;
 }
 
+// A ranking's rows; a click on a key shows it.
+function rankedRows(body, entries, second) {
+  body.replaceChildren(...entries.map((e) => {
+    const tr = document.createElement("tr");
+    if (e.key === selectedKey) tr.className = "selected";
+    const name = document.createElement("button");
+    name.className = "key"; name.textContent = e.key;
+    name.addEventListener("click", () => { selectedKey = e.key; keySelect(); poll(false); });
+    const cells = [name, num(e[second]), pct(e.accuracy)].map((x) => { const td = document.createElement("td"); td.append(x); return td; });
+    tr.append(...cells);
+    return tr;
+  }));
+}
+
 function renderFleet(fleet) {
+  const ranked = fleet && fleet.top_keys;
+  $("top-keys").hidden = !(ranked && fleet.keys > 1);
+  if (!$("top-keys").hidden) {
+    rankedRows(document.querySelector("#busiest tbody"), ranked.by_events, "events");
+    rankedRows(document.querySelector("#worst tbody"), ranked.worst_accuracy, "labelled");
+    window.dashboard.rankedRows = ranked.by_events.length + ranked.worst_accuracy.length;
+  }
   const shown = !!fleet && (fleet.keys > 1 || fleet.resident !== null && fleet.resident !== undefined);
   $("fleet").hidden = !shown;
   if (!shown) return;
