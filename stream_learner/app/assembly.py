@@ -26,6 +26,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Callable
 
@@ -126,7 +127,7 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             store, signing_key = profile.open(stack)
             stats = RunStats(profile.telemetry)
             source = profile.source(stats)
-            config = profile.engine_config()
+            config = replace(profile.engine_config(), snapshot_rounds=True)  # the dataflow takes due snapshots in rounds, restored learners too
             new_step("probe", config)  # fail fast on a bad model or detector (or challengers), before the dataflow starts
             sinks = profile.sinks(stats)
             evictions = None

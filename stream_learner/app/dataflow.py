@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable
 
@@ -26,7 +26,7 @@ from connectors.base import RawRecord
 from stream_learner.app.run_stats import RunStats
 from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
 from stream_learner.delayed import RawLabel, decode_label
-from stream_learner.engine import EngineConfig, StepOutput
+from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
@@ -34,6 +34,9 @@ from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker,
 from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import Snapshot, encoding
 from stream_learner.state import decode, encode
+
+ROUND_SECONDS = 1.0
+"""A worker takes the snapshots that came due at most this often, together (:class:`SnapshotRounds`)."""
 
 EVICTION_ROUNDS = 100
 """A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
@@ -164,6 +167,45 @@ class RecoveryStates:
             self._made.update(decode(made if isinstance(made, bytes) else made.result()))
 
 
+class SnapshotRounds:
+    """One worker's learners whose snapshot is due, snapshotted together: one forked child per round (:meth:`Snapshot.round`).
+
+    The logics say which learners are due (``EngineConfig.snapshot_rounds``),
+    and the worker's snapshot step takes a round when the last one is at
+    least ``every`` seconds old: a fleet whose keys come due one after
+    another pays a fork a second, not one per key. A due learner waits for
+    the next batch after that (on an idle stream, for the next event or the
+    end, whose final snapshots are taken anyway).
+
+    >>> rounds = SnapshotRounds(every=3600.0)
+    >>> rounds.take(), len(rounds)
+    ([], 0)
+    """
+
+    def __init__(self, every: float = ROUND_SECONDS) -> None:
+        self.every = every
+        self._due: dict[str, KeyedLearner] = {}
+        self._last = -float("inf")
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def due(self, step: KeyedLearner) -> None:
+        self._due[step.key] = step
+
+    def forget(self, key: str) -> None:
+        """``key``'s learner left memory or finished: its own snapshot replaces the round's."""
+        self._due.pop(key, None)
+
+    def take(self) -> list[Snapshot]:
+        """The due learners' snapshots, once the last round is ``every`` seconds old (else none yet)."""
+        now = time.monotonic()
+        if not self._due or now - self._last < self.every:
+            return []
+        steps, self._due, self._last = list(self._due.values()), {}, now
+        return Snapshot.round([step.snapshot_part() for step in steps], background=True)
+
+
 @dataclass
 class Residency:
     """What bounds one worker's resident learners: the store evicted learners wait in, and this worker's :class:`ResidentSet`."""
@@ -201,6 +243,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         recovered: Callable[[Step], None] = lambda learner: None,
         residency: Residency | None = None,
         control: Control | None = None,
+        rounds: SnapshotRounds | None = None,
     ) -> None:
         self.config = config
         self.control = control
@@ -208,6 +251,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.restored = restored
         self.states = states
         self.residency = residency
+        self.rounds = rounds
         self.learner: Step | None = None
         self.key = ""
         self.evicted: int | None = None  # the snapshot version this key's learner waits in, while it is out of memory
@@ -239,6 +283,8 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
                 self.on_step(learner.key, len(events), time.perf_counter() - started)
         if self.states is not None:
             self.states.changed(learner)
+        if self.rounds is not None and isinstance(learner, KeyedLearner) and any(out.snapshot_due for out in outs):
+            self.rounds.due(learner)
         return outs, self.RETAIN
 
     def _obey(self, learner: Step, command: Command) -> StepOutput:
@@ -273,8 +319,12 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.evicted, self.learner = version, None
         if self.states is not None:
             self.states.forget(self.key)
+        if self.rounds is not None:
+            self.rounds.forget(self.key)
 
     def on_eof(self) -> tuple[list[StepOutput], bool]:
+        if self.rounds is not None:
+            self.rounds.forget(self.key)
         if self.learner is None and self.evicted is not None and self.residency is not None:
             # an evicted key ends as a resident one does (final metrics, a final snapshot through the snapshot writer),
             # and stays out of memory: from now on its newest version holds it
@@ -348,6 +398,7 @@ def build_dataflow(
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
     worker = threading.local()  # each Bytewax worker builds and runs its logics on its own thread
+    step_config = replace(config, snapshot_rounds=True)  # due snapshots are taken together, per worker (SnapshotRounds)
     resident = _ResidentCount(stats)
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
@@ -362,7 +413,10 @@ def build_dataflow(
             if residency is None:
                 keys = ResidentSet(max_resident_keys, evictions.evict, max_resident_keys // EVICTION_ROUNDS, resident.add, partial(stats.snapshot_saved, version=None))
                 residency = worker.residency = Residency(evictions, keys)
-        return _LearnerLogic(config, restored, states, resume_state, stats.step_done, recovered, residency, control)
+        rounds = getattr(worker, "rounds", None)
+        if rounds is None:
+            rounds = worker.rounds = SnapshotRounds()
+        return _LearnerLogic(step_config, restored, states, resume_state, stats.step_done, recovered, residency, control, rounds)
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
@@ -385,7 +439,12 @@ def build_dataflow(
         stream = op.flat_map_batch(f"select_{name}", counted, select(name))
         for i, sink in enumerate(getattr(sinks, name)):
             op.output(f"{name}_out_{i}", stream, sink)
-    snapshots = op.flat_map_batch("select_snapshots", counted, lambda batch: [o.snapshot for o in batch if o.snapshot])
+    def select_snapshots(batch: list[StepOutput]) -> list[Snapshot]:
+        # on the worker's own thread, its learners quiescent: the round reads each header and state at one instant
+        rounds = getattr(worker, "rounds", None)
+        return [o.snapshot for o in batch if o.snapshot] + (rounds.take() if rounds is not None else [])
+
+    snapshots = op.flat_map_batch("select_snapshots", counted, select_snapshots)
     for i, sink in enumerate(sinks.snapshots):
         op.output(f"snapshots_out_{i}", snapshots, sink)
     if not sinks.snapshots:  # nobody writes them: end their child processes now

@@ -1,0 +1,51 @@
+"""The dataflow takes the snapshots that came due together: one forked child per round, not one per key (issue #17)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bytewax.testing import TestingSink, run_main
+
+from connectors.base import OffsetSource
+from stream_learner.app.dataflow import Sinks, build_dataflow
+from stream_learner.app.run_stats import RunStats
+from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.events import Event
+from stream_learner.forked_pickle import ForkedPickle
+from stream_learner.learners.base import LearnerSpec
+from stream_learner.snapshot import Snapshot
+
+KEYS = 30
+
+
+class _Fleet(OffsetSource):
+    """Ten events of each of 30 keys, interleaved, in one source batch: every key's snapshot comes due in that batch."""
+
+    def read_from(self, offset: int) -> Iterator[Any]:
+        for i in range(offset, 10 * KEYS):
+            yield Event(str(i), f"k{i % KEYS}", {"x": float(i % 3)}, i % 2, None, 0, i)
+
+
+def test_a_batch_of_due_keys_is_one_forked_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    forks: list[int] = []
+    call = ForkedPickle.call
+
+    def counted(produce: Any) -> ForkedPickle:
+        forks.append(1)
+        return call(produce)
+
+    monkeypatch.setattr(ForkedPickle, "call", staticmethod(counted))
+    snapshots: list[Snapshot] = []
+    config = EngineConfig(learner=LearnerSpec("logreg"), snapshot_every=10, snapshot_seconds=0.0)
+    run_main(build_dataflow(_Fleet(batch_size=10 * KEYS), config, Sinks(snapshots=[TestingSink(snapshots)]), RunStats()))
+
+    assert len(forks) == 1  # the mid-stream snapshots of all 30 keys; the final ones are encoded in place
+    mid = [s for s in snapshots if type(s.pickled).__name__ == "RoundShare"]
+    assert sorted(s.key for s in mid) == sorted(f"k{i}" for i in range(KEYS)) and {s.events_seen for s in mid} == {10}
+    for snapshot in mid:  # each share holds its own key's learner as it was at the round
+        learner = KeyedLearner.restore(snapshot.payload, config)
+        assert (learner.key, learner.events, learner.next_offsets) == (snapshot.key, 10, {0: 10 * KEYS - KEYS + int(snapshot.key[1:]) + 1})
+    for snapshot in snapshots:
+        snapshot.discard()
