@@ -8,6 +8,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from stream_learner.learners.strategy import rescan_installed
+
 collect_ignore = ["plugin_pkg/tests"]  # the sample plug-in's own tests run in its installed copy (test_strategies_plugin.py)
 
 
@@ -40,7 +42,7 @@ BROKEN = {
 
 
 @pytest.fixture
-def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The strategies of ``conformance/broken_strategies.py``, registered by a distribution on ``sys.path`` as pip would install it.
 
     Here, not in a ``conftest.py`` of ``conformance/``: with ``--doctest-modules`` every
@@ -53,3 +55,6 @@ def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (info / "entry_points.txt").write_text(f"[stream_learner.strategies]\n{entries}")
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "conformance"))
     monkeypatch.syspath_prepend(str(tmp_path))
+    rescan_installed()  # as pip installed it: seen from now on
+    yield
+    rescan_installed()  # and gone again

@@ -168,6 +168,11 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return dict(_installed_entry_points())  # a copy: callers may not change what the next one reads
 
 
+def rescan_installed() -> None:
+    """Read the installed strategies again on their next use: for a process that installs a plug-in while it runs (tests do)."""
+    _installed_entry_points.cache_clear()
+
+
 @functools.cache
 def _installed_entry_points() -> dict[str, metadata.EntryPoint]:
     """The installed strategies' entry points, read once per process.
