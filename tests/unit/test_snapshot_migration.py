@@ -59,6 +59,11 @@ def _outputs(step: KeyedLearner, batches: list[list[Any]], now: float) -> dict[s
     return json.loads(json.dumps({"predictions": predictions, "metrics": metrics, "dead_letters": dead}))
 
 
+def _rounded(predictions: list[list[Any]]) -> list[list[Any]]:
+    """Predictions with their probabilities to 6 decimals: a torch release may round a float32 network's last digit otherwise (seen at the 7th)."""
+    return [[*p[:2], [[label, round(q, 6)] for label, q in p[2]] if p[2] else p[2], *p[3:]] for p in predictions]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_a_format_1_snapshot_goes_on_exactly_as_the_release_that_wrote_it(name: str) -> None:
     document, payload = _case(name)
@@ -66,7 +71,7 @@ def test_a_format_1_snapshot_goes_on_exactly_as_the_release_that_wrote_it(name: 
     batches = [[_item(item) for item in batch] for batch in document["later"]]
     got, expected = _outputs(step, batches, now=2.0e9), document["expected"]
     assert len(got["predictions"]) == len(expected["predictions"]) > 0
-    assert got["predictions"] == expected["predictions"]
+    assert _rounded(got["predictions"]) == _rounded(expected["predictions"])
     assert got["metrics"] == expected["metrics"]
     assert got["dead_letters"] == expected["dead_letters"]
 
