@@ -65,7 +65,7 @@ from stream_learner.learners.base import Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
 from stream_learner.records import ControlStatus, PromotionDict
-from stream_learner.snapshot import Snapshot
+from stream_learner.snapshot import Snapshot, SnapshotPart
 from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.operator import Operator
@@ -222,7 +222,10 @@ class Slot:
         promotions = self._weigh(events, outs, champion.events - len(outs[self.champion].predictions), now)
         out.metrics.extend(promotions)
         if self.cadence.snapshot_due(now) or any(p["applied"] for p in promotions):
-            out.snapshot = self.snapshot(background=True)
+            if self.config.snapshot_rounds:
+                out.snapshot_due = True  # the caller takes it in a round, with snapshot_part()
+            else:
+                out.snapshot = self.snapshot(background=True)
         return out
 
     def _tagged(self, records: list[Any], index: int) -> list[Any]:
@@ -394,17 +397,21 @@ class Slot:
         return self._tagged([self.champion_step.metrics_record(now)], self.champion)[0]
 
     def snapshot(self, background: bool = False) -> Snapshot:
-        """The slot's state (:meth:`state_dict`), encoded; the envelope names the champion's model family and strategy."""
+        """The slot's state (:meth:`state_dict`), encoded (in a forked child with ``background``, where every candidate may fork)."""
+        return Snapshot.round([self.snapshot_part()], background)[0]
+
+    def snapshot_part(self) -> SnapshotPart:
+        """The slot's share of a snapshot round (:meth:`~stream_learner.snapshot.Snapshot.round`), as it is now; the envelope names the champion's model family and strategy."""
         self.cadence.snapshot_taken()
         champion = self.champion_step
-        return Snapshot.of_state(
+        return SnapshotPart(
             self.state_dict,
-            key=self.key,
-            learner_kind=champion.learner.family,
-            strategy=champion.config.learner.strategy or "none",
-            events_seen=self.events,
-            source_offsets=dict(self.next_offsets),
-            background=background and self.forkable,
+            self.key,
+            champion.learner.family,
+            champion.config.learner.strategy or "none",
+            self.events,
+            dict(self.next_offsets),
+            self.forkable,
         )
 
     @classmethod

@@ -20,6 +20,7 @@ from stream_learner.events import Event, EventBatch, PromotionRecord
 from stream_learner.evidence import mcnemar
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.slot import Slot, champion_state, new_step, restore_step, step_from_state
+from stream_learner.snapshot import Snapshot
 from stream_learner.state import encode
 
 LOGREG, TREE = LearnerSpec("logreg"), LearnerSpec("hoeffding_tree")
@@ -144,6 +145,24 @@ def test_a_promotion_takes_a_snapshot_of_the_slot_holding_the_outgoing_champion(
     assert len(taken) == 1
     restored = restore_step(taken[0].payload, config())
     assert isinstance(restored, Slot) and restored.champion_name == "hoeffding_tree" and restored.names == ["logreg", "hoeffding_tree"]
+
+
+def test_in_snapshot_rounds_the_slot_says_a_snapshot_is_due_and_gives_its_part() -> None:
+    """As the dataflow takes them: no snapshot encoded in the step; a due one taken as a part of a round, every 300 events and at the promotion."""
+    slot = new_step("k", config(snapshot_seconds=0.0, snapshot_every=300, snapshot_rounds=True))
+    assert isinstance(slot, Slot)
+    due, snapshots = [], []
+    for i, chunk in enumerate(band(4, 1000)[j : j + 100] for j in range(0, 1000, 100)):
+        out = slot.process(chunk, 0.0)
+        assert out.snapshot is None
+        if out.snapshot_due:
+            due.append(i)
+            snapshots += Snapshot.round([slot.snapshot_part()], background=True)  # at the batch's end, as the dataflow's round
+        promoted = promotions(out.metrics)
+        assert not promoted or out.snapshot_due
+    assert due == [1, 4, 7]  # the promotion's batch (at event 200), then every 300 events since the last snapshot
+    restored = restore_step(snapshots[-1].payload, config())
+    assert isinstance(restored, Slot) and restored.events == (due[-1] + 1) * 100 and restored.champion_name == "hoeffding_tree"
 
 
 def test_a_restored_slot_goes_on_exactly_as_the_original() -> None:
