@@ -226,11 +226,12 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     built (or restored) on the first batch, whose events carry the key.
     ``states`` makes its recovery state (``None``: the run has no recovery).
 
-    With a ``residency``, the learner may be evicted (:meth:`evict`) by the
-    worker's resident set: its state is saved as a snapshot version, which
-    this logic keeps (:attr:`evicted`) and gives Bytewax as its recovery
-    state (:func:`~stream_learner.residency.evicted_marker`), and the key's
-    next batch restores it.
+    With a ``residency``, the worker's resident set may evict the learner
+    (:meth:`leaving`, then :meth:`left`): its state is saved as a snapshot
+    version, which this logic keeps (:attr:`evicted`) and gives Bytewax as
+    its recovery state (:func:`~stream_learner.residency.evicted_marker`),
+    and the key's next batch restores it. With ``rounds``, a learner whose
+    snapshot is due joins the worker's next snapshot round.
     """
 
     def __init__(
