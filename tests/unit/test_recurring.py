@@ -105,7 +105,7 @@ def test_the_least_recently_used_model_goes_first_and_a_reinstated_one_counts_as
 
 @pytest.mark.parametrize("spec", [LearnerSpec("logreg"), TORCH], ids=["logreg", "torch:mlp"])
 def test_a_step_restored_mid_trial_goes_on_exactly_as_the_original(spec: LearnerSpec) -> None:
-    config = _config(spec, ConceptReuse())
+    config = _config(spec, ConceptReuse(checkpoint_every=100))
     events = _abab(2, "ABA")
     step = KeyedLearner("k", config)
     step.process(events[: 2 * SEGMENT + 40], now=0.0)  # the return to A was detected; its trial is under way
@@ -209,6 +209,9 @@ def test_a_detected_drift_stores_the_model_as_it_was_before_the_detectors_delay(
     for event in _abab(11, "B", n=250):
         learner.learn(event.features, event.label)
         reuse.learned(learner)
+    again = RecurringConcepts.from_state(decode(encode(reuse.state_dict())), reuse.settings, spec, "classification")
+    assert [at for at, _ in again.checkpoints] == [400, 500]
+    assert_same_state(again.state_dict(), reuse.state_dict())
     reuse.leave(learner, detected=False)  # an explicit task: no delay
     assert_same_state(reuse.library.entries[1], learner.state_dict())
     reuse.enter(2)
