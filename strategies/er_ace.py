@@ -24,7 +24,7 @@ loader's seed, the replay loader's seeds), so the engine and Avalanche's own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +60,9 @@ class ERACE(TorchStrategy):
         mem_size: capacity of the class-balanced memory in events, split evenly over the classes seen; raise it to keep more events per class.
         batch_size_mem: memory events replayed per micro-batch, from the second micro-batch on and once the memory holds that many; raise it to weigh the past more.
     """
+
+    next_class_row: ClassVar[bool] = False
+    """The learner's head grows to exactly the classes seen: its asymmetric loss already keep new classes from pushing old ones down, and a new class learns faster from a fresh row than from the pushed-down next-class row."""
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

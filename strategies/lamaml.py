@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -108,6 +108,9 @@ class LaMAML(TorchStrategy):
         max_buffer_size: capacity of the reservoir buffer in events, updated at each boundary from the ended concept's window; larger remembers more.
         buffer_mb_size: buffer events mixed into each micro-batch's meta-loss, from the first boundary on; raise it to weigh past concepts more.
     """
+
+    next_class_row: ClassVar[bool] = False
+    """The learner's head grows to exactly the classes seen: its meta-learned rates and replay already keep new classes from pushing old ones down, and a new class learns faster from a fresh row than from the pushed-down next-class row."""
 
     @classmethod
     def unit_test_params(cls) -> dict[str, Any]:

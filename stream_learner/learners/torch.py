@@ -13,7 +13,7 @@ and must return an ``nn.Module`` whose *last* ``nn.Linear`` is the output layer.
 * The class set grows during the stream (class-incremental): an unseen
   label widens the output layer, keeping every existing weight and the
   optimizer's state. The layer keeps one row more than the classes seen
-  (``next_class_row``, on by default): the next new class's row. The loss
+  (``next_class_row``, on unless the strategy asks otherwise): the next new class's row. The loss
   is the cross-entropy over every row, so that row is pushed down on every
   event as a fixed head's unused outputs are, and each new class starts as
   a copy of it, below the classes already learned. (A row added fresh
@@ -109,9 +109,10 @@ class TorchOptions:
             class starts as a copy of it. Off, the head grows to exactly the
             classes seen and the loss spans only them (Avalanche's
             ``IncrementalClassifier``), which forgets badly on inputs that
-            are not standardised. ``er_ace``, whose loss already keeps new
-            classes from pushing old ones down, learns the new classes
-            better with it off.
+            are not standardised. Unset (the default): on, unless a strategy
+            says otherwise with a ``next_class_row = False`` attribute
+            (``er_ace``, ``lamaml``: their own losses keep new classes from
+            pushing old ones down, and new classes learn faster from a fresh row).
     """
 
     batch_size: int = 10
@@ -125,7 +126,7 @@ class TorchOptions:
     max_categories: int = 16
     max_classes: int = 1000
     threads: int = 1
-    next_class_row: bool = True
+    next_class_row: bool | None = None
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -221,7 +222,10 @@ class TorchLearner:
             torch.set_num_threads(options.threads)
         self.device = resolve_device(options.device)
         seed = 0 if spec.seed is None else spec.seed
-        self.trainer = MicroBatchTrainer(spec.model, factory, factory_params, optimizer_factory(options), strategies, self.device, seed, options.next_class_row)
+        next_class_row = options.next_class_row
+        if next_class_row is None:
+            next_class_row = all(getattr(s, "next_class_row", True) for s in strategies)
+        self.trainer = MicroBatchTrainer(spec.model, factory, factory_params, optimizer_factory(options), strategies, self.device, seed, next_class_row)
         self.encoder = FeatureEncoder(options.max_categories)
         self.scaler = RunningScaler() if options.scale else None
         self.class_map = ClassMap(options.max_classes)

@@ -74,6 +74,16 @@ def test_a_new_class_starts_from_the_next_class_row_and_predictions_cover_the_se
     assert set(proba) == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize(("strategy", "option", "rows"), [("replay", None, 3), ("er_ace", None, 2), ("lamaml", None, 2), ("er_ace", True, 3), ("replay", False, 2)])
+def test_the_next_class_row_is_on_unless_the_strategy_or_the_option_says_otherwise(strategy: str, option: bool | None, rows: int) -> None:
+    """ER-ACE's and La-MAML's own losses already keep new classes from pushing old ones down; the option, when set, decides."""
+    params = {} if option is None else {"next_class_row": option}
+    learner = _learner(strategy=strategy, **params)
+    for x, y in _events(8, [0, 1]):
+        learner.learn(x, y)
+    assert output_layer(learner.model)[2].out_features == rows
+
+
 def test_a_fixed_head_keeps_plain_cross_entropy_over_all_its_outputs() -> None:
     learner = _learner("torch:benchmarks.scenarios:mlp", outputs=10)
     for x, y in _events(8, [0, 1]):
