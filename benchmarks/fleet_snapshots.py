@@ -14,6 +14,13 @@ figure is the second of two rounds, when every key has a version to retire.
 Then the time to restore one key (``load_latest_valid``: read and verify
 its latest snapshot, as an eviction's restore does), over 1,000 keys.
 
+Before the writer, the dataflow encodes a round's due keys: ``--encode-keys``
+learner steps (logreg) encoded with a forked child per key (each
+``snapshot(background=True)``, as before rounds) and with one child for all
+(``Snapshot.round``): the seconds the stream's thread spends (the forks) and
+until every payload is ready. Both in this code only (the baseline has no
+rounds).
+
 Redis is a throwaway ``redis-server`` on a free port (never the shared
 one); the local store a temporary directory.
 
@@ -129,6 +136,29 @@ def measure(kind: str, model: str, keys: int) -> dict[str, float]:
     return {"envelope_bytes": len(payload), "round_s": seconds[1], "us_per_key": seconds[1] / keys * 1e6, "restore_us": restore_us}
 
 
+def encode_round(keys: int) -> dict[str, float]:
+    """Seconds to encode ``keys`` learner steps' snapshots: a fork per key, then one fork for the round (stream's share, and until every payload is ready)."""
+    from stream_learner.engine import EngineConfig, KeyedLearner
+    from stream_learner.learners.base import LearnerSpec
+    from stream_learner.snapshot import Snapshot
+
+    _, payload = _payload("logreg")
+    config = EngineConfig(learner=LearnerSpec("logreg"), snapshot_seconds=0.0)
+    steps = [KeyedLearner.restore(payload, config) for _ in range(keys)]
+    figures: dict[str, float] = {}
+    for name, take in (
+        ("per_key", lambda: [step.snapshot(background=True) for step in steps]),
+        ("round", lambda: Snapshot.round([step.snapshot_part() for step in steps], background=True)),
+    ):
+        started = time.perf_counter()
+        snapshots = take()
+        figures[f"{name}_stream_s"] = time.perf_counter() - started
+        for snapshot in snapshots:
+            snapshot.payload  # noqa: B018 (waits for the child)
+        figures[f"{name}_ready_s"] = time.perf_counter() - started
+    return figures
+
+
 def _child(code: Path, kind: str, model: str, keys: int) -> dict[str, float]:
     """:func:`measure` in a child process importing the code under ``code`` first."""
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -146,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         "--baseline-local-max-keys", type=int, default=10_000, metavar="N",
         help="measure the baseline's local store up to N keys only (the folder layout syncs two files per key: 100,000 keys take about an hour a round on a shared VM)",
     )  # fmt: skip
+    parser.add_argument("--encode-keys", type=int, default=1_000, metavar="N", help="learner steps whose snapshots are encoded as one round (0: skip)")
     parser.add_argument("--one", nargs=3, metavar=("STORE", "MODEL", "KEYS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -153,6 +184,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(kind, model, int(keys))))
         return
     here = Path(__file__).resolve().parents[1]
+    if args.encode_keys:
+        e = encode_round(args.encode_keys)
+        print(
+            f"encoding a round of {args.encode_keys:,} due keys (logreg): a fork per key {e['per_key_stream_s']:.2f} s of the stream's time "
+            f"({e['per_key_ready_s']:.2f} s until ready), one fork {e['round_stream_s']:.3f} s ({e['round_ready_s']:.2f} s until ready)",
+            flush=True,
+        )  # fmt: skip
     cases = [(model, int(n)) for model, sizes in (("logreg", args.keys), ("hoeffding_tree", args.tree_keys)) for n in sizes.split(",") if n]
     head = f"{'store':<7}{'model':<16}{'keys':>8}{'bytes':>8}"
     if args.baseline is not None:

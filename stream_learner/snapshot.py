@@ -105,14 +105,13 @@ class Snapshot:
         >>> [decode(s.payload) for s in snaps]
         [{'key': 'a', 'w': 1}, {'key': 'b', 'w': 1}]
         """
-        forked = [part for part in parts if background and part.forkable]
-        shared = RoundEncoding(forked) if len(forked) > 1 else None  # one: a child of its own, as Snapshot.of_state
-
-        def pickled(part: SnapshotPart) -> bytes | ForkedPickle | RoundShare:
-            in_child = background and part.forkable
-            return shared.share(part.key) if shared is not None and in_child else encoding(part.state, forked=in_child)
-
-        return [cls(part.key, part.learner_kind, part.strategy, part.events_seen, dict(part.source_offsets), pickled(part)) for part in parts]
+        in_child = [background and part.forkable for part in parts]
+        forked = [part for part, child in zip(parts, in_child) if child]
+        shares = iter(RoundEncoding(forked).shares()) if len(forked) > 1 else None  # one: a child of its own, as Snapshot.of_state
+        return [
+            cls(part.key, part.learner_kind, part.strategy, part.events_seen, dict(part.source_offsets), next(shares) if shares and child else encoding(part.state, child))
+            for part, child in zip(parts, in_child)
+        ]
 
     @property
     def payload(self) -> bytes:
@@ -143,37 +142,40 @@ class SnapshotPart:
 
 
 class RoundEncoding:
-    """The encoded states of a round's learners, made in one forked child (see :meth:`Snapshot.round`)."""
+    """The encoded states of a round's learners, made in one forked child (see :meth:`Snapshot.round`); the i-th share is the i-th part's."""
 
     def __init__(self, parts: Sequence[SnapshotPart]) -> None:
-        states = {part.key: part.state for part in parts}
-        self._forked = ForkedPickle.call(lambda: encode({key: encode(state()) for key, state in states.items()}))
+        self._keys = [part.key for part in parts]
+        states = [part.state for part in parts]
+        self._forked = ForkedPickle.call(lambda: encode({str(i): encode(state()) for i, state in enumerate(states)}))
         self._lock = threading.Lock()  # shares are taken on the writer thread, discarded on either
-        self._open = set(states)  # keys whose share was neither taken nor discarded
-        self._made: dict[str, bytes] | SnapshotError | None = None  # the child's bytes per key, or why it failed
+        self._open = set(range(len(parts)))  # shares neither taken nor discarded
+        self._made: dict[str, Any] | SnapshotError | None = None  # the child's bytes per share (by position), or why it failed
 
-    def share(self, key: str) -> RoundShare:
-        return RoundShare(self, key)
+    def shares(self) -> list[RoundShare]:
+        return [RoundShare(self, i, key) for i, key in enumerate(self._keys)]
 
-    def take(self, key: str) -> bytes:
-        """``key``'s encoded state (the first share taken waits for the child)."""
+    def take(self, i: int) -> bytes:
+        """The i-th encoded state (the first share taken waits for the child)."""
         with self._lock:
-            self._open.discard(key)
-            if self._made is None:
+            self._open.discard(i)
+            made = self._made
+            if made is None:
                 try:
-                    self._made = decode(self._forked.result())
+                    made = decode(self._forked.result())
                 except SnapshotError as exc:
-                    self._made = exc
-            if isinstance(self._made, SnapshotError):
-                raise self._made
-            return self._made.pop(key)
+                    made = exc
+                self._made = made
+            if isinstance(made, SnapshotError):
+                raise made
+            return bytes(made.pop(str(i)))
 
-    def give_up(self, key: str) -> None:
-        """Nobody will take ``key``'s share; the child is reaped once nobody will take any."""
+    def give_up(self, i: int) -> None:
+        """Nobody will take the i-th share; the child is reaped once nobody will take any."""
         with self._lock:
-            self._open.discard(key)
+            self._open.discard(i)
             if isinstance(self._made, dict):
-                self._made.pop(key, None)
+                self._made.pop(str(i), None)
             elif self._made is None and not self._open:
                 self._forked.discard()
 
@@ -181,8 +183,9 @@ class RoundEncoding:
 class RoundShare:
     """One snapshot's bytes of a :class:`RoundEncoding`: ``result()`` and ``discard()``, as a :class:`~stream_learner.forked_pickle.ForkedPickle`'s."""
 
-    def __init__(self, encoding: RoundEncoding, key: str) -> None:
+    def __init__(self, encoding: RoundEncoding, index: int, key: str) -> None:
         self._encoding = encoding
+        self._index = index
         self._key = key
         self._data: bytes | None = None
         self._done = False
@@ -192,13 +195,13 @@ class RoundShare:
             if self._done:
                 raise SnapshotError(f"the snapshot of {self._key!r} was discarded")
             self._done = True
-            self._data = self._encoding.take(self._key)
+            self._data = self._encoding.take(self._index)
         return self._data
 
     def discard(self) -> None:
         if not self._done:
             self._done = True
-            self._encoding.give_up(self._key)
+            self._encoding.give_up(self._index)
 
 
 def encoding(state: Callable[[], dict[str, Any]], forked: bool) -> bytes | ForkedPickle:

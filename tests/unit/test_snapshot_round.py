@@ -75,3 +75,8 @@ def test_a_state_that_cannot_be_encoded_fails_every_share_of_its_round_with_the_
     for snap in snaps:
         with pytest.raises(SnapshotError, match="child process failed: TypeError"):
             snap.payload  # noqa: B018
+
+
+def test_two_parts_of_one_key_in_a_round_keep_their_own_states() -> None:
+    parts = [SnapshotPart(lambda n=n: {"n": n}, "k", "river", "none", n, {0: n}) for n in (1, 2)]
+    assert [decode(s.payload) for s in Snapshot.round(parts, background=True)] == [{"n": 1}, {"n": 2}]
