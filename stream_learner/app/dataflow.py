@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -34,6 +34,8 @@ from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker,
 from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import Snapshot, encoding
 from stream_learner.state import decode, encode
+
+T = TypeVar("T")
 
 ROUND_SECONDS = 1.0
 """A worker takes the snapshots that came due at most this often, together (:class:`SnapshotRounds`)."""
@@ -349,6 +351,32 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         return self.states.state(self.learner)
 
 
+class PerWorker(Generic[T]):
+    """One object per Bytewax worker, made on its first use there, found by the worker's thread.
+
+    Not :class:`threading.local`: a worker thread that Bytewax started (every
+    one but the calling thread's, with more than one worker) loses its
+    thread-local data each time it hands the GIL back.
+
+    >>> made = PerWorker(list)
+    >>> made.get() is made.get()
+    True
+    """
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._made: dict[int, T] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        worker = threading.get_ident()
+        found = self._made.get(worker)
+        if found is None:
+            with self._lock:
+                found = self._made.setdefault(worker, self._make())
+        return found
+
+
 class _ResidentCount:
     """The learners resident in every worker together, told to the run's stats."""
 
@@ -398,26 +426,22 @@ def build_dataflow(
     decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes, control=control))
     split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
 
-    worker = threading.local()  # each Bytewax worker builds and runs its logics on its own thread
     step_config = replace(config, snapshot_rounds=True)  # due snapshots are taken together, per worker (SnapshotRounds)
     resident = _ResidentCount(stats)
+    # each Bytewax worker builds and runs its logics on its own thread: one of each of these per worker
+    states = PerWorker(RecoveryStates)
+    rounds = PerWorker(SnapshotRounds)
+    residencies: PerWorker[Residency] | None = None
+    if max_resident_keys and evictions is not None:
+        store, limit = evictions, max_resident_keys
+        failed = partial(stats.snapshot_saved, version=None)  # a refused eviction counts as a failed snapshot
+        residencies = PerWorker(lambda: Residency(store, ResidentSet(limit, store.evict, limit // EVICTION_ROUNDS, resident.add, failed)))
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
-        states = None
-        if recoverable:
-            states = getattr(worker, "states", None)
-            if states is None:
-                states = worker.states = RecoveryStates()
-        residency = None
-        if max_resident_keys and evictions is not None:
-            residency = getattr(worker, "residency", None)
-            if residency is None:
-                keys = ResidentSet(max_resident_keys, evictions.evict, max_resident_keys // EVICTION_ROUNDS, resident.add, partial(stats.snapshot_saved, version=None))
-                residency = worker.residency = Residency(evictions, keys)
-        rounds = getattr(worker, "rounds", None)
-        if rounds is None:
-            rounds = worker.rounds = SnapshotRounds()
-        return _LearnerLogic(step_config, restored, states, resume_state, stats.step_done, recovered, residency, control, rounds)
+        return _LearnerLogic(
+            step_config, restored, states.get() if recoverable else None, resume_state, stats.step_done, recovered,
+            residencies.get() if residencies is not None else None, control, rounds.get(),
+        )  # fmt: skip
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
     outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
@@ -442,8 +466,7 @@ def build_dataflow(
             op.output(f"{name}_out_{i}", stream, sink)
     def select_snapshots(batch: list[StepOutput]) -> list[Snapshot]:
         # on the worker's own thread, its learners quiescent: the round reads each header and state at one instant
-        rounds = getattr(worker, "rounds", None)
-        return [o.snapshot for o in batch if o.snapshot] + (rounds.take() if rounds is not None else [])
+        return [o.snapshot for o in batch if o.snapshot] + rounds.get().take()
 
     snapshots = op.flat_map_batch("select_snapshots", counted, select_snapshots)
     for i, sink in enumerate(sinks.snapshots):

@@ -42,11 +42,13 @@ def stream(events: int, keys: int, seed: int = 3) -> list[bytes]:
     return lines
 
 
-def run_file(tmp_path: Path, name: str, lines: list[bytes], engine: EngineConfig, max_resident_keys: int = 0, batch_size: int = 100) -> dict[str, Any]:
+def run_file(
+    tmp_path: Path, name: str, lines: list[bytes], engine: EngineConfig, max_resident_keys: int = 0, batch_size: int = 100, workers: int = 1
+) -> dict[str, Any]:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / name
-    options = RunOptions(engine=engine, out=out, progress=False, console=False, signing_key=SIGNING_KEY, max_resident_keys=max_resident_keys)
+    options = RunOptions(engine=engine, out=out, progress=False, console=False, signing_key=SIGNING_KEY, max_resident_keys=max_resident_keys, workers=workers)
     return run(options, source=JsonlFileSource(str(path), batch_size=batch_size))
 
 
@@ -106,4 +108,18 @@ def test_eviction_on_and_off_give_the_same_predictions_metrics_and_snapshots(tmp
         k: v for k, v in free.items() if k in ("events", "labelled", "accuracy", "drifts", "keys")
     }
     # each key's last snapshot holds the learner the unbounded run ends with
+    assert last_states(tmp_path / "bound", engine) == last_states(tmp_path / "free", engine)
+
+
+def test_two_workers_each_bounded_predict_as_one_unbounded(tmp_path: Path) -> None:
+    """Each worker holds at most the bound of its own keys; the predictions (in any order across keys) and final states are the unbounded run's."""
+    engine, lines = ENGINES["logreg"], stream(600, KEYS)
+    run_file(tmp_path, "free", lines, engine, batch_size=15)
+    bound = run_file(tmp_path, "bound", lines, engine, max_resident_keys=3, batch_size=15, workers=2)
+    assert bound["evictions"]["count"] >= 3 * KEYS and bound["resident_keys_max"] <= 2 * (3 + 1), bound
+
+    def by_id(name: str) -> dict[str, Any]:
+        return {p["id"]: p for p in without_ts(read(tmp_path / name / "predictions.jsonl"))}
+
+    assert len(by_id("free")) == 600 and by_id("bound") == by_id("free")
     assert last_states(tmp_path / "bound", engine) == last_states(tmp_path / "free", engine)
