@@ -26,7 +26,7 @@ from connectors.base import RawRecord
 from stream_learner.app.run_stats import RunStats
 from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
 from stream_learner.delayed import RawLabel, decode_label
-from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
+from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
@@ -186,13 +186,13 @@ class SnapshotRounds:
 
     def __init__(self, every: float = ROUND_SECONDS) -> None:
         self.every = every
-        self._due: dict[str, KeyedLearner] = {}
+        self._due: dict[str, Step] = {}
         self._last = -float("inf")
 
     def __len__(self) -> int:
         return len(self._due)
 
-    def due(self, step: KeyedLearner) -> None:
+    def due(self, step: Step) -> None:
         self._due[step.key] = step
 
     def forget(self, key: str) -> None:
@@ -286,7 +286,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
                 self.on_step(learner.key, len(events), time.perf_counter() - started)
         if self.states is not None:
             self.states.changed(learner)
-        if self.rounds is not None and isinstance(learner, KeyedLearner) and any(out.snapshot_due for out in outs):
+        if self.rounds is not None and any(out.snapshot_due for out in outs):
             self.rounds.due(learner)
         return outs, self.RETAIN
 
