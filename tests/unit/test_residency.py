@@ -13,6 +13,7 @@ from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.residency import EvictingStore, ResidentSet, eviction_snapshot
+from stream_learner.slot import new_step
 from stream_learner.snapshot import Snapshot, load_latest_valid, read_header, seal
 
 SIGNING_KEY = b"residency"
@@ -21,6 +22,9 @@ CONFIGS = {
     "logreg+feature drift": EngineConfig(learner=LearnerSpec("logreg"), metrics_every=50, snapshot_seconds=0, feature_drift={}),
     "torch:mlp+ewc": EngineConfig(
         learner=LearnerSpec.parse("torch:mlp", '{"hidden": [8], "batch_size": 4}', strategy="ewc"), metrics_every=50, snapshot_seconds=0, forgetting_every=40
+    ),
+    "logreg with a hoeffding_tree challenger": EngineConfig(
+        learner=LearnerSpec("logreg"), challengers=(LearnerSpec("hoeffding_tree"),), promotion_window=30, min_champion_events=30, metrics_every=50, snapshot_seconds=0
     ),
     "torch:mlp+replay": EngineConfig(
         learner=LearnerSpec.parse("torch:mlp", '{"hidden": [8], "batch_size": 4}', strategy="replay", strategy_params={"mem_size": 30}), metrics_every=50, snapshot_seconds=0
@@ -46,7 +50,7 @@ def store_at(tmp_path: Path, config: EngineConfig, retain: int = 5) -> EvictingS
 @pytest.mark.parametrize("model", CONFIGS)
 def test_a_restored_key_equals_the_evicted_one_exactly(tmp_path: Path, model: str) -> None:
     config = CONFIGS[model]
-    learner = KeyedLearner("k", config)
+    learner = new_step("k", config)
     learner.process(events("k", 0, 120), now=1.0)
     store = store_at(tmp_path, config)
     before = plain(learner.state_dict())
