@@ -20,6 +20,6 @@ def test_the_streams_alternate_two_concepts_and_the_table_counts_every_return() 
     rows = measure(["sea"], ["logreg"], 1, OPTIONS)
     assert set(rows) == {("sea", "logreg", False), ("sea", "logreg", True)}
     assert all(row.returns == 2 and len(row.recovery) == 2 and row.reused <= row.returns for row in rows.values())
-    assert rows["sea", "logreg", False].reused == 0 and rows["sea", "logreg", False].reuse_seconds == 0.0
+    assert rows["sea", "logreg", False].reused == 0 and not rows["sea", "logreg", False].reuse_share and len(rows["sea", "logreg", True].reuse_share) == 1
     table = report(rows, OPTIONS)
     assert table.count("| sea | logreg |") == 2 and "events/s with reuse / without" in table
