@@ -1,4 +1,4 @@
-"""What a run writes to the console: metrics and drift lines (one drift line per concept boundary), and predictions on stdout.
+"""What a run writes to the console: metrics and drift lines (one drift line per concept boundary), promotions and operators' commands, and predictions on stdout.
 
 Where events carry ``task``, the tasks mark the concepts; the error detector
 still reports the drift that a task switch causes a few events later, as a
@@ -32,7 +32,10 @@ Records = tuple[str, list[dict[str, Any]]]
 
 
 class ConsoleLines(DynamicSink[Records]):
-    """Hands each metrics and feature-drift record, and each drift record that opens a concept, formatted, to ``write`` (a progress bar's printer)."""
+    """Hands each metrics, feature-drift, promotion and control record, and each drift record that opens a concept, formatted, to ``write`` (a progress bar's printer).
+
+    Where a key has challengers, only its champion's metrics and drifts are shown.
+    """
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
@@ -41,9 +44,12 @@ class ConsoleLines(DynamicSink[Records]):
 
     def show(self, records: list[dict[str, Any]]) -> None:
         for record in records:
-            if record["type"] == "feature_drift":
-                self._write(format_feature_drift(record))
+            kind = record["type"]
+            if kind in _FORMATS:
+                self._write(_FORMATS[kind](record))
                 continue
+            if record.get("champion") is False:
+                continue  # a challenger's metrics and drifts stay in the metrics output: the console follows the published model
             if "concept" in record:
                 with self._lock:
                     before = self._concept.get(record["key"], 0)
@@ -73,6 +79,34 @@ def format_feature_drift(record: dict[str, Any]) -> str:
     """
     features = ", ".join(f"{f['name']} (psi {f['psi']:.2f})" for f in record["features"])
     return f"feature drift  key={record['key']}  at event {record['at_event']}: {features}"
+
+
+def format_promotion(record: dict[str, Any]) -> str:
+    """A promotion record (a challenger replaced the champion, or is recommended to) as one console line.
+
+    >>> evidence = {"window": 500, "champion_error": 0.41, "challenger_error": 0.15, "statistic": 96.0, "p_value": 1.2e-05, "test": "mcnemar_chi2"}
+    >>> format_promotion({"type": "promotion", "key": "k", "champion": "logreg", "challenger": "arf", "evidence": evidence, "at_event": 1500, "applied": True})
+    'promotion  key=k  at event 1500: arf replaces logreg (mcnemar_chi2 p=1.2e-05: error 0.410 -> 0.150 over 500 events)'
+    """
+    e = record["evidence"]
+    verb = "replaces" if record["applied"] else "is better than (recommended only)"
+    evidence = f"{e['test']} p={e['p_value']:.2g}: error {e['champion_error']:.3f} -> {e['challenger_error']:.3f} over {e['window']} events"
+    return f"promotion  key={record['key']}  at event {record['at_event']}: {record['challenger']} {verb} {record['champion']} ({evidence})"
+
+
+def format_control(record: dict[str, Any]) -> str:
+    """The engine's answer to an operator's command as one console line.
+
+    >>> format_control({"type": "control", "key": "k", "id": "c-1", "action": "promote", "arg": "nope", "status": "refused", "reason": "no candidate 'nope'", "at_event": 9})
+    "control  key=k  at event 9: promote nope (c-1) refused: no candidate 'nope'"
+    """
+    arg = "" if record["arg"] is None else f" {record['arg']}"
+    reason = f": {record['reason']}" if record.get("reason") else ""
+    return f"control  key={record['key']}  at event {record['at_event']}: {record['action']}{arg} ({record['id']}) {record['status']}{reason}"
+
+
+_FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {"feature_drift": format_feature_drift, "promotion": format_promotion, "control": format_control}
+"""The records with a line of their own; the others are metrics and drift lines (:func:`~connectors.outputs.format_record`)."""
 
 
 def format_fleet(summary: dict[str, Any], top: int = 3) -> str:

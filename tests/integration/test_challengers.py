@@ -146,6 +146,10 @@ def test_the_command_line_runs_challengers_and_a_resumed_run_keeps_the_promoted_
     resumed = cli(second, "--resume")
     assert resumed["predictions"] == half and resumed.get("promotions", 0) == 0  # the second half only; no new promotion
     outputs = read(tmp_path / "o", "metrics.jsonl")
+    human = subprocess.run([CLI, "run", "--source", f"file:{first}", *options[:-3], "--out", "h"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert human.returncode == 0, human.stderr  # the console shows the promotion and the champion's metrics only
+    assert "promotion  key=default  at event " in human.stderr and ": hoeffding_tree replaces logreg (mcnemar" in human.stderr
+    assert human.stderr.count("metrics  key=default") == len([r for r in read(tmp_path / "h", "metrics.jsonl") if r["type"] == "metrics" and r["champion"]])
     last = [r for r in outputs if r["type"] == "metrics"][-2:]
     assert {(r["candidate"], r["champion"], r["events"]) for r in last} == {("hoeffding_tree", True, 2 * half), ("logreg", False, 2 * half)}
 
