@@ -9,9 +9,8 @@ steps: open (options checked, the store and its signing key), stats,
 source, engine configuration (a probe learner fails fast on a bad model),
 sinks, dataflow, execution (SIGTERM/SIGINT finish the stream), summary.
 A profile's ``max_resident_keys`` bounds each worker's learners in memory:
-the run's store then goes through an
-:class:`~stream_learner.residency.EvictingStore`, which cold keys are
-evicted to and restored from.
+cold keys are evicted to, and restored from, the run's store, which every
+run reaches through an :class:`~stream_learner.residency.EvictingStore`.
 
 Everything a run opens goes on one :class:`~contextlib.ExitStack`: closed
 in reverse order, each one even when an earlier close raised; after the
@@ -130,9 +129,8 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             config = replace(profile.engine_config(), snapshot_rounds=True)  # the dataflow takes due snapshots in rounds, restored learners too
             new_step("probe", config)  # fail fast on a bad model or detector (or challengers), before the dataflow starts
             sinks = profile.sinks(stats)
-            evictions = None
-            if profile.max_resident_keys:
-                store = evictions = EvictingStore(store, signing_key, config, stats.key_evicted, stats.key_restored)
+            # also without a bound: a recovery state of a bounded run names keys that wait in the store
+            store = evictions = EvictingStore(store, signing_key, config, stats.key_evicted, stats.key_restored)
             snapshots = BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)
             closing(stack, snapshots.close, "the snapshot writer")  # drains the writer threads, which use the store
             sinks.snapshots = [snapshots]

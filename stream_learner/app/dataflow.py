@@ -27,6 +27,7 @@ from stream_learner.app.run_stats import RunStats
 from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
 from stream_learner.delayed import RawLabel, decode_label
 from stream_learner.engine import EngineConfig, StepOutput
+from stream_learner.errors import SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.predictions import Predictions
@@ -210,10 +211,10 @@ class SnapshotRounds:
 
 @dataclass
 class Residency:
-    """What bounds one worker's resident learners: the store evicted learners wait in, and this worker's :class:`ResidentSet`."""
+    """Where one worker's evicted learners wait (the run's store), and what bounds its learners in memory (``None``: no bound)."""
 
     store: EvictingStore
-    resident: ResidentSet
+    resident: ResidentSet | None
 
 
 def _forkable(step: Step) -> bool:
@@ -273,7 +274,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         if learner is None:
             learner = self.learner = self._bring_back(groups[0])
             self._resident()
-        elif self.residency is not None:
+        elif self.residency is not None and self.residency.resident is not None:
             self.residency.resident.touch(self.key)
         outs = []
         for events in groups:  # in arrival order, each group one step
@@ -299,16 +300,22 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
 
     def _bring_back(self, first: list[Event] | EventBatch | Command) -> Step:
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
-        if self.evicted is not None and self.residency is not None:
-            learner = self.residency.store.restore(self.key, self.evicted, self.newest)
+        if self.evicted is not None:
+            learner = self._evicted_learner()
             self.evicted, self.newest = None, False
             return learner
         key = first.key if type(first) in (EventBatch, Command) else first[0].key  # type: ignore[union-attr, index]
         self.key = key
         return self.restored(key) or new_step(key, self.config)
 
+    def _evicted_learner(self) -> Step:
+        """The learner this key was evicted as (also in a run without a bound, resuming the recovery state of one with it)."""
+        if self.residency is None or self.evicted is None:
+            raise SnapshotError(f"the recovery state of model key {self.key!r} says its learner waits in the snapshot store, which this run does not open")
+        return self.residency.store.restore(self.key, self.evicted, self.newest)
+
     def _resident(self) -> None:
-        if self.residency is not None:
+        if self.residency is not None and self.residency.resident is not None:
             self.residency.resident.admit(self.key, self)
 
     def leaving(self) -> Snapshot:
@@ -328,10 +335,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     def on_eof(self) -> tuple[list[StepOutput], bool]:
         if self.rounds is not None:
             self.rounds.forget(self.key)
-        if self.learner is None and self.evicted is not None and self.residency is not None:
+        if self.learner is None and self.evicted is not None:
             # an evicted key ends as a resident one does (final metrics, a final snapshot through the snapshot writer),
             # and stays out of memory: from now on its newest version holds it
-            out = self.residency.store.restore(self.key, self.evicted, self.newest).finish(time.time())
+            out = self._evicted_learner().finish(time.time())
             self.newest = self.newest or out.snapshot is not None
             return [out], self.RETAIN
         if self.learner is None:
@@ -414,7 +421,9 @@ def build_dataflow(
 
     ``max_resident_keys`` (0: no bound) bounds each worker's learners in
     memory; the least recently used are evicted to ``evictions`` and
-    restored from it (see :mod:`stream_learner.residency`).
+    restored from it (see :mod:`stream_learner.residency`). A run resuming
+    the recovery state of a bounded one needs ``evictions`` even without a
+    bound: its evicted keys wait there.
 
     ``control``: the run takes operators' commands from its source's control records.
     """
@@ -432,10 +441,12 @@ def build_dataflow(
     states = PerWorker(RecoveryStates)
     rounds = PerWorker(SnapshotRounds)
     residencies: PerWorker[Residency] | None = None
-    if max_resident_keys and evictions is not None:
+    if evictions is not None:
         store, limit = evictions, max_resident_keys
         failed = partial(stats.snapshot_saved, version=None)  # a refused eviction counts as a failed snapshot
-        residencies = PerWorker(lambda: Residency(store, ResidentSet(limit, store.evict, limit // EVICTION_ROUNDS, resident.add, failed)))
+        residencies = PerWorker(
+            lambda: Residency(store, ResidentSet(limit, store.evict, limit // EVICTION_ROUNDS, resident.add, failed) if limit else None)
+        )
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
         return _LearnerLogic(
