@@ -17,6 +17,7 @@ from typing import Any
 from stream_learner.app.args import plain
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.metrics import Prequential
+from stream_learner.slot import champion_state
 from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
 from stream_learner.state import decode
 
@@ -113,7 +114,7 @@ def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes |
 def _model(payload: bytes) -> str | None:
     """The model a verified snapshot's learner was built as (``None`` when its state cannot be read)."""
     try:
-        return str(decode(payload)["spec"]["model"])
+        return str(champion_state(decode(payload))["spec"]["model"])
     except (SnapshotError, KeyError, TypeError):
         return None
 
@@ -152,21 +153,26 @@ def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namesp
 
 
 def _learner_summary(state: dict[str, Any]) -> dict[str, Any]:
-    """What a learner's state says of it, read as data (its model is not loaded)."""
-    spec, concepts = state["spec"], state["concepts"]
-    metrics = Prequential.from_state(state["metrics"])
-    return {
+    """What a learner's state says of it, read as data (its model is not loaded); of a key with challengers, its champion's, with the candidates' names."""
+    served = champion_state(state)
+    spec, concepts = served["spec"], served["concepts"]
+    metrics = Prequential.from_state(served["metrics"])
+    summary = {
         "model": spec["model"],
         "strategy": spec["strategy"],
-        "events": state["events"],
+        "events": served["events"],
         "labelled": metrics.labelled,
         "accuracy": metrics.accuracy,
         "mae": metrics.mae,
         "concept": concepts["concept"],
         "concepts": concepts["concepts"],
         "drifts": concepts["drifts"],
-        "failures": state["failures"],
+        "failures": served["failures"],
     }
+    if served is not state:
+        summary["candidates"] = [candidate["name"] for candidate in state["candidates"]]
+        summary["champion"] = summary["candidates"][state["champion"]]
+    return summary
 
 
 def _restore(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> dict[str, Any]:
