@@ -99,14 +99,15 @@ def _build(spec: LearnerSpec, check: bool = True) -> Learner:
 class LearnerPrototype:
     """New learners of one spec, each the learner ``spec`` builds, at less than the cost of building it.
 
-    The first is built from the spec, checks included. Each later one is the
-    cheaper of two ways to the same learner, timed once here: building it
-    again without the checks, or, for a river model, unpickling a copy of the
-    first. The copy of a linear preset is made ready for its first event
-    (see :data:`~stream_learner.learners.river.PURE_FIRST_PREDICTION`).
-    ``copy`` forces one way (``None``: the cheaper). A spec without a seed is
-    built each time: copies would share one random state, where learners
-    built apart draw their own.
+    The first is built from the spec, checks included. Each later one is
+    built again without the checks or, for a river model whose building
+    costs :data:`COPY_GAIN` times more than unpickling a copy of the first
+    (timed once here: an adaptive random forest, ~10 times), such a copy.
+    Not for less: an unpickled object keeps its attributes in a dictionary,
+    which makes every later step of the model slower (a logistic
+    regression's by about 15%, a forest's not measurably). ``copy`` forces
+    one way (``None``: as timed). A spec without a seed is built each time:
+    copies would share one random state, where learners built apart draw their own.
 
     >>> prototype = LearnerPrototype(LearnerSpec("logreg"), copy=True)
     >>> first, second = prototype.new(), prototype.new()
@@ -123,10 +124,10 @@ class LearnerPrototype:
         if spec.seed is None or learner.family != "river" or copy is False:
             return
         try:
-            pickled = pickle.dumps(self._ready(learner), protocol=pickle.HIGHEST_PROTOCOL)
+            pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a model that cannot be pickled: each is built
             return
-        if copy is None and _seconds(self._built) <= _seconds(lambda: pickle.loads(pickled)):
+        if copy is None and _seconds(lambda: _build(spec, check=False)) < COPY_GAIN * _seconds(lambda: pickle.loads(pickled)):
             return
         self._pickled = pickled
 
@@ -142,17 +143,9 @@ class LearnerPrototype:
             return learner
         return _build(self.spec, check=False)
 
-    def _built(self) -> Learner:
-        """A learner built from the spec, made ready for its first event as a copy is: what a built one costs by then."""
-        return self._ready(_build(self.spec, check=False))
 
-    def _ready(self, learner: Learner) -> Learner:
-        """``learner`` after the first prediction of a preset whose first prediction changes nothing else (a river pipeline then works out its execution plan, which costs more than building it)."""
-        from stream_learner.learners.river import PURE_FIRST_PREDICTION
-
-        if self.spec.model in PURE_FIRST_PREDICTION and not self.spec.strategy:
-            learner.predict({})
-        return learner
+COPY_GAIN = 4
+"""How many times costlier than a copy building a river learner must be for new keys to get copies (see :class:`LearnerPrototype`)."""
 
 
 def _seconds(make: Callable[[], Any]) -> float:

@@ -59,15 +59,6 @@ Parameters (``--model-params``) go to the estimator; the linear models are
 preceded by a ``StandardScaler``, as river's own examples do.
 """
 
-PURE_FIRST_PREDICTION = frozenset({"logreg", "linreg"})
-"""Presets whose first prediction, before any learning, changes nothing but
-what their pipeline caches (its execution plan, worked out at first use):
-a linear model predicts from zero weights. Not so for every model: an
-adaptive random forest draws its ensemble at its first prediction. A new
-key's copy of such a preset is made ready so (see
-:class:`~stream_learner.learners.factory.LearnerPrototype`).
-"""
-
 
 class RiverLearner:
     """Wraps one river estimator; predictions are exactly river's own."""
