@@ -32,7 +32,7 @@ from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
-from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict
+from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict, ShadowPredictionDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot, SnapshotPart
 from stream_learner.state import decode, expect_version
@@ -103,6 +103,8 @@ class EngineConfig:
             challenger may replace it.
         auto_promote: replace the champion when a challenger is better
             (``False``: publish the recommendation only).
+        shadow_predictions: also publish every challenger's predictions,
+            each naming its candidate (:attr:`StepOutput.shadow_predictions`).
         snapshot_rounds: the caller snapshots many keys together
             (:meth:`~stream_learner.snapshot.Snapshot.round`: one fork for a
             fleet's due keys, not one per key): a step whose snapshot is due
@@ -134,6 +136,7 @@ class EngineConfig:
     promotion_alpha: float = 0.01
     min_champion_events: int = 1000
     auto_promote: bool = True
+    shadow_predictions: bool = False
     snapshot_rounds: bool = False
 
 
@@ -143,6 +146,8 @@ class StepOutput:
 
     ``snapshot_due``: the step's snapshot is due, for its caller to take in
     a round (``EngineConfig.snapshot_rounds``; else it is in ``snapshot``).
+    ``shadow_predictions``: a key's challengers' predictions
+    (``EngineConfig.shadow_predictions``, see :mod:`stream_learner.slot`).
     """
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
@@ -150,6 +155,7 @@ class StepOutput:
     dead_letters: list[DeadLetterDict] = field(default_factory=list)
     snapshot: Snapshot | None = None
     snapshot_due: bool = False
+    shadow_predictions: list[ShadowPredictionDict] = field(default_factory=list)
 
 
 VERSION = 1

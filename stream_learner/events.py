@@ -145,6 +145,19 @@ class Prediction(BaseModel):
     ts: float
 
 
+class ShadowPrediction(BaseModel):
+    """A challenger's prediction for an event, beside the champion's published one (see :mod:`stream_learner.slot`)."""
+
+    id: str
+    key: str
+    candidate: str
+    prediction: Label | None
+    proba: dict[str, float] | None = None
+    model_version: int
+    concept: int
+    ts: float
+
+
 class ForgettingSummary(BaseModel):
     """Average forgetting, backward transfer and the (bounded) accuracy matrix.
 

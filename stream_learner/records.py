@@ -58,6 +58,19 @@ class PredictionDict(TypedDict):
     ts: float
 
 
+class ShadowPredictionDict(TypedDict):
+    """A challenger's prediction, published beside the champion's where the run asks for them (:class:`~stream_learner.events.ShadowPrediction`)."""
+
+    id: str
+    key: str
+    candidate: str  # the challenger that made it
+    prediction: Any
+    proba: dict[Any, float] | None
+    model_version: int
+    concept: int
+    ts: float
+
+
 class ForgettingDict(TypedDict):
     """Forgetting, backward transfer and the accuracy matrix (:class:`~stream_learner.events.ForgettingSummary`)."""
 

@@ -7,7 +7,9 @@ candidate (the ``learner`` and each challenger), all fed the same events.
 Every candidate predicts and learns test-then-train on every event; only the
 champion's predictions and dead letters are published. Every candidate's
 metrics, drift and feature-drift records are, each with a ``candidate``
-field naming it and a ``champion`` flag.
+field naming it and a ``champion`` flag; with ``shadow_predictions``, every
+challenger's predictions too (:attr:`StepOutput.shadow_predictions
+<stream_learner.engine.StepOutput.shadow_predictions>`).
 
 Promotion: each labelled event that the champion and a challenger both
 predicted adds a pair of errors to that challenger's
@@ -64,7 +66,8 @@ from stream_learner.evidence import PairedTest, PairedWindow
 from stream_learner.learners.base import Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
-from stream_learner.records import ControlStatus, PromotionDict
+from stream_learner.predictions import Row
+from stream_learner.records import ControlStatus, PromotionDict, ShadowPredictionDict
 from stream_learner.snapshot import Snapshot, SnapshotPart
 from stream_learner.state import decode, expect_version
 from stream_learner.step.cadence import Cadence
@@ -219,6 +222,8 @@ class Slot:
         out = StepOutput(predictions=outs[self.champion].predictions, dead_letters=outs[self.champion].dead_letters)
         for i, o in enumerate(outs):
             out.metrics.extend(self._tagged(o.metrics, i))
+            if self.config.shadow_predictions and i != self.champion:
+                out.shadow_predictions.extend(self._shadow(o.predictions.rows, i, now))  # type: ignore[union-attr]
         promotions = self._weigh(events, outs, champion.events - len(outs[self.champion].predictions), now)
         out.metrics.extend(promotions)
         if self.cadence.snapshot_due(now) or any(p["applied"] for p in promotions):
@@ -227,6 +232,13 @@ class Slot:
             else:
                 out.snapshot = self.snapshot(background=True)
         return out
+
+    def _shadow(self, rows: list[Row], index: int, now: float) -> list[ShadowPredictionDict]:
+        """A challenger's predictions as records naming it."""
+        key, name = self.key, self.names[index]
+        return [
+            {"id": event_id, "key": key, "candidate": name, "prediction": y, "proba": proba, "model_version": version, "concept": concept, "ts": now} for event_id, y, proba, version, concept in rows
+        ]
 
     def _tagged(self, records: list[Any], index: int) -> list[Any]:
         """A candidate's metrics and drift records, naming it."""

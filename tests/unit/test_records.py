@@ -36,11 +36,13 @@ from stream_learner.events import (
     PromotionEvidence,
     PromotionRecord,
     ReuseEvidence,
+    ShadowPrediction,
 )
 from stream_learner.learners.base import LearnerSpec
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (records.PredictionDict, Prediction),
+    (records.ShadowPredictionDict, ShadowPrediction),
     (records.MetricsDict, MetricsRecord),
     (records.ForgettingDict, ForgettingSummary),
     (records.DelayedLabelCountsDict, DelayedLabelCounts),

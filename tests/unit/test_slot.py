@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
 import pytest
 
 from stream_learner.control import Command
 from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import Event, EventBatch, PromotionRecord
+from stream_learner.events import Event, EventBatch, PromotionRecord, ShadowPrediction
 from stream_learner.evidence import mcnemar
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.slot import Slot, champion_state, new_step, restore_step, step_from_state
@@ -318,3 +319,17 @@ def test_a_rollback_brings_back_an_earlier_versions_models_and_champion() -> Non
         answers(slot.apply(command("rollback", 4, "c-4"), 0.0, KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"))).state_dict())),
     ]
     assert [a[0][1] for a in refused] == ["refused", "refused"] and "naive_bayes" in str(refused[1][0][2])
+
+
+def test_shadow_predictions_are_every_challengers_own_when_asked_for() -> None:
+    events = band(27, 300)
+    quiet = new_step("k", config(LOGREG, TREE, LearnerSpec("naive_bayes")))
+    assert all(not quiet.process(events[i : i + 100], 0.0).shadow_predictions for i in range(0, 300, 100))  # off by default
+    slot = new_step("k", config(LOGREG, TREE, LearnerSpec("naive_bayes"), shadow_predictions=True, min_champion_events=10_000))  # logreg stays champion
+    shadow = [record for i in range(0, 300, 100) for record in slot.process(events[i : i + 100], 0.0).shadow_predictions]
+    for spec in (TREE, LearnerSpec("naive_bayes")):
+        alone = run(KeyedLearner("k", EngineConfig(learner=spec, detector=None)), events)[0]
+        assert [(r["id"], r["prediction"]) for r in shadow if r["candidate"] == spec.model] == alone
+    assert {r["candidate"] for r in shadow} == {"hoeffding_tree", "naive_bayes"}  # not the champion's: those are the published ones
+    for record in shadow[:5]:
+        ShadowPrediction.model_validate(orjson.loads(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)))  # as a sink writes it
