@@ -188,6 +188,8 @@ class RunSettings(_Section):
     reuse_concepts: int = Field(0, ge=0)  # earlier concepts' models kept and tried at each boundary; 0: off
     reuse_window: int = Field(200, ge=1)
     reuse_alpha: float = Field(0.05, gt=0, lt=1)
+    reuse_looks: int = Field(8, ge=1)
+    reuse_checkpoint_every: int = Field(0, ge=0)
     metrics_top_keys: int = Field(100, ge=1)  # keys with their own Prometheus "key" label; later ones count as "other"
     quiet: bool = False
     json_summary: bool = False  # --json

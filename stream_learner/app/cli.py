@@ -26,7 +26,8 @@ from stream_learner.app.args import (
 
 if TYPE_CHECKING:
     from stream_learner.engine import EngineConfig
-    from stream_learner.settings import Settings
+    from stream_learner.settings import RunSettings, Settings
+    from stream_learner.step.recurring import ConceptReuse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, help="replace the champion when a challenger proves better; --no-auto-promote only recommends it, in a promotion record with applied false (default: on)")
     shadow.add_argument("--reuse-concepts", type=non_negative_int, metavar="N", help="keep the models of the last N concepts and, at each new concept, reinstate one that proves better on its first labelled events: streams whose concepts recur (default: 0, off)")
     shadow.add_argument("--reuse-window", type=positive_int, metavar="N", help=f"labelled events of a new concept on which the stored models are tried (default: {default_of('reuse_window')})")
-    shadow.add_argument("--reuse-alpha", type=float, metavar="P", help=f"significance a stored model must reach to come back (default: {default_of('reuse_alpha')})")
+    shadow.add_argument("--reuse-alpha", type=float, metavar="P", help=f"significance of the paired test (McNemar; Wilcoxon for regression) a stored model must pass to come back, shared among the stored models and the looks (default: {default_of('reuse_alpha')})")
+    shadow.add_argument("--reuse-looks", type=positive_int, metavar="N", help=f"how often during the window the test is read; more looks bring a model back sooner, each at a stricter level (default: {default_of('reuse_looks')})")
+    shadow.add_argument("--reuse-checkpoint-every", type=non_negative_int, metavar="N", help="copy the live model every N labelled events, so that a detected drift stores the model as it was before the detector's delay (cheap for linear models; a tree is pickled whole each time) (default: 0, off)")
     run.add_argument("--max-resident-keys", type=non_negative_int, metavar="N", help="keep at most N model keys' learners in memory per worker: the least recently used key is written to the snapshot store and restored exactly on its next event (default: 0, no bound)")
     run.add_argument("--metrics-top-keys", type=positive_int, metavar="N", help=f"the first N model keys get their own Prometheus key label, every later key counts under key=\"other\", so a fleet cannot flood Prometheus (default: {default_of('metrics_top_keys')})")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no metrics lines on the console")
@@ -222,7 +225,6 @@ def _engine_config(settings: Settings) -> EngineConfig:
     from stream_learner.api import challenger_specs
     from stream_learner.engine import EngineConfig
     from stream_learner.learners.base import LearnerSpec
-    from stream_learner.step.recurring import ConceptReuse
 
     o = _checked(settings).run
     return EngineConfig(
@@ -246,8 +248,15 @@ def _engine_config(settings: Settings) -> EngineConfig:
         promotion_alpha=o.promotion_alpha,
         min_champion_events=o.min_champion_events,
         auto_promote=o.auto_promote,
-        concept_reuse=ConceptReuse(size=o.reuse_concepts, window=o.reuse_window, alpha=o.reuse_alpha, looks=min(ConceptReuse.looks, o.reuse_window)) if o.reuse_concepts else None,
+        concept_reuse=_concept_reuse(o) if o.reuse_concepts else None,
     )
+
+
+def _concept_reuse(o: RunSettings) -> ConceptReuse:
+    """The concept reuse the run options ask for (``--reuse-*``)."""
+    from stream_learner.step.recurring import ConceptReuse
+
+    return ConceptReuse(size=o.reuse_concepts, window=o.reuse_window, alpha=o.reuse_alpha, looks=min(o.reuse_looks, o.reuse_window), checkpoint_every=o.reuse_checkpoint_every)
 
 
 def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConfig) -> dict[str, Any]:
@@ -324,6 +333,8 @@ def _describe_extras(summary: dict[str, Any]) -> str:
         extras += f", {summary['promotions']:,} promotions"
     if summary.get("promotion_recommendations"):
         extras += f", {summary['promotion_recommendations']:,} recommended promotions"
+    if summary.get("concepts_reused"):
+        extras += f", {summary['concepts_reused']:,} concepts reused"
     if summary.get("feature_drifts"):
         extras += f", {summary['feature_drifts']:,} feature drifts"
     if summary.get("failures"):

@@ -50,6 +50,9 @@ class ConsoleLines(DynamicSink[Records]):
                 continue
             if record.get("champion") is False:
                 continue  # a challenger's metrics and drifts stay in the metrics output: the console follows the published model
+            if kind == "drift" and record["detector"] == "recurring":
+                self._write(format_reuse(record))
+                continue
             if "concept" in record:
                 with self._lock:
                     before = self._concept.get(record["key"], 0)
@@ -92,6 +95,18 @@ def format_promotion(record: dict[str, Any]) -> str:
     verb = "replaces" if record["applied"] else "is better than (recommended only)"
     evidence = f"{e['test']} p={e['p_value']:.2g}: error {e['champion_error']:.3f} -> {e['challenger_error']:.3f} over {e['window']} events"
     return f"promotion  key={record['key']}  at event {record['at_event']}: {record['challenger']} {verb} {record['champion']} ({evidence})"
+
+
+def format_reuse(record: dict[str, Any]) -> str:
+    """A drift record saying an earlier concept's model is live again, as one console line.
+
+    >>> evidence = {"test": "mcnemar_exact", "statistic": 2.0, "p_value": 0.00098, "n": 150, "alpha": 0.0021, "live_error": 0.14, "stored_error": 0.067}
+    >>> format_reuse({"type": "drift", "key": "k", "detector": "recurring", "at_event": 2066, "concept": 2, "reused_concept": 0, "evidence": evidence})
+    "reuse  key=k  at event 2066: concept 0's model is back (mcnemar_exact p=0.00098: error 0.140 -> 0.067 over 150 events)"
+    """
+    e = record["evidence"]
+    evidence = f"{e['test']} p={e['p_value']:.2g}: error {e['live_error']:.3f} -> {e['stored_error']:.3f} over {e['n']} events"
+    return f"reuse  key={record['key']}  at event {record['at_event']}: concept {record['reused_concept']}'s model is back ({evidence})"
 
 
 def format_control(record: dict[str, Any]) -> str:

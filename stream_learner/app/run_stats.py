@@ -148,6 +148,7 @@ class RunStats:
         self.snapshots = 0
         self.snapshot_failures = 0
         self.feature_drifts = 0  # input drifts found, over every key
+        self.concepts_reused = 0  # earlier concepts' models brought back, over every key
         self.promotions = 0  # challengers that replaced their key's champion
         self.promotion_recommendations = 0  # challengers that won while auto-promotion is off
         self.evictions = _Timings()
@@ -180,6 +181,8 @@ class RunStats:
                         continue  # a challenger's figures are not its key's (the champion's are), nor are control answers
                     elif record["type"] == "feature_drift":
                         self.feature_drifts += 1
+                    elif record["type"] == "drift" and record["detector"] == "recurring":  # an earlier concept's model back: no drift
+                        self.concepts_reused += 1
                     elif record["type"] == "metrics" or (record["type"] == "drift" and record["detector"] != "task"):  # a task switch is no detected drift
                         self._note(record)
         if self.listener is not None:
@@ -253,6 +256,7 @@ class RunStats:
                 "drifts": sum(k.drifts for k in keys),
                 "failures": sum(k.failures for k in keys),  # model failures at boundaries and evaluations
                 "feature_drifts": self.feature_drifts,
+                "concepts_reused": self.concepts_reused,
                 "promotions": self.promotions,
                 "promotion_recommendations": self.promotion_recommendations,
                 "concepts": sum(k.concepts for k in keys),

@@ -153,6 +153,7 @@ class Telemetry:
             ["key", "feature"], registry=r,
         )
         self.task_switches = Counter("stream_learner_task_switches", "Explicit task switches (events with a new task).", ["key"], registry=r)
+        self.concepts_reused = Counter("stream_learner_concepts_reused", "Earlier concepts' models brought back (--reuse-concepts).", ["key"], registry=r)
         self.step_per_event = Histogram(
             "stream_learner_step_per_event_seconds",
             "Learner step time per event: each batch's step time divided by its events, one observation per batch (a batch average, not a per-event latency).",
@@ -626,6 +627,9 @@ class Telemetry:
     def _on_drift(self, record: DriftDict) -> None:
         key = self._key(record["key"])
         key.drift_count += 1
+        if record["detector"] == "recurring":  # an earlier concept's model back, inside the concept: no drift
+            self.concepts_reused.labels(key.label).inc()
+            return
         if record["detector"] == "task":
             self.task_switches.labels(key.label).inc()
         else:

@@ -144,3 +144,11 @@ def test_a_keys_figures_are_its_champions_and_promotions_are_counted() -> None:
     summary = stats.summary()
     assert summary["accuracy"] == 0.8 and summary["keys_in_drift"] == 0
     assert (summary["promotions"], summary["promotion_recommendations"]) == (1, 1)
+
+
+def test_an_earlier_concepts_model_back_is_counted_as_reuse_not_as_a_drift() -> None:
+    stats = RunStats(drift_recent_events=100)
+    reuse = {**_drift("a", 500, detector="recurring"), "reused_concept": 0}
+    stats.observe([StepOutput(metrics=[_record("a", 400, 0.5), reuse, _record("a", 520, 0.6)])])
+    summary = stats.summary()
+    assert summary["concepts_reused"] == 1 and summary["keys_in_drift"] == 0

@@ -395,3 +395,14 @@ def test_the_page_ranks_the_keys_every_few_seconds_and_once_more_at_the_end() ->
     t.on_outputs([StepOutput(predictions=[{"key": "c"}] * 20)])
     t.mark_finished({})
     assert t.state()["fleet"]["top_keys"]["by_events"][0]["key"] == "c"  # the end ranks at once
+
+
+def test_an_earlier_concepts_model_back_counts_as_reuse_and_leaves_the_drift_figures_alone() -> None:
+    t = Telemetry()
+    evidence = {"test": "mcnemar_exact", "statistic": 1.0, "p_value": 0.001, "n": 150, "alpha": 0.002, "live_error": 0.2, "stored_error": 0.1}
+    reuse = {"type": "drift", "key": "k", "detector": "recurring", "at_event": 700, "concept": 2, "reused_concept": 0, "evidence": evidence, "ts": 0.0}
+    t.on_outputs([StepOutput(metrics=[reuse])])
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(t.exposition().decode()) for s in f.samples}
+    assert values[("stream_learner_concepts_reused_total", (("key", "k"),))] == 1.0
+    assert not any(name == "stream_learner_drifts_total" for name, _ in values)
+    assert not any(name == "stream_learner_last_drift_at_event" for name, _ in values)
