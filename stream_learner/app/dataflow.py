@@ -38,9 +38,6 @@ from stream_learner.state import decode, encode
 
 T = TypeVar("T")
 
-ROUND_SECONDS = 1.0
-"""A worker takes the snapshots that came due at most this often, together (:class:`SnapshotRounds`)."""
-
 EVICTION_ROUNDS = 100
 """A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
 
@@ -173,22 +170,21 @@ class RecoveryStates:
 class SnapshotRounds:
     """One worker's learners whose snapshot is due, snapshotted together: one forked child per round (:meth:`Snapshot.round`).
 
-    The logics say which learners are due (``EngineConfig.snapshot_rounds``),
-    and the worker's snapshot step takes a round when the last one is at
-    least ``every`` seconds old: a fleet whose keys come due one after
-    another pays a fork a second, not one per key. A due learner waits for
-    the next batch after that (on an idle stream, for the next event or the
-    end, whose final snapshots are taken anyway).
+    The logics say which learners are due (``EngineConfig.snapshot_rounds``)
+    and the worker's snapshot step, which sees each batch of the learners'
+    outputs, takes a round of them: a fleet pays one fork per batch that
+    has due keys, not one per key. A key appears once in a batch, so each
+    state is the one its batch ended with, as a snapshot taken by the
+    learner itself would be (``--snapshot-every N`` still snapshots at the
+    N-th event).
 
-    >>> rounds = SnapshotRounds(every=3600.0)
+    >>> rounds = SnapshotRounds()
     >>> rounds.take(), len(rounds)
     ([], 0)
     """
 
-    def __init__(self, every: float = ROUND_SECONDS) -> None:
-        self.every = every
+    def __init__(self) -> None:
         self._due: dict[str, Step] = {}
-        self._last = -float("inf")
 
     def __len__(self) -> int:
         return len(self._due)
@@ -201,11 +197,10 @@ class SnapshotRounds:
         self._due.pop(key, None)
 
     def take(self) -> list[Snapshot]:
-        """The due learners' snapshots, once the last round is ``every`` seconds old (else none yet)."""
-        now = time.monotonic()
-        if not self._due or now - self._last < self.every:
+        """The due learners' snapshots, in one round."""
+        if not self._due:
             return []
-        steps, self._due, self._last = list(self._due.values()), {}, now
+        steps, self._due = list(self._due.values()), {}
         return Snapshot.round([step.snapshot_part() for step in steps], background=True)
 
 
