@@ -559,7 +559,19 @@ class KeyedLearner:
         and the model is not on a GPU; the stream then pays for ``fork()``
         only and its objects are not touched (see :mod:`stream_learner.forked_pickle`).
         """
-        return Snapshot.round([self.snapshot_part()], background)[0]
+        snapshot = Snapshot.round([self.snapshot_part()], background)[0]
+        self.snapshotted(snapshot)
+        return snapshot
+
+    def snapshotted(self, snapshot: Snapshot) -> None:
+        """``snapshot`` holds this learner as it is now (taken in a round: :meth:`snapshot_part`, then :meth:`~stream_learner.snapshot.Snapshot.round`): it is the undo journal's next checkpoint.
+
+        A round's taker calls it right after the round; without it, a key
+        logs every example it learns until its journal's own checkpoint
+        (:attr:`~stream_learner.learners.base.Journal.MIN_LOG` of them).
+        """
+        spec = self.config.learner
+        self.guard.journal.restart_at(lambda: snapshot.payload, lambda payload: learner_from_state(decode(payload)["learner"], spec))
 
     def snapshot_part(self) -> SnapshotPart:
         """This learner's share of a snapshot round (:meth:`~stream_learner.snapshot.Snapshot.round`), as it is now: its snapshot counts as taken."""

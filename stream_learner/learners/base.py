@@ -102,6 +102,10 @@ class Journal:
     the model for good (see :mod:`stream_learner.forked_pickle`). A fork
     costs a few milliseconds, so a key forks at most once a second and once
     per ``MIN_LOG`` steps; the log holds at most ``MAX_LOG`` steps.
+    A snapshot of the learner is a checkpoint made anyway (:meth:`restart_at`):
+    a key of a fleet, which may take hours to learn ``MIN_LOG`` examples,
+    then keeps only the steps since its last snapshot but one, not every
+    example it learned.
 
     >>> from stream_learner.learners.factory import build_learner
     >>> spec = LearnerSpec("logreg")
@@ -129,6 +133,7 @@ class Journal:
         self.xs: list[Any] = []
         self.ys: list[Any] = []
         self._taken = time.perf_counter()
+        self._restart: tuple[int, Callable[[], bytes], Callable[[bytes], Learner]] | None = None  # see restart_at
 
     @classmethod
     def at(cls, learner: Learner) -> Journal:
@@ -154,9 +159,37 @@ class Journal:
             pickled = forked.result()
             self._origin = lambda: pickle.loads(pickled)
 
+    def restart_at(self, made: Callable[[], bytes], rebuild: Callable[[bytes], Learner]) -> None:
+        """A checkpoint of the learner as it is now is being made elsewhere: ``made()`` gives its bytes (a snapshot's, encoded in a forked child), ``rebuild(bytes)`` the learner.
+
+        It becomes the checkpoint, and the steps logged before it are
+        dropped, at the next :meth:`restart_at` (whose snapshot's child
+        finished long before: nothing waits for it) or at a :meth:`rollback`.
+        Where its bytes never come (the snapshot was discarded), the journal
+        goes on from its own checkpoint.
+        """
+        self._apply_restart()
+        self._restart = (len(self.xs), made, rebuild)
+
+    def _apply_restart(self) -> None:
+        restart, self._restart = self._restart, None
+        if restart is None:
+            return
+        at, made, rebuild = restart
+        try:
+            data = made()
+        except Exception:  # discarded or failed: the journal's own checkpoint and log still hold
+            return
+        if not data:  # a discarded forked pickle's
+            return
+        self.settle()
+        self._origin = lambda: rebuild(data)
+        del self.xs[:at], self.ys[:at]
+
     def checkpoint(self, learner: Learner) -> None:
         """Start again from ``learner`` as it is now."""
         self.settle()
+        self._restart = None  # this checkpoint is newer
         if forkable(learner):
             forked = self._forked = ForkedPickle.start(learner)
             self._origin = lambda: pickle.loads(forked.result())
@@ -168,6 +201,7 @@ class Journal:
 
     def rollback(self) -> Learner:
         """A new learner: the checkpoint with the logged steps replayed."""
+        self._apply_restart()
         learner = self._origin()
         for x, y in zip(self.xs, self.ys):
             if x is None:

@@ -215,3 +215,46 @@ def test_with_forgetting_off_a_key_snapshotted_after_its_last_event_ends_without
     moved.process(_events(10, "k", 1), now=1.0)
     assert moved.process(_events(1, "k", 1, start=10), now=1.0).snapshot is None
     assert moved.finish(1.0).snapshot is not None
+
+
+def test_a_keys_undo_journal_starts_again_at_each_snapshot() -> None:
+    """A fleet's key would otherwise keep every example it learned (until Journal.MIN_LOG of them) to undo a failed learn."""
+    config = EngineConfig(learner=LearnerSpec("logreg"), snapshot_every=10, snapshot_seconds=0)
+    step = KeyedLearner("k", config)
+    for i in range(10):
+        out = step.process(_events(10, "k", i, start=10 * i), now=1.0)
+        assert out.snapshot is not None
+        assert out.snapshot.payload  # the writer takes it
+        assert len(step.guard.journal.xs) <= 20  # the steps since the snapshot before the last
+    assert step.guard.journal.rollback().predict({"a": 0.3, "b": 0.9}) == step.learner.predict({"a": 0.3, "b": 0.9})
+
+
+@pytest.mark.parametrize("discarded", [False, True], ids=["written", "discarded"])
+def test_a_learn_that_raises_after_snapshots_is_undone_exactly(discarded: bool) -> None:
+    """Undone from the last snapshot (or, where its bytes never came, from the journal's own checkpoint): as if the event never came."""
+    from test_model_errors import Tally, _pairs
+
+    from stream_learner.learners.river import RiverLearner
+
+    def step() -> KeyedLearner:
+        return KeyedLearner("default", EngineConfig(detector=None, snapshot_every=7, snapshot_seconds=0), learner_factory=lambda spec: RiverLearner(Tally()))
+
+    pairs = _pairs(60)
+    boom = ({"x": 1000.0, "boom": 1.0, "bad": 0.0}, "b")
+    events = [Event(f"e{i}", "default", x, y, None, 0, i) for i, (x, y) in enumerate(pairs[:33] + [boom] + pairs[33:])]
+    failing, clean = step(), step()
+    dead = []
+    for i in range(0, len(events), 5):
+        out = failing.process(events[i : i + 5], now=0.0)
+        dead += out.dead_letters
+        if out.snapshot is not None:
+            if discarded:
+                out.snapshot.discard()
+            else:
+                assert out.snapshot.payload
+    assert [d["origin"]["offset"] for d in dead] == [33]
+    clean_events = [Event(f"e{i}", "default", x, y, None, 0, i) for i, (x, y) in enumerate(pairs)]
+    for i in range(0, len(clean_events), 5):
+        clean.process(clean_events[i : i + 5], now=0.0)
+    model, clean_model = failing.learner.model, clean.learner.model  # type: ignore[attr-defined]
+    assert (model.counts, model.seen) == (clean_model.counts, clean_model.seen)
