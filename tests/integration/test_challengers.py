@@ -200,3 +200,16 @@ def test_an_operator_promotes_a_challenger_through_the_control_topic(kafka_boots
         assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree"  # only the command could have promoted it
     finally:
         store.delete("default")
+
+
+def test_a_kafka_run_never_promotes_a_worse_challenger(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
+    """The tree as champion, the logistic regression challenging it: never promoted, however many windows it is tested on."""
+    settings = settings_for(kafka_bootstrap, redis_url, unique)
+    engine = replace(ENGINE, learner=LearnerSpec("hoeffding_tree"), challengers=(LearnerSpec("logreg"),))
+    produce_all(settings, [(b"default", orjson.dumps(e)) for e in band(seed=4, n=2 * EVENTS)])
+    run_kafka(settings, engine, handle_signals=False)
+    outputs = read_topic(kafka_bootstrap, settings.kafka.metrics_topic)
+    assert not [r for r in outputs if r["type"] == "promotion"]
+    last = {r["candidate"]: r for r in outputs if r["type"] == "metrics"}
+    assert last["hoeffding_tree"]["champion"] and last["hoeffding_tree"]["events"] == 2 * EVENTS
+    RedisSnapshotStore.from_url(redis_url, app=settings.app).delete("default")
