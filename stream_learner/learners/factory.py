@@ -119,7 +119,6 @@ class LearnerPrototype:
     def __init__(self, spec: LearnerSpec, copy: bool | None = None) -> None:
         self.spec = spec
         learner = _build(spec)
-        self.task = learner.task
         self._pickled: bytes | None = None
         if spec.seed is None or learner.family != "river" or copy is False:
             return
