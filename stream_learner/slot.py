@@ -55,6 +55,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, Union
 
 from stream_learner.control import Command
@@ -410,7 +411,14 @@ class Slot:
 
     def snapshot(self, background: bool = False) -> Snapshot:
         """The slot's state (:meth:`state_dict`), encoded (in a forked child with ``background``, where every candidate may fork)."""
-        return Snapshot.round([self.snapshot_part()], background)[0]
+        snapshot = Snapshot.round([self.snapshot_part()], background)[0]
+        self.snapshotted(snapshot)
+        return snapshot
+
+    def snapshotted(self, snapshot: Snapshot) -> None:
+        """``snapshot`` holds the slot as it is now (see :meth:`KeyedLearner.snapshotted <stream_learner.engine.KeyedLearner.snapshotted>`): each candidate's undo journal starts again from its model there."""
+        for i, candidate in enumerate(self.candidates):
+            candidate.guard.journal.restart_at(lambda: snapshot.payload, partial(_candidate_learner, index=i, spec=candidate.config.learner))
 
     def snapshot_part(self) -> SnapshotPart:
         """The slot's share of a snapshot round (:meth:`~stream_learner.snapshot.Snapshot.round`), as it is now; the envelope names the champion's model family and strategy."""
@@ -483,6 +491,11 @@ class Slot:
 
 
 _MISSING = object()
+
+
+def _candidate_learner(payload: bytes, index: int, spec: LearnerSpec) -> Learner:
+    """Candidate ``index``'s model in the encoded state of a slot."""
+    return learner_from_state(decode(payload)["candidates"][index]["state"]["learner"], spec)
 
 
 def _stream(events: Sequence[Event | LabelRecord] | EventBatch) -> Iterator[tuple[str, Any, bool]]:

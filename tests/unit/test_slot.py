@@ -333,3 +333,18 @@ def test_shadow_predictions_are_every_challengers_own_when_asked_for() -> None:
     assert {r["candidate"] for r in shadow} == {"hoeffding_tree", "naive_bayes"}  # not the champion's: those are the published ones
     for record in shadow[:5]:
         ShadowPrediction.model_validate(orjson.loads(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)))  # as a sink writes it
+
+
+def test_after_a_snapshot_each_candidates_undo_journal_starts_from_it() -> None:
+    """A round's taker tells the slot its snapshot: a candidate's rollback then rebuilds its model from the slot's snapshot, exactly."""
+    slot = new_step("k", config(LOGREG, TREE))
+    assert isinstance(slot, Slot)
+    run(slot, band(28, 300))
+    [snapshot] = Snapshot.round([slot.snapshot_part()], background=False)
+    slot.snapshotted(snapshot)
+    run(slot, band(29, 50, 300))
+    slot.snapshotted(Snapshot.round([slot.snapshot_part()], background=False)[0])  # the earlier checkpoint's bytes are read now
+    probe = [e.features for e in band(30, 20)]
+    for candidate in slot.candidates:
+        rebuilt = candidate.guard.journal.rollback()
+        assert [rebuilt.predict(x) for x in probe] == [candidate.learner.predict(x) for x in probe]
