@@ -13,6 +13,14 @@ snapshot writer through the same :class:`EvictingStore`, so that a regular
 snapshot taken before an eviction and written after it never becomes the
 key's ``latest`` over the newer, evicted state.
 
+With Bytewax recovery, an evicted key's recovery state names the version it
+was evicted as (:func:`evicted_marker`), and a key restored from it stays
+resident (pinned) until the next epoch close: evicted again sooner, its new
+versions could push the one its committed recovery state names out of the
+store's last ``retain``, and a crash would then resume it from a newer one,
+skipping events whose outputs may not have been delivered. The bound can
+then be exceeded by the keys restored within one epoch.
+
 >>> import tempfile
 >>> from connectors.local_store import LocalSnapshotStore
 >>> from stream_learner.engine import KeyedLearner
@@ -34,7 +42,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from itertools import islice
 from typing import Any, Callable, Protocol
 
 import orjson
@@ -210,7 +217,9 @@ class EvictingStore:
 
 
 class Evictable(Protocol):
-    """What a :class:`ResidentSet` evicts: a key's holder."""
+    """What a :class:`ResidentSet` evicts: a key's holder; a ``pinned`` one is not evicted for now."""
+
+    pinned: bool
 
     def leaving(self) -> Snapshot:
         """The learner's full state, to write (:func:`eviction_snapshot`)."""
@@ -227,13 +236,14 @@ class ResidentSet:
     When an admission exceeds the bound, the ``batch`` least recently used
     others leave together: their states are written in one round
     (``write``: :meth:`EvictingStore.evict`), then each holder drops its
-    learner. ``counted(delta)`` hears each change of the number resident.
+    learner. A pinned holder is passed over (and counts as used now); when
+    every other one is pinned, the bound waits for the next admission. ``counted(delta)`` hears each change of the number resident.
     A round that raises (the store refuses) keeps its keys resident and
     ``failed(key)`` hears of each; the bound is exceeded until a later
     admission tries again, at most every 1 s to :data:`RETRY_MAX_SECONDS`.
 
     >>> class Holder:
-    ...     def __init__(self, key): self.key = key
+    ...     def __init__(self, key): self.key, self.pinned = key, False
     ...     def leaving(self): return self.key
     ...     def left(self, version): print("evicted", self.key, "as version", version)
     >>> resident = ResidentSet(2, lambda states: [1] * len(states))
@@ -273,17 +283,36 @@ class ResidentSet:
         return len(self._lru)
 
     def touch(self, key: str) -> None:
-        """``key`` is used now."""
+        """``key`` is used now (over the bound, which pinned keys can leave it, the least recently used others leave)."""
         self._lru.move_to_end(key)
+        if len(self._lru) > self.limit:
+            self._shrink(key)
 
     def admit(self, key: str, holder: Evictable) -> None:
         """``key``'s learner came into memory (new or restored): over the bound, the least recently used others leave."""
         self._lru[key] = holder
         self._lru.move_to_end(key)
         self.counted(1)
+        self._shrink(key)
+
+    def _shrink(self, key: str) -> None:
+        """Evict down to the bound (less a batch), never ``key``, which is in use."""
         if len(self._lru) <= self.limit or time.monotonic() < self._retry_at:
             return
-        cold = list(islice(self._lru.items(), len(self._lru) - self.limit + self.batch - 1))
+        need = len(self._lru) - self.limit + self.batch - 1
+        cold: list[tuple[str, Evictable]] = []
+        pinned: list[str] = []
+        for cold_key, cold_holder in self._lru.items():
+            if len(cold) == need or cold_key == key:
+                break
+            if cold_holder.pinned:
+                pinned.append(cold_key)
+            else:
+                cold.append((cold_key, cold_holder))
+        for pinned_key in pinned:
+            self._lru.move_to_end(pinned_key)
+        if not cold:
+            return
         try:
             versions = self.write([holder.leaving() for _, holder in cold])
         except Exception as exc:  # noqa: BLE001 - storage trouble keeps the keys in memory; learning goes on

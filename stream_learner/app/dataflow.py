@@ -255,6 +255,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         self.key = ""
         self.evicted: int | None = None  # the snapshot version this key's learner waits in, while it is out of memory
         self.newest = False  # it finished out of memory: its final snapshot (a newer version, written by the snapshot writer) holds it
+        # restored from its eviction since the last epoch close: not evicted again before the next one, so that the store
+        # still holds the version its committed recovery state names (else a crash would resume it from a newer one, which
+        # skips events whose outputs may not have been delivered), however many versions newer evictions would add
+        self.pinned = False
         marker = parse_marker(resume_state) if resume_state is not None else None
         if marker is not None:
             self.key, self.evicted, self.newest = marker
@@ -297,7 +301,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
         if self.evicted is not None:
             learner = self._evicted_learner()
-            self.evicted, self.newest = None, False
+            self.evicted, self.newest, self.pinned = None, False, self.states is not None
             return learner
         key = first.key if type(first) in (EventBatch, Command) else first[0].key  # type: ignore[union-attr, index]
         self.key = key
@@ -348,6 +352,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         # which also restarts the snapshot cadence.
         if self.states is None:
             return None
+        self.pinned = False  # this epoch's recovery state no longer names the version it was restored from
         if self.learner is None:
             return evicted_marker(self.key, self.evicted, self.newest) if self.evicted is not None else None
         return self.states.state(self.learner)

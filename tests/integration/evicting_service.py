@@ -1,8 +1,10 @@
 """The Kafka service with a bound on resident keys, SIGKILLing itself at one eviction round (for test_eviction_crash.py).
 
 ``python evicting_service.py SETTINGS_JSON MAX_RESIDENT [before|after N]``:
-settings overrides as JSON, the bound, and where to die: just before the
-N-th eviction round's write (``before``: the learner is still only in memory),
+settings overrides as JSON, the bound, and where to die: at the first
+eviction round from the N-th on that comes at least 0.2 s after the first
+one (a few epochs committed: the restart resumes mid-stream), just before
+its write (``before``: the learner is still only in memory),
 or just after it (``after``: written to Redis, not yet dropped, the recovery
 state not yet told). Prints the run's summary as JSON when it ends.
 """
@@ -13,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from stream_learner.app.kafka_run import run_kafka
@@ -25,18 +28,21 @@ from stream_learner.snapshot import Snapshot
 ENGINE = EngineConfig(learner=LearnerSpec("logreg"), metrics_every=50)
 
 
-def die_at(point: str, n: int) -> None:
-    """SIGKILL this process around the ``n``-th eviction."""
+def die_at(point: str, n: int, after_s: float = 0.2) -> None:
+    """SIGKILL this process around an eviction round: the first from the ``n``-th on, ``after_s`` after the first round."""
     evict = EvictingStore.evict
     count = 0
+    first: float | None = None
 
     def evict_or_die(self: EvictingStore, snapshots: Sequence[Snapshot]) -> list[int]:
-        nonlocal count
+        nonlocal count, first
         count += 1
-        if point == "before" and count == n:
+        first = first or time.monotonic()
+        due = count >= n and time.monotonic() - first >= after_s
+        if point == "before" and due:
             os.kill(os.getpid(), signal.SIGKILL)
         versions = evict(self, snapshots)
-        if point == "after" and count == n:
+        if point == "after" and due:
             os.kill(os.getpid(), signal.SIGKILL)
         return versions
 

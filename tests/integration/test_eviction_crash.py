@@ -78,10 +78,10 @@ def test_sigkill_during_evictions_loses_and_repeats_nothing_learned(kafka_bootst
         },
         "redis": {"url": redis_url},
         "snapshot": {"signing_key": SIGNING_KEY, "every_events": 100, "every_seconds": 0, "resume": False},  # only recovery carries state over
-        "recovery": {"dir": str(tmp_path / "recovery"), "epoch_seconds": 0.1},
+        "recovery": {"dir": str(tmp_path / "recovery"), "epoch_seconds": 0.05},
     }  # fmt: skip
     rng = random.Random()
-    kills = [("after", rng.randint(40, 200)), ("before", rng.randint(40, 200))]  # mid-stream: a full run evicts ~600 times
+    kills = [("after", rng.randint(5, 30)), ("before", rng.randint(5, 30))]  # mid-stream: a run evicts dozens of times (once per key and epoch at most)
     store = RedisSnapshotStore.from_url(redis_url, app=overrides["app"])
     try:
         for point, n in kills:
@@ -92,7 +92,8 @@ def test_sigkill_during_evictions_loses_and_repeats_nothing_learned(kafka_bootst
         assert final.returncode == 0, final.stderr[-3000:]
         summary = json.loads(final.stdout.strip().splitlines()[-1])
         assert summary["events"] < EVENTS, summary  # it resumed from its recovery state rather than starting over
-        assert set(predictions(kafka_bootstrap, topics["pred"], EVENTS)) == {f"e{i}" for i in range(EVENTS)}  # every event predicted (some twice)
+        missing = {f"e{i}" for i in range(EVENTS)} - set(predictions(kafka_bootstrap, topics["pred"], EVENTS))
+        assert not missing, (sorted(missing)[:20], kills, final.stderr[-3000:])  # every event predicted (some twice)
 
         _, calm = embedded_run([value for _, value in stream], REFERENCE, SIGNING_KEY)
         assert sorted(store.keys()) == sorted(calm.keys()) and len(calm.keys()) == KEYS

@@ -111,8 +111,8 @@ def test_a_pruned_eviction_version_restores_from_the_latest_valid_one(tmp_path: 
 class Holder:
     """A key's holder; the resident set's ``write`` is a real store's save_many."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, key: str, pinned: bool = False) -> None:
+        self.key, self.pinned = key, pinned
         self.version: int | None = None
 
     def leaving(self) -> Snapshot:
@@ -168,3 +168,20 @@ def test_a_refused_eviction_keeps_the_keys_and_is_not_retried_at_once(tmp_path: 
     assert failed == ["a"] and writes.rounds == [] and len(resident) == 3
     with pytest.raises(ValueError):
         ResidentSet(0, writes)
+
+
+def test_a_pinned_key_is_passed_over_until_unpinned(tmp_path: Path) -> None:
+    writes = Writes(LocalSnapshotStore(tmp_path))
+    resident = ResidentSet(2, writes)
+    holders = {key: Holder(key, pinned=key == "a") for key in "abcde"}
+    for key in "abc":
+        resident.admit(key, holders[key])
+    assert writes.rounds == [["b"]] and list(resident) == ["c", "a"]  # a passed over, and behind c now
+    resident.admit("d", holders["d"])
+    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["a", "d"]
+    holders["d"].pinned = True
+    resident.admit("e", holders["e"])  # every other key pinned: over the bound for now, nothing written
+    assert writes.rounds == [["b"], ["c"]] and len(resident) == 3
+    holders["a"].pinned = False  # its epoch closed
+    resident.admit("f", Holder("f"))
+    assert writes.rounds[-1] == ["e", "a"] and sorted(resident) == ["d", "f"]
