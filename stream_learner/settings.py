@@ -48,6 +48,7 @@ class KafkaSettings(_Section):
     input_topic: str = Field("events", min_length=1)
     labels_topic: str | None = None
     control_topic: str | None = None  # operators' signed commands (stream-learner control); None: the engine reads none
+    shadow_topic: str | None = None  # every challenger's predictions; None: only the champion's are published
     predictions_topic: str = Field("predictions", min_length=1)
     metrics_topic: str = Field("metrics", min_length=1)
     dead_letter_topic: str = Field("dead-letters", min_length=1)
@@ -185,6 +186,7 @@ class RunSettings(_Section):
     promotion_alpha: float = Field(0.01, gt=0, lt=1)
     min_champion_events: int = Field(1000, ge=0)
     auto_promote: bool = True
+    shadow_predictions: bool = False  # embedded runs: every challenger's predictions in OUT/shadow_predictions.jsonl
     reuse_concepts: int = Field(0, ge=0)  # earlier concepts' models kept and tried at each boundary; 0: off
     reuse_window: int = Field(200, ge=1)
     reuse_alpha: float = Field(0.05, gt=0, lt=1)

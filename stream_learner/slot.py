@@ -83,6 +83,8 @@ Step = Union[KeyedLearner, "Slot"]
 
 def new_step(key: str, config: EngineConfig) -> Step:
     """The learner step of a new model key: a :class:`Slot` when the configuration has challengers, else a plain learner step."""
+    if config.shadow_predictions and not config.challengers:
+        raise ConfigError("shadow predictions are the challengers' predictions: add a challenger")
     return Slot(key, config) if config.challengers else KeyedLearner(key, config)
 
 

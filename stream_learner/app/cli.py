@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("--promotion-alpha", type=float, metavar="P", help=f"significance of the paired test a challenger must pass, McNemar (Wilcoxon for regression), shared among the challengers (Bonferroni) (default: {default_of('promotion_alpha')})")
     shadow.add_argument("--min-champion-events", type=non_negative_int, metavar="N", help=f"labelled events a champion holds before it can be replaced, against flapping (default: {default_of('min_champion_events')})")
     shadow.add_argument("--auto-promote", action=argparse.BooleanOptionalAction, help="replace the champion when a challenger proves better; --no-auto-promote only recommends it, in a promotion record with applied false (default: on)")
+    shadow.add_argument("--shadow-predictions", action="store_true", help="also write every challenger's predictions, each naming its candidate, to OUT/shadow_predictions.jsonl (Kafka runs: --shadow-topic)")
     shadow.add_argument("--reuse-concepts", type=non_negative_int, metavar="N", help="keep the models of the last N concepts and, at each new concept, reinstate one that proves better on its first labelled events: streams whose concepts recur (default: 0, off)")
     shadow.add_argument("--reuse-window", type=positive_int, metavar="N", help=f"labelled events of a new concept on which the stored models are tried (default: {default_of('reuse_window')})")
     shadow.add_argument("--reuse-alpha", type=float, metavar="P", help=f"significance of the paired test (McNemar; Wilcoxon for regression) a stored model must pass to come back, shared among the stored models and the looks (default: {default_of('reuse_alpha')})")
@@ -218,6 +219,10 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError(f"unknown drift detector {o.drift_detector!r} (run.drift_detector): use one of {', '.join([*DETECTORS, 'none'])}")
     if o.source == "kafka" and o.predictions is not None:
         raise ConfigError("--predictions is for runs without Kafka: a Kafka run's predictions go to its predictions topic (--predictions-topic)")
+    if (o.shadow_predictions or (o.source == "kafka" and settings.kafka.shadow_topic)) and not o.challengers:
+        raise ConfigError("shadow predictions (--shadow-predictions, --shadow-topic) are the challengers' predictions: add --challenger")
+    if o.shadow_predictions and o.source == "kafka":
+        raise ConfigError("a Kafka run publishes its challengers' predictions to --shadow-topic, not a file (--shadow-predictions)")
     return settings
 
 
@@ -248,6 +253,7 @@ def _engine_config(settings: Settings) -> EngineConfig:
         promotion_alpha=o.promotion_alpha,
         min_champion_events=o.min_champion_events,
         auto_promote=o.auto_promote,
+        shadow_predictions=o.shadow_predictions if o.source != "kafka" else settings.kafka.shadow_topic is not None,
         concept_reuse=_concept_reuse(o) if o.reuse_concepts else None,
     )
 

@@ -65,6 +65,7 @@ class Sinks:
     predictions: list[Sink[Records]] = field(default_factory=list)
     metrics: list[Sink[Records]] = field(default_factory=list)
     dead_letters: list[Sink[Records]] = field(default_factory=list)
+    shadow_predictions: list[Sink[Records]] = field(default_factory=list)  # the challengers' predictions, where asked
     snapshots: list[Sink[Any]] = field(default_factory=list)
 
 
@@ -471,7 +472,9 @@ def build_dataflow(
 
         return pick
 
-    for name in ("predictions", "metrics", "dead_letters"):
+    for name in ("predictions", "metrics", "dead_letters", "shadow_predictions"):
+        if name == "shadow_predictions" and not sinks.shadow_predictions:
+            continue
         stream = op.flat_map_batch(f"select_{name}", counted, select(name))
         for i, sink in enumerate(getattr(sinks, name)):
             op.output(f"{name}_out_{i}", stream, sink)

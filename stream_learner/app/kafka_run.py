@@ -155,7 +155,7 @@ class KafkaProfile(Profile):
         producer.start()
         source.start_fetcher()
         if k.create_topics:
-            ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic], k.topic_partitions, k.replication_factor)
+            ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic, k.shadow_topic or ""], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
         self.store = open_store(self.settings)
         closing(stack, self.store.close, "the Redis snapshot store")
@@ -183,6 +183,7 @@ class KafkaProfile(Profile):
             predictions=[sink(k.predictions_topic)],
             metrics=[sink(k.metrics_topic)] + ([ConsoleLines(self.println)] if self.println is not None else []),
             dead_letters=[sink(k.dead_letter_topic), self.dead_letters],
+            shadow_predictions=[sink(k.shadow_topic)] if k.shadow_topic else [],
         )
 
     def recovery(self) -> RecoveryConfig | None:
@@ -311,6 +312,7 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
     group.add_argument("--input-topic", default=None, metavar="TOPIC", help="topic of input events")
     group.add_argument("--labels-topic", default=None, metavar="TOPIC", help="topic of delayed labels {id, label, key?}")
+    group.add_argument("--shadow-topic", default=None, metavar="TOPIC", help="topic of every challenger's predictions, each naming its candidate (with --challenger); default: none published")
     group.add_argument("--control-topic", default=None, metavar="TOPIC", help="topic of operators' signed commands (stream-learner control); default: none read")
     group.add_argument("--predictions-topic", default=None, metavar="TOPIC")
     group.add_argument("--metrics-topic", default=None, metavar="TOPIC", help="metrics and drift records")

@@ -21,6 +21,7 @@ FLAG_SETTINGS: dict[str, tuple[str, ...]] = {
     "input_topic": ("kafka", "input_topic"),
     "labels_topic": ("kafka", "labels_topic"),
     "control_topic": ("kafka", "control_topic"),
+    "shadow_topic": ("kafka", "shadow_topic"),
     "predictions_topic": ("kafka", "predictions_topic"),
     "metrics_topic": ("kafka", "metrics_topic"),
     "dead_letter_topic": ("kafka", "dead_letter_topic"),

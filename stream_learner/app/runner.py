@@ -140,6 +140,7 @@ class EmbeddedProfile(Profile):
             predictions=[self.predictions_sink(append)],
             metrics=[JsonlSink(out / "metrics.jsonl", append=append)] + ([ConsoleLines(println)] if options.console else []),
             dead_letters=[JsonlSink(out / "dead_letters.jsonl", append=append), self.dead_letters],
+            shadow_predictions=[JsonlSink(out / "shadow_predictions.jsonl", append=append)] if options.engine.shadow_predictions else [],
         )
 
     def predictions_sink(self, append: bool) -> JsonlSink | StdoutJsonl:
