@@ -32,7 +32,7 @@ from stream_learner.app.kafka_run import run_kafka
 from stream_learner.app.runner import RunOptions, run
 from stream_learner.control import Command, sign_command
 from stream_learner.engine import EngineConfig, KeyedLearner
-from stream_learner.events import Event, MetricsRecord, PromotionRecord
+from stream_learner.events import Event, MetricsRecord, PromotionRecord, ShadowPrediction
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.slot import Slot, restore_step
 from stream_learner.snapshot import load_latest_valid
@@ -106,13 +106,15 @@ def test_an_embedded_run_promotes_the_better_challenger_and_snapshots_the_slot(t
 
 
 def test_a_kafka_run_promotes_as_the_embedded_run_and_redis_holds_the_slot(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
-    settings = settings_for(kafka_bootstrap, redis_url, unique)
+    settings = settings_for(kafka_bootstrap, redis_url, unique, shadow_topic=f"shadow-{unique}")
     events = band()
     produce_all(settings, [(b"default", orjson.dumps(e)) for e in events])
-    summary = run_kafka(settings, ENGINE, handle_signals=False)
+    summary = run_kafka(settings, replace(ENGINE, shadow_predictions=True), handle_signals=False)
     assert summary["events"] == EVENTS
     k = settings.kafka
     promotion = check_outputs(read_topic(kafka_bootstrap, k.predictions_topic), read_topic(kafka_bootstrap, k.metrics_topic), events)
+    shadow = read_topic(kafka_bootstrap, f"shadow-{unique}")  # the shadow topic: the challenger's prediction of every event
+    assert sorted(r["id"] for r in shadow) == sorted(e["id"] for e in events) and {r["candidate"] for r in shadow} == {"hoeffding_tree", "logreg"}
     out, _ = embedded(tmp_path, events)
     [same] = [r for r in read(out, "metrics.jsonl") if r["type"] == "promotion"]
     assert {**promotion, "ts": 0} == {**same, "ts": 0}  # the same event, on the same evidence, however the run was batched
@@ -213,3 +215,21 @@ def test_a_kafka_run_never_promotes_a_worse_challenger(kafka_bootstrap: str, red
     last = {r["candidate"]: r for r in outputs if r["type"] == "metrics"}
     assert last["hoeffding_tree"]["champion"] and last["hoeffding_tree"]["events"] == 2 * EVENTS
     RedisSnapshotStore.from_url(redis_url, app=settings.app).delete("default")
+
+
+def test_an_embedded_run_writes_the_challengers_predictions_when_asked(tmp_path: Path) -> None:
+    """OUT/shadow_predictions.jsonl: the challenger's prediction for every event it is not champion of, naming it; the published ones are the champion's."""
+    events = band()
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    out = tmp_path / "out"
+    run(RunOptions(source=f"file:{path}", engine=replace(ENGINE, shadow_predictions=True), out=out, progress=False, console=False, signing_key=SIGNING_KEY.encode()))
+    published, shadow = read(out, "predictions.jsonl"), read(out, "shadow_predictions.jsonl")
+    for record in shadow:
+        ShadowPrediction.model_validate(record)
+    by_id = {r["id"]: r for r in shadow}
+    assert len(by_id) == len(shadow) == EVENTS  # one shadow prediction per event: the tree's before its promotion, logreg's after
+    assert {r["candidate"] for r in shadow} == {"hoeffding_tree", "logreg"}
+    switch = next(i for i, e in enumerate(events) if by_id[e["id"]]["candidate"] == "logreg")
+    assert all(by_id[e["id"]]["candidate"] == "logreg" for e in events[switch:])  # promoted once, from that batch on
+    assert [p["id"] for p in published] == [e["id"] for e in events]
