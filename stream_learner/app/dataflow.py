@@ -202,7 +202,10 @@ class SnapshotRounds:
         if not self._due:
             return []
         steps, self._due = list(self._due.values()), {}
-        return Snapshot.round([step.snapshot_part() for step in steps], background=True)
+        snapshots = Snapshot.round([step.snapshot_part() for step in steps], background=True)
+        for step, snapshot in zip(steps, snapshots):
+            step.snapshotted(snapshot)  # its undo journal starts again from this state
+        return snapshots
 
 
 @dataclass

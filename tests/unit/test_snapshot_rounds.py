@@ -49,3 +49,23 @@ def test_a_batch_of_due_keys_is_one_forked_round(monkeypatch: pytest.MonkeyPatch
         assert (learner.key, learner.events, learner.next_offsets) == (snapshot.key, 10, {0: 10 * KEYS - KEYS + int(snapshot.key[1:]) + 1})
     for snapshot in snapshots:
         snapshot.discard()
+
+
+def test_a_round_restarts_each_learners_undo_journal_from_its_snapshot() -> None:
+    from stream_learner.app.dataflow import SnapshotRounds
+
+    config = EngineConfig(learner=LearnerSpec("logreg"), detector=None, snapshot_rounds=True)
+    steps = [KeyedLearner(f"k{i}", config) for i in range(3)]
+    rounds = SnapshotRounds()
+
+    def learn_then_round(start: int, n: int) -> None:
+        for i, step in enumerate(steps):
+            step.process([Event(f"{i}-{j}", step.key, {"x": float(j % 3)}, j % 2, None, 0, j) for j in range(start, start + n)], now=0.0)
+            rounds.due(step)
+        for snapshot in rounds.take():
+            assert snapshot.payload  # as the snapshot writer reads it
+
+    learn_then_round(0, 40)
+    learn_then_round(40, 10)
+    # the first round's snapshot became each journal's start once the second was taken: only the 10 examples since are logged
+    assert [len(step.guard.journal.xs) for step in steps] == [10, 10, 10]
