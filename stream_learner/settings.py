@@ -174,7 +174,7 @@ class RunSettings(_Section):
     metrics_every: int = Field(1000, ge=1)
     no_proba: bool = False
     forgetting_every: int = Field(10_000, ge=0)
-    forgetting_sample: int = Field(100, ge=1)
+    forgetting_sample: int = Field(100, ge=0)  # 0: forgetting tracking off
     holdout: bool = False
     feature_drift: dict[str, Any] | None = None  # the input-drift monitor's parameters; None: off
     boundaries: Literal["error", "feature", "both"] = "error"

@@ -64,7 +64,7 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["fly"], "invalid choice: 'fly'"),
         (["run", "--out", "a-file/out"], "cannot write to the output folder a-file/out: Not a directory"),
         # figures that would be invented: a sample, a window or a period of 0 has nothing to report
-        (["run", "--forgetting-sample", "0"], "argument --forgetting-sample: expected a positive integer, got 0"),
+        (["run", "--forgetting-sample", "-1"], "argument --forgetting-sample: expected a non-negative integer, got -1"),
         (["run", "--window", "0"], "argument --window: expected a positive integer, got 0"),
         (["run", "--metrics-every", "0"], "argument --metrics-every: expected a positive integer, got 0"),
         (["run", "--workers", "0"], "argument --workers: expected a positive integer, got 0"),
