@@ -194,7 +194,7 @@ def test_a_command_survives_a_sigkill_and_a_restart_exactly_once(kafka_bootstrap
         producer.flush()
         metrics.until(lambda r: bool(_answer(r, pause.id)))
         os.killpg(first.pid, signal.SIGKILL)  # the service and its Kafka children, at once
-        first.wait(timeout=30)
+        first.communicate(timeout=30)  # reaped, its stderr pipe read and closed
 
         second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         for value in _events("B", 200, seed=2):
@@ -209,7 +209,8 @@ def test_a_command_survives_a_sigkill_and_a_restart_exactly_once(kafka_bootstrap
         for process in (first, second):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+            if process is not None and process.stderr is not None and not process.stderr.closed:
+                process.communicate(timeout=30)
 
     statuses = [a["status"] for a in _answer(records, pause.id)]
     assert statuses[0] == "applied" and set(statuses[1:]) <= {"applied", "duplicate"}  # read again after the kill: applied to a state without it, or a duplicate

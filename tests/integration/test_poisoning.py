@@ -59,7 +59,12 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def _by_offset(out: Path) -> dict[int, tuple[Any, Any]]:
-    return {int(p["id"].rpartition(":")[2]): (p["prediction"], p["proba"]) for p in _read(out / "predictions.jsonl")}
+    """Predictions by offset, probabilities to 6 decimals: a torch network predicts a batch of a different size (the poisoned run's) with its float32 sums in another order."""
+    return {int(p["id"].rpartition(":")[2]): (p["prediction"], _rounded(p["proba"])) for p in _read(out / "predictions.jsonl")}
+
+
+def _rounded(proba: dict[str, float] | None) -> dict[str, float] | None:
+    return None if proba is None else {label: round(q, 6) for label, q in proba.items()}
 
 
 def _final_snapshot(out: Path, engine: EngineConfig) -> KeyedLearner:
