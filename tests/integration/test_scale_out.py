@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import pytest
@@ -51,6 +51,31 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _cluster(bootstrap: str, redis_url: str, app: str, topics: dict[str, str], flags: Callable[[int], list[str]], timeout: float = 120) -> list[dict[str, Any]]:
+    """Two service processes as one Bytewax cluster (``flags(process_id)`` added to each), run to their end: their JSON summaries."""
+    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    env = {**os.environ, "STREAM_LEARNER_REDIS__URL": redis_url, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
+    services = [
+        subprocess.Popen(
+            [
+                sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+                "--bootstrap-servers", bootstrap, "--app", app,
+                "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
+                "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
+                "--addresses", addresses, "--process-id", str(i), *flags(i),
+            ],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    summaries = []
+    for service in services:
+        out, err = service.communicate(timeout=timeout)
+        assert service.returncode == 0, err[-3000:]
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    return summaries
+
+
 def _events() -> list[bytes]:
     """Labelled events of three keys (and a few malformed ones), numbered by id."""
     out = []
@@ -76,28 +101,10 @@ def test_two_processes_share_the_partitions_and_each_key_has_one_learner(kafka_b
     producer.flush()
     producer.close()
 
-    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    env = {**os.environ, "STREAM_LEARNER_REDIS__URL": redis_url, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
-    services = [
-        subprocess.Popen(
-            [
-                sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
-                "--bootstrap-servers", kafka_bootstrap, "--app", f"scale-{unique}",
-                "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
-                "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
-                "--stop-when-idle", "2", "--metrics-every", "100",
-                "--addresses", addresses, "--process-id", str(i),
-                "--recovery-dir", str(tmp_path / f"recovery-{i}"),
-            ],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    summaries = []
-    for service in services:
-        out, err = service.communicate(timeout=120)
-        assert service.returncode == 0, err
-        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    summaries = _cluster(
+        kafka_bootstrap, redis_url, f"scale-{unique}", topics,
+        lambda i: ["--stop-when-idle", "2", "--metrics-every", "100", "--recovery-dir", str(tmp_path / f"recovery-{i}")],
+    )  # fmt: skip
 
     # each process read one partition, and together every event once
     assert all(s["events"] > 0 for s in summaries), summaries
@@ -147,27 +154,10 @@ def test_a_fleet_of_thousands_of_keys_spreads_over_the_cluster_one_learner_per_k
     producer.flush()
     producer.close()
 
-    addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
-    env = {**os.environ, "STREAM_LEARNER_REDIS__URL": redis_url, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
-    services = [
-        subprocess.Popen(
-            [
-                sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
-                "--bootstrap-servers", kafka_bootstrap, "--app", f"fleet-{unique}", "--model", "logreg",
-                "--input-topic", topics["in"], "--predictions-topic", topics["pred"],
-                "--metrics-topic", topics["metrics"], "--dead-letter-topic", topics["dlq"],
-                "--stop-when-idle", "3", "--max-resident-keys", "300", "--snapshot-seconds", "0",
-                "--addresses", addresses, "--process-id", str(i),
-            ],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    summaries = []
-    for service in services:
-        out, err = service.communicate(timeout=300)
-        assert service.returncode == 0, err[-3000:]
-        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    summaries = _cluster(
+        kafka_bootstrap, redis_url, f"fleet-{unique}", topics,
+        lambda i: ["--model", "logreg", "--stop-when-idle", "3", "--max-resident-keys", "300", "--snapshot-seconds", "0"], timeout=300,
+    )  # fmt: skip
 
     assert sum(s["events"] for s in summaries) == FLEET * ROUNDS and all(s["events"] > 0 for s in summaries)
     assert sum(s["keys"] for s in summaries) == FLEET  # each key's learner in one process only
