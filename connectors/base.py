@@ -16,7 +16,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from stream_learner.events import DEFAULT_KEY, Event, EventBatch, Origin
 
-DEFAULT_BATCH_SIZE = 10_000  # records per batch of the embedded sources: each key's events in a batch make one learner call, so a fleet needs batches larger than its keys
+DEFAULT_BATCH_SIZE = 1_000  # records per batch of the embedded sources; each key's events in a batch make one learner call (see benchmarks/README.md, fleets)
 
 
 @dataclass(slots=True)
