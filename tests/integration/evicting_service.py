@@ -1,9 +1,9 @@
 """The Kafka service with a bound on resident keys, SIGKILLing itself at one eviction round (for test_eviction_crash.py).
 
-``python evicting_service.py SETTINGS_JSON MAX_RESIDENT [before|after N]``:
+``python evicting_service.py SETTINGS_JSON MAX_RESIDENT [before|after N [SECONDS]]``:
 settings overrides as JSON, the bound, and where to die: at the first
-eviction round from the N-th on that comes at least 0.2 s after the first
-one (a few epochs committed: the restart resumes mid-stream), just before
+eviction round from the N-th on that comes at least SECONDS (0.2) after
+the first one (a few epochs committed: the restart resumes mid-stream), just before
 its write (``before``: the learner is still only in memory),
 or just after it (``after``: written to Redis, not yet dropped, the recovery
 state not yet told). Prints the run's summary as JSON when it ends.
@@ -52,6 +52,6 @@ def die_at(point: str, n: int, after_s: float = 0.2) -> None:
 if __name__ == "__main__":
     overrides, resident = json.loads(sys.argv[1]), int(sys.argv[2])
     if len(sys.argv) > 3:
-        die_at(sys.argv[3], int(sys.argv[4]))
+        die_at(sys.argv[3], int(sys.argv[4]), *(float(a) for a in sys.argv[5:6]))
     summary = run_kafka(load_settings(overrides=overrides, environ={}), ENGINE, handle_signals=False, max_resident_keys=resident)
     print(json.dumps(summary, default=str))
