@@ -31,11 +31,13 @@ again only on the next window's evidence.
 
 Whether a candidate is champion changes what is published, never what any
 candidate learns; the evidence is taken event by event, so the candidates'
-states and the promotions do not depend on how the stream was batched. A
-promotion decided within a batch publishes the new champion's predictions
-from the next batch on. A delayed label (``label_window``) pairs the
-predictions its event had, when it arrives (the last ``label_window``
-unlabelled events' predictions wait for theirs).
+states and the promotions do not depend on how the stream was batched. Nor
+does what is published: the slot takes a batch in parts, each ending at the
+event where the evidence may next be tested, so a promoted challenger's
+predictions are published from the event after the decision on, whether
+the events come one at a time or ten thousand to a batch. A delayed label
+(``label_window``) pairs the predictions its event had, when it arrives
+(the last ``label_window`` unlabelled events' predictions wait for theirs).
 
 >>> from stream_learner.engine import EngineConfig
 >>> from stream_learner.events import Event
@@ -67,7 +69,7 @@ from stream_learner.evidence import PairedTest, PairedWindow
 from stream_learner.learners.base import Learner, LearnerSpec, forkable
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
-from stream_learner.predictions import Row
+from stream_learner.predictions import Predictions, Row
 from stream_learner.records import ControlStatus, PromotionDict, ShadowPredictionDict
 from stream_learner.snapshot import Snapshot, SnapshotPart
 from stream_learner.state import decode, expect_version
@@ -217,24 +219,59 @@ class Slot:
         return self.champion_step.next_offsets
 
     def process(self, events: Sequence[Event | LabelRecord] | EventBatch, now: float) -> StepOutput:
-        """Every candidate takes the events; the champion's predictions and dead letters, everyone's metrics, and any promotion, are published."""
+        """Every candidate takes the events; the champion's predictions and dead letters, everyone's metrics, and any promotion, are published.
+
+        The events are taken in parts, each ending where the evidence may
+        next be tested (:func:`_part_end`): a challenger promoted at an event
+        is the champion of the next part, so it publishes from the next event on.
+        """
+        out = StepOutput(predictions=Predictions(self.key, now))
+        may_pair = _may_pair(events)
+        promoted = False
+        start = 0
+        while True:  # once at least: an empty call still tells the candidates the time
+            end = _part_end(may_pair, start, self._pairs_until_test())
+            promoted = self._take(_part(events, start, end), now, out) or promoted
+            if end == len(may_pair):
+                break
+            start = end
+        if self.cadence.snapshot_due(now) or promoted:
+            if self.config.snapshot_rounds:
+                out.snapshot_due = True  # the caller takes it in a round, with snapshot_part()
+            else:
+                out.snapshot = self.snapshot(background=True)
+        return out
+
+    def _take(self, events: Sequence[Event | LabelRecord] | EventBatch, now: float, out: StepOutput) -> bool:
+        """One part of a batch: every candidate takes it, ``out`` gets what is published; whether a promotion was applied (one can come at the part's last event only)."""
         champion = self.champion_step
         admitted = champion.cadence.since_snapshot
         outs = [c.process(events, now) for c in self.candidates]
         self.cadence.counted(champion.cadence.since_snapshot - admitted)
-        out = StepOutput(predictions=outs[self.champion].predictions, dead_letters=outs[self.champion].dead_letters)
+        out.predictions.rows.extend(outs[self.champion].predictions.rows)  # type: ignore[union-attr]
+        out.dead_letters.extend(outs[self.champion].dead_letters)
         for i, o in enumerate(outs):
             out.metrics.extend(self._tagged(o.metrics, i))
             if self.config.shadow_predictions and i != self.champion:
                 out.shadow_predictions.extend(self._shadow(o.predictions.rows, i, now))  # type: ignore[union-attr]
         promotions = self._weigh(events, outs, champion.events - len(outs[self.champion].predictions), now)
         out.metrics.extend(promotions)
-        if self.cadence.snapshot_due(now) or any(p["applied"] for p in promotions):
-            if self.config.snapshot_rounds:
-                out.snapshot_due = True  # the caller takes it in a round, with snapshot_part()
-            else:
-                out.snapshot = self.snapshot(background=True)
-        return out
+        return any(p["applied"] for p in promotions)
+
+    def _pairs_until_test(self) -> int:
+        """How many more pairs of errors until the evidence is next tested (see :meth:`_pair`).
+
+        >>> from stream_learner.engine import EngineConfig
+        >>> slot = Slot("k", EngineConfig(challengers=(LearnerSpec("hoeffding_tree"),), promotion_window=200, min_champion_events=500))
+        >>> slot._pairs_until_test()
+        600
+        >>> slot.held = 650
+        >>> slot._pairs_until_test()
+        150
+        """
+        window = self.config.promotion_window
+        first = max(self.held + 1, self.config.min_champion_events)
+        return -(-first // window) * window - self.held
 
     def _shadow(self, rows: list[Row], index: int, now: float) -> list[ShadowPredictionDict]:
         """A challenger's predictions as records naming it."""
@@ -498,6 +535,39 @@ _MISSING = object()
 def _candidate_learner(payload: bytes, index: int, spec: LearnerSpec) -> Learner:
     """Candidate ``index``'s model in the encoded state of a slot."""
     return learner_from_state(decode(payload)["candidates"][index]["state"]["learner"], spec)
+
+
+def _may_pair(events: Sequence[Event | LabelRecord] | EventBatch) -> list[bool]:
+    """Per item, whether it may give a pair of errors: a labelled event, or a delayed label (an unlabelled event's pair waits for its label).
+
+    An item gives one pair at most, and only where this says it may (see :meth:`Slot._weigh`).
+    """
+    if isinstance(events, EventBatch):
+        return [label is not None for _, label in events.pairs]
+    return [type(item) is LabelRecord or (type(item) is Event and item.label is not None) for item in events]
+
+
+def _part_end(may_pair: list[bool], start: int, pairs: int) -> int:
+    """Where a part from item ``start`` ends: just after the item that may give the ``pairs``-th pair from there (no earlier item can bring the test), or at the end.
+
+    >>> _part_end([True, False, True, True], 0, 2), _part_end([True, False, True, True], 3, 2)
+    (3, 4)
+    """
+    for i in range(start, len(may_pair)):
+        if may_pair[i]:
+            pairs -= 1
+            if not pairs:
+                return i + 1
+    return len(may_pair)
+
+
+def _part(events: Sequence[Event | LabelRecord] | EventBatch, start: int, end: int) -> Sequence[Event | LabelRecord] | EventBatch:
+    """Items ``start`` to ``end`` of a list or an event batch (the whole, not copied, where that is all of it)."""
+    if start == 0 and end == len(events):
+        return events
+    if isinstance(events, EventBatch):
+        return EventBatch(events.topic, events.key, events.partition, events.first_offset + start, events.pairs[start:end])
+    return events[start:end]
 
 
 def _stream(events: Sequence[Event | LabelRecord] | EventBatch) -> Iterator[tuple[str, Any, bool]]:

@@ -23,6 +23,7 @@ from stream_learner.learners.base import LearnerSpec
 from stream_learner.slot import Slot, champion_state, new_step, restore_step, step_from_state
 from stream_learner.snapshot import Snapshot
 from stream_learner.state import encode
+from stream_learner.step.recurring import ConceptReuse
 
 LOGREG, TREE = LearnerSpec("logreg"), LearnerSpec("hoeffding_tree")
 
@@ -43,7 +44,7 @@ def config(champion: LearnerSpec = LOGREG, *challengers: LearnerSpec, **options:
     return EngineConfig(learner=champion, **settings)
 
 
-def run(step: Any, events: list[Event], batch: int = 100) -> tuple[list[Any], list[dict[str, Any]]]:
+def run(step: Any, events: list[Any], batch: int = 100) -> tuple[list[Any], list[dict[str, Any]]]:
     """The published predictions and metrics-topic records of ``events`` fed ``batch`` at a time."""
     predictions: list[Any] = []
     records: list[dict[str, Any]] = []
@@ -54,7 +55,7 @@ def run(step: Any, events: list[Event], batch: int = 100) -> tuple[list[Any], li
     return predictions, records
 
 
-def promotions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def promotions(records: list[Any]) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] == "promotion"]
 
 
@@ -95,37 +96,99 @@ def test_the_evidence_is_the_paired_test_on_the_last_window_of_both_candidates_e
     assert evidence["champion_error"] == sum(f for f, _ in pairs) / 200 and evidence["challenger_error"] == sum(s for _, s in pairs) / 200
 
 
-def test_only_the_champions_predictions_are_published_and_every_candidate_reports() -> None:
+BATCHES = (1, 250, 1000, 10_000)
+"""Events per call in the batching tests: one at a time, batches that end within a promotion window, and a whole stream in one batch."""
+
+
+def published(step: Any, items: list[Any], batch: int) -> dict[str, list[Any]]:
+    """Everything published for ``items`` fed ``batch`` at a time (an operator's command applied alone, where the stream has it, as the dataflow does).
+
+    The predictions and shadow predictions in order; the metrics-topic
+    records in order per candidate (a batch lists one candidate's records
+    before the next one's) and the promotions and control answers in order.
+    """
+    out: dict[str, list[Any]] = {"predictions": [], "shadow": []}
+    start = 0
+    while start < len(items):
+        if type(items[start]) is Command:
+            outputs, start = step.apply(items[start], 0.0), start + 1
+        else:
+            end = next((i for i in range(start, min(start + batch, len(items))) if type(items[i]) is Command), min(start + batch, len(items)))
+            outputs, start = step.process(items[start:end], 0.0), end
+            out["predictions"] += [row[:2] for row in outputs.predictions.rows]
+            out["shadow"] += [(r["id"], r["candidate"], r["prediction"]) for r in outputs.shadow_predictions]
+        for record in outputs.metrics:
+            out.setdefault(record.get("candidate", record["type"]), []).append(record)
+    return out
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_only_the_champions_predictions_are_published_from_the_event_after_a_promotion_on(batch: int) -> None:
     events = band(3, 1000)
-    predictions, records = run(new_step("k", config(metrics_every=100)), events)
-    at = promotions(records)[0]["at_event"]
+    predictions, records = run(new_step("k", config(metrics_every=100)), events, batch)
+    [promotion] = promotions(records)
+    at = promotion["at_event"]
     alone = {spec.model: run(KeyedLearner("k", EngineConfig(learner=spec, detector=None)), events)[0] for spec in (LOGREG, TREE)}
-    switch = ((at - 1) // 100 + 1) * 100  # at_event counts from 1; a promotion publishes the new champion's predictions from the next batch on
-    assert predictions == alone["logreg"][:switch] + alone["hoeffding_tree"][switch:]
+    assert predictions == alone["logreg"][:at] + alone["hoeffding_tree"][at:]  # the decision's event (number ``at``) is the old champion's, the next one the new one's
     metrics = [r for r in records if r["type"] == "metrics"]
-    assert [m["labelled"] for m in metrics] == [n for n in range(100, 1001, 100) for _ in range(2)]
-    tags = [(m["candidate"], m["champion"]) for m in metrics]
-    assert tags[:2] == [("logreg", True), ("hoeffding_tree", False)] and tags[-2:] == [("logreg", False), ("hoeffding_tree", True)]
+    for name in ("logreg", "hoeffding_tree"):
+        assert [m["labelled"] for m in metrics if m["candidate"] == name] == list(range(100, 1001, 100))
+    assert all(m["champion"] == ((m["candidate"] == "logreg") == (m["labelled"] <= at)) for m in metrics)  # each record names the champion of its event
 
 
 def test_the_outcome_does_not_depend_on_batching() -> None:
-    events = band(5, 800)
-    one, many = new_step("k", config()), new_step("k", config())
-    run(one, events, batch=1)
-    run(many, events, batch=250)
-    first, second = promotions(run(new_step("k", config()), events, batch=1)[1]), promotions(run(new_step("k", config()), events, batch=250)[1])
-    assert first == second and first
-    assert one.state_dict()["windows"]["logreg"]["first"] == many.state_dict()["windows"]["logreg"]["first"]
-    assert run(one, band(9, 50, 800))[0] == run(many, band(9, 50, 800))[0]
+    """The same predictions event for event, the same records and the same slot, in batches of any size."""
+    events = band(5, 1500)
+    steps = {batch: new_step("k", config(metrics_every=100, shadow_predictions=True)) for batch in BATCHES}
+    outcomes = {batch: published(step, events, batch) for batch, step in steps.items()}
+    assert len(outcomes[1]["promotion"]) == 1 and len(outcomes[1]["predictions"]) == len(outcomes[1]["shadow"]) == 1500
+    assert all(outcome == outcomes[1] for outcome in outcomes.values())
+    evidence = [{part: step.state_dict()[part] for part in ("champion", "held", "windows")} for step in steps.values()]
+    assert all(e == evidence[0] for e in evidence)
+    later = band(9, 50, 1500)
+    continued = [run(step, later)[0] for step in steps.values()]
+    assert all(c == continued[0] for c in continued)
 
 
 def test_an_event_batch_gives_what_its_events_give() -> None:
     events = band(2, 600)
-    batch = EventBatch("t", "k", 0, 0, [(e.features, e.label) for e in events])
     slot = new_step("k", config())
-    out = slot.process(batch, 0.0)
-    listed = promotions(run(new_step("k", config()), [Event(f"t:0:{i}", "k", e.features, e.label, None, 0, i) for i, e in enumerate(events)], batch=600)[1])
-    assert promotions(out.metrics) == listed and listed
+    out = slot.process(EventBatch("t", "k", 0, 0, [(e.features, e.label) for e in events]), 0.0)
+    listed = [Event(f"t:0:{i}", "k", e.features, e.label, None, 0, i) for i, e in enumerate(events)]
+    predictions, records = run(new_step("k", config()), listed, batch=1)
+    assert promotions(out.metrics) == promotions(records) and promotions(records)
+    assert [row[:2] for row in out.predictions.rows] == predictions  # type: ignore[union-attr]
+
+
+def test_delayed_labels_promote_at_the_same_event_however_batched() -> None:
+    """A delayed label may bring the test of the evidence: the part of a batch ends there too."""
+    stream = delayed(band(16, 1500), 30)
+    outcomes = [published(new_step("k", config(label_window=50)), stream, batch) for batch in BATCHES]
+    assert outcomes[0]["promotion"] and all(outcome == outcomes[0] for outcome in outcomes)
+
+
+def test_an_operators_promotion_mid_stream_starts_the_evidence_afresh_however_batched() -> None:
+    """The tree promoted by hand at event 100 (before any test): the logistic challenger is tested from its 200th pair on, never promoted."""
+    events: list[Any] = band(31, 1200)
+    stream = events[:100] + [command("promote", "hoeffding_tree")] + events[100:]
+    outcomes = [published(new_step("k", config(metrics_every=100)), stream, batch) for batch in BATCHES]
+    assert all(outcome == outcomes[0] for outcome in outcomes)
+    tree = run(KeyedLearner("k", EngineConfig(learner=TREE, detector=None)), events)[0]
+    assert outcomes[0]["control"][0]["status"] == "applied" and outcomes[0]["predictions"][100:] == tree[100:]
+    assert "promotion" not in outcomes[0]
+
+
+def seasons(seed: int, concepts: str, n: int = 1000) -> list[Event]:
+    """Segments of ``n`` events: concept A is the band, B its complement."""
+    return [Event(e.id, e.key, e.features, e.label == (concepts[i // n] == "A"), None, 0, i) for i, e in enumerate(band(seed, len(concepts) * n))]
+
+
+def test_with_concept_reuse_promotions_and_returns_take_effect_at_their_event_however_batched() -> None:
+    """Each candidate keeps its own earlier concepts' models: a stored model's return and a promotion, both decided mid-batch, publish from the next event on."""
+    outcomes = [published(new_step("k", config(detector="adwin", concept_reuse=ConceptReuse(), forgetting_every=0)), seasons(0, "ABAB"), batch) for batch in BATCHES]
+    returns = [r for r in outcomes[0]["hoeffding_tree"] if r["type"] == "drift" and r["detector"] == "recurring"]
+    assert len(outcomes[0]["promotion"]) >= 2 and returns  # the champion changed more than once, a stored concept came back
+    assert all(outcome == outcomes[0] for outcome in outcomes)
 
 
 def test_recommend_only_publishes_and_changes_nothing() -> None:
@@ -227,7 +290,7 @@ def test_an_operator_promotes_a_candidate_by_hand() -> None:
     assert isinstance(copy, Slot) and copy.champion_name == "naive_bayes"
     events, later = band(14, 150), band(15, 100, 150)
     bayes = KeyedLearner("k", EngineConfig(learner=LearnerSpec("naive_bayes"), detector=None))
-    assert run(slot, later)[0] == run(copy, later)[0] == run(bayes, events + later)[0][150:]  # the champion's predictions are published from the next batch on
+    assert run(slot, later)[0] == run(copy, later)[0] == run(bayes, events + later)[0][150:]  # the new champion's predictions are published from the next event on
 
 
 def delayed(events: list[Event], late: int) -> list[Event | LabelRecord]:
