@@ -182,11 +182,10 @@ class AGEM(Rewinding, AvalancheStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         plugin = self.plugins[0]
-        if "rng" in state:  # snapshots before the seeded memory RNG keep the fresh one
-            version, words, gauss = state["rng"]
-            plugin.rng.setstate((version, tuple(words), gauss))
+        version, words, gauss = state["rng"]
+        plugin.rng.setstate((version, tuple(words), gauss))
         plugin.buffers = [window_dataset(*b) for b in state["buffers"]]
         if plugin.buffers:
-            plugin.resume(state.get("draws", 0))
+            plugin.resume(state["draws"])
         else:
             plugin.stored, plugin.slices, plugin.draws, plugin.seeded = [], [], 0, False

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import struct
 import sys
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from stream_learner.errors import SnapshotError
@@ -66,18 +68,56 @@ def expect_version(state: dict[str, Any], part: str, version: int) -> None:
         raise SnapshotError(f"{part}' state has version {found}; this release reads version {version} (a snapshot of a newer release?)")
 
 
-def torch_learner_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A torch learner's state in the current layout (its ``"version"`` 1, refused otherwise).
+def torch_learner_state(state: dict[str, Any], strategies: Sequence[type]) -> dict[str, Any]:
+    """A torch learner's state in the current layout (its ``"version"`` 1, refused otherwise); ``strategies`` are its strategies' classes, in order.
 
     A state from before the next-class row (no ``next_class_row``) has an
     output layer exactly as wide as the classes seen: it keeps growing that
-    way, so a restored learner behaves as the one that was saved.
+    way, so a restored learner behaves as the one that was saved. An A-GEM
+    strategy's state is upgraded by :func:`agem_state`.
 
-    >>> torch_learner_state({"version": 1, "n_outputs": 2})["next_class_row"]
+    >>> torch_learner_state({"version": 1, "n_outputs": 2, "strategies": []}, strategies=[])["next_class_row"]
     False
     """
     expect_version(state, "the torch learner", 1)
-    return state if "next_class_row" in state else {**state, "next_class_row": False}
+    upgraded = {**state, "next_class_row": state.get("next_class_row", False)}
+    if any(_is_agem(cls) for cls in strategies):
+        seed = _initial_seed(state["rng"])
+        upgraded["strategies"] = [agem_state(s, seed) if _is_agem(cls) else s for cls, s in zip(strategies, state["strategies"])]
+    return upgraded
+
+
+AGEM = "strategies.agem.AGEM"
+"""The built-in A-GEM strategy's class (named, not imported: the core imports no strategy)."""
+
+
+def agem_state(state: dict[str, Any], seed: int) -> dict[str, Any]:
+    """An A-GEM strategy's state in the current layout; ``seed`` is its learner's.
+
+    A state from before A-GEM's seeded memory RNG (a memory but no ``"rng"``)
+    gets the RNG a learner of that seed starts with, as its snapshot resumed
+    with, and no reference batches drawn (``"draws"`` 0), where it kept no count.
+
+    >>> state = agem_state({"experiences": 1, "buffers": []}, seed=3)
+    >>> fresh = random.Random(3).getstate()
+    >>> state["draws"], state["rng"] == [fresh[0], list(fresh[1]), fresh[2]]
+    (0, True)
+    """
+    if "buffers" not in state or "rng" in state:  # a strategy without a model yet keeps no memory
+        return state
+    version, words, gauss = random.Random(seed).getstate()
+    return {"draws": 0, **state, "rng": [version, list(words), gauss]}
+
+
+def _is_agem(cls: type) -> bool:
+    return any(f"{c.__module__}.{c.__qualname__}" == AGEM for c in cls.__mro__)
+
+
+def _initial_seed(rng_state: Any) -> int:
+    """The seed a torch RNG state was started from (a torch learner's seed)."""
+    import torch
+
+    return int(torch.Generator().set_state(rng_state).initial_seed())
 
 
 def sorted_values(values: Any) -> list[Any]:

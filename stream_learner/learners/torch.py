@@ -77,7 +77,15 @@ from torch import nn
 from stream_learner.errors import ConfigError
 from stream_learner.learners.base import LearnerSpec, Task
 from stream_learner.learners.strategy import load_strategies
-from stream_learner.learners.torch_parts import ClassMap, FeatureEncoder, LookaheadCache, RunningScaler, Served, output_layer
+from stream_learner.learners.torch_parts import (
+    ClassMap,
+    FeatureEncoder,
+    LookaheadCache,
+    Prediction,
+    RunningScaler,
+    Served,
+    output_layer,
+)
 from stream_learner.learners.torch_trainer import MakeOptimizer, MicroBatchTrainer
 from stream_learner.state import torch_learner_state
 
@@ -282,7 +290,7 @@ class TorchLearner:
 
     # -- the Learner protocol -------------------------------------------------
 
-    def predict(self, x: dict[Any, Any]) -> tuple[Any, dict[Any, float] | None]:
+    def predict(self, x: dict[Any, Any]) -> Prediction:
         """The most probable class and every class's probability; ``(None, None)`` before any learning."""
         if self.trainer.model is None:
             return None, None
@@ -296,7 +304,7 @@ class TorchLearner:
         self._last = (x, encoded)
         return self._predict_rows([encoded])[0]
 
-    def predict_many(self, xs: Sequence[dict[Any, Any]]) -> list[tuple[Any, dict[Any, float] | None]]:
+    def predict_many(self, xs: Sequence[dict[Any, Any]]) -> list[Prediction]:
         """``[predict(x) for x in xs]`` in one forward pass (the same up to float rounding); changes nothing."""
         if self.trainer.model is None:
             return [(None, None)] * len(xs)
@@ -328,7 +336,7 @@ class TorchLearner:
         except Exception:  # noqa: BLE001 - a bad event must fail by itself, as without the lookahead
             return [None] * len(xs)
 
-    def _predict_rows(self, rows: list[list[float]]) -> list[tuple[Any, dict[Any, float]]]:
+    def _predict_rows(self, rows: list[list[float]]) -> list[Prediction]:
         """One forward pass over encoded rows; each row's best class and probabilities."""
         x = torch.from_numpy(np.array(rows, dtype=np.float32))
         if self.scaler is not None:
@@ -412,7 +420,7 @@ class TorchLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into a learner built from the same spec (older layouts are migrated by :mod:`stream_learner.state`)."""
-        state = torch_learner_state(state)
+        state = torch_learner_state(state, [type(s) for s in self.strategies])
         self.encoder.load(state["encoder"])
         self.class_map = ClassMap(self.options.max_classes, state["classes"])
         self.pending = [(list(r), c) for r, c in state["pending"]]
