@@ -1,8 +1,12 @@
 """A snapshot store in a local directory: one SQLite database per application.
 
 Layout: ``ROOT/APP/snapshots.db`` (with SQLite's ``-wal`` and ``-shm``
-files beside it), a table of ``(key, version, envelope)`` rows and one of
-``latest`` pointers. A round of snapshots (:meth:`LocalSnapshotStore.save_many`)
+files beside it), a table of ``(key, version, envelope, kind)`` rows and one of
+``latest`` pointers. ``kind`` is the version's
+(:data:`~stream_learner.snapshot.VersionKind`, from its envelope's header):
+``latest`` points at regular versions only, and the last ``retain``
+versions of each kind are kept; a database of a release before version
+kinds gains the column when opened, its versions all regular. A round of snapshots (:meth:`LocalSnapshotStore.save_many`)
 is one transaction appended to one file, whatever the number of keys, and a
 crash in the middle of it leaves the store as it was before the round
 (SQLite's write-ahead log only ever exposes committed transactions). A
@@ -54,6 +58,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from stream_learner.errors import SnapshotError
+from stream_learner.snapshot import envelope_kind, not_a_resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +67,14 @@ LEGACY_SIGNING_KEY = ".signing-key"  # inside the store's root: read (with a war
 DATABASE = "snapshots.db"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (key TEXT NOT NULL, version INTEGER NOT NULL, envelope BLOB NOT NULL, PRIMARY KEY (key, version));
+CREATE TABLE IF NOT EXISTS versions (key TEXT NOT NULL, version INTEGER NOT NULL, envelope BLOB NOT NULL, kind TEXT NOT NULL DEFAULT 'regular', PRIMARY KEY (key, version));
 CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, version NOT NULL);
 """
+_ADD_KIND = "ALTER TABLE versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'regular'"  # a database of a release before version kinds
 # ``latest.version`` has no type: a pointer damaged by hand (or migrated damaged) reads back as it is, and is refused as such
-_NEXT = "INSERT INTO versions SELECT ?1, coalesce(max(version), 0) + 1, ?2 FROM versions WHERE key = ?1 RETURNING version"
+_NEXT = "INSERT INTO versions (key, version, envelope, kind) SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3 FROM versions WHERE key = ?1 RETURNING version"
 _POINT = "INSERT INTO latest VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version"
-_RETIRE = "DELETE FROM versions WHERE key = ?1 AND version < (SELECT version FROM versions WHERE key = ?1 ORDER BY version DESC LIMIT 1 OFFSET ?2)"
+_RETIRE = "DELETE FROM versions WHERE key = ?1 AND kind = ?2 AND version < (SELECT version FROM versions WHERE key = ?1 AND kind = ?2 ORDER BY version DESC LIMIT 1 OFFSET ?3)"
 
 _VERSION_FILE = re.compile(r"v(\d+)\.snap")  # the layout of earlier releases
 
@@ -96,12 +102,15 @@ class LocalSnapshotStore:
         return self.save_many([(key, blob)])[0]
 
     def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
-        """Store a new version of each key, point ``latest`` at it and apply retention, in one transaction; the versions, in order."""
+        """Store a new version of each key, point ``latest`` at the regular ones and apply retention, in one transaction; the versions, in order."""
         with self._transaction() as db:
-            versions = [db.execute(_NEXT, item).fetchone()[0] for item in items]
-            db.executemany(_POINT, [(key, version) for (key, _), version in zip(items, versions)])
-            db.executemany(_RETIRE, [(key, self.retain - 1) for key in {key for key, _ in items}])
-        return versions
+            saved = []  # (key, version, kind) of each item
+            for key, blob in items:
+                kind = envelope_kind(blob)
+                saved.append((key, db.execute(_NEXT, (key, blob, kind)).fetchone()[0], kind))
+            db.executemany(_POINT, [(key, version) for key, version, kind in saved if kind == "regular"])
+            db.executemany(_RETIRE, [(key, kind, self.retain - 1) for key, kind in {(key, kind) for key, _, kind in saved}])
+        return [version for _, version, _ in saved]
 
     def latest(self, key: str) -> int | None:
         with self._reading() as db:
@@ -119,6 +128,10 @@ class LocalSnapshotStore:
     def versions(self, key: str) -> list[int]:
         with self._reading() as db:
             return [v for (v,) in db.execute("SELECT version FROM versions WHERE key = ? ORDER BY version", (key,))] if db else []
+
+    def boundary_versions(self, key: str) -> list[int]:
+        with self._reading() as db:
+            return [v for (v,) in db.execute("SELECT version FROM versions WHERE key = ? AND kind = 'boundary' ORDER BY version", (key,))] if db else []
 
     def load(self, key: str, version: int) -> bytes:
         with self._reading() as db:
@@ -139,16 +152,19 @@ class LocalSnapshotStore:
                 db.execute("DELETE FROM versions WHERE key = ?", (key,))
             else:
                 db.execute("DELETE FROM versions WHERE key = ? AND version = ?", (key, version))
-            (newest,) = db.execute("SELECT max(version) FROM versions WHERE key = ?", (key,)).fetchone()
+            (newest,) = db.execute("SELECT max(version) FROM versions WHERE key = ? AND kind = 'regular'", (key,)).fetchone()
             if newest is None:
                 db.execute("DELETE FROM latest WHERE key = ?", (key,))
             elif db.execute("SELECT 1 FROM latest l JOIN versions v ON v.key = l.key AND v.version = l.version WHERE l.key = ?", (key,)).fetchone() is None:
-                db.execute(_POINT, (key, newest))  # the pointer named what is gone, or nothing readable: the newest left
+                db.execute(_POINT, (key, newest))  # the pointer named what is gone, or nothing readable: the newest regular one left
 
     def set_latest(self, key: str, version: int) -> None:
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM versions WHERE key = ? AND version = ?", (key, version)).fetchone() is None:
+            row = db.execute("SELECT kind FROM versions WHERE key = ? AND version = ?", (key, version)).fetchone()
+            if row is None:
                 raise SnapshotError(f"no snapshot version {version} for key {key!r}")
+            if row[0] != "regular":
+                raise not_a_resume_point(key, version)
             db.execute(_POINT, (key, version))
 
     def close(self) -> None:
@@ -223,12 +239,31 @@ class LocalSnapshotStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # see the module's docstring: safe from a killed process, not from a power cut
             db.executescript(_SCHEMA)
+            _add_kinds(db)
         except (OSError, sqlite3.Error) as exc:
             raise SnapshotError(f"cannot open the snapshot store {self.path}: {exc}") from None
         self._db, self._pid = db, os.getpid()
         if legacy:
             _migrate(db, legacy)
         return db
+
+
+def _add_kinds(db: sqlite3.Connection) -> None:
+    """Give a database of a release before version kinds its ``kind`` column (every version it holds is regular); once, whoever opens it first."""
+    if _has_kinds(db):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not _has_kinds(db):  # another process may have added it since
+            db.execute(_ADD_KIND)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _has_kinds(db: sqlite3.Connection) -> bool:
+    return any(column[1] == "kind" for column in db.execute("PRAGMA table_info(versions)"))
 
 
 def _pointer(key: str, value: object) -> int:
@@ -261,7 +296,7 @@ def _migrate(db: sqlite3.Connection, folders: list[Path]) -> None:
                 continue
             for path in folder.iterdir():
                 if match := _VERSION_FILE.fullmatch(path.name):
-                    db.execute("INSERT INTO versions VALUES (?, ?, ?)", (key, int(match[1]), path.read_bytes()))
+                    db.execute("INSERT INTO versions (key, version, envelope) VALUES (?, ?, ?)", (key, int(match[1]), path.read_bytes()))
             try:
                 text = (folder / "LATEST").read_bytes()
             except FileNotFoundError:

@@ -3,14 +3,18 @@
 Keys, per application and model key::
 
     PREFIX:{APP/KEY}:v:N        the envelope of version N
-    PREFIX:{APP/KEY}:versions   sorted set of the stored versions
+    PREFIX:{APP/KEY}:versions   sorted set of the stored regular versions
+    PREFIX:{APP/KEY}:boundaries sorted set of the stored boundary versions
     PREFIX:{APP/KEY}:seq        the last version number handed out
     PREFIX:{APP/KEY}:latest     the version ``latest`` points at
     PREFIX:APP:keys             set of the model keys with snapshots
 
 Every change is one Lua script, so Redis runs it atomically: ``latest``
 never points at a missing or half-written version, and retention (the last
-``retain`` versions) is applied in the same step. A round of snapshots
+``retain`` versions of each kind, :data:`~stream_learner.snapshot.VersionKind`,
+read from the envelope's header) is applied in the same step. ``latest``
+names regular versions only; a store written before version kinds has no
+``boundaries`` set, and all its versions are regular. A round of snapshots
 (:meth:`RedisSnapshotStore.save_many`) sends one script call per key in a
 pipeline (one round trip per :data:`PIPELINE_BYTES` of envelopes), not in
 MULTI/EXEC: each key's save is atomic already, and a transaction over the
@@ -31,6 +35,7 @@ from typing import Any, cast
 import redis
 
 from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.snapshot import envelope_kind, not_a_resume_point
 
 PIPELINE_BYTES = 8 << 20
 """Envelopes sent in one pipeline (at least one each): bounds the memory of a round on both sides."""
@@ -38,15 +43,20 @@ PIPELINE_BYTES = 8 << 20
 _SAVE = """
 local v = redis.call('INCR', KEYS[1])
 redis.call('SET', ARGV[2] .. v, ARGV[1])
-redis.call('ZADD', KEYS[2], v, v)
-redis.call('SET', KEYS[3], v)
+local kept = KEYS[2]
+if ARGV[5] == 'boundary' then
+  kept = KEYS[5]
+else
+  redis.call('SET', KEYS[3], v)
+end
+redis.call('ZADD', kept, v, v)
 redis.call('SADD', KEYS[4], ARGV[4])
 local retain = tonumber(ARGV[3])
-local n = redis.call('ZCARD', KEYS[2])
+local n = redis.call('ZCARD', kept)
 if n > retain then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, n - retain - 1)) do
+  for _, old in ipairs(redis.call('ZRANGE', kept, 0, n - retain - 1)) do
     redis.call('DEL', ARGV[2] .. old)
-    redis.call('ZREM', KEYS[2], old)
+    redis.call('ZREM', kept, old)
   end
 end
 return v
@@ -56,18 +66,20 @@ _DELETE = """
 local targets
 if ARGV[2] == '' then
   targets = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do table.insert(targets, v) end
 else
-  if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return -1 end
+  if not (redis.call('ZSCORE', KEYS[1], ARGV[2]) or redis.call('ZSCORE', KEYS[4], ARGV[2])) then return -1 end
   targets = {ARGV[2]}
 end
 for _, v in ipairs(targets) do
   redis.call('DEL', ARGV[1] .. v)
   redis.call('ZREM', KEYS[1], v)
+  redis.call('ZREM', KEYS[4], v)
 end
 local left = redis.call('ZRANGE', KEYS[1], -1, -1)
 if #left == 0 then
   redis.call('DEL', KEYS[2])
-  redis.call('SREM', KEYS[3], ARGV[3])
+  if redis.call('ZCARD', KEYS[4]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
 elseif not redis.call('ZSCORE', KEYS[1], redis.call('GET', KEYS[2]) or '') then
   redis.call('SET', KEYS[2], left[1])
 end
@@ -81,9 +93,16 @@ return {v, redis.call('GET', ARGV[1] .. v)}
 """
 
 _SET_LATEST = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZSCORE', KEYS[3], ARGV[1]) then return -1 end
+  return 0
+end
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
+"""
+
+_VERSIONS = """
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1)}
 """
 
 
@@ -101,6 +120,7 @@ class RedisSnapshotStore:
         self._delete = client.register_script(_DELETE)
         self._set_latest = client.register_script(_SET_LATEST)
         self._load_latest = client.register_script(_LOAD_LATEST)
+        self._versions = client.register_script(_VERSIONS)
 
     @classmethod
     def from_url(
@@ -139,8 +159,8 @@ class RedisSnapshotStore:
         self.client.close()
 
     def save(self, key: str, blob: bytes) -> int:
-        k = self._keys(key)
-        return int(self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key]))
+        keys, args = self._save_call(key, blob)
+        return int(self._save(keys=keys, args=args))
 
     def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
         """Save a round: each key's save atomic on its own, pipelined; the versions, in order.
@@ -152,10 +172,15 @@ class RedisSnapshotStore:
         for chunk in _chunks(items):
             pipe = self.client.pipeline(transaction=False)
             for key, blob in chunk:
-                k = self._keys(key)
-                self._save(keys=[k["seq"], k["versions"], k["latest"], self._index()], args=[blob, k["v"], self.retain, key], client=pipe)
+                keys, args = self._save_call(key, blob)
+                self._save(keys=keys, args=args, client=pipe)
             versions.extend(int(v) for v in pipe.execute())
         return versions
+
+    def _save_call(self, key: str, blob: bytes) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the script that saves ``blob`` as a new version of ``key`` (filed by its kind)."""
+        k = self._keys(key)
+        return [k["seq"], k["versions"], k["latest"], self._index(), k["boundaries"]], [blob, k["v"], self.retain, key, envelope_kind(blob)]
 
     def latest(self, key: str) -> int | None:
         value = self.client.get(self._keys(key)["latest"])
@@ -167,7 +192,12 @@ class RedisSnapshotStore:
             raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {value[:40]!r}") from None
 
     def versions(self, key: str) -> list[int]:
-        members = cast(list[bytes], self.client.zrange(self._keys(key)["versions"], 0, -1))  # the client returns bytes (decode_responses off)
+        k = self._keys(key)
+        regular, boundaries = cast(list[list[bytes]], self._versions(keys=[k["versions"], k["boundaries"]]))  # one atomic read: bytes (decode_responses off)
+        return sorted(int(v) for v in regular + boundaries)
+
+    def boundary_versions(self, key: str) -> list[int]:
+        members = cast(list[bytes], self.client.zrange(self._keys(key)["boundaries"], 0, -1))
         return sorted(int(v) for v in members)
 
     def load(self, key: str, version: int) -> bytes:
@@ -199,13 +229,16 @@ class RedisSnapshotStore:
 
     def delete(self, key: str, version: int | None = None) -> None:
         k = self._keys(key)
-        done = self._delete(keys=[k["versions"], k["latest"], self._index()], args=[k["v"], "" if version is None else version, key])
+        done = self._delete(keys=[k["versions"], k["latest"], self._index(), k["boundaries"]], args=[k["v"], "" if version is None else version, key])
         if int(done) < 0:
             raise SnapshotError(f"no snapshot version {version} for key {key!r}")
 
     def set_latest(self, key: str, version: int) -> None:
         k = self._keys(key)
-        if not int(self._set_latest(keys=[k["versions"], k["latest"]], args=[version])):
+        done = int(self._set_latest(keys=[k["versions"], k["latest"], k["boundaries"]], args=[version]))
+        if done < 0:
+            raise not_a_resume_point(key, version)
+        if not done:
             raise SnapshotError(f"no snapshot version {version} for key {key!r}")
 
     def _index(self) -> str:
@@ -213,7 +246,7 @@ class RedisSnapshotStore:
 
     def _keys(self, key: str) -> dict[str, str]:
         base = f"{self.prefix}:{{{_safe(self.app)}/{_safe(key)}}}"
-        return {"v": f"{base}:v:", "versions": f"{base}:versions", "seq": f"{base}:seq", "latest": f"{base}:latest"}
+        return {"v": f"{base}:v:", "versions": f"{base}:versions", "boundaries": f"{base}:boundaries", "seq": f"{base}:seq", "latest": f"{base}:latest"}
 
 
 def _chunks(items: Sequence[tuple[str, bytes]]) -> Iterator[Sequence[tuple[str, bytes]]]:

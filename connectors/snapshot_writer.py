@@ -7,14 +7,20 @@ once as one round, and saves it in batches of up to :data:`BATCH_BYTES` of
 envelopes (:meth:`~stream_learner.snapshot.SnapshotStore.save_many`: one
 transaction of the local store, pipelines to Redis), which bounds the
 memory a round of a large fleet takes. While a round is in flight, a newer
-snapshot of the same key replaces the queued one (the older one would be
-superseded at once anyway). Closing the sink (end of the stream, graceful
+regular snapshot of the same key replaces the queued one (the older one
+would be superseded at once anyway). Boundary snapshots
+(:data:`~stream_learner.snapshot.VersionKind`) are each a version of
+their own: every one is kept (at most :data:`MAX_QUEUED_BOUNDARIES`
+waiting while the store refuses them, the oldest dropped beyond), and a
+round saves them before the regular ones, in the order they were taken, in
+the same :meth:`~stream_learner.snapshot.SnapshotStore.save_many`: a key's
+boundary versions are numbered below the regular version taken after them. Closing the sink (end of the stream, graceful
 shutdown) drains the queue, so the final snapshots are written before the
 run ends.
 
 A round the store refuses (Redis unreachable, ...) is kept and tried
 again, after 1 s, then up to every :data:`RETRY_MAX_SECONDS`, unless a newer
-one of its key replaces it: one warning line when an outage starts and one
+regular one of its key replaces it: one warning line when an outage starts and one
 when the store saves again; learning never waits. Closing keeps trying until
 its timeout, then says which keys' final snapshots were not saved.
 """
@@ -37,6 +43,8 @@ logger = logging.getLogger(__name__)
 RETRY_MAX_SECONDS = 10.0
 BATCH_BYTES = 32 << 20
 """Envelopes saved in one :meth:`~stream_learner.snapshot.SnapshotStore.save_many` call (at least one)."""
+MAX_QUEUED_BOUNDARIES = 1000
+"""Boundary snapshots waiting for a refusing store, at most (a long outage on a drifting fleet must not grow without bound)."""
 
 
 class SnapshotWriter:
@@ -50,7 +58,8 @@ class SnapshotWriter:
         self.submit_seconds: deque[float] = deque(maxlen=10_000)  # time the submitting thread spent, per snapshot
         self.write_seconds: deque[float] = deque(maxlen=10_000)  # time each seal + save took on the writer thread (a round's time shared by its snapshots)
         self.rounds: deque[tuple[int, float]] = deque(maxlen=10_000)  # per round: snapshots, seconds (seal + save)
-        self._queued: dict[str, Snapshot] = {}
+        self._queued: dict[str, Snapshot] = {}  # the newest regular snapshot of each key
+        self._boundaries: deque[Snapshot] = deque()  # every boundary snapshot, oldest first
         self._superseded: list[Snapshot] = []  # replaced before they were written: discarded by the writer thread
         self._cond = threading.Condition()
         self._closing = False
@@ -65,10 +74,14 @@ class SnapshotWriter:
         started = time.perf_counter()
         with self._cond:
             for snap in snapshots:
+                if snap.kind == "boundary":
+                    self._boundaries.append(snap)
+                    continue
                 older = self._queued.get(snap.key)
                 if older is not None:
                     self._superseded.append(older)
                 self._queued[snap.key] = snap
+            self._drop_oldest_boundaries()
             self._cond.notify()
         self.submit_seconds.append(time.perf_counter() - started)
 
@@ -93,21 +106,32 @@ class SnapshotWriter:
             with self._cond:
                 self._retry(retry)
 
+    def _drop_oldest_boundaries(self) -> None:
+        """Keep at most :data:`MAX_QUEUED_BOUNDARIES` boundary snapshots waiting; the oldest beyond are given up, said out loud."""
+        while len(self._boundaries) > MAX_QUEUED_BOUNDARIES:
+            dropped = self._boundaries.popleft()
+            logger.error("more than %d boundary snapshots wait for the store: the one of key %r (concept %s) is dropped", MAX_QUEUED_BOUNDARIES, dropped.key, dropped.concept)
+            self._superseded.append(dropped)
+            self._report([dropped.key], [None])
+
     def _next(self) -> list[Snapshot] | None:
-        """The snapshots to write now (waiting for them, and for the retry time); ``None``: stop."""
+        """The snapshots to write now, boundary ones first (waiting for them, and for the retry time); ``None``: stop."""
         while True:
             now = time.monotonic()
-            if self._queued and now >= self._retry_at:
-                snaps = list(self._queued.values())
+            waiting = bool(self._queued or self._boundaries)
+            if waiting and now >= self._retry_at:
+                snaps = [*self._boundaries, *self._queued.values()]
+                self._boundaries.clear()
                 self._queued.clear()
                 return snaps
-            if self._closing and (not self._queued or now >= self._give_up_at):
-                if self._queued:
-                    logger.error("snapshot store still failing at shutdown: the final snapshots of %s were not saved", sorted(self._queued))
-                    for snap in self._queued.values():
+            if self._closing and (not waiting or now >= self._give_up_at):
+                if waiting:
+                    keys = sorted({snap.key for snap in [*self._boundaries, *self._queued.values()]})
+                    logger.error("snapshot store still failing at shutdown: the final snapshots of %s were not saved", keys)
+                    for snap in [*self._boundaries, *self._queued.values()]:
                         snap.discard()
                 return None
-            wait = None if not self._queued else self._retry_at - now
+            wait = None if not waiting else self._retry_at - now
             if self._closing:
                 wait = min(wait if wait is not None else float("inf"), self._give_up_at - now)
             self._cond.wait(wait)
@@ -122,7 +146,12 @@ class SnapshotWriter:
         self._failing += len(failed)
         self._delay = min(max(2 * self._delay, 1.0), RETRY_MAX_SECONDS)
         self._retry_at = time.monotonic() + self._delay
+        boundaries = [snap for snap in failed if snap.kind == "boundary"]
+        self._boundaries.extendleft(reversed(boundaries))  # older than any queued since: saved first, in order
+        self._drop_oldest_boundaries()
         for snap in failed:
+            if snap.kind == "boundary":
+                continue
             if snap.key in self._queued:
                 snap.discard()
             else:
@@ -150,6 +179,8 @@ class SnapshotWriter:
                     strategy=snap.strategy,
                     events_seen=snap.events_seen,
                     source_offsets=snap.source_offsets,
+                    kind=snap.kind,
+                    concept=snap.concept,
                 )
             except Exception as exc:  # noqa: BLE001 - a state that cannot be encoded must not stop learning
                 logger.error("snapshot of key %r failed: %s", snap.key, exc)

@@ -5,6 +5,11 @@ A command names a model key, an action and its argument::
     {"id": "c-1", "key": "sensor-7", "action": "rollback", "arg": 3,
      "issued_at": 1765000000.0, "signature": "<hex>"}
 
+A rollback names a snapshot version (``3``), or ``"concept:N"``: the
+boundary version of concept N, the model that served that concept when it
+last ended (see :data:`~stream_learner.snapshot.VersionKind`); the run
+resolves it through its store (:attr:`Command.version`).
+
 The signature is an HMAC-SHA256, with the operators' signing key, of the
 other five fields as canonical JSON (sorted keys, no spaces): whoever can
 write to the topic but does not hold the key cannot steer the models, and a
@@ -60,8 +65,11 @@ class RawControl:
 class Command:
     """One operator's command for one model key.
 
-    ``arg``: the candidate to promote, the snapshot version to roll back to,
-    ``None`` for the other actions.
+    ``arg``: the candidate to promote, the snapshot version to roll back to
+    (or ``"concept:N"``), ``None`` for the other actions. ``version``: not
+    part of the signed command: the snapshot version a rollback installs,
+    as the run resolved ``arg`` through its store (``None`` before, or where
+    none is kept); the answer says it.
     """
 
     id: str
@@ -69,6 +77,34 @@ class Command:
     action: Action
     arg: str | int | None
     issued_at: float
+    version: int | None = None
+
+
+CONCEPT_PREFIX = "concept:"
+
+
+def rollback_concept(arg: object) -> int | None:
+    """The concept a rollback's ``arg`` names (``"concept:N"``), ``None`` for anything else (a version number).
+
+    >>> rollback_concept("concept:2"), rollback_concept(3), rollback_concept("concept:x")
+    (2, None, None)
+    """
+    if not isinstance(arg, str) or not arg.startswith(CONCEPT_PREFIX):
+        return None
+    number = arg.removeprefix(CONCEPT_PREFIX)
+    return int(number) if number.isascii() and number.isdigit() else None
+
+
+def no_version_kept(key: str, arg: object) -> str:
+    """The refusal of a rollback to ``arg`` that the store keeps no version for.
+
+    >>> no_version_kept("k", "concept:1")
+    "model key 'k' keeps no boundary version of concept 1 (stream-learner snapshots list k shows the versions kept)"
+    """
+    concept = rollback_concept(arg)
+    if concept is not None:
+        return f"model key {key!r} keeps no boundary version of concept {concept} (stream-learner snapshots list {key} shows the versions kept)"
+    return f"model key {key!r} has no snapshot version {arg}"
 
 
 def sign_command(command: Command, signing_key: bytes) -> bytes:
@@ -110,7 +146,9 @@ def _problem(document: dict[str, Any]) -> str | None:
     """What is wrong with a command's fields (signature removed), if anything.
 
     >>> _problem({"id": "c", "key": "k", "action": "rollback", "arg": "3", "issued_at": 1.0})
-    "rollback needs a snapshot version (an integer >= 1) as arg, not '3'"
+    "rollback needs a snapshot version (an integer >= 1) or 'concept:N' (N >= 0) as arg, not '3'"
+    >>> _problem({"id": "c", "key": "k", "action": "rollback", "arg": "concept:0", "issued_at": 1.0}) is None
+    True
     >>> _problem({"id": "c", "key": "k", "action": "promote", "arg": "arf", "issued_at": 1.0, "extra": 1})
     "unknown fields: 'extra'"
     """
@@ -130,8 +168,8 @@ def _problem(document: dict[str, Any]) -> str | None:
     action, arg = document["action"], document["arg"]
     if action not in ACTIONS:
         return f"action must be one of {', '.join(ACTIONS)}, not {action!r}"
-    if action == "rollback" and (isinstance(arg, bool) or not isinstance(arg, int) or arg < 1):
-        return f"rollback needs a snapshot version (an integer >= 1) as arg, not {arg!r}"
+    if action == "rollback" and rollback_concept(arg) is None and (isinstance(arg, bool) or not isinstance(arg, int) or arg < 1):
+        return f"rollback needs a snapshot version (an integer >= 1) or 'concept:N' (N >= 0) as arg, not {arg!r}"
     if action == "promote" and (not isinstance(arg, str) or not arg):
         return f"promote needs a candidate's name as arg, not {arg!r}"
     if action not in ("rollback", "promote") and arg is not None:

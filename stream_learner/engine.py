@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
-from stream_learner.control import Command
+from stream_learner.control import Command, no_version_kept
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
@@ -110,6 +110,13 @@ class EngineConfig:
             fleet's due keys, not one per key): a step whose snapshot is due
             only says so (:attr:`StepOutput.snapshot_due`) and the caller
             takes it with :meth:`KeyedLearner.snapshot_part`. The dataflow sets it.
+        boundary_versions: at each concept boundary (an explicit task, a
+            drift, a new label, a stored concept's model back), the outgoing
+            model's state becomes a ``boundary`` snapshot version
+            (:attr:`StepOutput.boundary_snapshots`; see
+            :data:`~stream_learner.snapshot.VersionKind`), kept for a rollback
+            (``rollback KEY concept:N``). A run sets it; off, a boundary costs
+            no snapshot.
     """
 
     learner: LearnerSpec = field(default_factory=LearnerSpec)
@@ -138,6 +145,7 @@ class EngineConfig:
     auto_promote: bool = True
     shadow_predictions: bool = False
     snapshot_rounds: bool = False
+    boundary_versions: bool = False
 
 
 @dataclass
@@ -148,6 +156,9 @@ class StepOutput:
     a round (``EngineConfig.snapshot_rounds``; else it is in ``snapshot``).
     ``shadow_predictions``: a key's challengers' predictions
     (``EngineConfig.shadow_predictions``, see :mod:`stream_learner.slot`).
+    ``boundary_snapshots``: the outgoing model at each concept boundary of
+    the call, in order (``EngineConfig.boundary_versions``): each to be saved
+    as a version of its own, before ``snapshot``.
     """
 
     predictions: Predictions | list[dict[str, Any]] = field(default_factory=list)
@@ -156,6 +167,7 @@ class StepOutput:
     snapshot: Snapshot | None = None
     snapshot_due: bool = False
     shadow_predictions: list[ShadowPredictionDict] = field(default_factory=list)
+    boundary_snapshots: list[Snapshot] = field(default_factory=list)
 
 
 VERSION = 1
@@ -378,13 +390,13 @@ class KeyedLearner:
     def _on_task(self, task: str | int, out: StepOutput, now: float) -> None:
         concept = self.concept_tracker.task(task)
         if concept is not None:
-            self._boundary(concept, detected=False)
+            self._boundary(concept, out, detected=False)
             out.metrics.append(self._drift_record("task", now))
 
     def _on_drift(self, detector: str, out: StepOutput, now: float) -> None:
         concept = self.concept_tracker.drift()
         if concept is not None:
-            self._boundary(concept, detected=detector != "new_label")
+            self._boundary(concept, out, detected=detector != "new_label")
         out.metrics.append(self._drift_record(detector, now))
         out.metrics.append(self.metrics_record(now))
 
@@ -400,12 +412,13 @@ class KeyedLearner:
         features: list[FeatureScoreDict] = [{"name": str(name), "psi": psi} for name, psi in drift]
         out.metrics.append({"type": "feature_drift", "key": self.key, "features": features, "statistic": "psi", "at_event": self.events, "concept": self.concept, "ts": now})
 
-    def _boundary(self, concept: int, detected: bool = True) -> None:
-        """A new concept starts, whatever marked it: the one that ends is evaluated, then the model is told (rolled back where it raises).
+    def _boundary(self, concept: int, out: StepOutput, detected: bool = True) -> None:
+        """A new concept starts, whatever marked it: the one that ends is evaluated and its model kept as a boundary version, then the model is told (rolled back where it raises).
 
         ``detected``: a detector found it, some events after it began (not an explicit task or a new label).
         """
         self.evaluate_concepts()  # the last row of the concept that ends here
+        self._keep_outgoing(out)
         self.concept_tracker.enter(concept)
         if self.feature_monitor is not None:
             self.feature_monitor.reset()  # the new concept is its new reference
@@ -423,6 +436,7 @@ class KeyedLearner:
         back = reuse.score(x, error, lambda y_pred: self.metrics.error(label, y_pred), self.learner)
         if back is None:
             return
+        self._keep_outgoing(out)
         self.install(back.learner)
         record = self._drift_record("recurring", now)
         record["reused_concept"], record["evidence"] = back.concept, back.evidence
@@ -458,8 +472,10 @@ class KeyedLearner:
         elif action == "snapshot":
             out.snapshot = self.snapshot(background=True)
         elif action == "rollback":
-            if version is None or "learner" not in version:
-                return f"model key {self.key!r} has no snapshot version {command.arg} of a single learner"
+            if version is None:
+                return no_version_kept(self.key, command.arg)
+            if "learner" not in version:
+                return f"snapshot version {command.arg} of model key {self.key!r} is not of a single learner"
             spec = LearnerSpec(**version["spec"])
             if spec != self.config.learner:
                 return f"snapshot version {command.arg} of key {self.key!r} holds model {spec.model!r} {spec.params}, not this run's {self.config.learner.model!r}"
@@ -485,6 +501,17 @@ class KeyedLearner:
         self.guard.journal.checkpoint(learner)
         if self.monitor is not None:
             self.monitor.reset()
+
+    def _keep_outgoing(self, out: StepOutput) -> None:
+        """The live model leaves at a boundary: with ``boundary_versions``, this step as it is now becomes a boundary snapshot of the concept it served.
+
+        As it is now: every event of the concept that ends learned (for a
+        detected drift, also those between the change and its detection),
+        before the strategy consolidates or resets anything. Rolled back to,
+        it predicts as the model did at the end of its concept.
+        """
+        if self.config.boundary_versions:
+            out.boundary_snapshots.append(Snapshot.boundary(self._part(), self.concept))
 
     def _drift_record(self, detector: str, now: float) -> DriftDict:
         return {"type": "drift", "key": self.key, "detector": detector, "at_event": self.events, "concept": self.concept, "ts": now}
@@ -576,6 +603,10 @@ class KeyedLearner:
     def snapshot_part(self) -> SnapshotPart:
         """This learner's share of a snapshot round (:meth:`~stream_learner.snapshot.Snapshot.round`), as it is now: its snapshot counts as taken."""
         self.cadence.snapshot_taken()
+        return self._part()
+
+    def _part(self) -> SnapshotPart:
+        """This learner's state and envelope bookkeeping, as it is now."""
         return SnapshotPart(
             self.state_dict,
             self.key,

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, get_args, runtime_checkable
 
 import orjson
 
@@ -39,6 +39,22 @@ FORMAT_VERSION = 2
 """The envelope :func:`seal` writes: 2 holds an encoded state; 1 (still read) a pickled learner."""
 READABLE_FORMATS = (1, 2)
 MAGIC = b"SLSNAP"
+
+VersionKind = Literal["regular", "boundary"]
+"""What a stored version is.
+
+``regular``: a resume point (a round, an eviction, the end of the stream, an
+operator's ``snapshot``): its source offsets are those of the events its
+state has learned, and ``latest`` points at the newest one.
+``boundary``: the outgoing champion at a concept boundary, the model that
+served the concept that ends (its header names that concept), kept for a
+rollback. It is taken in the middle of a batch, so its offsets may already
+cover events it has not learned (the event that starts the next concept, the
+rest of the batch): never a resume point, never ``latest``, never what
+``--resume`` or :func:`load_latest_valid` picks. Stores retain the last
+``retain`` versions of each kind.
+"""
+VERSION_KINDS: tuple[str, ...] = get_args(VersionKind)
 
 
 @dataclass(frozen=True)
@@ -54,6 +70,8 @@ class SnapshotHeader:
     created_at: float
     checksum: str
     signature: str = ""
+    kind: VersionKind = "regular"
+    concept: int | None = None  # a boundary version's: the concept its model served
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class Snapshot:
     events_seen: int
     source_offsets: dict[int, int]
     pickled: bytes | ForkedPickle | RoundShare
+    kind: VersionKind = "regular"
+    concept: int | None = None
 
     @classmethod
     def of_state(
@@ -112,6 +132,17 @@ class Snapshot:
             cls(part.key, part.learner_kind, part.strategy, part.events_seen, dict(part.source_offsets), next(shares) if shares and child else encoding(part.state, child))
             for part, child in zip(parts, in_child)
         ]
+
+    @classmethod
+    def boundary(cls, part: SnapshotPart, concept: int) -> Snapshot:
+        """The boundary version of ``part`` (see :data:`VersionKind`): the model that served ``concept``, as it is now (encoded in a forked child where ``part`` is forkable).
+
+        >>> part = SnapshotPart(lambda: {"w": 1}, "k", "river", "none", 5, {0: 6}, forkable=False)
+        >>> snap = Snapshot.boundary(part, concept=2)
+        >>> snap.kind, snap.concept, decode(snap.payload)
+        ('boundary', 2, {'w': 1})
+        """
+        return cls(part.key, part.learner_kind, part.strategy, part.events_seen, dict(part.source_offsets), encoding(part.state, part.forkable), "boundary", concept)
 
     @property
     def payload(self) -> bytes:
@@ -228,8 +259,10 @@ def seal(
     events_seen: int,
     source_offsets: dict[int, int],
     created_at: float | None = None,
+    kind: VersionKind = "regular",
+    concept: int | None = None,
 ) -> bytes:
-    """Wrap a payload in a signed envelope."""
+    """Wrap a payload in a signed envelope (a ``boundary`` one names the ``concept`` its model served)."""
     header = SnapshotHeader(
         format_version=FORMAT_VERSION,
         key=key,
@@ -239,6 +272,8 @@ def seal(
         source_offsets=dict(source_offsets),
         created_at=time.time() if created_at is None else created_at,
         checksum=hashlib.sha256(payload).hexdigest(),
+        kind=kind,
+        concept=concept,
     )
     unsigned = _header_bytes(header, signature="")
     signature = hmac.new(signing_key, unsigned + b"\n" + payload, hashlib.sha256).hexdigest()
@@ -247,15 +282,18 @@ def seal(
 
 
 def read_header(blob: bytes) -> SnapshotHeader:
-    """Parse the header without verifying anything (for listings)."""
+    """Parse the header without verifying anything (for listings); the payload is not copied."""
     try:
-        magic, header_bytes, _ = blob.split(b"\n", 2)
-        if magic != MAGIC:
+        start = blob.find(b"\n") + 1
+        end = blob.find(b"\n", start)
+        if not start or end < 0 or blob[: start - 1] != MAGIC:
             raise ValueError("not a stream-learner snapshot")
-        raw = orjson.loads(header_bytes)
+        raw = orjson.loads(blob[start:end])
         raw["source_offsets"] = {int(p): int(o) for p, o in raw["source_offsets"].items()}
         header = SnapshotHeader(**raw)
-    except (ValueError, TypeError, KeyError) as exc:
+        if header.kind not in VERSION_KINDS:
+            raise ValueError(f"unknown version kind {header.kind!r}")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SnapshotError(f"snapshot is corrupt: {exc}") from None
     if header.format_version not in READABLE_FORMATS:
         raise SnapshotError(f"snapshot format {header.format_version} is not supported (this release reads formats {READABLE_FORMATS[0]} to {READABLE_FORMATS[-1]})")
@@ -278,27 +316,48 @@ def open_envelope(blob: bytes, *, signing_key: bytes) -> tuple[SnapshotHeader, b
 def _header_bytes(header: SnapshotHeader, signature: str) -> bytes:
     """The header as signed (with ``signature`` in its place): JSON, keys sorted.
 
+    A regular version's header has no ``kind`` and ``concept`` fields, so the
+    envelopes of releases before version kinds verify as they were signed.
     A shallow copy of the fields, not :func:`dataclasses.asdict`, whose deep
     copy was half the cost of sealing a small state; the bytes are the same.
     """
-    return orjson.dumps({**vars(header), "signature": signature}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    fields = {**vars(header), "signature": signature}
+    if header.kind == "regular":
+        del fields["kind"], fields["concept"]
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def envelope_kind(blob: bytes) -> VersionKind:
+    """The kind of version an envelope says it is (read, not verified: a store files it by it); bytes that are no envelope are ``regular``.
+
+    >>> envelope_kind(seal(b"s", signing_key=b"k", key="k", learner_kind="river", strategy="none", events_seen=1, source_offsets={}, kind="boundary", concept=0))
+    'boundary'
+    >>> envelope_kind(b"not an envelope")
+    'regular'
+    """
+    try:
+        return read_header(blob).kind
+    except SnapshotError:
+        return "regular"
 
 
 @runtime_checkable
 class SnapshotStore(Protocol):
     """Where snapshots live: a local directory, Redis, ...
 
-    Versions are increasing integers per model key; ``latest`` only ever
-    points at a completely written version, and only the last ``retain``
-    versions are kept.
+    Versions are increasing integers per model key, of two kinds (see
+    :data:`VersionKind`; a store files each envelope by the kind its header
+    says, :func:`envelope_kind`); ``latest`` only ever points at a completely
+    written regular version, and only the last ``retain`` versions of each
+    kind are kept.
     """
 
     def save(self, key: str, blob: bytes) -> int:
-        """Store a new version and point ``latest`` at it; return its number."""
+        """Store a new version (a regular one: and point ``latest`` at it); return its number."""
         ...
 
     def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
-        """:meth:`save` each ``(key, envelope)`` of a round, in batches; their versions, in order."""
+        """:meth:`save` each ``(key, envelope)`` of a round, in batches, in order; their versions, in order."""
         ...
 
     def load_latest(self, key: str) -> tuple[int, bytes | None] | None:
@@ -310,7 +369,11 @@ class SnapshotStore(Protocol):
         ...
 
     def versions(self, key: str) -> list[int]:
-        """Stored versions of a key, oldest first."""
+        """Stored versions of a key (of both kinds), oldest first."""
+        ...
+
+    def boundary_versions(self, key: str) -> list[int]:
+        """The stored versions of a key that are ``boundary`` versions, oldest first (the others are regular)."""
         ...
 
     def load(self, key: str, version: int) -> bytes:
@@ -326,8 +389,30 @@ class SnapshotStore(Protocol):
         ...
 
     def set_latest(self, key: str, version: int) -> None:
-        """Point ``latest`` at an existing version (restore an older one)."""
+        """Point ``latest`` at an existing regular version (restore an older one); a boundary version is refused (:func:`not_a_resume_point`)."""
         ...
+
+
+def not_a_resume_point(key: str, version: int) -> SnapshotError:
+    """Why ``latest`` cannot point at boundary version ``version`` of ``key``."""
+    return SnapshotError(
+        f"version {version} of key {key!r} is a boundary version (the model that served a concept), not a point to resume from: "
+        f"roll a running engine back to it with `stream-learner control rollback {key} {version}`"
+    )
+
+
+def boundary_version(store: SnapshotStore, key: str, concept: int) -> int | None:
+    """The newest stored boundary version of ``key`` whose model served ``concept`` (read from the headers, not verified); ``None`` where none is kept.
+
+    A concept that ended more than once (a recurring task) names its last end.
+    """
+    for version in reversed(store.boundary_versions(key)):
+        try:
+            if read_header(store.load(key, version)).concept == concept:
+                return version
+        except SnapshotError:
+            continue  # retired since the listing, or damaged: an older one may still serve
+    return None
 
 
 def latest_pointer(store: SnapshotStore, key: str, versions: list[int]) -> tuple[int | None, str | None]:
@@ -352,8 +437,9 @@ def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tup
     Returns ``(header, payload, refusals)``, where ``refusals`` says why each
     newer version was refused (and what was wrong with the pointer), or
     ``None`` when the key has no snapshot. When the ``latest`` pointer is
-    missing, unreadable or names no stored version, every stored version is
-    a candidate; when no candidate verifies, :class:`SnapshotError`.
+    missing, unreadable or names no stored version, every stored regular
+    version is a candidate (a boundary version never is, see
+    :data:`VersionKind`); when no candidate verifies, :class:`SnapshotError`.
     A ``latest`` that verifies costs one read (:meth:`SnapshotStore.load_latest`).
     """
     try:
@@ -367,7 +453,8 @@ def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tup
             pass  # refused: the full search below says why and falls back
         else:
             return header, payload, []
-    versions = store.versions(key)
+    boundaries = set(store.boundary_versions(key))
+    versions = [v for v in store.versions(key) if v not in boundaries]
     latest, problem = latest_pointer(store, key, versions)
     if not versions:
         if problem is None:

@@ -36,11 +36,12 @@ from connectors.snapshot_writer import BackgroundSnapshotSink
 from stream_learner.app.dataflow import Control, Sinks, build_dataflow
 from stream_learner.app.execution import execute, our_error
 from stream_learner.app.run_stats import RunStats
+from stream_learner.control import rollback_concept
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.residency import EvictingStore
 from stream_learner.slot import Step, new_step
-from stream_learner.snapshot import SnapshotStore, open_envelope
+from stream_learner.snapshot import SnapshotStore, boundary_version, open_envelope
 from stream_learner.state import decode
 
 logger = logging.getLogger(__name__)
@@ -100,16 +101,31 @@ class Profile(ABC):
         """What this kind of run adds to the summary, after the run's resources are closed."""
 
 
-def version_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, int], dict[str, Any] | None]:
-    """For a rollback: the verified state of snapshot version ``version`` of ``key``, ``None`` where there is none that verifies."""
+def rollback_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, int | str], tuple[int, dict[str, Any]] | None]:
+    """For a rollback of ``key`` to ``arg`` (a snapshot version, or ``concept:N``: the newest boundary version of concept N): that version and its verified state; ``None`` where none is kept that verifies."""
 
-    def state(key: str, version: int) -> dict[str, Any] | None:
+    def target(key: str, arg: int | str) -> tuple[int, dict[str, Any]] | None:
+        concept = rollback_concept(arg)
+        version = boundary_version(store, key, concept) if concept is not None else arg if isinstance(arg, int) else None
+        if version is None:
+            return None
         try:
             _, payload = open_envelope(store.load(key, version), signing_key=signing_key)
-            return decode(payload)
+            return version, decode(payload)
         except SnapshotError as exc:
-            logger.warning("rollback of key %r to version %d: %s", key, version, exc)
+            logger.warning("rollback of key %r to %s (version %d): %s", key, arg, version, exc)
             return None
+
+    return target
+
+
+def version_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, int], dict[str, Any] | None]:
+    """For a rollback: the verified state of snapshot version ``version`` of ``key``, ``None`` where there is none that verifies (:func:`rollback_reader`'s state)."""
+    target = rollback_reader(store, signing_key)
+
+    def state(key: str, version: int) -> dict[str, Any] | None:
+        found = target(key, version)
+        return None if found is None else found[1]
 
     return state
 
@@ -126,7 +142,8 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             store, signing_key = profile.open(stack)
             stats = RunStats(profile.telemetry)
             source = profile.source(stats)
-            config = replace(profile.engine_config(), snapshot_rounds=True)  # the dataflow takes due snapshots in rounds, restored learners too
+            # the dataflow takes due snapshots in rounds (restored learners too), and writes each boundary's outgoing model as a version
+            config = replace(profile.engine_config(), snapshot_rounds=True, boundary_versions=True)
             new_step("probe", config)  # fail fast on a bad model or detector (or challengers), before the dataflow starts
             sinks = profile.sinks(stats)
             # also without a bound: a recovery state of a bounded run names keys that wait in the store

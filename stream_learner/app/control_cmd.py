@@ -27,9 +27,9 @@ from stream_learner.settings import Settings, load_settings
 def add_parser(commands: Any) -> None:
     """The ``control`` subcommand."""
     p = commands.add_parser("control", help="send an operator's command to a running engine (promote, rollback, pause-learning, resume-learning, snapshot)", description=plain(__doc__.split("\n\n")[0]))
-    p.add_argument("action", choices=ACTIONS, help="promote KEY CANDIDATE, rollback KEY VERSION, pause-learning KEY, resume-learning KEY, snapshot KEY")
+    p.add_argument("action", choices=ACTIONS, help="promote KEY CANDIDATE, rollback KEY VERSION|concept:N, pause-learning KEY, resume-learning KEY, snapshot KEY")
     p.add_argument("key", metavar="KEY", help="the model key")
-    p.add_argument("arg", nargs="?", default=None, metavar="ARG", help="the candidate to promote, or the snapshot version to roll back to")
+    p.add_argument("arg", nargs="?", default=None, metavar="ARG", help="the candidate to promote, or what to roll back to: a snapshot version, or concept:N (the model that served concept N when it last ended)")
     p.add_argument("--config", default=None, metavar="FILE", help="settings file (TOML or JSON), as the engine's")
     p.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT[,...]")
     p.add_argument("--control-topic", default=None, help="the engine's control topic (default: the settings' kafka.control_topic)")
@@ -59,12 +59,12 @@ def _handle(args: argparse.Namespace) -> int:
 def command_of(action: str, key: str, arg: str | None, now: float | None = None) -> Command:
     """The command the arguments describe, with a fresh id (one :class:`ConfigError` line when they do not fit).
 
-    >>> command_of("rollback", "k", "3", now=5.0).arg
-    3
+    >>> command_of("rollback", "k", "3", now=5.0).arg, command_of("rollback", "k", "concept:1", now=5.0).arg
+    (3, 'concept:1')
     >>> command_of("rollback", "k", None)
     Traceback (most recent call last):
     ...
-    stream_learner.errors.ConfigError: rollback needs a snapshot version (an integer >= 1) as arg, not None
+    stream_learner.errors.ConfigError: rollback needs a snapshot version (an integer >= 1) or 'concept:N' (N >= 0) as arg, not None
     """
     value: str | int | None = arg
     if action == "rollback" and arg is not None and arg.isdigit():
@@ -81,9 +81,13 @@ def describe_answer(answer: dict[str, Any]) -> str:
 
     >>> describe_answer({"type": "control", "key": "k", "id": "c1", "action": "rollback", "arg": 3, "status": "refused", "reason": "no version 3 of key 'k'", "at_event": 10, "ts": 0.0})
     "rollback k 3: refused (no version 3 of key 'k') at event 10"
+    >>> describe_answer({"type": "control", "key": "k", "id": "c2", "action": "rollback", "arg": "concept:1", "status": "applied", "version": 7, "at_event": 12, "ts": 0.0})
+    'rollback k concept:1: applied (version 7 installed) at event 12'
     """
     arg = "" if answer.get("arg") is None else f" {answer['arg']}"
     reason = f" ({answer['reason']})" if answer.get("reason") else ""
+    if answer.get("version") is not None:
+        reason = f" (version {answer['version']} installed)"
     return f"{answer['action']} {answer['key']}{arg}: {answer['status']}{reason} at event {answer['at_event']}"
 
 
