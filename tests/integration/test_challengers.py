@@ -25,6 +25,7 @@ from test_eviction import read as read_records
 from test_eviction import run_file, without_ts
 from test_kafka_e2e import SIGNING_KEY, produce_all, read_topic, settings_for
 
+from connectors.files import JsonlFileSource
 from connectors.kafka import make_producer
 from connectors.local_store import LocalSnapshotStore
 from connectors.redis_store import RedisSnapshotStore
@@ -74,20 +75,23 @@ def check_outputs(predictions: list[dict[str, Any]], outputs: list[dict[str, Any
     last = {r["candidate"]: r for r in metrics}
     assert last["hoeffding_tree"]["champion"] and not last["logreg"]["champion"]
     assert last["hoeffding_tree"]["accuracy"] > last["logreg"]["accuracy"] + 0.1
-    # the tail of the stream is published from the tree: its predictions are a standalone tree's on the same events
+    # from the event after the decision on, the stream is published from the tree: its predictions are a standalone tree's on the same events
     tree = KeyedLearner("default", EngineConfig(learner=LearnerSpec("hoeffding_tree"), detector=None))
     out = tree.process([Event(e["id"], "default", e["features"], e["label"], None, 0, i) for i, e in enumerate(events)], 0.0)
-    tail = [row[1] for row in out.predictions.rows][-500:]  # type: ignore[union-attr]
-    assert [p["prediction"] for p in predictions][-500:] == tail
+    at = promotion["at_event"]
+    assert [p["prediction"] for p in predictions][at:] == [row[1] for row in out.predictions.rows][at:]  # type: ignore[union-attr]
     return promotion
 
 
-def embedded(tmp_path: Path, events: list[dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
-    """The embedded run of ``events`` as a JSONL file: its output folder and summary."""
+def embedded(tmp_path: Path, events: list[dict[str, Any]], batch_size: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """The embedded run of ``events`` as a JSONL file (read ``batch_size`` records a batch; ``None``: the source's default): its output folder and summary."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-    out = tmp_path / "out"
-    return out, run(RunOptions(source=f"file:{path}", engine=ENGINE, out=out, progress=False, console=False, signing_key=SIGNING_KEY.encode()))
+    out = tmp_path / f"out-{batch_size}"
+    options = RunOptions(engine=ENGINE, out=out, progress=False, console=False, signing_key=SIGNING_KEY.encode())
+    if batch_size is None:
+        return out, run(replace(options, source=f"file:{path}"))
+    return out, run(options, source=JsonlFileSource(str(path), batch_size=batch_size))
 
 
 def read(out: Path, name: str) -> list[dict[str, Any]]:
@@ -103,6 +107,18 @@ def test_an_embedded_run_promotes_the_better_challenger_and_snapshots_the_slot(t
     assert found is not None
     slot = restore_step(found[1], ENGINE)
     assert isinstance(slot, Slot) and slot.champion_name == "hoeffding_tree" and slot.events == EVENTS
+
+
+@pytest.mark.parametrize("batch_size", [1_000, 10_000])
+def test_an_embedded_run_publishes_the_same_records_in_batches_of_any_size(tmp_path: Path, batch_size: int) -> None:
+    """A whole file in one batch of 10,000, or in batches of 1,000: the promotion is published at its event, the tree from the next one on, as in batches of 100."""
+    events = band()
+    small, _ = embedded(tmp_path, events, batch_size=100)
+    large, summary = embedded(tmp_path, events, batch_size=batch_size)
+    assert summary["predictions"] == EVENTS and summary["promotions"] == 1
+    check_outputs(read(large, "predictions.jsonl"), read(large, "metrics.jsonl"), events)
+    assert without_ts(read(large, "predictions.jsonl")) == without_ts(read(small, "predictions.jsonl"))
+    assert sorted(map(orjson.dumps, without_ts(read(large, "metrics.jsonl")))) == sorted(map(orjson.dumps, without_ts(read(small, "metrics.jsonl"))))
 
 
 def test_a_kafka_run_promotes_as_the_embedded_run_and_redis_holds_the_slot(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> None:
@@ -230,6 +246,8 @@ def test_an_embedded_run_writes_the_challengers_predictions_when_asked(tmp_path:
     by_id = {r["id"]: r for r in shadow}
     assert len(by_id) == len(shadow) == EVENTS  # one shadow prediction per event: the tree's before its promotion, logreg's after
     assert {r["candidate"] for r in shadow} == {"hoeffding_tree", "logreg"}
+    [promotion] = [r for r in read(out, "metrics.jsonl") if r["type"] == "promotion"]
     switch = next(i for i, e in enumerate(events) if by_id[e["id"]]["candidate"] == "logreg")
-    assert all(by_id[e["id"]]["candidate"] == "logreg" for e in events[switch:])  # promoted once, from that batch on
+    assert switch == promotion["at_event"]  # the event after the decision's is the first the tree is champion of
+    assert all(by_id[e["id"]]["candidate"] == "logreg" for e in events[switch:])  # promoted once
     assert [p["id"] for p in published] == [e["id"] for e in events]
