@@ -3,7 +3,9 @@
 Works on a local snapshot directory (``--dir``; without it and without a
 Redis store in the settings, the embedded run's, ``OUT/snapshots``) or on
 the Redis store of the settings (``--redis-url``, ``--app``); the listing
-says which."""
+says which. Each version is of a kind (:data:`~stream_learner.snapshot.VersionKind`):
+``regular`` (a resume point; ``latest`` names one) or ``boundary`` (the model
+that served a concept, named, when it ended; for ``control rollback``)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import json
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from stream_learner.app.args import plain
 from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.metrics import Prequential
 from stream_learner.slot import champion_state
-from stream_learner.snapshot import SnapshotStore, latest_pointer, open_envelope, read_header
+from stream_learner.snapshot import SnapshotStore, VersionKind, latest_pointer, open_envelope, read_header
 from stream_learner.state import decode
 
 
@@ -38,7 +40,7 @@ def add_parser(commands: Any) -> None:
     show = actions.add_parser("show", parents=[common], help="one version's envelope header, verified")
     show.add_argument("key")
     show.add_argument("--version", type=int, default=None, help="default: latest")
-    restore = actions.add_parser("restore", parents=[common], help="point latest at an older (verified) version")
+    restore = actions.add_parser("restore", parents=[common], help="point latest at an older (verified) regular version")
     restore.add_argument("key")
     restore.add_argument("version", type=int)
     delete = actions.add_parser("delete", parents=[common], help="delete one version, or every version of a key")
@@ -85,12 +87,15 @@ def _open(args: argparse.Namespace) -> tuple[SnapshotStore, bytes | None, str]:
     return local, key or local.signing_key(create=False), f"{directory} (app {settings.app!r})"
 
 
-def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes | None) -> dict[str, Any]:
-    info: dict[str, Any] = {"key": key, "version": version, "bytes": None}
+def _describe(store: SnapshotStore, key: str, version: int, signing_key: bytes | None, kind: VersionKind) -> dict[str, Any]:
+    """One version: its kind (as the store files it; a boundary one with the concept its model served), its header, and whether it verifies."""
+    info: dict[str, Any] = {"key": key, "version": version, "kind": kind, "bytes": None}
     try:
         blob = store.load(key, version)
         info["bytes"] = len(blob)
         header = read_header(blob)
+        if kind == "boundary":
+            info["concept"] = header.concept
         info.update(
             learner_kind=header.learner_kind,
             strategy=header.strategy,
@@ -120,17 +125,25 @@ def _model(payload: bytes) -> str | None:
 
 
 def _pointer(store: SnapshotStore, key: str) -> tuple[list[int], dict[str, Any]]:
-    """A key's versions, and ``latest`` (``None`` when it names no stored version, then with the reason)."""
+    """A key's versions, and ``latest`` (``None`` when it names no stored regular version, then with the reason)."""
     versions = store.versions(key)
-    latest, problem = latest_pointer(store, key, versions)
+    boundaries = set(store.boundary_versions(key))
+    latest, problem = latest_pointer(store, key, [v for v in versions if v not in boundaries])
     return versions, {"latest": latest} if problem is None else {"latest": None, "latest_error": problem}
+
+
+def _kinds(store: SnapshotStore, key: str) -> Callable[[int], VersionKind]:
+    """Each version's kind, as the store files it."""
+    boundaries = set(store.boundary_versions(key))
+    return lambda version: "boundary" if version in boundaries else "regular"
 
 
 def _list(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namespace, where: str) -> list[dict[str, Any]]:
     listing = []
     for k in [args.key] if args.key else store.keys():
         versions, pointer = _pointer(store, k)
-        listing.append({"key": k, **pointer, "versions": [_describe(store, k, v, signing_key) for v in versions]})
+        kind = _kinds(store, k)
+        listing.append({"key": k, **pointer, "versions": [_describe(store, k, v, signing_key, kind(v)) for v in versions]})
     return listing
 
 
@@ -142,7 +155,7 @@ def _show(store: SnapshotStore, signing_key: bytes | None, args: argparse.Namesp
     version = args.version if args.version is not None else pointer["latest"] or (versions[-1] if versions else None)
     if version is None:
         raise SnapshotError(f"no snapshot for key {args.key!r}")
-    info = _describe(store, args.key, version, signing_key)
+    info = _describe(store, args.key, version, signing_key, _kinds(store, args.key)(version))
     if info["verified"] and signing_key is not None:
         _, payload = open_envelope(store.load(args.key, version), signing_key=signing_key)
         try:
@@ -208,7 +221,8 @@ def _lines(action: str, result: Any, where: str) -> list[str]:
             for v in entry["versions"]:
                 mark = {True: "ok", False: f"INVALID: {v.get('error')}", None: "unverified"}[v["verified"]]
                 model = f"{v.get('model') or '?'} ({v.get('strategy', '?')})"
-                lines.append(f"  v{v['version']:<6} {v.get('events_seen', '?'):>10} events  {v['bytes'] if v['bytes'] is not None else '-':>9} bytes  {model:<28} {mark}")
+                kind = f"boundary c{v.get('concept', '?')}" if v["kind"] == "boundary" else "regular"
+                lines.append(f"  v{v['version']:<6} {kind:<12} {v.get('events_seen', '?'):>10} events  {v['bytes'] if v['bytes'] is not None else '-':>9} bytes  {model:<28} {mark}")
         return lines
     if action == "delete" and result["deleted"] is None:
         return ["nothing deleted"]
