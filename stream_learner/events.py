@@ -291,6 +291,7 @@ class ControlAnswer(BaseModel):
     arg: str | int | None = None
     status: Literal["applied", "refused", "duplicate"]
     reason: str | None = None
+    version: int | None = None  # a rollback applied: the snapshot version installed
     at_event: int
     ts: float
 

@@ -206,6 +206,7 @@ class ControlDict(TypedDict):
     arg: str | int | None
     status: ControlStatus  # duplicate: a command with this id was applied before; nothing done
     reason: NotRequired[str]  # why it was refused
+    version: NotRequired[int]  # a rollback applied: the snapshot version installed
     at_event: int  # the key's events before the command took effect
     ts: float
 
