@@ -60,7 +60,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Union
 
-from stream_learner.control import Command
+from stream_learner.control import Command, no_version_kept
 from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
 from stream_learner.errors import ConfigError, SnapshotError
@@ -251,6 +251,11 @@ class Slot:
         out.predictions.rows.extend(outs[self.champion].predictions.rows)  # type: ignore[union-attr]
         out.dead_letters.extend(outs[self.champion].dead_letters)
         for i, o in enumerate(outs):
+            if i == self.champion:
+                out.boundary_snapshots.extend(o.boundary_snapshots)  # the champion's boundaries are the key's boundary versions
+            else:
+                for snapshot in o.boundary_snapshots:
+                    snapshot.discard()
             out.metrics.extend(self._tagged(o.metrics, i))
             if self.config.shadow_predictions and i != self.champion:
                 out.shadow_predictions.extend(self._shadow(o.predictions.rows, i, now))  # type: ignore[union-attr]
@@ -416,7 +421,7 @@ class Slot:
     def _roll_back(self, arg: Any, version: dict[str, Any] | None) -> str | None:
         """The models of snapshot ``version`` live again (its champion as champion); metrics and the stream's position go on."""
         if version is None:
-            return f"model key {self.key!r} has no snapshot version {arg}"
+            return no_version_kept(self.key, arg)
         if "candidates" in version:
             states = [entry["state"] for entry in version["candidates"]]
             champion = states[version["champion"]]

@@ -22,7 +22,7 @@ from stream_learner.evidence import mcnemar
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.slot import Slot, champion_state, new_step, restore_step, step_from_state
 from stream_learner.snapshot import Snapshot
-from stream_learner.state import encode
+from stream_learner.state import decode, encode
 from stream_learner.step.recurring import ConceptReuse
 
 LOGREG, TREE = LearnerSpec("logreg"), LearnerSpec("hoeffding_tree")
@@ -189,6 +189,21 @@ def test_with_concept_reuse_promotions_and_returns_take_effect_at_their_event_ho
     returns = [r for r in outcomes[0]["hoeffding_tree"] if r["type"] == "drift" and r["detector"] == "recurring"]
     assert len(outcomes[0]["promotion"]) >= 2 and returns  # the champion changed more than once, a stored concept came back
     assert all(outcome == outcomes[0] for outcome in outcomes)
+
+
+def test_the_champions_boundaries_are_the_keys_boundary_versions_however_batched() -> None:
+    """With boundary versions, each boundary of the candidate that is champion at its event is kept (its model as it leaves); a challenger's are not."""
+    for batch in BATCHES:
+        slot = new_step("k", config(LOGREG, TREE, LearnerSpec("naive_bayes"), detector="adwin", concept_reuse=ConceptReuse(), forgetting_every=0, boundary_versions=True))
+        events = seasons(0, "ABAB")
+        kept, boundaries, challengers = [], [], 0
+        for i in range(0, len(events), batch):
+            out = slot.process(events[i : i + batch], 0.0)
+            kept += [(s.kind, s.events_seen, decode(s.payload)["spec"]["model"]) for s in out.boundary_snapshots]
+            drifts = [r for r in out.metrics if r["type"] == "drift"]
+            boundaries += [("boundary", r["at_event"], r["candidate"]) for r in drifts if r["champion"]]
+            challengers += sum(not r["champion"] for r in drifts)
+        assert kept == boundaries and {model for _, _, model in kept} == {"logreg", "hoeffding_tree"} and challengers, batch
 
 
 def test_recommend_only_publishes_and_changes_nothing() -> None:
