@@ -485,10 +485,12 @@ class KeyedLearner:
         return None
 
     def control_answer(self, command: Command, status: ControlStatus, reason: str | None, now: float) -> ControlDict:
-        """The ``control`` record answering ``command`` (:class:`~stream_learner.events.ControlAnswer`)."""
+        """The ``control`` record answering ``command`` (:class:`~stream_learner.events.ControlAnswer`); an applied rollback's says the version it installed."""
         answer: ControlDict = {"type": "control", "key": self.key, "id": command.id, "action": command.action, "arg": command.arg, "status": status, "at_event": self.events, "ts": now}
         if reason is not None:
             answer["reason"] = reason
+        if status == "applied" and command.version is not None:
+            answer["version"] = command.version
         return answer
 
     def install(self, learner: Learner) -> None:
