@@ -173,7 +173,7 @@ class EvictingStore:
     def save(self, key: str, blob: bytes) -> int:
         with self._lock:
             floor = self._floors.get(key)
-            if floor is not None and read_header(blob).events_seen < floor[0]:
+            if floor is not None and _stale(blob, floor):
                 return floor[1]  # taken before the key's eviction: the evicted state is newer
             return self.store.save(key, blob)
 
@@ -184,7 +184,7 @@ class EvictingStore:
             fresh: list[tuple[str, bytes]] = []
             for key, blob in items:
                 floor = self._floors.get(key)
-                stale = floor is not None and read_header(blob).events_seen < floor[0]
+                stale = floor is not None and _stale(blob, floor)
                 versions.append(floor[1] if stale and floor is not None else None)
                 if not stale:
                     fresh.append((key, blob))
@@ -214,6 +214,12 @@ class EvictingStore:
         if name == "store":  # not set yet (a copy being built): no recursion
             raise AttributeError(name)
         return getattr(self.store, name)
+
+
+def _stale(blob: bytes, floor: tuple[int, int]) -> bool:
+    """Whether ``blob`` is a regular snapshot taken before the eviction ``floor`` describes (a boundary version is a version of its own, never stale)."""
+    header = read_header(blob)
+    return header.kind == "regular" and header.events_seen < floor[0]
 
 
 class Evictable(Protocol):

@@ -228,3 +228,18 @@ def test_a_rollback_to_a_concept_installs_its_boundary_version_and_says_which(tm
     assert probe(step) == probe(reference)
     refused = step.apply(Command("c2", "k", "rollback", "concept:7", 0.0), now=1.0, version=None).metrics[0]
     assert refused["status"] == "refused" and refused["reason"].startswith("model key 'k' keeps no boundary version of concept 7") and "version" not in refused
+
+
+def test_a_boundary_snapshot_written_after_its_keys_eviction_is_kept(tmp_path: Path) -> None:
+    from stream_learner.residency import EvictingStore
+
+    store = EvictingStore(LocalSnapshotStore(tmp_path), KEY, CONFIG)
+    step = KeyedLearner("k", CONFIG)
+    out = step.process(task_events(["a", "b"], per_task=100), now=0.0)
+    (boundary,) = out.boundary_snapshots  # taken at event 100, still queued in the writer when...
+    evicted = store.evict([step.snapshot()])  # ...the key leaves memory at event 200
+    writer = SnapshotWriter(store, KEY)
+    writer.submit([boundary, snapshot(150)])  # and a regular one taken before the eviction, which the eviction's state supersedes
+    writer.close()
+    assert store.versions("k") == [1, 2] and store.boundary_versions("k") == [2] and store.latest("k") == evicted[0] == 1
+    assert read_header(store.load("k", 2)).events_seen == 100
