@@ -16,7 +16,7 @@ from connectors import redis_store
 from connectors.redis_store import RedisSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
 from stream_learner.errors import SnapshotError
-from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, seal
+from stream_learner.snapshot import Snapshot, SnapshotStore, boundary_version, load_latest_valid, open_envelope, seal
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,46 @@ def test_set_latest_and_delete_keep_latest_valid(store: RedisSnapshotStore) -> N
     assert store.save("m", _blob(9)) == 4  # numbers never repeat
     store.delete("m")
     assert store.versions("m") == [] and store.latest("m") is None and store.keys() == []
+
+
+def _boundary(events: int, concept: int) -> bytes:
+    return seal(
+        b"model-%d" % events, signing_key=SIGNING_KEY, key="m", learner_kind="river", strategy="none", events_seen=events, source_offsets={0: events}, kind="boundary", concept=concept
+    )
+
+
+def test_versions_are_filed_by_kind_and_latest_names_regular_ones_only(store: RedisSnapshotStore) -> None:
+    assert store.save_many([("m", _blob(10)), ("m", _boundary(20, 0)), ("m", _blob(30))]) == [1, 2, 3]
+    assert store.versions("m") == [1, 2, 3] and store.boundary_versions("m") == [2] and store.latest("m") == 3
+    assert store.save("m", _boundary(40, 1)) == 4 and store.latest("m") == 3  # never latest
+    for i, events in enumerate((50, 60, 70)):
+        store.save_many([("m", _boundary(events, 2 + i)), ("m", _blob(events + 1))])
+    # retain=3 of each kind: regular 6, 8, 10 and boundary 5, 7, 9
+    assert store.versions("m") == [5, 6, 7, 8, 9, 10] and store.boundary_versions("m") == [5, 7, 9] and store.latest("m") == 10
+    assert boundary_version(store, "m", 3) == 7 and boundary_version(store, "m", 0) is None
+    with pytest.raises(SnapshotError, match="version 9 of key 'm' is a boundary version"):
+        store.set_latest("m", 9)
+    store.delete("m", 10)
+    assert store.latest("m") == 8  # the newest regular one left
+    store.delete("m", 9)
+    assert store.boundary_versions("m") == [5, 7]
+    for version in (6, 8):
+        store.delete("m", version)
+    assert store.latest("m") is None and store.keys() == ["m"]  # boundary versions left: the key stays listed
+    assert load_latest_valid(store, "m", SIGNING_KEY) is None  # nothing to resume from
+    store.delete("m")
+    assert store.versions("m") == [] and store.keys() == []
+
+
+def test_a_store_written_before_version_kinds_reads_as_regular(store: RedisSnapshotStore) -> None:
+    k = store._keys("m")  # the layout of a release before version kinds: no boundaries set
+    for version in (1, 2):
+        store.client.set(f"{k['v']}{version}", _blob(version))
+        store.client.zadd(k["versions"], {str(version): version})
+    store.client.set(k["seq"], 2)
+    store.client.set(k["latest"], 2)
+    assert store.versions("m") == [1, 2] and store.boundary_versions("m") == [] and store.latest("m") == 2
+    assert store.save("m", _boundary(3, 0)) == 3 and store.boundary_versions("m") == [3] and store.latest("m") == 2
 
 
 def test_latest_never_points_at_a_missing_version_under_concurrent_writers(store: RedisSnapshotStore) -> None:
