@@ -2,12 +2,15 @@
 
 A source item is either a trusted :class:`~stream_learner.events.Event`
 (synthetic and bundled datasets build them directly) or a
-:class:`RawRecord` that the dataflow decodes and validates.
+:class:`RawRecord` that the dataflow decodes and validates. Each batch a
+source hands the dataflow is one :class:`SourceBatch`, stamped with the
+time it was handed over (where each event's latency starts).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterator
@@ -28,11 +31,27 @@ class RawRecord:
 
 
 SourceItem = Event | RawRecord
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    """The items one source partition read at once, and when it handed them to the dataflow (Unix time).
+
+    One stamp per batch, not per item: every item of a batch was handed over
+    together (see :mod:`stream_learner.app.latency`). Unix time rather than a
+    monotonic clock, so that a batch whose events another process learns
+    (a cluster's exchange) is still measured from its stamp.
+    """
+
+    read_at: float
+    items: list[Any]
+
+
 ReadCallback = Callable[[int], None]
 
 
-class _OffsetPartition(StatefulSourcePartition[Any, int]):
-    """Reads a finite iterator in batches, until ``stop`` is set; its state is the next offset."""
+class _OffsetPartition(StatefulSourcePartition[SourceBatch, int]):
+    """Reads a finite iterator in batches (each one :class:`SourceBatch`), until ``stop`` is set; its state is the next offset."""
 
     def __init__(
         self,
@@ -50,14 +69,14 @@ class _OffsetPartition(StatefulSourcePartition[Any, int]):
         self._batch_size = batch_size
         self._wrap = wrap  # makes one item of a batch read from an offset (EventBatch), or None: the records are the items
 
-    def next_batch(self) -> list[Any]:
+    def next_batch(self) -> list[SourceBatch]:
         batch = [] if self._stop.is_set() else list(islice(self._items, self._batch_size))
         if not batch:
             raise StopIteration
         first, self._offset = self._offset, self._offset + len(batch)
         if self._on_read is not None:
-            self._on_read(len(batch))
-        return batch if self._wrap is None else [self._wrap(first, batch)]
+            self._on_read(len(batch))  # before the stamp: a --rate wait here is no part of the events' latency
+        return [SourceBatch(time.time(), batch if self._wrap is None else [self._wrap(first, batch)])]
 
     def snapshot(self) -> int:
         return self._offset
@@ -68,7 +87,7 @@ class _OffsetPartition(StatefulSourcePartition[Any, int]):
             close()
 
 
-class OffsetSource(FixedPartitionedSource[SourceItem, int]):
+class OffsetSource(FixedPartitionedSource[SourceBatch, int]):
     """A one-partition source whose records are numbered from 0.
 
     Subclasses implement :meth:`read_from`. ``start`` (or Bytewax's resume

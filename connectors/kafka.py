@@ -38,7 +38,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from connectors.base import RawRecord
+from connectors.base import RawRecord, SourceBatch
 from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
 from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer, servers_of  # noqa: F401 - make_producer is re-exported
 from stream_learner.control import RawControl
@@ -152,8 +152,11 @@ class _Budget:
         return self.limit is not None and self.taken >= self.limit
 
 
-class _KafkaPartition(StatefulSourcePartition[Any, int]):
-    """One Kafka partition, fetched by the process's consumer child; its state is the next offset to read."""
+class _KafkaPartition(StatefulSourcePartition[SourceBatch, int]):
+    """One Kafka partition, fetched by the process's consumer child; its state is the next offset to read.
+
+    Each batch is stamped as the consumer child hands it to this process (:class:`~connectors.base.SourceBatch`).
+    """
 
     def __init__(self, source: KafkaSource, topic: str, partition: int, resume_state: int | None) -> None:
         self._source = source
@@ -173,7 +176,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         self._ended = False
         self._released = False
 
-    def next_batch(self) -> list[Any]:
+    def next_batch(self) -> list[SourceBatch]:
         source = self._source
         if source.stop.is_set() or (self._side is None and source.budget.spent):
             self._end()
@@ -189,6 +192,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
                 self._end()  # idle, or caught up with the labels of a finished input
             self._awake = datetime.now(timezone.utc) + IDLE_POLL
             return []
+        read_at = time.time()  # the consumer child's batch reached this process
         self._awake = None
         self._last_data = now
         if fetched.reset is not None:  # the child moved an offset that was out of range: the resume state follows
@@ -212,7 +216,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
         if values:
             self._offset = offsets[-1] + 1
         self._report_lag()
-        return batch
+        return [SourceBatch(read_at, batch)] if batch else []
 
     def _report_lag(self) -> None:
         """How far this partition is behind its high watermark (known from the child's last fetch)."""
@@ -251,7 +255,7 @@ class _KafkaPartition(StatefulSourcePartition[Any, int]):
             self._fetcher.release(self._slot, commit)
 
 
-class KafkaSource(FixedPartitionedSource[Any, int]):
+class KafkaSource(FixedPartitionedSource[SourceBatch, int]):
     """The input topic (raw events) and, optionally, the labels topic (raw delayed labels).
 
     Args:

@@ -32,7 +32,8 @@ from typing import Any, Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_learner.app.args import seconds_argument
-from stream_learner.app.telemetry import MAX_DRIFTS, MAX_POINTS, MAX_THROUGHPUT, SEARCH_LIMIT, TOP_KEYS, MetricsServer, Telemetry
+from stream_learner.app.latency import quantile, summary
+from stream_learner.app.telemetry import LATENCY_METRIC, MAX_DRIFTS, MAX_POINTS, MAX_THROUGHPUT, SEARCH_LIMIT, TOP_KEYS, MetricsServer, Telemetry
 from stream_learner.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -172,8 +173,10 @@ class RemoteEngine:
     went up between two polls (several drifts between two polls share the
     latest one's place), and one
     feature-drift marker (naming the features, without their statistic) where
-    its ``stream_learner_feature_drifts_total`` did. The run is finished once
-    the engine's ``stream_learner_end_time_seconds`` is set.
+    its ``stream_learner_feature_drifts_total`` did. The latency's median and
+    99th percentile over time are those of the predictions made between two
+    polls (from the buckets of ``stream_learner_event_latency_seconds``).
+    The run is finished once the engine's ``stream_learner_end_time_seconds`` is set.
 
     Its keys are the engine's ``key`` labels: at most the engine's top keys
     and ``other``, so its state lists them all, whatever key the page asks for.
@@ -187,6 +190,8 @@ class RemoteEngine:
         self._started = time.time()
         self._error: str | None = None
         self._throughput: list[list[float]] = []
+        self._latency: dict[str, Any] = {"events": 0, "p50_seconds": None, "p99_seconds": None, "points": []}
+        self._latency_buckets: list[float] = []  # the engine's cumulative latency bucket counts at the last poll
         self._keys: dict[str, dict[str, Any]] = {}
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
@@ -258,6 +263,7 @@ class RemoteEngine:
         }
         self._throughput.append([now, self._totals["events"], self._totals["predictions"], self._totals["dead_letters"]])
         del self._throughput[:-MAX_THROUGHPUT]
+        self._fold_latency(samples.get(LATENCY_METRIC + "_bucket", []), now)
         self._run = next((labels for labels, _ in samples.get("stream_learner_run_info", [])), None)
 
         def one(name: str) -> int | None:
@@ -306,6 +312,23 @@ class RemoteEngine:
                 **({"delayed_labels": delayed[key]} if key in delayed else {}),
             }
 
+    def _fold_latency(self, buckets: list[tuple[dict[str, str], float]], now: float) -> None:
+        """The run's latency figures, and a point for the predictions made since the last poll (where there are any)."""
+        ordered = sorted((float(labels["le"]), value) for labels, value in buckets)
+        if not ordered:
+            return
+        bounds = [le for le, _ in ordered[:-1]]  # the last is +Inf
+        cumulative = [value for _, value in ordered]
+        counts = _per_bucket(cumulative)
+        seen = self._latency_buckets if len(self._latency_buckets) == len(cumulative) else [0.0] * len(cumulative)
+        new = [n - before for n, before in zip(counts, _per_bucket(seen))]
+        self._latency_buckets = cumulative
+        points = self._latency["points"]
+        if any(new):
+            points.append([now, quantile(bounds, new, 0.5), quantile(bounds, new, 0.99), sum(new)])
+            del points[:-MAX_THROUGHPUT]
+        self._latency = {**summary(bounds, counts), "points": points}
+
     def state(self, key: str | None = None) -> dict[str, Any]:
         """The page's state, every key's history in it (``key`` changes nothing: see the class)."""
         with self._lock:
@@ -318,6 +341,7 @@ class RemoteEngine:
                 "error": self._error,
                 "totals": dict(self._totals),
                 "throughput": [list(s) for s in self._throughput],
+                "latency": {**self._latency, "points": [list(p) for p in self._latency["points"]]},
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": []},
                 "fleet": dict(self._fleet),
                 "keys": {
@@ -325,6 +349,15 @@ class RemoteEngine:
                     for key, h in self._keys.items()
                 },
             }
+
+
+def _per_bucket(cumulative: list[float]) -> list[int]:
+    """A Prometheus histogram's cumulative bucket counts as counts per bucket.
+
+    >>> _per_bucket([1.0, 1.0, 4.0])
+    [1, 0, 3]
+    """
+    return [int(c - below) for c, below in zip(cumulative, [0.0, *cumulative[:-1]])]
 
 
 # --- the command line: ``run --metrics-port/--dashboard/--linger/--rate`` and the ``dashboard`` command ---

@@ -4,14 +4,17 @@
 -> predictions / metrics / dead letters / snapshots``
 
 Items travel in groups (a source batch's events for one key), so the
-Bytewax overhead is paid per group, not per event.
+Bytewax overhead is paid per group, not per event. Each group carries the
+time its source handed it over (:class:`Read`) and each learner output the
+time of what it answers (:class:`Answer`), so the latency of every
+prediction is measured where it is handed to the predictions sinks
+(:mod:`stream_learner.app.latency`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Generic, TypeVar
@@ -22,7 +25,8 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from connectors.base import RawRecord
+from connectors.base import RawRecord, SourceBatch
+from stream_learner.app.accuracy_points import scored_predictions
 from stream_learner.app.run_stats import RunStats
 from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
 from stream_learner.delayed import RawLabel, decode_label
@@ -30,6 +34,7 @@ from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.errors import SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
+from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
 from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker, eviction_snapshot, parse_marker
 from stream_learner.slot import Slot, Step, new_step, restore_step
@@ -42,6 +47,27 @@ EVICTION_ROUNDS = 100
 """A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
+Group = list[Event] | EventBatch | Command  # what one learner step takes
+
+
+@dataclass(slots=True)
+class Read:
+    """What one learner step takes (a key's events, or a command), and when the source handed it over (Unix time).
+
+    A key's events gathered from several source batches carry the stamp of
+    the batch of its first event.
+    """
+
+    at: float
+    items: Group
+
+
+@dataclass(slots=True)
+class Answer:
+    """A learner step's output, and when the source handed over the events it answers (``None``: it answers none, e.g. the final figures)."""
+
+    out: StepOutput
+    read_at: float | None
 
 
 @dataclass(frozen=True)
@@ -69,47 +95,57 @@ class Sinks:
     snapshots: list[Sink[Any]] = field(default_factory=list)
 
 
+SourceItem = Event | EventBatch | RawRecord | RawLabel | RawControl
+
+
 def decode_batch(
-    items: list[Event | EventBatch | RawRecord | RawLabel | RawControl], max_bytes: int = MAX_RECORD_BYTES, control: Control | None = None
-) -> list[tuple[str, list[Event]] | tuple[str, EventBatch] | tuple[str, Command] | StepOutput]:
+    items: list[SourceBatch | SourceItem], max_bytes: int = MAX_RECORD_BYTES, control: Control | None = None
+) -> list[tuple[str, Read] | Answer]:
     """Decode raw records (up to ``max_bytes`` each), split off dead letters, group events by model key (order kept); an event batch stays whole.
 
     An operator's command (checked with ``control``) goes to its key alone,
     between the group of the key's events before it and the group after it.
+    Each group keeps its source batch's stamp; items a source handed over
+    outside a :class:`~connectors.base.SourceBatch` are stamped now.
     """
-    groups: dict[str, list[Event]] = defaultdict(list)
+    groups: dict[str, list[Event]] = {}
+    stamps: dict[str, float] = {}  # each group's stamp
     dead: list[dict[str, Any]] = []
-    batches: list[tuple[str, list[Event]] | tuple[str, EventBatch] | tuple[str, Command] | StepOutput] = []
-    for item in items:
-        if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
-            batches.append((item.key, item))
-            continue
-        if type(item) is Event:  # trusted sources build events directly
-            groups[item.key].append(item)
-            continue
-        if isinstance(item, RawRecord):
-            item = decode_event(item.value, item.origin, max_bytes)
-            if isinstance(item, dict):
-                dead.append(item)
+    batches: list[tuple[str, Read] | Answer] = []
+    now = time.time()
+    for batch in items:
+        read_at, records = (batch.read_at, batch.items) if type(batch) is SourceBatch else (now, [batch])
+        for item in records:
+            if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
+                batches.append((item.key, Read(read_at, item)))
                 continue
-        elif isinstance(item, RawLabel):  # a delayed label goes to its model key's learner
-            item = decode_label(item, max_bytes)
-            if isinstance(item, dict):
-                dead.append(item)
+            if isinstance(item, RawRecord):
+                item = decode_event(item.value, item.origin, max_bytes)
+                if isinstance(item, dict):
+                    dead.append(item)
+                    continue
+            elif isinstance(item, RawLabel):  # a delayed label goes to its model key's learner
+                item = decode_label(item, max_bytes)
+                if isinstance(item, dict):
+                    dead.append(item)
+                    continue
+            elif isinstance(item, RawControl):
+                command = _command(item, control, max_bytes)
+                if isinstance(command, dict):
+                    dead.append(command)
+                    continue
+                if command.key in groups:
+                    batches.append((command.key, Read(stamps.pop(command.key), groups.pop(command.key))))
+                batches.append((command.key, Read(read_at, command)))
                 continue
-        elif isinstance(item, RawControl):
-            command = _command(item, control, max_bytes)
-            if isinstance(command, dict):
-                dead.append(command)
-                continue
-            if command.key in groups:
-                batches.append((command.key, groups.pop(command.key)))
-            batches.append((command.key, command))
-            continue
-        groups[item.key].append(item)
-    out = batches + list(groups.items())
+            events = groups.get(item.key)  # an Event (trusted sources build them directly) or a decoded one, or a label
+            if events is None:
+                groups[item.key], stamps[item.key] = [item], read_at
+            else:
+                events.append(item)
+    out = batches + [(key, Read(stamps[key], events)) for key, events in groups.items()]
     if dead:
-        out.append(StepOutput(dead_letters=dead))
+        out.append(Answer(StepOutput(dead_letters=dead), None))
     return out
 
 
@@ -221,7 +257,12 @@ def _forkable(step: Step) -> bool:
     return step.forkable if isinstance(step, Slot) else forkable(step.learner)
 
 
-class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
+def _published_metrics(step: Step) -> Prequential:
+    """The metrics of the model whose predictions ``step`` publishes (its champion's, where it has challengers)."""
+    return step.champion_step.metrics if isinstance(step, Slot) else step.metrics
+
+
+class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
     """Bytewax's side of a :class:`Step`.
 
     Bytewax builds the logic without telling it the key, so the learner is
@@ -233,7 +274,9 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
     version, which this logic keeps (:attr:`evicted`) and gives Bytewax as
     its recovery state (:func:`~stream_learner.residency.evicted_marker`),
     and the key's next batch restores it. With ``rounds``, a learner whose
-    snapshot is due joins the worker's next snapshot round.
+    snapshot is due joins the worker's next snapshot round. With ``points``,
+    a classifier's published predictions are scored for the page's fine
+    accuracy points where its telemetry asks (:mod:`stream_learner.app.accuracy_points`).
     """
 
     def __init__(
@@ -247,8 +290,10 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         residency: Residency | None = None,
         control: Control | None = None,
         rounds: SnapshotRounds | None = None,
+        points: RunStats | None = None,
     ) -> None:
         self.config = config
+        self.points = points
         self.control = control
         self.on_step = on_step
         self.restored = restored
@@ -272,27 +317,37 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             recovered(self.learner)
             self._resident()
 
-    def on_batch(self, groups: list[list[Event] | EventBatch | Command]) -> tuple[list[StepOutput], bool]:
+    def on_batch(self, reads: list[Read]) -> tuple[list[Answer], bool]:
         learner = self.learner
         if learner is None:
-            learner = self.learner = self._bring_back(groups[0])
+            learner = self.learner = self._bring_back(reads[0].items)
             self._resident()
         elif self.residency is not None and self.residency.resident is not None:
             self.residency.resident.touch(self.key)
-        outs = []
-        for events in groups:  # in arrival order, each group one step
+        answers = []
+        for read in reads:  # in arrival order, each group one step
+            events = read.items
             if type(events) is Command:
-                outs.append(self._obey(learner, events))
+                answers.append(Answer(self._obey(learner, events), read.at))
                 continue
             started = time.perf_counter()
-            outs.append(learner.process(events, time.time()))
+            out = learner.process(events, time.time())  # type: ignore[arg-type]
             if self.on_step is not None:
                 self.on_step(learner.key, len(events), time.perf_counter() - started)
+            answers.append(Answer(out, read.at))
+            if self.points is not None and out.predictions and self.points.wants_accuracy_points(learner.key):
+                self._score(learner, events, out)  # type: ignore[arg-type]
         if self.states is not None:
             self.states.changed(learner)
-        if self.rounds is not None and any(out.snapshot_due for out in outs):
+        if self.rounds is not None and any(answer.out.snapshot_due for answer in answers):
             self.rounds.due(learner)
-        return outs, self.RETAIN
+        return answers, self.RETAIN
+
+    def _score(self, learner: Step, events: list[Event] | EventBatch, out: StepOutput) -> None:
+        """The step's labelled predictions, scored for the page (a classifier's only: the page draws accuracy)."""
+        metrics = _published_metrics(learner)
+        if metrics.task == "classification" and type(out.predictions) is Predictions and self.points is not None:
+            self.points.accuracy_scored(learner.key, scored_predictions(events, out.predictions, learner.events, metrics.error))
 
     def _obey(self, learner: Step, command: Command) -> StepOutput:
         """An operator's command, with the state of the version a rollback names."""
@@ -301,7 +356,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             version = self.control.version_state(command.key, command.arg)
         return learner.apply(command, time.time(), version)
 
-    def _bring_back(self, first: list[Event] | EventBatch | Command) -> Step:
+    def _bring_back(self, first: Group) -> Step:
         """The learner of a key not in memory: restored from its eviction, else resumed from a snapshot (``--resume``), else new."""
         if self.evicted is not None:
             learner = self._evicted_learner()
@@ -335,7 +390,7 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
         if self.rounds is not None:
             self.rounds.forget(self.key)
 
-    def on_eof(self) -> tuple[list[StepOutput], bool]:
+    def on_eof(self) -> tuple[list[Answer], bool]:
         if self.rounds is not None:
             self.rounds.forget(self.key)
         if self.learner is None and self.evicted is not None:
@@ -343,13 +398,13 @@ class _LearnerLogic(StatefulBatchLogic[list[Event], StepOutput, bytes | None]):
             # and stays out of memory: from now on its newest version holds it
             out = self._evicted_learner().finish(time.time())
             self.newest = self.newest or out.snapshot is not None
-            return [out], self.RETAIN
+            return [Answer(out, None)], self.RETAIN
         if self.learner is None:
             return [], self.RETAIN
         out = self.learner.finish(time.time())
         if self.states is not None:
             self.states.changed(self.learner)
-        return [out], self.RETAIN
+        return [Answer(out, None)], self.RETAIN
 
     def snapshot(self) -> bytes | None:
         # Bytewax calls this at every epoch close; without recovery it would be thrown away. Not Step.snapshot(),
@@ -455,19 +510,24 @@ def build_dataflow(
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
         return _LearnerLogic(
             step_config, restored, states.get() if recoverable else None, resume_state, stats.step_done, recovered,
-            residencies.get() if residencies is not None else None, control, rounds.get(),
+            residencies.get() if residencies is not None else None, control, rounds.get(), stats,
         )  # fmt: skip
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
-    outputs = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
-    counted = op.flat_map_batch("count", outputs, stats.observe)
+    answers = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
 
-    def select(name: str) -> Callable[[list[StepOutput]], list[Records]]:
-        def pick(batch: list[StepOutput]) -> list[Records]:
+    def count(batch: list[Answer]) -> list[Answer]:
+        stats.observe([answer.out for answer in batch])
+        return batch
+
+    counted = op.flat_map_batch("count", answers, count)
+
+    def select(name: str) -> Callable[[list[Answer]], list[Records]]:
+        def pick(batch: list[Answer]) -> list[Records]:
             # keyed by model key (dead letters have none: by output name), so partitioned sinks route by model
             picked = []
-            for o in batch:
-                records = getattr(o, name)
+            for answer in batch:
+                records = getattr(answer.out, name)
                 if records:
                     key = records.key if type(records) is Predictions else records[0].get("key")
                     picked.append((key if isinstance(key, str) else name, records))
@@ -475,15 +535,25 @@ def build_dataflow(
 
         return pick
 
+    pick_predictions = select("predictions")
+
+    def hand_predictions(batch: list[Answer]) -> list[Records]:
+        """The predictions, picked for their sinks: where each one's latency ends."""
+        picked = pick_predictions(batch)
+        now = time.time()
+        stats.predictions_handed([(now - a.read_at, len(a.out.predictions)) for a in batch if a.out.predictions and a.read_at is not None])
+        return picked
+
     for name in ("predictions", "metrics", "dead_letters", "shadow_predictions"):
         if name == "shadow_predictions" and not sinks.shadow_predictions:
             continue
-        stream = op.flat_map_batch(f"select_{name}", counted, select(name))
+        stream = op.flat_map_batch(f"select_{name}", counted, hand_predictions if name == "predictions" else select(name))
         for i, sink in enumerate(getattr(sinks, name)):
             op.output(f"{name}_out_{i}", stream, sink)
-    def select_snapshots(batch: list[StepOutput]) -> list[Snapshot]:
+
+    def select_snapshots(batch: list[Answer]) -> list[Snapshot]:
         # on the worker's own thread, its learners quiescent: the round reads each header and state at one instant
-        return [o.snapshot for o in batch if o.snapshot] + rounds.get().take()
+        return [answer.out.snapshot for answer in batch if answer.out.snapshot] + rounds.get().take()
 
     snapshots = op.flat_map_batch("select_snapshots", counted, select_snapshots)
     for i, sink in enumerate(sinks.snapshots):

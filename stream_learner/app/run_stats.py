@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Iterable
 
+from stream_learner.app.latency import LatencyHistogram
 from stream_learner.engine import StepOutput
 
 TOP_KEYS = 10
@@ -155,6 +156,7 @@ class RunStats:
         self.restores = _Timings()
         self.resident = 0  # keys in memory at the latest report
         self.resident_max = 0
+        self.latency = LatencyHistogram()  # each prediction's, from its event's source batch to the predictions sinks
         self._keys: dict[str, _Key] = {}
         self._running = [0.0, 0, 0]  # the progress line's totals over keys: accuracy x labelled, labelled where scored, drifts
 
@@ -188,6 +190,22 @@ class RunStats:
         if self.listener is not None:
             self.listener.on_outputs(outputs)
         return outputs
+
+    def predictions_handed(self, latencies: list[tuple[float, int]]) -> None:
+        """Predictions were handed to the sinks: each ``(seconds, count)`` is ``count`` of them, ``seconds`` after their source batch was handed over."""
+        if not latencies:
+            return
+        self.latency.add(latencies)
+        self._tell("on_latency", latencies)
+
+    def wants_accuracy_points(self, key: str) -> bool:
+        """Whether the listener draws fine accuracy points of ``key`` (:mod:`stream_learner.app.accuracy_points`)."""
+        wants = getattr(self.listener, "wants_accuracy_points", None)
+        return wants is not None and bool(wants(key))
+
+    def accuracy_scored(self, key: str, scored: list[tuple[int, float]]) -> None:
+        """``key``'s learner step published these labelled predictions: ``(event position, error)`` each."""
+        self._tell("on_accuracy_scored", key, scored)
 
     def step_done(self, key: str, events: int, seconds: float) -> None:
         """The learner step of ``key`` took ``seconds`` over ``events`` events."""
@@ -272,6 +290,7 @@ class RunStats:
                 "top_keys": self._top_keys(),
                 "snapshots": self.snapshots,
                 "snapshot_failures": self.snapshot_failures,
+                "latency": self.latency.summary(),
                 "seconds": round(seconds, 3),
                 "events_per_second": round(self.events / seconds, 1) if seconds > 0 else None,
             }

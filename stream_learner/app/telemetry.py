@@ -3,7 +3,7 @@
 A :class:`Telemetry` owns its own ``CollectorRegistry``: nothing is
 registered when this module is imported, and two runs in one process do
 not share counters. The dataflow feeds it through :class:`RunStats`'s
-listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_snapshot``,
+listener hooks (``on_read``, ``on_outputs``, ``on_step``, ``on_latency``, ``on_snapshot``,
 and a bounded resident set's ``on_evicted``, ``on_restored``, ``on_resident``).
 A key's figures are its champion's; where it has challengers, each
 candidate's windowed accuracy has its own series and line on the page.
@@ -18,7 +18,10 @@ label, so counters only go up and ``rate()`` stays right.
 
 The page's history is bounded the same way: the labelled keys keep their whole
 history, the page's last :data:`MAX_WATCHED` other keys theirs from when it
-showed them, and every other key only its latest figures.
+showed them, and every other key only its latest figures. A key with a
+history also has fine accuracy points (:mod:`stream_learner.app.accuracy_points`),
+each line of points kept within :data:`MAX_POINTS` to :data:`MAX_POINTS` x 2 (at half the
+resolution each time it fills).
 
 >>> from stream_learner.engine import StepOutput
 >>> t = Telemetry(top_keys=1)
@@ -40,7 +43,10 @@ from functools import partial
 from typing import Any, Iterable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client.core import HistogramMetricFamily
 
+from stream_learner.app.accuracy_points import AccuracyPoints
+from stream_learner.app.latency import LatencyHistogram, quantile
 from stream_learner.app.run_stats import drift_is_recent, is_champions, rank_keys
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
@@ -73,6 +79,31 @@ PAGE_TOP_KEYS = 10
 RANK_EVERY = 5.0
 """Seconds between two rankings of the keys for the page (a ranking goes over every key)."""
 EVICTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_METRIC = "stream_learner_event_latency_seconds"
+
+
+class _LatencyCollector:
+    """Exports a :class:`LatencyHistogram` as a Prometheus histogram (no labels).
+
+    Not prometheus-client's ``Histogram``: that takes one observation per call,
+    and a batch's events share one latency, added at once.
+    """
+
+    def __init__(self, histogram: LatencyHistogram) -> None:
+        self.histogram = histogram
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        counts, total = self.histogram.counts()
+        cumulative, buckets = 0, []
+        for bound, n in zip([*map(repr, map(float, self.histogram.bounds)), "+Inf"], counts):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            LATENCY_METRIC,
+            "Per-event latency: from the source handing the event's batch to the dataflow (a Kafka run: the consumer's batch reached this process) "
+            "to its prediction handed to the predictions sinks (_count: predictions).",
+            buckets=buckets, sum_value=total,
+        )
 
 
 class _Series:
@@ -227,6 +258,8 @@ class Telemetry:
             "stream_learner_key_restore_seconds", "Time to load one key's learner back from the snapshot store on its next event (_count: restores).",
             buckets=EVICTION_BUCKETS, registry=r,
         )
+        self.latency = LatencyHistogram()
+        r.register(_LatencyCollector(self.latency))
         # the per-key gauges key="other" aggregates over the keys without a label of their own: ratios by their mean, counts by their sum
         self._aggregated: list[tuple[Gauge, tuple[str, ...], bool]] = [
             *((gauge, (), False) for gauge in (self.accuracy, self.accuracy_window, self.mae, self.forgetting, self.bwt, self.average_accuracy, self.average_mae)),
@@ -250,6 +283,8 @@ class Telemetry:
         self._evictions = self._restores = 0
         self._ranking: dict[str, Any] = {"at": None, "by_events": [], "worst_accuracy": []}
         self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
+        self._latency_points: deque[list[float | None]] = deque(maxlen=MAX_THROUGHPUT)  # [time, p50, p99, events] of each sample's interval
+        self._latency_seen = [0] * (len(self.latency.bounds) + 1)  # the bucket counts at the last sample
         self._totals = {"events": 0, "predictions": 0, "dead_letters": 0}
         self._reasons: dict[str, int] = {}
         self._recent_dead: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT_DEAD)
@@ -308,6 +343,27 @@ class Telemetry:
         series.step.observe(seconds)
         if events:
             series.step_per_event.observe(seconds / events)
+
+    def wants_accuracy_points(self, key: str) -> bool:
+        """Whether ``key``'s labelled predictions should be scored for its fine accuracy points: it has a history (a key seen now for the first time is counted now)."""
+        with self._lock:
+            self._key(key)
+            return key in self._histories
+
+    def on_accuracy_scored(self, key: str, scored: list[tuple[int, float]]) -> None:
+        """``key``'s labelled predictions of one step, ``(event position, error)`` each: its fine accuracy points."""
+        with self._lock:
+            h = self._histories.get(key)
+            if h is None:
+                return
+            points = h["fine_points"]
+            points.extend(h["towards_point"].add(scored))
+            if len(points) >= 2 * MAX_POINTS:  # the whole run, at half the resolution
+                h["fine_points"] = points[1::2]
+
+    def on_latency(self, latencies: list[tuple[float, int]]) -> None:
+        """Predictions were handed to the sinks: each ``(seconds, count)`` is ``count`` of them, ``seconds`` after their source batch."""
+        self.latency.add(latencies)
 
     def on_snapshot(self, key: str, version: int | None) -> None:
         """A snapshot of ``key`` was saved (``version``) or failed (``None``)."""
@@ -405,6 +461,7 @@ class Telemetry:
                 "run": self._run,
                 "totals": dict(self._totals),
                 "throughput": [list(s) for s in self._throughput],
+                "latency": {**self.latency.summary(), "points": [list(p) for p in self._latency_points]},
                 "dead_letters": {"by_reason": dict(self._reasons), "recent": list(self._recent_dead)},
                 "fleet": self._fleet(),
                 "keys": {name: self._entry(name)} if name is not None else {},
@@ -440,6 +497,7 @@ class Telemetry:
         return {
             "points": [], "drifts": deque(maxlen=MAX_DRIFTS), "feature_drifts": deque(maxlen=MAX_DRIFTS), "latest": None,
             "evaluations": deque(maxlen=MAX_POINTS), "candidates": {}, "promotions": deque(maxlen=MAX_DRIFTS),
+            "fine_points": [], "towards_point": AccuracyPoints(),
         }  # fmt: skip
 
     def _watch(self, name: str) -> None:
@@ -456,6 +514,7 @@ class Telemetry:
         return {
             "predictions": key.predictions,
             "points": [list(p) for p in h["points"]],
+            "fine_points": [list(p) for p in h["fine_points"]],
             "drifts": list(h["drifts"]),
             "feature_drifts": list(h["feature_drifts"]),
             "drift_count": key.drift_count,
@@ -666,6 +725,16 @@ class Telemetry:
             self._last_sample = now
             t = self._totals
             self._throughput.append([now, t["events"], t["predictions"], t["dead_letters"]])
+            self._sample_latency(now)
+
+    def _sample_latency(self, now: float) -> None:
+        """The median and 99th percentile of the latencies measured since the last sample, where there are any."""
+        counts, _ = self.latency.counts()
+        new = [n - seen for n, seen in zip(counts, self._latency_seen)]
+        self._latency_seen = counts
+        if any(new):
+            bounds = self.latency.bounds
+            self._latency_points.append([now, quantile(bounds, new, 0.5), quantile(bounds, new, 0.99), sum(new)])
 
 
 class MetricsServer:

@@ -152,6 +152,16 @@ def test_live_page_draws_accuracy_with_drift_markers_during_a_run(browser: Any, 
         assert done["curves"] == len({c for e in evaluations for c in e["columns"]}) >= 2  # a forgetting curve per concept
         assert browser.find_element("id", "status").text == "finished"
         assert browser.find_element("id", "t-events").text == "9,000"
+
+        # finer than the metrics records: the accuracy of each 100 labelled events, drawn as its own line
+        assert done["finePoints"] == len(done["state"]["keys"]["default"]["fine_points"]) == 9000 // 100 > done["accuracyPoints"]
+        assert int(browser.find_element("id", "accuracy").get_attribute("data-fine-points")) == done["finePoints"]
+        # the latency of every prediction, as its median and p99 over time
+        latency = done["state"]["latency"]
+        assert latency["events"] == 9000 == sum(p[3] for p in latency["points"])
+        assert done["latencyPoints"] == len(latency["points"]) >= 5  # a point each half second of the ~9 s run
+        assert int(browser.find_element("id", "latency").get_attribute("data-points")) == done["latencyPoints"]
+        assert browser.find_element("id", "t-latency").text.endswith(" ms")
         assert done["lastError"] is None
 
         # offline: everything the page loaded came from the engine itself

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from itertools import islice
 from typing import Any
 
 import orjson
 
+from connectors.base import SourceBatch
 from connectors.memory import MemorySource
 from connectors.synthetic import SyntheticSource
 from stream_learner.engine import EngineConfig, KeyedLearner
@@ -15,11 +17,15 @@ from stream_learner.learners.base import LearnerSpec
 
 
 def _read_all(source: Any, resume_state: int | None = None) -> list[Any]:
+    """The items of every batch the source's partition hands over (each batch one stamped SourceBatch)."""
     part = source.build_part("input", "0", resume_state)
     items = []
     try:
         while True:
-            items += part.next_batch()
+            before = time.time()
+            [batch] = part.next_batch()
+            assert type(batch) is SourceBatch and before <= batch.read_at <= time.time()
+            items += batch.items
     except StopIteration:
         return items
 

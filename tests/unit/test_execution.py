@@ -71,7 +71,7 @@ def test_a_stopped_source_ends_the_stream_after_the_batch_it_read() -> None:
     flow = Dataflow("stopped")
     op.output("out", op.input("in", flow, source), TestingSink(out))
     execute(flow, epoch_seconds=1.0)
-    assert read == [3, 3] and sum(len(batch.pairs) for batch in out) == 6  # both batches read went on; no third was read
+    assert read == [3, 3] and sum(len(pairs) for batch in out for pairs in batch.items) == 6  # both batches read went on; no third was read
 
 
 @pytest.mark.parametrize("cut", range(1, 60, 7))

@@ -48,6 +48,7 @@ def _fed_telemetry() -> Telemetry:
     t.on_restored("default", 0.002)
     t.on_resident(1)
     t.on_step("default", 9, 0.01)
+    t.on_latency([(0.004, 9)])
     t.on_snapshot("default", 1)
     t.on_snapshot("default", None)
     t.set_consumer_lag("events", 0, 42)
@@ -107,7 +108,7 @@ def test_the_dashboard_covers_what_the_issue_asks_for(dashboard: dict[str, Any])
         "stream_learner_concept", "stream_learner_forgetting_average_ratio", "stream_learner_backward_transfer_ratio",
         "stream_learner_concept_accuracy_ratio", "stream_learner_dead_letters_total", "stream_learner_last_snapshot_timestamp_seconds",
         "stream_learner_snapshot_failures_total", "stream_learner_kafka_consumer_lag_messages", "stream_learner_feature_drifts_total",
-        "stream_learner_concept_mae", "stream_learner_delayed_labels",
+        "stream_learner_concept_mae", "stream_learner_delayed_labels", "stream_learner_event_latency_seconds_bucket",
     ):
         assert re.search(rf"\b{needed}\b", exprs), needed
     assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
@@ -123,6 +124,14 @@ def test_the_per_event_step_time_is_not_presented_as_a_latency(dashboard: dict[s
         words = " ".join([panel["title"], panel["description"], *(t.get("legendFormat", "") for t in panel["targets"])]).lower()
         assert "latency" not in words, panel["title"]
         assert "per event" in panel["title"].lower() and "batch" in panel["title"].lower(), panel["title"]
+
+
+def test_the_event_latency_panel_draws_its_median_and_p99_over_every_key(dashboard: dict[str, Any]) -> None:
+    [panel] = [p for p in _panels(dashboard) if any("stream_learner_event_latency_seconds_bucket" in t["expr"] for t in p.get("targets", []))]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert [e.split(",")[0] for e in exprs] == ["histogram_quantile(0.5", "histogram_quantile(0.99"]
+    assert all("sum by (le) (rate(stream_learner_event_latency_seconds_bucket[" in e for e in exprs)  # the histogram has no key label
+    assert "latency" in panel["title"].lower() and panel["fieldConfig"]["defaults"]["unit"] == "s"
 
 
 COUNTS = re.compile(r"stream_learner_(labelled_events|delayed_labels|\w+_total)\b")

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from connectors.base import RawRecord
-from stream_learner.app.dataflow import decode_batch
+from stream_learner.app.dataflow import Answer, decode_batch
 from stream_learner.app.telemetry import Telemetry
 from stream_learner.delayed import LabelRecord, RawLabel, decode_label
 from stream_learner.engine import EngineConfig, KeyedLearner, StepOutput
@@ -131,8 +131,8 @@ def test_decode_batch_applies_the_limit_and_splits_every_record_once() -> None:
         RawRecord(event_doc(key="k", id="e"), Origin("in", 0, 3)),
     ]
     out = decode_batch(items, max_bytes=100)  # type: ignore[arg-type]
-    groups = dict(o for o in out if isinstance(o, tuple))
-    [dead] = [o for o in out if isinstance(o, StepOutput)]
+    groups = {key: read.items for key, read in (o for o in out if isinstance(o, tuple))}
+    [dead] = [o.out for o in out if isinstance(o, Answer)]
     assert [d["reason"] for d in dead.dead_letters] == ["tombstone", "too_large", "tombstone"]
     assert [type(x).__name__ for x in groups["default"]] == ["Event"]
     assert [type(x).__name__ for x in groups["k"]] == ["LabelRecord", "Event"]

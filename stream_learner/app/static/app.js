@@ -8,7 +8,7 @@ const KEY_LIMIT = 50;  // keys listed at once: a fleet's keys are searched on th
 const KEYS_EVERY_MS = 5000;  // the list is refreshed this often while the run adds keys
 // What the page last drew, for people poking around in the console (and for the browser test).
 window.dashboard = {
-  polls: 0, draws: 0, rankedRows: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, candidateLines: 0, promotionMarkers: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0,
+  polls: 0, draws: 0, rankedRows: 0, keySearches: 0, keyOptions: 0, keyMatches: 0, accuracyPoints: 0, finePoints: 0, candidateLines: 0, promotionMarkers: 0, driftMarkers: 0, featureDriftMarkers: 0, matrixCells: 0, matrixRows: 0, curves: 0, throughputPoints: 0, latencyPoints: 0,
   lastError: null, state: null,
 };
 
@@ -25,6 +25,7 @@ function age(seconds) {
   if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
   return (seconds / 3600).toFixed(1) + " h ago";
 }
+function ms(seconds) { return seconds === null || seconds === undefined ? "-" : (1000 * seconds).toFixed(seconds < 0.01 ? 1 : 0); }
 function signed(v) { return v === null || v === undefined ? "-" : (v >= 0 ? "+" : "") + v.toFixed(4); }
 
 // Events per second between samples at least one second apart (closer samples make noisy rates).
@@ -41,8 +42,8 @@ function rates(throughput) {
 }
 
 // The accuracy axis starts a little under the lowest point (a tenth, at most at 0) so that drops stay visible.
-function accuracyFloor(points) {
-  const values = points.flatMap((p) => [p[1], p[2]]).filter((v) => v !== null && v !== undefined);
+function accuracyFloor(points, finePoints) {
+  const values = points.flatMap((p) => [p[1], p[2]]).concat(finePoints.map((p) => p[1])).filter((v) => v !== null && v !== undefined);
   return values.length ? Math.max(0, Math.floor((Math.min(...values) - 0.05) * 10) / 10) : 0;
 }
 
@@ -198,6 +199,8 @@ function render(state) {
   $("t-events").textContent = num(state.totals.events);
   $("t-rate").textContent = perSecond.length ? num(perSecond[perSecond.length - 1][1]) : "-";
   $("t-predictions").textContent = num(state.totals.predictions);
+  const latency = state.latency || { points: [] };
+  $("t-latency").textContent = latency.events ? `${ms(latency.p50_seconds)} / ${ms(latency.p99_seconds)} ms` : "-";
   $("t-accuracy").textContent = pct(latest.accuracy);
   $("t-window").textContent = pct(latest.accuracy_window);
   $("t-concept").textContent = latest.concept ?? "-";
@@ -210,6 +213,7 @@ function render(state) {
   renderDelayedLabels(latest.delayed_labels);
 
   const points = h ? h.points : [];
+  const finePoints = (h && h.fine_points) || [];  // accuracy over each 100 labelled events (a remote engine's page has none)
   const drifts = h ? h.drifts : [];
   const featureDrifts = h ? h.feature_drifts : [];
   const candidates = candidateSeries(h && h.candidates);
@@ -217,21 +221,24 @@ function render(state) {
   const acc = $("accuracy");
   const drawn = Charts.line(acc, {
     series: [
+      { points: finePoints, color: "#9ca3af", width: 1 },
       { points: points.map((p) => [p[0], p[1]]), color: "#1f77b4", width: 2 },
       { points: points.map((p) => [p[0], p[2]]), color: "#ff7f0e", width: 1.5 },
       ...candidates,
     ],
     markers: [...drifts.map(driftMarker), ...featureDrifts.map(featureDriftMarker), ...promotions.map(promotionMarker)],
-    xMin: 0, yMin: accuracyFloor(points), yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
+    xMin: 0, yMin: accuracyFloor(points, finePoints), yMax: 1, xLabel: "events", yFormat: (v) => (100 * v).toFixed(0) + "%",
     emptyText: "waiting for the first metrics record",
   });
   d.accuracyPoints = points.filter((p) => p[1] !== null).length;
+  d.finePoints = drawn ? finePoints.length : 0;
   // the chart draws every marker, or none before the first metrics record
   d.driftMarkers = drawn ? drifts.length : 0;
   d.featureDriftMarkers = drawn ? featureDrifts.length : 0;
   d.candidateLines = drawn ? candidates.length : 0;
   d.promotionMarkers = drawn ? promotions.length : 0;
   acc.dataset.points = d.accuracyPoints;
+  acc.dataset.finePoints = d.finePoints;
   acc.dataset.driftMarkers = d.driftMarkers;
   acc.dataset.featureDriftMarkers = d.featureDriftMarkers;
 
@@ -239,6 +246,18 @@ function render(state) {
   Charts.line(thr, { series: [{ points: perSecond.map((p) => [p[0] - t0, p[1]]), color: "#10b981", width: 2 }], yMin: 0, xLabel: "seconds", emptyText: "waiting for events" });
   d.throughputPoints = perSecond.length;
   thr.dataset.points = perSecond.length;
+
+  // each point: the median and p99 of the predictions handed out since the previous one
+  const lat = $("latency");
+  Charts.line(lat, {
+    series: [
+      { points: latency.points.map((p) => [p[0] - t0, 1000 * p[1]]), color: "#0ea5e9", width: 2 },
+      { points: latency.points.map((p) => [p[0] - t0, 1000 * p[2]]), color: "#be123c", width: 1.5 },
+    ],
+    yMin: 0, xLabel: "seconds", emptyText: "waiting for predictions",
+  });
+  d.latencyPoints = latency.points.length;
+  lat.dataset.points = latency.points.length;
 
   const evaluations = (h && h.evaluations) || [];
   const mat = $("matrix");
