@@ -3,14 +3,16 @@
 Every stateful part of a model key's learner step (metrics, drift monitor,
 forgetting tracker, label window, schema, the learner itself) has a
 ``state_dict()`` of plain values (``None``, bools, numbers, strings, bytes,
-lists, tuples, dicts, numpy arrays; torch tensors only in the torch
-learner's part) with a ``"version"`` of that part's own layout, and a
+lists, tuples, dicts, numpy arrays and scalars of numbers, bools, strings
+or times; torch tensors only in the torch learner's part) with a ``"version"`` of that part's own layout, and a
 ``from_state`` that rebuilds it. A river object (a model, a detector) is
 one opaque pickled blob inside it (:func:`river_blob`).
 
 :func:`encode` turns a state into the bytes a snapshot or Bytewax recovery
 stores, :func:`decode` turns them back. The plain part is pickled and read
-by an unpickler that builds nothing but plain values; tensors are collected
+by an unpickler that builds nothing but plain values (a numpy array is
+written as its dtype's string, shape and bytes, and rebuilt with
+``numpy.frombuffer``: no numpy internals); tensors are collected
 into one ``torch.save`` file read with ``torch.load(weights_only=True)``.
 River blobs are real pickles: they are unpickled only by the part that owns
 them, after the snapshot's signature verified (see :mod:`stream_learner.snapshot`).
@@ -18,8 +20,10 @@ them, after the snapshot's signature verified (see :mod:`stream_learner.snapshot
 This module is also the one place that knows older formats: :func:`decode`
 converts a payload of format 1 (a pickled ``KeyedLearner`` object, in any
 of the layouts the last release of that format read) into the current
-state, and refuses a format it cannot read; :func:`expect_version` refuses
-a part's layout it cannot read. Each refusal is one line naming the version.
+state, and refuses a format it cannot read; it reads the numpy arrays of
+states written by numpy's own pickles (:func:`legacy_numpy_global`);
+:func:`expect_version` refuses a part's layout it cannot read; older
+layouts of a part are upgraded here (:func:`torch_learner_state`). Each refusal is one line naming the version.
 
 >>> payload = encode({"version": 1, "counts": [1, 2], "blob": river_blob({"a": 1.5})})
 >>> state = decode(payload)
@@ -33,6 +37,7 @@ stream_learner.errors.SnapshotError: the prequential metrics' state has version 
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import random
@@ -41,6 +46,8 @@ import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from stream_learner.errors import SnapshotError
 
@@ -171,26 +178,64 @@ def decode(payload: bytes) -> dict[str, Any]:
 
 # -- the current format -------------------------------------------------------
 
-_NUMPY = {
-    ("numpy", "dtype"),
-    ("numpy", "ndarray"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-}
-"""What a pickled numpy array or scalar names (numpy 2 and 1)."""
-
 
 def _torch_ref(index: int) -> Any:
     """Stands for the ``index``-th object of the torch side in the plain part (never called: the unpickler resolves it)."""
     raise SnapshotError("a torch reference read outside decode()")
 
 
+def _numpy_array(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
+    """The numpy array of :func:`_numpy_reduction`: its dtype's string, its shape and its bytes (C order); a writable copy.
+
+    >>> _numpy_array("<i8", (2, 2), np.arange(4).tobytes()).tolist()
+    [[0, 1], [2, 3]]
+    """
+    kind = _plain_dtype(dtype)
+    try:
+        if kind.itemsize == 0:  # numpy reads no buffer of zero-size items; such an array holds nothing but its shape
+            return np.zeros(shape, kind)
+        return np.frombuffer(data, kind).reshape(shape).copy()
+    except (ValueError, TypeError) as exc:
+        raise SnapshotError(f"learner state is corrupt: a numpy array of {dtype} {tuple(shape)}: {exc}") from None
+
+
+def _numpy_scalar(dtype: str, data: bytes) -> np.generic:
+    """The numpy scalar of :func:`_numpy_reduction` (the one item of an array of its bytes)."""
+    item: np.generic = _numpy_array(dtype, (1,), data)[0]
+    return item
+
+
+def _plain_dtype(name: str) -> np.dtype[Any]:
+    """The dtype a state names by its string (``dtype.str``); refused if it holds objects or is not written that way."""
+    try:
+        kind = np.dtype(name)
+    except (TypeError, ValueError):
+        kind = None
+    if kind is None or kind.hasobject or kind.str != name:
+        raise SnapshotError(f"learner state names the numpy dtype {name!r}, which is not plain data")
+    return kind
+
+
+def _numpy_reduction(value: np.ndarray | np.generic) -> tuple[Any, tuple[Any, ...]]:
+    """How :class:`_PlainPickler` writes a numpy array or scalar through numpy's public API: its dtype's string, shape and bytes.
+
+    Only dtypes that string describes whole (numbers, bools, strings, bytes,
+    dates and times, raw bytes): no objects, no fields.
+    """
+    dtype = value.dtype
+    if dtype.hasobject or np.dtype(dtype.str) != dtype:
+        raise TypeError(f"a learner state holds a numpy {type(value).__name__} of dtype {dtype}, which is not plain data")
+    if isinstance(value, np.generic):
+        return _numpy_scalar, (dtype.str, value.tobytes())
+    return _numpy_array, (dtype.str, value.shape, value.tobytes())
+
+
+_OWN_GLOBALS = {"_torch_ref", "_numpy_array", "_numpy_scalar"}
+"""This module's functions a state's plain part names (the unpickler resolves ``_torch_ref`` to the torch side)."""
+
+
 class _PlainPickler(pickle.Pickler):
-    """Pickles plain data; tensors (and torch's ordered state dicts) go to :attr:`torch_side` instead."""
+    """Pickles plain data; numpy arrays and scalars by their bytes; tensors (and torch's ordered state dicts) go to :attr:`torch_side`."""
 
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -198,31 +243,66 @@ class _PlainPickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         # not called for None, bools and exact ints, floats, str, bytes, dicts, sets, lists and tuples
-        module = type(obj).__module__
-        if module.partition(".")[0] == "numpy" or (getattr(obj, "__module__", None), getattr(obj, "__name__", None)) in _NUMPY:
-            return NotImplemented  # an array, a scalar, a dtype, or a function they are rebuilt with
+        kind = type(obj)
+        if kind is np.ndarray or isinstance(obj, np.generic):
+            return _numpy_reduction(obj)
+        module = kind.__module__
         # an OrderedDict is what a torch module's state_dict() is (torch.load keeps its _metadata); only torch makes one here
-        if module.startswith("torch") or (type(obj) is OrderedDict and "torch" in sys.modules):
+        if module.startswith("torch") or (kind is OrderedDict and "torch" in sys.modules):
             self.torch_side.append(obj)
             return _torch_ref, (len(self.torch_side) - 1,)
-        if type(obj) is bytearray or obj is _torch_ref:
+        if kind is bytearray or obj is _torch_ref or obj is _numpy_array or obj is _numpy_scalar:
             return NotImplemented
-        raise TypeError(f"a learner state holds a {module}.{type(obj).__qualname__}, which is not plain data")
+        raise TypeError(f"a learner state holds a {module}.{kind.__qualname__}, which is not plain data")
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    """Builds plain values, numpy arrays, and the torch side's objects; nothing else."""
+    """Builds plain values, numpy arrays and scalars, and the torch side's objects; nothing else."""
 
     def __init__(self, file: io.BytesIO, torch_side: list[Any]) -> None:
         super().__init__(file)
         self._torch_side = torch_side
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == (__name__, "_torch_ref"):
-            return self._torch_side.__getitem__
-        if (module, name) in _NUMPY:
-            return super().find_class(module, name)
+        if module == __name__ and name in _OWN_GLOBALS:
+            return self._torch_side.__getitem__ if name == "_torch_ref" else globals()[name]
+        legacy = legacy_numpy_global(module, name)
+        if legacy is not None:
+            return legacy
         raise SnapshotError(f"learner state names {module}.{name}, which is not plain data")
+
+
+LEGACY_NUMPY_GLOBALS = {
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+}
+"""What numpy's own pickle of an array or scalar names (numpy 2; numpy 1 named ``numpy.core`` for ``numpy._core``).
+
+States written before arrays and scalars were written by their bytes hold
+these; they are private to numpy, read against numpy 2 (the range
+``pyproject.toml`` pins).
+"""
+
+
+def legacy_numpy_global(module: str, name: str) -> Any:
+    """The numpy function or class an earlier state's numpy pickle names (``None`` if it is not one of :data:`LEGACY_NUMPY_GLOBALS`).
+
+    The one place that reaches into numpy's private modules, only to read
+    states written before; new states name none of them.
+
+    >>> legacy_numpy_global("numpy.core.multiarray", "_reconstruct") is legacy_numpy_global("numpy._core.multiarray", "_reconstruct") is not None
+    True
+    >>> legacy_numpy_global("numpy", "load") is None
+    True
+    """
+    if module.startswith("numpy.core."):  # numpy 1's name of the same module
+        module = "numpy._core." + module.removeprefix("numpy.core.")
+    if (module, name) not in LEGACY_NUMPY_GLOBALS:
+        return None
+    return getattr(importlib.import_module(module), name)
 
 
 def _load_torch_side(tensors: bytes) -> Any:
