@@ -10,6 +10,7 @@ import pytest
 from connectors.local_store import SIGNING_KEY_FILE_ENV, LocalSnapshotStore
 from stream_learner.app.cli import main
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.snapshot import seal
 
@@ -70,3 +71,22 @@ def test_delete_asks_first_and_off_a_terminal_needs_yes(local: LocalSnapshotStor
     assert local.versions("k") == [1]
     assert main(["snapshots", "delete", "k", "--yes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"key": "k", "deleted": "all", "latest": None} and local.versions("k") == []
+
+
+def test_list_and_show_name_each_versions_kind_and_restore_refuses_a_boundary_version(local: LocalSnapshotStore, capsys: pytest.CaptureFixture[str]) -> None:
+    stream = [Event(str(i), "k", {"x": float(i % 2)}, bool(i % 2) != (i >= 50), "a" if i < 50 else "b", 0, i) for i in range(100)]
+    step = KeyedLearner("k", EngineConfig(learner=LearnerSpec("logreg"), detector=None, boundary_versions=True))
+    (boundary,) = step.process(stream, now=0.0).boundary_snapshots
+    for snap in (boundary, step.snapshot()):
+        local.save("k", seal(snap.payload, signing_key=KEY, key="k", learner_kind="river", strategy="none", events_seen=snap.events_seen, source_offsets={}, kind=snap.kind, concept=snap.concept))
+    assert main(["snapshots", "list", "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert [(v["version"], v["kind"], v.get("concept")) for v in entry["versions"]] == [(1, "boundary", 0), (2, "regular", None)] and entry["latest"] == 2
+    assert main(["snapshots", "list"]) == 0
+    assert [line.split()[1:3] for line in capsys.readouterr().out.splitlines()[2:]] == [["boundary", "c0"], ["regular", "100"]]  # the kind column, then the events seen
+    assert main(["snapshots", "show", "k", "--version", "1", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["kind"], shown["concept"], shown["learner"]["events"], shown["latest"]) == ("boundary", 0, 50, 2)
+    assert main(["snapshots", "restore", "k", "1"]) == 2
+    assert "version 1 of key 'k' is a boundary version" in capsys.readouterr().err
+    assert local.latest("k") == 2
