@@ -174,6 +174,11 @@ class LocalSnapshotStore:
                 self._db.close()
             self._db = None
 
+    @overload
+    def signing_key(self, create: Literal[True] = True) -> bytes: ...
+    @overload
+    def signing_key(self, create: bool) -> bytes | None: ...
+
     def signing_key(self, create: bool = True) -> bytes | None:
         """The key that signs this store's snapshots (see :func:`signing_key_path`).
 
