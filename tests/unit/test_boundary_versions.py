@@ -243,3 +243,16 @@ def test_a_boundary_snapshot_written_after_its_keys_eviction_is_kept(tmp_path: P
     writer.close()
     assert store.versions("k") == [1, 2] and store.boundary_versions("k") == [2] and store.latest("k") == evicted[0] == 1
     assert read_header(store.load("k", 2)).events_seen == 100
+
+
+def test_a_stored_concepts_model_coming_back_keeps_the_model_it_replaces() -> None:
+    from stream_learner.step.recurring import ConceptReuse
+
+    config = EngineConfig(learner=LearnerSpec("logreg"), detector=None, forgetting_every=0, concept_reuse=ConceptReuse(window=100, looks=4), boundary_versions=True)
+    step = KeyedLearner("k", config)
+    out = step.process(task_events(["a", "b", "a"], per_task=300), now=0.0)
+    (back,) = [m for m in out.metrics if m["type"] == "drift" and m["detector"] == "recurring"]
+    assert [s.concept for s in out.boundary_snapshots] == [0, 1, 0]  # a -> b, b -> a, then concept 0's stored model back
+    replaced = out.boundary_snapshots[2]
+    assert replaced.events_seen == back["at_event"]  # the live model as it was when the stored one proved better
+    assert decode(replaced.payload)["learner"] != decode(out.boundary_snapshots[1].payload)["learner"]  # it had learned concept 0's first events
