@@ -256,3 +256,21 @@ def test_a_stored_concepts_model_coming_back_keeps_the_model_it_replaces() -> No
     replaced = out.boundary_snapshots[2]
     assert replaced.events_seen == back["at_event"]  # the live model as it was when the stored one proved better
     assert decode(replaced.payload)["learner"] != decode(out.boundary_snapshots[1].payload)["learner"]  # it had learned concept 0's first events
+
+
+def test_with_challengers_the_champions_boundaries_are_kept_and_a_rollback_makes_that_model_champion() -> None:
+    from stream_learner.slot import Slot, new_step
+
+    config = EngineConfig(
+        learner=LearnerSpec("logreg"), challengers=(LearnerSpec("hoeffding_tree"),), detector=None, forgetting_every=0, min_champion_events=10**6, boundary_versions=True
+    )
+    slot = new_step("k", config)
+    assert isinstance(slot, Slot)
+    stream = task_events(["a", "b", "c"], per_task=150)
+    out = slot.process(stream, now=0.0)
+    assert [(s.concept, decode(s.payload)["spec"]["model"]) for s in out.boundary_snapshots] == [(0, "logreg"), (1, "logreg")]  # the champion's only
+    answer = slot.apply(Command("c1", "k", "rollback", "concept:1", 0.0, version=7), now=1.0, version=decode(out.boundary_snapshots[1].payload)).metrics[0]
+    assert (answer["status"], answer["version"], slot.champion_name) == ("applied", 7, "logreg")
+    reference = KeyedLearner("k", CONFIG)
+    reference.process(stream[:300], now=0.0)
+    assert [slot.learner.predict(x) for x in PROBES] == probe(reference)
