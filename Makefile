@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUPPORTED := (3, 11) <= sys.version_info[:2] <= (3, 12)
 
-.PHONY: run test bench bench-forgetting clean browser-deps
+.PHONY: run test test-py312 test-core bench bench-forgetting clean browser-deps
 
 # A Python we cannot use stops here, before .venv exists; a venv that fails to build is removed, not left half-built.
 $(BIN)/python:
@@ -31,6 +31,16 @@ test: $(VENV)/.installed-dev browser-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# CI's second Python: the suite without the servers (unit, conformance, doctests), then the real path end to end
+# (Kafka in, Redis snapshots, topics out; Bytewax recovery), in .venv-3.12 with Python 3.12 (pyenv's where it is not on PATH).
+REAL_PATH_TESTS := tests/integration/test_embedded_run.py tests/integration/test_kafka_e2e.py tests/integration/test_kafka_torch.py tests/integration/test_crash_recovery.py tests/integration/test_redis_store.py
+test-py312:
+	@py=$$(bash .ci/find-python 3.12) && $(MAKE) --no-print-directory test-core PYTHON="$$py" VENV=.venv-3.12
+
+test-core: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(REAL_PATH_TESTS) $(PYTEST_ARGS)
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/throughput.py
 
@@ -40,7 +50,7 @@ bench-forgetting: $(VENV)/.installed-dev
 	$(BIN)/stream-learner bench forgetting --jobs 2 --out benchmarks/results --readme benchmarks/README.md
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) .venv-3.12 out
 
 # The dashboard's browser test drives Debian's Chromium: installed once, where apt is usable
 # (as root, or with password-less sudo); elsewhere that one test is skipped, with the reason.

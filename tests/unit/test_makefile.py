@@ -42,3 +42,24 @@ def test_a_venv_that_fails_to_build_is_removed(tmp_path: Path) -> None:
     assert result.returncode != 0 and "venv failed" in result.stderr
     assert "make: creating .venv with Python" in result.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+def _find_python(version: str, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / ".ci" / "find-python"), version], capture_output=True, text=True, timeout=60, env={"PATH": path, "HOME": str(Path.home())})
+
+
+def test_ci_finds_a_python_by_running_it_not_by_its_name(tmp_path: Path) -> None:
+    """A ``python3.12`` on PATH that is really another version (a pyenv shim not selected) is not taken for 3.12."""
+    _fake_python(tmp_path, 'echo "Python 3.11.7"; exit 1', "exit 1").rename(tmp_path / "python3.12")
+    result = _find_python("3.12", f"{tmp_path}:/usr/bin:/bin")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == "find-python: no working Python 3.12 here (neither python3.12 on PATH nor a pyenv version 3.12.x)"
+
+
+def test_ci_finds_the_python_it_is_asked_for(tmp_path: Path) -> None:
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    (tmp_path / f"python{here}").symlink_to(sys.executable)
+    result = _find_python(here, f"{tmp_path}:/usr/bin:/bin")
+    assert result.returncode == 0, result.stderr
+    found = subprocess.run([result.stdout.strip(), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == str(sys.version_info[:2])
