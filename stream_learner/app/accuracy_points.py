@@ -23,6 +23,7 @@ metrics records, not in these points.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Callable, Sequence
 
 from stream_learner.delayed import LabelRecord
@@ -53,10 +54,12 @@ def scored_predictions(
     rows = predictions.rows
     first = events_after - len(rows) + 1
     if isinstance(events, EventBatch):
-        labels = [y for _, y in events.pairs] if len(events) == len(rows) else _labels_by_id(((id_, y) for id_, _, y, _ in events.rows()), rows)
+        labels = list(map(itemgetter(1), events.pairs)) if len(events) == len(rows) else _labels_by_id(((id_, y) for id_, _, y, _ in events.rows()), rows)
     else:
         taken = [e for e in events if type(e) is not LabelRecord]
         labels = [e.label for e in taken] if len(taken) == len(rows) else _labels_by_id(((e.id, e.label) for e in taken), rows)
+    if None not in labels:  # every event labelled: built in C, but for the error itself
+        return list(zip(range(first, first + len(rows)), map(error, labels, map(itemgetter(1), rows))))
     return [(first + i, error(label, row[1])) for i, (row, label) in enumerate(zip(rows, labels)) if label is not None]
 
 
@@ -76,12 +79,14 @@ class AccuracyPoints:
         self.wrong = 0
 
     def add(self, scored: Scored) -> list[list[float]]:
-        """Count a step's scored predictions; each ``[event position, accuracy]`` point completed by them."""
+        """Count a step's scored predictions (a classifier's errors: 0 or 1); each ``[event position, accuracy]`` point completed by them."""
         points = []
-        for position, error in scored:
-            self.labelled += 1
-            self.wrong += 1 if error else 0
-            if self.labelled == POINT_EVERY:
-                points.append([position, 1.0 - self.wrong / POINT_EVERY])
-                self.labelled = self.wrong = 0
+        start = 0
+        while len(scored) - start >= POINT_EVERY - self.labelled:  # one point completed per pass
+            end = start + POINT_EVERY - self.labelled
+            wrong = self.wrong + sum(map(itemgetter(1), scored[start:end]))
+            points.append([scored[end - 1][0], 1.0 - wrong / POINT_EVERY])
+            start, self.labelled, self.wrong = end, 0, 0
+        self.labelled += len(scored) - start
+        self.wrong += sum(map(itemgetter(1), scored[start:]))
         return points

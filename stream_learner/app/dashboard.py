@@ -177,6 +177,8 @@ class RemoteEngine:
     99th percentile over time are those of the predictions made between two
     polls (from the buckets of ``stream_learner_event_latency_seconds``).
     The run is finished once the engine's ``stream_learner_end_time_seconds`` is set.
+    The engine's fine accuracy points are not exported: this page draws the
+    accuracy gauges as each poll finds them.
 
     Its keys are the engine's ``key`` labels: at most the engine's top keys
     and ``other``, so its state lists them all, whatever key the page asks for.
