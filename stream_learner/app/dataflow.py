@@ -119,7 +119,9 @@ def decode_batch(
             if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
                 batches.append((item.key, Read(read_at, item)))
                 continue
-            if isinstance(item, RawRecord):
+            if type(item) is Event:  # trusted sources build events directly: nothing to decode
+                pass
+            elif isinstance(item, RawRecord):
                 item = decode_event(item.value, item.origin, max_bytes)
                 if isinstance(item, dict):
                     dead.append(item)
@@ -138,7 +140,7 @@ def decode_batch(
                     batches.append((command.key, Read(stamps.pop(command.key), groups.pop(command.key))))
                 batches.append((command.key, Read(read_at, command)))
                 continue
-            events = groups.get(item.key)  # an Event (trusted sources build them directly) or a decoded one, or a label
+            events = groups.get(item.key)  # an event or a delayed label, for its key's group
             if events is None:
                 groups[item.key], stamps[item.key] = [item], read_at
             else:
