@@ -37,6 +37,7 @@ stream_learner.errors.SnapshotError: the prequential metrics' state has version 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
 import pickle
@@ -184,27 +185,28 @@ def _torch_ref(index: int) -> Any:
     raise SnapshotError("a torch reference read outside decode()")
 
 
-def _numpy_array(dtype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
-    """The numpy array of :func:`_numpy_reduction`: its dtype's string, its shape and its bytes (C order); a writable copy.
+def _numpy_array(dtype: str, shape: tuple[int, ...], data: bytes | bytearray) -> np.ndarray:
+    """The numpy array of :func:`_numpy_reduction`: its dtype's string, its shape and its bytes (C order), which it uses as its memory (writable if a ``bytearray``).
 
-    >>> _numpy_array("<i8", (2, 2), np.arange(4).tobytes()).tolist()
+    >>> _numpy_array("<i8", (2, 2), bytearray(np.arange(4).tobytes())).tolist()
     [[0, 1], [2, 3]]
     """
     kind = _plain_dtype(dtype)
     try:
         if kind.itemsize == 0:  # numpy reads no buffer of zero-size items; such an array holds nothing but its shape
             return np.zeros(shape, kind)
-        return np.frombuffer(data, kind).reshape(shape).copy()
+        return np.frombuffer(data, kind).reshape(shape)
     except (ValueError, TypeError) as exc:
         raise SnapshotError(f"learner state is corrupt: a numpy array of {dtype} {tuple(shape)}: {exc}") from None
 
 
 def _numpy_scalar(dtype: str, data: bytes) -> np.generic:
     """The numpy scalar of :func:`_numpy_reduction` (the one item of an array of its bytes)."""
-    item: np.generic = _numpy_array(dtype, (1,), data)[0]
+    item: np.generic = _numpy_array(dtype, (1,), data)[0]  # read-only over bytes: the item is a copy
     return item
 
 
+@functools.lru_cache(maxsize=64)
 def _plain_dtype(name: str) -> np.dtype[Any]:
     """The dtype a state names by its string (``dtype.str``); refused if it holds objects or is not written that way."""
     try:
@@ -216,18 +218,24 @@ def _plain_dtype(name: str) -> np.dtype[Any]:
     return kind
 
 
+@functools.lru_cache(maxsize=64)
+def _dtype_name(dtype: np.dtype[Any]) -> str | None:
+    """The string that names ``dtype`` whole (``dtype.str``: numbers, bools, strings, bytes, dates and times, raw bytes); ``None`` for objects or fields."""
+    return None if dtype.hasobject or np.dtype(dtype.str) != dtype else dtype.str
+
+
 def _numpy_reduction(value: np.ndarray | np.generic) -> tuple[Any, tuple[Any, ...]]:
     """How :class:`_PlainPickler` writes a numpy array or scalar through numpy's public API: its dtype's string, shape and bytes.
 
-    Only dtypes that string describes whole (numbers, bools, strings, bytes,
-    dates and times, raw bytes): no objects, no fields.
+    An array's bytes go in as a pickle buffer, read back as a ``bytearray``
+    that the rebuilt array uses as its own writable memory.
     """
-    dtype = value.dtype
-    if dtype.hasobject or np.dtype(dtype.str) != dtype:
-        raise TypeError(f"a learner state holds a numpy {type(value).__name__} of dtype {dtype}, which is not plain data")
+    name = _dtype_name(value.dtype)
+    if name is None:
+        raise TypeError(f"a learner state holds a numpy {type(value).__name__} of dtype {value.dtype}, which is not plain data")
     if isinstance(value, np.generic):
-        return _numpy_scalar, (dtype.str, value.tobytes())
-    return _numpy_array, (dtype.str, value.shape, value.tobytes())
+        return _numpy_scalar, (name, value.tobytes())
+    return _numpy_array, (name, value.shape, pickle.PickleBuffer(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data))
 
 
 _OWN_GLOBALS = {"_torch_ref", "_numpy_array", "_numpy_scalar"}
