@@ -320,10 +320,24 @@ def _describe(summary: dict[str, Any]) -> str:
         f"= {summary['events_per_second'] or 0:,.0f} events/s\n"
         f"      {summary['predictions']:,} predictions, {summary['dead_letters']:,} dead letters, {quality}, "
         f"{summary['drifts']} drifts, {summary['concepts']} concepts, {summary['snapshots']} snapshots{_describe_extras(summary)}\n"
+        f"{_describe_latency(summary.get('latency'))}"
         f"{_describe_forgetting(summary.get('forgetting')) if summary['labelled'] else ''}"
         f"{fleet + chr(10) if fleet else ''}"
         f"      outputs in {summary['out']}/"
     )
+
+
+def _describe_latency(latency: dict[str, Any] | None) -> str:
+    """The done line's latency, event in to prediction out, where predictions were made.
+
+    >>> _describe_latency({"events": 3000, "p50_seconds": 0.0438, "p99_seconds": 0.0985})
+    '      latency (event in to prediction out): p50 43.8 ms, p99 98.5 ms\\n'
+    >>> _describe_latency({"events": 0, "p50_seconds": None, "p99_seconds": None}), _describe_latency(None)
+    ('', '')
+    """
+    if not latency or not latency["events"]:
+        return ""
+    return f"      latency (event in to prediction out): p50 {latency['p50_seconds'] * 1000:.1f} ms, p99 {latency['p99_seconds'] * 1000:.1f} ms\n"
 
 
 def _describe_extras(summary: dict[str, Any]) -> str:
