@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeGuard, TypeVar, cast, overload
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -29,13 +30,14 @@ from connectors.base import RawRecord, SourceBatch
 from stream_learner.app.accuracy_points import scored_predictions
 from stream_learner.app.run_stats import RunStats
 from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
-from stream_learner.delayed import RawLabel, decode_label
+from stream_learner.delayed import LabelRecord, RawLabel, decode_label
 from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.errors import SnapshotError
 from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, decode_event
 from stream_learner.learners.base import forkable
 from stream_learner.metrics import Prequential
 from stream_learner.predictions import Predictions
+from stream_learner.records import DeadLetterDict
 from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker, eviction_snapshot, parse_marker
 from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import Snapshot, encoding
@@ -47,7 +49,10 @@ EVICTION_ROUNDS = 100
 """A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
 
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
-Group = list[Event] | EventBatch | Command  # what one learner step takes
+PredictionsItem = tuple[str, Predictions | list[dict[str, Any]]]  # (model key, its predictions: a columnar batch, or records)
+RecordSink = Sink[Records] | Sink[PredictionsItem]
+"""A sink of record items: one that takes record lists only (the console, the dead-letter tally), or one that takes predictions too (files, topics)."""
+Group = list[Event | LabelRecord] | EventBatch | Command  # what one learner step takes
 
 
 @dataclass(slots=True)
@@ -86,13 +91,13 @@ class Control:
 
 @dataclass
 class Sinks:
-    """Where each output goes; each record sink takes ``(model key, [record, ...])`` items."""
+    """Where each output goes; each record sink takes ``(model key, [record, ...])`` items, a predictions sink ``(model key, Predictions)`` too."""
 
-    predictions: list[Sink[Records]] = field(default_factory=list)
-    metrics: list[Sink[Records]] = field(default_factory=list)
-    dead_letters: list[Sink[Records]] = field(default_factory=list)
-    shadow_predictions: list[Sink[Records]] = field(default_factory=list)  # the challengers' predictions, where asked
-    snapshots: list[Sink[Any]] = field(default_factory=list)
+    predictions: Sequence[Sink[PredictionsItem]] = ()
+    metrics: Sequence[RecordSink] = ()
+    dead_letters: Sequence[RecordSink] = ()
+    shadow_predictions: Sequence[RecordSink] = ()  # the challengers' predictions, where asked
+    snapshots: Sequence[Sink[Snapshot]] = ()
 
 
 SourceItem = Event | EventBatch | RawRecord | RawLabel | RawControl
@@ -108,28 +113,29 @@ def decode_batch(
     Each group keeps its source batch's stamp; items a source handed over
     outside a :class:`~connectors.base.SourceBatch` are stamped now.
     """
-    groups: dict[str, list[Event]] = {}
+    groups: dict[str, list[Event | LabelRecord]] = {}
     stamps: dict[str, float] = {}  # each group's stamp
-    dead: list[dict[str, Any]] = []
+    dead: list[DeadLetterDict] = []
     batches: list[tuple[str, Read] | Answer] = []
     now = time.time()
     for batch in items:
-        read_at, records = (batch.read_at, batch.items) if type(batch) is SourceBatch else (now, [batch])
+        read_at, records = (batch.read_at, batch.items) if isinstance(batch, SourceBatch) else (now, [batch])
         for item in records:
+            event: Event | LabelRecord | DeadLetterDict
             if type(item) is EventBatch:  # a trusted source's batch goes to its learner as it is
                 batches.append((item.key, Read(read_at, item)))
                 continue
             if type(item) is Event:  # trusted sources build events directly: nothing to decode
-                pass
+                event = item
             elif isinstance(item, RawRecord):
-                item = decode_event(item.value, item.origin, max_bytes)
-                if isinstance(item, dict):
-                    dead.append(item)
+                event = decode_event(item.value, item.origin, max_bytes)
+                if isinstance(event, dict):
+                    dead.append(event)
                     continue
             elif isinstance(item, RawLabel):  # a delayed label goes to its model key's learner
-                item = decode_label(item, max_bytes)
-                if isinstance(item, dict):
-                    dead.append(item)
+                event = decode_label(item, max_bytes)
+                if isinstance(event, dict):
+                    dead.append(event)
                     continue
             elif isinstance(item, RawControl):
                 command = _command(item, control, max_bytes)
@@ -140,18 +146,20 @@ def decode_batch(
                     batches.append((command.key, Read(stamps.pop(command.key), groups.pop(command.key))))
                 batches.append((command.key, Read(read_at, command)))
                 continue
-            events = groups.get(item.key)  # an event or a delayed label, for its key's group
-            if events is None:
-                groups[item.key], stamps[item.key] = [item], read_at
             else:
-                events.append(item)
+                raise TypeError(f"a source handed the dataflow a {type(item).__name__}, not an event, a raw record, label or command")
+            events = groups.get(event.key)  # an event or a delayed label, for its key's group
+            if events is None:
+                groups[event.key], stamps[event.key] = [event], read_at
+            else:
+                events.append(event)
     out = batches + [(key, Read(stamps[key], events)) for key, events in groups.items()]
     if dead:
         out.append(Answer(StepOutput(dead_letters=dead), None))
     return out
 
 
-def _command(raw: RawControl, control: Control | None, max_bytes: int) -> Command | dict[str, Any]:
+def _command(raw: RawControl, control: Control | None, max_bytes: int) -> Command | DeadLetterDict:
     if control is None:  # a source reads a control topic only where the run takes commands
         raise ValueError("a control record in a run that takes no commands")
     return decode_command(raw.value, raw.origin, control.signing_key, time.time(), control.max_age, max_bytes)
@@ -329,23 +337,23 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         answers = []
         for read in reads:  # in arrival order, each group one step
             events = read.items
-            if type(events) is Command:
+            if isinstance(events, Command):
                 answers.append(Answer(self._obey(learner, events), read.at))
                 continue
             started = time.perf_counter()
-            out = learner.process(events, time.time())  # type: ignore[arg-type]
+            out = learner.process(events, time.time())
             if self.on_step is not None:
                 self.on_step(learner.key, len(events), time.perf_counter() - started)
             answers.append(Answer(out, read.at))
             if self.points is not None and out.predictions and self.points.wants_accuracy_points(learner.key):
-                self._score(learner, events, out)  # type: ignore[arg-type]
+                self._score(learner, events, out)
         if self.states is not None:
             self.states.changed(learner)
         if self.rounds is not None and any(answer.out.snapshot_due for answer in answers):
             self.rounds.due(learner)
         return answers, self.RETAIN
 
-    def _score(self, learner: Step, events: list[Event] | EventBatch, out: StepOutput) -> None:
+    def _score(self, learner: Step, events: list[Event | LabelRecord] | EventBatch, out: StepOutput) -> None:
         """The step's labelled predictions, scored for the page (a classifier's only: the page draws accuracy)."""
         metrics = _published_metrics(learner)
         if metrics.task == "classification" and type(out.predictions) is Predictions and self.points is not None:
@@ -364,7 +372,7 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
             learner = self._evicted_learner()
             self.evicted, self.newest, self.pinned = None, False, self.states is not None
             return learner
-        key = first.key if type(first) in (EventBatch, Command) else first[0].key  # type: ignore[union-attr, index]
+        key = first[0].key if isinstance(first, list) else first.key
         self.key = key
         return self.restored(key) or new_step(key, self.config)
 
@@ -494,7 +502,8 @@ def build_dataflow(
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
     decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes, control=control))
-    split = op.branch("split_dead_letters", decoded, lambda item: isinstance(item, tuple))
+    split = op.branch("split_dead_letters", decoded, _keyed)
+    dead_letters = cast("Stream[Answer]", split.falses)  # the TypeGuard narrows the true side only: the false one is the rest
 
     step_config = replace(config, snapshot_rounds=True)  # due snapshots are taken together, per worker (SnapshotRounds)
     resident = _ResidentCount(stats)
@@ -516,7 +525,7 @@ def build_dataflow(
         )  # fmt: skip
 
     learned = op.stateful_batch("learn", split.trues, build_logic)
-    answers = op.merge("outputs", op.key_rm("unkey", learned), split.falses)
+    answers = op.merge("outputs", op.key_rm("unkey", learned), dead_letters)
 
     def count(batch: list[Answer]) -> list[Answer]:
         stats.observe([answer.out for answer in batch])
@@ -526,40 +535,54 @@ def build_dataflow(
 
     def select(name: str) -> Callable[[list[Answer]], list[Records]]:
         def pick(batch: list[Answer]) -> list[Records]:
-            # keyed by model key (dead letters have none: by output name), so partitioned sinks route by model
-            picked = []
-            for answer in batch:
-                records = getattr(answer.out, name)
-                if records:
-                    key = records.key if type(records) is Predictions else records[0].get("key")
-                    picked.append((key if isinstance(key, str) else name, records))
-            return picked
+            return [(_routing_key(records, name), records) for answer in batch if (records := getattr(answer.out, name))]
 
         return pick
 
-    pick_predictions = select("predictions")
-
-    def hand_predictions(batch: list[Answer]) -> list[Records]:
+    def hand_predictions(batch: list[Answer]) -> list[PredictionsItem]:
         """The predictions, picked for their sinks: where each one's latency ends."""
-        picked = pick_predictions(batch)
+        picked = [(_routing_key(a.out.predictions, "predictions"), a.out.predictions) for a in batch if a.out.predictions]
         now = time.time()
         stats.predictions_handed([(now - a.read_at, len(a.out.predictions)) for a in batch if a.out.predictions and a.read_at is not None])
         return picked
 
-    for name in ("predictions", "metrics", "dead_letters", "shadow_predictions"):
-        if name == "shadow_predictions" and not sinks.shadow_predictions:
+    predictions = op.flat_map_batch("select_predictions", counted, hand_predictions)
+    for i, sink in enumerate(sinks.predictions):
+        op.output(f"predictions_out_{i}", predictions, sink)
+    for name, record_sinks in (("metrics", sinks.metrics), ("dead_letters", sinks.dead_letters), ("shadow_predictions", sinks.shadow_predictions)):
+        if name == "shadow_predictions" and not record_sinks:
             continue
-        stream = op.flat_map_batch(f"select_{name}", counted, hand_predictions if name == "predictions" else select(name))
-        for i, sink in enumerate(getattr(sinks, name)):
-            op.output(f"{name}_out_{i}", stream, sink)
+        records = op.flat_map_batch(f"select_{name}", counted, select(name))
+        for i, record_sink in enumerate(record_sinks):
+            _output(f"{name}_out_{i}", records, record_sink)
 
     def select_snapshots(batch: list[Answer]) -> list[Snapshot]:
         # on the worker's own thread, its learners quiescent: the round reads each header and state at one instant
         return [answer.out.snapshot for answer in batch if answer.out.snapshot] + rounds.get().take()
 
     snapshots = op.flat_map_batch("select_snapshots", counted, select_snapshots)
-    for i, sink in enumerate(sinks.snapshots):
-        op.output(f"snapshots_out_{i}", snapshots, sink)
+    for i, snapshot_sink in enumerate(sinks.snapshots):
+        op.output(f"snapshots_out_{i}", snapshots, snapshot_sink)
     if not sinks.snapshots:  # nobody writes them: end their child processes now
         op.inspect("discard_snapshots", snapshots, lambda step_id, snapshot: snapshot.discard())
     return flow
+
+
+def _keyed(item: tuple[str, Read] | Answer) -> TypeGuard[tuple[str, Read]]:
+    """Whether a decoded item goes to a key's learner step (else it is an answer already: dead letters)."""
+    return isinstance(item, tuple)
+
+
+def _routing_key(records: list[dict[str, Any]] | Predictions, name: str) -> str:
+    """What a partitioned sink routes an output by: its model key (dead letters have none: the output's name)."""
+    key = records.key if type(records) is Predictions else records[0].get("key")
+    return key if isinstance(key, str) else name
+
+
+@overload
+def _output(step_id: str, up: Stream[Records], sink: Sink[Records]) -> None: ...
+@overload
+def _output(step_id: str, up: Stream[PredictionsItem], sink: Sink[PredictionsItem]) -> None: ...
+def _output(step_id: str, up: Stream[T], sink: Sink[T]) -> None:
+    """``op.output`` to either kind of :data:`RecordSink` (given the union, mypy cannot infer one item type for ``op.output``)."""
+    op.output(step_id, up, sink)
