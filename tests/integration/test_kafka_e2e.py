@@ -244,7 +244,7 @@ def test_produce_and_run_from_the_command_line(kafka_bootstrap: str, redis_url: 
     assert all(v["verified"] for v in listing[0]["versions"])
     shown = call("snapshots", "show", "default")
     assert shown["verified"] and shown["events_seen"] == 600
-    oldest = listing[0]["versions"][0]["version"]
+    oldest = next(v["version"] for v in listing[0]["versions"] if v["kind"] == "regular")  # a boundary version (its drift's) is no resume point
     assert call("snapshots", "restore", "default", str(oldest))["latest"] == oldest
     assert call("snapshots", "delete", "default", "--yes")["latest"] is None
 
