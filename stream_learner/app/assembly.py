@@ -154,7 +154,7 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             recovery = profile.recovery()
             restored = profile.restored(config)
             commands = profile.control()
-            control = None if commands is None else Control(commands[0], version_reader(store, signing_key), commands[1])
+            control = None if commands is None else Control(commands[0], rollback_reader(store, signing_key), commands[1])
             flow = build_dataflow(
                 source, config, sinks, stats,
                 restored=restored, recovered=profile.recovered, recoverable=recovery is not None,

@@ -80,12 +80,13 @@ class Control:
     """How a run takes operators' commands (see :mod:`stream_learner.control`).
 
     ``signing_key`` checks each command's signature; ``max_age`` refuses old
-    ones; ``version_state(key, version)`` is the state of that snapshot
-    version of a key, verified, for a rollback (``None``: there is none).
+    ones; ``rollback_target(key, arg)``: for a rollback's ``arg`` (a version
+    number, or ``concept:N``), the snapshot version it names and its
+    verified state (``None``: none is kept).
     """
 
     signing_key: bytes
-    version_state: Callable[[str, int], dict[str, Any] | None]
+    rollback_target: Callable[[str, int | str], tuple[int, dict[str, Any]] | None]
     max_age: float = MAX_AGE
 
 
@@ -362,8 +363,11 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
     def _obey(self, learner: Step, command: Command) -> StepOutput:
         """An operator's command, with the state of the version a rollback names."""
         version = None
-        if command.action == "rollback" and self.control is not None and isinstance(command.arg, int):
-            version = self.control.version_state(command.key, command.arg)
+        if command.action == "rollback" and self.control is not None and command.arg is not None:  # a rollback's arg is checked when decoded
+            target = self.control.rollback_target(command.key, command.arg)
+            if target is not None:
+                number, version = target
+                command = replace(command, version=number)  # the answer says which version was installed
         return learner.apply(command, time.time(), version)
 
     def _bring_back(self, first: Group) -> Step:
@@ -558,7 +562,9 @@ def build_dataflow(
 
     def select_snapshots(batch: list[Answer]) -> list[Snapshot]:
         # on the worker's own thread, its learners quiescent: the round reads each header and state at one instant
-        return [answer.out.snapshot for answer in batch if answer.out.snapshot] + rounds.get().take()
+        # a boundary's versions first: the outgoing model, before any later state of the key
+        boundaries = [s for answer in batch for s in answer.out.boundary_snapshots]
+        return boundaries + [answer.out.snapshot for answer in batch if answer.out.snapshot] + rounds.get().take()
 
     snapshots = op.flat_map_batch("select_snapshots", counted, select_snapshots)
     for i, snapshot_sink in enumerate(sinks.snapshots):
