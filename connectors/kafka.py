@@ -155,7 +155,7 @@ class _Budget:
 class _KafkaPartition(StatefulSourcePartition[SourceBatch, int]):
     """One Kafka partition, fetched by the process's consumer child; its state is the next offset to read.
 
-    Each batch is stamped as the consumer child hands it to this process (:class:`~connectors.base.SourceBatch`).
+    Each batch is stamped with the time it reached this process from the consumer child (:class:`~connectors.base.SourceBatch`).
     """
 
     def __init__(self, source: KafkaSource, topic: str, partition: int, resume_state: int | None) -> None:
@@ -192,7 +192,6 @@ class _KafkaPartition(StatefulSourcePartition[SourceBatch, int]):
                 self._end()  # idle, or caught up with the labels of a finished input
             self._awake = datetime.now(timezone.utc) + IDLE_POLL
             return []
-        read_at = time.time()  # the consumer child's batch reached this process
         self._awake = None
         self._last_data = now
         if fetched.reset is not None:  # the child moved an offset that was out of range: the resume state follows
@@ -216,7 +215,7 @@ class _KafkaPartition(StatefulSourcePartition[SourceBatch, int]):
         if values:
             self._offset = offsets[-1] + 1
         self._report_lag()
-        return [SourceBatch(read_at, batch)] if batch else []
+        return [SourceBatch(fetched.received_at, batch)] if batch else []  # stamped when the batch reached this process
 
     def _report_lag(self) -> None:
         """How far this partition is behind its high watermark (known from the child's last fetch)."""

@@ -89,12 +89,15 @@ class Fetched:
     """Consecutive records of one partition: offsets, values and (where asked for) keys.
 
     No records and a ``reset`` offset: the child moved the partition there (its offset was out of range).
+    ``received_at``: when this process took it from the child (Unix time), where its events' latency starts,
+    however long it then waits for its partition's turn.
     """
 
     offsets: Sequence[int]
     values: list[bytes | None]
     keys: list[bytes | None] | None
     reset: int | None = None
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass
