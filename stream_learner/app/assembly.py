@@ -119,17 +119,6 @@ def rollback_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, 
     return target
 
 
-def version_reader(store: SnapshotStore, signing_key: bytes) -> Callable[[str, int], dict[str, Any] | None]:
-    """For a rollback: the verified state of snapshot version ``version`` of ``key``, ``None`` where there is none that verifies (:func:`rollback_reader`'s state)."""
-    target = rollback_reader(store, signing_key)
-
-    def state(key: str, version: int) -> dict[str, Any] | None:
-        found = target(key, version)
-        return None if found is None else found[1]
-
-    return state
-
-
 def run_profile(profile: Profile) -> dict[str, Any]:
     """Run to the end of the source; return the summary.
 
