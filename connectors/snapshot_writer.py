@@ -14,14 +14,14 @@ their own: every one is kept (at most :data:`MAX_QUEUED_BOUNDARIES`
 waiting while the store refuses them, the oldest dropped beyond), and a
 round saves them before the regular ones, in the order they were taken, in
 the same :meth:`~stream_learner.snapshot.SnapshotStore.save_many`: a key's
-boundary versions are numbered below the regular version taken after them. Closing the sink (end of the stream, graceful
-shutdown) drains the queue, so the final snapshots are written before the
-run ends.
+boundary versions are numbered below the regular version taken after
+them. Closing the sink (end of the stream, graceful shutdown) drains the
+queue, so the final snapshots are written before the run ends.
 
 A round the store refuses (Redis unreachable, ...) is kept and tried
 again, after 1 s, then up to every :data:`RETRY_MAX_SECONDS`, unless a newer
-regular one of its key replaces it: one warning line when an outage starts and one
-when the store saves again; learning never waits. Closing keeps trying until
+regular one of its key replaces it: one warning line when an outage starts
+and one when the store saves again; learning never waits. Closing keeps trying until
 its timeout, then says which keys' final snapshots were not saved.
 """
 
