@@ -44,7 +44,7 @@ test-core: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/throughput.py
 
-# The forgetting suite's default set (about 3 minutes on 2 idle cores): results and figures in
+# The forgetting suite's default set (732 runs: about 21 CPU-minutes, some 11 minutes on 2 idle cores): results and figures in
 # benchmarks/results/, and the results section of benchmarks/README.md rewritten.
 bench-forgetting: $(VENV)/.installed-dev
 	$(BIN)/stream-learner bench forgetting --jobs 2 --out benchmarks/results --readme benchmarks/README.md
