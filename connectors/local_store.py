@@ -72,9 +72,10 @@ CREATE TABLE IF NOT EXISTS latest (key TEXT PRIMARY KEY, version NOT NULL);
 """
 _ADD_KIND = "ALTER TABLE versions ADD COLUMN kind TEXT NOT NULL DEFAULT 'regular'"  # a database of a release before version kinds
 # ``latest.version`` has no type: a pointer damaged by hand (or migrated damaged) reads back as it is, and is refused as such
-_NEXT = "INSERT INTO versions (key, version, envelope, kind) SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3 FROM versions WHERE key = ?1 RETURNING version"
+# named parameters where one is used twice: Python 3.12 warns on numbered ones (?1) bound from a sequence
+_NEXT = "INSERT INTO versions (key, version, envelope, kind) SELECT :key, coalesce(max(version), 0) + 1, :blob, :kind FROM versions WHERE key = :key RETURNING version"
 _POINT = "INSERT INTO latest VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET version = excluded.version"
-_RETIRE = "DELETE FROM versions WHERE key = ?1 AND kind = ?2 AND version < (SELECT version FROM versions WHERE key = ?1 AND kind = ?2 ORDER BY version DESC LIMIT 1 OFFSET ?3)"
+_RETIRE = "DELETE FROM versions WHERE key = :key AND kind = :kind AND version < (SELECT version FROM versions WHERE key = :key AND kind = :kind ORDER BY version DESC LIMIT 1 OFFSET :keep)"
 
 _VERSION_FILE = re.compile(r"v(\d+)\.snap")  # the layout of earlier releases
 
@@ -107,9 +108,9 @@ class LocalSnapshotStore:
             saved = []  # (key, version, kind) of each item
             for key, blob in items:
                 kind = envelope_kind(blob)
-                saved.append((key, db.execute(_NEXT, (key, blob, kind)).fetchone()[0], kind))
+                saved.append((key, db.execute(_NEXT, {"key": key, "blob": blob, "kind": kind}).fetchone()[0], kind))
             db.executemany(_POINT, [(key, version) for key, version, kind in saved if kind == "regular"])
-            db.executemany(_RETIRE, [(key, kind, self.retain - 1) for key, kind in {(key, kind) for key, _, kind in saved}])
+            db.executemany(_RETIRE, [{"key": key, "kind": kind, "keep": self.retain - 1} for key, kind in {(key, kind) for key, _, kind in saved}])
         return [version for _, version, _ in saved]
 
     def latest(self, key: str) -> int | None:
@@ -297,7 +298,7 @@ def _migrate(db: sqlite3.Connection, folders: list[Path]) -> None:
     try:
         for folder in folders:
             key = _key_of(folder) if folder.is_dir() else None
-            if key is None or db.execute("SELECT 1 FROM versions WHERE key = ?1 UNION SELECT 1 FROM latest WHERE key = ?1", (key,)).fetchone():
+            if key is None or db.execute("SELECT 1 FROM versions WHERE key = :key UNION SELECT 1 FROM latest WHERE key = :key", {"key": key}).fetchone():
                 continue
             for path in folder.iterdir():
                 if match := _VERSION_FILE.fullmatch(path.name):
