@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +41,23 @@ PROBE = [{"0": x / 3, "1": y / 3, "2": (x * y) % 10} for x, y in itertools.produ
 
 
 def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every message of a topic, decoded, in partition order."""
+    """Every message of a topic, decoded, in partition order.
+
+    It reads at least up to the end offsets the broker reports when it starts (a slow first fetch on a loaded machine is
+    no end of the topic), then until a poll brings nothing (the broker's end offsets may lag what it serves).
+    """
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning()
+        ends = consumer.end_offsets(tps) if tps else {}
+        deadline = time.monotonic() + 60
         records: list[dict[str, Any]] = []
         while True:
             polled = consumer.poll(timeout_ms=1500, max_records=10_000)
-            if not polled:
+            if not polled and (all(consumer.position(tp) >= ends[tp] for tp in tps) or time.monotonic() > deadline):
                 return records
             for messages in polled.values():
                 records += [orjson.loads(m.value) for m in messages]
