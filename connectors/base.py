@@ -19,7 +19,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from stream_learner.events import DEFAULT_KEY, Event, EventBatch, Origin
 
-DEFAULT_BATCH_SIZE = 1_000  # records per batch of the embedded sources; each key's events in a batch make one learner call (see benchmarks/README.md, fleets)
+DEFAULT_BATCH_SIZE = 10_000  # records per batch of the embedded sources; each key's events in a batch make one learner call (see benchmarks/README.md, fleets)
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024  # a batch also ends once its raw records hold this much, so that wide records cannot fill the memory
 
 
 @dataclass(slots=True)
@@ -50,6 +51,24 @@ class SourceBatch:
 ReadCallback = Callable[[int], None]
 
 
+def take_batch(items: Iterator[Any], count: int, byte_budget: int) -> list[Any]:
+    """The next ``count`` items at most, ending early after the raw record that brings their bytes to ``byte_budget``.
+
+    >>> records = iter([RawRecord(b"x" * 6, Origin("f", 0, i)) for i in range(5)])
+    >>> [len(take_batch(records, 4, 10)), len(take_batch(records, 4, 100)), len(take_batch(records, 4, 100))]
+    [2, 3, 0]
+    """
+    batch: list[Any] = []
+    size = 0
+    for item in islice(items, count):
+        batch.append(item)
+        if type(item) is RawRecord and item.value is not None:
+            size += len(item.value)
+            if size >= byte_budget:
+                break
+    return batch
+
+
 class _OffsetPartition(StatefulSourcePartition[SourceBatch, int]):
     """Reads a finite iterator in batches (each one :class:`SourceBatch`), until ``stop`` is set; its state is the next offset."""
 
@@ -70,7 +89,7 @@ class _OffsetPartition(StatefulSourcePartition[SourceBatch, int]):
         self._wrap = wrap  # makes one item of a batch read from an offset (EventBatch), or None: the records are the items
 
     def next_batch(self) -> list[SourceBatch]:
-        batch = [] if self._stop.is_set() else list(islice(self._items, self._batch_size))
+        batch = [] if self._stop.is_set() else take_batch(self._items, self._batch_size, DEFAULT_BATCH_BYTES)
         if not batch:
             raise StopIteration
         first, self._offset = self._offset, self._offset + len(batch)

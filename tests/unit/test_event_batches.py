@@ -7,8 +7,11 @@ from itertools import islice
 from typing import Any
 
 import orjson
+import pytest
 
+import connectors.base
 from connectors.base import SourceBatch
+from connectors.files import JsonlFileSource
 from connectors.memory import MemorySource
 from connectors.synthetic import SyntheticSource
 from stream_learner.engine import EngineConfig, KeyedLearner
@@ -41,6 +44,19 @@ def test_a_pair_source_reads_batches_of_consecutive_offsets_counted_and_bounded(
     assert events == list(islice(source.read_from(0), 250))  # the same ids, features and labels as one Event each
     resumed = _read_all(source, resume_state=230)  # Bytewax's resume state is the next offset
     assert [e.offset for b in resumed for e in b.events()] == list(range(230, 250))
+
+
+def test_a_file_batch_ends_at_its_byte_budget_so_wide_records_cannot_fill_the_memory(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [orjson.dumps({"features": {"x": "w" * 69}, "label": i % 2}) for i in range(25)]  # 100 bytes each
+    (tmp_path / "wide.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    monkeypatch.setattr(connectors.base, "DEFAULT_BATCH_BYTES", 1_000)
+    part = JsonlFileSource(tmp_path / "wide.jsonl", batch_size=10_000).build_part("input", "0", None)
+    sizes = []
+    with pytest.raises(StopIteration):
+        while True:
+            [batch] = part.next_batch()
+            sizes.append(len(batch.items))
+    assert sizes == [10, 10, 5] and part.snapshot() == 25  # each batch ends with the record that reaches 1,000 bytes; none is lost
 
 
 def test_a_batch_steps_the_learner_exactly_as_its_events_do(drift_pairs) -> None:
