@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from test_kafka_control import Topic
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.local_store import LocalSnapshotStore
@@ -66,28 +66,6 @@ def test_an_embedded_run_keeps_one_boundary_version_per_boundary_and_key(embedde
         reference.process([Event(e["id"], key, e["features"], e["label"], e.get("task"), 0, i) for i, e in enumerate(stream[: end + 1])], now=0.0)
         probes = [{"a": a / 10, "b": -a / 20} for a in range(-10, 11)]
         assert [kept.learner.predict(x) for x in probes] == [reference.learner.predict(x) for x in probes]
-
-
-class Topic:
-    """Reads a topic from its start, keeping what it read."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic) or ())]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_beginning(*partitions)
-        self.records: list[dict[str, Any]] = []
-
-    def until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 90.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not done(self.records):
-            assert time.monotonic() < deadline, f"waited {timeout} s; read {len(self.records)} records, last: {self.records[-3:]}"
-            for messages in self.consumer.poll(timeout_ms=300).values():
-                self.records += [orjson.loads(m.value) for m in messages]
-        return self.records
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def _answers(records: list[dict[str, Any]], command_id: str) -> list[dict[str, Any]]:

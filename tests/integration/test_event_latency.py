@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from test_kafka_e2e import read_topic
 
 from connectors.kafka import ensure_topics, make_producer
 from stream_learner.app.accuracy_points import POINT_EVERY
@@ -101,20 +101,6 @@ def test_an_embedded_run_measures_every_prediction_and_draws_finer_accuracy(tmp_
     _check_fine_points(telemetry, events, predictions, metrics)
 
 
-def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
-        consumer.seek_to_beginning()
-        records: list[dict[str, Any]] = []
-        while polled := consumer.poll(timeout_ms=1500, max_records=10_000):
-            for messages in polled.values():
-                records += [orjson.loads(m.value) for m in messages]
-        return records
-    finally:
-        consumer.close()
-
-
 def test_a_kafka_run_measures_every_prediction_from_the_consumer_batch(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
     events = _events(3000, seed=5)
     topics = {name: f"lat-{name}-{unique}" for name in ("in", "pred", "metrics", "dlq")}
@@ -144,6 +130,6 @@ def test_a_kafka_run_measures_every_prediction_from_the_consumer_batch(kafka_boo
     wall = time.time() - started
     assert summary["predictions"] == 3000 and summary["dead_letters"] == 1
     _check_latency(telemetry, summary, wall)
-    predictions = _read(kafka_bootstrap, topics["pred"])
+    predictions = read_topic(kafka_bootstrap, topics["pred"])
     assert len(predictions) == 3000
-    _check_fine_points(telemetry, events, predictions, _read(kafka_bootstrap, topics["metrics"]))
+    _check_fine_points(telemetry, events, predictions, read_topic(kafka_bootstrap, topics["metrics"]))

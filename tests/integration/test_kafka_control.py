@@ -46,7 +46,7 @@ class Topic:
         self.consumer.seek_to_beginning(*partitions)
         self.records: list[dict[str, Any]] = []
 
-    def until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 60.0) -> list[dict[str, Any]]:
+    def until(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 90.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while not done(self.records):
             assert time.monotonic() < deadline, f"waited {timeout} s; read {len(self.records)} records, last: {self.records[-3:]}"

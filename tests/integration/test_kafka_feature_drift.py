@@ -14,11 +14,10 @@ import os
 import random
 import subprocess
 import sys
-from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from test_kafka_e2e import read_topic
 
 from connectors.kafka import ensure_topics, make_producer
 from stream_learner.events import DriftRecord, FeatureDriftRecord
@@ -26,20 +25,6 @@ from stream_learner.events import DriftRecord, FeatureDriftRecord
 pytestmark = pytest.mark.integration
 
 EVENTS = 1200  # per key
-
-
-def _read(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
-        consumer.seek_to_beginning()
-        records: list[dict[str, Any]] = []
-        while polled := consumer.poll(timeout_ms=1500, max_records=10_000):
-            for messages in polled.values():
-                records += [orjson.loads(m.value) for m in messages]
-        return records
-    finally:
-        consumer.close()
 
 
 def test_a_feature_that_moves_without_labels_is_a_feature_drift_on_the_metrics_topic(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
@@ -73,7 +58,7 @@ def test_a_feature_that_moves_without_labels_is_a_feature_drift_on_the_metrics_t
     assert summary["events"] == summary["predictions"] == 2 * EVENTS and summary["dead_letters"] == 0
     assert summary["feature_drifts"] == 1
 
-    records = _read(kafka_bootstrap, topics["metrics"])
+    records = read_topic(kafka_bootstrap, topics["metrics"])
     moved = [r for r in records if r["type"] == "feature_drift"]
     assert len(moved) == 1
     FeatureDriftRecord.model_validate(moved[0])
@@ -82,6 +67,6 @@ def test_a_feature_that_moves_without_labels_is_a_feature_drift_on_the_metrics_t
     boundaries = [r for r in records if r["type"] == "drift"]
     assert [(b["key"], b["detector"], b["concept"]) for b in boundaries] == [("shift", "feature", 1)]
     DriftRecord.model_validate(boundaries[0])
-    predictions = _read(kafka_bootstrap, topics["pred"])
+    predictions = read_topic(kafka_bootstrap, topics["pred"])
     assert len(predictions) == 2 * EVENTS
     assert {p["concept"] for p in predictions if p["key"] == "steady"} == {0}
