@@ -69,18 +69,19 @@ class DriftMonitor:
         starts a fresh window at the update after a detection, so until the
         next one its window holds every error since the last: that mean is
         kept here as a running sum rather than asked of ``estimation`` before
-        every update.
+        every update, and starts again at each detection.
         """
         detector = self.detector
         if not self._check_rise:
             detector.update(error > 0 if self.binary else error)
             return detector.drift_detected
-        if detector.drift_detected:  # this update starts ADWIN's fresh window
-            self._sum, self._count = 0.0, 0
         total, count = self._sum, self._count
         detector.update(error)
-        self._sum, self._count = total + error, count + 1
-        return detector.drift_detected and detector.estimation > (total / count if count else 0.0)
+        if not detector.drift_detected:
+            self._sum, self._count = total + error, count + 1
+            return False
+        self._sum, self._count = 0.0, 0  # the errors of ADWIN's fresh window, which its next update starts
+        return detector.estimation > (total / count if count else 0.0)
 
     def reset(self) -> None:
         """Start afresh: a boundary found otherwise (a new label) began a new concept.
@@ -111,6 +112,8 @@ class DriftMonitor:
         monitor = cls(state["name"], state["params"], state["only_increases"])
         monitor.detector = from_river_blob(state["detector"])
         monitor._sum, monitor._count = state["sum"], state["count"]
+        if monitor.detector.drift_detected:  # it just detected: its next update starts a fresh window, whatever sum the state holds
+            monitor._sum, monitor._count = 0.0, 0
         return monitor
 
 

@@ -25,11 +25,9 @@ class Prequential:
     """Counts of a test-then-train evaluation; ``update`` returns the error.
 
     Classification error is 0 or 1 (a missing prediction is wrong);
-    regression error is the absolute error. Errors are recorded by
-    appending them to :attr:`pending` (what ``update`` does; the learner
-    step's loop appends them itself, a C call instead of a Python one) and
-    counted in bulk when a figure is read. The sliding window of a
-    classifier is a ring of its last ``window`` 0/1 errors.
+    regression error is the absolute error. ``update`` appends each error
+    to :attr:`pending`, counted in bulk when a figure is read. The sliding
+    window of a classifier is a ring of its last ``window`` 0/1 errors.
     """
 
     def __init__(self, task: Task, window: int = 1000) -> None:
@@ -52,14 +50,10 @@ class Prequential:
             return 0 if y_pred == y else 1
         return abs(y - y_pred) if y_pred is not None else math.inf
 
-    def record(self, error: float) -> None:
-        """Record the error of one labelled prediction (as :meth:`error` gives it)."""
-        self.pending.append(error)  # type: ignore[arg-type]
-
     def update(self, y: Any, y_pred: Any) -> float:
         """Record one labelled prediction; return its error."""
         error = self.error(y, y_pred)
-        self.record(error)
+        self.pending.append(error)  # type: ignore[arg-type]
         return error
 
     @property

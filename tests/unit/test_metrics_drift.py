@@ -105,6 +105,27 @@ def test_adwin_rise_detections_equal_rivers_public_adwin(kind: str) -> None:
     assert monitor.detector.estimation == reference.estimation and monitor.detector.width == reference.width
 
 
+@pytest.mark.parametrize("written", ["as now", "with the window before the detection"])
+def test_a_monitor_restored_at_a_detection_detects_as_the_one_that_went_on(written: str) -> None:
+    """A state taken at a detection (a boundary version's) gives the detections of the monitor that was never stopped.
+
+    "with the window before the detection": a stale running sum (the errors
+    before the detection), which the detector's own flag says to drop: its
+    next update starts a fresh window.
+    """
+    errors = _error_stream(0.1, 0.6, n=3000, seed=3) + _error_stream(0.6, 0.05, n=3000, seed=4) + _error_stream(0.05, 0.5, n=3000, seed=5)
+    went_on = DriftMonitor("adwin")
+    hits = [i for i, e in enumerate(errors) if went_on.update(e)]
+    stopped = DriftMonitor("adwin")
+    first = next(i for i, e in enumerate(errors) if stopped.update(e))
+    state = stopped.state_dict()
+    if written != "as now":
+        state["sum"], state["count"] = sum(errors[: first + 1]), first + 1
+    restored = DriftMonitor.from_state(state)
+    later = [i for i, e in enumerate(errors[first + 1 :], start=first + 1) if restored.update(e)]
+    assert len(hits) >= 2 and [first, *later] == hits
+
+
 class _PublicOnly:
     """A river detector seen only through its public names: a private one read or written fails the test."""
 
