@@ -23,6 +23,8 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
+from abc import ABC, abstractmethod
 from typing import Any, BinaryIO, Callable
 
 from stream_learner.errors import SnapshotError
@@ -30,20 +32,88 @@ from stream_learner.errors import SnapshotError
 CAN_FORK = sys.platform == "linux"  # macOS forbids fork after threads touched some system frameworks
 
 
-class ForkedPickle:
+class PendingBytes(ABC):
+    """Bytes still being made elsewhere, collected once: :meth:`result`, or :meth:`discard`, from any thread.
+
+    A snapshot's bytes are read by two threads: the writer thread that
+    saves it, and the stream's, whose undo journal starts again from them
+    (:meth:`~stream_learner.learners.base.Journal.restart_at`). So the
+    first :meth:`result` collects them (:meth:`_collect`, waiting for
+    them) while every other caller waits for it and gets the same bytes,
+    or the same failure; :meth:`discard` gives them up (:meth:`_give_up`)
+    unless they were collected, and :meth:`result` then raises. Each of the
+    two hooks runs at most once, and never both.
+
+    >>> class Made(PendingBytes):
+    ...     def _collect(self) -> bytes:
+    ...         return b"made"
+    ...     def _give_up(self) -> None:
+    ...         pass
+    >>> made = Made(discarded="the bytes were discarded")
+    >>> made.result(), made.result()
+    (b'made', b'made')
+    >>> made.discard(); made.result()  # collected already: kept
+    b'made'
+    >>> other = Made(discarded="the bytes were discarded")
+    >>> other.discard(); other.result()
+    Traceback (most recent call last):
+    ...
+    stream_learner.errors.SnapshotError: the bytes were discarded
+    """
+
+    def __init__(self, discarded: str) -> None:
+        self._discarded = discarded  # what result() says once the bytes were given up
+        self._lock = threading.Lock()
+        self._data: bytes | None = None
+        self._failure: str | None = None  # why there are no bytes: collecting them failed, or they were given up
+
+    @property
+    def settled(self) -> bool:
+        """Whether the bytes were collected, failed, or given up (read without waiting)."""
+        return self._data is not None or self._failure is not None
+
+    def result(self) -> bytes:
+        """The bytes (the first caller waits for them; a concurrent one, for the first); :class:`SnapshotError` if they failed or were discarded."""
+        with self._lock:
+            if not self.settled:
+                try:
+                    self._data = self._collect()
+                except SnapshotError as exc:
+                    self._failure = str(exc)
+            if self._data is None:
+                raise SnapshotError(self._failure)
+            return self._data
+
+    def discard(self) -> None:
+        """Nobody will read the bytes: give them up, unless they were collected already."""
+        with self._lock:
+            if not self.settled:
+                self._failure = self._discarded
+                self._give_up()
+
+    @abstractmethod
+    def _collect(self) -> bytes:
+        """Wait for the bytes and return them (:class:`SnapshotError`: they will never come)."""
+
+    @abstractmethod
+    def _give_up(self) -> None:
+        """Free what making the bytes holds."""
+
+
+class ForkedPickle(PendingBytes):
     """Bytes made by a child process from the parent's objects as they were at :meth:`call` (:meth:`start`: an object's pickle).
 
     The child writes the bytes to an unnamed temporary file and exits at
     once, so the parent's pages are shared copy-on-write for as short a
     time as possible. :meth:`result` waits for the child and reads them;
     :meth:`discard` gives up on them. Every started pickle must end with
-    one of the two, so that the child is reaped.
+    one of the two, so that the child is reaped (once: see :class:`PendingBytes`).
     """
 
     def __init__(self, pid: int, spool: BinaryIO) -> None:
+        super().__init__(discarded=f"the bytes of child process {pid} were discarded")
         self._pid = pid
         self._spool = spool
-        self._data: bytes | None = None
 
     @classmethod
     def start(cls, obj: Any) -> ForkedPickle:
@@ -69,32 +139,35 @@ class ForkedPickle:
                 os._exit(code)
         return cls(pid, spool)
 
-    def result(self) -> bytes:
-        """The bytes (waits for the child the first time)."""
-        if self._data is None:
+    def _collect(self) -> bytes:
+        try:
             status = self._reap()
             self._spool.seek(0)
             data = self._spool.read()
+        finally:
             self._spool.close()
-            if status != 0:
-                why = data.decode(errors="replace") if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1 else f"wait status {status}"
-                raise SnapshotError(f"the snapshot's child process failed: {why}")
-            self._data = data
-        return self._data
+        if status != 0:
+            why = data.decode(errors="replace") if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1 else f"wait status {status}"
+            raise SnapshotError(f"the snapshot's child process failed: {why}")
+        return data
 
-    def discard(self) -> None:
-        """Give up on the bytes; the child is reaped."""
-        if self._data is None:
+    def _give_up(self) -> None:
+        try:
             self._reap()
+        except SnapshotError:
+            pass  # gone already: nothing left to reap
+        finally:
             self._spool.close()
-            self._data = b""
 
     def _reap(self) -> int:
-        return os.waitpid(self._pid, 0)[1]
+        try:
+            return os.waitpid(self._pid, 0)[1]
+        except ChildProcessError as exc:  # someone else reaped it (a wait for any child, SIGCHLD ignored): its bytes cannot be trusted
+            raise SnapshotError(f"the snapshot's child process {self._pid} was reaped elsewhere: {exc}") from None
 
     def __del__(self) -> None:
         # a safety net for a pickle nobody collected: reap the child if it is done, free the file
-        if self._data is None:
+        if not self.settled:
             try:
                 os.waitpid(self._pid, os.WNOHANG)
             except ChildProcessError:

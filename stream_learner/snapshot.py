@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Protocol, get_args, runtime_checkable
 import orjson
 
 from stream_learner.errors import SnapshotError
-from stream_learner.forked_pickle import ForkedPickle
+from stream_learner.forked_pickle import ForkedPickle, PendingBytes
 from stream_learner.state import decode, encode
 
 FORMAT_VERSION = 2
@@ -81,7 +81,8 @@ class Snapshot:
     ``pickled`` is the bytes (:func:`stream_learner.state.encode`), or a
     :class:`~stream_learner.forked_pickle.ForkedPickle` (or a share of one
     made for a whole round, :meth:`round`) still making them; :attr:`payload`
-    waits for it.
+    waits for it, on any thread (the writer saving the snapshot, the learner's
+    undo journal starting again from it), and every reader gets the same bytes.
     """
 
     key: str
@@ -89,7 +90,7 @@ class Snapshot:
     strategy: str
     events_seen: int
     source_offsets: dict[int, int]
-    pickled: bytes | ForkedPickle | RoundShare
+    pickled: bytes | PendingBytes
     kind: VersionKind = "regular"
     concept: int | None = None
 
@@ -179,7 +180,7 @@ class RoundEncoding:
         self._keys = [part.key for part in parts]
         states = [part.state for part in parts]
         self._forked = ForkedPickle.call(lambda: encode({str(i): encode(state()) for i, state in enumerate(states)}))
-        self._lock = threading.Lock()  # shares are taken on the writer thread, discarded on either
+        self._lock = threading.Lock()  # shares are taken and discarded on the writer thread and on the stream's
         self._open = set(range(len(parts)))  # shares neither taken nor discarded
         self._made: dict[str, Any] | SnapshotError | None = None  # the child's bytes per share (by position), or why it failed
 
@@ -211,28 +212,19 @@ class RoundEncoding:
                 self._forked.discard()
 
 
-class RoundShare:
-    """One snapshot's bytes of a :class:`RoundEncoding`: ``result()`` and ``discard()``, as a :class:`~stream_learner.forked_pickle.ForkedPickle`'s."""
+class RoundShare(PendingBytes):
+    """One snapshot's bytes of a :class:`RoundEncoding`, collected once, from any thread, as a :class:`~stream_learner.forked_pickle.ForkedPickle`'s (see :class:`~stream_learner.forked_pickle.PendingBytes`)."""
 
     def __init__(self, encoding: RoundEncoding, index: int, key: str) -> None:
+        super().__init__(discarded=f"the snapshot of {key!r} was discarded")
         self._encoding = encoding
         self._index = index
-        self._key = key
-        self._data: bytes | None = None
-        self._done = False
 
-    def result(self) -> bytes:
-        if self._data is None:
-            if self._done:
-                raise SnapshotError(f"the snapshot of {self._key!r} was discarded")
-            self._done = True
-            self._data = self._encoding.take(self._index)
-        return self._data
+    def _collect(self) -> bytes:
+        return self._encoding.take(self._index)
 
-    def discard(self) -> None:
-        if not self._done:
-            self._done = True
-            self._encoding.give_up(self._index)
+    def _give_up(self) -> None:
+        self._encoding.give_up(self._index)
 
 
 def encoding(state: Callable[[], dict[str, Any]], forked: bool) -> bytes | ForkedPickle:
