@@ -163,8 +163,10 @@ class Journal:
         """A checkpoint of the learner as it is now is being made elsewhere: ``made()`` gives its bytes (a snapshot's, encoded in a forked child), ``rebuild(bytes)`` the learner.
 
         It becomes the checkpoint, and the steps logged before it are
-        dropped, at the next :meth:`restart_at` (whose snapshot's child
-        finished long before: nothing waits for it) or at a :meth:`rollback`.
+        dropped, at the next :meth:`restart_at` (usually long after its
+        child finished; at the end of a stream it may wait for it, while the
+        writer thread reads the same bytes: see
+        :class:`~stream_learner.forked_pickle.PendingBytes`) or at a :meth:`rollback`.
         Where its bytes never come (the snapshot was discarded), the journal
         goes on from its own checkpoint.
         """
@@ -179,8 +181,6 @@ class Journal:
         try:
             data = made()
         except Exception:  # discarded or failed: the journal's own checkpoint and log still hold
-            return
-        if not data:  # a discarded forked pickle's
             return
         self.settle()
         self._origin = lambda: rebuild(data)
