@@ -85,10 +85,9 @@ class RiverLearner:
             return self.model.predict_one(x), self.model.predict_proba_one(x) or None
         return self.model.predict_one(x), None
 
-    @property
-    def learn(self) -> Callable[[dict[Any, Any], Any], None]:
-        """Learn from one labelled example: the model's own ``learn_one`` (no wrapper call per event)."""
-        return self.model.learn_one
+    def learn(self, x: dict[Any, Any], y: Any) -> None:
+        """Learn from one labelled example (the model's ``learn_one``)."""
+        self.model.learn_one(x, y)
 
     def on_boundary(self, concept: int) -> None:
         """River models adapt on their own; strategies may act here."""
