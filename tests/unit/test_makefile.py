@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,12 @@ def _fake_python(folder: Path, on_check: str, otherwise: str) -> Path:
 def _make(folder: Path, python: Path) -> subprocess.CompletedProcess[str]:
     shutil.copy(ROOT / "Makefile", folder / "Makefile")
     shutil.copy(ROOT / "pyproject.toml", folder / "pyproject.toml")
-    return subprocess.run(["make", f"PYTHON={python}", "run"], cwd=folder, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["make", f"PYTHON={python}", "run"], cwd=folder, capture_output=True, text=True, timeout=60, env=_outside_make())
+
+
+def _outside_make() -> dict[str, str]:
+    """This environment without what a calling make passes down (``make test-py312`` runs these tests with ``VENV=.venv-3.12``)."""
+    return {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
 
 
 def test_an_unsupported_python_stops_before_the_venv_exists(tmp_path: Path) -> None:
