@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
-from test_kafka_control import Topic
+from test_kafka_control import Topic, answers_to
 
 from connectors.kafka import ensure_topics, make_producer
 from connectors.local_store import LocalSnapshotStore
@@ -68,10 +68,6 @@ def test_an_embedded_run_keeps_one_boundary_version_per_boundary_and_key(embedde
         assert [kept.learner.predict(x) for x in probes] == [reference.learner.predict(x) for x in probes]
 
 
-def _answers(records: list[dict[str, Any]], command_id: str) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("type") == "control" and r["id"] == command_id]
-
-
 def test_a_signed_rollback_to_a_concept_on_the_control_topic_brings_its_model_back(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
     topics = {name: f"bnd-{name}-{unique}" for name in ("in", "pred", "metrics", "dlq", "control")}
     config = {"bootstrap_servers": kafka_bootstrap}
@@ -114,7 +110,7 @@ def test_a_signed_rollback_to_a_concept_on_the_control_topic_brings_its_model_ba
             time.sleep(0.2)
         for command in commands:  # the two topics are read side by side: each waits for the one before
             send("control", [sign_command(command, KEY)])
-            metrics.until(lambda r, c=command: bool(_answers(r, c.id)))
+            metrics.until(lambda r, c=command: bool(answers_to(r, c.id)))
             send("in", [orjson.dumps({**stream[-1], "id": f"k-probe-after-{command.arg}"})])  # the probe again, after the command
             predictions.until(lambda r, c=command: any(p["id"] == f"k-probe-after-{c.arg}" for p in r))
         records = predictions.records
@@ -134,7 +130,7 @@ def test_a_signed_rollback_to_a_concept_on_the_control_topic_brings_its_model_ba
 
     proba = {p["id"]: p["proba"] for p in records}
     assert proba[probe("a0")] != proba[probe("b1")] != proba[probe("c2")]  # each concept's model differs
-    applied = [_answers(metrics.records, c.id) for c in commands]
+    applied = [answers_to(metrics.records, c.id) for c in commands]
     for found in applied:
         assert len(found) == 1
         ControlAnswer.model_validate(found[0])

@@ -72,7 +72,7 @@ def _events(phase: str, n: int, seed: int) -> Iterator[bytes]:
         yield orjson.dumps({"id": f"{phase}-{i}", "key": "k", "features": x, "label": x["a"] + x["b"] > 0})
 
 
-def _answer(records: list[dict[str, Any]], command_id: str) -> list[dict[str, Any]]:
+def answers_to(records: list[dict[str, Any]], command_id: str) -> list[dict[str, Any]]:
     return [r for r in records if r.get("type") == "control" and r["id"] == command_id]
 
 
@@ -123,7 +123,7 @@ def test_operators_commands_are_obeyed_once_in_order_and_answered(kafka_bootstra
         predictions.until(lambda r: len(r) >= 550)
         resume = command("resume-learning")
         send("control", [sign_command(resume, KEY), sign_command(resume, KEY)])  # the same command twice
-        metrics.until(lambda r: len(_answer(r, resume.id)) == 2)
+        metrics.until(lambda r: len(answers_to(r, resume.id)) == 2)
         send("in", _events("C", 200, seed=3))
         predictions.until(lambda r: len(r) >= 770)
 
@@ -132,7 +132,7 @@ def test_operators_commands_are_obeyed_once_in_order_and_answered(kafka_bootstra
         unsigned = orjson.loads(sign_command(command("snapshot"), KEY))
         del unsigned["signature"]
         send("control", [orjson.dumps(unsigned), sign_command(command("snapshot", command_id="forged"), b"not-the-key")])
-        records = metrics.until(lambda r: all(_answer(r, c.id) for c in (rollback, missing, promote)))
+        records = metrics.until(lambda r: all(answers_to(r, c.id) for c in (rollback, missing, promote)))
         letters = dead.until(lambda r: len(r) >= 2)
     finally:
         producer.close()
@@ -142,7 +142,7 @@ def test_operators_commands_are_obeyed_once_in_order_and_answered(kafka_bootstra
         out, err = service.communicate(timeout=120)
     assert service.returncode == 0, err[-3000:]
 
-    answers = {c: _answer(records, c.id) for c in (resume, rollback, missing, promote)}
+    answers = {c: answers_to(records, c.id) for c in (resume, rollback, missing, promote)}
     for found in answers.values():
         for answer in found:
             ControlAnswer.model_validate(answer)
@@ -192,7 +192,7 @@ def test_a_command_survives_a_sigkill_and_a_restart_exactly_once(kafka_bootstrap
         predictions.until(lambda r: len(r) >= 330)
         producer.send(topics["control"], key=b"k", value=sign_command(pause, KEY))
         producer.flush()
-        metrics.until(lambda r: bool(_answer(r, pause.id)))
+        metrics.until(lambda r: bool(answers_to(r, pause.id)))
         os.killpg(first.pid, signal.SIGKILL)  # the service and its Kafka children, at once
         first.communicate(timeout=30)  # reaped, its stderr pipe read and closed
 
@@ -212,7 +212,7 @@ def test_a_command_survives_a_sigkill_and_a_restart_exactly_once(kafka_bootstrap
             if process is not None and process.stderr is not None and not process.stderr.closed:
                 process.communicate(timeout=30)
 
-    statuses = [a["status"] for a in _answer(records, pause.id)]
+    statuses = [a["status"] for a in answers_to(records, pause.id)]
     assert statuses[0] == "applied" and set(statuses[1:]) <= {"applied", "duplicate"}  # read again after the kill: applied to a state without it, or a duplicate
     still = {orjson.dumps(p["proba"]) for p in predictions.records if p["id"].startswith("probe-B-")}
     assert len(still) == 1  # the restarted key is paused: the command was not lost
