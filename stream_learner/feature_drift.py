@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from stream_learner.state import expect_version
+
 Drift = list[tuple[Any, float]]
 """The features that moved, with their PSI, highest first."""
 
@@ -196,8 +198,7 @@ class FeatureDriftMonitor:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> FeatureDriftMonitor:
         """The monitor :meth:`state_dict` describes."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"feature drift state version {state.get('version')!r} is not {STATE_VERSION}")
+        expect_version(state, "the feature drift monitor", STATE_VERSION)
         monitor = cls(**state["params"])
         if state["references"] is not None:
             monitor.references = {
