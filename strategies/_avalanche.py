@@ -287,8 +287,9 @@ class AvalancheStrategy(TorchStrategy):
         return {"experiences": self.experiences, "batch": 1 if self.template is None else self.template.train_mb_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (older layouts are upgraded by :func:`~stream_learner.state.avalanche_strategy_state`)."""
         self.template.clock.train_exp_counter = state["experiences"]
-        self.template.train_mb_size = state.get("batch", 1)
+        self.template.train_mb_size = state["batch"]
 
 
 def pack(value: Any) -> Any:

@@ -184,5 +184,6 @@ class Rewinding:
         return {**super().state_dict(), "trail": self.trail.state_dict()}  # type: ignore[misc]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (older layouts are upgraded by :func:`~stream_learner.state.rewinding_state`)."""
         super().load_state_dict(state)  # type: ignore[misc]
-        self.trail.load_state_dict(state.get("trail", []))
+        self.trail.load_state_dict(state["trail"])

@@ -184,10 +184,11 @@ class AvalanchePlugin(AvalancheStrategy):
         return {"experiences": self.experiences, "starting": self.starting, "plugin": pack(self._attributes())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (older layouts are upgraded by :func:`~stream_learner.state.avalanche_plugin_state`)."""
         if not state:
             return
         super().load_state_dict(state)
-        self.starting = state.get("starting", False)  # snapshots from before the hooks were deferred ran them at the boundary
+        self.starting = state["starting"]
         plugin = self.plugin
         for k, v in unpack(state["plugin"], self.template.device).items():
             current = getattr(plugin, k, None)

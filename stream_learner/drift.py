@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 from stream_learner.errors import ConfigError, parse_json_object
-from stream_learner.state import expect_version, from_river_blob, river_blob, sorted_values
+from stream_learner.state import drift_monitor_state, expect_version, from_river_blob, river_blob, sorted_values
 
 DETECTORS: dict[str, str] = {
     "adwin": "river.drift.ADWIN",
@@ -25,6 +25,9 @@ DETECTORS: dict[str, str] = {
 (imported when first used: ``river.drift`` takes a second to import)."""
 
 BINARY_ONLY = frozenset({"ddm", "eddm"})
+
+VERSION = 2
+"""The layout of :meth:`DriftMonitor.state_dict` (older ones are upgraded by :func:`~stream_learner.state.drift_monitor_state`)."""
 
 
 class DriftMonitor:
@@ -96,7 +99,7 @@ class DriftMonitor:
     def state_dict(self) -> dict[str, Any]:
         """The detector (one river blob), its parameters and the running mean since its last detection."""
         return {
-            "version": 1,
+            "version": VERSION,
             "name": self.name,
             "params": dict(self.params),
             "only_increases": self.only_increases,
@@ -107,13 +110,11 @@ class DriftMonitor:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DriftMonitor:
-        """The monitor :meth:`state_dict` describes."""
-        expect_version(state, "the drift monitor", 1)
+        """The monitor :meth:`state_dict` describes (of any layout :func:`~stream_learner.state.drift_monitor_state` reads)."""
+        state = drift_monitor_state(state)
         monitor = cls(state["name"], state["params"], state["only_increases"])
         monitor.detector = from_river_blob(state["detector"])
         monitor._sum, monitor._count = state["sum"], state["count"]
-        if monitor.detector.drift_detected:  # it just detected: its next update starts a fresh window, whatever sum the state holds
-            monitor._sum, monitor._count = 0.0, 0
         return monitor
 
 

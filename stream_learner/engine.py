@@ -35,7 +35,7 @@ from stream_learner.predictions import Predictions
 from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict, ShadowPredictionDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot, SnapshotPart
-from stream_learner.state import decode, expect_version
+from stream_learner.state import decode, learner_step_state
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
@@ -657,7 +657,7 @@ class KeyedLearner:
         starts one; the new-label watch follows this run's gap (see
         :func:`_new_label_watch`).
         """
-        expect_version(state, "the learner step", VERSION)
+        state = learner_step_state(state)
         spec = LearnerSpec(**state["spec"])
         if spec != config.learner:
             raise SnapshotError(
@@ -678,10 +678,9 @@ class KeyedLearner:
         step.concept_tracker = ConceptTracker.from_state(state["concepts"], _new_label_watch(state, config.new_label_gap, step.forgetting))
         step.resume = ResumeFilter.from_state(state["resume"])
         step.cadence = Cadence.from_state(state["cadence"], *_cadence_settings(config))
-        if config.concept_reuse is not None and state.get("concept_reuse") is not None:  # a state of a run without reuse starts an empty library
+        if config.concept_reuse is not None and state["concept_reuse"] is not None:  # a state of a run without reuse starts an empty library
             step.reuse = RecurringConcepts.from_state(state["concept_reuse"], config.concept_reuse, spec, learner.task)
-        if state.get("operator") is not None:  # a state taken before operators' commands: none applied, learning on
-            step.operator = Operator.from_state(state["operator"])
+        step.operator = Operator.from_state(state["operator"])
         return step
 
 

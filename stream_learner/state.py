@@ -23,7 +23,15 @@ of the layouts the last release of that format read) into the current
 state, and refuses a format it cannot read; it reads the numpy arrays of
 states written by numpy's own pickles (:func:`legacy_numpy_global`);
 :func:`expect_version` refuses a part's layout it cannot read; older
-layouts of a part are upgraded here (:func:`torch_learner_state`). Each refusal is one line naming the version.
+layouts of a part are upgraded here, once per restore, by the function its
+``from_state`` (or its container's upgrade) calls, so that every part reads
+its current layout alone: the learner step (:func:`learner_step_state`), its
+drift monitor (:func:`drift_monitor_state`) and cadence
+(:func:`cadence_state`), the torch learner (:func:`torch_learner_state`) and
+the states of the strategies it holds (:func:`strategy_state`:
+:func:`avalanche_strategy_state`, :func:`avalanche_plugin_state`,
+:func:`rewinding_state`, :func:`agem_state`).
+Each refusal is one line naming the version.
 
 >>> payload = encode({"version": 1, "counts": [1, 2], "blob": river_blob({"a": 1.5})})
 >>> state = decode(payload)
@@ -76,27 +84,143 @@ def expect_version(state: dict[str, Any], part: str, version: int) -> None:
         raise SnapshotError(f"{part}' state has version {found}; this release reads version {version} (a snapshot of a newer release?)")
 
 
+def learner_step_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A learner step's state (``KeyedLearner``) in the current layout (its ``"version"`` 1, refused otherwise).
+
+    A state from before operators' commands (no ``"operator"``) had none
+    applied and was learning: it gets the operator state of that (not
+    paused, no command applied). One from before concept reuse (no
+    ``"concept_reuse"``) kept no concept library.
+
+    >>> upgraded = learner_step_state({"version": 1, "key": "k"})
+    >>> upgraded["operator"], upgraded["concept_reuse"]
+    ({'version': 1, 'paused': False, 'applied': []}, None)
+    """
+    expect_version(state, "the learner step", 1)
+    if "operator" in state and "concept_reuse" in state:
+        return state
+    return {"concept_reuse": None, "operator": {"version": 1, "paused": False, "applied": []}, **state}
+
+
+def drift_monitor_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A drift monitor's state in the current layout (its ``"version"`` 2; version 1 upgraded, others refused).
+
+    Version 2 restarts the running sum of ADWIN's window at a detection.
+    Version 1 restarted it at the update after one, so a version-1 state
+    whose detector has just detected may hold the errors from before the
+    detection: that next update dropped them, and the upgrade drops them now
+    (the detector's blob is read once more for its flag, only for version 1).
+    """
+    if state.get("version") == 1:
+        just_detected = from_river_blob(state["detector"]).drift_detected
+        return {**state, "version": 2, **({"sum": 0.0, "count": 0} if just_detected else {})}
+    expect_version(state, "the drift monitor", 2)
+    return state
+
+
+def cadence_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A reporting cadence's state in the current layout (its ``"version"`` 1, refused otherwise).
+
+    A state from before the end-of-stream mark (no ``"finished"``) is not
+    known to have finished.
+
+    >>> cadence_state({"version": 1, "since_metrics": 0, "since_snapshot": 0, "snapshot_at": 0.0})["finished"]
+    False
+    """
+    expect_version(state, "the cadence", 1)
+    return state if "finished" in state else {**state, "finished": False}
+
+
 def torch_learner_state(state: dict[str, Any], strategies: Sequence[type]) -> dict[str, Any]:
     """A torch learner's state in the current layout (its ``"version"`` 1, refused otherwise); ``strategies`` are its strategies' classes, in order.
 
     A state from before the next-class row (no ``next_class_row``) has an
     output layer exactly as wide as the classes seen: it keeps growing that
-    way, so a restored learner behaves as the one that was saved. An A-GEM
-    strategy's state is upgraded by :func:`agem_state`.
+    way, so a restored learner behaves as the one that was saved. Its
+    strategies' states are upgraded by :func:`strategy_state` (a state
+    holding another number of strategies is left for the learner to refuse).
 
     >>> torch_learner_state({"version": 1, "n_outputs": 2, "strategies": []}, strategies=[])["next_class_row"]
     False
     """
     expect_version(state, "the torch learner", 1)
     upgraded = {**state, "next_class_row": state.get("next_class_row", False)}
-    if any(_is_agem(cls) for cls in strategies):
-        seed = _initial_seed(state["rng"])
-        upgraded["strategies"] = [agem_state(s, seed) if _is_agem(cls) else s for cls, s in zip(strategies, state["strategies"])]
+    if len(strategies) == len(state["strategies"]):
+        upgraded["strategies"] = [strategy_state(cls, s, state["rng"]) for cls, s in zip(strategies, state["strategies"])]
     return upgraded
 
 
+AVALANCHE_STRATEGY = "strategies._avalanche.AvalancheStrategy"
+"""The base of the strategies made of Avalanche plugins (named, not imported: the core imports no strategy)."""
+AVALANCHE_PLUGIN = "strategies.avalanche.AvalanchePlugin"
+"""The strategy that runs any Avalanche plugin by its dotted path."""
+REWINDING = "strategies._changepoint.Rewinding"
+"""The mixin that keeps a trail of the latest micro-batches' errors (EWC, A-GEM)."""
 AGEM = "strategies.agem.AGEM"
-"""The built-in A-GEM strategy's class (named, not imported: the core imports no strategy)."""
+"""The built-in A-GEM strategy's class."""
+
+
+def strategy_state(cls: type, state: dict[str, Any], rng_state: Any) -> dict[str, Any]:
+    """A torch strategy's state in the current layout of its class ``cls`` (each class it derives from upgrades its own part); ``rng_state`` is its learner's RNG state.
+
+    A state in the current layout is returned as it is (the same object).
+    """
+    names = {f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__}
+    if AVALANCHE_STRATEGY in names:
+        state = avalanche_strategy_state(state)
+    if AVALANCHE_PLUGIN in names:
+        state = avalanche_plugin_state(state)
+    if REWINDING in names:
+        state = rewinding_state(state)
+    if AGEM in names:
+        state = agem_state(state, _initial_seed(rng_state))
+    return state
+
+
+def avalanche_strategy_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An Avalanche strategy's base state (its boundary count and the learner's micro-batch size, ``"batch"``) in the current layout.
+
+    A state without ``"batch"`` (written before the strategies kept it, and
+    GEM's, LwF's and Replay's, which write their own state without it: no
+    boundary hook of theirs reads it) gets 1, the size a template starts
+    with; the next micro-batch raises it to the learner's. A state without
+    ``"experiences"`` (an Avalanche plugin's before its model existed) holds
+    nothing.
+
+    >>> avalanche_strategy_state({"experiences": 2})
+    {'experiences': 2, 'batch': 1}
+    """
+    if "experiences" not in state or "batch" in state:
+        return state
+    return {**state, "batch": 1}
+
+
+def avalanche_plugin_state(state: dict[str, Any]) -> dict[str, Any]:
+    """An Avalanche plugin strategy's state in the current layout.
+
+    A state from before its before-training-experience hooks were deferred
+    to a concept's first micro-batch (no ``"starting"``) ran them at the
+    boundary already: the next micro-batch does not start an experience.
+
+    >>> avalanche_plugin_state({"experiences": 1, "batch": 4, "plugin": {}})["starting"]
+    False
+    """
+    if "experiences" not in state or "starting" in state:
+        return state
+    return {**state, "starting": False}
+
+
+def rewinding_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A rewinding strategy's state (EWC, A-GEM) in the current layout.
+
+    A state from before the trail of prequential errors (no ``"trail"``)
+    resumes with an empty one, as after a boundary: the next boundary finds
+    a rise only in the errors since the restore.
+
+    >>> rewinding_state({"experiences": 0, "batch": 1})["trail"]
+    []
+    """
+    return state if "trail" in state else {**state, "trail": []}
 
 
 def agem_state(state: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -115,10 +239,6 @@ def agem_state(state: dict[str, Any], seed: int) -> dict[str, Any]:
         return state
     version, words, gauss = random.Random(seed).getstate()
     return {"draws": 0, **state, "rng": [version, list(words), gauss]}
-
-
-def _is_agem(cls: type) -> bool:
-    return any(f"{c.__module__}.{c.__qualname__}" == AGEM for c in cls.__mro__)
 
 
 def _initial_seed(rng_state: Any) -> int:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from stream_learner.state import cadence_state
+
 VERSION = 1
 
 
@@ -72,8 +74,9 @@ class Cadence:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], metrics_every: int, forgetting_every: int, snapshot_every: int, snapshot_seconds: float) -> Cadence:
-        """The counts of ``state`` under this run's settings."""
+        """The counts of ``state`` (of any layout :func:`~stream_learner.state.cadence_state` reads) under this run's settings."""
+        state = cadence_state(state)
         cadence = cls(metrics_every, forgetting_every, snapshot_every, snapshot_seconds)
         cadence.since_metrics, cadence.since_snapshot, cadence.snapshot_at = state["since_metrics"], state["since_snapshot"], state["snapshot_at"]
-        cadence.finished = state.get("finished", False)  # a state taken before the mark existed: not known to have finished
+        cadence.finished = state["finished"]
         return cadence

@@ -105,8 +105,8 @@ def test_an_agem_state_before_its_model_existed_is_left_as_it_is() -> None:
     assert agem_state({"experiences": 0, "batch": 1}, seed=2) == {"experiences": 0, "batch": 1}
 
 
-@pytest.mark.parametrize("strategy", ["ewc", "replay"])
-def test_other_strategies_states_are_not_touched(strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["ewc", "mir"])
+def test_other_strategies_current_states_are_not_touched(strategy: str) -> None:
     spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=2, strategy=strategy)
     learner = build_learner(spec)
     assert isinstance(learner, TorchLearner)

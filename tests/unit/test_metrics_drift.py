@@ -105,13 +105,14 @@ def test_adwin_rise_detections_equal_rivers_public_adwin(kind: str) -> None:
     assert monitor.detector.estimation == reference.estimation and monitor.detector.width == reference.width
 
 
-@pytest.mark.parametrize("written", ["as now", "with the window before the detection"])
+@pytest.mark.parametrize("written", ["as now", "as version 1 since the sum restarts at a detection", "as version 1 with the window before the detection"])
 def test_a_monitor_restored_at_a_detection_detects_as_the_one_that_went_on(written: str) -> None:
     """A state taken at a detection (a boundary version's) gives the detections of the monitor that was never stopped.
 
-    "with the window before the detection": a stale running sum (the errors
-    before the detection), which the detector's own flag says to drop: its
-    next update starts a fresh window.
+    "with the window before the detection": a version-1 state as releases
+    that restarted the running sum at the update after a detection wrote it,
+    holding the errors before the detection, which the detector's own flag
+    says to drop (its next update starts a fresh window).
     """
     errors = _error_stream(0.1, 0.6, n=3000, seed=3) + _error_stream(0.6, 0.05, n=3000, seed=4) + _error_stream(0.05, 0.5, n=3000, seed=5)
     went_on = DriftMonitor("adwin")
@@ -120,6 +121,8 @@ def test_a_monitor_restored_at_a_detection_detects_as_the_one_that_went_on(writt
     first = next(i for i, e in enumerate(errors) if stopped.update(e))
     state = stopped.state_dict()
     if written != "as now":
+        state["version"] = 1
+    if written.endswith("before the detection"):
         state["sum"], state["count"] = sum(errors[: first + 1]), first + 1
     restored = DriftMonitor.from_state(state)
     later = [i for i, e in enumerate(errors[first + 1 :], start=first + 1) if restored.update(e)]
