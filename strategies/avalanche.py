@@ -181,7 +181,7 @@ class AvalanchePlugin(AvalancheStrategy):
     def state_dict(self) -> dict[str, Any]:
         if self.template is None:
             return {}
-        return {"experiences": self.experiences, "starting": self.starting, "plugin": pack(self._attributes())}
+        return {**super().state_dict(), "starting": self.starting, "plugin": pack(self._attributes())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (older layouts are upgraded by :func:`~stream_learner.state.avalanche_plugin_state`)."""

@@ -27,6 +27,7 @@ from strategies.avalanche import REFUSED, RUNS, AvalanchePlugin
 from stream_learner.errors import ConfigError, StrategyLoadError
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.torch import TorchLearner
 
 
 def _plugin_names() -> list[str]:
@@ -187,4 +188,33 @@ def test_a_restored_learner_starts_the_pending_experience_as_the_original_would(
     for x, y, _ in events[30:40]:
         learner.learn(x, y)
         restored.learn(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(learner.model.parameters(), restored.model.parameters()))
+
+
+@pytest.mark.parametrize("name", ["EWCPlugin", "MASPlugin"])
+def test_a_restored_learner_runs_the_boundary_hooks_at_the_original_micro_batch_size(name: str) -> None:
+    """A concept that ends before the restored learner's first full micro-batch: its boundary hooks see the learner's micro-batch size, kept in the state.
+
+    EWC and MAS compute their importances over batches of that size.
+    """
+    spec = _spec(f"avalanche:avalanche.training.plugins.{name}", PARAMS[name])
+    events = _stream(class_incremental=False)
+    learner = build_learner(spec)
+    assert isinstance(learner, TorchLearner)
+    for x, y, _ in events[:30]:
+        learner.learn(x, y)
+    learner.on_boundary(1)
+    for x, y, _ in events[30:40]:  # two full micro-batches: nothing pending
+        learner.learn(x, y)
+    restored = TorchLearner.from_state(learner.state_dict(), spec)
+    for x, y, _ in events[40:43]:
+        learner.learn(x, y)
+        restored.learn(x, y)
+    learner.on_boundary(2)
+    restored.on_boundary(2)
+    for x, y, _ in events[43:60]:
+        assert restored.predict(x) == learner.predict(x)
+        learner.learn(x, y)
+        restored.learn(x, y)
+    assert learner.model is not None and restored.model is not None
     assert all(torch.equal(a, b) for a, b in zip(learner.model.parameters(), restored.model.parameters()))
