@@ -34,6 +34,12 @@ RSS, RSS per key and how many keys a GB holds at that rate (RSS above the
 1-key run). ``--features N``: N features an event (two carry the label, the
 rest is noise), for the memory a batch of wide events holds (peak RSS).
 
+``--plain``: also the plain river loop over the same events (each key's
+model built as ``--model`` builds it, ``predict_proba_one`` then
+``learn_one`` per event in stream order, nothing else), timed by CPU in this
+process: its ratio to 1 key is what memory alone costs the library itself
+when its models' state no longer fits the processor's caches.
+
 Targets (issue #17): 10,000 keys at 0.8x of one key or better; 100,000 keys
 at 0.7x or better with ``--max-resident-keys 10000``; memory flat once the
 resident set is full.
@@ -138,6 +144,26 @@ class Run:
             if name in s:
                 row[name] = s[name]
         return row | self.extra
+
+
+def plain_loop(path: Path, model: str) -> dict[str, Any]:
+    """The plain river loop's row over the events of ``path`` (decoded before the clock starts): a model per key, built when its key first comes."""
+    from stream_learner.learners.base import LearnerSpec
+    from stream_learner.learners.factory import build_learner
+
+    with path.open("rb") as lines:
+        events = [(e["key"], e["features"], e["label"]) for e in map(json.loads, lines)]
+    models: dict[str, Any] = {}
+    spec = LearnerSpec(model)
+    started = time.process_time()
+    for key, x, y in events:
+        found = models.get(key)
+        if found is None:
+            found = models[key] = build_learner(spec).model  # type: ignore[attr-defined]
+        found.predict_proba_one(x)
+        found.learn_one(x, y)
+    cpu = time.process_time() - started
+    return {"source": "plain", "model": model, "keys": len(models), "events": len(events), "cpu_us_per_event": round(cpu / len(events) * 1e6, 2)}
 
 
 def run_cli(arguments: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0, batch_size: int | None = None) -> tuple[dict[str, Any], float, float, int]:
@@ -258,6 +284,7 @@ def main() -> None:
     parser.add_argument("--torch-keys", default="", help="also run torch:mlp over these key counts, e.g. 1,100,1000 (file source; 1 is always run first)")
     parser.add_argument("--torch-events", type=int, default=100_000, help="events of each torch run")
     parser.add_argument("--features", type=int, default=2, help="features per event (above 2: noise features, for a batch's memory)")
+    parser.add_argument("--plain", action="store_true", help="also time the plain river loop over the same events (a river --model only)")
     parser.add_argument("run_flags", nargs="*", help="flags for every run, after --")
     args = parser.parse_args()
     if args.quick:
@@ -272,6 +299,7 @@ def main() -> None:
     env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}
     tag = str(int(time.time()))
     rows: list[dict[str, Any]] = []
+    plain_one: dict[str, Any] = {}  # the plain loop's 1-key row
     one: dict[tuple[str, str, int | None], Run] = {}
 
     def record(run: Run, first_size: Run | None = None) -> None:
@@ -296,6 +324,12 @@ def main() -> None:
             for keys in counts:
                 path = work / f"events-{keys}.jsonl"
                 write_events(path, args.events, keys, features=args.features)
+                if args.plain:
+                    plain = plain_loop(path, args.model)
+                    plain_one = plain_one if keys > 1 else plain
+                    plain["cpu_ratio"] = round(plain_one["cpu_us_per_event"] / plain["cpu_us_per_event"], 3)
+                    rows.append(plain)
+                    print(json.dumps(plain), flush=True)
                 bounded = [0, args.max_resident_keys] if keys == counts[-1] and args.max_resident_keys and keys > args.max_resident_keys else [0]
                 for bound in bounded:
                     flags = ["--model", args.model, *args.run_flags] + (["--max-resident-keys", str(bound)] if bound else [])
@@ -318,7 +352,7 @@ def main() -> None:
             kafka.close()
         shutil.rmtree(work, ignore_errors=True)
     print()
-    columns = ["source", "model", "keys", "batch_size", "max_resident_keys", "events_per_s", "ratio", "cpu_ratio", "batch_ratio", "peak_rss_mb", "rss_kb_per_key", "keys_per_gb"]
+    columns = ["source", "model", "keys", "batch_size", "max_resident_keys", "events_per_s", "cpu_us_per_event", "ratio", "cpu_ratio", "batch_ratio", "peak_rss_mb", "rss_kb_per_key", "keys_per_gb"]
     columns += ["snapshots", "evictions", "restores"]
     print(" | ".join(columns))
     for row in rows:

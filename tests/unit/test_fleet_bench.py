@@ -1,0 +1,15 @@
+"""benchmarks/fleet.py's plain river loop: the library's own cost of many keys, over the events a fleet run reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.fleet import plain_loop, write_events
+
+
+def test_the_plain_loop_runs_a_model_per_key_over_every_event(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_events(path, 300, keys=7)
+    row = plain_loop(path, "logreg")
+    assert (row["source"], row["model"], row["keys"], row["events"]) == ("plain", "logreg", 7, 300)
+    assert row["cpu_us_per_event"] > 0
