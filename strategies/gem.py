@@ -66,7 +66,7 @@ class GEM(AvalancheStrategy):
         return [(plugin.memory_x[k], plugin.memory_y[k], plugin.memory_tid[k]) for k in sorted(plugin.memory_x)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"experiences": self.experiences, "memory": [[x.clone(), y.clone(), t.clone()] for x, y, t in self.memory]}
+        return {**super().state_dict(), "memory": [[x.clone(), y.clone(), t.clone()] for x, y, t in self.memory]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -45,7 +45,7 @@ class LwF(AvalancheStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         lwf = self._lwf if self.template is not None else None
-        state: dict[str, Any] = {"experiences": self.experiences}
+        state = super().state_dict()
         if lwf is not None and lwf.prev_model is not None:
             state["teacher"] = lwf.prev_model.state_dict()
             state["teacher_outputs"] = output_layer(lwf.prev_model)[2].out_features

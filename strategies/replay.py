@@ -94,7 +94,7 @@ class Replay(AvalancheStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         storage = self.storage
-        state: dict[str, Any] = {"experiences": self.experiences}
+        state = super().state_dict()
         if storage is None:
             return state
         if self.policy == "reservoir":

@@ -180,12 +180,13 @@ def strategy_state(cls: type, state: dict[str, Any], rng_state: Any) -> dict[str
 def avalanche_strategy_state(state: dict[str, Any]) -> dict[str, Any]:
     """An Avalanche strategy's base state (its boundary count and the learner's micro-batch size, ``"batch"``) in the current layout.
 
-    A state without ``"batch"`` (written before the strategies kept it, and
-    GEM's, LwF's and Replay's, which write their own state without it: no
-    boundary hook of theirs reads it) gets 1, the size a template starts
-    with; the next micro-batch raises it to the learner's. A state without
-    ``"experiences"`` (an Avalanche plugin's before its model existed) holds
-    nothing.
+    A state without ``"batch"`` (written before the strategies kept it;
+    GEM's, LwF's and Replay's until they wrote the base's state too) gets 1,
+    the size a template starts with and the one those releases resumed with;
+    the next micro-batch raises it to the learner's (GEM's, LwF's and
+    Replay's boundary hooks give the same result at any size). A state
+    without ``"experiences"`` (an Avalanche plugin's before its model
+    existed) holds nothing.
 
     >>> avalanche_strategy_state({"experiences": 2})
     {'experiences': 2, 'batch': 1}

@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 import torch
 
+from strategies._avalanche import AvalancheStrategy
 from stream_learner.drift import DriftMonitor
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import SnapshotError
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.strategy import available, load_class
 from stream_learner.learners.torch import TorchLearner
 from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, learner_step_state, torch_learner_state
 from stream_learner.step.cadence import Cadence
@@ -229,3 +231,54 @@ def test_a_state_for_another_number_of_strategies_is_refused_not_cut_to_fit() ->
     state = _trained(spec).state_dict()
     with pytest.raises(SnapshotError, match="different set of strategies"):
         TorchLearner.from_state({**state, "strategies": state["strategies"] * 2}, spec)
+
+
+def _avalanche_strategies() -> list[str]:
+    """Every installed strategy made of Avalanche plugins (whose base state holds the learner's micro-batch size)."""
+    return [info.name for info in available() if "torch" in info.families and issubclass(load_class(info.name), AvalancheStrategy)]
+
+
+def _test_params(name: str) -> dict[str, Any]:
+    hook = getattr(load_class(name), "unit_test_params", None)
+    return dict(hook()) if hook is not None else {}
+
+
+def test_every_avalanche_strategy_is_found() -> None:
+    assert {"agem", "avalanche", "ewc", "gem", "lwf", "replay"} <= set(_avalanche_strategies())
+
+
+@pytest.mark.parametrize("name", _avalanche_strategies())
+def test_an_avalanche_strategys_state_keeps_the_micro_batch_size_and_needs_no_upgrade(name: str) -> None:
+    spec = _spec(name, **_test_params(name))
+    learner = _trained(spec)
+    state = decode(encode(learner.state_dict()))
+    (strategy,) = state["strategies"]
+    assert strategy["batch"] == 5
+    assert torch_learner_state(state, [type(s) for s in learner.strategies])["strategies"][0] is strategy
+    assert TorchLearner.from_state(state, spec).strategies[0].template.train_mb_size == 5
+
+
+@pytest.mark.parametrize(("name", "params"), [("gem", {"patterns_per_experience": 7}), ("lwf", {"alpha": 10.0}), ("replay", {"mem_size": 20})])
+def test_a_gem_lwf_or_replay_state_without_its_batch_goes_on_as_the_original(name: str, params: dict[str, Any]) -> None:
+    """Their states were written without the micro-batch size, upgraded to 1: their boundary hooks give the same result at any size.
+
+    Restored 3 events before a boundary, which runs before the restored
+    learner's first full micro-batch.
+    """
+    spec = _spec(name, **params)
+    learner = build_learner(spec)
+    assert isinstance(learner, TorchLearner)
+    _learn(learner, range(1), 25, seed=0, extra=10)  # two full micro-batches after the boundary: nothing pending
+    state = decode(encode(learner.state_dict()))
+    (strategy,) = state["strategies"]
+    restored = TorchLearner.from_state(_with_strategy_state(state, _without(strategy, "batch")), spec)
+    assert restored.strategies[0].template.train_mb_size == 1
+    g = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        x = _x(g)
+        learner.learn(x, int(x["f0"] > 0))
+        restored.learn(x, int(x["f0"] > 0))
+    assert (learner.strategies[0].template.train_mb_size, restored.strategies[0].template.train_mb_size) == (5, 1)
+    learner.on_boundary(2)
+    restored.on_boundary(2)
+    _goes_on_alike(learner, restored)
