@@ -72,7 +72,7 @@ from stream_learner.learners.from_state import learner_from_state
 from stream_learner.predictions import Predictions, Row
 from stream_learner.records import ControlStatus, PromotionDict, ShadowPredictionDict
 from stream_learner.snapshot import Snapshot, SnapshotPart
-from stream_learner.state import decode, expect_version
+from stream_learner.state import decode, slot_state
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.operator import Operator
 
@@ -499,7 +499,7 @@ class Slot:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], config: EngineConfig) -> Slot:
-        """The slot :meth:`state_dict` describes, with this run's candidates.
+        """The slot :meth:`state_dict` describes, with this run's candidates (older layouts are upgraded by :func:`~stream_learner.state.slot_state`).
 
         A candidate of the state that this run also configures (the same
         model, parameters and strategy) is restored; a new one starts
@@ -508,7 +508,7 @@ class Slot:
         it among the challengers, or restore the key without challengers to
         go on with it alone).
         """
-        expect_version(state, "the challengers' slot", VERSION)
+        state = slot_state(state)
         slot = cls(state["key"], config)
         specs = [c.config.learner for c in slot.candidates]
         restored: dict[str, int] = {}  # the state's candidate name -> this slot's index

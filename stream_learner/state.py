@@ -25,12 +25,12 @@ states written by numpy's own pickles (:func:`legacy_numpy_global`);
 :func:`expect_version` refuses a part's layout it cannot read; older
 layouts of a part are upgraded here, once per restore, by the function its
 ``from_state`` (or its container's upgrade) calls, so that every part reads
-its current layout alone: the learner step (:func:`learner_step_state`), its
-drift monitor (:func:`drift_monitor_state`) and cadence
-(:func:`cadence_state`), the torch learner (:func:`torch_learner_state`) and
-the states of the strategies it holds (:func:`strategy_state`:
-:func:`avalanche_strategy_state`, :func:`avalanche_plugin_state`,
-:func:`rewinding_state`, :func:`agem_state`).
+its current layout alone: the learner step (:func:`learner_step_state`), a
+key's slot of challengers (:func:`slot_state`), the step's drift monitor
+(:func:`drift_monitor_state`) and cadence (:func:`cadence_state`), the
+torch learner (:func:`torch_learner_state`) and the states of the
+strategies it holds (:func:`strategy_state`: :func:`avalanche_strategy_state`,
+:func:`avalanche_plugin_state`, :func:`rewinding_state`, :func:`agem_state`).
 Each refusal is one line naming the version.
 
 >>> payload = encode({"version": 1, "counts": [1, 2], "blob": river_blob({"a": 1.5})})
@@ -100,6 +100,25 @@ def learner_step_state(state: dict[str, Any]) -> dict[str, Any]:
     if "operator" in state and "concept_reuse" in state:
         return state
     return {"concept_reuse": None, "operator": {"version": 1, "paused": False, "applied": []}, **state}
+
+
+def slot_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A challengers' slot's state (``Slot``) in the current layout (its ``"version"`` 1, refused otherwise); its candidates' steps are upgraded by :func:`learner_step_state`.
+
+    A state from before delayed labels were evidence (no ``"waiting"``) kept
+    no predictions awaiting their labels. One from before the slot obeyed
+    operators' commands (no ``"operator"``) had applied none: it gets an
+    operator's state of no command applied (not paused: whether each
+    candidate learns is in its own step's state).
+
+    >>> upgraded = slot_state({"version": 1, "key": "k"})
+    >>> upgraded["waiting"], upgraded["operator"]
+    ([], {'version': 1, 'paused': False, 'applied': []})
+    """
+    expect_version(state, "the challengers' slot", 1)
+    if "waiting" in state and "operator" in state:
+        return state
+    return {"waiting": [], "operator": {"version": 1, "paused": False, "applied": []}, **state}
 
 
 def drift_monitor_state(state: dict[str, Any]) -> dict[str, Any]:

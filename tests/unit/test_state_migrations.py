@@ -3,8 +3,9 @@
 Each old layout is made from a current state by taking away what later
 releases added (or marking it with the older version), and restores as the
 same state with the old release's meaning written out: the learner step
-without an operator's state or a concept library, the cadence without its
-end-of-stream mark, the drift monitor of layout 1, and the Avalanche
+without an operator's state or a concept library, a key's slot of
+challengers without an operator's state or predictions awaiting labels, the
+cadence without its end-of-stream mark, the drift monitor of layout 1, and the Avalanche
 strategies without their micro-batch size, deferred experience or trail.
 A-GEM's own upgrade is tested in ``test_agem_state_migration.py``, format-1
 snapshots in ``test_snapshot_migration.py``.
@@ -27,7 +28,8 @@ from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.strategy import available, load_class
 from stream_learner.learners.torch import TorchLearner
-from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, learner_step_state, torch_learner_state
+from stream_learner.slot import Slot
+from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, learner_step_state, slot_state, torch_learner_state
 from stream_learner.step.cadence import Cadence
 
 
@@ -119,6 +121,48 @@ def test_a_current_step_state_passes_unchanged_with_its_operators_state() -> Non
 def test_a_step_state_from_before_concept_reuse_keeps_no_library() -> None:
     state = _step().state_dict()
     assert learner_step_state(_without(state, "concept_reuse")) == {**state, "concept_reuse": None}
+
+
+# -- a key's slot of challengers ---------------------------------------------------------
+
+SLOT_CONFIG = EngineConfig(learner=LearnerSpec("logreg"), challengers=(LearnerSpec("hoeffding_tree"),), detector=None, metrics_every=40, promotion_window=100, min_champion_events=100)
+
+
+def _slot() -> Slot:
+    slot = Slot("k", SLOT_CONFIG)
+    slot.process(_events(0, 250), now=1.0)
+    return slot
+
+
+def _slot_goes_on(slot: Slot, events: list[Event]) -> list[Any]:
+    """The predictions and metrics-topic records of ``events``, fed 50 at a time."""
+    outputs = [slot.process(events[start : start + 50], now=1.0) for start in range(0, len(events), 50)]
+    return [([(p["id"], p["prediction"], p.get("proba")) for p in out.predictions], out.metrics) for out in outputs]
+
+
+@pytest.mark.parametrize("added", [("operator",), ("waiting", "operator")], ids=["before-commands", "before-delayed-evidence"])
+def test_a_slot_state_from_before_operators_commands_goes_on_with_none_applied_and_none_waiting(added: tuple[str, ...]) -> None:
+    state = decode(encode(_slot().state_dict()))
+    assert state["waiting"] == [] and state["operator"] == {"version": 1, "paused": False, "applied": []}
+    restored, explicit = Slot.from_state(_without(state, *added), SLOT_CONFIG), Slot.from_state(state, SLOT_CONFIG)
+    assert restored.state_dict() == explicit.state_dict()
+    later = _events(250, 300)
+    assert _slot_goes_on(restored, later) == _slot_goes_on(explicit, later)
+    assert restored.state_dict() == explicit.state_dict()
+
+
+def test_a_current_slot_state_passes_unchanged_with_its_operators_state() -> None:
+    slot = _slot()
+    slot.operator.first_time("c-1")
+    state = slot.state_dict()
+    assert slot_state(state) is state
+    assert not Slot.from_state(state, SLOT_CONFIG).operator.first_time("c-1")
+
+
+def test_a_slot_state_of_a_later_layout_is_refused_in_one_line() -> None:
+    state = {**_slot().state_dict(), "version": 2}
+    with pytest.raises(SnapshotError, match=r"^the challengers' slot' state has version 2; this release reads version 1 \(a snapshot of a newer release\?\)$"):
+        Slot.from_state(state, SLOT_CONFIG)
 
 
 # -- the cadence -------------------------------------------------------------------
