@@ -69,7 +69,17 @@ def evicted_marker(key: str, version: int, newest: bool = False) -> bytes:
 
 
 def parse_marker(state: bytes) -> tuple[str, int, bool] | None:
-    """The key, version and ``newest`` an :func:`evicted_marker` names; ``None`` for any other recovery state."""
+    """The key, version and ``newest`` an :func:`evicted_marker` names; ``None`` for any other recovery state.
+
+    A marker has no layout version: its fields are :func:`evicted_marker`'s
+    arguments, and a marker without ``"newest"`` means that argument's
+    default, False. Such markers were written before an evicted key finished
+    out of memory, when its final snapshot was itself an eviction: they name
+    the exact version the key is in, as a marker with ``newest`` False does.
+
+    >>> parse_marker(b'SLEVICTED\\n{"key": "a", "version": 7}')
+    ('a', 7, False)
+    """
     if not state.startswith(_MARKER):
         return None
     fields = orjson.loads(state[len(_MARKER) :])

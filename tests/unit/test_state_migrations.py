@@ -7,6 +7,8 @@ without an operator's state or a concept library, a key's slot of
 challengers without an operator's state or predictions awaiting labels, the
 cadence without its end-of-stream mark, the drift monitor of layout 1, and the Avalanche
 strategies without their micro-batch size, deferred experience or trail.
+An evicted key's recovery marker has no layout version; one without
+``"newest"`` names the exact version to restore.
 A-GEM's own upgrade is tested in ``test_agem_state_migration.py``, format-1
 snapshots in ``test_snapshot_migration.py``.
 """
@@ -14,11 +16,14 @@ snapshots in ``test_snapshot_migration.py``.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import torch
 
+from connectors.local_store import LocalSnapshotStore
 from strategies._avalanche import AvalancheStrategy
 from stream_learner.drift import DriftMonitor
 from stream_learner.engine import EngineConfig, KeyedLearner
@@ -28,6 +33,7 @@ from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.strategy import available, load_class
 from stream_learner.learners.torch import TorchLearner
+from stream_learner.residency import EvictingStore, eviction_snapshot, parse_marker
 from stream_learner.slot import Slot
 from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, learner_step_state, slot_state, torch_learner_state
 from stream_learner.step.cadence import Cadence
@@ -163,6 +169,23 @@ def test_a_slot_state_of_a_later_layout_is_refused_in_one_line() -> None:
     state = {**_slot().state_dict(), "version": 2}
     with pytest.raises(SnapshotError, match=r"^the challengers' slot' state has version 2; this release reads version 1 \(a snapshot of a newer release\?\)$"):
         Slot.from_state(state, SLOT_CONFIG)
+
+
+# -- an evicted key's recovery marker --------------------------------------------------------
+
+
+def test_a_recovery_marker_from_before_final_snapshots_out_of_memory_restores_the_version_it_names(tmp_path: Path) -> None:
+    """Such a marker has no ``"newest"``: its key is restored from the version it names, not from a newer one."""
+    store = EvictingStore(LocalSnapshotStore(str(tmp_path)), b"key", CONFIG)
+    step = KeyedLearner("k", CONFIG)
+    step.process(_events(0, 100), now=1.0)
+    [named] = store.evict([eviction_snapshot(step)])
+    step.process(_events(100, 100), now=1.0)
+    [newer] = store.evict([eviction_snapshot(step)])
+    marker = parse_marker(b"SLEVICTED\n" + orjson.dumps({"key": "k", "version": named}))
+    assert marker == ("k", named, False) and newer > named
+    assert store.restore(*marker).events == 100
+    assert store.restore("k", named, newest=True).events == 200
 
 
 # -- the cadence -------------------------------------------------------------------
