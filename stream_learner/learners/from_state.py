@@ -17,15 +17,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_learner.errors import SnapshotError
 from stream_learner.learners.base import Learner, LearnerSpec
 
 
 def learner_from_state(state: dict[str, Any], spec: LearnerSpec) -> Learner:
-    """The learner ``state`` (what a learner's ``state_dict()`` returned) describes, with the strategies ``spec`` names."""
-    if state.get("family") == "torch":
+    """The learner ``state`` (what a learner's ``state_dict()`` returned) describes, with the strategies ``spec`` names.
+
+    Every layout of every family's state names its family (a format-1
+    snapshot's too, once converted); a family this release does not know is
+    refused in one line, as each family refuses a layout it cannot read.
+    """
+    family = state["family"]
+    if family == "torch":
         from stream_learner.learners.torch import TorchLearner
 
         return TorchLearner.from_state(state, spec)
+    if family != "river":
+        raise SnapshotError(f"the learner's state is of the family {family!r}; this release reads river and torch learners (a snapshot of a newer release?)")
     if "strategies" in state:
         from stream_learner.learners.strategy import RiverStrategyLearner
 

@@ -31,6 +31,7 @@ from stream_learner.errors import SnapshotError
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
+from stream_learner.learners.from_state import learner_from_state
 from stream_learner.learners.strategy import available, load_class
 from stream_learner.learners.torch import TorchLearner
 from stream_learner.residency import EvictingStore, eviction_snapshot, parse_marker
@@ -127,6 +128,14 @@ def test_a_current_step_state_passes_unchanged_with_its_operators_state() -> Non
 def test_a_step_state_from_before_concept_reuse_keeps_no_library() -> None:
     state = _step().state_dict()
     assert learner_step_state(_without(state, "concept_reuse")) == {**state, "concept_reuse": None}
+
+
+def test_a_learner_state_of_a_family_not_known_is_refused_in_one_line() -> None:
+    """Not read as a river learner's, which this state would pass for."""
+    state = _step().state_dict()["learner"]
+    assert state["family"] == "river"
+    with pytest.raises(SnapshotError, match=r"^the learner's state is of the family 'sklearn'; this release reads river and torch learners \(a snapshot of a newer release\?\)$"):
+        learner_from_state({**state, "family": "sklearn"}, CONFIG.learner)
 
 
 # -- a key's slot of challengers ---------------------------------------------------------
