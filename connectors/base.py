@@ -19,7 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from stream_learner.events import DEFAULT_KEY, Event, EventBatch, Origin
 
-DEFAULT_BATCH_SIZE = 10_000  # records per batch of the embedded sources; each key's events in a batch make one learner call (see benchmarks/README.md, fleets)
+DEFAULT_BATCH_SIZE = 50_000  # records per batch of the embedded sources; each key's events in a batch make one learner call, so a fleet's keys need several events a batch (see benchmarks/README.md, fleets)
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024  # a batch also ends once its raw records hold this much, so that wide records cannot fill the memory
 
 

@@ -35,8 +35,8 @@ from connectors.base import DEFAULT_BATCH_SIZE
 OBJECTS_PER_RECORD = 50
 """Room in gen 0 for each record of a full source batch: above what a batch keeps alive at once, so that it is not collected mid-batch.
 
-A 10,000-record batch over 10,000 keys holds about 13 collector-tracked
-objects a record at once (a group, a read, outputs per key); 50 leaves room
+A full batch over 10,000 keys holds about 13 collector-tracked objects a
+record at once (a group, a read, outputs per key); 50 leaves room
 for heavier steps (challengers). Measured, with the collector's time and
 CPU per event at 1, 1,000 and 10,000 keys, in benchmarks/README.md,
 "Fleets: many keys against one" (the collector's threshold).

@@ -38,7 +38,7 @@ def a_batch_in_flight(records: int, objects_per_record: int) -> int:
 
 
 def test_a_full_batch_of_a_fleet_is_not_collected_mid_batch() -> None:
-    # 13 tracked objects a record: what a 10,000-record batch over 10,000 keys holds at once (benchmarks/README.md, fleets)
+    # 13 tracked objects a record: what a full batch over 10,000 keys holds at once (benchmarks/README.md, fleets)
     with streaming_gc(), young_collections() as collected:
         alive = [a_batch_in_flight(DEFAULT_BATCH_SIZE, 13) for _ in range(5)]
     assert alive == [DEFAULT_BATCH_SIZE * 13] * 5
