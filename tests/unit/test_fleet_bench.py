@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.fleet import plain_loop, write_events
+from benchmarks.fleet import plain_in_child, plain_loop, write_events
 
 
 def test_the_plain_loop_runs_a_model_per_key_over_every_event(tmp_path: Path) -> None:
@@ -13,3 +13,9 @@ def test_the_plain_loop_runs_a_model_per_key_over_every_event(tmp_path: Path) ->
     row = plain_loop(path, "logreg")
     assert (row["source"], row["model"], row["keys"], row["events"]) == ("plain", "logreg", 7, 300)
     assert row["cpu_us_per_event"] > 0
+
+
+def test_the_plain_loop_runs_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    write_events(path, 100, keys=3)
+    assert plain_in_child(path, "logreg")["keys"] == 3
