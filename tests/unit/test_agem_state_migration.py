@@ -16,16 +16,16 @@ from stream_learner.state import agem_state, decode, encode, torch_learner_state
 SPEC = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=2, strategy="agem", strategy_params={"sample_size": 6, "patterns_per_experience": 10})
 
 
-def _x(g: torch.Generator) -> dict[str, float]:
+def features(g: torch.Generator) -> dict[str, float]:
     return {f"f{j}": float(v) for j, v in enumerate(torch.randn(3, generator=g))}
 
 
-def _learn_concepts(learner: Any, concepts: range, per_concept: int, g: torch.Generator) -> list[Any]:
+def learn_concepts(learner: Any, concepts: range, per_concept: int, g: torch.Generator) -> list[Any]:
     """Predict then learn ``per_concept`` events of each concept, a boundary after each; the predictions."""
     predictions = []
     for c in concepts:
         for _ in range(per_concept):
-            x = _x(g)
+            x = features(g)
             predictions.append(learner.predict(x))
             learner.learn(x, 2 * c + int(x["f0"] > 0))
         learner.on_boundary(c + 1)
@@ -35,7 +35,7 @@ def _learn_concepts(learner: Any, concepts: range, per_concept: int, g: torch.Ge
 def _trained() -> TorchLearner:
     learner = build_learner(SPEC)
     assert isinstance(learner, TorchLearner)
-    _learn_concepts(learner, range(2), 25, torch.Generator().manual_seed(0))
+    learn_concepts(learner, range(2), 25, torch.Generator().manual_seed(0))
     for _ in range(15):  # reference batches drawn since the last boundary
         learner.learn({"f0": 1.0, "f1": 0.0, "f2": 0.0}, 0)
     assert learner.strategies[0].plugins[0].draws == 3
@@ -53,7 +53,7 @@ def test_an_old_agem_state_predicts_as_the_learner_that_wrote_it() -> None:
     learner = _trained()
     old = decode(encode(_without_rng(learner.state_dict())))
     restored = TorchLearner.from_state(old, SPEC)
-    probes = [_x(torch.Generator().manual_seed(9)) for _ in range(20)]
+    probes = [features(torch.Generator().manual_seed(9)) for _ in range(20)]
     assert [restored.predict(x) for x in probes] == [learner.predict(x) for x in probes]
     assert len(restored.strategies[0].memory) == len(learner.strategies[0].memory) == 2
 
@@ -63,7 +63,7 @@ def test_an_old_agem_state_resumes_with_the_rng_a_fresh_learner_of_its_seed_star
     assert isinstance(fresh, TorchLearner)
     g = torch.Generator().manual_seed(1)
     for _ in range(5):  # one micro-batch: builds the network, and with it the strategy's plugin
-        x = _x(g)
+        x = features(g)
         fresh.learn(x, int(x["f0"] > 0))
     starting_rng = fresh.strategies[0].plugins[0].rng.getstate()
 
@@ -79,10 +79,10 @@ def test_an_old_agem_state_goes_on_as_the_same_state_with_the_upgrade_written_ou
     version, words, gauss = random.Random(2).getstate()
     explicit = {**old, "strategies": [{**old["strategies"][0], "draws": 0, "rng": [version, list(words), gauss]}]}
     a, b = TorchLearner.from_state(old, SPEC), TorchLearner.from_state(explicit, SPEC)
-    more_a = _learn_concepts(a, range(2, 4), 20, torch.Generator().manual_seed(5))
-    more_b = _learn_concepts(b, range(2, 4), 20, torch.Generator().manual_seed(5))
+    more_a = learn_concepts(a, range(2, 4), 20, torch.Generator().manual_seed(5))
+    more_b = learn_concepts(b, range(2, 4), 20, torch.Generator().manual_seed(5))
     for learner in (a, b):  # reference batches drawn after the last boundary
-        _learn_concepts(learner, range(4, 5), 10, torch.Generator().manual_seed(6))
+        learn_concepts(learner, range(4, 5), 10, torch.Generator().manual_seed(6))
         for _ in range(10):
             learner.learn({"f0": 1.0, "f1": 0.0, "f2": 0.0}, 0)
     assert len(more_a) == 40 and more_a == more_b
@@ -110,7 +110,7 @@ def test_other_strategies_current_states_are_not_touched(strategy: str) -> None:
     spec = LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=2, strategy=strategy)
     learner = build_learner(spec)
     assert isinstance(learner, TorchLearner)
-    _learn_concepts(learner, range(2), 10, torch.Generator().manual_seed(0))
+    learn_concepts(learner, range(2), 10, torch.Generator().manual_seed(0))
     state = learner.state_dict()
     upgraded = torch_learner_state(state, [type(s) for s in learner.strategies])
     assert all(a is b for a, b in zip(upgraded["strategies"], state["strategies"], strict=True))

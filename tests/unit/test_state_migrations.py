@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 import torch
+from test_agem_state_migration import features, learn_concepts
 
 from connectors.local_store import LocalSnapshotStore
 from strategies._avalanche import AvalancheStrategy
@@ -224,22 +225,12 @@ def _spec(strategy: str, **params: Any) -> LearnerSpec:
     return LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5}, seed=2, strategy=strategy, strategy_params=params)
 
 
-def _x(g: torch.Generator) -> dict[str, float]:
-    return {f"f{j}": float(v) for j, v in enumerate(torch.randn(3, generator=g))}
-
-
 def _learn(learner: Any, concepts: range, per_concept: int, seed: int, extra: int = 0) -> list[Any]:
     """Predict then learn ``per_concept`` events of each concept, a boundary after each, then ``extra`` events; the predictions."""
     g = torch.Generator().manual_seed(seed)
-    predictions = []
-    for c in concepts:
-        for _ in range(per_concept):
-            x = _x(g)
-            predictions.append(learner.predict(x))
-            learner.learn(x, 2 * c + int(x["f0"] > 0))
-        learner.on_boundary(c + 1)
+    predictions = learn_concepts(learner, concepts, per_concept, g)
     for _ in range(extra):
-        x = _x(g)
+        x = features(g)
         predictions.append(learner.predict(x))
         learner.learn(x, int(x["f0"] > 0))
     return predictions
@@ -351,7 +342,7 @@ def test_a_gem_lwf_or_replay_state_without_its_batch_goes_on_as_the_original(nam
     assert restored.strategies[0].template.train_mb_size == 1
     g = torch.Generator().manual_seed(7)
     for _ in range(3):
-        x = _x(g)
+        x = features(g)
         learner.learn(x, int(x["f0"] > 0))
         restored.learn(x, int(x["f0"] > 0))
     assert (learner.strategies[0].template.train_mb_size, restored.strategies[0].template.train_mb_size) == (5, 1)
