@@ -38,8 +38,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from connectors.base import RawRecord, SourceBatch
-from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, out_of_range
+from connectors.base import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_SIZE, RawRecord, SourceBatch
+from connectors.kafka_consumer import OUT_OF_RANGE_HINT, ConsumerProcess, Fetched, out_of_range
 from connectors.kafka_producer import GZIP_LEVEL, OUTAGE_TIMEOUT_S, OutageWatch, ProducerProcess, make_producer, servers_of  # noqa: F401 - make_producer is re-exported
 from stream_learner.control import RawControl
 from stream_learner.delayed import RawLabel
@@ -177,45 +177,65 @@ class _KafkaPartition(StatefulSourcePartition[SourceBatch, int]):
         self._released = False
 
     def next_batch(self) -> list[SourceBatch]:
+        """Every batch the consumer child has fetched for this partition and not handed over yet, up to ``max_batch_records`` records and one source batch's bytes.
+
+        Taking what waits, not one fetch a call, lets a key's events from
+        several fetches reach its learner in one call when the stream runs
+        behind (a fleet pays per key and call); a stream that keeps up
+        finds one fetch waiting, and no event waits for more.
+        """
         source = self._source
         if source.stop.is_set() or (self._side is None and source.budget.spent):
             self._end()
         fetched = self._fetcher.next(self._slot)
-        now = time.monotonic()
         if fetched is None:
-            self._report_lag()
-            watch = source.watch
-            if not self._fetcher.ready(self._slot) or watch.out:
-                self._last_data = now  # the idle time counts from when the child fetches, and not while the cluster is lost
-            idle = source.idle_timeout
-            if (idle is not None and now - max(self._last_data, watch.back_at) >= idle) or (self._side is not None and source.inputs_done()):
-                self._end()  # idle, or caught up with the labels of a finished input
-            self._awake = datetime.now(timezone.utc) + IDLE_POLL
+            self._idle()
             return []
         self._awake = None
-        self._last_data = now
-        if fetched.reset is not None:  # the child moved an offset that was out of range: the resume state follows
-            self._offset = fetched.reset
-            return []
-        offsets, values = fetched.offsets, fetched.values
-        topic, partition = self._topic, self._partition
+        self._last_data = time.monotonic()
+        batches: list[SourceBatch] = []
+        records = size = 0
+        while fetched is not None:
+            if fetched.reset is not None:  # the child moved an offset that was out of range: the resume state follows
+                self._offset = fetched.reset
+                break
+            batch = self._records(fetched)
+            if batch:
+                batches.append(SourceBatch(fetched.received_at, batch))  # stamped when the fetch reached this process
+                self._offset = batch[-1].origin.offset + 1
+                records += len(batch)
+                size += sum(len(v) for v in fetched.values if v is not None)
+            if records >= source.max_batch_records or size >= DEFAULT_BATCH_BYTES or len(batch) < len(fetched.values):
+                break  # a full batch, or the event budget ran out
+            fetched = self._fetcher.next(self._slot)
+        self._report_lag()
+        return batches
+
+    def _idle(self) -> None:
+        """Nothing has arrived: end the partition when it has been idle too long (or its input ended), else ask again soon."""
+        source, now = self._source, time.monotonic()
+        self._report_lag()
+        watch = source.watch
+        if not self._fetcher.ready(self._slot) or watch.out:
+            self._last_data = now  # the idle time counts from when the child fetches, and not while the cluster is lost
+        idle = source.idle_timeout
+        if (idle is not None and now - max(self._last_data, watch.back_at) >= idle) or (self._side is not None and source.inputs_done()):
+            self._end()  # idle, or caught up with the labels of a finished input
+        self._awake = datetime.now(timezone.utc) + IDLE_POLL
+
+    def _records(self, fetched: Fetched) -> list[Any]:
+        """The items of one fetch: raw records (as many as the run's event budget still takes), labels or commands."""
+        topic, partition, offsets, values = self._topic, self._partition, fetched.offsets, fetched.values
         if self._side == "labels":
             keys = fetched.keys or [None] * len(values)
-            batch: list[Any] = [
-                RawLabel(v, Origin(topic, partition, o), k.decode("utf-8", "replace") if k else None) for v, o, k in zip(values, offsets, keys)
-            ]
-        elif self._side == "control":
-            batch = [RawControl(v, Origin(topic, partition, o)) for v, o in zip(values, offsets)]
-        else:
-            n = source.budget.take(len(values))
-            offsets, values = offsets[:n], values[:n]
-            batch = [RawRecord(v, Origin(topic, partition, o)) for v, o in zip(values, offsets)]
-            if source.on_read is not None and n:
-                source.on_read(n)
-        if values:
-            self._offset = offsets[-1] + 1
-        self._report_lag()
-        return [SourceBatch(fetched.received_at, batch)] if batch else []  # stamped when the batch reached this process
+            return [RawLabel(v, Origin(topic, partition, o), k.decode("utf-8", "replace") if k else None) for v, o, k in zip(values, offsets, keys)]
+        if self._side == "control":
+            return [RawControl(v, Origin(topic, partition, o)) for v, o in zip(values, offsets)]
+        source = self._source
+        n = source.budget.take(len(values))
+        if source.on_read is not None and n:
+            source.on_read(n)
+        return [RawRecord(v, Origin(topic, partition, o)) for v, o in zip(values[:n], offsets[:n])]
 
     def _report_lag(self) -> None:
         """How far this partition is behind its high watermark (known from the child's last fetch)."""
@@ -266,6 +286,8 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, int]):
             ``latest`` or the group's ``committed`` offset.
         group_id: consumer group, used only to commit offsets (never joined).
         batch_size: most records per poll.
+        max_batch_records: most records a partition hands the dataflow at once: every fetch that
+            waits, up to this many (``batch_size``: one fetch at a time).
         max_events: stop after this many input records (in this process).
         idle_timeout: stop a partition after this many seconds without records.
         start_offsets: ``{topic: {partition: offset}}`` overriding ``start``.
@@ -288,6 +310,7 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, int]):
         start: Start = "earliest",
         group_id: str | None = None,
         batch_size: int = 1000,
+        max_batch_records: int = DEFAULT_BATCH_SIZE,
         max_events: int | None = None,
         idle_timeout: float | None = None,
         start_offsets: dict[str, dict[int, int]] | None = None,
@@ -305,6 +328,7 @@ class KafkaSource(FixedPartitionedSource[SourceBatch, int]):
         self.start = start
         self.group_id = group_id
         self.batch_size = batch_size
+        self.max_batch_records = max_batch_records
         self.budget = _Budget(max_events)
         self.idle_timeout = idle_timeout
         self.start_offsets = start_offsets or {}

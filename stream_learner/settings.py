@@ -59,6 +59,9 @@ class KafkaSettings(_Section):
     topic_partitions: int = Field(1, ge=1)
     replication_factor: int = Field(1, ge=1)
     poll_max_records: int = Field(1000, ge=1)
+    # most records a partition hands the learners at once: every fetch that waits, up to this many
+    # (None: the embedded sources' batch; poll_max_records: one fetch at a time)
+    max_batch_records: int | None = Field(None, ge=1)
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     gzip_level: int = Field(1, ge=1, le=9)
     linger_ms: int = Field(5, ge=0)

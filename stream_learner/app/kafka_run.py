@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import redis
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
+from connectors.base import DEFAULT_BATCH_SIZE
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
 from connectors.private_dir import lock_directory, private_directory
@@ -136,6 +137,7 @@ class KafkaProfile(Profile):
             start=k.start,
             group_id=k.group_id,
             batch_size=k.poll_max_records,
+            max_batch_records=k.max_batch_records or DEFAULT_BATCH_SIZE,
             max_events=self.max_events,
             idle_timeout=k.idle_timeout_s,
             on_read=self._on_read,

@@ -115,6 +115,7 @@ def _environment(redis_url: str) -> dict[str, str]:
         "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY,
         "STREAM_LEARNER_SNAPSHOT__RESUME": "false",  # only Bytewax recovery may carry state across the crashes
         "STREAM_LEARNER_KAFKA__POLL_MAX_RECORDS": "100",
+        "STREAM_LEARNER_KAFKA__MAX_BATCH_RECORDS": "100",  # one fetch a batch: the kills land mid-stream
     }
 
 

@@ -74,7 +74,7 @@ def test_sigkill_during_evictions_loses_and_repeats_nothing_learned(kafka_bootst
         "app": f"evict-crash-{unique}",
         "kafka": {
             "bootstrap_servers": kafka_bootstrap, "input_topic": topics["in"], "predictions_topic": topics["pred"],
-            "metrics_topic": topics["metrics"], "dead_letter_topic": topics["dlq"], "idle_timeout_s": 1.5, "poll_max_records": 20,
+            "metrics_topic": topics["metrics"], "dead_letter_topic": topics["dlq"], "idle_timeout_s": 1.5, "poll_max_records": 20, "max_batch_records": 20,
         },
         "redis": {"url": redis_url},
         "snapshot": {"signing_key": SIGNING_KEY, "every_events": 100, "every_seconds": 0, "resume": False},  # only recovery carries state over

@@ -44,7 +44,8 @@ def settings_for(bootstrap: str, redis_url: str, unique: str, run: str) -> Setti
                 "dead_letter_topic": f"dlq-evict-{run}-{unique}",
                 "topic_partitions": 2,
                 "idle_timeout_s": 1.5,
-                "poll_max_records": 50,  # small batches: each key comes and goes many times
+                "poll_max_records": 50,  # small batches, one fetch each: each key comes and goes many times
+                "max_batch_records": 50,
             },
             "redis": {"url": redis_url},
             "snapshot": {"signing_key": SIGNING_KEY, "every_events": 100, "every_seconds": 0},

@@ -184,7 +184,7 @@ def test_kafka_run_end_to_end(kafka_bootstrap: str, redis_url: str, unique: str,
 def test_a_tampered_snapshot_is_refused_and_the_service_resumes_from_the_previous_one(
     kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path, embedded_run
 ) -> None:
-    settings = settings_for(kafka_bootstrap, redis_url, unique, poll_max_records=100)
+    settings = settings_for(kafka_bootstrap, redis_url, unique, poll_max_records=100, max_batch_records=100)
     inputs, _, _ = build_stream(seed=8)
     inputs = [(key, value) for key, value in inputs if key == b"default"][:1200]
     produce_all(settings, inputs[:1000])

@@ -151,7 +151,7 @@ def test_redis_down_for_30_seconds_mid_stream_loses_nothing_and_snapshots_once_i
 
 
 def test_a_kafka_run_resumes_from_redis_with_a_deleted_pointer(kafka_bootstrap: str, redis_url: str, unique: str) -> None:
-    settings = settings_for(kafka_bootstrap, redis_url, unique, poll_max_records=100)
+    settings = settings_for(kafka_bootstrap, redis_url, unique, poll_max_records=100, max_batch_records=100)
     inputs = [(key, value) for key, value in build_stream(seed=9)[0] if key == b"default"][:1200]
     produce_all(settings, inputs[:1000])
     run_kafka(settings, ENGINE, handle_signals=False)  # snapshots after 500 and 1000 events, and a final one

@@ -168,3 +168,10 @@ def test_every_run_option_layers_flag_over_environment_over_file(tmp_path: Path)
     assert run([], {}).run.model == "arf" and load_settings(environ={}).run.model == "hoeffding_tree"  # the default, where nothing names one
     with pytest.raises(ConfigError, match="invalid setting run.window: Input should be greater than or equal to 1"):
         run([], {"STREAM_LEARNER_RUN__WINDOW": "0"})
+
+
+def test_max_batch_records_defaults_to_the_sources_batch_and_refuses_zero() -> None:
+    assert load_settings(environ={}).kafka.max_batch_records is None  # the run uses connectors.base.DEFAULT_BATCH_SIZE
+    assert load_settings(environ={"STREAM_LEARNER_KAFKA__MAX_BATCH_RECORDS": "100"}).kafka.max_batch_records == 100
+    with pytest.raises(ConfigError, match="max_batch_records"):
+        load_settings(overrides={"kafka": {"max_batch_records": 0}}, environ={})
