@@ -62,9 +62,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 SIGNING_KEY = "bench-fleet-key"
 TORCH_MODEL = ["--model", "torch:mlp"]
 
@@ -168,10 +169,27 @@ def plain_loop(path: Path, model: str) -> dict[str, Any]:
     return {"source": "plain", "model": model, "keys": len(models), "events": len(events), "cpu_us_per_event": round(cpu / len(events) * 1e6, 2)}
 
 
-def plain_in_child(path: Path, model: str) -> dict[str, Any]:
-    """:func:`plain_loop` in a fresh interpreter: this process stays small, and its later children's peak RSS their own (Linux keeps a process's peak across ``exec``)."""
+def in_child(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a fresh interpreter: this process stays small, so that the runs it starts later report their own peak RSS (Linux keeps a process's peak across ``exec``, and a forked child starts at its parent's)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(plain_loop, path, model).result()
+        return pool.submit(function, *args).result()
+
+
+def produce_lines(bootstrap: str, path: Path, topic: str) -> float:
+    """Send every line of ``path`` to ``topic`` on the broker at ``bootstrap``; the seconds it took."""
+    from connectors.kafka import ensure_topics, make_producer
+    from stream_learner.settings import load_settings
+
+    client = load_settings(overrides={"kafka": {"bootstrap_servers": bootstrap}}, environ={}).kafka.client_config()
+    ensure_topics(client, [topic])
+    producer = make_producer(client)
+    started = time.perf_counter()
+    with path.open("rb") as lines:
+        for line in lines:
+            producer.send(topic, value=line.rstrip(b"\n"))
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
 
 
 def run_cli(arguments: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0, batch_size: int | None = None) -> tuple[dict[str, Any], float, float, int]:
@@ -248,20 +266,8 @@ class KafkaSide:
         self.redis_url = f"redis://127.0.0.1:{redis_port}/0"
 
     def produce(self, path: Path, topic: str) -> float:
-        """Send every line of ``path`` to ``topic``; the seconds it took."""
-        from connectors.kafka import ensure_topics, make_producer
-        from stream_learner.settings import load_settings
-
-        client = load_settings(overrides={"kafka": {"bootstrap_servers": self.bootstrap}}, environ={}).kafka.client_config()
-        ensure_topics(client, [topic])
-        producer = make_producer(client)
-        started = time.perf_counter()
-        with path.open("rb") as lines:
-            for line in lines:
-                producer.send(topic, value=line.rstrip(b"\n"))
-        producer.flush()
-        producer.close()
-        return time.perf_counter() - started
+        """Send every line of ``path`` to ``topic`` (in a fresh interpreter: see :func:`in_child`); the seconds it took."""
+        return in_child(produce_lines, self.bootstrap, path, topic)
 
     def arguments(self, topic: str, events: int, tag: str) -> list[str]:
         return [
@@ -333,7 +339,7 @@ def main() -> None:
                 path = work / f"events-{keys}.jsonl"
                 write_events(path, args.events, keys, features=args.features)
                 if args.plain:
-                    plain = plain_in_child(path, args.model)
+                    plain = in_child(plain_loop, path, args.model)
                     plain_one = plain_one if keys > 1 else plain
                     plain["cpu_ratio"] = round(plain_one["cpu_us_per_event"] / plain["cpu_us_per_event"], 3)
                     rows.append(plain)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.fleet import plain_in_child, plain_loop, write_events
+from benchmarks.fleet import in_child, plain_loop, write_events
 
 
 def test_the_plain_loop_runs_a_model_per_key_over_every_event(tmp_path: Path) -> None:
@@ -18,4 +18,4 @@ def test_the_plain_loop_runs_a_model_per_key_over_every_event(tmp_path: Path) ->
 def test_the_plain_loop_runs_in_a_fresh_interpreter(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     write_events(path, 100, keys=3)
-    assert plain_in_child(path, "logreg")["keys"] == 3
+    assert in_child(plain_loop, path, "logreg")["keys"] == 3
