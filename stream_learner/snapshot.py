@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ import orjson
 
 from stream_learner.errors import SnapshotError
 from stream_learner.forked_pickle import ForkedPickle, PendingBytes
-from stream_learner.state import decode, encode
+from stream_learner.state import encode
 
 FORMAT_VERSION = 2
 """The envelope :func:`seal` writes: 2 holds an encoded state; 1 (still read) a pickled learner."""
@@ -119,6 +120,7 @@ class Snapshot:
         child (:class:`RoundShare`), and the child is reaped once every one
         of them took or discarded its share.
 
+        >>> from stream_learner.state import decode
         >>> state = {"w": 1}
         >>> parts = [SnapshotPart(lambda k=k: {"key": k, **state}, k, "river", "none", 1, {0: 1}) for k in "ab"]
         >>> snaps = Snapshot.round(parts, background=True)
@@ -138,6 +140,7 @@ class Snapshot:
     def boundary(cls, part: SnapshotPart, concept: int) -> Snapshot:
         """The boundary version of ``part`` (see :data:`VersionKind`): the model that served ``concept``, as it is now (encoded in a forked child where ``part`` is forkable).
 
+        >>> from stream_learner.state import decode
         >>> part = SnapshotPart(lambda: {"w": 1}, "k", "river", "none", 5, {0: 6}, forkable=False)
         >>> snap = Snapshot.boundary(part, concept=2)
         >>> snap.kind, snap.concept, decode(snap.payload)
@@ -174,15 +177,21 @@ class SnapshotPart:
 
 
 class RoundEncoding:
-    """The encoded states of a round's learners, made in one forked child (see :meth:`Snapshot.round`); the i-th share is the i-th part's."""
+    """The encoded states of a round's learners, made in one forked child (see :meth:`Snapshot.round`); the i-th share is the i-th part's.
+
+    The child writes the states one after the other behind their lengths
+    (:func:`concatenated`); each share is a slice of those bytes
+    (:func:`sliced`), copied out when taken, so that a round of a large
+    fleet is held once, not once more as a decoded copy.
+    """
 
     def __init__(self, parts: Sequence[SnapshotPart]) -> None:
         self._keys = [part.key for part in parts]
         states = [part.state for part in parts]
-        self._forked = ForkedPickle.call(lambda: encode({str(i): encode(state()) for i, state in enumerate(states)}))
+        self._forked = ForkedPickle.call(lambda: concatenated([encode(state()) for state in states]))
         self._lock = threading.Lock()  # shares are taken and discarded on the writer thread and on the stream's
         self._open = set(range(len(parts)))  # shares neither taken nor discarded
-        self._made: dict[str, Any] | SnapshotError | None = None  # the child's bytes per share (by position), or why it failed
+        self._made: list[memoryview | None] | SnapshotError | None = None  # the child's bytes per share (by position), or why it failed
 
     def shares(self) -> list[RoundShare]:
         return [RoundShare(self, i, key) for i, key in enumerate(self._keys)]
@@ -194,22 +203,68 @@ class RoundEncoding:
             made = self._made
             if made is None:
                 try:
-                    made = decode(self._forked.result())
+                    made = sliced(self._forked.result(), len(self._keys))
                 except SnapshotError as exc:
                     made = exc
                 self._made = made
             if isinstance(made, SnapshotError):
                 raise made
-            return bytes(made.pop(str(i)))
+            view, made[i] = made[i], None
+            if view is None:
+                raise SnapshotError(f"share {i} of a snapshot round was taken twice")
+            taken = bytes(view)
+            self._release_when_done()
+            return taken
 
     def give_up(self, i: int) -> None:
         """Nobody will take the i-th share; the child is reaped once nobody will take any."""
         with self._lock:
             self._open.discard(i)
-            if isinstance(self._made, dict):
-                self._made.pop(str(i), None)
+            if isinstance(self._made, list):
+                self._made[i] = None
+                self._release_when_done()
             elif self._made is None and not self._open:
                 self._forked.discard()
+
+    def _release_when_done(self) -> None:
+        """Once every share is taken or given up, the round's bytes are let go (the slices pin them)."""
+        if not self._open and isinstance(self._made, list):
+            self._made = SnapshotError("every share of this snapshot round was taken or given up")
+
+
+_LENGTH = struct.Struct(">Q")
+
+
+def concatenated(states: Sequence[bytes]) -> bytes:
+    """``states`` one after the other, behind their count and lengths (read back with :func:`sliced`).
+
+    >>> [bytes(v) for v in sliced(concatenated([b"ab", b"", b"c"]), 3)]
+    [b'ab', b'', b'c']
+    """
+    return b"".join([_LENGTH.pack(len(states)), *(_LENGTH.pack(len(state)) for state in states), *states])
+
+
+def sliced(blob: bytes, count: int) -> list[memoryview | None]:
+    """The ``count`` states of a :func:`concatenated` blob, as views into it; a blob of another shape is a :class:`SnapshotError`.
+
+    >>> sliced(concatenated([b"ab"])[:-1], 1)
+    Traceback (most recent call last):
+    ...
+    stream_learner.errors.SnapshotError: a snapshot round's encoded states are cut short or malformed (1 states, 17 bytes)
+    """
+    view = memoryview(blob)
+    header = _LENGTH.size * (count + 1)
+    if len(view) < header or _LENGTH.unpack_from(view)[0] != count:
+        raise SnapshotError(f"a snapshot round's encoded states are cut short or malformed ({count} states, {len(view)} bytes)")
+    lengths = [_LENGTH.unpack_from(view, _LENGTH.size * (i + 1))[0] for i in range(count)]
+    if header + sum(lengths) != len(view):
+        raise SnapshotError(f"a snapshot round's encoded states are cut short or malformed ({count} states, {len(view)} bytes)")
+    views: list[memoryview | None] = []
+    start = header
+    for length in lengths:
+        views.append(view[start : start + length])
+        start += length
+    return views
 
 
 class RoundShare(PendingBytes):

@@ -80,3 +80,22 @@ def test_a_state_that_cannot_be_encoded_fails_every_share_of_its_round_with_the_
 def test_two_parts_of_one_key_in_a_round_keep_their_own_states() -> None:
     parts = [SnapshotPart(lambda n=n: {"n": n}, "k", "river", "none", n, {0: n}) for n in (1, 2)]
     assert [decode(s.payload) for s in Snapshot.round(parts, background=True)] == [{"n": 1}, {"n": 2}]
+
+
+def test_a_round_lets_its_bytes_go_once_every_share_is_taken_or_given_up() -> None:
+    states = {f"k{i}": {"n": i, "w": [i] * 100} for i in range(6)}
+    snaps = Snapshot.round(_parts(states), background=True)
+    encoding = snaps[0].pickled._encoding  # type: ignore[union-attr]
+    assert [decode(s.payload) for s in snaps[:4]] == [states[f"k{i}"] for i in range(4)]
+    assert isinstance(encoding._made, list)  # two shares still to take: the round's bytes are held
+    snaps[4].discard()
+    assert decode(snaps[5].payload) == states["k5"]
+    assert isinstance(encoding._made, SnapshotError)  # every share taken or given up: no slice pins the bytes
+
+
+def test_a_round_whose_child_wrote_a_malformed_blob_fails_every_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stream_learner.snapshot.concatenated", lambda states: b"not a round")
+    snaps = Snapshot.round(_parts({"a": {"n": 1}, "b": {"n": 2}}), background=True)
+    for snap in snaps:
+        with pytest.raises(SnapshotError, match="cut short or malformed"):
+            _ = snap.payload
