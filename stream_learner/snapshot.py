@@ -188,7 +188,7 @@ class RoundEncoding:
     def __init__(self, parts: Sequence[SnapshotPart]) -> None:
         self._keys = [part.key for part in parts]
         states = [part.state for part in parts]
-        self._forked = ForkedPickle.call(lambda: concatenated([encode(state()) for state in states]))
+        self._forked: ForkedPickle | None = ForkedPickle.call(lambda: concatenated([encode(state()) for state in states]))  # until its bytes are read
         self._lock = threading.Lock()  # shares are taken and discarded on the writer thread and on the stream's
         self._open = set(range(len(parts)))  # shares neither taken nor discarded
         self._made: list[memoryview | None] | SnapshotError | None = None  # the child's bytes per share (by position), or why it failed
@@ -202,8 +202,9 @@ class RoundEncoding:
             self._open.discard(i)
             made = self._made
             if made is None:
+                forked, self._forked = self._forked, None  # the slices alone hold its bytes from here on
                 try:
-                    made = sliced(self._forked.result(), len(self._keys))
+                    made = sliced(forked.result(), len(self._keys)) if forked is not None else SnapshotError("a snapshot round's child was given up")
                 except SnapshotError as exc:
                     made = exc
                 self._made = made
@@ -223,7 +224,7 @@ class RoundEncoding:
             if isinstance(self._made, list):
                 self._made[i] = None
                 self._release_when_done()
-            elif self._made is None and not self._open:
+            elif self._made is None and not self._open and self._forked is not None:
                 self._forked.discard()
 
     def _release_when_done(self) -> None:

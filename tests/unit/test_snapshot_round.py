@@ -87,7 +87,7 @@ def test_a_round_lets_its_bytes_go_once_every_share_is_taken_or_given_up() -> No
     snaps = Snapshot.round(_parts(states), background=True)
     encoding = snaps[0].pickled._encoding  # type: ignore[union-attr]
     assert [decode(s.payload) for s in snaps[:4]] == [states[f"k{i}"] for i in range(4)]
-    assert isinstance(encoding._made, list)  # two shares still to take: the round's bytes are held
+    assert isinstance(encoding._made, list) and encoding._forked is None  # two shares still to take: only their slices hold the round's bytes
     snaps[4].discard()
     assert decode(snaps[5].payload) == states["k5"]
     assert isinstance(encoding._made, SnapshotError)  # every share taken or given up: no slice pins the bytes
