@@ -36,9 +36,10 @@ rest is noise), for the memory a batch of wide events holds (peak RSS).
 
 ``--plain``: also the plain river loop over the same events (each key's
 model built as ``--model`` builds it, ``predict_proba_one`` then
-``learn_one`` per event in stream order, nothing else), timed by CPU in this
-process: its ratio to 1 key is what memory alone costs the library itself
-when its models' state no longer fits the processor's caches.
+``learn_one`` per event in stream order, nothing else), timed by CPU in a
+fresh interpreter: its ratio to 1 key is what many keys cost the library
+itself (building each key's model and its first learning, and caches its
+models' state no longer fits).
 
 Targets (issue #17): 10,000 keys at 0.8x of one key or better; 100,000 keys
 at 0.7x or better with ``--max-resident-keys 10000``; memory flat once the

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol, get_args, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, cast, get_args, runtime_checkable
 
 import orjson
 
@@ -202,9 +202,10 @@ class RoundEncoding:
             self._open.discard(i)
             made = self._made
             if made is None:
-                forked, self._forked = self._forked, None  # the slices alone hold its bytes from here on
+                # set while nothing was read; dropped once read, so that the slices alone hold the round's bytes (the child's object keeps them)
+                forked, self._forked = cast(ForkedPickle, self._forked), None
                 try:
-                    made = sliced(forked.result(), len(self._keys)) if forked is not None else SnapshotError("a snapshot round's child was given up")
+                    made = sliced(forked.result(), len(self._keys))
                 except SnapshotError as exc:
                     made = exc
                 self._made = made
@@ -224,8 +225,8 @@ class RoundEncoding:
             if isinstance(self._made, list):
                 self._made[i] = None
                 self._release_when_done()
-            elif self._made is None and not self._open and self._forked is not None:
-                self._forked.discard()
+            elif self._made is None and not self._open:
+                cast(ForkedPickle, self._forked).discard()  # nothing read: still set
 
     def _release_when_done(self) -> None:
         """Once every share is taken or given up, the round's bytes are let go (the slices pin them)."""
@@ -255,10 +256,9 @@ def sliced(blob: bytes, count: int) -> list[memoryview | None]:
     """
     view = memoryview(blob)
     header = _LENGTH.size * (count + 1)
-    if len(view) < header or _LENGTH.unpack_from(view)[0] != count:
-        raise SnapshotError(f"a snapshot round's encoded states are cut short or malformed ({count} states, {len(view)} bytes)")
-    lengths = [_LENGTH.unpack_from(view, _LENGTH.size * (i + 1))[0] for i in range(count)]
-    if header + sum(lengths) != len(view):
+    fits = len(view) >= header and _LENGTH.unpack_from(view)[0] == count
+    lengths = [_LENGTH.unpack_from(view, _LENGTH.size * (i + 1))[0] for i in range(count)] if fits else []
+    if not fits or header + sum(lengths) != len(view):
         raise SnapshotError(f"a snapshot round's encoded states are cut short or malformed ({count} states, {len(view)} bytes)")
     views: list[memoryview | None] = []
     start = header
