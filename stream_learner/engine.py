@@ -35,7 +35,7 @@ from stream_learner.predictions import Predictions
 from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict, DriftDict, FeatureDriftDict, FeatureScoreDict, MetricsDict, PromotionDict, ShadowPredictionDict
 from stream_learner.schema import Schema
 from stream_learner.snapshot import Snapshot, SnapshotPart
-from stream_learner.state import decode, learner_step_state
+from stream_learner.state import decode, encode, learner_step_state
 from stream_learner.step.cadence import Cadence
 from stream_learner.step.concepts import ConceptTracker
 from stream_learner.step.dead_letters import DeadLetters
@@ -663,9 +663,10 @@ class KeyedLearner:
             raise SnapshotError(
                 f"snapshot of key {state['key']!r} holds model {spec.model!r} {spec.params}, but this run asks for {config.learner.model!r} {config.learner.params}"
             )
+        checkpoint = encode(state["learner"])  # before the learner learns anything: it may share arrays with the state it was built from
         learner = learner_from_state(state["learner"], spec)
         step = cls(state["key"], config, learner_factory, learner)
-        step.guard = GuardedLearner(step.key, learner, Journal.at(learner), state["failures"])
+        step.guard = GuardedLearner(step.key, learner, Journal(lambda: learner_from_state(decode(checkpoint), spec)), state["failures"])
         step.metrics = Prequential.from_state(state["metrics"])
         step.monitor = DriftMonitor.from_state(state["monitor"]) if state["monitor"] is not None else None
         if step.feature_monitor is not None and state["feature_monitor"] is not None and state["feature_monitor"]["params"] == step.feature_monitor.params:

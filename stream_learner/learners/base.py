@@ -95,7 +95,7 @@ class Journal:
     it was before the step that failed: exactly, for a deterministic learner
     (a river model with its seeded RNG; the torch learner, which carries its
     RNG state). The first checkpoint is ``origin``, a function building the
-    learner as the log starts (a fresh one from its spec). Once a checkpoint
+    learner as the log starts (a fresh one from its spec, a restored one from its state). Once a checkpoint
     is :meth:`due` (a second after the last and :attr:`MIN_LOG` steps, or
     :attr:`MAX_LOG` steps), the engine takes a new one: pickled in a forked
     child where it can be, since pickling in the stream's process would slow
@@ -134,12 +134,6 @@ class Journal:
         self.ys: list[Any] = []
         self._taken = time.perf_counter()
         self._restart: tuple[int, Callable[[], bytes], Callable[[bytes], Learner]] | None = None  # see restart_at
-
-    @classmethod
-    def at(cls, learner: Learner) -> Journal:
-        """A journal whose first checkpoint is ``learner`` as it is now: a restored one, pickled here (unpickling already gave its objects dictionaries)."""
-        pickled = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
-        return cls(lambda: pickle.loads(pickled))
 
     def record(self, x: Any, y: Any) -> None:
         """One step that succeeded: ``learn(x, y)``, or ``on_boundary(y)`` when ``x`` is ``None``."""

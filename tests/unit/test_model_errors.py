@@ -200,3 +200,23 @@ def test_a_failed_micro_batch_is_dropped_whole_and_the_next_ones_train() -> None
     for x, y in pairs[:9] + pairs[12:]:
         clean.learn(x, y)
     assert (step.learner.counts, step.learner.pending) == (clean.counts, clean.pending)
+
+
+def test_a_restored_torch_learner_rolls_back_to_the_state_it_was_restored_as() -> None:
+    """Its optimizer's state may be the restored state's own tensors: learning must not change the checkpoint the rollback replays from."""
+    config = EngineConfig(learner=LearnerSpec("torch:mlp", {"hidden": [8], "batch_size": 5, "optimizer": "adam"}, seed=4), detector=None)
+    first, later = _events(_pairs(20)), _events(_pairs(40)[20:], start=20)
+    for event in first + later:
+        event.features = {"x": event.features["x"] / 40.0}
+    step = KeyedLearner("default", config)
+    step.process(first, now=0.0)
+    payload = step.snapshot().payload
+    restored = KeyedLearner.restore(payload, config)
+    restored.process(later, now=0.0)
+    rolled_back = restored.guard.journal.rollback()  # the checkpoint, with every step since replayed
+    probes = [{"x": i / 10.0} for i in range(10)]
+    assert [rolled_back.predict(x) for x in probes] == [restored.learner.predict(x) for x in probes]
+    replayed = KeyedLearner.restore(payload, config).learner
+    for event in later:
+        replayed.learn(event.features, event.label)
+    assert [replayed.predict(x) for x in probes] == [restored.learner.predict(x) for x in probes]
