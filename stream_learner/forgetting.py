@@ -39,9 +39,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from stream_learner.records import ForgettingDict
-from stream_learner.state import expect_version
+from stream_learner.state import forgetting_state
 
 Row = list[float | None]
+
+VERSION = 2
+"""The layout of :meth:`ForgettingTracker.state_dict` (older ones are upgraded by :func:`~stream_learner.state.forgetting_state`)."""
 
 
 def average_accuracy(row: Row) -> float | None:
@@ -184,13 +187,19 @@ class ForgettingTracker:
         sample.take(x, y, self._random)
         return self.holdout
 
-    def _rng_now(self) -> tuple[Any, ...]:
-        """The sampling RNG's state, whether it was made yet or not."""
+    def _rng_now(self) -> list[Any] | None:
+        """The sampling RNG's state as plain values; ``None`` while it is still to be made from ``seed`` (nothing drawn yet).
+
+        Most keys of a fleet never fill a sample: their state then holds no
+        RNG (625 words, about half of a small model's state).
+        """
         if self._rng is not None:
-            return self._rng.getstate()
-        if self._rng_state is not None:
-            return self._rng_state
-        return random.Random(self._seed).getstate()
+            rng_version, rng_words, gauss = self._rng.getstate()
+        elif self._rng_state is not None:
+            rng_version, rng_words, gauss = self._rng_state
+        else:
+            return None
+        return [rng_version, list(rng_words), gauss]
 
     def _random(self) -> random.Random:
         """The sampling RNG, made on first use: seeded with ``seed``, or set to a restored state."""
@@ -266,15 +275,15 @@ class ForgettingTracker:
 
     def state_dict(self) -> dict[str, Any]:
         """The samples, the matrix and its bookkeeping, and the sampling RNG, as plain values."""
-        rng_version, rng_words, gauss = self._rng_now()
         return {
-            "version": 1,
+            "version": VERSION,
             "task": self.task,
             "sample_size": self.sample_size,
             "max_concepts": self.max_concepts,
             "max_rows": self.rows.maxlen,
             "holdout": self.holdout,
-            "rng": [rng_version, list(rng_words), gauss],
+            "seed": self._seed,
+            "rng": self._rng_now(),
             "samples": [
                 [c, {"capacity": s.capacity, "seen": s.seen, "items": [[x, y] for x, y in s.items], "next_pick": s.next_pick, "weight": s.weight}]
                 for c, s in self._samples.items()
@@ -289,11 +298,12 @@ class ForgettingTracker:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ForgettingTracker:
-        """The tracker :meth:`state_dict` describes."""
-        expect_version(state, "the forgetting tracker", 1)
-        tracker = cls(state["sample_size"], state["max_concepts"], state["max_rows"], state["holdout"], task=state["task"])
-        rng_version, rng_words, gauss = state["rng"]
-        tracker._rng_state = (rng_version, tuple(rng_words), gauss)
+        """The tracker :meth:`state_dict` describes (of any layout :func:`~stream_learner.state.forgetting_state` reads)."""
+        state = forgetting_state(state)
+        tracker = cls(state["sample_size"], state["max_concepts"], state["max_rows"], state["holdout"], state["seed"], state["task"])
+        if state["rng"] is not None:
+            rng_version, rng_words, gauss = state["rng"]
+            tracker._rng, tracker._rng_state = None, (rng_version, tuple(rng_words), gauss)
         for concept, s in state["samples"]:
             items = [(x, y) for x, y in s["items"]]
             tracker._samples[concept] = _Reservoir(s["capacity"], s["seen"], items, s["next_pick"], s["weight"])

@@ -27,7 +27,8 @@ layouts of a part are upgraded here, once per restore, by the function its
 ``from_state`` (or its container's upgrade) calls, so that every part reads
 its current layout alone: the learner step (:func:`learner_step_state`), a
 key's slot of challengers (:func:`slot_state`), the step's drift monitor
-(:func:`drift_monitor_state`) and cadence (:func:`cadence_state`), the
+(:func:`drift_monitor_state`), forgetting tracker (:func:`forgetting_state`)
+and cadence (:func:`cadence_state`), the
 torch learner (:func:`torch_learner_state`) and the states of the
 strategies it holds (:func:`strategy_state`: :func:`avalanche_strategy_state`,
 :func:`avalanche_plugin_state`, :func:`rewinding_state`, :func:`agem_state`).
@@ -134,6 +135,23 @@ def drift_monitor_state(state: dict[str, Any]) -> dict[str, Any]:
         just_detected = from_river_blob(state["detector"]).drift_detected
         return {**state, "version": 2, **({"sum": 0.0, "count": 0} if just_detected else {})}
     expect_version(state, "the drift monitor", 2)
+    return state
+
+
+def forgetting_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A forgetting tracker's state in the current layout (its ``"version"`` 2; version 1 upgraded, others refused).
+
+    Version 2 names the sampling RNG's ``seed`` and holds no RNG state
+    (``"rng"`` None) while nothing was drawn from it. Version 1 always held
+    the RNG's state, which is all its tracker goes on with: its seed is
+    never read, and is upgraded as ``None``.
+
+    >>> forgetting_state({"version": 1, "rng": [3, [1, 2], None]})
+    {'version': 2, 'rng': [3, [1, 2], None], 'seed': None}
+    """
+    if state.get("version") == 1:
+        return {**state, "version": 2, "seed": None}
+    expect_version(state, "the forgetting tracker", 2)
     return state
 
 

@@ -30,6 +30,7 @@ from stream_learner.drift import DriftMonitor
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.errors import SnapshotError
 from stream_learner.events import Event
+from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.learners.factory import build_learner
 from stream_learner.learners.from_state import learner_from_state
@@ -37,7 +38,7 @@ from stream_learner.learners.strategy import available, load_class
 from stream_learner.learners.torch import TorchLearner
 from stream_learner.residency import EvictingStore, eviction_snapshot, parse_marker
 from stream_learner.slot import Slot
-from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, learner_step_state, slot_state, torch_learner_state
+from stream_learner.state import avalanche_plugin_state, cadence_state, decode, drift_monitor_state, encode, forgetting_state, learner_step_state, slot_state, torch_learner_state
 from stream_learner.step.cadence import Cadence
 
 
@@ -216,6 +217,44 @@ def test_a_cadence_state_of_a_later_layout_is_refused_in_one_line() -> None:
     state = {**Cadence(3, 0, 10, 0.0).state_dict(), "version": 2}
     with pytest.raises(SnapshotError, match=r"^the cadence' state has version 2; this release reads version 1 \(a snapshot of a newer release\?\)$"):
         Cadence.from_state(state, 3, 0, 10, 0.0)
+
+
+# -- the forgetting tracker ---------------------------------------------------------
+
+
+def _sampled(tracker: ForgettingTracker, start: int, stop: int) -> ForgettingTracker:
+    for i in range(start, stop):
+        tracker.observe(i // 40, {"x": float(i)}, i % 2)
+    return tracker
+
+
+def _samples(tracker: ForgettingTracker) -> list[Any]:
+    return tracker.state_dict()["samples"]
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_a_tracker_that_drew_nothing_keeps_no_rng_and_restored_samples_as_the_original(seed: int) -> None:
+    tracker = _sampled(ForgettingTracker(sample_size=5, seed=seed), 0, 3)  # no sample full yet: nothing drawn
+    state = tracker.state_dict()
+    assert (state["version"], state["seed"], state["rng"]) == (2, seed, None)
+    restored = ForgettingTracker.from_state(state)
+    assert _samples(_sampled(restored, 3, 200)) == _samples(_sampled(tracker, 3, 200))
+    assert _samples(tracker) != _samples(_sampled(ForgettingTracker(sample_size=5, seed=seed + 1), 0, 200))  # the seed decides
+
+
+def test_a_version_1_tracker_state_goes_on_with_the_rng_it_holds() -> None:
+    tracker = _sampled(ForgettingTracker(sample_size=5, seed=3), 0, 60)  # two samples full: the RNG has drawn
+    state = tracker.state_dict()
+    assert forgetting_state(state) is state and state["rng"] is not None
+    old = {**_without(state, "seed"), "version": 1}
+    restored = ForgettingTracker.from_state(old)
+    assert _samples(_sampled(restored, 60, 300)) == _samples(_sampled(tracker, 60, 300))
+
+
+def test_a_tracker_state_of_a_later_layout_is_refused_in_one_line() -> None:
+    state = {**ForgettingTracker().state_dict(), "version": 3}
+    with pytest.raises(SnapshotError, match=r"^the forgetting tracker' state has version 3; this release reads version 2 \(a snapshot of a newer release\?\)$"):
+        ForgettingTracker.from_state(state)
 
 
 # -- the strategies' states in a torch learner -------------------------------------
