@@ -95,9 +95,10 @@ class Journal:
     it was before the step that failed: exactly, for a deterministic learner
     (a river model with its seeded RNG; the torch learner, which carries its
     RNG state). The first checkpoint is ``origin``, a function building the
-    learner as the log starts (a fresh one from its spec, a restored one from its state). Once a checkpoint
-    is :meth:`due` (a second after the last and :attr:`MIN_LOG` steps, or
-    :attr:`MAX_LOG` steps), the engine takes a new one: pickled in a forked
+    learner as the log starts (a fresh one from its spec, a restored one
+    from its state). Once a checkpoint is :meth:`due` (a second after the
+    last and :attr:`MIN_LOG` steps, or :attr:`MAX_LOG` steps), the engine
+    takes a new one: pickled in a forked
     child where it can be, since pickling in the stream's process would slow
     the model for good (see :mod:`stream_learner.forked_pickle`). A fork
     costs a few milliseconds, so a key forks at most once a second and once
