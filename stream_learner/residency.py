@@ -1,9 +1,9 @@
 """A bound on the model keys' learners held in memory: cold keys wait in the snapshot store.
 
-Each worker keeps at most ``limit`` learners resident (:class:`ResidentSet`,
-least recently used first). When a new or restored key would exceed the
-bound, the least recently used ones are evicted (one, or a batch in one
-write round): each full state
+Each worker keeps at most ``limit`` learners resident (:class:`ResidentSet`:
+segmented least-recently-used, where keys used again are kept over keys
+seen once). When a new or restored key would exceed the bound, the first in
+eviction order are evicted (one, or a batch in one write round): each full state
 (:meth:`~stream_learner.engine.KeyedLearner.state_dict`) is written as a
 normal, signed snapshot version of its key, and only once that write
 succeeded is the learner dropped; its holder keeps the version number. On
@@ -41,7 +41,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any, Callable, Protocol
 
 import orjson
@@ -52,6 +53,9 @@ from stream_learner.slot import Slot, Step, restore_step
 from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, read_header, seal
 
 logger = logging.getLogger(__name__)
+
+PROTECTED_SHARE = 0.8
+"""The share of a :class:`ResidentSet`'s bound that keys used more than once may hold (segmented least-recently-used's usual 80%)."""
 
 RETRY_MAX_SECONDS = 10.0
 """While the store refuses evictions, the longest wait before the next try."""
@@ -247,14 +251,25 @@ class Evictable(Protocol):
 
 
 class ResidentSet:
-    """One worker's resident learners, least recently used first, at most ``limit`` of them (not thread-safe: one per worker).
+    """One worker's resident learners, at most ``limit`` of them, evicted by a segmented least-recently-used policy (not thread-safe: one per worker).
 
-    When an admission exceeds the bound, the ``batch`` least recently used
-    others leave together: their states are written in one round
-    (``write``: :meth:`EvictingStore.evict`), then each holder drops its
-    learner. A pinned holder is passed over (and counts as used now); when
-    every other one is pinned, the bound waits for the next admission. ``counted(delta)`` hears each change of the number resident.
-    A round that raises (the store refuses) keeps its keys resident and
+    A key comes into memory (new or restored) on probation; used again in a
+    later batch, it is protected. The protected segment holds at most
+    :data:`PROTECTED_SHARE` of the bound: beyond, its least recently used
+    key goes back to probation, as used now. Keys leave probation first,
+    least recently used first, and the protected segment only once
+    probation is empty. A burst of keys seen once (a fleet's cold devices)
+    then passes through probation without pushing out the keys in steady
+    use, which plain least-recently-used evicts as soon as ``limit`` other
+    keys came by (``benchmarks/README.md``, fleets: evicting cold keys).
+
+    When an admission exceeds the bound, the ``batch`` first in eviction
+    order leave together: their states are written in one round (``write``:
+    :meth:`EvictingStore.evict`), then each holder drops its learner. A
+    pinned holder is passed over (and counts as used now); when every
+    other one is pinned, the bound waits for the next admission.
+    ``counted(delta)`` hears each change of the number resident. A round
+    that raises (the store refuses) keeps its keys resident and
     ``failed(key)`` hears of each; the bound is exceeded until a later
     admission tries again, at most every 1 s to :data:`RETRY_MAX_SECONDS`.
 
@@ -262,14 +277,16 @@ class ResidentSet:
     ...     def __init__(self, key): self.key, self.pinned = key, False
     ...     def leaving(self): return self.key
     ...     def left(self, version): print("evicted", self.key, "as version", version)
-    >>> resident = ResidentSet(2, lambda states: [1] * len(states))
+    >>> resident = ResidentSet(3, lambda states: [1] * len(states))
     >>> for key in "abc":
     ...     resident.admit(key, Holder(key))
-    evicted a as version 1
-    >>> resident.touch("b"); resident.admit("d", Holder("d"))
+    >>> resident.touch("a")  # used again: protected
+    >>> for key in "de":
+    ...     resident.admit(key, Holder(key))
+    evicted b as version 1
     evicted c as version 1
-    >>> list(resident)
-    ['b', 'd']
+    >>> list(resident)  # in eviction order: probation, then the protected segment
+    ['d', 'e', 'a']
     """
 
     def __init__(
@@ -288,45 +305,56 @@ class ResidentSet:
         self.counted = counted
         self.failed = failed
         self.failures = 0  # evictions the store refused
-        self._lru: OrderedDict[str, Evictable] = OrderedDict()
+        self.protected_limit = int(limit * PROTECTED_SHARE)
+        self._probation: OrderedDict[str, Evictable] = OrderedDict()  # least recently used first
+        self._protected: OrderedDict[str, Evictable] = OrderedDict()  # least recently used first
         self._retry_at = 0.0
         self._delay = 0.0
 
-    def __iter__(self) -> Any:
-        return iter(self._lru)
+    def __iter__(self) -> Iterator[str]:
+        """The resident keys, in eviction order."""
+        return chain(self._probation, self._protected)
 
     def __len__(self) -> int:
-        return len(self._lru)
+        return len(self._probation) + len(self._protected)
 
     def touch(self, key: str) -> None:
-        """``key`` is used now (over the bound, which pinned keys can leave it, the least recently used others leave)."""
-        self._lru.move_to_end(key)
-        if len(self._lru) > self.limit:
+        """``key`` is used again (over the bound, which pinned keys can leave it, others leave)."""
+        if key in self._protected:
+            self._protected.move_to_end(key)
+        else:
+            self._protected[key] = self._probation.pop(key)
+            while len(self._protected) > self.protected_limit:
+                demoted, holder = self._protected.popitem(last=False)
+                self._probation[demoted] = holder
+        if len(self) > self.limit:
             self._shrink(key)
 
     def admit(self, key: str, holder: Evictable) -> None:
-        """``key``'s learner came into memory (new or restored): over the bound, the least recently used others leave."""
-        self._lru[key] = holder
-        self._lru.move_to_end(key)
+        """``key``'s learner came into memory (new or restored), on probation: over the bound, others leave."""
+        self._probation[key] = holder
         self.counted(1)
         self._shrink(key)
 
     def _shrink(self, key: str) -> None:
         """Evict down to the bound (less a batch), never ``key``, which is in use."""
-        if len(self._lru) <= self.limit or time.monotonic() < self._retry_at:
+        if len(self) <= self.limit or time.monotonic() < self._retry_at:
             return
-        need = len(self._lru) - self.limit + self.batch - 1
+        need = len(self) - self.limit + self.batch - 1
         cold: list[tuple[str, Evictable]] = []
         pinned: list[str] = []
-        for cold_key, cold_holder in self._lru.items():
-            if len(cold) == need or cold_key == key:
-                break
-            if cold_holder.pinned:
-                pinned.append(cold_key)
-            else:
-                cold.append((cold_key, cold_holder))
+        for segment in (self._probation, self._protected):
+            for cold_key, cold_holder in segment.items():
+                if len(cold) == need:
+                    break
+                if cold_key == key:
+                    continue
+                if cold_holder.pinned:
+                    pinned.append(cold_key)
+                else:
+                    cold.append((cold_key, cold_holder))
         for pinned_key in pinned:
-            self._lru.move_to_end(pinned_key)
+            (self._probation if pinned_key in self._probation else self._protected).move_to_end(pinned_key)
         if not cold:
             return
         try:
@@ -336,7 +364,7 @@ class ResidentSet:
             return
         for (cold_key, cold_holder), version in zip(cold, versions):
             cold_holder.left(version)
-            del self._lru[cold_key]
+            (self._probation if cold_key in self._probation else self._protected).pop(cold_key)
         self.counted(-len(cold))
         if self._delay:
             logger.warning("model keys are evicted again (%d evictions failed so far)", self.failures)

@@ -55,7 +55,7 @@ class Profile(ABC):
     workers: int = 1
     addresses: Sequence[str] = ()
     process_id: int = 0
-    max_resident_keys: int = 0  # learners each worker keeps in memory, the least recently used evicted to the store (0: no bound)
+    max_resident_keys: int = 0  # learners each worker keeps in memory, the others evicted to the store (0: no bound)
 
     @abstractmethod
     def open(self, stack: ExitStack) -> tuple[SnapshotStore, bytes]:

@@ -493,7 +493,7 @@ def build_dataflow(
     ``recovered(learner)`` sees each learner restored from it.
 
     ``max_resident_keys`` (0: no bound) bounds each worker's learners in
-    memory; the least recently used are evicted to ``evictions`` and
+    memory; the others are evicted to ``evictions`` and
     restored from it (see :mod:`stream_learner.residency`). A run resuming
     the recovery state of a bounded one needs ``evictions`` even without a
     bound: its evicted keys wait there.

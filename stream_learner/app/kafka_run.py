@@ -85,7 +85,7 @@ def run_kafka(
 
     ``telemetry`` (a :class:`~stream_learner.app.telemetry.Telemetry`) is fed like the embedded run's.
     ``max_resident_keys`` (0: no bound) keeps at most that many learners in
-    each worker's memory, the least recently used waiting in Redis.
+    each worker's memory, the others waiting in Redis (see :mod:`stream_learner.residency`).
     """
     profile = KafkaProfile(settings, engine, max_events, workers, addresses, process_id, println, handle_signals, telemetry)
     profile.max_resident_keys = max_resident_keys

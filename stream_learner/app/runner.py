@@ -61,7 +61,7 @@ class RunOptions:
     signing_key: bytes | None = None
     telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by this run (Prometheus, dashboard)
     rate: float = 0.0  # read at most this many events per second (0: unlimited)
-    max_resident_keys: int = 0  # learners each worker keeps in memory; the least recently used wait in the snapshot directory (0: no bound)
+    max_resident_keys: int = 0  # learners each worker keeps in memory; the others wait in the snapshot directory (0: no bound)
 
 
 def run(options: RunOptions, println: Callable[[str], None] | None = None, source: OffsetSource | None = None) -> dict[str, Any]:

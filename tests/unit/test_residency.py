@@ -133,7 +133,7 @@ class Writes:
         return self.store.save_many([(s.key, s.payload) for s in snapshots])
 
 
-def test_the_resident_set_evicts_the_least_recently_used_down_to_its_bound(tmp_path: Path) -> None:
+def test_the_resident_set_evicts_keys_on_probation_least_recently_used_first_down_to_its_bound(tmp_path: Path) -> None:
     writes, counts = Writes(LocalSnapshotStore(tmp_path)), []
     resident = ResidentSet(3, writes, counted=counts.append)
     holders = {key: Holder(key) for key in "abcde"}
@@ -142,9 +142,43 @@ def test_the_resident_set_evicts_the_least_recently_used_down_to_its_bound(tmp_p
     resident.touch("a")
     resident.admit("d", holders["d"])
     resident.admit("e", holders["e"])
-    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["a", "d", "e"]
+    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["d", "e", "a"]  # in eviction order: a was used again
     assert holders["b"].version == 1 and writes.store.load("b", 1) == b"state of b" and holders["a"].version is None
     assert sum(counts) == len(resident) == 3
+
+
+def test_a_key_used_again_outlives_a_burst_of_keys_seen_once(tmp_path: Path) -> None:
+    """Plain least-recently-used would evict ``a`` once four other keys came by."""
+    writes = Writes(LocalSnapshotStore(tmp_path))
+    resident = ResidentSet(4, writes)
+    resident.admit("a", Holder("a"))
+    resident.touch("a")
+    for key in "bcdefgh":
+        resident.admit(key, Holder(key))
+    assert writes.rounds == [["b"], ["c"], ["d"], ["e"]] and list(resident) == ["f", "g", "h", "a"]
+
+
+def test_the_protected_segment_gives_its_least_recently_used_back_to_probation(tmp_path: Path) -> None:
+    writes = Writes(LocalSnapshotStore(tmp_path))
+    resident = ResidentSet(5, writes)  # at most 4 protected
+    for key in "abcde":
+        resident.admit(key, Holder(key))
+    for key in "abcde":
+        resident.touch(key)
+    assert list(resident) == ["a", "b", "c", "d", "e"] and writes.rounds == []  # a back on probation, as used now
+    resident.admit("f", Holder("f"))
+    assert writes.rounds == [["a"]] and list(resident) == ["f", "b", "c", "d", "e"]
+
+
+def test_with_nothing_on_probation_to_evict_the_protected_least_recently_used_leaves(tmp_path: Path) -> None:
+    writes = Writes(LocalSnapshotStore(tmp_path))
+    resident = ResidentSet(3, writes)  # at most 2 protected
+    for key in "ab":
+        resident.admit(key, Holder(key))
+        resident.touch(key)
+    resident.admit("c", Holder("c", pinned=True))
+    resident.admit("d", Holder("d"))  # probation holds c, pinned, and d, in use
+    assert writes.rounds == [["a"]] and list(resident) == ["d", "c", "b"]  # c passed over: as used now
 
 
 def test_a_full_resident_set_evicts_a_batch_in_one_write_round(tmp_path: Path) -> None:
