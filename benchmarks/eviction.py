@@ -2,16 +2,20 @@
 
     .venv/bin/python benchmarks/eviction.py [--events 200000] [--keys 10000] [--resident 2000] [--model logreg]
 
-Two streams of ``--events`` labelled events over ``--keys`` keys, each run
-by the CLI in a child process (file source) without a bound and with
-``--max-resident-keys --resident``:
+Streams of ``--events`` labelled events over ``--keys`` keys
+(``--patterns``, by default hot and cycle), each run by the CLI in a child
+process (file source) without a bound and with ``--max-resident-keys
+--resident``:
 
 * ``hot``: 90% of the events go to the hottest 10% of the keys (a fixed hot
   set), the rest spread over the cold keys: a fleet of devices of which a
   few are busy. A bound above the hot set evicts mostly cold keys.
-* ``cycle``: the keys in turn (``k0, k1, ...``), the least-recently-used
-  policy's worst case: with fewer resident keys than keys, every event of
-  a key finds it evicted, so every event pays a restore and an eviction.
+* ``zipf``: a key's share of the events falls as one over its popularity
+  rank (Zipf's law, s = 1): a few keys are very busy, most are rare.
+* ``cycle``: the keys in turn (``k0, k1, ...``), the worst case of any
+  policy that bounds memory: with fewer resident keys than keys, every
+  event of a key finds it evicted, so every event pays a restore and an
+  eviction.
 
 Per run: events/s, the ratio to the unbounded run of the same stream, peak
 RSS (``wait4`` of that child), evictions and restores (count, mean ms).
@@ -23,23 +27,35 @@ import argparse
 import json
 import random
 import tempfile
+from bisect import bisect
+from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from benchmarks.fleet import run_cli
 
 
-def write_events(path: Path, events: int, keys: int, pattern: str, seed: int = 5) -> None:
-    """``events`` labelled events of two features over ``keys`` keys, in the order ``pattern`` says (``hot`` or ``cycle``)."""
+def stream(events: int, keys: int, pattern: str, seed: int = 5) -> Iterator[tuple[int, float, float]]:
+    """``events`` events ``(key, a, b)`` over ``keys`` keys, in the order ``pattern`` says (``hot``, ``zipf`` or ``cycle``)."""
     rng = random.Random(seed)
     hot = max(1, keys // 10)
+    popularity = list(accumulate(1.0 / rank for rank in range(1, keys + 1))) if pattern == "zipf" else []
+    ranks = random.Random(seed + 1).sample(range(keys), keys)  # which key has which rank: not ordered by number
+    for i in range(events):
+        if pattern == "cycle":
+            key = i % keys
+        elif pattern == "zipf":
+            key = ranks[bisect(popularity, rng.random() * popularity[-1])]
+        else:
+            key = rng.randrange(hot) if rng.random() < 0.9 else rng.randrange(hot, keys)
+        yield key, rng.random(), rng.random()
+
+
+def write_events(path: Path, events: int, keys: int, pattern: str, seed: int = 5) -> None:
+    """``events`` labelled events of two features over ``keys`` keys, in the order ``pattern`` says (see :func:`stream`)."""
     with path.open("w") as out:
-        for i in range(events):
-            if pattern == "cycle":
-                key = i % keys
-            else:
-                key = rng.randrange(hot) if rng.random() < 0.9 else rng.randrange(hot, keys)
-            a, b = rng.random(), rng.random()
+        for key, a, b in stream(events, keys, pattern, seed):
             out.write(f'{{"key":"k{key}","features":{{"a":{a!r},"b":{b!r}}},"label":{"true" if a + b > 1.0 else "false"}}}\n')
 
 

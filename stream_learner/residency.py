@@ -1,9 +1,9 @@
 """A bound on the model keys' learners held in memory: cold keys wait in the snapshot store.
 
 Each worker keeps at most ``limit`` learners resident (:class:`ResidentSet`:
-segmented least-recently-used, where keys used again are kept over keys
-seen once). When a new or restored key would exceed the bound, the first in
-eviction order are evicted (one, or a batch in one write round): each full state
+least recently used first, where a key used no more often than the next to
+leave goes before it). When a new or restored key would exceed the bound,
+the first in eviction order are evicted (one, or a batch in one write round): each full state
 (:meth:`~stream_learner.engine.KeyedLearner.state_dict`) is written as a
 normal, signed snapshot version of its key, and only once that write
 succeeded is the learner dropped; its holder keeps the version number. On
@@ -42,7 +42,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from itertools import chain
 from typing import Any, Callable, Protocol
 
 import orjson
@@ -53,9 +52,6 @@ from stream_learner.slot import Slot, Step, restore_step
 from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, read_header, seal
 
 logger = logging.getLogger(__name__)
-
-PROTECTED_SHARE = 0.8
-"""The share of a :class:`ResidentSet`'s bound that keys used more than once may hold (segmented least-recently-used's usual 80%)."""
 
 RETRY_MAX_SECONDS = 10.0
 """While the store refuses evictions, the longest wait before the next try."""
@@ -250,21 +246,60 @@ class Evictable(Protocol):
         ...
 
 
+class UseCounts:
+    """How often each key was used lately: every count is halved each ``period`` uses, and a key halved to 0 is forgotten.
+
+    Recent uses weigh more than old ones, and at most ``2 * period`` keys
+    are counted at once, however many keys the stream has.
+
+    >>> counts = UseCounts(period=4)
+    >>> [counts.add(key) for key in "aab"], counts["a"], counts["c"]
+    ([1, 2, 1], 2, 0)
+    >>> counts.add("a"), counts["a"], counts["b"]  # the 4th use: halved, b forgotten
+    (3, 1, 0)
+    """
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._counts: dict[str, int] = {}
+        self._uses = 0
+
+    def __getitem__(self, key: str) -> int:
+        return self._counts.get(key, 0)
+
+    def __len__(self) -> int:
+        """The keys counted now."""
+        return len(self._counts)
+
+    def add(self, key: str) -> int:
+        """Count a use of ``key``; its count before any halving this use brings."""
+        count = self._counts[key] = self._counts.get(key, 0) + 1
+        self._uses += 1
+        if self._uses == self.period:
+            self._counts = {k: n >> 1 for k, n in self._counts.items() if n > 1}
+            self._uses = 0
+        return count
+
+
 class ResidentSet:
-    """One worker's resident learners, at most ``limit`` of them, evicted by a segmented least-recently-used policy (not thread-safe: one per worker).
+    """One worker's resident learners, at most ``limit`` of them, the ones used least often evicted first (not thread-safe: one per worker).
 
-    A key comes into memory (new or restored) on probation; used again in a
-    later batch, it is protected. The protected segment holds at most
-    :data:`PROTECTED_SHARE` of the bound: beyond, its least recently used
-    key goes back to probation, as used now. Keys leave probation first,
-    least recently used first, and the protected segment only once
-    probation is empty. A burst of keys seen once (a fleet's cold devices)
-    then passes through probation without pushing out the keys in steady
-    use, which plain least-recently-used evicts as soon as ``limit`` other
-    keys came by (``benchmarks/README.md``, fleets: evicting cold keys).
+    Keys are kept in eviction order, least recently used first. A key
+    coming into memory (new or restored) that was used no more often
+    lately (:class:`UseCounts`, over the last ``10 * limit`` uses) than the
+    key next in line to leave goes to the front of the line: it leaves at
+    the next eviction, once its batch is done with it. Any other key, and
+    every key used again, goes to the back. The source hands over events in
+    batches, and a batch visits its keys in the same order every time: where
+    a batch has more keys than the bound, plain least-recently-used evicts
+    every key before its next batch comes (a scan), while this keeps the
+    keys in steady use and lets keys seen once pass through (TinyLFU's
+    admission, Einziger et al. 2017, over least-recently-used; see
+    ``benchmarks/README.md``, fleets: evicting cold keys).
+    ``by_frequency=False``: plain least-recently-used.
 
-    When an admission exceeds the bound, the ``batch`` first in eviction
-    order leave together: their states are written in one round (``write``:
+    When an admission exceeds the bound, the ``batch`` first in line leave
+    together: their states are written in one round (``write``:
     :meth:`EvictingStore.evict`), then each holder drops its learner. A
     pinned holder is passed over (and counts as used now); when every
     other one is pinned, the bound waits for the next admission.
@@ -278,15 +313,13 @@ class ResidentSet:
     ...     def leaving(self): return self.key
     ...     def left(self, version): print("evicted", self.key, "as version", version)
     >>> resident = ResidentSet(3, lambda states: [1] * len(states))
-    >>> for key in "abc":
+    >>> resident.admit("a", Holder("a")); resident.touch("a")  # used twice
+    >>> for key in "bcde":  # each seen once
     ...     resident.admit(key, Holder(key))
-    >>> resident.touch("a")  # used again: protected
-    >>> for key in "de":
-    ...     resident.admit(key, Holder(key))
-    evicted b as version 1
     evicted c as version 1
-    >>> list(resident)  # in eviction order: probation, then the protected segment
-    ['d', 'e', 'a']
+    evicted d as version 1
+    >>> list(resident)  # in eviction order: e leaves next, a last
+    ['e', 'b', 'a']
     """
 
     def __init__(
@@ -296,6 +329,7 @@ class ResidentSet:
         batch: int = 1,
         counted: Callable[[int], None] = lambda delta: None,
         failed: Callable[[str], None] = lambda key: None,
+        by_frequency: bool = True,
     ) -> None:
         if limit < 1:
             raise ValueError(f"a resident set holds at least one key, not {limit}")
@@ -305,56 +339,56 @@ class ResidentSet:
         self.counted = counted
         self.failed = failed
         self.failures = 0  # evictions the store refused
-        self.protected_limit = int(limit * PROTECTED_SHARE)
-        self._probation: OrderedDict[str, Evictable] = OrderedDict()  # least recently used first
-        self._protected: OrderedDict[str, Evictable] = OrderedDict()  # least recently used first
+        self.uses = UseCounts(10 * limit) if by_frequency else None
+        self._order: OrderedDict[str, Evictable] = OrderedDict()  # eviction order: the first leaves first
         self._retry_at = 0.0
         self._delay = 0.0
 
     def __iter__(self) -> Iterator[str]:
         """The resident keys, in eviction order."""
-        return chain(self._probation, self._protected)
+        return iter(self._order)
 
     def __len__(self) -> int:
-        return len(self._probation) + len(self._protected)
+        return len(self._order)
 
     def touch(self, key: str) -> None:
         """``key`` is used again (over the bound, which pinned keys can leave it, others leave)."""
-        if key in self._protected:
-            self._protected.move_to_end(key)
-        else:
-            self._protected[key] = self._probation.pop(key)
-            while len(self._protected) > self.protected_limit:
-                demoted, holder = self._protected.popitem(last=False)
-                self._probation[demoted] = holder
-        if len(self) > self.limit:
+        if self.uses is not None:
+            self.uses.add(key)
+        self._order.move_to_end(key)
+        if len(self._order) > self.limit:
             self._shrink(key)
 
     def admit(self, key: str, holder: Evictable) -> None:
-        """``key``'s learner came into memory (new or restored), on probation: over the bound, others leave."""
-        self._probation[key] = holder
+        """``key``'s learner came into memory (new or restored): at the back of the line, or at its front where it was used no more often than the key there."""
+        next_out = next((k for k, h in self._order.items() if not h.pinned), None)
+        self._order[key] = holder
+        if self.uses is not None:
+            before = self.uses[key]  # compared before this use: the next to leave may not have had its use in this batch yet
+            self.uses.add(key)
+            if next_out is not None and before <= self.uses[next_out]:
+                self._order.move_to_end(key, last=False)
         self.counted(1)
         self._shrink(key)
 
     def _shrink(self, key: str) -> None:
         """Evict down to the bound (less a batch), never ``key``, which is in use."""
-        if len(self) <= self.limit or time.monotonic() < self._retry_at:
+        if len(self._order) <= self.limit or time.monotonic() < self._retry_at:
             return
-        need = len(self) - self.limit + self.batch - 1
+        need = len(self._order) - self.limit + self.batch - 1
         cold: list[tuple[str, Evictable]] = []
         pinned: list[str] = []
-        for segment in (self._probation, self._protected):
-            for cold_key, cold_holder in segment.items():
-                if len(cold) == need:
-                    break
-                if cold_key == key:
-                    continue
-                if cold_holder.pinned:
-                    pinned.append(cold_key)
-                else:
-                    cold.append((cold_key, cold_holder))
+        for cold_key, cold_holder in self._order.items():
+            if len(cold) == need:
+                break
+            if cold_key == key:
+                continue
+            if cold_holder.pinned:
+                pinned.append(cold_key)
+            else:
+                cold.append((cold_key, cold_holder))
         for pinned_key in pinned:
-            (self._probation if pinned_key in self._probation else self._protected).move_to_end(pinned_key)
+            self._order.move_to_end(pinned_key)
         if not cold:
             return
         try:
@@ -364,7 +398,7 @@ class ResidentSet:
             return
         for (cold_key, cold_holder), version in zip(cold, versions):
             cold_holder.left(version)
-            (self._probation if cold_key in self._probation else self._protected).pop(cold_key)
+            del self._order[cold_key]
         self.counted(-len(cold))
         if self._delay:
             logger.warning("model keys are evicted again (%d evictions failed so far)", self.failures)

@@ -12,7 +12,7 @@ from connectors.local_store import LocalSnapshotStore
 from stream_learner.engine import EngineConfig, KeyedLearner
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
-from stream_learner.residency import EvictingStore, ResidentSet, eviction_snapshot
+from stream_learner.residency import EvictingStore, ResidentSet, UseCounts, eviction_snapshot
 from stream_learner.slot import new_step
 from stream_learner.snapshot import Snapshot, load_latest_valid, read_header, seal
 
@@ -133,57 +133,69 @@ class Writes:
         return self.store.save_many([(s.key, s.payload) for s in snapshots])
 
 
-def test_the_resident_set_evicts_keys_on_probation_least_recently_used_first_down_to_its_bound(tmp_path: Path) -> None:
+def test_plain_least_recently_used_evicts_the_least_recently_used_down_to_its_bound(tmp_path: Path) -> None:
     writes, counts = Writes(LocalSnapshotStore(tmp_path)), []
-    resident = ResidentSet(3, writes, counted=counts.append)
+    resident = ResidentSet(3, writes, counted=counts.append, by_frequency=False)
     holders = {key: Holder(key) for key in "abcde"}
     for key in "abc":
         resident.admit(key, holders[key])
     resident.touch("a")
     resident.admit("d", holders["d"])
     resident.admit("e", holders["e"])
-    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["d", "e", "a"]  # in eviction order: a was used again
+    assert writes.rounds == [["b"], ["c"]] and list(resident) == ["a", "d", "e"]
     assert holders["b"].version == 1 and writes.store.load("b", 1) == b"state of b" and holders["a"].version is None
     assert sum(counts) == len(resident) == 3
 
 
-def test_a_key_used_again_outlives_a_burst_of_keys_seen_once(tmp_path: Path) -> None:
+def test_a_key_used_more_often_outlives_a_burst_of_keys_seen_once(tmp_path: Path) -> None:
     """Plain least-recently-used would evict ``a`` once four other keys came by."""
-    writes = Writes(LocalSnapshotStore(tmp_path))
-    resident = ResidentSet(4, writes)
+    writes, counts = Writes(LocalSnapshotStore(tmp_path)), []
+    resident = ResidentSet(4, writes, counted=counts.append)
     resident.admit("a", Holder("a"))
     resident.touch("a")
     for key in "bcdefgh":
         resident.admit(key, Holder(key))
-    assert writes.rounds == [["b"], ["c"], ["d"], ["e"]] and list(resident) == ["f", "g", "h", "a"]
+    assert writes.rounds == [["d"], ["e"], ["f"], ["g"]] and list(resident) == ["h", "c", "b", "a"]
+    assert sum(counts) == len(resident) == 4
 
 
-def test_the_protected_segment_gives_its_least_recently_used_back_to_probation(tmp_path: Path) -> None:
-    writes = Writes(LocalSnapshotStore(tmp_path))
-    resident = ResidentSet(5, writes)  # at most 4 protected
-    for key in "abcde":
-        resident.admit(key, Holder(key))
-    for key in "abcde":
-        resident.touch(key)
-    assert list(resident) == ["a", "b", "c", "d", "e"] and writes.rounds == []  # a back on probation, as used now
-    resident.admit("f", Holder("f"))
-    assert writes.rounds == [["a"]] and list(resident) == ["f", "b", "c", "d", "e"]
+def _visits(resident: ResidentSet, batches: list[str]) -> int:
+    """Each batch's keys, in order, as the dataflow brings them: touched where resident, else admitted; the admissions after the first batch."""
+    holders: dict[str, Holder] = {}
+    admissions = 0
+    for number, batch in enumerate(batches):
+        for key in batch:
+            holder = holders.get(key)
+            if holder is not None and holder.version is None:
+                resident.touch(key)
+                continue
+            holders[key] = Holder(key)
+            resident.admit(key, holders[key])
+            admissions += number > 0
+    return admissions
 
 
-def test_with_nothing_on_probation_to_evict_the_protected_least_recently_used_leaves(tmp_path: Path) -> None:
-    writes = Writes(LocalSnapshotStore(tmp_path))
-    resident = ResidentSet(3, writes)  # at most 2 protected
-    for key in "ab":
-        resident.admit(key, Holder(key))
-        resident.touch(key)
-    resident.admit("c", Holder("c", pinned=True))
-    resident.admit("d", Holder("d"))  # probation holds c, pinned, and d, in use
-    assert writes.rounds == [["a"]] and list(resident) == ["d", "c", "b"]  # c passed over: as used now
+def test_keys_each_batch_visits_in_the_same_order_stay_resident_where_least_recently_used_evicts_every_one(tmp_path: Path) -> None:
+    """A batch with more keys than the bound, in the same order each time (a scan): plain least-recently-used evicts each key before the next batch reaches it."""
+    batches = ["abcdef"] * 5
+    plain = _visits(ResidentSet(4, Writes(LocalSnapshotStore(tmp_path / "plain")), by_frequency=False), batches)
+    by_frequency = _visits(ResidentSet(4, Writes(LocalSnapshotStore(tmp_path / "frequency"))), batches)
+    assert plain == 4 * 6  # every visit after the first batch restores its key
+    assert by_frequency == 4 * 3  # a, b and c stay; only three keys pass through the fourth place
+
+
+def test_use_counts_forget_keys_used_once_long_ago() -> None:
+    counts = UseCounts(period=100)
+    for i in range(10_000):
+        counts.add(f"k{i}")
+        counts.add("busy")
+    assert len(counts) <= 200 and counts["k0"] == 0 and counts["busy"] > 1
+    assert counts.add("new") == counts["new"] == 1 and counts["busy"] > counts["new"]
 
 
 def test_a_full_resident_set_evicts_a_batch_in_one_write_round(tmp_path: Path) -> None:
     writes = Writes(LocalSnapshotStore(tmp_path))
-    resident = ResidentSet(4, writes, batch=3)
+    resident = ResidentSet(4, writes, batch=3, by_frequency=False)
     for key in "abcdef":
         resident.admit(key, Holder(key))
     assert writes.rounds == [["a", "b", "c"]] and list(resident) == ["d", "e", "f"]
@@ -192,7 +204,7 @@ def test_a_full_resident_set_evicts_a_batch_in_one_write_round(tmp_path: Path) -
 def test_a_refused_eviction_keeps_the_keys_and_is_not_retried_at_once(tmp_path: Path) -> None:
     failed: list[str] = []
     writes = Writes(LocalSnapshotStore(tmp_path), refuse=True)
-    resident = ResidentSet(1, writes, failed=failed.append)
+    resident = ResidentSet(1, writes, failed=failed.append, by_frequency=False)
     holders = {key: Holder(key) for key in "abc"}
     resident.admit("a", holders["a"])
     resident.admit("b", holders["b"])
@@ -206,7 +218,7 @@ def test_a_refused_eviction_keeps_the_keys_and_is_not_retried_at_once(tmp_path: 
 
 def test_a_pinned_key_is_passed_over_until_unpinned(tmp_path: Path) -> None:
     writes = Writes(LocalSnapshotStore(tmp_path))
-    resident = ResidentSet(2, writes)
+    resident = ResidentSet(2, writes, by_frequency=False)
     holders = {key: Holder(key, pinned=key == "a") for key in "abcde"}
     for key in "abc":
         resident.admit(key, holders[key])
