@@ -68,7 +68,10 @@ class EngineConfig:
         snapshot_seconds: snapshot when this many seconds passed since the
             last snapshot and events came in (0: only every N events). Time,
             not throughput, sets the default cadence: a snapshot costs the
-            same at any rate. The end of a stream always snapshots.
+            same at any rate. The end of a stream always snapshots. In a
+            run, a snapshot that comes due by time waits for its worker's
+            next round, at most one more interval (see
+            :class:`~stream_learner.app.dataflow.SnapshotRounds`).
         forgetting_every: evaluate every concept's sample every N labelled
             events (0: only at boundaries and at the end); see
             :mod:`stream_learner.forgetting`.

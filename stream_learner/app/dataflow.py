@@ -220,18 +220,28 @@ class SnapshotRounds:
 
     The logics say which learners are due (``EngineConfig.snapshot_rounds``)
     and the worker's snapshot step, which sees each batch of the learners'
-    outputs, takes a round of them: a fleet pays one fork per batch that
-    has due keys, not one per key. A key appears once in a batch, so each
-    state is the one its batch ended with, as a snapshot taken by the
-    learner itself would be (``--snapshot-every N`` still snapshots at the
-    N-th event).
+    outputs, takes a round of them: a fleet pays one fork per round, not one
+    per key. A key appears once in a batch, so each state is the one its
+    batch ended with, as a snapshot taken by the learner itself would be
+    (``--snapshot-every N`` still snapshots at the N-th event).
+
+    ``min_seconds``: a round comes at least this long after the previous
+    one; the keys that come due meanwhile wait for it and are taken as they
+    are then. A fork costs in proportion to the process's memory, not to the
+    keys in the round (its page tables, and the pages copied on write while
+    the child lives), so a fleet whose keys come due one batch after
+    another forks once per interval instead of once per batch. The run sets
+    it to ``--snapshot-seconds`` where snapshots go by time alone.
 
     >>> rounds = SnapshotRounds()
     >>> rounds.take(), len(rounds)
     ([], 0)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, min_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.min_seconds = min_seconds
+        self.clock = clock
+        self._last: float | None = None  # when the last round was taken
         self._due: dict[str, Step] = {}
 
     def __len__(self) -> int:
@@ -245,9 +255,11 @@ class SnapshotRounds:
         self._due.pop(key, None)
 
     def take(self) -> list[Snapshot]:
-        """The due learners' snapshots, in one round."""
-        if not self._due:
+        """The due learners' snapshots, in one round (none yet while the last round is younger than ``min_seconds``)."""
+        now = self.clock()
+        if not self._due or (self._last is not None and now - self._last < self.min_seconds):
             return []
+        self._last = now
         steps, self._due = list(self._due.values()), {}
         snapshots = Snapshot.round([step.snapshot_part() for step in steps], background=True)
         for step, snapshot in zip(steps, snapshots):
@@ -513,7 +525,8 @@ def build_dataflow(
     resident = _ResidentCount(stats)
     # each Bytewax worker builds and runs its logics on its own thread: one of each of these per worker
     states = PerWorker(RecoveryStates)
-    rounds = PerWorker(SnapshotRounds)
+    round_gap = config.snapshot_seconds if not config.snapshot_every else 0.0  # a count-based cadence snapshots at its N-th event
+    rounds = PerWorker(lambda: SnapshotRounds(round_gap))
     residencies: PerWorker[Residency] | None = None
     if evictions is not None:
         store, limit = evictions, max_resident_keys

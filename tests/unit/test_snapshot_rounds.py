@@ -69,3 +69,34 @@ def test_a_round_restarts_each_learners_undo_journal_from_its_snapshot() -> None
     learn_then_round(40, 10)
     # the first round's snapshot became each journal's start once the second was taken: only the 10 examples since are logged
     assert [len(step.guard.journal.xs) for step in steps] == [10, 10, 10]
+
+
+def test_a_round_waits_for_the_last_to_be_min_seconds_old_and_takes_the_keys_due_meanwhile_as_they_are_then() -> None:
+    from stream_learner.app.dataflow import SnapshotRounds
+
+    config = EngineConfig(learner=LearnerSpec("logreg"), detector=None, snapshot_rounds=True)
+    steps = [KeyedLearner(f"k{i}", config) for i in range(3)]
+    now = [100.0]
+    rounds = SnapshotRounds(min_seconds=30.0, clock=lambda: now[0])
+
+    def learn(step: KeyedLearner, start: int, n: int) -> None:
+        step.process([Event(f"{step.key}-{j}", step.key, {"x": float(j % 3)}, j % 2, None, 0, j) for j in range(start, start + n)], now=0.0)
+
+    learn(steps[0], 0, 5)
+    rounds.due(steps[0])
+    first = rounds.take()
+    assert [(s.key, s.events_seen) for s in first] == [("k0", 5)]
+    now[0] = 110.0
+    for step in steps[1:]:
+        learn(step, 0, 5)
+        rounds.due(step)
+    assert rounds.take() == [] and len(rounds) == 2  # 10 s after the last round: they wait
+    now[0] = 125.0
+    learn(steps[1], 5, 7)  # k1 learns on while it waits
+    assert rounds.take() == [] and len(rounds) == 2
+    now[0] = 130.0
+    second = rounds.take()
+    assert sorted((s.key, s.events_seen) for s in second) == [("k1", 12), ("k2", 5)] and len(rounds) == 0
+    assert KeyedLearner.restore(next(s for s in second if s.key == "k1").payload, config).events == 12
+    for snapshot in first + second:
+        snapshot.discard()
