@@ -3,7 +3,8 @@
 Each worker keeps at most ``limit`` learners resident (:class:`ResidentSet`:
 least recently used first, where a key used no more often than the next to
 leave goes before it). When a new or restored key would exceed the bound,
-the first in eviction order are evicted (one, or a batch in one write round): each full state
+the first in eviction order are evicted (one, or a batch in one write
+round): each full state
 (:meth:`~stream_learner.engine.KeyedLearner.state_dict`) is written as a
 normal, signed snapshot version of its key, and only once that write
 succeeded is the learner dropped; its holder keeps the version number. On
@@ -361,11 +362,11 @@ class ResidentSet:
 
     def admit(self, key: str, holder: Evictable) -> None:
         """``key``'s learner came into memory (new or restored): at the back of the line, or at its front where it was used no more often than the key there."""
-        next_out = next((k for k, h in self._order.items() if not h.pinned), None)
         self._order[key] = holder
         if self.uses is not None:
             before = self.uses[key]  # compared before this use: the next to leave may not have had its use in this batch yet
             self.uses.add(key)
+            next_out = next((k for k, h in self._order.items() if k != key and not h.pinned), None)
             if next_out is not None and before <= self.uses[next_out]:
                 self._order.move_to_end(key, last=False)
         self.counted(1)
