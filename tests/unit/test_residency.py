@@ -159,31 +159,6 @@ def test_a_key_used_more_often_outlives_a_burst_of_keys_seen_once(tmp_path: Path
     assert sum(counts) == len(resident) == 4
 
 
-def _visits(resident: ResidentSet, batches: list[str]) -> int:
-    """Each batch's keys, in order, as the dataflow brings them: touched where resident, else admitted; the admissions after the first batch."""
-    holders: dict[str, Holder] = {}
-    admissions = 0
-    for number, batch in enumerate(batches):
-        for key in batch:
-            holder = holders.get(key)
-            if holder is not None and holder.version is None:
-                resident.touch(key)
-                continue
-            holders[key] = Holder(key)
-            resident.admit(key, holders[key])
-            admissions += number > 0
-    return admissions
-
-
-def test_keys_each_batch_visits_in_the_same_order_stay_resident_where_least_recently_used_evicts_every_one(tmp_path: Path) -> None:
-    """A batch with more keys than the bound, in the same order each time (a scan): plain least-recently-used evicts each key before the next batch reaches it."""
-    batches = ["abcdef"] * 5
-    plain = _visits(ResidentSet(4, Writes(LocalSnapshotStore(tmp_path / "plain")), by_frequency=False), batches)
-    by_frequency = _visits(ResidentSet(4, Writes(LocalSnapshotStore(tmp_path / "frequency"))), batches)
-    assert plain == 4 * 6  # every visit after the first batch restores its key
-    assert by_frequency == 4 * 3  # a, b and c stay; only three keys pass through the fourth place
-
-
 def test_use_counts_forget_keys_used_once_long_ago() -> None:
     counts = UseCounts(period=100)
     for i in range(10_000):

@@ -24,6 +24,15 @@ def test_keeping_keys_used_more_often_saves_restores(pattern: str, at_most: floa
     assert by_frequency["evictions"] < plain["evictions"]
 
 
+def test_keys_each_batch_visits_in_the_same_order_stay_resident_where_least_recently_used_evicts_every_one() -> None:
+    """Six keys a batch, four resident, five batches: plain least-recently-used evicts each key before the next batch reaches it."""
+    keys_in_order = list(range(6)) * 5
+    plain = replay(keys_in_order, limit=4, batch=6, by_frequency=False)
+    by_frequency = replay(keys_in_order, limit=4, batch=6, by_frequency=True)
+    assert plain["restores"] == 4 * 6  # every visit after the first batch restores its key
+    assert by_frequency["restores"] == 4 * 3  # three keys stay; the other three pass through the fourth place
+
+
 def test_keys_in_turn_stay_the_worst_case_of_both() -> None:
     keys_in_order = [key for key, _, _ in stream(20_000, 2_000, "cycle")]
     plain = replay(keys_in_order, limit=200, batch=1_000, by_frequency=False)
