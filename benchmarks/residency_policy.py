@@ -20,7 +20,6 @@ import json
 
 from benchmarks.eviction import stream
 from connectors.base import DEFAULT_BATCH_SIZE
-from stream_learner.app.dataflow import EVICTION_ROUNDS
 from stream_learner.residency import ResidentSet
 from stream_learner.snapshot import Snapshot
 
@@ -47,7 +46,7 @@ def replay(keys_in_order: list[int], limit: int, batch: int, by_frequency: bool)
         evictions += len(snapshots)
         return [1] * len(snapshots)
 
-    resident = ResidentSet(limit, write, limit // EVICTION_ROUNDS, by_frequency=by_frequency)
+    resident = ResidentSet(limit, write, by_frequency=by_frequency)  # evicting in the run's rounds
     holders: dict[str, _Holder] = {}
     restores = 0
     for start in range(0, len(keys_in_order), batch):

@@ -54,6 +54,9 @@ from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, 
 
 logger = logging.getLogger(__name__)
 
+EVICTION_ROUNDS = 100
+"""By default a full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
+
 RETRY_MAX_SECONDS = 10.0
 """While the store refuses evictions, the longest wait before the next try."""
 
@@ -299,7 +302,8 @@ class ResidentSet:
     ``benchmarks/README.md``, fleets: evicting cold keys).
     ``by_frequency=False``: plain least-recently-used.
 
-    When an admission exceeds the bound, the ``batch`` first in line leave
+    When an admission exceeds the bound, the ``batch`` first in line (by
+    default a :data:`EVICTION_ROUNDS`-th of the bound) leave
     together: their states are written in one round (``write``:
     :meth:`EvictingStore.evict`), then each holder drops its learner. A
     pinned holder is passed over (and counts as used now); when every
@@ -327,7 +331,7 @@ class ResidentSet:
         self,
         limit: int,
         write: Callable[[list[Snapshot]], list[int]],
-        batch: int = 1,
+        batch: int | None = None,
         counted: Callable[[int], None] = lambda delta: None,
         failed: Callable[[str], None] = lambda key: None,
         by_frequency: bool = True,
@@ -336,7 +340,7 @@ class ResidentSet:
             raise ValueError(f"a resident set holds at least one key, not {limit}")
         self.limit = limit
         self.write = write
-        self.batch = max(1, min(batch, limit))
+        self.batch = max(1, min(limit // EVICTION_ROUNDS if batch is None else batch, limit))
         self.counted = counted
         self.failed = failed
         self.failures = 0  # evictions the store refused

@@ -45,9 +45,6 @@ from stream_learner.state import decode, encode
 
 T = TypeVar("T")
 
-EVICTION_ROUNDS = 100
-"""A full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
-
 Records = tuple[str, list[dict[str, Any]]]  # (model key, or the output's name when records have none; records)
 PredictionsItem = tuple[str, Predictions | list[dict[str, Any]]]  # (model key, its predictions: a columnar batch, or records)
 RecordSink = Sink[Records] | Sink[PredictionsItem]
@@ -532,7 +529,7 @@ def build_dataflow(
         store, limit = evictions, max_resident_keys
         failed = partial(stats.snapshot_saved, version=None)  # a refused eviction counts as a failed snapshot
         residencies = PerWorker(
-            lambda: Residency(store, ResidentSet(limit, store.evict, limit // EVICTION_ROUNDS, resident.add, failed) if limit else None)
+            lambda: Residency(store, ResidentSet(limit, store.evict, counted=resident.add, failed=failed) if limit else None)
         )
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
