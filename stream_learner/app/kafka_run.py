@@ -17,7 +17,8 @@ Guarantees:
   events that snapshot had already learned; other services load the
   current model from Redis. When a recovery state exists it wins. A key
   whose first event comes while Redis does not answer waits for its
-  snapshot (:class:`SnapshotLoader`), never starts afresh.
+  snapshot, never starts afresh; a key evicted from memory waits likewise
+  for its state (:class:`~stream_learner.app.stores.PatientReads`).
 * SIGTERM / SIGINT stop reading, finish the stream (final metrics and a
   final snapshot of every model) and drain the snapshot writer.
 """
@@ -30,26 +31,24 @@ import time
 from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
-import redis
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from connectors.base import DEFAULT_BATCH_SIZE
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
 from connectors.private_dir import lock_directory, private_directory
-from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.console import ConsoleLines
 from stream_learner.app.control_cmd import control_signing_key
 from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.run_stats import RunStats
-from stream_learner.app.stores import open_store, signing_key
+from stream_learner.app.stores import PatientReads, open_store, signing_key
 from stream_learner.engine import EngineConfig
-from stream_learner.errors import ConfigError, SnapshotError
+from stream_learner.errors import ConfigError
 from stream_learner.settings import Settings
 from stream_learner.slot import Step, restore_step
-from stream_learner.snapshot import SnapshotHeader, load_latest_valid
+from stream_learner.snapshot import load_latest_valid
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ class KafkaProfile(Profile):
         self.restored_keys: list[str] = []
         self.dead_letters = DeadLetterTally()
 
-    def open(self, stack: ExitStack) -> tuple[RedisSnapshotStore, bytes]:
+    def open(self, stack: ExitStack) -> tuple[PatientReads, bytes]:
         k, telemetry = self.settings.kafka, self.telemetry
         self.signing_key = signing_key(self.settings)  # a missing key is one line at once, before any client starts
         self.control_key = control_signing_key(self.settings) if k.control_topic else None
@@ -159,7 +158,7 @@ class KafkaProfile(Profile):
         if k.create_topics:
             ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic, k.shadow_topic or ""], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
-        self.store = open_store(self.settings)
+        self.store = PatientReads(open_store(self.settings), self.settings.snapshot.outage_timeout_s)
         closing(stack, self.store.close, "the Redis snapshot store")
         return self.store, self.signing_key
 
@@ -201,10 +200,8 @@ class KafkaProfile(Profile):
     def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         if not self.settings.snapshot.resume:
             return lambda model_key: None
-        loader = SnapshotLoader(self.store, self.signing_key, self.settings.snapshot.outage_timeout_s)
-
         def restored(model_key: str) -> Step | None:
-            found = loader.load(model_key)
+            found = load_latest_valid(self.store, model_key, self.signing_key)
             if found is None:
                 return None
             header, payload, refused = found
@@ -241,56 +238,6 @@ class KafkaProfile(Profile):
             "dead_letter_reasons": self.dead_letters.reasons(),
             "dead_letters_to": f"topic {k.dead_letter_topic}",
         }
-
-
-class SnapshotLoader:
-    """Loads model keys' latest valid snapshots, waiting out a Redis that does not answer.
-
-    A key whose snapshot cannot be read may have one: starting it afresh
-    would learn its stream again from nothing. So the load is tried again
-    every ``retry_s`` until Redis answers, with one warning line when an
-    outage starts and one when Redis answers again (as the snapshot writer
-    says them), and after ``timeout_s`` it raises :class:`SnapshotError`.
-    Thread-safe: the dataflow's workers share one loader.
-    """
-
-    def __init__(self, store: RedisSnapshotStore, signing_key: bytes, timeout_s: float, retry_s: float = 1.0) -> None:
-        self.store = store
-        self.signing_key = signing_key
-        self.timeout_s = timeout_s
-        self.retry_s = retry_s
-        self._lock = threading.Lock()
-        self._failing = 0  # failed loads since Redis last answered
-
-    def load(self, model_key: str) -> tuple[SnapshotHeader, bytes, list[str]] | None:
-        """:func:`~stream_learner.snapshot.load_latest_valid` of ``model_key``, once Redis answers."""
-        give_up_at = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                found = load_latest_valid(self.store, model_key, self.signing_key)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:  # unreachable, timed out, loading its data
-                self._failed(model_key, exc)
-                left = give_up_at - time.monotonic()
-                if left <= 0:
-                    raise SnapshotError(
-                        f"cannot load the snapshot of model key {model_key!r}: Redis has not answered for {self.timeout_s:g} s (snapshot.outage_timeout_s): {exc}"
-                    ) from None
-                time.sleep(min(self.retry_s, left))
-                continue
-            with self._lock:
-                failed, self._failing = self._failing, 0
-            if failed:
-                logger.warning("snapshot store answers again, after %d failed loads", failed)
-            return found
-
-    def _failed(self, model_key: str, exc: Exception) -> None:
-        with self._lock:
-            self._failing += 1
-            first = self._failing == 1
-        if first:
-            logger.warning(
-                "snapshot of model key %r not loaded (%s): retrying for up to %g s (snapshot.outage_timeout_s) rather than start it afresh", model_key, exc, self.timeout_s
-            )
 
 
 def _label_totals(stats: RunStats) -> dict[str, int] | None:

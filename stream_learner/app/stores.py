@@ -1,10 +1,20 @@
-"""Opening the snapshot store and the signing key the settings name (the Kafka run and ``snapshots`` share them)."""
+"""Opening the snapshot store and the signing key the settings name (the Kafka run and ``snapshots`` share them), and the run's patient reads of it."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Callable, TypeVar
+
+import redis
+
 from connectors.redis_store import RedisSnapshotStore
-from stream_learner.errors import ConfigError
+from stream_learner.errors import ConfigError, SnapshotError
 from stream_learner.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def configured_signing_key(settings: Settings) -> bytes | None:
@@ -36,3 +46,95 @@ def open_store(settings: Settings) -> RedisSnapshotStore:
     )
     store.ping()
     return store
+
+
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+"""What Redis raises when it does not answer: unreachable, timed out, or still loading its data."""
+
+T = TypeVar("T")
+
+
+class PatientReads:
+    """The run's Redis snapshot store, whose reads wait out an outage: no model key goes on without its state because Redis did not answer.
+
+    A read of a model key's snapshots (its latest, its versions, one of
+    them) that Redis does not answer (:data:`UNAVAILABLE`) is tried again
+    every ``retry_s`` until it is, with one warning line when an outage
+    starts and one when Redis answers again; after ``timeout_s`` it raises
+    :class:`~stream_learner.errors.SnapshotError` in one line. So a key's
+    first event in a run, the next event of a key evicted from memory and
+    an operator's rollback wait for Redis, rather than start the key afresh
+    or fail the service. Writes go to the store at once and raise what it
+    raises: the snapshot writer saves again later, and an eviction the store
+    refuses keeps the learner in memory. Thread-safe: the dataflow's workers
+    share it.
+    """
+
+    def __init__(self, store: RedisSnapshotStore, timeout_s: float, retry_s: float = 1.0) -> None:
+        self.store = store
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self._lock = threading.Lock()
+        self._failing = 0  # reads that failed since Redis last answered
+
+    def latest(self, key: str) -> int | None:
+        return self._read(key, lambda: self.store.latest(key))
+
+    def load_latest(self, key: str) -> tuple[int, bytes | None] | None:
+        return self._read(key, lambda: self.store.load_latest(key))
+
+    def versions(self, key: str) -> list[int]:
+        return self._read(key, lambda: self.store.versions(key))
+
+    def boundary_versions(self, key: str) -> list[int]:
+        return self._read(key, lambda: self.store.boundary_versions(key))
+
+    def load(self, key: str, version: int) -> bytes:
+        return self._read(key, lambda: self.store.load(key, version))
+
+    def keys(self) -> list[str]:
+        return self.store.keys()
+
+    def save(self, key: str, blob: bytes) -> int:
+        return self.store.save(key, blob)
+
+    def save_many(self, items: Sequence[tuple[str, bytes]]) -> list[int]:
+        return self.store.save_many(items)
+
+    def delete(self, key: str, version: int | None = None) -> None:
+        self.store.delete(key, version)
+
+    def set_latest(self, key: str, version: int) -> None:
+        self.store.set_latest(key, version)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _read(self, key: str, read: Callable[[], T]) -> T:
+        give_up_at = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                found = read()
+            except UNAVAILABLE as exc:
+                self._failed(key, exc)
+                left = give_up_at - time.monotonic()
+                if left <= 0:
+                    raise SnapshotError(
+                        f"cannot load the snapshot of model key {key!r}: Redis has not answered for {self.timeout_s:g} s (snapshot.outage_timeout_s): {exc}"
+                    ) from None
+                time.sleep(min(self.retry_s, left))
+                continue
+            with self._lock:
+                failed, self._failing = self._failing, 0
+            if failed:
+                logger.warning("snapshot store answers again, after %d failed loads", failed)
+            return found
+
+    def _failed(self, key: str, exc: Exception) -> None:
+        with self._lock:
+            self._failing += 1
+            first = self._failing == 1
+        if first:
+            logger.warning(
+                "snapshot of model key %r not loaded (%s): retrying for up to %g s (snapshot.outage_timeout_s) rather than go on without it", key, exc, self.timeout_s
+            )

@@ -13,11 +13,12 @@ from connectors.memory import MemorySource
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.assembly import closing, run_profile
 from stream_learner.app.execution import exception_chain, our_error
-from stream_learner.app.kafka_run import SnapshotLoader
 from stream_learner.app.runner import EmbeddedProfile, RunOptions
+from stream_learner.app.stores import PatientReads
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import SinkError, SnapshotError, StreamLearnerError
 from stream_learner.learners.base import LearnerSpec
+from stream_learner.snapshot import load_latest_valid
 
 
 def _closer(name: str, closed: list[str], fails: bool = False):  # noqa: ANN202
@@ -86,9 +87,9 @@ def test_a_load_that_redis_never_answers_stops_with_one_line_after_the_timeout(c
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     store = RedisSnapshotStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1.0)
-    loader = SnapshotLoader(store, b"key", timeout_s=0.3, retry_s=0.05)
+    patient = PatientReads(store, timeout_s=0.3, retry_s=0.05)
     with pytest.raises(SnapshotError) as caught:
-        loader.load("a")
+        load_latest_valid(patient, "a", b"key")
     assert str(caught.value).startswith("cannot load the snapshot of model key 'a': Redis has not answered for 0.3 s (snapshot.outage_timeout_s): ")
-    lines = [r.getMessage() for r in caplog.records if r.name == "stream_learner.app.kafka_run"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "stream_learner.app.stores"]
     assert len(lines) == 1 and lines[0].startswith("snapshot of model key 'a' not loaded ("), lines
