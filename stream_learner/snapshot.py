@@ -488,12 +488,16 @@ def load_latest_valid(store: SnapshotStore, key: str, signing_key: bytes) -> tup
     missing, unreadable or names no stored version, every stored regular
     version is a candidate (a boundary version never is, see
     :data:`VersionKind`); when no candidate verifies, :class:`SnapshotError`.
-    A ``latest`` that verifies costs one read (:meth:`SnapshotStore.load_latest`).
+    A ``latest`` that verifies costs one read (:meth:`SnapshotStore.load_latest`),
+    a key without a pointer or a stored version two (a fleet's new keys).
     """
     try:
         found = store.load_latest(key)
     except SnapshotError:
         found = None  # a damaged pointer: the full search below says what is wrong
+    else:
+        if found is None and not store.versions(key):
+            return None  # no pointer and no version: never snapshotted
     if found is not None and found[1] is not None:
         try:
             header, payload = open_envelope(found[1], signing_key=signing_key)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from store_rows import set_envelope
+from store_rows import set_envelope, set_pointer
 
 from connectors.local_store import LocalSnapshotStore
 from connectors.snapshot_writer import SnapshotWriter
@@ -62,6 +62,30 @@ def test_store_with_no_valid_version_says_so(tmp_path: Path) -> None:
     store.save("k", _blob(b"one"))
     with pytest.raises(SnapshotError, match="no valid snapshot left"):
         load_latest_valid(store, "k", b"wrong key")
+
+
+class _CountingReads:
+    """A store whose reads are counted (a read is a round trip to Redis)."""
+
+    def __init__(self, store: LocalSnapshotStore) -> None:
+        self.store, self.reads = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        if name in {"load_latest", "latest", "versions", "boundary_versions", "load"}:
+            self.reads += 1
+        return getattr(self.store, name)
+
+
+def test_a_key_never_snapshotted_costs_two_reads_and_a_missing_pointer_still_falls_back(tmp_path: Path) -> None:
+    """A fleet's new keys each look for a snapshot: no pointer and no version is two reads, not a full search (four)."""
+    counted = _CountingReads(LocalSnapshotStore(tmp_path))
+    assert load_latest_valid(counted, "new", KEY) is None  # type: ignore[arg-type]
+    assert counted.reads == 2
+    counted.store.save("k", _blob(b"one", 1))
+    counted.store.save("k", _blob(b"two", 2))
+    set_pointer(counted.store, "k", None)  # the versions stay
+    found = load_latest_valid(counted, "k", KEY)  # type: ignore[arg-type]
+    assert found is not None and found[1] == b"two" and "pointer" in found[2][0]
 
 
 def test_store_retains_the_last_versions_and_manages_latest(tmp_path: Path) -> None:
