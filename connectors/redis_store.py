@@ -105,6 +105,13 @@ _VERSIONS = """
 return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1)}
 """
 
+_HAS_RESUME_STATE = """
+return redis.call('EXISTS', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+"""
+
+LOOKUP_CHUNK = 10_000
+"""Model keys asked about in one pipeline by :meth:`RedisSnapshotStore.never_snapshotted`."""
+
 
 class RedisSnapshotStore:
     """Implements :class:`~stream_learner.snapshot.SnapshotStore` on Redis."""
@@ -121,6 +128,7 @@ class RedisSnapshotStore:
         self._set_latest = client.register_script(_SET_LATEST)
         self._load_latest = client.register_script(_LOAD_LATEST)
         self._versions = client.register_script(_VERSIONS)
+        self._has_resume_state = client.register_script(_HAS_RESUME_STATE)
 
     @classmethod
     def from_url(
@@ -223,6 +231,23 @@ class RedisSnapshotStore:
             return int(found[0]), found[1]
         except ValueError:
             raise SnapshotError(f"the latest pointer of {key!r} is not a version number: {found[0][:40]!r}") from None
+
+    def never_snapshotted(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` with no ``latest`` pointer and no stored regular version: nothing to resume from.
+
+        For exactly these keys :func:`~stream_learner.snapshot.load_latest_valid`
+        finds no snapshot. One pipelined round per :data:`LOOKUP_CHUNK` keys,
+        where asking key by key costs a round trip each (a fleet's new keys).
+        """
+        nothing: set[str] = set()
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            pipe = self.client.pipeline(transaction=False)
+            for key in chunk:
+                k = self._keys(key)
+                self._has_resume_state(keys=[k["latest"], k["versions"]], client=pipe)
+            nothing.update(key for key, found in zip(chunk, pipe.execute()) if not int(found))
+        return nothing
 
     def keys(self) -> list[str]:
         return sorted(m.decode() for m in cast(set[bytes], self.client.smembers(self._index())))

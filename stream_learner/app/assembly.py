@@ -81,6 +81,10 @@ class Profile(ABC):
     def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         """For a model key, the learner resumed from its snapshot, or ``None`` to start it afresh."""
 
+    def look_ahead(self) -> Callable[[list[str]], None] | None:
+        """Sees each source batch's model keys before their learners are brought back (``None``: nothing to prepare)."""
+        return None
+
     def recovered(self, learner: Step) -> None:  # noqa: B027 (a hook a profile may leave as it is)
         """Sees each learner Bytewax's recovery state restored (called from the dataflow)."""
 
@@ -146,7 +150,7 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             control = None if commands is None else Control(commands[0], rollback_reader(store, signing_key), commands[1])
             flow = build_dataflow(
                 source, config, sinks, stats,
-                restored=restored, recovered=profile.recovered, recoverable=recovery is not None,
+                restored=restored, look_ahead=profile.look_ahead(), recovered=profile.recovered, recoverable=recovery is not None,
                 evictions=evictions, max_resident_keys=profile.max_resident_keys, control=control,
             )  # fmt: skip
             with profile.running():

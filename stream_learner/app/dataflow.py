@@ -488,6 +488,7 @@ def build_dataflow(
     stats: RunStats,
     *,
     restored: Callable[[str], Step | None] = lambda key: None,
+    look_ahead: Callable[[list[str]], None] | None = None,
     recovered: Callable[[Step], None] = lambda learner: None,
     recoverable: bool = False,
     flow_id: str = "stream_learner",
@@ -500,6 +501,8 @@ def build_dataflow(
     ``restored(key)`` may return a learner restored from the snapshot store
     (``--resume``); Bytewax's own recovery state, when present, wins, and
     ``recovered(learner)`` sees each learner restored from it.
+    ``look_ahead(keys)`` sees each decoded source batch's model keys (in
+    groups, repeats included) before their learners are brought back.
 
     ``max_resident_keys`` (0: no bound) bounds each worker's learners in
     memory; the others are evicted to ``evictions`` and
@@ -514,7 +517,8 @@ def build_dataflow(
 
     flow = Dataflow(flow_id)
     items = op.input("source", flow, source)
-    decoded = op.flat_map_batch("decode", items, partial(decode_batch, max_bytes=config.max_record_bytes, control=control))
+    decode = partial(decode_batch, max_bytes=config.max_record_bytes, control=control)
+    decoded = op.flat_map_batch("decode", items, decode if look_ahead is None else _looking_ahead(decode, look_ahead))
     split = op.branch("split_dead_letters", decoded, _keyed)
     dead_letters = cast("Stream[Answer]", split.falses)  # the TypeGuard narrows the true side only: the false one is the rest
 
@@ -582,6 +586,19 @@ def build_dataflow(
     if not sinks.snapshots:  # nobody writes them: end their child processes now
         op.inspect("discard_snapshots", snapshots, lambda step_id, snapshot: snapshot.discard())
     return flow
+
+
+def _looking_ahead(
+    decode: Callable[[list[Any]], list[tuple[str, Read] | Answer]], look_ahead: Callable[[list[str]], None]
+) -> Callable[[list[Any]], list[tuple[str, Read] | Answer]]:
+    """``decode``, then ``look_ahead`` at the model keys of what it decoded."""
+
+    def decode_and_look(items: list[Any]) -> list[tuple[str, Read] | Answer]:
+        decoded = decode(items)
+        look_ahead([item[0] for item in decoded if _keyed(item)])
+        return decoded
+
+    return decode_and_look
 
 
 def _keyed(item: tuple[str, Read] | Answer) -> TypeGuard[tuple[str, Read]]:

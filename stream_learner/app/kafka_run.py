@@ -43,7 +43,7 @@ from stream_learner.app.control_cmd import control_signing_key
 from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
 from stream_learner.app.run_stats import RunStats
-from stream_learner.app.stores import PatientReads, open_store, signing_key
+from stream_learner.app.stores import NewKeysAhead, PatientReads, open_store, signing_key
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import ConfigError
 from stream_learner.settings import Settings
@@ -158,7 +158,9 @@ class KafkaProfile(Profile):
         if k.create_topics:
             ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic, k.shadow_topic or ""], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
-        self.store = PatientReads(open_store(self.settings), self.settings.snapshot.outage_timeout_s)
+        redis_store = open_store(self.settings)
+        self.store = PatientReads(redis_store, self.settings.snapshot.outage_timeout_s)
+        self.new_keys = NewKeysAhead(redis_store)
         closing(stack, self.store.close, "the Redis snapshot store")
         return self.store, self.signing_key
 
@@ -200,7 +202,10 @@ class KafkaProfile(Profile):
     def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         if not self.settings.snapshot.resume:
             return lambda model_key: None
+
         def restored(model_key: str) -> Step | None:
+            if self.new_keys.nothing_stored(model_key):
+                return None
             found = load_latest_valid(self.store, model_key, self.signing_key)
             if found is None:
                 return None
@@ -214,6 +219,10 @@ class KafkaProfile(Profile):
             return learner
 
         return restored
+
+    def look_ahead(self) -> Callable[[list[str]], None] | None:
+        # one process: a cluster's other processes bring back their own keys, which this one's batches also carry
+        return self.new_keys.ahead if self.settings.snapshot.resume and len(self.addresses) <= 1 else None
 
     def recovered(self, learner: Step) -> None:
         self.kafka_source.check_offsets(learner.next_offsets, f"the recovery state of model key {learner.key!r}", recovered=True)

@@ -138,3 +138,51 @@ class PatientReads:
             logger.warning(
                 "snapshot of model key %r not loaded (%s): retrying for up to %g s (snapshot.outage_timeout_s) rather than go on without it", key, exc, self.timeout_s
             )
+
+
+class NewKeysAhead:
+    """Which model keys have nothing in Redis to resume from, found a source batch at a time.
+
+    A Kafka run looks for each new model key's snapshot on the key's first
+    event: a round trip to Redis per key, which a fleet starting with many
+    keys pays at every one of them. :meth:`ahead` takes a source batch's
+    model keys before their learners are brought back and asks Redis about
+    the ones not seen yet in one pipelined round
+    (:meth:`~connectors.redis_store.RedisSnapshotStore.never_snapshotted`);
+    :meth:`nothing_stored` then answers for each of those once, without a
+    read. A key with something stored is read as before, one key at a time
+    (only what a key needs is held). Where Redis does not answer, the batch's
+    keys are left to those reads, which wait for it. It remembers every key
+    it was given, as Bytewax keeps every key's logic. For one process's
+    workers (thread-safe): the keys of a cluster's other processes are
+    theirs to bring back.
+    """
+
+    def __init__(self, store: RedisSnapshotStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()  # asked about already (or left to their own reads)
+        self._nothing: set[str] = set()  # nothing stored, as found ahead: not read again
+
+    def ahead(self, keys: Sequence[str]) -> None:
+        """A source batch's model keys (repeats allowed), before any of their learners is brought back."""
+        with self._lock:
+            new = [key for key in dict.fromkeys(keys) if key not in self._seen]
+            self._seen.update(new)
+        if not new:
+            return
+        try:
+            nothing = self.store.never_snapshotted(new)
+        except redis.RedisError as exc:  # each key is then read on its own, patiently
+            logger.debug("model keys not looked up ahead (%s): read one at a time", exc)
+            return
+        with self._lock:
+            self._nothing |= nothing
+
+    def nothing_stored(self, key: str) -> bool:
+        """Whether :meth:`ahead` found nothing stored for ``key`` (answered once: the key's learner is then made)."""
+        with self._lock:
+            if key in self._nothing:
+                self._nothing.discard(key)
+                return True
+            return False

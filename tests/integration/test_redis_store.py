@@ -289,3 +289,22 @@ def test_a_writer_killed_in_the_middle_of_a_round_leaves_every_key_at_a_complete
     assert len(loaded) == 600
     events = [found[0].events_seen if found and not found[2] else None for found in loaded.values()]
     assert set(events) == {1, 2} and events == sorted(events, reverse=True)  # the round's first pipeline saved, the rest at the round before
+
+
+def test_never_snapshotted_names_exactly_the_keys_load_latest_valid_finds_nothing_for(store: RedisSnapshotStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.save("regular", _blob(1, "regular"))
+    store.save("no pointer", _blob(1, "no pointer"))
+    store.client.delete(store._keys("no pointer")["latest"])  # its versions stay
+    store.save("boundary only", _boundary(1, 0))
+    store.client.set(store._keys("dangling")["latest"], 7)  # a pointer, no version
+    store.client.set(store._keys("damaged")["latest"], b"garbage")
+    keys = ["fresh", "regular", "no pointer", "boundary only", "dangling", "damaged", "fresh too"]
+    monkeypatch.setattr(redis_store, "LOOKUP_CHUNK", 2)  # several pipelines
+    nothing = store.never_snapshotted(keys)
+    assert nothing == {"fresh", "boundary only", "fresh too"}
+    for key in keys:
+        try:
+            found = load_latest_valid(store, key, SIGNING_KEY)
+        except SnapshotError:
+            found = "refused"  # type: ignore[assignment]
+        assert (found is None) == (key in nothing), key
