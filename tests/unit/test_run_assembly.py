@@ -11,7 +11,7 @@ import pytest
 
 from connectors.memory import MemorySource
 from connectors.redis_store import RedisSnapshotStore
-from stream_learner.app.assembly import closing, run_profile
+from stream_learner.app.assembly import closing, rollback_reader, run_profile
 from stream_learner.app.execution import exception_chain, our_error
 from stream_learner.app.runner import EmbeddedProfile, RunOptions
 from stream_learner.app.stores import PatientReads
@@ -93,3 +93,16 @@ def test_a_load_that_redis_never_answers_stops_with_one_line_after_the_timeout(c
     assert str(caught.value).startswith("cannot load the snapshot of model key 'a': Redis has not answered for 0.3 s (snapshot.outage_timeout_s): ")
     lines = [r.getMessage() for r in caplog.records if r.name == "stream_learner.app.stores"]
     assert len(lines) == 1 and lines[0].startswith("snapshot of model key 'a' not loaded ("), lines
+
+
+def test_a_rollback_while_redis_does_not_answer_waits_then_is_refused_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """An operator's rollback reads the version it names through the run's patient reads: never a Redis error out of the dataflow."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = RedisSnapshotStore.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=1.0)
+    target = rollback_reader(PatientReads(store, timeout_s=0.3, retry_s=0.05), b"key")
+    assert target("a", 3) is None  # answered as a version that cannot be read
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("snapshot of model key 'a' not loaded (") for line in lines), lines
+    assert any("rollback of key 'a' to 3" in line and "Redis has not answered for 0.3 s" in line for line in lines), lines
