@@ -40,10 +40,12 @@ class DriftMonitor:
             that got better has not met a new concept). DDM and EDDM only
             ever detect rises; PageHinkley is set to ``mode="up"``.
         seed: seeds the detectors that sample at random (KSWIN).
+        detector: the detector to go on with (a restored one, built from
+            these parameters); ``None``: a new one.
     """
 
     def __init__(
-        self, name: str = "adwin", params: dict[str, Any] | None = None, only_increases: bool = True, seed: int | None = 42
+        self, name: str = "adwin", params: dict[str, Any] | None = None, only_increases: bool = True, seed: int | None = 42, detector: Any = None
     ) -> None:
         if name not in DETECTORS:
             raise ConfigError(f"unknown drift detector {name!r}; choose one of {', '.join(DETECTORS)}, or none")
@@ -52,11 +54,13 @@ class DriftMonitor:
             params.setdefault("seed", seed)  # KSWIN samples at random: seed it so runs repeat
         if name == "page_hinkley" and only_increases:
             params.setdefault("mode", "up")
-        module, _, cls = DETECTORS[name].rpartition(".")
-        try:
-            self.detector = getattr(importlib.import_module(module), cls)(**params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"bad parameters for drift detector {name!r}: {exc}") from None
+        if detector is None:
+            module, _, cls = DETECTORS[name].rpartition(".")
+            try:
+                detector = getattr(importlib.import_module(module), cls)(**params)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"bad parameters for drift detector {name!r}: {exc}") from None
+        self.detector = detector
         self.name = name
         self.params = params  # what reset builds afresh from
         self.only_increases = only_increases
@@ -112,8 +116,7 @@ class DriftMonitor:
     def from_state(cls, state: dict[str, Any]) -> DriftMonitor:
         """The monitor :meth:`state_dict` describes (of any layout :func:`~stream_learner.state.drift_monitor_state` reads)."""
         state = drift_monitor_state(state)
-        monitor = cls(state["name"], state["params"], state["only_increases"])
-        monitor.detector = from_river_blob(state["detector"])
+        monitor = cls(state["name"], state["params"], state["only_increases"], detector=from_river_blob(state["detector"]))
         monitor._sum, monitor._count = state["sum"], state["count"]
         return monitor
 
