@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import pytest
@@ -25,6 +25,7 @@ from test_store_faults import RedisServer, own_redis  # noqa: F401 - the fixture
 from connectors.kafka import ensure_topics
 from connectors.redis_store import RedisSnapshotStore
 from stream_learner.app.kafka_run import run_kafka
+from stream_learner.settings import Settings
 from stream_learner.snapshot import read_header
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,52 @@ pytestmark = pytest.mark.integration
 
 def _events(key: str, n: int, first: int = 0) -> list[tuple[bytes, bytes]]:
     return [(key.encode(), orjson.dumps({"id": f"{key}-{i}", "key": key, "features": {"x": float(i % 7), "y": float(i % 3)}, "label": i % 7 > 3})) for i in range(first, first + n)]
+
+
+def _serve_through_an_outage(
+    run: Callable[[], dict[str, Any]],
+    settings: Settings,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    ready: int,
+    during: list[tuple[bytes | None, bytes]],
+    while_down: Callable[[], None] = lambda: None,
+) -> tuple[dict[str, Any], float]:
+    """``run()`` as a service thread: once ``ready`` predictions are out, Redis stops, ``during`` is produced, and once the
+    service says a snapshot was not loaded (and 3 s more, then ``while_down()``) Redis starts again; the run's summary and
+    the outage's length."""
+    done: dict[str, Any] = {}
+
+    def serve() -> None:
+        try:
+            done["summary"] = run()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            done["error"] = exc
+
+    caplog.set_level(logging.WARNING, logger="stream_learner.app.stores")
+    service = threading.Thread(target=serve)
+    service.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_topic(settings.kafka.bootstrap_servers, settings.kafka.predictions_topic)) < ready:
+            assert service.is_alive() and time.monotonic() < deadline, done
+        redis_server.stop()
+        stopped = time.monotonic()
+        produce_all(settings, during)
+        deadline = time.monotonic() + 30
+        while not any("not loaded" in r.getMessage() for r in caplog.records):
+            assert service.is_alive() and time.monotonic() < deadline, done
+            time.sleep(0.1)
+        time.sleep(3)  # a few more attempts while Redis stays down
+        while_down()
+        redis_server.start()
+        outage = time.monotonic() - stopped
+    finally:
+        if redis_server.process is None or redis_server.process.poll() is not None:
+            redis_server.start()
+        service.join(120)
+    assert "error" not in done, done
+    return done["summary"], outage
 
 
 def test_a_new_key_during_a_redis_outage_resumes_from_its_snapshot_once_redis_is_back(
@@ -48,38 +95,14 @@ def test_a_new_key_during_a_redis_outage_resumes_from_its_snapshot_once_redis_is
     store.close()
 
     produce_all(settings, _events("b", 10))  # a key without a snapshot: shows when the second service reads
-    done: dict[str, Any] = {}
 
-    def serve() -> None:
-        try:
-            done["summary"] = run_kafka(settings, ENGINE, handle_signals=False)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            done["error"] = exc
-
-    caplog.set_level(logging.WARNING, logger="stream_learner.app.stores")
-    service = threading.Thread(target=serve)
-    service.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(read_topic(kafka_bootstrap, settings.kafka.predictions_topic)) < 510:  # b's 10 predictions, after a's 500
-            assert service.is_alive() and time.monotonic() < deadline, done
-        own_redis.stop()
-        stopped = time.monotonic()
-        produce_all(settings, _events("a", 300, first=500))  # a's first events in this service, while Redis is down
-        deadline = time.monotonic() + 30
-        while not any("not loaded" in r.getMessage() for r in caplog.records):
-            assert service.is_alive() and time.monotonic() < deadline, done
-            time.sleep(0.1)
-        time.sleep(3)  # a few more attempts while Redis stays down
+    def nothing_of_a_yet() -> None:
         assert [p for p in read_topic(kafka_bootstrap, settings.kafka.predictions_topic) if p["key"] == "a"][500:] == []  # nothing of a's until its state is loaded
-        own_redis.start()
-        outage = time.monotonic() - stopped
-    finally:
-        if own_redis.process is None or own_redis.process.poll() is not None:
-            own_redis.start()
-        service.join(120)
-    assert "error" not in done, done
-    summary = done["summary"]
+
+    summary, outage = _serve_through_an_outage(
+        lambda: run_kafka(settings, ENGINE, handle_signals=False), settings, own_redis, caplog,
+        ready=510, during=_events("a", 300, first=500), while_down=nothing_of_a_yet,
+    )  # fmt: skip  (b's 10 predictions come after a's 500; a's first events in this service come while Redis is down)
     assert summary["restored_keys"] == ["a"] and summary["events"] == summary["predictions"] == 310
     everything = [p["id"] for p in read_topic(kafka_bootstrap, settings.kafka.predictions_topic)]
     print(f"new key during a {outage:.1f} s Redis outage: inputs 810, lost {810 - len(set(everything))}, duplicated {len(everything) - len(set(everything))}")
@@ -152,37 +175,10 @@ def test_an_evicted_key_whose_events_come_while_redis_is_down_waits_for_it_and_p
     first = [e for pair in zip(_events("a", 60), _events("b", 60)) for e in pair]
     then = [e for pair in zip(_events("a", 30, first=60), _events("b", 30, first=60)) for e in pair]
     produce_all(bound, first)
-    done: dict[str, Any] = {}
-
-    def serve() -> None:
-        try:
-            done["summary"] = run_kafka(bound, engine, handle_signals=False, max_resident_keys=1)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            done["error"] = exc
-
-    caplog.set_level(logging.WARNING)
-    service = threading.Thread(target=serve)
-    service.start()
-    try:
-        deadline = time.monotonic() + 60
-        while len(read_topic(kafka_bootstrap, bound.kafka.predictions_topic)) < len(first):
-            assert service.is_alive() and time.monotonic() < deadline, done
-        own_redis.stop()
-        stopped = time.monotonic()
-        produce_all(bound, then)  # one of the two keys waits in Redis: its next event must restore it
-        deadline = time.monotonic() + 30
-        while not any("not loaded" in r.getMessage() for r in caplog.records):
-            assert service.is_alive() and time.monotonic() < deadline, done
-            time.sleep(0.1)
-        time.sleep(3)  # a few more attempts while Redis stays down
-        own_redis.start()
-        outage = time.monotonic() - stopped
-    finally:
-        if own_redis.process is None or own_redis.process.poll() is not None:
-            own_redis.start()
-        service.join(120)
-    assert "error" not in done, done
-    summary = done["summary"]
+    summary, outage = _serve_through_an_outage(
+        lambda: run_kafka(bound, engine, handle_signals=False, max_resident_keys=1), bound, own_redis, caplog,
+        ready=len(first), during=then,
+    )  # fmt: skip  (one of the two keys waits in Redis: its next event must restore it)
     assert summary["events"] == summary["predictions"] == len(first) + len(then)
     assert summary["evictions"]["count"] >= 2 and summary["restores"]["count"] >= 2, summary
 
