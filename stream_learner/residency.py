@@ -49,13 +49,16 @@ import orjson
 
 from stream_learner.engine import EngineConfig
 from stream_learner.errors import SnapshotError
-from stream_learner.slot import Slot, Step, restore_step
+from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import Snapshot, SnapshotStore, load_latest_valid, open_envelope, read_header, seal
 
 logger = logging.getLogger(__name__)
 
 EVICTION_ROUNDS = 100
 """By default a full resident set is emptied in this many eviction rounds: each writes 1/100 of the bound in one store round trip (at least one key)."""
+
+LOST_STATE = ("error", "new_learner")
+"""What a restore does where the store lost every version of the evicted key: stop the run, or start the key afresh."""
 
 RETRY_MAX_SECONDS = 10.0
 """While the store refuses evictions, the longest wait before the next try."""
@@ -123,12 +126,18 @@ class EvictingStore:
         config: EngineConfig,
         on_evicted: Callable[[str, float], None] | None = None,
         on_restored: Callable[[str, float], None] | None = None,
+        lost_state: str = "error",
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
+        if lost_state not in LOST_STATE:
+            raise ValueError(f"lost_state must be one of {', '.join(LOST_STATE)}, not {lost_state!r}")
         self.store = store
         self.signing_key = signing_key
         self.config = config
         self.on_evicted = on_evicted
         self.on_restored = on_restored
+        self.lost_state = lost_state
+        self.on_lost = on_lost
         self._lock = threading.Lock()  # an eviction and the writer thread's save of the same key, one after the other
         self._floors: dict[str, tuple[int, int]] = {}  # key: (events a regular snapshot must have been taken at, to be saved; the eviction's version)
 
@@ -151,25 +160,44 @@ class EvictingStore:
         return versions
 
     def restore(self, key: str, version: int, newest: bool = False) -> Step:
-        """The learner ``key`` was evicted as (``version``); with ``newest``, or when that version is gone, its newest valid version."""
+        """The learner ``key`` was evicted as (``version``); with ``newest``, or when that version is gone, its newest valid version.
+
+        Where the store holds no version of the key that can be read (it lost
+        its data, or the snapshots were deleted), ``lost_state`` decides:
+        ``error`` raises a :class:`~stream_learner.errors.SnapshotError`,
+        ``new_learner`` says so in an error line and starts the key afresh.
+        """
         started = time.perf_counter()
-        payload = None
-        if not newest:
-            try:
-                _, payload = open_envelope(self.store.load(key, version), signing_key=self.signing_key)
-            except SnapshotError as exc:  # pruned by newer versions (a crash replays an eviction), or damaged
-                logger.warning("model key %r was evicted as snapshot version %d, which cannot be read (%s): restoring its latest valid version", key, version, exc)
+        payload = self._evicted_payload(key, version, newest)
         if payload is None:
-            found = load_latest_valid(self.store, key, self.signing_key)
-            if found is None:
-                raise SnapshotError(f"model key {key!r} was evicted as snapshot version {version}, and no version of it can be read") from None
-            _, payload, _ = found
-        learner = restore_step(payload, self.config)
+            learner = self._lost(key, version)
+        else:
+            learner = restore_step(payload, self.config)
         with self._lock:
             self._floors[key] = (learner.events, version)  # its own snapshots from here on are newer
-        if self.on_restored is not None:
+        if payload is not None and self.on_restored is not None:
             self.on_restored(key, time.perf_counter() - started)
         return learner
+
+    def _evicted_payload(self, key: str, version: int, newest: bool) -> bytes | None:
+        """The state ``key`` was evicted as, else its newest valid version's; ``None`` where the store holds none that can be read."""
+        if not newest:
+            try:
+                return open_envelope(self.store.load(key, version), signing_key=self.signing_key)[1]
+            except SnapshotError as exc:  # pruned by newer versions (a crash replays an eviction), or damaged
+                logger.warning("model key %r was evicted as snapshot version %d, which cannot be read (%s): restoring its latest valid version", key, version, exc)
+        found = load_latest_valid(self.store, key, self.signing_key)
+        return None if found is None else found[1]
+
+    def _lost(self, key: str, version: int) -> Step:
+        """A new learner for ``key``, whose evicted state the store lost, where ``lost_state`` allows it."""
+        lost = f"model key {key!r} was evicted as snapshot version {version}, and the snapshot store holds no version of it that can be read"
+        if self.lost_state == "error":
+            raise SnapshotError(f"{lost} (the store lost its data, or its snapshots were deleted?); set snapshot.lost_state to new_learner to start such keys afresh")
+        logger.error("%s: starting it afresh (snapshot.lost_state=new_learner); what it had learned is lost", lost)
+        if self.on_lost is not None:
+            self.on_lost(key)
+        return new_step(key, self.config)
 
     def _seal(self, snapshot: Snapshot) -> bytes:
         return seal(

@@ -130,6 +130,7 @@ class SnapshotSettings(_Section):
     signing_key: SecretStr | None = None
     resume: bool = True
     outage_timeout_s: float = Field(600.0, gt=0)  # how long a model key's first event waits for Redis to load its snapshot
+    lost_state: Literal["error", "new_learner"] = "error"  # an evicted key whose every version the store lost: stop, or start it afresh
 
 
 class ControlSettings(_Section):

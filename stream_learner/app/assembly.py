@@ -56,6 +56,7 @@ class Profile(ABC):
     addresses: Sequence[str] = ()
     process_id: int = 0
     max_resident_keys: int = 0  # learners each worker keeps in memory, the others evicted to the store (0: no bound)
+    lost_state: str = "error"  # snapshot.lost_state: an evicted key the store no longer holds stops the run, or starts afresh
 
     @abstractmethod
     def open(self, stack: ExitStack) -> tuple[SnapshotStore, bytes]:
@@ -140,7 +141,9 @@ def run_profile(profile: Profile) -> dict[str, Any]:
             new_step("probe", config)  # fail fast on a bad model or detector (or challengers), before the dataflow starts
             sinks = profile.sinks(stats)
             # also without a bound: a recovery state of a bounded run names keys that wait in the store
-            store = evictions = EvictingStore(store, signing_key, config, stats.key_evicted, stats.key_restored)
+            store = evictions = EvictingStore(
+                store, signing_key, config, stats.key_evicted, stats.key_restored, lost_state=profile.lost_state, on_lost=stats.key_lost
+            )
             snapshots = BackgroundSnapshotSink(store, signing_key, stats.snapshot_saved)
             closing(stack, snapshots.close, "the snapshot writer")  # drains the writer threads, which use the store
             sinks.snapshots = [snapshots]

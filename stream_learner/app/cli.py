@@ -293,6 +293,7 @@ def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConf
         telemetry=args.telemetry,
         rate=args.rate,
         max_resident_keys=o.max_resident_keys,
+        lost_state=settings.snapshot.lost_state,
     )
     return run(options)
 

@@ -118,6 +118,7 @@ class KafkaProfile(Profile):
         self.handle_signals = handle_signals
         self.telemetry = telemetry
         self.epoch_seconds = settings.recovery.epoch_seconds
+        self.lost_state = settings.snapshot.lost_state
         self.client = settings.kafka.client_config()
         self.first_batch: float | None = None
         self.refusals: list[str] = []

@@ -154,6 +154,7 @@ class RunStats:
         self.promotion_recommendations = 0  # challengers that won while auto-promotion is off
         self.evictions = _Timings()
         self.restores = _Timings()
+        self.lost_states = 0  # evicted keys started afresh: the store had lost every version of them
         self.resident = 0  # keys in memory at the latest report
         self.resident_max = 0
         self.latency = LatencyHistogram()  # each prediction's, from its event's source batch to the predictions sinks
@@ -233,6 +234,12 @@ class RunStats:
             self.restores.add(seconds)
         self._tell("on_restored", key, seconds)
 
+    def key_lost(self, key: str) -> None:
+        """``key``'s evicted learner was lost with the store's data: it starts afresh."""
+        with self._lock:
+            self.lost_states += 1
+        self._tell("on_lost", key)
+
     def resident_keys(self, n: int) -> None:
         """``n`` keys' learners are in memory now."""
         with self._lock:
@@ -284,6 +291,7 @@ class RunStats:
                 "resident_keys_max": self.resident_max,
                 "evictions": self.evictions.summary(),
                 "restores": self.restores.summary(),
+                "lost_states": self.lost_states,
                 "accuracy_mean": sum(k.accuracy for k in scored) / len(scored) if scored else None,  # type: ignore[misc]  # each key once
                 "accuracy_min": min((k.accuracy for k in scored), default=None),  # type: ignore[type-var]
                 "keys_in_drift": sum(k.in_drift(self.drift_recent_events) for k in keys),

@@ -62,6 +62,7 @@ class RunOptions:
     telemetry: Any = None  # a stream_learner.app.telemetry.Telemetry fed by this run (Prometheus, dashboard)
     rate: float = 0.0  # read at most this many events per second (0: unlimited)
     max_resident_keys: int = 0  # learners each worker keeps in memory; the others wait in the snapshot directory (0: no bound)
+    lost_state: str = "error"  # an evicted key whose every version the snapshot directory lost: stop, or start it afresh ("new_learner")
 
 
 def run(options: RunOptions, println: Callable[[str], None] | None = None, source: OffsetSource | None = None) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class EmbeddedProfile(Profile):
         self.epoch_seconds = options.epoch_seconds
         self.workers = options.workers
         self.max_resident_keys = options.max_resident_keys
+        self.lost_state = options.lost_state
         self.out = Path(options.out)
         self.payloads: dict[str, bytes] = {}
         self.start = 0

@@ -32,7 +32,7 @@ def signing_key(settings: Settings) -> bytes:
 
 
 def open_store(settings: Settings) -> RedisSnapshotStore:
-    """The Redis snapshot store the settings name (reachable, or a one-line error)."""
+    """The Redis snapshot store the settings name (reachable, or a one-line error); a warning line where Redis deletes keys when full."""
     r = settings.redis
     store = RedisSnapshotStore.from_url(
         r.url.get_secret_value(),
@@ -45,6 +45,13 @@ def open_store(settings: Settings) -> RedisSnapshotStore:
         socket_timeout=r.socket_timeout_s,
     )
     store.ping()
+    policy = store.deletes_when_full()
+    if policy is not None:
+        logger.warning(
+            "Redis deletes keys when its memory is full (maxmemory-policy %s): snapshots, and the learners of model keys evicted from memory, "
+            "can be lost; set its maxmemory-policy to noeviction",
+            policy,
+        )
     return store
 
 

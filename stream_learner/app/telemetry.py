@@ -258,6 +258,11 @@ class Telemetry:
             "stream_learner_key_restore_seconds", "Time to load one key's learner back from the snapshot store on its next event (_count: restores).",
             buckets=EVICTION_BUCKETS, registry=r,
         )
+        self.lost_states = Counter(
+            "stream_learner_lost_states",
+            "Evicted model keys started afresh because the snapshot store had lost every version of them (snapshot.lost_state=new_learner).",
+            registry=r,
+        )
         self.latency = LatencyHistogram()
         r.register(_LatencyCollector(self.latency))
         # the per-key gauges key="other" aggregates over the keys without a label of their own: ratios by their mean, counts by their sum
@@ -280,7 +285,7 @@ class Telemetry:
         self._watched: OrderedDict[str, None] = OrderedDict()  # keys the page showed, beyond the labelled ones; the latest shown last
         self._in_drift = 0
         self._resident: int | None = None  # None: the run bounds no resident set
-        self._evictions = self._restores = 0
+        self._evictions = self._restores = self._lost_states = 0
         self._ranking: dict[str, Any] = {"at": None, "by_events": [], "worst_accuracy": []}
         self._throughput: deque[list[float]] = deque(maxlen=MAX_THROUGHPUT)
         self._latency_points: deque[list[float | None]] = deque(maxlen=MAX_THROUGHPUT)  # [time, p50, p99, events] of each sample's interval
@@ -387,6 +392,12 @@ class Telemetry:
         self.restore_time.observe(seconds)
         with self._lock:
             self._restores += 1
+
+    def on_lost(self, key: str) -> None:
+        """``key``'s evicted learner was lost with the snapshot store's data: it starts afresh."""
+        self.lost_states.inc()
+        with self._lock:
+            self._lost_states += 1
 
     def on_resident(self, n: int) -> None:
         """``n`` keys' learners are in memory."""
@@ -556,6 +567,7 @@ class Telemetry:
             "in_drift": self._in_drift,
             "evictions": self._evictions,
             "restores": self._restores,
+            "lost_states": self._lost_states,
         }
 
     def _on_metrics(self, record: MetricsDict) -> None:

@@ -9,6 +9,7 @@ metrics and each key's last snapshot equal a run without the bound.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ import orjson
 import pytest
 from plain_state import plain
 
+from connectors.base import RawRecord
 from connectors.files import JsonlFileSource
 from connectors.local_store import LocalSnapshotStore
 from stream_learner.app.runner import RunOptions, run
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import SnapshotError
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.snapshot import load_latest_valid
 from stream_learner.state import decode, encode
@@ -123,3 +126,48 @@ def test_two_workers_each_bounded_predict_as_one_unbounded(tmp_path: Path) -> No
 
     assert len(by_id("free")) == 600 and by_id("bound") == by_id("free")
     assert last_states(tmp_path / "bound", engine) == last_states(tmp_path / "free", engine)
+
+
+class _LosesItsStore(JsonlFileSource):
+    """A file source that, as it reads line ``at``, deletes every version the run's snapshot directory holds (a store
+    that lost its data while cold keys waited in it)."""
+
+    def __init__(self, path: Path, snapshots: Path, at: int, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.snapshots, self.at = snapshots, at
+
+    def read_from(self, offset: int) -> Iterator[RawRecord]:
+        for record in super().read_from(offset):
+            if record.origin.offset == self.at:
+                store = LocalSnapshotStore(self.snapshots)
+                for key in store.keys():
+                    store.delete(key)
+            yield record
+
+
+def run_losing_the_store(tmp_path: Path, lines: list[bytes], lost_state: str) -> dict[str, Any]:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / lost_state
+    options = RunOptions(
+        engine=ENGINES["logreg"], out=out, progress=False, console=False, signing_key=SIGNING_KEY, max_resident_keys=RESIDENT, lost_state=lost_state
+    )
+    return run(options, source=_LosesItsStore(path, out / "snapshots", at=len(lines) // 2, batch_size=20))
+
+
+def test_a_store_that_loses_its_data_under_cold_keys_stops_the_run_or_with_new_learner_starts_them_afresh(tmp_path: Path) -> None:
+    lines = stream(800, KEYS)
+    with pytest.raises(SnapshotError, match="holds no version of it that can be read .* set snapshot.lost_state to new_learner"):
+        run_losing_the_store(tmp_path, lines, "error")
+    assert len(read(tmp_path / "error" / "predictions.jsonl")) < len(lines)
+
+    summary = run_losing_the_store(tmp_path, lines, "new_learner")
+    predicted = read(tmp_path / "new_learner" / "predictions.jsonl")
+    assert sorted(p["id"] for p in predicted) == sorted(orjson.loads(line)["id"] for line in lines)  # each event once
+    versions: dict[str, list[int]] = {}
+    for p in predicted:
+        versions.setdefault(p["key"], []).append(p["model_version"])
+    jumps = {key: [b for a, b in zip(seen, seen[1:]) if b != a + 1] for key, seen in versions.items()}
+    started_afresh = {key for key, to in jumps.items() if to}
+    assert all(jumps[key] == [0] for key in started_afresh)  # once, back to a model that learned nothing
+    assert summary["lost_states"] == len(started_afresh) == KEYS - RESIDENT, (summary, started_afresh)  # the cold keys, not the resident ones

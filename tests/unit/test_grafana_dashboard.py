@@ -171,7 +171,7 @@ def test_the_fleet_row_shows_the_fleet_metrics(dashboard: dict[str, Any]) -> Non
     for needed in (
         "stream_learner_keys", "stream_learner_resident_keys", "stream_learner_keys_in_drift", "stream_learner_key_eviction_seconds_count",
         "stream_learner_key_restore_seconds_count", "stream_learner_key_restore_seconds_bucket", "stream_learner_candidate_accuracy_window_ratio",
-        "stream_learner_promotions_total",
+        "stream_learner_promotions_total", "stream_learner_lost_states_total",
     ):  # fmt: skip
         assert re.search(rf"\b{needed}\b", exprs), needed
     assert any(p["type"] == "row" and p["title"] == "Fleet" for p in dashboard["panels"])

@@ -10,6 +10,7 @@ from plain_state import plain
 
 from connectors.local_store import LocalSnapshotStore
 from stream_learner.engine import EngineConfig, KeyedLearner
+from stream_learner.errors import SnapshotError
 from stream_learner.events import Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.residency import EvictingStore, ResidentSet, UseCounts, eviction_snapshot
@@ -106,6 +107,46 @@ def test_a_pruned_eviction_version_restores_from_the_latest_valid_one(tmp_path: 
     store.evict([eviction_snapshot(learner)])[0]  # retain=1: the first version is gone
     back = store.restore("k", first)
     assert back.events == 40 and "restoring its latest valid version" in caplog.text
+
+
+def _evicted_and_lost(tmp_path: Path, lost_state: str) -> tuple[EvictingStore, int, list[str], list[str]]:
+    """Key k evicted, then every version of it deleted from the store (a store that lost its data); the store, the
+    eviction's version, and the keys its ``on_lost`` and ``on_restored`` saw."""
+    config = CONFIGS["hoeffding_tree"]
+    learner = KeyedLearner("k", config)
+    learner.process(events("k", 0, 20), now=1.0)
+    lost: list[str] = []
+    restored: list[str] = []
+    store = EvictingStore(
+        LocalSnapshotStore(tmp_path), SIGNING_KEY, config, on_restored=lambda key, seconds: restored.append(key), lost_state=lost_state, on_lost=lost.append
+    )
+    version = store.evict([eviction_snapshot(learner)])[0]
+    store.delete("k")
+    return store, version, lost, restored
+
+
+def test_a_key_whose_every_version_the_store_lost_stops_the_run_by_default(tmp_path: Path) -> None:
+    store, version, lost, restored = _evicted_and_lost(tmp_path, "error")
+    for newest in (False, True):  # its eviction's version, or its final snapshot
+        with pytest.raises(SnapshotError, match=rf"^model key 'k' was evicted as snapshot version {version}, and the snapshot store holds no version .* snapshot.lost_state"):
+            store.restore("k", version, newest)
+    assert lost == restored == []
+
+
+def test_with_lost_state_new_learner_such_a_key_starts_afresh_said_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store, version, lost, restored = _evicted_and_lost(tmp_path, "new_learner")
+    back = store.restore("k", version)
+    assert (back.key, back.events, back.learned) == ("k", 0, 0)  # a new learner: nothing of the lost state
+    assert lost == ["k"] and restored == []  # counted as lost, not as restored
+    assert [r.levelname for r in caplog.records if "starting it afresh" in r.getMessage()] == ["ERROR"]
+    back.process(events("k", 20, 5), now=1.0)  # it learns on, and its snapshots are saved as the key's again
+    assert store.save("k", seal(back.snapshot().payload, signing_key=SIGNING_KEY, key="k", learner_kind="river", strategy="none", events_seen=5, source_offsets={0: 25})) >= 1
+    assert read_header(store.load_latest("k")[1]).events_seen == 5
+
+
+def test_an_unknown_lost_state_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lost_state must be one of error, new_learner"):
+        EvictingStore(LocalSnapshotStore(tmp_path), SIGNING_KEY, CONFIGS["hoeffding_tree"], lost_state="ignore")
 
 
 class Holder:

@@ -37,6 +37,9 @@ class _Listener:
     def on_restored(self, key: str, seconds: float) -> None:
         self.calls.append(("restored", key, seconds))
 
+    def on_lost(self, key: str) -> None:
+        self.calls.append(("lost", key))
+
     def on_resident(self, n: int) -> None:
         self.calls.append(("resident", n))
 
@@ -47,13 +50,14 @@ def test_evictions_restores_and_resident_keys_are_counted_timed_and_passed_on() 
     stats.key_evicted("a", 0.5)
     stats.key_evicted("b", 1.5)
     stats.key_restored("a", 0.25)
+    stats.key_lost("b")
     stats.resident_keys(7)
     stats.resident_keys(3)
     summary = stats.summary()
     assert summary["evictions"] == {"count": 2, "seconds": 2.0, "max_seconds": 1.5}
     assert summary["restores"] == {"count": 1, "seconds": 0.25, "max_seconds": 0.25}
-    assert summary["resident_keys"] == 3 and summary["resident_keys_max"] == 7
-    assert listener.calls == [("evicted", "a", 0.5), ("evicted", "b", 1.5), ("restored", "a", 0.25), ("resident", 7), ("resident", 3)]
+    assert summary["resident_keys"] == 3 and summary["resident_keys_max"] == 7 and summary["lost_states"] == 1
+    assert listener.calls == [("evicted", "a", 0.5), ("evicted", "b", 1.5), ("restored", "a", 0.25), ("lost", "b"), ("resident", 7), ("resident", 3)]
 
 
 def test_a_listener_without_the_fleet_hooks_is_left_alone() -> None:

@@ -141,6 +141,13 @@ def test_offsets_out_of_range_and_outages_have_safe_defaults_and_are_checked() -
         load_settings(environ={"STREAM_LEARNER_KAFKA__OUTAGE_TIMEOUT_S": "0"})
 
 
+def test_a_lost_evicted_state_stops_the_run_unless_the_operator_chose_a_new_learner() -> None:
+    assert load_settings(environ={}).snapshot.lost_state == "error"
+    assert load_settings(environ={"STREAM_LEARNER_SNAPSHOT__LOST_STATE": "new_learner"}).snapshot.lost_state == "new_learner"
+    with pytest.raises(ConfigError, match="invalid setting snapshot.lost_state: Input should be 'error' or 'new_learner'"):
+        load_settings(environ={"STREAM_LEARNER_SNAPSHOT__LOST_STATE": "ignore"})
+
+
 def test_every_run_option_layers_flag_over_environment_over_file(tmp_path: Path) -> None:
     """The run options were flags only: a model or strategy in the file or the environment was ignored."""
     from stream_learner.app.cli import build_parser

@@ -293,13 +293,14 @@ def test_the_fleet_hooks_feed_the_fleet_metrics_and_the_page() -> None:
     stats.key_evicted("a", 0.002)
     stats.key_evicted("b", 0.003)
     stats.key_restored("a", 0.004)
+    stats.key_lost("b")
     stats.resident_keys(7)
     assert t.sample("stream_learner_key_eviction_seconds_count") == 2 and t.sample("stream_learner_key_restore_seconds_count") == 1
     assert t.sample("stream_learner_key_eviction_seconds_sum") == pytest.approx(0.005)
-    assert t.sample("stream_learner_resident_keys") == 7
+    assert t.sample("stream_learner_resident_keys") == 7 and t.sample("stream_learner_lost_states_total") == 1
     fleet = t.state()["fleet"]
-    assert {k: fleet[k] for k in ("keys", "labelled_keys", "resident", "in_drift", "evictions", "restores")} == {
-        "keys": 0, "labelled_keys": 0, "resident": 7, "in_drift": 0, "evictions": 2, "restores": 1,
+    assert {k: fleet[k] for k in ("keys", "labelled_keys", "resident", "in_drift", "evictions", "restores", "lost_states")} == {
+        "keys": 0, "labelled_keys": 0, "resident": 7, "in_drift": 0, "evictions": 2, "restores": 1, "lost_states": 1,
     }  # fmt: skip
 
 
