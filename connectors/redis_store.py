@@ -163,16 +163,18 @@ class RedisSnapshotStore:
             raise SnapshotError(f"cannot reach Redis: {exc}") from None
 
     def deletes_when_full(self) -> str | None:
-        """Redis's ``maxmemory-policy`` where it deletes keys once its memory is full (a ``maxmemory`` and a policy other than ``noeviction``).
+        """Redis's ``maxmemory-policy`` where it deletes this store's keys once its memory is full: a ``maxmemory`` and an ``allkeys-`` policy.
 
-        ``None`` where it never does, or does not say (``INFO`` refused).
+        ``None`` where it never does (``noeviction``; a ``volatile-`` policy
+        deletes only keys with an expiry, which snapshots never have), or
+        does not say (``INFO`` refused).
         """
         try:
             memory = self.client.info("memory")
         except redis.RedisError:
             return None
         policy = str(memory.get("maxmemory_policy", "noeviction"))
-        return policy if int(memory.get("maxmemory", 0)) > 0 and policy != "noeviction" else None
+        return policy if int(memory.get("maxmemory", 0)) > 0 and policy.startswith("allkeys-") else None
 
     def close(self) -> None:
         """Close this store's connections (a run's end, or its failure)."""
