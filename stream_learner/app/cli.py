@@ -174,9 +174,10 @@ def _no_benchmarks(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from stream_learner.app.dashboard import Serving
     from stream_learner.app.dead_letters import EXIT_DEAD_LETTERS, dead_letter_warning, ratio_exceeded
-    from stream_learner.app.run_settings import settings_from_args
+    from stream_learner.app.run_settings import check_flags_fit_source, settings_from_args
 
     settings = settings_from_args(args)  # every option checked before any work
+    check_flags_fit_source(args, settings.run.source)
     if args.print_settings:
         print(json.dumps(settings.masked(), indent=2))
         return 0
@@ -291,7 +292,7 @@ def _run_engine(args: argparse.Namespace, settings: Settings, engine: EngineConf
         retain=settings.snapshot.retain,
         signing_key=configured_signing_key(settings),
         telemetry=args.telemetry,
-        rate=args.rate,
+        rate=args.rate or 0.0,
         max_resident_keys=o.max_resident_keys,
         lost_state=settings.snapshot.lost_state,
     )

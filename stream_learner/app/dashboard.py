@@ -387,7 +387,7 @@ def add_run_arguments(run: Any) -> None:
         help=f"serve the live dashboard page on http://127.0.0.1:PORT/ (default port {DEFAULT_DASHBOARD_PORT})",
     )
     group.add_argument("--linger", type=seconds_argument, default=0.0, metavar="SECONDS", help="keep serving metrics and the page this long after the source ends (Ctrl-C stops)")
-    group.add_argument("--rate", type=seconds_argument, default=0.0, metavar="EVENTS_PER_S", help="read at most this many events per second (0: as fast as possible)")
+    group.add_argument("--rate", type=seconds_argument, default=None, metavar="EVENTS_PER_S", help="read at most this many events per second (0: as fast as possible)")
 
 
 class Serving:

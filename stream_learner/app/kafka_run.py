@@ -285,13 +285,14 @@ def add_arguments(run: Any) -> None:
     group.add_argument("--snapshot-seconds", type=seconds_argument, default=None, metavar="S", help="snapshot every S seconds, 0 for by events only (default: 30; also for runs without Kafka)")
     group.add_argument("--app", default=None, help="application name (Redis key prefix)")
     group.add_argument("--addresses", default=None, metavar="HOST:PORT,...", help="every process of a scaled-out cluster, in order")
-    group.add_argument("--process-id", type=int, default=0, help="this process's index in --addresses")
+    group.add_argument("--process-id", type=int, default=None, help="this process's index in --addresses (default: 0)")
 
 
 def run_from_args(args: Any, settings: Settings, engine: EngineConfig, println: Callable[[str], None] | None) -> dict[str, Any]:
     """``stream-learner run --source kafka ...`` with its resolved settings; metrics lines to ``println`` (``None``: none)."""
     addresses = [a.strip() for a in args.addresses.split(",")] if args.addresses else []
-    if addresses and not 0 <= args.process_id < len(addresses):
+    process_id = args.process_id or 0
+    if addresses and not 0 <= process_id < len(addresses):
         raise ConfigError(f"--process-id must be between 0 and {len(addresses) - 1}")
     return run_kafka(
         settings,
@@ -299,7 +300,7 @@ def run_from_args(args: Any, settings: Settings, engine: EngineConfig, println: 
         max_events=settings.run.max_events,
         workers=settings.run.workers,
         addresses=addresses,
-        process_id=args.process_id,
+        process_id=process_id,
         println=println,
         telemetry=getattr(args, "telemetry", None),
         max_resident_keys=getattr(settings.run, "max_resident_keys", 0),

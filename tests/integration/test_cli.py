@@ -72,6 +72,10 @@ def test_human_run_prints_metrics_lines_and_a_summary(tmp_path: Path) -> None:
         (["run", "--config", "missing.toml"], "cannot read config file missing.toml: No such file or directory"),
         (["run", "--max-dead-letter-ratio", "2"], "argument --max-dead-letter-ratio: expected a fraction from 0 to 1, got 2"),
         (["run", "--source", "kafka", "--predictions", "-"], "--predictions is for runs without Kafka"),
+        # a flag the run would not read: never ignored silently
+        (["run", "--recovery-dir", "state"], "--recovery-dir applies to --source kafka only (a file or synthetic run continues from its snapshots with --resume)"),
+        (["run", "--source", "file:a-file", "--input-topic", "t", "--stop-when-idle", "5", "--process-id", "1"], "--input-topic, --stop-when-idle and --process-id apply to --source kafka only"),
+        (["run", "--source", "kafka", "--out", "o", "--rate", "100"], "--out and --rate apply to file, dataset and synthetic sources only"),
         (["bench", "forgetting", "--out", "/proc/nope"], "cannot write to --out /proc/nope: No such file or directory"),
         (["strategies", "nope"], "unknown strategy 'nope'; installed strategies: "),
     ],
