@@ -24,7 +24,7 @@ from stream_learner.control import Command, no_version_kept
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import MAX_RECORD_BYTES, Event, EventBatch, EventRow
+from stream_learner.events import MAX_FEATURES, MAX_RECORD_BYTES, Event, EventBatch, EventRow
 from stream_learner.feature_drift import Drift, FeatureDriftMonitor
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
@@ -83,6 +83,9 @@ class EngineConfig:
             :class:`~stream_learner.drift.NewLabelWatch`.
         max_record_bytes: the largest input record decoded; a larger one is
             a ``too_large`` dead letter (see :mod:`stream_learner.events`).
+        max_features: the most features a key learns; an event whose new
+            features would take it past them is a ``schema`` dead letter
+            (see :mod:`stream_learner.schema`).
         feature_drift: watch the features' distribution with these
             :class:`~stream_learner.feature_drift.FeatureDriftMonitor`
             parameters (``None``: off); each drift is a ``feature_drift`` record.
@@ -138,6 +141,7 @@ class EngineConfig:
     forgetting_holdout: bool = False
     new_label_gap: int = 0
     max_record_bytes: int = MAX_RECORD_BYTES
+    max_features: int = MAX_FEATURES
     feature_drift: dict[str, Any] | None = None
     boundaries: Boundaries = "error"
     concept_reuse: ConceptReuse | None = None
@@ -207,7 +211,7 @@ class KeyedLearner:
         self.feature_monitor = _feature_monitor(config.feature_drift)
         self.concept_tracker = ConceptTracker(NewLabelWatch(config.new_label_gap) if config.new_label_gap else None)
         self.forgetting = ForgettingTracker(config.forgetting_sample, holdout=config.forgetting_holdout, seed=config.learner.seed, task=learner.task)
-        self.schema = Schema(learner.task)
+        self.schema = Schema(learner.task, config.max_features)
         self.pending = PendingWindow(config.label_window, config.label_window_seconds) if config.label_window else None
         self.resume = ResumeFilter()
         self.cadence = Cadence(*_cadence_settings(config))
@@ -675,7 +679,7 @@ class KeyedLearner:
         if step.feature_monitor is not None and state["feature_monitor"] is not None and state["feature_monitor"]["params"] == step.feature_monitor.params:
             step.feature_monitor = FeatureDriftMonitor.from_state(state["feature_monitor"])  # else this run's settings start afresh
         step.forgetting = ForgettingTracker.from_state(state["forgetting"])
-        step.schema = Schema.from_state(state["schema"])
+        step.schema = Schema.from_state(state["schema"], config.max_features)
         if state["pending"] is not None:
             step.pending = PendingWindow.from_state(state["pending"])
         step.events, step.learned = state["events"], state["learned"]

@@ -53,6 +53,8 @@ MAX_LABEL_LENGTH = 256
 """The longest string label (characters): a learned label comes back in every later prediction."""
 MAX_CLASSES = 1000
 """The most classes a model key learns: a prediction's ``proba`` holds one entry per class, each label up to :data:`MAX_LABEL_LENGTH`."""
+MAX_FEATURES = 1000
+"""The default most features a model key learns: a model keeps state per feature (a Hoeffding tree per feature, class and leaf)."""
 DEAD_LETTER_RAW_BYTES = 64 << 10
 """The most raw bytes a dead letter carries; JSON-escaped that is at most six times as many (far below a Kafka producer's 1 MB)."""
 MAX_ERROR_LENGTH = 500

@@ -18,10 +18,14 @@ Kinds:
   as numbers) or categorical (``str``), fixed by the first labelled event
   that carries it.
 
-New features and new classes stay allowed: river learns them. Only the
-labelled events the model accepts (learned, or held out for forgetting
-measurement) shape the schema; a prediction-only event is checked against
-it but adds nothing.
+New features and new classes stay allowed, river learns them, up to a
+limit: a key learns at most :data:`~stream_learner.events.MAX_CLASSES`
+classes and ``max_features`` features (``--max-features``), since a model
+keeps state per class and per feature and one record could otherwise carry
+tens of thousands of names (a Hoeffding tree keeps tens of kilobytes per
+feature). Only the labelled events the model accepts (learned, or held out
+for forgetting measurement) shape the schema; a prediction-only event is
+checked against it but adds nothing.
 
 >>> schema = Schema("classification")
 >>> schema.learn({"x": 1.0, "colour": "red"}, 1)
@@ -35,13 +39,15 @@ True
 "feature 'colour' is int (3) but this key has learned it as a string (categorical)"
 >>> Schema("regression").problem({"x": 1.0}, True)
 'label is bool (True) but a regression model learns numbers'
+>>> Schema("classification", max_features=2).problem({"x": 1.0, "y": 2.0, "z": 3.0}, 1)
+'the event brings 3 features this key has not learned, 3 in all: over the limit of 2 (--max-features)'
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from stream_learner.events import MAX_CLASSES
+from stream_learner.events import MAX_CLASSES, MAX_FEATURES
 from stream_learner.learners.base import Task
 from stream_learner.state import expect_version, sorted_values
 
@@ -72,10 +78,11 @@ class Schema:
     words what is wrong; :meth:`learn` records what a labelled event added.
     """
 
-    __slots__ = ("classifier", "classes", "numeric", "categorical")
+    __slots__ = ("classifier", "classes", "numeric", "categorical", "max_features")
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, max_features: int = MAX_FEATURES) -> None:
         self.classifier = task == "classification"
+        self.max_features = max_features  # a setting of the run, not state: a key restored under a lower one keeps what it learned
         self.classes: dict[Any, type] = {}  # class -> its label's type, the first seen (a regression model keeps none)
         self.numeric: set[Any] = set()
         self.categorical: set[Any] = set()
@@ -91,10 +98,10 @@ class Schema:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Schema:
-        """The schema :meth:`state_dict` describes."""
+    def from_state(cls, state: dict[str, Any], max_features: int = MAX_FEATURES) -> Schema:
+        """The schema :meth:`state_dict` describes, learning at most ``max_features`` features."""
         expect_version(state, "the schema", 1)
-        schema = cls("classification" if state["classifier"] else "regression")
+        schema = cls("classification" if state["classifier"] else "regression", max_features)
         schema.classes = {label: _LABEL_TYPES[kind] for label, kind in state["classes"]}
         schema.numeric = set(state["numeric"])
         schema.categorical = set(state["categorical"])
@@ -138,6 +145,11 @@ class Schema:
                     return f"feature {_show(name)} is str ({_show(value)}) but this key has learned it as a number"
             elif name in categorical:
                 return f"feature {_show(name)} is {type(value).__name__} ({_show(value)}) but this key has learned it as a string (categorical)"
+        learned = len(numeric) + len(categorical)
+        if learned + len(x) > self.max_features:  # else even every feature new stays within the limit
+            new = sum(1 for name in x if name not in numeric and name not in categorical)
+            if learned + new > self.max_features:
+                return f"the event brings {new:,} features this key has not learned, {learned + new:,} in all: over the limit of {self.max_features:,} (--max-features)"
         return None
 
     def label_problem(self, y: Any) -> str | None:

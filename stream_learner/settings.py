@@ -168,6 +168,7 @@ class RunSettings(_Section):
     new_label_gap: int = Field(0, ge=0)
     max_events: int | None = Field(None, ge=0)
     max_record_bytes: int = Field(1 << 20, ge=1)  # events.MAX_RECORD_BYTES
+    max_features: int = Field(1000, ge=1)  # events.MAX_FEATURES
     seed: int = 42
     out: str = Field("out", min_length=1)
     predictions: str | None = None  # where predictions go: a JSONL file, "-" for stdout (default: OUT/predictions.jsonl)

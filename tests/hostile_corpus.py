@@ -76,7 +76,8 @@ def input_cases() -> list[Case]:
         valid("id-256-chars", ev("m" * 256), "m" * 256),
         valid("key-256-chars", ev("k256", key="K" * 256), "k256", file=False),  # the local snapshot store cannot name its folder (Redis can)
         valid("key-200-chars", ev("k200", key="Q" * 200), "k200"),
-        valid("many-features", json.dumps({"id": "many-features", "features": {f"f{i}": i for i in range(20_000)}}).encode()),
+        # to predict, a scaler in the model's pipeline keeps state for every feature it is asked about: refused as a learned one is
+        Case("many-features", json.dumps({"id": "many-features", "features": {f"f{i}": i for i in range(20_000)}}).encode(), SCHEMA_GUARD),
         # encodings
         Case("invalid-utf8", b'{"features": {"a": 1}, "id": "\xff\xfe"}', "invalid_json"),
         Case("byte-order-mark", b"\xef\xbb\xbf" + ev("bom"), "invalid_json"),
@@ -147,6 +148,7 @@ def input_cases() -> list[Case]:
         Case("bool-label-among-ints", schema_event("sb", label=True), SCHEMA_GUARD),
         Case("number-feature-turns-string", schema_event("sn", x="1.5"), SCHEMA_GUARD),
         Case("string-feature-turns-number", schema_event("sc", colour=3), SCHEMA_GUARD),
+        Case("40000-new-features", wide_event("sw", 40_000), SCHEMA_GUARD),  # learned, it made a Hoeffding tree 1.5 GB larger
     ]
     return cases
 
@@ -182,6 +184,12 @@ def label_cases() -> list[Case]:
 
 def schema_event(case_id: str, label: Any = 1, x: Any = 0.5, colour: Any = "red") -> bytes:
     return json.dumps({"id": case_id, "key": "schema", "features": {"x": x, "colour": colour}, "label": label}).encode()
+
+
+def wide_event(case_id: str, new_features: int) -> bytes:
+    """An event of the key "schema" with its features and ``new_features`` more, past the run's ``--max-features``."""
+    features = {"x": 0.5, "colour": "red", **{f"f{i}": 1.0 for i in range(new_features)}}
+    return json.dumps({"id": case_id, "key": "schema", "features": features, "label": 1}).encode()
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,29 @@ def test_a_torch_learner_is_guarded_by_the_same_step(tmp_path: Path) -> None:
     assert sorted(final.learner.classes) == [0, 1]
 
 
+def test_a_record_with_40000_new_features_is_one_dead_letter_and_the_tree_stays_as_small(tmp_path: Path) -> None:
+    """Learned, that one record made a Hoeffding tree 1.5 GB larger, its snapshot 156 MB, and every later event 100x slower."""
+    features = {**_agrawal(301)[300]["features"], **{f"f{i}": 1.0 for i in range(40_000)}}
+    summary, dead, predictions, clean = _poisoned_run(tmp_path, {"features": features, "label": 1})
+    assert (summary["events"], summary["predictions"], summary["dead_letters"]) == (601, 600, 1)
+    assert [(d["reason"], d["origin"]["offset"]) for d in dead] == [("schema", 300)]
+    assert "40,000 features this key has not learned" in dead[0]["error"] and "(--max-features)" in dead[0]["error"]
+    _assert_nothing_changed(predictions, clean)
+    sizes = [len(LocalSnapshotStore(tmp_path / run / "snapshots").load_latest("default")[1] or b"") for run in ("out", "clean")]
+    assert sizes[0] == pytest.approx(sizes[1], rel=0.05), sizes  # the final snapshot: the clean run's tree
+
+
+def test_max_features_raises_the_limit_for_a_stream_that_needs_more(tmp_path: Path) -> None:
+    records = [{"features": {f"pixel{j}": float((i * j) % 7) for j in range(1_500)}, "label": i % 2} for i in range(40)]
+    done, summary = _cli_run(_write(tmp_path / "wide.jsonl", records), tmp_path / "default", "logreg")
+    assert done.returncode == 0, done.stderr
+    assert (summary["predictions"], summary["dead_letters"], summary["dead_letter_reasons"]["schema"]["count"]) == (0, 40, 40)
+    assert summary["dead_letter_reasons"]["schema"]["example"].endswith("over the limit of 1,000 (--max-features)")  # the flag to raise
+    done, summary = _cli_run(_write(tmp_path / "wide.jsonl", records), tmp_path / "raised", "logreg", "--max-features", "2000")
+    assert done.returncode == 0, done.stderr
+    assert (summary["predictions"], summary["dead_letters"]) == (40, 0)
+
+
 class BrokenModel(base.Classifier):
     """A river classifier that cannot predict anything once it has learned 100 examples: a model broken for good."""
 

@@ -15,9 +15,10 @@ from river.datasets import synth
 
 from stream_learner.delayed import LabelRecord
 from stream_learner.engine import EngineConfig, KeyedLearner
-from stream_learner.events import Event
+from stream_learner.events import MAX_FEATURES, Event
 from stream_learner.learners.base import LearnerSpec
 from stream_learner.schema import Schema
+from stream_learner.settings import RunSettings
 
 
 def _events(pairs: list[tuple[dict[str, Any], Any]]) -> list[Event]:
@@ -213,3 +214,43 @@ def test_the_quick_test_sends_what_it_cannot_decide_to_the_full_check() -> None:
     step, predictions, dead = _run("hoeffding_tree", pairs)
     assert (len(predictions), dead, step.learned) == (32, [], 32)
     assert step.schema.classes == {1: int, 0: int}
+
+
+@pytest.mark.parametrize("model", ["hoeffding_tree", "logreg"])
+def test_a_record_with_thousands_of_new_features_is_a_schema_dead_letter_and_changes_nothing(model: str) -> None:
+    """A Hoeffding tree that learned one record of 40,000 features held 1.5 GB more and predicted 100x slower after it."""
+    pairs = _agrawal()
+    poisoned = pairs[:300] + [({**pairs[300][0], **{f"f{i}": 1.0 for i in range(5_000)}}, pairs[300][1])] + pairs[300:]
+    step, predictions, dead = _run(model, poisoned)
+    assert (len(predictions), len(dead)) == (600, 1)
+    assert (dead[0]["reason"], dead[0]["origin"]["offset"]) == ("schema", 300)
+    assert dead[0]["error"] == "schema: the event brings 5,000 features this key has not learned, 5,009 in all: over the limit of 1,000 (--max-features)"
+    assert (step.events, step.learned, len(step.schema.numeric) + len(step.schema.categorical)) == (600, 600, 9)
+    clean_step, clean, _ = _run(model, pairs)
+    _same_later_predictions(predictions, clean, 300)
+    assert clean_step.metrics.accuracy == step.metrics.accuracy
+
+
+def test_max_features_counts_what_the_key_learned_and_what_the_event_brings() -> None:
+    schema = Schema("classification", max_features=3)
+    schema.learn({"a": 1.0, "c": "x"}, 1)
+    assert schema.problem({"a": 2.0, "c": "y", "b": 1.0}, 1) is None  # the third: at the limit
+    assert schema.problem({"b": 1.0, "d": "z"}, None) == "the event brings 2 features this key has not learned, 4 in all: over the limit of 3 (--max-features)"
+    assert schema.problem({"a": 1.0, "c": "x"}, 0) is None  # what it learned always fits
+    schema.learn({"b": 1.0}, 1)
+    assert schema.problem({"d": "z"}, 1) is not None  # unlabelled or labelled, a fourth is refused
+    assert schema.problem({"a": "text"}, 1) == "feature 'a' is str ('text') but this key has learned it as a number"  # a contradiction first
+
+
+def test_a_key_restored_under_a_lower_max_features_keeps_what_it_learned_and_learns_no_more() -> None:
+    step, _, _ = _run("logreg", [({f"x{j}": float(i + j) for j in range(5)}, i % 2) for i in range(20)])
+    lower = EngineConfig(learner=LearnerSpec("logreg"), max_features=3)
+    restored = KeyedLearner.restore(step.snapshot().payload, lower)
+    out = restored.process([Event("e20", "default", {f"x{j}": 1.0 for j in range(5)}, 1, None, 0, 20)], now=0.0)
+    assert (len(out.predictions), out.dead_letters) == (1, [])
+    out = restored.process([Event("e21", "default", {"x0": 1.0, "new": 2.0}, 1, None, 0, 21)], now=0.0)
+    assert [d["reason"] for d in out.dead_letters] == ["schema"] and not out.predictions
+
+
+def test_the_run_setting_defaults_to_the_engine_s_limit() -> None:
+    assert RunSettings().max_features == EngineConfig().max_features == MAX_FEATURES == 1000
