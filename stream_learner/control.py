@@ -41,7 +41,7 @@ from typing import Any, Literal, get_args
 import orjson
 
 from stream_learner.events import MAX_RECORD_BYTES, Origin, dead_letter, load_object, refusal
-from stream_learner.records import DeadLetterDict
+from stream_learner.records import ControlDict, ControlStatus, DeadLetterDict
 
 Action = Literal["promote", "rollback", "pause-learning", "resume-learning", "snapshot"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -93,6 +93,22 @@ def rollback_concept(arg: object) -> int | None:
         return None
     number = arg.removeprefix(CONCEPT_PREFIX)
     return int(number) if number.isascii() and number.isdigit() else None
+
+
+def control_answer(command: Command, status: ControlStatus, reason: str | None, at_event: int, now: float) -> ControlDict:
+    """The ``control`` record answering ``command`` (:class:`~stream_learner.events.ControlAnswer`) when its key had seen ``at_event`` events.
+
+    An applied rollback's says the version it installed.
+
+    >>> control_answer(Command("c-1", "k", "promote", "arf", issued_at=0.0), "refused", "no candidate 'arf'", 12, now=5.0)["reason"]
+    "no candidate 'arf'"
+    """
+    answer: ControlDict = {"type": "control", "key": command.key, "id": command.id, "action": command.action, "arg": command.arg, "status": status, "at_event": at_event, "ts": now}
+    if reason is not None:
+        answer["reason"] = reason
+    if status == "applied" and command.version is not None:
+        answer["version"] = command.version
+    return answer
 
 
 def no_version_kept(key: str, arg: object) -> str:

@@ -20,11 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, get_args
 
-from stream_learner.control import Command, no_version_kept
+from stream_learner.control import Command, control_answer, no_version_kept
 from stream_learner.delayed import LabelRecord, PendingWindow
 from stream_learner.drift import BINARY_ONLY, DriftMonitor, NewLabelWatch
 from stream_learner.errors import ConfigError, SnapshotError
-from stream_learner.events import MAX_FEATURES, MAX_RECORD_BYTES, Event, EventBatch, EventRow
+from stream_learner.events import MAX_FEATURES, MAX_KEYS, MAX_RECORD_BYTES, Event, EventBatch, EventRow
 from stream_learner.feature_drift import Drift, FeatureDriftMonitor
 from stream_learner.forgetting import ForgettingTracker
 from stream_learner.learners.base import Journal, Learner, LearnerSpec, forkable
@@ -86,6 +86,9 @@ class EngineConfig:
         max_features: the most features a key learns; an event whose new
             features would take it past them is a ``schema`` dead letter
             (see :mod:`stream_learner.schema`).
+        max_keys: the most model keys one worker of a run holds, in memory
+            or evicted; the events of a key beyond them are ``too_many_keys``
+            dead letters (see :mod:`stream_learner.app.dataflow`).
         feature_drift: watch the features' distribution with these
             :class:`~stream_learner.feature_drift.FeatureDriftMonitor`
             parameters (``None``: off); each drift is a ``feature_drift`` record.
@@ -142,6 +145,7 @@ class EngineConfig:
     new_label_gap: int = 0
     max_record_bytes: int = MAX_RECORD_BYTES
     max_features: int = MAX_FEATURES
+    max_keys: int = MAX_KEYS
     feature_drift: dict[str, Any] | None = None
     boundaries: Boundaries = "error"
     concept_reuse: ConceptReuse | None = None
@@ -492,13 +496,8 @@ class KeyedLearner:
         return None
 
     def control_answer(self, command: Command, status: ControlStatus, reason: str | None, now: float) -> ControlDict:
-        """The ``control`` record answering ``command`` (:class:`~stream_learner.events.ControlAnswer`); an applied rollback's says the version it installed."""
-        answer: ControlDict = {"type": "control", "key": self.key, "id": command.id, "action": command.action, "arg": command.arg, "status": status, "at_event": self.events, "ts": now}
-        if reason is not None:
-            answer["reason"] = reason
-        if status == "applied" and command.version is not None:
-            answer["version"] = command.version
-        return answer
+        """The ``control`` record answering ``command`` at this learner's event count (:func:`~stream_learner.control.control_answer`)."""
+        return control_answer(command, status, reason, self.events, now)
 
     def install(self, learner: Learner) -> None:
         """Make ``learner`` the live model (a stored concept's model back, an operator's rollback to an earlier state).

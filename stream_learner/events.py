@@ -53,6 +53,8 @@ MAX_LABEL_LENGTH = 256
 """The longest string label (characters): a learned label comes back in every later prediction."""
 MAX_CLASSES = 1000
 """The most classes a model key learns: a prediction's ``proba`` holds one entry per class, each label up to :data:`MAX_LABEL_LENGTH`."""
+MAX_KEYS = 100_000
+"""The default most model keys one worker holds, in memory or evicted: each is a learner, and a stream of ever-new keys would grow without end."""
 MAX_FEATURES = 1000
 """The default most features a model key learns: a model keeps state per feature (a Hoeffding tree per feature, class and leaf)."""
 DEAD_LETTER_RAW_BYTES = 64 << 10

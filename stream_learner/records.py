@@ -37,6 +37,7 @@ DeadLetterReason = Literal[
     "unjoinable_label",  # a delayed label in a run that joins none
     "schema",  # contradicts what the key's model has learned
     "model_error",
+    "too_many_keys",  # a new model key beyond the keys a worker may hold (--max-keys)
     "invalid_command",  # a control record that is not a well-formed command
     "unsigned_command",
     "bad_signature",  # a control command signed with another key, or altered

@@ -169,6 +169,7 @@ class RunSettings(_Section):
     max_events: int | None = Field(None, ge=0)
     max_record_bytes: int = Field(1 << 20, ge=1)  # events.MAX_RECORD_BYTES
     max_features: int = Field(1000, ge=1)  # events.MAX_FEATURES
+    max_keys: int = Field(100_000, ge=1)  # events.MAX_KEYS
     seed: int = 42
     out: str = Field("out", min_length=1)
     predictions: str | None = None  # where predictions go: a JSONL file, "-" for stdout (default: OUT/predictions.jsonl)

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-events", type=non_negative_int, metavar="N", help="stop after N events")
     run.add_argument("--max-record-bytes", type=byte_count, metavar="N", help=f"the largest input record decoded; a larger one becomes a too_large dead letter with its first bytes, its size and SHA-256 (default: {default_of('max_record_bytes')}, 1 MiB)")
     run.add_argument("--max-features", type=positive_int, metavar="N", help=f"the most features a model key learns; an event whose new features would take it past N becomes a schema dead letter (default: {default_of('max_features')})")
+    run.add_argument("--max-keys", type=positive_int, metavar="N", help=f"the most model keys each worker holds, in memory or evicted; the events of a key beyond them become too_many_keys dead letters (default: {default_of('max_keys'):,})")
     run.add_argument("--seed", type=int, help=f"seed of synthetic streams and seeded models (default: {default_of('seed')})")
     run.add_argument("--out", metavar="DIR", help=f"predictions.jsonl, metrics.jsonl, dead_letters.jsonl and snapshots/ go here (default: {default_of('out')})")
     run.add_argument("--predictions", metavar="FILE", help="where predictions go, one JSON object a line; - for stdout (default: OUT/predictions.jsonl)")
@@ -249,6 +250,7 @@ def _engine_config(settings: Settings) -> EngineConfig:
         new_label_gap=o.new_label_gap,
         max_record_bytes=o.max_record_bytes,
         max_features=o.max_features,
+        max_keys=o.max_keys,
         feature_drift=None if o.feature_drift is None else dict(o.feature_drift),
         boundaries=o.boundaries,
         challengers=challenger_specs(o.challengers, o.challenger_params, o.seed),

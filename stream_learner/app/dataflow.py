@@ -29,7 +29,7 @@ from bytewax.outputs import Sink
 from connectors.base import RawRecord, SourceBatch
 from stream_learner.app.accuracy_points import scored_predictions
 from stream_learner.app.run_stats import RunStats
-from stream_learner.control import MAX_AGE, Command, RawControl, decode_command
+from stream_learner.control import MAX_AGE, Command, RawControl, control_answer, decode_command
 from stream_learner.delayed import LabelRecord, RawLabel, decode_label
 from stream_learner.engine import EngineConfig, StepOutput
 from stream_learner.errors import SnapshotError
@@ -42,6 +42,7 @@ from stream_learner.residency import EvictingStore, ResidentSet, evicted_marker,
 from stream_learner.slot import Slot, Step, new_step, restore_step
 from stream_learner.snapshot import Snapshot, encoding
 from stream_learner.state import decode, encode
+from stream_learner.step.dead_letters import DeadLetters
 
 T = TypeVar("T")
 
@@ -311,8 +312,10 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         control: Control | None = None,
         rounds: SnapshotRounds | None = None,
         points: RunStats | None = None,
+        keys: KeyCount | None = None,
     ) -> None:
         self.config = config
+        self.keys = keys
         self.points = points
         self.control = control
         self.on_step = on_step
@@ -328,6 +331,8 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         # still holds the version its committed recovery state names (else a crash would resume it from a newer one, which
         # skips events whose outputs may not have been delivered), however many versions newer evictions would add
         self.pinned = False
+        if resume_state is not None and keys is not None:
+            keys.hold()  # a key the worker held when its recovery state was committed
         marker = parse_marker(resume_state) if resume_state is not None else None
         if marker is not None:
             self.key, self.evicted, self.newest = marker
@@ -340,6 +345,8 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
     def on_batch(self, reads: list[Read]) -> tuple[list[Answer], bool]:
         learner = self.learner
         if learner is None:
+            if self.evicted is None and self.keys is not None and not self.keys.admit():
+                return self._refused(reads), self.DISCARD  # nothing kept: its next event is refused again, or admitted once room was made
             learner = self.learner = self._bring_back(reads[0].items)
             self._resident()
         elif self.residency is not None and self.residency.resident is not None:
@@ -362,6 +369,22 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         if self.rounds is not None and any(answer.out.snapshot_due for answer in answers):
             self.rounds.due(learner)
         return answers, self.RETAIN
+
+    def _refused(self, reads: list[Read]) -> list[Answer]:
+        """The answers to a new key's reads where its worker holds ``max_keys`` keys: its events and labels as dead letters, its commands refused."""
+        assert self.keys is not None
+        limit, now = self.keys.limit, time.time()
+        letters = DeadLetters(self.config.source)
+        answers = []
+        for read in reads:
+            out, items = StepOutput(), read.items
+            if isinstance(items, Command):
+                reason = f"model key {items.key!r} is not held: its worker holds {limit:,} keys already (--max-keys)"
+                out.metrics.append(control_answer(items, "refused", reason, 0, now))
+            else:
+                out.dead_letters = [letters.too_many_keys(item, limit, now) for item in (items.events() if isinstance(items, EventBatch) else items)]
+            answers.append(Answer(out, read.at))
+        return answers
 
     def _score(self, learner: Step, events: list[Event | LabelRecord] | EventBatch, out: StepOutput) -> None:
         """The step's labelled predictions, scored for the page (a classifier's only: the page draws accuracy)."""
@@ -438,6 +461,33 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         if self.learner is None:
             return evicted_marker(self.key, self.evicted, self.newest) if self.evicted is not None else None
         return self.states.state(self.learner)
+
+
+class KeyCount:
+    """The model keys one worker holds, in memory or evicted, against the run's ``max_keys``: a stream of ever-new keys cannot grow a worker without end.
+
+    Each worker has its own (only its thread counts); a key refused now is
+    asked about again with its next event.
+
+    >>> keys = KeyCount(limit=1)
+    >>> keys.admit(), keys.admit()
+    (True, False)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self) -> None:
+        """Count a key the worker holds already (restored from recovery state)."""
+        self.held += 1
+
+    def admit(self) -> bool:
+        """Count a new key, where the worker may hold one more; ``False`` (nothing counted) where it may not."""
+        if self.held >= self.limit:
+            return False
+        self.held += 1
+        return True
 
 
 class PerWorker(Generic[T]):
@@ -528,6 +578,7 @@ def build_dataflow(
     states = PerWorker(RecoveryStates)
     round_gap = config.snapshot_seconds if not config.snapshot_every else 0.0  # a count-based cadence snapshots at its N-th event
     rounds = PerWorker(lambda: SnapshotRounds(round_gap))
+    keys = PerWorker(lambda: KeyCount(config.max_keys))
     residencies: PerWorker[Residency] | None = None
     if evictions is not None:
         store, limit = evictions, max_resident_keys
@@ -539,7 +590,7 @@ def build_dataflow(
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
         return _LearnerLogic(
             step_config, restored, states.get() if recoverable else None, resume_state, stats.step_done, recovered,
-            residencies.get() if residencies is not None else None, control, rounds.get(), stats,
+            residencies.get() if residencies is not None else None, control, rounds.get(), stats, keys.get(),
         )  # fmt: skip
 
     learned = op.stateful_batch("learn", split.trues, build_logic)

@@ -39,8 +39,16 @@ class DeadLetters:
 
     def unjoinable_label(self, record: LabelRecord, now: float) -> DeadLetterDict:
         """A delayed label, but this run joins none (no label window)."""
+        return self._of_label(record, "unjoinable_label", "delayed label, but this run joins none (no label window)", now)
+
+    def too_many_keys(self, item: Event | LabelRecord, limit: int, now: float) -> DeadLetterDict:
+        """``item`` is of a new model key, but its worker holds ``limit`` keys already (``--max-keys``)."""
+        error = f"model key {item.key!r} would be a worker's key {limit + 1:,}, over the limit of {limit:,} (--max-keys)"
+        return self._of(item, "too_many_keys", error, now) if isinstance(item, Event) else self._of_label(item, "too_many_keys", error, now)
+
+    def _of_label(self, record: LabelRecord, reason: DeadLetterReason, error: str, now: float) -> DeadLetterDict:
         raw = orjson.dumps({"id": record.id, "key": record.key, "label": record.label}).decode()
-        return dead_letter("unjoinable_label", "delayed label, but this run joins none (no label window)", raw, Origin(self.source, -1, -1), now)
+        return dead_letter(reason, error, raw, Origin(self.source, -1, -1), now)
 
     def _of(self, event: Event, reason: DeadLetterReason, error: str, now: float) -> DeadLetterDict:
         raw = event.raw

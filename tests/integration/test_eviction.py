@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,18 @@ def test_a_store_that_loses_its_data_under_cold_keys_stops_the_run_or_with_new_l
     started_afresh = {key for key, to in jumps.items() if to}
     assert all(jumps[key] == [0] for key in started_afresh)  # once, back to a model that learned nothing
     assert summary["lost_states"] == len(started_afresh) == KEYS - RESIDENT, (summary, started_afresh)  # the cold keys, not the resident ones
+
+
+def test_at_most_max_keys_keys_per_worker_evicted_ones_included_and_the_others_events_are_dead_letters(tmp_path: Path) -> None:
+    """A stream of ever-new keys (a producer that put an event id in ``key``) cannot grow a worker without end."""
+    lines = stream(800, KEYS)
+    free = run_file(tmp_path, "free", lines, ENGINES["logreg"], batch_size=20)
+    limited = run_file(tmp_path, "limited", lines, replace(ENGINES["logreg"], max_keys=10), max_resident_keys=3, batch_size=20)
+    predicted = without_ts(read(tmp_path / "limited" / "predictions.jsonl"))
+    held = {p["key"] for p in predicted}
+    assert len(held) == limited["keys"] == 10 and limited["evictions"]["count"] >= 30  # held keys came back from the store: no new keys
+    dead = read(tmp_path / "limited" / "dead_letters.jsonl")
+    assert {d["reason"] for d in dead} == {"too_many_keys"} and not held & {orjson.loads(d["raw"])["key"] for d in dead}
+    assert limited["events"] == len(lines) == len(predicted) + len(dead)  # every event predicted or a dead letter, once
+    assert predicted == [p for p in without_ts(read(tmp_path / "free" / "predictions.jsonl")) if p["key"] in held]  # as if alone
+    assert free["keys"] == KEYS and free["dead_letters"] == 0
