@@ -346,7 +346,7 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         learner = self.learner
         if learner is None:
             if self.evicted is None and self.keys is not None and not self.keys.admit():
-                return self._refused(reads), self.DISCARD  # nothing kept: its next event is refused again, or admitted once room was made
+                return self._refused(reads, self.keys.limit), self.DISCARD  # nothing kept: its next event is refused again, or admitted once room was made
             learner = self.learner = self._bring_back(reads[0].items)
             self._resident()
         elif self.residency is not None and self.residency.resident is not None:
@@ -370,10 +370,9 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
             self.rounds.due(learner)
         return answers, self.RETAIN
 
-    def _refused(self, reads: list[Read]) -> list[Answer]:
-        """The answers to a new key's reads where its worker holds ``max_keys`` keys: its events and labels as dead letters, its commands refused."""
-        assert self.keys is not None
-        limit, now = self.keys.limit, time.time()
+    def _refused(self, reads: list[Read], limit: int) -> list[Answer]:
+        """The answers to a new key's reads where its worker holds ``limit`` keys already: its events and labels as dead letters, its commands refused."""
+        now = time.time()
         letters = DeadLetters(self.config.source)
         answers = []
         for read in reads:
