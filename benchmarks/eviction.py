@@ -81,7 +81,7 @@ def main() -> None:
             free: float | None = None
             for bound in (0, args.resident):
                 out = Path(work) / f"{pattern}-{bound}"
-                summary, wall, cpu, rss = run_cli(["--source", f"file:{path}", "--model", args.model, "--out", str(out), "--max-resident-keys", str(bound)])
+                summary, wall, cpu, rss = run_cli(["--source", f"file:{path}", "--model", args.model, "--out", str(out), "--max-resident-keys", str(bound), "--max-keys", str(args.keys)])
                 rate = summary["events"] / summary["seconds"]
                 free = free or rate
                 row = {

@@ -347,7 +347,7 @@ def main() -> None:
                     print(json.dumps(plain), flush=True)
                 bounded = [0, args.max_resident_keys] if keys == counts[-1] and args.max_resident_keys and keys > args.max_resident_keys else [0]
                 for bound in bounded:
-                    flags = ["--model", args.model, *args.run_flags] + (["--max-resident-keys", str(bound)] if bound else [])
+                    flags = ["--model", args.model, "--max-keys", str(max(keys, 1)), *args.run_flags] + (["--max-resident-keys", str(bound)] if bound else [])
                     file_runs(path, keys, bound, args.model, flags)
                     if kafka is not None:  # a Kafka run's batches are the consumer's polls: no batch size of ours
                         topic = f"fleet-{tag}-{keys}"
