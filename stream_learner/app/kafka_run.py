@@ -31,17 +31,17 @@ import time
 from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import RecoveryConfig
 
 from connectors.base import DEFAULT_BATCH_SIZE
 from connectors.kafka import KafkaSink, KafkaSource, ensure_topics
 from connectors.kafka_producer import ProducerProcess
-from connectors.private_dir import lock_directory, private_directory
 from stream_learner.app.assembly import Profile, closing, run_profile
 from stream_learner.app.console import ConsoleLines
 from stream_learner.app.control_cmd import control_signing_key
 from stream_learner.app.dataflow import Sinks
 from stream_learner.app.dead_letters import DeadLetterTally
+from stream_learner.app.recovery_dir import open_recovery_dir
 from stream_learner.app.run_stats import RunStats
 from stream_learner.app.stores import NewKeysAhead, PatientReads, open_store, signing_key
 from stream_learner.engine import EngineConfig
@@ -194,11 +194,7 @@ class KafkaProfile(Profile):
         directory = self.settings.recovery.dir
         if directory is None:
             return None
-        directory = private_directory(directory, "recovery directory")  # it holds pickles
-        lock_directory(directory, "recovery directory")  # two services on one directory would both process everything
-        if not any(directory.glob("part-*.sqlite3")):
-            init_db_dir(directory, self.settings.recovery.partitions)
-        return RecoveryConfig(str(directory))
+        return open_recovery_dir(directory, self.settings.recovery.partitions)
 
     def restored(self, config: EngineConfig) -> Callable[[str], Step | None]:
         if not self.settings.snapshot.resume:

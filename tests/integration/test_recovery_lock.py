@@ -116,3 +116,44 @@ def test_a_recovery_dir_others_may_write_is_refused_before_any_work(kafka_bootst
         f"whoever can write it runs code in this service; make it private (chmod 700 {recovery})"
     ]
     assert list(recovery.iterdir()) == []  # no recovery state was created or read
+
+
+def test_a_damaged_recovery_dir_stops_the_service_in_one_line_and_moved_away_every_key_resumes_from_its_snapshot(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    """Bytewax itself stops with a Rust panic and a Python traceback on a damaged recovery database."""
+    topics = {name: f"{name}-damaged-{unique}" for name in ("in", "pred", "metrics", "dlq")}
+    client = {"bootstrap_servers": [kafka_bootstrap]}
+    ensure_topics(client, list(topics.values()), partitions=2)
+    messages = _messages()
+    producer = make_producer(client)
+    for key, value in messages:
+        producer.send(topics["in"], key=key, value=value)
+    producer.flush()
+    producer.close()
+    recovery = tmp_path / "recovery"
+    command = _command(kafka_bootstrap, f"damaged-{unique}", topics, recovery)
+    env = {**_env(redis_url), "STREAM_LEARNER_SNAPSHOT__RESUME": "true"}
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    [part] = sorted(recovery.glob("part-*.sqlite3"))
+    damaged = bytearray(part.read_bytes())
+    for i in range(100, len(damaged), 509):  # a disk that flipped bits all over the file
+        damaged[i] ^= 0xFF
+    part.write_bytes(bytes(damaged))
+
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"stream-learner: error: the recovery directory {recovery} is damaged: {part.name}: database disk image is malformed; restore it from a"
+        " backup, or move the directory away to resume every model key from its latest snapshot (outputs since that snapshot are sent again)"
+    ]
+    assert len(read_topic(kafka_bootstrap, topics["pred"])) == len(messages)  # nothing was predicted again
+
+    recovery.rename(tmp_path / "recovery.damaged")  # what the line says to do
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert sorted(summary["restored_keys"]) == sorted({json.loads(value)["key"] for _, value in messages})  # from their snapshots
+    ids = [p["id"] for p in read_topic(kafka_bootstrap, topics["pred"])]
+    assert set(ids) == {json.loads(value)["id"] for _, value in messages}  # every input predicted, some of them twice
