@@ -160,7 +160,7 @@ class KafkaProfile(Profile):
             ensure_topics(self.client, [k.input_topic, k.labels_topic or "", k.control_topic or "", k.predictions_topic, k.metrics_topic, k.dead_letter_topic, k.shadow_topic or ""], k.topic_partitions, k.replication_factor)
         source.list_parts()  # the cluster answers and the input topics exist: one error line now, not a failure inside the dataflow
         redis_store = open_store(self.settings)
-        self.store = PatientReads(redis_store, self.settings.snapshot.outage_timeout_s)
+        self.store = PatientReads(redis_store, self.settings.snapshot.outage_timeout_s, stop=source.stop)
         self.new_keys = NewKeysAhead(redis_store)
         closing(stack, self.store.close, "the Redis snapshot store")
         return self.store, self.signing_key

@@ -73,14 +73,17 @@ class PatientReads:
     an operator's rollback wait for Redis, rather than start the key afresh
     or fail the service. Writes go to the store at once and raise what it
     raises: the snapshot writer saves again later, and an eviction the store
-    refuses keeps the learner in memory. Thread-safe: the dataflow's workers
-    share it.
+    refuses keeps the learner in memory. Once ``stop`` is set (SIGTERM,
+    SIGINT) a read that waits gives up at once, in one line, rather than hold
+    the stop for up to ``timeout_s``: the events behind it are read again
+    on the next start. Thread-safe: the dataflow's workers share it.
     """
 
-    def __init__(self, store: RedisSnapshotStore, timeout_s: float, retry_s: float = 1.0) -> None:
+    def __init__(self, store: RedisSnapshotStore, timeout_s: float, retry_s: float = 1.0, stop: threading.Event | None = None) -> None:
         self.store = store
         self.timeout_s = timeout_s
         self.retry_s = retry_s
+        self.stop = stop if stop is not None else threading.Event()
         self._lock = threading.Lock()
         self._failing = 0  # reads that failed since Redis last answered
 
@@ -129,7 +132,11 @@ class PatientReads:
                     raise SnapshotError(
                         f"cannot load the snapshot of model key {key!r}: Redis has not answered for {self.timeout_s:g} s (snapshot.outage_timeout_s): {exc}"
                     ) from None
-                time.sleep(min(self.retry_s, left))
+                if self.stop.wait(min(self.retry_s, left)):
+                    raise SnapshotError(
+                        f"cannot load the snapshot of model key {key!r}: stopped while Redis does not answer ({exc});"
+                        " the events not yet predicted are read again on the next start"
+                    ) from None
                 continue
             with self._lock:
                 failed, self._failing = self._failing, 0

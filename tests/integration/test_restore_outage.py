@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -195,3 +196,53 @@ def test_an_evicted_key_whose_events_come_while_redis_is_down_waits_for_it_and_p
     warnings = [r.getMessage() for r in caplog.records]
     assert len([w for w in warnings if "not loaded" in w]) == 1, warnings  # one line for the outage, not one per attempt
     assert len([w for w in warnings if "answers again" in w]) == 1, warnings
+
+
+def test_a_signal_while_a_key_waits_for_redis_stops_the_service_at_once_in_one_line_and_a_restart_predicts_its_events(
+    kafka_bootstrap: str, own_redis: RedisServer, unique: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """Before, the stop waited for Redis up to snapshot.outage_timeout_s (600 s), past any supervisor's grace period."""
+    settings = settings_for(kafka_bootstrap, own_redis.url, unique, topic_partitions=1, group_id=f"group-{unique}", start="committed", idle_timeout_s=8.0)
+    k = settings.kafka
+    ensure_topics(k.client_config(), [k.input_topic, k.predictions_topic, k.metrics_topic, k.dead_letter_topic], partitions=1)
+    produce_all(settings, _events("b", 10))
+    command = [
+        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
+        "--bootstrap-servers", kafka_bootstrap, "--app", settings.app, "--redis-url", own_redis.url,
+        "--input-topic", k.input_topic, "--predictions-topic", k.predictions_topic, "--metrics-topic", k.metrics_topic,
+        "--dead-letter-topic", k.dead_letter_topic, "--group-id", k.group_id or "", "--start", "committed",
+        "--stop-when-idle", "8", "--snapshot-seconds", "0",
+    ]  # fmt: skip
+    env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}  # snapshot.outage_timeout_s: 600 s
+    with (tmp_path / "service.log").open("wb") as log:
+        service = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_topic(kafka_bootstrap, k.predictions_topic)) < 10:  # the service reads: b's predictions
+            assert service.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
+        own_redis.stop()
+        produce_all(settings, _events("a", 100))
+        while "not loaded" not in (tmp_path / "service.log").read_text():  # a's first event waits for its snapshot
+            assert service.poll() is None and time.monotonic() < deadline + 60, (tmp_path / "service.log").read_text()
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        service.send_signal(signal.SIGTERM)
+        out, _ = service.communicate(timeout=60)
+        stopped_in = time.monotonic() - signalled
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.communicate(timeout=10)
+    stderr = (tmp_path / "service.log").read_text().splitlines()
+    assert (service.returncode, out) == (2, b""), stderr
+    assert stopped_in < 30, stopped_in  # a supervisor's usual grace period, far below the 600 s of the timeout
+    assert len(stderr) == 3, stderr  # the outage's warning, the signal's, then the error
+    assert "snapshot of model key 'a' not loaded" in stderr[0] and "SIGTERM: finishing the stream" in stderr[1]
+    assert stderr[2].startswith("stream-learner: error: cannot load the snapshot of model key 'a': stopped while Redis does not answer (")
+    assert [p for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"] == []  # not started from zero
+
+    own_redis.start()
+    summary = run_kafka(settings, ENGINE, handle_signals=False)  # restarted: from the committed offsets
+    a_ids = [p["id"] for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"]
+    print(f"SIGTERM while Redis is down: stopped in {stopped_in:.1f} s, exit {service.returncode}; after the restart: a {len(a_ids)} of 100")
+    assert sorted(a_ids) == sorted(f"a-{i}" for i in range(100)) and summary["predictions"] >= 100  # every event of a predicted, once
