@@ -38,10 +38,9 @@ def _wait_for_lock(directory: Path, service: subprocess.Popen[bytes], timeout: f
         time.sleep(0.05)
 
 
-def test_a_second_kafka_service_on_one_recovery_dir_stops_and_the_first_processes_everything_once(
-    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
-) -> None:
-    topics = {name: f"{name}-lock-{unique}" for name in ("in", "pred", "metrics", "dlq")}
+def _topics_holding_the_stream(kafka_bootstrap: str, name: str) -> tuple[dict[str, str], list[tuple[bytes, bytes]]]:
+    """A run's topics (input, predictions, metrics, dead letters), the input holding the crash tests' stream; and that stream."""
+    topics = {topic: f"{topic}-{name}" for topic in ("in", "pred", "metrics", "dlq")}
     client = {"bootstrap_servers": [kafka_bootstrap]}
     ensure_topics(client, list(topics.values()), partitions=2)
     messages = _messages()
@@ -50,6 +49,13 @@ def test_a_second_kafka_service_on_one_recovery_dir_stops_and_the_first_processe
         producer.send(topics["in"], key=key, value=value)
     producer.flush()
     producer.close()
+    return topics, messages
+
+
+def test_a_second_kafka_service_on_one_recovery_dir_stops_and_the_first_processes_everything_once(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
+) -> None:
+    topics, messages = _topics_holding_the_stream(kafka_bootstrap, f"lock-{unique}")
     recovery = tmp_path / "recovery"
     command = _command(kafka_bootstrap, f"lock-{unique}", topics, recovery)  # stops 4 s after the last event
     env = _env(redis_url)
@@ -122,15 +128,7 @@ def test_a_damaged_recovery_dir_stops_the_service_in_one_line_and_moved_away_eve
     kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
 ) -> None:
     """Bytewax itself stops with a Rust panic and a Python traceback on a damaged recovery database."""
-    topics = {name: f"{name}-damaged-{unique}" for name in ("in", "pred", "metrics", "dlq")}
-    client = {"bootstrap_servers": [kafka_bootstrap]}
-    ensure_topics(client, list(topics.values()), partitions=2)
-    messages = _messages()
-    producer = make_producer(client)
-    for key, value in messages:
-        producer.send(topics["in"], key=key, value=value)
-    producer.flush()
-    producer.close()
+    topics, messages = _topics_holding_the_stream(kafka_bootstrap, f"damaged-{unique}")
     recovery = tmp_path / "recovery"
     command = _command(kafka_bootstrap, f"damaged-{unique}", topics, recovery)
     env = {**_env(redis_url), "STREAM_LEARNER_SNAPSHOT__RESUME": "true"}

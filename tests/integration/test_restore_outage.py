@@ -120,10 +120,11 @@ def test_a_new_key_during_a_redis_outage_resumes_from_its_snapshot_once_redis_is
     store.close()
 
 
-def test_a_new_key_while_redis_stays_down_stops_the_service_with_one_line_and_a_restart_predicts_its_events(
-    kafka_bootstrap: str, own_redis: RedisServer, unique: str, tmp_path: Path  # noqa: F811
-) -> None:
-    settings = settings_for(kafka_bootstrap, own_redis.url, unique, topic_partitions=1, group_id=f"group-{unique}", start="committed", idle_timeout_s=8.0)
+def _cli_service_while_redis_goes_down(
+    kafka_bootstrap: str, own_redis: RedisServer, settings: Settings, log: Path, env: dict[str, str], then: Callable[[subprocess.Popen[bytes]], None]  # noqa: F811
+) -> tuple[int, bytes, list[str]]:
+    """A CLI service reads key b's 10 events; Redis stops and key a's 100 events come (a's first event in this service waits
+    for its snapshot); then ``then(service)``. The service's exit status, stdout and stderr lines."""
     k = settings.kafka
     ensure_topics(k.client_config(), [k.input_topic, k.predictions_topic, k.metrics_topic, k.dead_letter_topic], partitions=1)
     produce_all(settings, _events("b", 10))
@@ -134,33 +135,46 @@ def test_a_new_key_while_redis_stays_down_stops_the_service_with_one_line_and_a_
         "--dead-letter-topic", k.dead_letter_topic, "--group-id", k.group_id or "", "--start", "committed",
         "--stop-when-idle", "8", "--snapshot-seconds", "0",
     ]  # fmt: skip
-    env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY, "STREAM_LEARNER_SNAPSHOT__OUTAGE_TIMEOUT_S": "3"}
-    with (tmp_path / "service.log").open("wb") as log:
-        service = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
+    with log.open("wb") as stderr:
+        service = subprocess.Popen(command, env={**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY, **env}, stdout=subprocess.PIPE, stderr=stderr)
     try:
         deadline = time.monotonic() + 60
         while len(read_topic(kafka_bootstrap, k.predictions_topic)) < 10:  # the service reads: b's predictions
-            assert service.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
+            assert service.poll() is None and time.monotonic() < deadline, log.read_text()
         own_redis.stop()
         produce_all(settings, _events("a", 100))
+        then(service)
         out, _ = service.communicate(timeout=120)
     finally:
         if service.poll() is None:
             service.kill()
             service.communicate(timeout=10)
-    stderr = (tmp_path / "service.log").read_text().splitlines()
-    assert (service.returncode, out) == (2, b""), stderr
+    assert [p for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"] == []  # not started from zero
+    return service.returncode, out, log.read_text().splitlines()
+
+
+def _restarted_with_redis_back(kafka_bootstrap: str, own_redis: RedisServer, settings: Settings) -> tuple[dict[str, Any], list[str]]:  # noqa: F811
+    """Redis back, the service restarted (from the committed offsets): its summary, and the ids of every prediction of key a."""
+    own_redis.start()
+    summary = run_kafka(settings, ENGINE, handle_signals=False)
+    return summary, [p["id"] for p in read_topic(kafka_bootstrap, settings.kafka.predictions_topic) if p["key"] == "a"]
+
+
+def test_a_new_key_while_redis_stays_down_stops_the_service_with_one_line_and_a_restart_predicts_its_events(
+    kafka_bootstrap: str, own_redis: RedisServer, unique: str, tmp_path: Path  # noqa: F811
+) -> None:
+    settings = settings_for(kafka_bootstrap, own_redis.url, unique, topic_partitions=1, group_id=f"group-{unique}", start="committed", idle_timeout_s=8.0)
+    code, out, stderr = _cli_service_while_redis_goes_down(
+        kafka_bootstrap, own_redis, settings, tmp_path / "service.log", {"STREAM_LEARNER_SNAPSHOT__OUTAGE_TIMEOUT_S": "3"}, lambda service: None
+    )
+    assert (code, out) == (2, b""), stderr
     assert len(stderr) == 2, stderr  # the outage's warning, then the error
     assert "snapshot of model key 'a' not loaded" in stderr[0]
     assert stderr[1].startswith("stream-learner: error: cannot load the snapshot of model key 'a': Redis has not answered for 3 s (snapshot.outage_timeout_s): ")
-    assert [p for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"] == []  # not started from zero
 
-    own_redis.start()
-    summary = run_kafka(settings, ENGINE, handle_signals=False)  # restarted: from the committed offsets
-    predictions = read_topic(kafka_bootstrap, k.predictions_topic)
-    a_ids = [p["id"] for p in predictions if p["key"] == "a"]
-    b_ids = [p["id"] for p in predictions if p["key"] == "b"]
-    print(f"Redis down past the timeout: exit {service.returncode}; after the restart: a {len(a_ids)} of 100, b {len(b_ids)} of 10 (at-least-once)")
+    summary, a_ids = _restarted_with_redis_back(kafka_bootstrap, own_redis, settings)
+    b_ids = [p["id"] for p in read_topic(kafka_bootstrap, settings.kafka.predictions_topic) if p["key"] == "b"]
+    print(f"Redis down past the timeout: exit {code}; after the restart: a {len(a_ids)} of 100, b {len(b_ids)} of 10 (at-least-once)")
     assert sorted(a_ids) == sorted(f"a-{i}" for i in range(100))  # every event of a predicted, once
     assert summary["predictions"] == summary["events"] >= 100
 
@@ -203,46 +217,24 @@ def test_a_signal_while_a_key_waits_for_redis_stops_the_service_at_once_in_one_l
 ) -> None:
     """Before, the stop waited for Redis up to snapshot.outage_timeout_s (600 s), past any supervisor's grace period."""
     settings = settings_for(kafka_bootstrap, own_redis.url, unique, topic_partitions=1, group_id=f"group-{unique}", start="committed", idle_timeout_s=8.0)
-    k = settings.kafka
-    ensure_topics(k.client_config(), [k.input_topic, k.predictions_topic, k.metrics_topic, k.dead_letter_topic], partitions=1)
-    produce_all(settings, _events("b", 10))
-    command = [
-        sys.executable, "-m", "stream_learner.app.cli", "run", "--source", "kafka", "--json",
-        "--bootstrap-servers", kafka_bootstrap, "--app", settings.app, "--redis-url", own_redis.url,
-        "--input-topic", k.input_topic, "--predictions-topic", k.predictions_topic, "--metrics-topic", k.metrics_topic,
-        "--dead-letter-topic", k.dead_letter_topic, "--group-id", k.group_id or "", "--start", "committed",
-        "--stop-when-idle", "8", "--snapshot-seconds", "0",
-    ]  # fmt: skip
-    env = {**os.environ, "STREAM_LEARNER_SNAPSHOT__SIGNING_KEY": SIGNING_KEY}  # snapshot.outage_timeout_s: 600 s
-    with (tmp_path / "service.log").open("wb") as log:
-        service = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log)
-    try:
+    log, signalled = tmp_path / "service.log", []
+
+    def terminate_once_a_waits(service: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + 60
-        while len(read_topic(kafka_bootstrap, k.predictions_topic)) < 10:  # the service reads: b's predictions
-            assert service.poll() is None and time.monotonic() < deadline, (tmp_path / "service.log").read_text()
-        own_redis.stop()
-        produce_all(settings, _events("a", 100))
-        while "not loaded" not in (tmp_path / "service.log").read_text():  # a's first event waits for its snapshot
-            assert service.poll() is None and time.monotonic() < deadline + 60, (tmp_path / "service.log").read_text()
+        while "not loaded" not in log.read_text():  # a's first event waits for its snapshot
+            assert service.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        signalled = time.monotonic()
+        signalled.append(time.monotonic())
         service.send_signal(signal.SIGTERM)
-        out, _ = service.communicate(timeout=60)
-        stopped_in = time.monotonic() - signalled
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.communicate(timeout=10)
-    stderr = (tmp_path / "service.log").read_text().splitlines()
-    assert (service.returncode, out) == (2, b""), stderr
+
+    code, out, stderr = _cli_service_while_redis_goes_down(kafka_bootstrap, own_redis, settings, log, {}, terminate_once_a_waits)  # timeout: 600 s
+    stopped_in = time.monotonic() - signalled[0]
+    assert (code, out) == (2, b""), stderr
     assert stopped_in < 30, stopped_in  # a supervisor's usual grace period, far below the 600 s of the timeout
     assert len(stderr) == 3, stderr  # the outage's warning, the signal's, then the error
     assert "snapshot of model key 'a' not loaded" in stderr[0] and "SIGTERM: finishing the stream" in stderr[1]
     assert stderr[2].startswith("stream-learner: error: cannot load the snapshot of model key 'a': stopped while Redis does not answer (")
-    assert [p for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"] == []  # not started from zero
 
-    own_redis.start()
-    summary = run_kafka(settings, ENGINE, handle_signals=False)  # restarted: from the committed offsets
-    a_ids = [p["id"] for p in read_topic(kafka_bootstrap, k.predictions_topic) if p["key"] == "a"]
-    print(f"SIGTERM while Redis is down: stopped in {stopped_in:.1f} s, exit {service.returncode}; after the restart: a {len(a_ids)} of 100")
+    summary, a_ids = _restarted_with_redis_back(kafka_bootstrap, own_redis, settings)
+    print(f"SIGTERM while Redis is down: stopped in {stopped_in:.1f} s, exit {code}; after the restart: a {len(a_ids)} of 100")
     assert sorted(a_ids) == sorted(f"a-{i}" for i in range(100)) and summary["predictions"] >= 100  # every event of a predicted, once
