@@ -288,7 +288,8 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
 
     Bytewax builds the logic without telling it the key, so the learner is
     built (or restored) on the first batch, whose events carry the key.
-    ``states`` makes its recovery state (``None``: the run has no recovery).
+    ``states`` makes its recovery state (``None``: the run has no recovery);
+    ``keys`` counts the keys its worker holds (a new key beyond ``max_keys`` is refused).
 
     With a ``residency``, the worker's resident set may evict the learner
     (:meth:`leaving`, then :meth:`left`): its state is saved as a snapshot
@@ -306,13 +307,13 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         restored: Callable[[str], Step | None],
         states: RecoveryStates | None,
         resume_state: bytes | None,
+        keys: KeyCount,
         on_step: Callable[[str, int, float], None] | None = None,
         recovered: Callable[[Step], None] = lambda learner: None,
         residency: Residency | None = None,
         control: Control | None = None,
         rounds: SnapshotRounds | None = None,
         points: RunStats | None = None,
-        keys: KeyCount | None = None,
     ) -> None:
         self.config = config
         self.keys = keys
@@ -331,7 +332,7 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
         # still holds the version its committed recovery state names (else a crash would resume it from a newer one, which
         # skips events whose outputs may not have been delivered), however many versions newer evictions would add
         self.pinned = False
-        if resume_state is not None and keys is not None:
+        if resume_state is not None:
             keys.hold()  # a key the worker held when its recovery state was committed
         marker = parse_marker(resume_state) if resume_state is not None else None
         if marker is not None:
@@ -345,7 +346,7 @@ class _LearnerLogic(StatefulBatchLogic[Read, Answer, bytes | None]):
     def on_batch(self, reads: list[Read]) -> tuple[list[Answer], bool]:
         learner = self.learner
         if learner is None:
-            if self.evicted is None and self.keys is not None and not self.keys.admit():
+            if self.evicted is None and not self.keys.admit():
                 return self._refused(reads, self.keys.limit), self.DISCARD  # nothing kept: its next event is refused again, or admitted once room was made
             learner = self.learner = self._bring_back(reads[0].items)
             self._resident()
@@ -588,8 +589,8 @@ def build_dataflow(
 
     def build_logic(resume_state: bytes | None) -> _LearnerLogic:
         return _LearnerLogic(
-            step_config, restored, states.get() if recoverable else None, resume_state, stats.step_done, recovered,
-            residencies.get() if residencies is not None else None, control, rounds.get(), stats, keys.get(),
+            step_config, restored, states.get() if recoverable else None, resume_state, keys.get(), stats.step_done, recovered,
+            residencies.get() if residencies is not None else None, control, rounds.get(), stats,
         )  # fmt: skip
 
     learned = op.stateful_batch("learn", split.trues, build_logic)

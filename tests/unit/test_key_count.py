@@ -14,7 +14,7 @@ CONFIG = EngineConfig(source="in", max_keys=1)
 
 
 def _logic(keys: KeyCount, resume_state: bytes | None = None) -> _LearnerLogic:
-    return _LearnerLogic(CONFIG, lambda key: None, None, resume_state, keys=keys)
+    return _LearnerLogic(CONFIG, lambda key: None, None, resume_state, keys)
 
 
 def test_a_key_beyond_the_limit_gets_dead_letters_and_refusals_and_is_discarded() -> None:
