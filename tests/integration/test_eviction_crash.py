@@ -74,16 +74,17 @@ def test_sigkill_during_evictions_loses_and_repeats_nothing_learned(kafka_bootst
         "app": f"evict-crash-{unique}",
         "kafka": {
             "bootstrap_servers": kafka_bootstrap, "input_topic": topics["in"], "predictions_topic": topics["pred"],
-            "metrics_topic": topics["metrics"], "dead_letter_topic": topics["dlq"], "idle_timeout_s": 1.5, "poll_max_records": 20, "max_batch_records": 20,
+            "metrics_topic": topics["metrics"], "dead_letter_topic": topics["dlq"], "idle_timeout_s": 5, "poll_max_records": 20, "max_batch_records": 20,
         },
         "redis": {"url": redis_url},
         "snapshot": {"signing_key": SIGNING_KEY, "every_events": 100, "every_seconds": 0, "resume": False},  # only recovery carries state over
         "recovery": {"dir": str(tmp_path / "recovery"), "epoch_seconds": 0.05},
     }  # fmt: skip
     rng = random.Random()
-    # mid-stream: a run evicts a few dozen times on a loaded machine, fewer on a quiet one (a key restored in an epoch stays until
-    # its close); the restarted run has only the rest of the stream, and resumes mid-stream already: it dies soon
-    kills = [("after", rng.randint(3, 8), 0.2), ("before", rng.randint(1, 2), 0.05)]
+    # mid-stream: a run evicts a few dozen times (a key restored in an epoch stays until its close), each round paced
+    # (evicting_service.PACE_S): the first dies 1.5 s after its first round, once epochs were committed; the restarted run
+    # has only the rest of the stream, and resumes mid-stream already: it dies soon
+    kills = [("after", rng.randint(3, 8), 1.5), ("before", rng.randint(1, 2), 0.05)]
     store = RedisSnapshotStore.from_url(redis_url, app=overrides["app"])
     try:
         for point, n, after_s in kills:
